@@ -1,0 +1,1 @@
+//! Host-side whole-boot-flow integration tests live in tests/tests/.
