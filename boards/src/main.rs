@@ -1,3 +1,39 @@
+//! kexboot firmware: the one binary, with the board chosen at a single dispatch point
+//! ([`board`]). Everything else here is what any AArch64 board needs: entry, console, MMU,
+//! heap, virtio, and the boot flow that ends in the relocator.
+
 #![no_std]
 #![no_main]
-#[panic_handler] fn p(_: &core::panic::PanicInfo) -> ! { loop {} }
+
+extern crate alloc;
+
+#[macro_use]
+mod console;
+#[path = "arch/aarch64/mod.rs"]
+mod arch;
+mod boot;
+mod heap;
+mod memory;
+mod qemu_virt;
+mod relocation;
+mod shell;
+mod timer;
+mod virtio;
+
+/// The board this build runs on. One module per board; today there is one.
+use qemu_virt as board;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Called by the entry assembly with the MMU off, on kexboot's stack, BSS zeroed.
+#[no_mangle]
+extern "C" fn kexboot_main(dtb: u64, image_base: u64) -> ! {
+    timer::init();
+    board::start(dtb, image_base)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    console::emergency_fmt(format_args!("\n*** kexboot panic: {info}\n*** CPU stopped.\n"));
+    arch::halt()
+}

@@ -1,0 +1,142 @@
+//! Entry point: the arm64 Image header, self-relocation, BSS, stack, FP/SIMD, vectors.
+//!
+//! kexboot is itself an arm64 Image (Linux `Documentation/arch/arm64/booting.rst`), so QEMU
+//! `-kernel`, another bootloader's `booti` and Linux `kexec -l` all load it the same way and pass
+//! x0 = physical address of the device tree. It is linked at 0 as a position-independent
+//! executable and applies its own `R_AARCH64_RELATIVE` relocations before any Rust code runs.
+//!
+//! Register use in `primary_entry` until Rust is called:
+//! - x19: device tree address from the previous stage (x0 at entry)
+//! - x20: physical address the image was loaded at (runtime `_start`)
+
+use core::arch::global_asm;
+
+/// Image header flags: little-endian (bit 0 = 0), 4 KiB pages (bits 1-2 = 1), and the image may
+/// be placed at any 2 MiB aligned base in RAM (bit 3).
+const IMAGE_FLAGS: u64 = (1 << 1) | (1 << 3);
+/// "ARM\x64", little-endian, at offset 0x38.
+const IMAGE_MAGIC: u32 = 0x644d_5241;
+/// ELF relocation type of the only relocations a static PIE has.
+const R_AARCH64_RELATIVE: u64 = 1027;
+/// Size of one `Elf64_Rela`.
+const RELA_SIZE: u64 = 24;
+/// CPTR_EL2 value that traps nothing (RES1 bits 13:12 and 9:0 set; TFP, bit 10, clear).
+const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+/// CPACR_EL1.FPEN = 0b11: FP/SIMD not trapped at EL0/EL1.
+const CPACR_EL1_FPEN: u64 = 0b11 << 20;
+/// CurrentEL value (bits 3:2) for EL2 and EL1.
+const CURRENT_EL_EL2: u64 = 2 << 2;
+const CURRENT_EL_EL1: u64 = 1 << 2;
+
+global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _start
+_start:
+    /* arm64 Image header (64 bytes) */
+    b       primary_entry           /* code0 */
+    .long   0                       /* code1 */
+    .quad   0                       /* text_offset */
+    .quad   __kexboot_image_size    /* image_size: file + BSS + stack */
+    .quad   {flags}                 /* flags */
+    .quad   0                       /* res2 */
+    .quad   0                       /* res3 */
+    .quad   0                       /* res4 */
+    .long   {magic}                 /* magic "ARM\x64" */
+    .long   0                       /* res5: no PE header */
+
+primary_entry:
+    msr     daifset, #0xf
+    mov     x19, x0
+    adr     x20, _start
+
+    /* Invalidate the whole image (file, BSS, stack) to PoC before writing it with the MMU off,
+       so no stale line from the previous stage is hit once the caches are on. The previous stage
+       cleaned the loaded image to PoC (boot protocol), so nothing is lost. */
+    adrp    x0, __image_start
+    add     x0, x0, :lo12:__image_start
+    adrp    x1, __image_end
+    add     x1, x1, :lo12:__image_end
+    bl      dcache_inval_range
+
+    /* Apply R_AARCH64_RELATIVE relocations: *(base + r_offset) = base + r_addend */
+    adrp    x9, __rela_start
+    add     x9, x9, :lo12:__rela_start
+    adrp    x10, __rela_end
+    add     x10, x10, :lo12:__rela_end
+1:  cmp     x9, x10
+    b.hs    2f
+    ldp     x11, x12, [x9]          /* r_offset, r_info */
+    ldr     x13, [x9, #16]          /* r_addend */
+    add     x9, x9, #{rela_size}
+    cmp     x12, #{r_relative}
+    b.ne    .Lbad_reloc
+    add     x13, x13, x20
+    str     x13, [x20, x11]
+    b       1b
+2:
+    /* Zero BSS */
+    adrp    x9, __bss_start
+    add     x9, x9, :lo12:__bss_start
+    adrp    x10, __bss_end
+    add     x10, x10, :lo12:__bss_end
+3:  cmp     x9, x10
+    b.hs    4f
+    stp     xzr, xzr, [x9], #16
+    b       3b
+4:
+    adrp    x9, __stack_top
+    add     x9, x9, :lo12:__stack_top
+    mov     sp, x9
+
+    /* FP/SIMD access and exception vectors for the EL we run at */
+    adrp    x9, exception_vectors
+    add     x9, x9, :lo12:exception_vectors
+    mrs     x10, CurrentEL
+    and     x10, x10, #0xc
+    cmp     x10, #{el2}
+    b.eq    5f
+    cmp     x10, #{el1}
+    b.ne    .Lunsupported_el
+    mov     x11, #{cpacr_fpen}
+    msr     cpacr_el1, x11
+    msr     vbar_el1, x9
+    b       6f
+5:  mov     x11, #{cptr_el2}
+    msr     cptr_el2, x11
+    msr     vbar_el2, x9
+6:  isb
+    mov     x0, x19
+    mov     x1, x20
+    bl      kexboot_main
+.Lunsupported_el:
+.Lbad_reloc:
+    wfe
+    b       .Lbad_reloc
+
+/* dcache_inval_range(x0 = start, x1 = end): dc ivac by VA over [start, end). Clobbers x2-x4. */
+    .global dcache_inval_range
+dcache_inval_range:
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4         /* DminLine: log2(words) */
+    mov     x2, #4
+    lsl     x2, x2, x3              /* line size in bytes */
+    sub     x4, x2, #1
+    bic     x0, x0, x4
+7:  cmp     x0, x1
+    b.hs    8f
+    dc      ivac, x0
+    add     x0, x0, x2
+    b       7b
+8:  dsb     sy
+    ret
+"#,
+    flags = const IMAGE_FLAGS,
+    magic = const IMAGE_MAGIC,
+    rela_size = const RELA_SIZE,
+    r_relative = const R_AARCH64_RELATIVE,
+    el2 = const CURRENT_EL_EL2,
+    el1 = const CURRENT_EL_EL1,
+    cpacr_fpen = const CPACR_EL1_FPEN,
+    cptr_el2 = const CPTR_EL2_NO_TRAPS,
+);

@@ -1,0 +1,175 @@
+//! kexboot's own MMU: an identity map (RAM as Normal write-back, executable; device registers
+//! as Device-nGnRE), built with `aarch64-paging` from what the device tree describes, enabled at
+//! the EL kexboot was entered at (EL2 or EL1, each with its own MAIR/TCR/SCTLR).
+//!
+//! The page tables come from the heap. The relocator later copies with these same tables still
+//! active (the heap is a control region no boot segment may overlap), so they double as its
+//! transitional identity map.
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+use aarch64_paging::descriptor::{El1Attributes, El23Attributes};
+use aarch64_paging::idmap::IdMap;
+use aarch64_paging::paging::{El1And0, El2, MemoryRegion};
+use alloc::boxed::Box;
+use kexboot_loader::mem::Range;
+
+/// Root level 1 with 4 KiB granules: 39-bit VA space (512 GiB), T0SZ = 64 - 39.
+const ROOT_LEVEL: usize = 1;
+const T0SZ: u64 = 64 - 39;
+/// MAIR index 0: Device-nGnRE; index 1: Normal, inner/outer write-back read/write-allocate.
+const MAIR_DEVICE_IDX: usize = 0;
+const MAIR_NORMAL_IDX: usize = 1;
+
+/// Errors from building the map.
+#[derive(Debug)]
+pub struct MapError(pub Range);
+
+/// The live page tables; kept for the life of the firmware.
+pub enum Tables {
+    El2(Box<IdMap<El2>>),
+    El1(Box<IdMap<El1And0>>),
+}
+
+fn region(r: &Range) -> MemoryRegion {
+    MemoryRegion::new(r.start as usize, r.end as usize)
+}
+
+/// Builds the identity map and turns the MMU and caches on at the current EL.
+///
+/// # Safety
+/// `ram` must cover all memory the firmware uses (image, stack, heap, device tree) and
+/// `devices` every MMIO region it touches; nothing else may be in use.
+pub unsafe fn enable(ram: &[Range], devices: &[Range]) -> Result<Tables, MapError> {
+    let el = super::current_el();
+    let tables = if el == 2 {
+        let normal = El23Attributes::VALID
+            | El23Attributes::ACCESSED
+            | El23Attributes::INNER_SHAREABLE
+            | El23Attributes::USER_RES1
+            | attr_index_el2(MAIR_NORMAL_IDX);
+        let device = El23Attributes::VALID
+            | El23Attributes::ACCESSED
+            | El23Attributes::USER_RES1
+            | El23Attributes::XN
+            | attr_index_el2(MAIR_DEVICE_IDX);
+        let mut map = Box::new(IdMap::new(ROOT_LEVEL, El2));
+        for r in ram {
+            map.map_range(&region(r), normal).map_err(|_| MapError(*r))?;
+        }
+        for r in devices {
+            map.map_range(&region(r), device).map_err(|_| MapError(*r))?;
+        }
+        Tables::El2(map)
+    } else {
+        let normal = El1Attributes::VALID
+            | El1Attributes::ACCESSED
+            | El1Attributes::INNER_SHAREABLE
+            | attr_index_el1(MAIR_NORMAL_IDX);
+        let device = El1Attributes::VALID
+            | El1Attributes::ACCESSED
+            | El1Attributes::UXN
+            | El1Attributes::PXN
+            | attr_index_el1(MAIR_DEVICE_IDX);
+        let mut map = Box::new(IdMap::with_asid(0, ROOT_LEVEL, El1And0));
+        for r in ram {
+            map.map_range(&region(r), normal).map_err(|_| MapError(*r))?;
+        }
+        for r in devices {
+            map.map_range(&region(r), device).map_err(|_| MapError(*r))?;
+        }
+        Tables::El1(map)
+    };
+    let root = match &tables {
+        Tables::El2(m) => m.root_address().0 as u64,
+        Tables::El1(m) => m.root_address().0 as u64,
+    };
+    // SAFETY: the caller guarantees the map covers everything in use; the registers are set
+    // for the current EL only, with TLBs invalidated before the MMU goes on.
+    unsafe {
+        if el == 2 {
+            enable_el2(root)
+        } else {
+            enable_el1(root)
+        }
+    }
+    Ok(tables)
+}
+
+fn attr_index_el2(i: usize) -> El23Attributes {
+    El23Attributes::from_bits_retain(i << 2)
+}
+
+fn attr_index_el1(i: usize) -> El1Attributes {
+    El1Attributes::from_bits_retain(i << 2)
+}
+
+fn mair_value() -> u64 {
+    // Attr0 = 0x04 Device-nGnRE, Attr1 = 0xff Normal WB RW-allocate inner and outer.
+    const DEVICE_NGNRE: u64 = 0x04;
+    const NORMAL_WB: u64 = 0xff;
+    (DEVICE_NGNRE << (8 * MAIR_DEVICE_IDX)) | (NORMAL_WB << (8 * MAIR_NORMAL_IDX))
+}
+
+fn pa_range() -> u64 {
+    ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange).min(5)
+}
+
+/// # Safety
+/// `root` is a valid EL2 identity map covering everything in use.
+unsafe fn enable_el2(root: u64) {
+    MAIR_EL2.set(mair_value());
+    TCR_EL2.write(
+        TCR_EL2::T0SZ.val(T0SZ)
+            + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL2::SH0::Inner
+            + TCR_EL2::TG0::KiB_4
+            + TCR_EL2::PS.val(pa_range()),
+    );
+    TTBR0_EL2.set(root);
+    barrier::isb(barrier::SY);
+    // SAFETY: TLB invalidation for EL2 has no effect on memory.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi alle2", "dsb ish", "isb", options(nostack)) };
+    SCTLR_EL2.modify(
+        SCTLR_EL2::M::Enable
+            + SCTLR_EL2::C::Cacheable
+            + SCTLR_EL2::I::Cacheable
+            + SCTLR_EL2::A::Disable
+            + SCTLR_EL2::WXN::Disable
+            + SCTLR_EL2::EE::Little,
+    );
+    barrier::isb(barrier::SY);
+    // SAFETY: instruction cache invalidation has no effect on memory.
+    unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// # Safety
+/// `root` is a valid EL1 identity map covering everything in use.
+unsafe fn enable_el1(root: u64) {
+    MAIR_EL1.set(mair_value());
+    TCR_EL1.write(
+        TCR_EL1::T0SZ.val(T0SZ)
+            + TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL1::SH0::Inner
+            + TCR_EL1::TG0::KiB_4
+            + TCR_EL1::EPD1::DisableTTBR1Walks
+            + TCR_EL1::IPS.val(pa_range()),
+    );
+    TTBR0_EL1.set(root);
+    barrier::isb(barrier::SY);
+    // SAFETY: TLB invalidation for EL1 has no effect on memory.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1", "dsb ish", "isb", options(nostack)) };
+    SCTLR_EL1.modify(
+        SCTLR_EL1::M::Enable
+            + SCTLR_EL1::C::Cacheable
+            + SCTLR_EL1::I::Cacheable
+            + SCTLR_EL1::A::Disable
+            + SCTLR_EL1::WXN::Disable
+            + SCTLR_EL1::EE::LittleEndian,
+    );
+    barrier::isb(barrier::SY);
+    // SAFETY: instruction cache invalidation has no effect on memory.
+    unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
+}

@@ -1,0 +1,138 @@
+//! The firmware's allocator. Until RAM is known, allocations come from a small bump arena in
+//! BSS (enough to parse the device tree); after that from one large region of free RAM, chosen
+//! by `memory::choose_heap`, managed by `linked_list_allocator`.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use linked_list_allocator::LockedHeap;
+
+const BOOT_ARENA_SIZE: usize = 256 * 1024;
+
+#[repr(C, align(4096))]
+struct BootArena(UnsafeCell<[u8; BOOT_ARENA_SIZE]>);
+
+// SAFETY: the arena is handed out by an atomic bump pointer; no two allocations overlap.
+unsafe impl Sync for BootArena {}
+
+static BOOT_ARENA: BootArena = BootArena(UnsafeCell::new([0; BOOT_ARENA_SIZE]));
+
+struct KexbootAlloc {
+    boot_next: AtomicUsize,
+    main_ready: AtomicBool,
+    main: LockedHeap,
+}
+
+impl KexbootAlloc {
+    fn in_boot_arena(&self, ptr: *mut u8) -> bool {
+        let start = BOOT_ARENA.0.get() as usize;
+        (start..start + BOOT_ARENA_SIZE).contains(&(ptr as usize))
+    }
+}
+
+// SAFETY: the bump arena never hands out overlapping blocks (atomic `fetch_update`), and the
+// main heap is `linked_list_allocator`'s locked heap over memory `init_main` was given.
+unsafe impl GlobalAlloc for KexbootAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if self.main_ready.load(Ordering::Acquire) {
+            // SAFETY: forwarded with the caller's layout.
+            return unsafe { self.main.alloc(layout) };
+        }
+        let base = BOOT_ARENA.0.get() as usize;
+        let mut out = null_mut();
+        let _ = self.boot_next.fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
+            let start = (base + next).next_multiple_of(layout.align()) - base;
+            let end = start.checked_add(layout.size())?;
+            if end > BOOT_ARENA_SIZE {
+                return None;
+            }
+            out = (base + start) as *mut u8;
+            Some(end)
+        });
+        out
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if self.in_boot_arena(ptr) {
+            return; // bump arena: never reused
+        }
+        // SAFETY: `ptr` came from the main heap with this layout (it is not in the arena).
+        unsafe { self.main.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: KexbootAlloc = KexbootAlloc {
+    boot_next: AtomicUsize::new(0),
+    main_ready: AtomicBool::new(false),
+    main: LockedHeap::empty(),
+};
+
+/// Hands `[start, start + size)` to the main heap.
+///
+/// # Safety
+/// The range must be free RAM, identity-mapped (or the MMU off), used by nothing else, ever.
+pub unsafe fn init_main(start: usize, size: usize) {
+    // SAFETY: the caller gives us exclusive use of this memory.
+    unsafe { ALLOC.main.lock().init(start as *mut u8, size) };
+    ALLOC.main_ready.store(true, Ordering::Release);
+}
+
+/// Free bytes in the main heap.
+pub fn free_bytes() -> usize {
+    ALLOC.main.lock().free()
+}
+
+/// A zero-initialised, page-aligned buffer from the heap: file contents, decompressed kernels,
+/// device trees and relocator control pages live in these.
+pub struct PageBuf {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+pub const PAGE: usize = 4096;
+
+impl PageBuf {
+    /// `None` when the heap cannot hold `len` bytes (rounded up to pages).
+    pub fn new(len: usize) -> Option<Self> {
+        let size = len.max(1).checked_next_multiple_of(PAGE)?;
+        let layout = Layout::from_size_align(size, PAGE).ok()?;
+        // SAFETY: non-zero size.
+        let ptr = NonNull::new(unsafe { alloc::alloc::alloc_zeroed(layout) })?;
+        Some(Self { ptr, layout })
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.layout.size()
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: we own `layout.size()` initialised bytes at `ptr`.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: as above, shared.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.layout.size()) }
+    }
+
+    /// Keeps the memory for good (it is handed to the relocator).
+    pub fn leak(self) -> u64 {
+        let a = self.addr();
+        core::mem::forget(self);
+        a
+    }
+}
+
+impl Drop for PageBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}

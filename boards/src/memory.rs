@@ -1,0 +1,49 @@
+//! The firmware's view of RAM: what the device tree says, what kexboot itself occupies, and
+//! where its heap goes. Boot segments are later placed only in what is left.
+
+use alloc::vec::Vec;
+use kexboot_loader::mem::{free_regions, Range};
+
+/// Smallest heap kexboot accepts, and the share of the largest free region it takes.
+const MIN_HEAP: u64 = 32 << 20;
+const PAGE: u64 = 4096;
+
+pub struct MemoryLayout {
+    pub ram: Vec<Range>,
+    /// `/memreserve/` and `/reserved-memory`: never written, passed on to the kernel.
+    pub reserved: Vec<Range>,
+    /// kexboot's image, BSS and stack.
+    pub image: Range,
+    /// The incoming device tree (copied to the heap, but its place is avoided all the same).
+    pub dtb: Range,
+    pub heap: Range,
+}
+
+impl MemoryLayout {
+    /// Everything a boot segment must not overlap.
+    pub fn avoid(&self) -> Vec<Range> {
+        let mut v = self.reserved.clone();
+        v.extend([self.image, self.dtb, self.heap]);
+        v
+    }
+
+    /// The relocator's control region: kexboot itself and its heap (trampoline page, entry list,
+    /// page tables, stack all live there).
+    pub fn control(&self) -> [Range; 2] {
+        [self.image, self.heap]
+    }
+}
+
+/// Picks the heap: the upper half of the largest free region (at least `MIN_HEAP`), leaving the
+/// lower part of RAM, where kernels like to be, for boot segments.
+pub fn choose_heap(ram: &[Range], avoid: &[Range]) -> Option<Range> {
+    let free = free_regions(ram, avoid);
+    let largest = free.iter().max_by_key(|r| r.len())?;
+    let len = largest.len();
+    if len < MIN_HEAP {
+        return None;
+    }
+    let size = (len / 2).max(MIN_HEAP) & !(PAGE - 1);
+    let start = (largest.end - size).next_multiple_of(PAGE);
+    Range::new(start, largest.end).ok()
+}

@@ -1,0 +1,129 @@
+//! Board `qemu-virt`: QEMU's `virt` machine, entered at EL2 (`virtualization=on`) or EL1 with
+//! x0 = QEMU's device tree. Everything (RAM, UART, virtio-mmio slots, PSCI) is discovered from
+//! that tree; nothing is hard-coded.
+
+use alloc::vec::Vec;
+use kexboot_loader::dt::DtInfo;
+use kexboot_loader::mem::Range;
+
+use crate::arch::{self, current_el};
+use crate::memory::{self, MemoryLayout};
+use crate::{boot, console, heap, timer, virtio};
+
+extern "C" {
+    /// End of kexboot's image, BSS and stack (linker script).
+    static __image_end: u8;
+}
+
+/// Largest device tree kexboot accepts (the boot protocol's limit).
+const MAX_DTB: usize = 2 << 20;
+const FDT_MAGIC: u32 = 0xd00d_feed;
+const PAGE: u64 = 4096;
+
+/// Runtime address of the end of kexboot's image (PC-relative, so correct wherever it runs).
+fn image_end() -> u64 {
+    core::ptr::addr_of!(__image_end) as u64
+}
+
+/// Reads the device tree header at `dtb` and returns it as a slice, after basic checks.
+///
+/// # Safety
+/// `dtb` must be readable for the size its header states (checked against `MAX_DTB`).
+unsafe fn dtb_slice(dtb: u64) -> Option<&'static [u8]> {
+    if dtb == 0 || dtb % 8 != 0 {
+        return None;
+    }
+    // SAFETY: the caller says the header is readable; 8 bytes: magic and totalsize.
+    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 8) };
+    let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if magic != FDT_MAGIC || size < 40 || size > MAX_DTB {
+        return None;
+    }
+    // SAFETY: as above, for the whole blob.
+    Some(unsafe { core::slice::from_raw_parts(dtb as *const u8, size) })
+}
+
+pub fn start(dtb: u64, image_base: u64) -> ! {
+    // SAFETY: the boot protocol gives x0 = a device tree in RAM; we read only what it says.
+    let Some(blob) = (unsafe { dtb_slice(dtb) }) else {
+        // No console without a device tree: nothing can be said. Stop.
+        arch::halt()
+    };
+    let info = match DtInfo::parse(blob) {
+        Ok(i) => i,
+        Err(_) => arch::halt(),
+    };
+    if let Some((compat, base)) = &info.stdout {
+        if compat.contains("pl011") {
+            // SAFETY: the device tree's stdout-path names this PL011.
+            unsafe { console::init(*base as usize) };
+        }
+    }
+    console::init_logger();
+    let el = current_el();
+    let ram_total: u64 = info.memory.iter().map(|r| r.len()).sum();
+    println!();
+    println!(
+        "kexboot {} (qemu-virt): entered at EL{}, RAM {} MiB, {} CPU(s), PSCI {}",
+        crate::VERSION,
+        el,
+        ram_total >> 20,
+        info.cpus,
+        info.psci_method.as_deref().unwrap_or("none"),
+    );
+    log::info!("banner (counter says {} ms since machine reset)", timer::since_reset_us() / 1000);
+
+    let image_end = image_end();
+    let image = Range::new(image_base, image_end.next_multiple_of(PAGE))
+        .expect("image range from the linker");
+    let dtb_range = Range::from_len(dtb & !(PAGE - 1), (blob.len() as u64 + (dtb % PAGE)).next_multiple_of(PAGE))
+        .expect("dtb range");
+    let mut avoid = info.reserved.clone();
+    avoid.extend([image, dtb_range]);
+    let Some(heap_range) = memory::choose_heap(&info.memory, &avoid) else {
+        log::error!("no free RAM region of at least 32 MiB for the heap");
+        arch::halt()
+    };
+    // The heap is written with the MMU off until the page tables are built: invalidate its
+    // first pages so no stale line of the previous stage shadows them later.
+    // SAFETY: cache maintenance by VA over RAM that is ours.
+    unsafe { arch::dcache_inval_range(heap_range.start, heap_range.start + EARLY_HEAP_INVAL) };
+    // SAFETY: `choose_heap` picked free RAM outside every reserved range, the image and the DTB.
+    unsafe { heap::init_main(heap_range.start as usize, heap_range.len() as usize) };
+
+    let mut devices: Vec<Range> = info.virtio_mmio.clone();
+    if let Some((_, base)) = &info.stdout {
+        devices.push(Range::from_len(*base & !(PAGE - 1), PAGE).expect("uart page"));
+    }
+    // SAFETY: RAM covers image, stack, heap and DTB; devices cover the UART and virtio slots.
+    let tables = match unsafe { arch::mmu::enable(&info.memory, &devices) } {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("cannot map {:#x}-{:#x}", e.0.start, e.0.end);
+            arch::halt()
+        }
+    };
+    core::mem::forget(tables); // live for the rest of the firmware's life
+    log::info!(
+        "MMU and caches on at EL{}; heap {} MiB at {:#x}",
+        el,
+        heap_range.len() >> 20,
+        heap_range.start
+    );
+
+    let layout = MemoryLayout {
+        ram: info.memory.clone(),
+        reserved: info.reserved.clone(),
+        image,
+        dtb: dtb_range,
+        heap: heap_range,
+    };
+    let dtb_copy: Vec<u8> = blob.to_vec();
+    let disks = virtio::find_block_devices(&info.virtio_mmio);
+    log::info!("{} virtio-blk disk(s) found", disks.len());
+    boot::run(&layout, &dtb_copy, disks, &info)
+}
+
+/// Bytes of the heap's start invalidated before first use with the MMU off.
+const EARLY_HEAP_INVAL: u64 = 8 << 20;

@@ -1,0 +1,80 @@
+//! The hand-over: turn the segments into a kexec-style entry list (validated against RAM,
+//! reserved memory and kexboot's own control region), copy with the relocator's engine while
+//! the MMU and caches are on, then let the same trampoline clean, turn the MMU off and jump.
+
+use alloc::vec::Vec;
+use kexboot_relocate::{self as relocate, EntryList, Layout, PhysMemory, Range, Segment};
+
+use crate::heap::{PageBuf, PAGE};
+use crate::memory::MemoryLayout;
+use crate::timer::{self, mb_per_s, Stopwatch};
+
+fn conv(r: &kexboot_loader::mem::Range) -> Range {
+    Range { start: r.start, end: r.end }
+}
+
+/// Relocates `segments` and enters the kernel at `entry` with x0 = `dtb`. Returns only when
+/// the plan is refused (nothing has been written to any destination then).
+pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -> relocate::Error {
+    let ram: Vec<Range> = layout.ram.iter().map(conv).collect();
+    let reserved: Vec<Range> = layout.reserved.iter().map(conv).collect();
+    let control: Vec<Range> = layout.control().iter().map(conv).collect();
+    let plan_layout = Layout { ram: &ram, reserved: &reserved, control: &control };
+    let window = Range {
+        start: ram.iter().map(|r| r.start).min().unwrap_or(0),
+        end: ram.iter().map(|r| r.end).max().unwrap_or(0),
+    };
+    // SAFETY: all RAM is identity-mapped Normal memory; the planner only writes the pages it
+    // gets from `alloc_page` (fresh heap pages) and reads sources.
+    let mut mem = unsafe { PhysMemory::new(window) };
+    let mut alloc_page = || PageBuf::new(PAGE).map(PageBuf::leak);
+    let sw = Stopwatch::start();
+    let list = match relocate::build(segments, &plan_layout, &mut mem, &mut alloc_page) {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    log::info!(
+        "relocation plan: {} segment(s), {} bytes, {} bounced page(s), {} list/bounce page(s), built in {} us",
+        segments.len(),
+        list.bytes,
+        list.bounced_pages,
+        list.pages.len(),
+        sw.elapsed_us()
+    );
+    let Some(tramp) = PageBuf::new(PAGE).map(PageBuf::leak) else {
+        return relocate::Error::OutOfPages { got: list.pages.len() as u64 };
+    };
+    let dests: Vec<Range> = segments
+        .iter()
+        .map(|s| Range { start: s.dst, end: s.dst + s.memsz.next_multiple_of(PAGE as u64) })
+        .collect();
+
+    // The copy, by the relocator's engine with the MMU and D-cache on; every destination page
+    // is cleaned to PoC as it is written.
+    let sw = Stopwatch::start();
+    // SAFETY: `build` validated the plan: destinations are in RAM and clear of kexboot, its
+    // heap (where this code's stack, page tables and the list live) and reserved memory.
+    unsafe { relocate::copy_engine_run(&list) };
+    let us = sw.elapsed_us();
+    log::info!("relocated {} bytes in {} us ({} MB/s, MMU on)", list.bytes, us, mb_per_s(list.bytes, us));
+    let done = EntryList {
+        head: relocate::IND_DONE,
+        pages: Vec::new(),
+        bytes: 0,
+        bounced_pages: 0,
+        zero_filled_pages: 0,
+        sources: Vec::new(),
+    };
+    log::info!(
+        "starting kernel at {:#x}, dtb {:#x}: {} ms after kexboot entry, {} ms after machine reset",
+        entry,
+        dtb,
+        timer::since_start_us() / 1000,
+        timer::since_reset_us() / 1000
+    );
+    println!("kexboot: starting kernel at {entry:#x}");
+    // SAFETY: the destinations hold the kernel, initrd and DTB; the trampoline page is a fresh
+    // heap page outside every destination; with an empty list the trampoline only does the
+    // cache maintenance, turns the MMU off at this EL and jumps with x0 = dtb, x1..x3 = 0.
+    unsafe { relocate::execute(&done, entry, [dtb, 0, 0, 0], &dests, tramp) }
+}
