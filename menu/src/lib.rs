@@ -1,2 +1,44 @@
+//! What the person or script says: the boot configuration (`extlinux.conf`), and later the
+//! interactive menu, shell and environment, all spoken through a [`Console`].
 #![cfg_attr(not(test), no_std)]
 extern crate alloc;
+
+pub mod console;
+pub mod extlinux;
+
+pub use console::{Console, FakeConsole};
+
+use core::fmt;
+
+/// Everything this crate refuses. Soft problems in a config file are [`extlinux::Note`]s, not errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The config is not UTF-8: `offset` is the first bad byte, `line` the 1-based line holding it.
+    InvalidUtf8 { offset: usize, line: usize },
+    /// A line (without its terminator) is longer than `max` bytes.
+    LineTooLong { line: usize, len: usize, max: usize },
+    /// A `label` on `line` would be entry number `max + 1`.
+    TooManyEntries { line: usize, max: usize },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::InvalidUtf8 { offset, line } => {
+                write!(
+                    f,
+                    "config: invalid UTF-8 at byte offset {offset} (line {line})"
+                )
+            }
+            Error::LineTooLong { line, len, max } => {
+                write!(
+                    f,
+                    "config line {line}: {len} bytes long, expected at most {max}"
+                )
+            }
+            Error::TooManyEntries { line, max } => {
+                write!(f, "config line {line}: more than {max} labels")
+            }
+        }
+    }
+}

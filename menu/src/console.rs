@@ -1,0 +1,60 @@
+//! The console the menu and shell talk through, and an in-memory fake for tests.
+
+use alloc::{collections::VecDeque, string::String};
+
+/// A serial-style console: text out, bytes in. `read_byte` never blocks; `None` = nothing typed yet.
+pub trait Console {
+    fn write_str(&mut self, s: &str);
+    fn read_byte(&mut self) -> Option<u8>;
+}
+
+/// Test double: records everything written, replays scripted input.
+#[derive(Debug, Default, Clone)]
+pub struct FakeConsole {
+    /// Everything written so far.
+    pub output: String,
+    input: VecDeque<u8>,
+}
+
+impl FakeConsole {
+    /// A console whose keyboard will produce `input`, then nothing.
+    pub fn new(input: &[u8]) -> Self {
+        FakeConsole {
+            output: String::new(),
+            input: input.iter().copied().collect(),
+        }
+    }
+
+    /// Queue more typed bytes.
+    pub fn push_input(&mut self, bytes: &[u8]) {
+        self.input.extend(bytes.iter().copied());
+    }
+}
+
+impl Console for FakeConsole {
+    fn write_str(&mut self, s: &str) {
+        self.output.push_str(s);
+    }
+
+    fn read_byte(&mut self) -> Option<u8> {
+        self.input.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_console_records_and_replays() {
+        let mut c = FakeConsole::new(b"ab");
+        c.write_str("hello ");
+        c.write_str("world");
+        assert_eq!(c.output, "hello world");
+        assert_eq!(c.read_byte(), Some(b'a'));
+        c.push_input(b"\r");
+        assert_eq!(c.read_byte(), Some(b'b'));
+        assert_eq!(c.read_byte(), Some(b'\r'));
+        assert_eq!(c.read_byte(), None);
+    }
+}
