@@ -85,7 +85,7 @@ pub fn free_bytes() -> usize {
     ALLOC.main.lock().free()
 }
 
-/// A zero-initialised, page-aligned buffer from the heap: file contents, decompressed kernels,
+/// A zeroed, page-aligned buffer from the heap: file contents, decompressed kernels,
 /// device trees and relocator control pages live in these.
 pub struct PageBuf {
     ptr: NonNull<u8>,
@@ -100,16 +100,14 @@ impl PageBuf {
         let size = len.max(1).checked_next_multiple_of(PAGE)?;
         let layout = Layout::from_size_align(size, PAGE).ok()?;
         // SAFETY: non-zero size.
-        let ptr = NonNull::new(unsafe { alloc::alloc::alloc_zeroed(layout) })?;
+        let ptr = NonNull::new(unsafe { alloc::alloc::alloc(layout) })?;
+        // SAFETY: the fresh allocation is ours; zeroing it makes every byte initialised.
+        unsafe { crate::arch::zero_memory(ptr.as_ptr(), size) };
         Some(Self { ptr, layout })
     }
 
     pub fn addr(&self) -> u64 {
         self.ptr.as_ptr() as u64
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.layout.size()
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
@@ -134,5 +132,17 @@ impl Drop for PageBuf {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout.
         unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+impl AsRef<[u8]> for PageBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsMut<[u8]> for PageBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
     }
 }

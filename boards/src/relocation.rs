@@ -54,7 +54,7 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
     let sw = Stopwatch::start();
     // SAFETY: `build` validated the plan: destinations are in RAM and clear of kexboot, its
     // heap (where this code's stack, page tables and the list live) and reserved memory.
-    unsafe { relocate::copy_engine_run(&list) };
+    unsafe { relocate::arch::copy_engine_run(&list) };
     let us = sw.elapsed_us();
     log::info!("relocated {} bytes in {} us ({} MB/s, MMU on)", list.bytes, us, mb_per_s(list.bytes, us));
     let done = EntryList {
@@ -65,6 +65,9 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
         zero_filled_pages: 0,
         sources: Vec::new(),
     };
+    if let Err(e) = relocate::arch::check_jump(&done, &dests, tramp, relocate::arch::trampoline().1) {
+        return e;
+    }
     log::info!(
         "starting kernel at {:#x}, dtb {:#x}: {} ms after kexboot entry, {} ms after machine reset",
         entry,
@@ -76,5 +79,5 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
     // SAFETY: the destinations hold the kernel, initrd and DTB; the trampoline page is a fresh
     // heap page outside every destination; with an empty list the trampoline only does the
     // cache maintenance, turns the MMU off at this EL and jumps with x0 = dtb, x1..x3 = 0.
-    unsafe { relocate::execute(&done, entry, [dtb, 0, 0, 0], &dests, tramp) }
+    unsafe { relocate::arch::execute(&done, entry, [dtb, 0, 0, 0], &dests, tramp) }
 }

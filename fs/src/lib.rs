@@ -1,2 +1,82 @@
+//! Storage layer of kexboot: where the kernel, initrd and config come from on a disk.
+//!
+//! A [`BlockDevice`] (512-byte sectors) is split into [`Partition`]s by [`partitions`] (GPT, MBR
+//! with logical partitions, or a whole-disk "superfloppy"), and a FAT12/16/32 volume on one of them
+//! is read by [`FatFs`]. [`open_boot_fs`] is the firmware's entry point.
+//!
+//! The FAT reader is our own: `embedded-sdmmc` 0.10 refuses FAT12 and `fatfs` does not build
+//! `no_std` on stable Rust, so a compact read-only reader lives in [`fat`].
 #![cfg_attr(not(test), no_std)]
 extern crate alloc;
+
+pub mod block;
+pub mod fat;
+pub mod part;
+
+mod error;
+
+pub use block::{BlockDevice, MemDisk, PartitionDevice, MAX_READ_BYTES, SECTOR_SIZE};
+pub use error::Error;
+pub use fat::{DirEntry, FatFs, FatType, FileInfo};
+pub use part::{partitions, Partition, PartitionKind};
+
+/// Which partition [`open_boot_fs`] should use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartSel<'a> {
+    /// 1-based partition number (MBR logical partitions start at 5).
+    Number(u32),
+    /// GPT partition name, compared exactly.
+    Name(&'a str),
+}
+
+impl<'a> PartSel<'a> {
+    /// Parses a U-Boot style selector: a decimal number, else a GPT partition name.
+    pub fn parse(s: &'a str) -> Self {
+        match s.parse::<u32>() {
+            Ok(n) => PartSel::Number(n),
+            Err(_) => PartSel::Name(s),
+        }
+    }
+
+    fn matches(&self, p: &Partition) -> bool {
+        match *self {
+            PartSel::Number(n) => p.number == n,
+            PartSel::Name(name) => p.name.as_deref() == Some(name),
+        }
+    }
+}
+
+/// Finds the boot file system on `dev`: the partition named by `which`, or else the first
+/// partition that holds a FAT volume, and mounts it.
+pub fn open_boot_fs<D: BlockDevice>(
+    mut dev: D,
+    which: Option<PartSel<'_>>,
+) -> Result<(Partition, FatFs<PartitionDevice<D>>), Error> {
+    let parts = partitions(&mut dev)?;
+    if let Some(sel) = which {
+        let part = parts
+            .into_iter()
+            .find(|p| sel.matches(p))
+            .ok_or(Error::NoSuchPartition)?;
+        let fs = FatFs::mount(PartitionDevice::new(dev, &part)?)?;
+        return Ok((part, fs));
+    }
+    let mut last_err = Error::NoFatPartition;
+    for part in parts {
+        if let Err(e) = block::check_fits(&part, dev.num_sectors()) {
+            last_err = e;
+            continue;
+        }
+        match FatFs::try_mount(PartitionDevice::new(dev, &part)?) {
+            Ok(fs) => return Ok((part, fs)),
+            Err((pdev, e)) => {
+                log::debug!("partition {}: {}", part.number, e);
+                dev = pdev.into_inner();
+                if !matches!(e, Error::NotFat(_)) {
+                    last_err = e;
+                }
+            }
+        }
+    }
+    Err(last_err)
+}

@@ -1,2 +1,159 @@
+//! kexboot-loader: decides *what* to boot.
+//!
+//! It validates and decompresses arm64 kernels ([`image`], [`compress`]), computes where kernel,
+//! initrd and DTB go in RAM ([`place`]), reads the device tree the firmware was given and writes
+//! the fixed-up one for the kernel ([`dt`]). Everything here works on byte slices and plain
+//! address ranges ([`mem`]), so every part runs in host tests unchanged.
 #![cfg_attr(not(test), no_std)]
 extern crate alloc;
+
+pub mod compress;
+pub mod dt;
+pub mod image;
+pub mod mem;
+pub mod place;
+
+use alloc::string::String;
+use core::fmt;
+
+pub use mem::Range;
+
+/// Largest device tree the arm64 boot protocol allows (booting.rst: "must not exceed 2 megabytes").
+pub const MAX_DTB_SIZE: u64 = 2 << 20;
+
+/// Everything that can go wrong in this crate. Each variant carries what was expected and found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Error {
+    /// `Range::new` with `end < start`.
+    InvertedRange { start: u64, end: u64 },
+    /// `start + len` does not fit in 64 bits.
+    RangeOverflow { start: u64, len: u64 },
+
+    /// The Image file is shorter than its 64-byte header.
+    ImageTooShort { len: usize },
+    /// The Image magic at offset 0x38 is not "ARM\x64".
+    BadImageMagic { found: u32 },
+    /// Flag bit 0 says the kernel is big-endian; kexboot boots little-endian kernels only.
+    BigEndianImage,
+    /// `text_offset` is not a multiple of the 4 KiB page.
+    UnalignedTextOffset { text_offset: u64 },
+    /// `text_offset + image_size` overflows.
+    ImageSizeOverflow { text_offset: u64, image_size: u64 },
+    /// The file is longer than the `image_size` its header declares.
+    ImageLargerThanImageSize { file_len: u64, image_size: u64 },
+
+    /// The gzip header is malformed at `offset`.
+    GzipHeader { offset: usize, what: &'static str },
+    /// The input ended before `what` was complete.
+    Truncated { what: &'static str },
+    /// The deflate stream is invalid (the decoder stopped near input offset `offset`).
+    Corrupt { offset: usize },
+    /// The decompressed data's CRC32 does not match the gzip trailer.
+    CrcMismatch { expected: u32, found: u32 },
+    /// The decompressed length (mod 2^32) does not match the gzip trailer's ISIZE.
+    SizeMismatch { expected: u32, found: u32 },
+    /// The stream inflates to more than the `limit` bytes of the destination (free RAM).
+    InflatesBeyond { limit: usize },
+
+    /// No RAM was given to the placer.
+    NoRam,
+    /// `what` (`size` bytes) fits nowhere in free RAM.
+    NoRoom { what: &'static str, size: u64 },
+    /// The kernel does not allow its base anywhere in RAM (flag bit 3 clear) and does not fit in
+    /// the lowest RAM region `lowest`.
+    KernelNotInLowestRam { size: u64, lowest: Range },
+    /// A device tree larger than the 2 MiB the boot protocol allows.
+    DtbTooLarge { size: u64 },
+
+    /// The device tree blob is malformed at byte `offset` (from the start of the blob).
+    BadDtb { offset: usize, what: &'static str },
+    /// The device tree has no `/memory` node (or none with a usable `reg`).
+    NoMemoryNode,
+    /// A `reg`-like value in node `node` cannot be decoded.
+    BadReg { node: String, what: &'static str },
+    /// The device-tree writer refused node or property `at`.
+    DtWrite { at: String, why: vm_fdt::Error },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        match self {
+            InvertedRange { start, end } => {
+                write!(f, "range end {end:#x} is below start {start:#x}")
+            }
+            RangeOverflow { start, len } => {
+                write!(f, "range {start:#x} + {len:#x} overflows 64-bit addresses")
+            }
+            ImageTooShort { len } => {
+                write!(
+                    f,
+                    "kernel Image is {len} bytes, shorter than the 64-byte header"
+                )
+            }
+            BadImageMagic { found } => write!(
+                f,
+                "not an arm64 Image: magic at offset 0x38 is {found:#010x}, expected {:#010x}",
+                crate::image::IMAGE_MAGIC
+            ),
+            BigEndianImage => write!(f, "kernel Image is big-endian (flags bit 0), not supported"),
+            UnalignedTextOffset { text_offset } => {
+                write!(
+                    f,
+                    "kernel text_offset {text_offset:#x} is not 4 KiB aligned"
+                )
+            }
+            ImageSizeOverflow {
+                text_offset,
+                image_size,
+            } => write!(
+                f,
+                "kernel text_offset {text_offset:#x} + image_size {image_size:#x} overflows"
+            ),
+            ImageLargerThanImageSize {
+                file_len,
+                image_size,
+            } => write!(
+                f,
+                "kernel Image file is {file_len} bytes but its header says image_size {image_size}"
+            ),
+            GzipHeader { offset, what } => write!(f, "bad gzip header at offset {offset}: {what}"),
+            Truncated { what } => write!(f, "compressed data truncated: {what} incomplete"),
+            Corrupt { offset } => write!(f, "corrupt deflate stream near input offset {offset}"),
+            CrcMismatch { expected, found } => write!(
+                f,
+                "gzip CRC32 mismatch: trailer says {expected:#010x}, data gives {found:#010x}"
+            ),
+            SizeMismatch { expected, found } => write!(
+                f,
+                "gzip size mismatch: trailer says {expected} bytes (mod 2^32), inflated {found}"
+            ),
+            InflatesBeyond { limit } => {
+                write!(
+                    f,
+                    "data inflates beyond the {limit} bytes available (free RAM)"
+                )
+            }
+            NoRam => write!(f, "no RAM to place anything in"),
+            NoRoom { what, size } => {
+                write!(f, "{what} ({size} bytes) does not fit in free RAM")
+            }
+            KernelNotInLowestRam { size, lowest } => write!(
+                f,
+                "kernel ({size} bytes) must sit at the start of RAM (Image flag bit 3 clear) \
+                 but does not fit in the lowest RAM region {lowest}"
+            ),
+            DtbTooLarge { size } => write!(
+                f,
+                "device tree is {size} bytes, more than the {MAX_DTB_SIZE} the boot protocol allows"
+            ),
+            BadDtb { offset, what } => write!(f, "bad device tree at offset {offset:#x}: {what}"),
+            NoMemoryNode => write!(f, "device tree has no /memory node with a usable reg"),
+            BadReg { node, what } => write!(f, "device tree node {node}: {what}"),
+            DtWrite { at, why } => write!(f, "cannot write device tree at {at}: {why}"),
+        }
+    }
+}
+
+/// This crate's result type.
+pub type Result<T> = core::result::Result<T, Error>;

@@ -5,6 +5,7 @@ extern crate alloc;
 
 pub mod console;
 pub mod extlinux;
+pub mod flow;
 
 pub use console::{Console, FakeConsole};
 

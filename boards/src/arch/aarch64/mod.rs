@@ -29,3 +29,39 @@ pub unsafe fn dcache_inval_range(start: u64, end: u64) {
     // loss of any dirty line in it.
     unsafe { dcache_inval_range_raw(start, end) }
 }
+
+/// Zeroes `[ptr, ptr + len)` with `dc zva` (one cache-line block per instruction) when the CPU
+/// allows it, else with ordinary stores. Only for Normal memory with the MMU on.
+///
+/// # Safety
+/// The range must be writable Normal memory owned by the caller.
+pub unsafe fn zero_memory(ptr: *mut u8, len: usize) {
+    /// DCZID_EL0: BS (bits 3:0) is log2 of the block size in words; DZP (bit 4) prohibits DC ZVA.
+    const DCZID_BS_MASK: u64 = 0xf;
+    const DCZID_DZP: u64 = 1 << 4;
+    let dczid: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { core::arch::asm!("mrs {v}, dczid_el0", v = out(reg) dczid, options(nomem, nostack)) };
+    let prohibited = dczid & DCZID_DZP != 0;
+    let block = 4usize << (dczid & DCZID_BS_MASK);
+    let start = ptr as usize;
+    let end = start + len;
+    let first = start.next_multiple_of(block);
+    let last = end & !(block - 1);
+    if prohibited || first >= last {
+        // SAFETY: the caller owns the range.
+        unsafe { core::ptr::write_bytes(ptr, 0, len) };
+        return;
+    }
+    // SAFETY: head and tail partial blocks are inside the caller's range.
+    unsafe {
+        core::ptr::write_bytes(ptr, 0, first - start);
+        core::ptr::write_bytes(last as *mut u8, 0, end - last);
+    }
+    let mut a = first;
+    while a < last {
+        // SAFETY: `a` is a block-aligned address inside the caller's Normal-memory range.
+        unsafe { core::arch::asm!("dc zva, {a}", a = in(reg) a, options(nostack, preserves_flags)) };
+        a += block;
+    }
+}

@@ -1,0 +1,88 @@
+//! The crate's one error type.
+use core::fmt;
+
+/// Everything that can go wrong reading a disk. Callers add the device or path to messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The device failed to read the sectors starting at `lba`.
+    Io { lba: u64 },
+    /// A read of `count` sectors at `lba` does not fit a device (or partition) of `size` sectors.
+    OutOfRange { lba: u64, count: u64, size: u64 },
+    /// A read buffer whose length is not a non-zero multiple of 512.
+    BadBuffer { len: usize },
+    /// Neither a GPT, an MBR nor a whole-disk FAT volume at LBA 0.
+    NoPartitionTable,
+    /// The MBR or an extended boot record is malformed.
+    BadMbr(&'static str),
+    /// Neither the primary nor the backup GPT is valid; says what was wrong with the primary.
+    BadGpt(&'static str),
+    /// No partition matches the requested number or name.
+    NoSuchPartition,
+    /// No partition holds a FAT file system.
+    NoFatPartition,
+    /// The boot sector is not a valid FAT boot sector.
+    NotFat(&'static str),
+    /// No such file or directory.
+    NotFound,
+    /// The path names a directory where a file was expected.
+    NotAFile,
+    /// A path component names a file where a directory was expected.
+    NotADirectory,
+    /// The file does not fit the destination.
+    TooLarge { size: u64, capacity: u64 },
+    /// A cluster number (from the FAT or a directory entry) outside `2..=max`.
+    BadCluster { cluster: u32, max: u32 },
+    /// A cluster chain visits `cluster` twice.
+    ChainLoop { cluster: u32 },
+    /// A file's size needs more bytes than its cluster chain holds.
+    ShortChain { size: u64, chain_bytes: u64 },
+    /// Some other inconsistency in the file system.
+    Corrupt(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { lba } => write!(f, "I/O error reading sector {lba}"),
+            Error::OutOfRange { lba, count, size } => write!(
+                f,
+                "read of {count} sectors at LBA {lba} is outside the device ({size} sectors)"
+            ),
+            Error::BadBuffer { len } => {
+                write!(
+                    f,
+                    "read buffer of {len} bytes is not a non-zero multiple of 512"
+                )
+            }
+            Error::NoPartitionTable => write!(f, "no partition table or FAT volume found"),
+            Error::BadMbr(why) => write!(f, "bad MBR: {why}"),
+            Error::BadGpt(why) => write!(f, "bad GPT (primary and backup): {why}"),
+            Error::NoSuchPartition => write!(f, "no such partition"),
+            Error::NoFatPartition => write!(f, "no partition holds a FAT file system"),
+            Error::NotFat(why) => write!(f, "not a FAT file system: {why}"),
+            Error::NotFound => write!(f, "file not found"),
+            Error::NotAFile => write!(f, "is a directory, not a file"),
+            Error::NotADirectory => write!(f, "not a directory"),
+            Error::TooLarge { size, capacity } => {
+                write!(f, "file of {size} bytes does not fit in {capacity} bytes")
+            }
+            Error::BadCluster { cluster, max } => {
+                write!(
+                    f,
+                    "corrupt FAT: cluster number {cluster:#x} outside 2..={max:#x}"
+                )
+            }
+            Error::ChainLoop { cluster } => {
+                write!(
+                    f,
+                    "corrupt FAT: cluster chain loops (cluster {cluster:#x} seen twice)"
+                )
+            }
+            Error::ShortChain { size, chain_bytes } => write!(
+                f,
+                "corrupt FAT: file size {size} exceeds its cluster chain ({chain_bytes} bytes)"
+            ),
+            Error::Corrupt(why) => write!(f, "corrupt file system: {why}"),
+        }
+    }
+}

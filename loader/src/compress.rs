@@ -1,0 +1,416 @@
+//! Kernel compression: format detection by content and gzip (RFC 1952) inflation into a
+//! caller-given buffer.
+//!
+//! [`gunzip_into`] inflates straight into `dst` with `miniz_oxide` (non-wrapping output buffer,
+//! one call), then checks the trailer's CRC32 and ISIZE. Nothing is ever written outside `dst`;
+//! a stream that needs more room than `dst` fails with [`Error::InflatesBeyond`].
+
+use alloc::boxed::Box;
+use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+use miniz_oxide::inflate::TINFLStatus;
+
+use crate::image::{HEADER_LEN, IMAGE_MAGIC};
+use crate::{Error, Result};
+
+/// What a blob is, judged by its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// An uncompressed arm64 Image (magic at 0x38).
+    Image,
+    /// A gzip stream with deflate compression.
+    Gzip,
+    /// Anything else.
+    Unknown,
+}
+
+const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+const GZIP_HEADER_LEN: usize = 10;
+const GZIP_TRAILER_LEN: usize = 8;
+
+const FTEXT: u8 = 1 << 0;
+const FHCRC: u8 = 1 << 1;
+const FEXTRA: u8 = 1 << 2;
+const FNAME: u8 = 1 << 3;
+const FCOMMENT: u8 = 1 << 4;
+const FRESERVED: u8 = !(FTEXT | FHCRC | FEXTRA | FNAME | FCOMMENT);
+
+/// Detects the format of `bytes` from its first bytes, never from a file name.
+pub fn detect(bytes: &[u8]) -> Format {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        Format::Gzip
+    } else if bytes.len() >= HEADER_LEN && bytes[0x38..0x3c] == IMAGE_MAGIC.to_le_bytes() {
+        Format::Image
+    } else {
+        Format::Unknown
+    }
+}
+
+/// Names a compression kexboot recognises but cannot inflate, for a helpful error message.
+pub fn unsupported_compression(bytes: &[u8]) -> Option<&'static str> {
+    const MAGICS: [(&[u8], &str); 6] = [
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
+        (b"BZh", "bzip2"),
+        (&[0x02, 0x21, 0x4c, 0x18], "lz4 (legacy)"),
+        (&[0x89, b'L', b'Z', b'O'], "lzo"),
+        (&[0x5d, 0, 0], "lzma"),
+    ];
+    MAGICS
+        .iter()
+        .find(|(m, _)| bytes.starts_with(m))
+        .map(|&(_, name)| name)
+}
+
+/// The uncompressed size (mod 2^32) announced by a gzip stream's ISIZE trailer.
+///
+/// Only a hint for sizing buffers: trailing padding after the stream makes it wrong, and
+/// [`gunzip_into`] checks the real value.
+pub fn gzip_size_hint(bytes: &[u8]) -> Option<u32> {
+    if detect(bytes) != Format::Gzip || bytes.len() < GZIP_HEADER_LEN + GZIP_TRAILER_LEN {
+        return None;
+    }
+    let t = bytes.get(bytes.len() - 4..)?;
+    Some(u32::from_le_bytes([t[0], t[1], t[2], t[3]]))
+}
+
+fn le_u16(src: &[u8], pos: usize, what: &'static str) -> Result<u16> {
+    match src.get(pos..pos + 2) {
+        Some(b) => Ok(u16::from_le_bytes([b[0], b[1]])),
+        None => Err(Error::Truncated { what }),
+    }
+}
+
+fn le_u32(src: &[u8], pos: usize, what: &'static str) -> Result<u32> {
+    match src.get(pos..pos + 4) {
+        Some(b) => Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        None => Err(Error::Truncated { what }),
+    }
+}
+
+/// Skips a NUL-terminated field starting at `pos`, returning the offset after the NUL.
+fn skip_cstr(src: &[u8], pos: usize, what: &'static str) -> Result<usize> {
+    let rest = src.get(pos..).ok_or(Error::Truncated { what })?;
+    let nul = rest
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(Error::Truncated { what })?;
+    Ok(pos + nul + 1)
+}
+
+/// Validates the gzip member header and returns the offset of the deflate data.
+fn parse_header(src: &[u8]) -> Result<usize> {
+    if src.len() < GZIP_HEADER_LEN {
+        if !GZIP_MAGIC.starts_with(src) && !src.starts_with(&GZIP_MAGIC) {
+            return Err(Error::GzipHeader {
+                offset: 0,
+                what: "no gzip magic 1f 8b 08",
+            });
+        }
+        return Err(Error::Truncated {
+            what: "gzip header",
+        });
+    }
+    if src[..2] != GZIP_MAGIC[..2] {
+        return Err(Error::GzipHeader {
+            offset: 0,
+            what: "no gzip magic 1f 8b",
+        });
+    }
+    if src[2] != GZIP_MAGIC[2] {
+        return Err(Error::GzipHeader {
+            offset: 2,
+            what: "compression method is not deflate (8)",
+        });
+    }
+    let flags = src[3];
+    if flags & FRESERVED != 0 {
+        return Err(Error::GzipHeader {
+            offset: 3,
+            what: "reserved flag bits set",
+        });
+    }
+    let mut pos = GZIP_HEADER_LEN;
+    if flags & FEXTRA != 0 {
+        let xlen = le_u16(src, pos, "gzip FEXTRA field")? as usize;
+        pos += 2 + xlen;
+        if pos > src.len() {
+            return Err(Error::Truncated {
+                what: "gzip FEXTRA field",
+            });
+        }
+    }
+    if flags & FNAME != 0 {
+        pos = skip_cstr(src, pos, "gzip FNAME field")?;
+    }
+    if flags & FCOMMENT != 0 {
+        pos = skip_cstr(src, pos, "gzip FCOMMENT field")?;
+    }
+    if flags & FHCRC != 0 {
+        let expected = le_u16(src, pos, "gzip header CRC16")?;
+        let found = crc32fast::hash(&src[..pos]) as u16;
+        if expected != found {
+            return Err(Error::GzipHeader {
+                offset: pos,
+                what: "header CRC16 mismatch",
+            });
+        }
+        pos += 2;
+    }
+    Ok(pos)
+}
+
+/// Inflates the gzip stream `src` into `dst`, returning the number of bytes written.
+///
+/// Bytes after the gzip member (padding) are ignored. `dst` beyond the returned length may hold
+/// partial output on error, but nothing outside `dst` is touched.
+pub fn gunzip_into(src: &[u8], dst: &mut [u8]) -> Result<usize> {
+    let start = parse_header(src)?;
+    let deflate = &src[start..];
+    let mut state = Box::<DecompressorOxide>::default();
+    let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+    let (status, consumed, written) = decompress(&mut state, deflate, dst, 0, flags);
+    match status {
+        TINFLStatus::Done => {}
+        TINFLStatus::HasMoreOutput => return Err(Error::InflatesBeyond { limit: dst.len() }),
+        TINFLStatus::FailedCannotMakeProgress | TINFLStatus::NeedsMoreInput => {
+            return Err(Error::Truncated {
+                what: "deflate stream",
+            })
+        }
+        _ => {
+            return Err(Error::Corrupt {
+                offset: start + consumed,
+            })
+        }
+    }
+    let out = dst.get(..written).ok_or(Error::Corrupt {
+        offset: start + consumed,
+    })?;
+    let trailer = start + consumed;
+    let expected_crc = le_u32(src, trailer, "gzip trailer")?;
+    let expected_len = le_u32(src, trailer + 4, "gzip trailer")?;
+    let crc = crc32fast::hash(out);
+    if crc != expected_crc {
+        return Err(Error::CrcMismatch {
+            expected: expected_crc,
+            found: crc,
+        });
+    }
+    if written as u32 != expected_len {
+        return Err(Error::SizeMismatch {
+            expected: expected_len,
+            found: written as u32,
+        });
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use flate2::{Compression, GzBuilder};
+    use proptest::prelude::*;
+    use std::io::Write;
+
+    /// Compressible but non-trivial test data.
+    fn data(len: usize) -> Vec<u8> {
+        let mut x = 0x1234_5678u32;
+        (0..len)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                if i % 7 < 4 {
+                    (i / 64) as u8
+                } else {
+                    x as u8
+                }
+            })
+            .collect()
+    }
+
+    fn gz(payload: &[u8], name: bool, extra: bool, hcrc: bool) -> Vec<u8> {
+        let mut b = GzBuilder::new();
+        if name {
+            b = b.filename("Image");
+        }
+        if extra {
+            b = b.extra(vec![1, 2, 3, 4, 5]);
+        }
+        if name && extra {
+            b = b.comment("a comment");
+        }
+        let mut e = b.write(Vec::new(), Compression::default());
+        e.write_all(payload).unwrap();
+        let mut out = e.finish().unwrap();
+        if hcrc {
+            // flate2 does not write FHCRC: insert it after the header by hand.
+            let hdr_len = parse_header(&out).unwrap();
+            out[3] |= FHCRC;
+            let crc = (crc32fast::hash(&out[..hdr_len]) as u16).to_le_bytes();
+            out.splice(hdr_len..hdr_len, crc);
+        }
+        out
+    }
+
+    #[test]
+    fn detect_by_content() {
+        let g = gz(b"hello", false, false, false);
+        assert_eq!(detect(&g), Format::Gzip);
+        let mut img = vec![0u8; 64];
+        img[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        assert_eq!(detect(&img), Format::Image);
+        assert_eq!(detect(&img[..60]), Format::Unknown);
+        assert_eq!(detect(b"\x28\xb5\x2f\xfd...."), Format::Unknown);
+        assert_eq!(
+            unsupported_compression(b"\x28\xb5\x2f\xfd...."),
+            Some("zstd")
+        );
+        assert_eq!(
+            gzip_size_hint(&gz(&data(5000), false, false, false)),
+            Some(5000)
+        );
+        assert_eq!(gzip_size_hint(&img), None);
+    }
+
+    #[test]
+    fn round_trip_header_variants() {
+        let payload = data(300_000);
+        for (name, extra, hcrc) in [
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+            (true, true, true),
+            (false, false, true),
+        ] {
+            let g = gz(&payload, name, extra, hcrc);
+            let mut dst = vec![0u8; payload.len() + 100];
+            let n = gunzip_into(&g, &mut dst).unwrap();
+            assert_eq!(
+                &dst[..n],
+                &payload[..],
+                "name={name} extra={extra} hcrc={hcrc}"
+            );
+        }
+    }
+
+    #[test]
+    fn exact_fit_and_empty() {
+        let payload = data(70_000);
+        let mut dst = vec![0u8; payload.len()];
+        assert_eq!(
+            gunzip_into(&gz(&payload, false, false, false), &mut dst),
+            Ok(payload.len())
+        );
+        assert_eq!(dst, payload);
+        assert_eq!(gunzip_into(&gz(b"", false, false, false), &mut []), Ok(0));
+    }
+
+    #[test]
+    fn truncated_at_every_cut() {
+        let g = gz(&data(20_000), true, true, true);
+        let mut dst = vec![0u8; 40_000];
+        for cut in 0..g.len() {
+            match gunzip_into(&g[..cut], &mut dst) {
+                Err(Error::Truncated { .. }) => {}
+                other => panic!("cut at {cut} of {}: {other:?}", g.len()),
+            }
+        }
+        assert!(gunzip_into(&g, &mut dst).is_ok());
+    }
+
+    #[test]
+    fn inflates_beyond_dst_touches_nothing_outside() {
+        let payload = data(100_000);
+        let g = gz(&payload, false, false, false);
+        let mut big = vec![0xa5u8; 200_000];
+        let limit = 50_000;
+        let r = gunzip_into(&g, &mut big[1000..1000 + limit]);
+        assert_eq!(r, Err(Error::InflatesBeyond { limit }));
+        assert!(big[..1000].iter().all(|&b| b == 0xa5));
+        assert!(big[1000 + limit..].iter().all(|&b| b == 0xa5));
+        // What was written is a prefix of the real output.
+        assert_eq!(&big[1000..1000 + limit], &payload[..limit]);
+    }
+
+    #[test]
+    fn corrupt_streams() {
+        let payload = data(50_000);
+        let g = gz(&payload, false, false, false);
+        let mut dst = vec![0u8; 60_000];
+        let n = g.len();
+
+        let mut bad_crc = g.clone();
+        bad_crc[n - 8] ^= 1;
+        assert!(matches!(
+            gunzip_into(&bad_crc, &mut dst),
+            Err(Error::CrcMismatch { .. })
+        ));
+
+        let mut bad_len = g.clone();
+        bad_len[n - 4] ^= 1;
+        assert!(matches!(
+            gunzip_into(&bad_len, &mut dst),
+            Err(Error::SizeMismatch { .. })
+        ));
+
+        let mut bad_flags = g.clone();
+        bad_flags[3] = 0x20;
+        assert_eq!(
+            gunzip_into(&bad_flags, &mut dst),
+            Err(Error::GzipHeader {
+                offset: 3,
+                what: "reserved flag bits set"
+            })
+        );
+
+        let mut bad_hcrc = gz(&payload, true, false, true);
+        let pos = parse_header(&bad_hcrc).unwrap() - 2;
+        bad_hcrc[pos] ^= 0xff;
+        assert!(matches!(
+            gunzip_into(&bad_hcrc, &mut dst),
+            Err(Error::GzipHeader { .. })
+        ));
+
+        // A deflate block with the reserved block type 3 is corrupt.
+        let mut bad_block = g[..10].to_vec();
+        bad_block.extend_from_slice(&[0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(
+            gunzip_into(&bad_block, &mut dst),
+            Err(Error::Corrupt { .. })
+        ));
+
+        // Flipping bytes in the body is always caught by something.
+        for i in (20..n - 8).step_by(97) {
+            let mut m = g.clone();
+            m[i] ^= 0x55;
+            assert!(gunzip_into(&m, &mut dst).is_err(), "flip at {i}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn gunzip_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..400),
+                               gzip_magic in any::<bool>(), flags in any::<u8>()) {
+            if gzip_magic && bytes.len() >= 4 {
+                bytes[..3].copy_from_slice(&GZIP_MAGIC);
+                bytes[3] = flags & !FRESERVED;
+            }
+            let mut dst = vec![0u8; 1024];
+            let _ = gunzip_into(&bytes, &mut dst);
+            let _ = detect(&bytes);
+            let _ = gzip_size_hint(&bytes);
+        }
+
+        #[test]
+        fn mutated_stream_never_panics(idx in any::<usize>(), val in any::<u8>()) {
+            let mut g = gz(&data(3000), true, false, false);
+            let i = idx % g.len();
+            g[i] = val;
+            let mut dst = vec![0u8; 2000 + idx % 2000];
+            let _ = gunzip_into(&g, &mut dst);
+        }
+    }
+}

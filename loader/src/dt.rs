@@ -1,0 +1,675 @@
+//! The device tree: what the firmware was given ([`DtInfo`]) and what the kernel gets ([`fixup`]).
+//!
+//! Reading uses the `fdt` crate, whose walkers panic or recurse without bound on malformed blobs.
+//! So every blob first goes through [`check`], a bounded, checked walk over the whole structure
+//! block (header offsets, tokens, names, property lengths, string offsets, nesting depth); only a
+//! blob that passes reaches `fdt`. `FDT_NOP` tokens, which `fdt` mishandles, are dropped into a
+//! normalised copy. Path lookups (stdout-path, aliases) are done here, one alias level deep,
+//! never through `fdt`'s recursive alias fallback.
+//!
+//! Writing rebuilds the whole tree with `vm-fdt`: every node and property copied in order, the
+//! memory reservations kept, and `/chosen` updated.
+
+use alloc::borrow::Cow;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use fdt::node::{CellSizes, FdtNode};
+use fdt::Fdt;
+use vm_fdt::{FdtReserveEntry, FdtWriter};
+
+use crate::mem::Range;
+use crate::{Error, Result, MAX_DTB_SIZE};
+
+const FDT_MAGIC: u32 = 0xd00d_feed;
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+const HEADER_LEN: usize = 40;
+/// Deepest nesting accepted (real trees stay below 10; `fdt` breaks at 64).
+const MAX_DEPTH: usize = 32;
+
+const OFF_TOTALSIZE: usize = 4;
+const OFF_DT_STRUCT: usize = 8;
+const OFF_DT_STRINGS: usize = 12;
+const OFF_MEM_RSVMAP: usize = 16;
+const OFF_VERSION: usize = 20;
+const OFF_LAST_COMP: usize = 24;
+const OFF_BOOT_CPUID: usize = 28;
+const OFF_SIZE_STRINGS: usize = 32;
+const OFF_SIZE_STRUCT: usize = 36;
+
+fn be32(b: &[u8], off: usize) -> Option<u32> {
+    let s = b.get(off..off.checked_add(4)?)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn be64(b: &[u8], off: usize) -> Option<u64> {
+    Some((u64::from(be32(b, off)?) << 32) | u64::from(be32(b, off + 4)?))
+}
+
+fn bad(offset: usize, what: &'static str) -> Error {
+    Error::BadDtb { offset, what }
+}
+
+/// A blob that passed [`check`], cut to its `totalsize`, without NOPs.
+struct Checked<'a> {
+    bytes: Cow<'a, [u8]>,
+    rsv: Vec<Range>,
+    boot_cpuid: u32,
+}
+
+/// Validates the whole blob; returns it (or a NOP-free copy) and its memory reservations.
+fn check(dtb: &[u8]) -> Result<Checked<'_>> {
+    let h = |off| be32(dtb, off).ok_or(bad(0, "shorter than the 40-byte header"));
+    if h(0)? != FDT_MAGIC {
+        return Err(bad(0, "bad magic (expected d00dfeed)"));
+    }
+    let total = h(OFF_TOTALSIZE)? as usize;
+    if total > dtb.len() || total < HEADER_LEN {
+        return Err(bad(
+            OFF_TOTALSIZE,
+            "totalsize larger than the blob or below the header",
+        ));
+    }
+    if h(OFF_VERSION)? < 17 || h(OFF_LAST_COMP)? > 17 {
+        return Err(bad(
+            OFF_VERSION,
+            "unsupported version (need 17, compatible with 16)",
+        ));
+    }
+    let blob = &dtb[..total];
+    let block = |off_field, size_field| -> Result<core::ops::Range<usize>> {
+        let off = h(off_field)? as usize;
+        let end = off
+            .checked_add(h(size_field)? as usize)
+            .filter(|&e| e <= total);
+        end.map(|e| off..e)
+            .ok_or(bad(off_field, "block extends past totalsize"))
+    };
+    let st = block(OFF_DT_STRUCT, OFF_SIZE_STRUCT)?;
+    let strings = &blob[block(OFF_DT_STRINGS, OFF_SIZE_STRINGS)?];
+
+    // Memory reservation block: (u64 address, u64 size) pairs up to a (0, 0) entry.
+    let mut rsv = Vec::new();
+    let mut off = h(OFF_MEM_RSVMAP)? as usize;
+    loop {
+        let (Some(addr), Some(size)) = (be64(blob, off), be64(blob, off + 8)) else {
+            return Err(bad(off, "memory reservation block not terminated"));
+        };
+        if addr == 0 && size == 0 {
+            break;
+        }
+        if size != 0 {
+            rsv.push(Range::from_len(addr, size).map_err(|_| bad(off, "memreserve overflows"))?);
+        }
+        off += 16; // the loop ends once `off` passes `total`
+    }
+
+    let has_nop = walk(blob, st.clone(), strings, None)?;
+    let bytes = if has_nop {
+        let mut s = Vec::with_capacity(st.len());
+        walk(blob, st.clone(), strings, Some(&mut s))?;
+        let mut copy = blob.to_vec();
+        // Dropping NOPs only shrinks the block: `s` fits where the old block was.
+        copy[st.start..st.start + s.len()].copy_from_slice(&s);
+        copy[OFF_SIZE_STRUCT..OFF_SIZE_STRUCT + 4].copy_from_slice(&(s.len() as u32).to_be_bytes());
+        Cow::Owned(copy)
+    } else {
+        Cow::Borrowed(blob)
+    };
+    Ok(Checked {
+        bytes,
+        rsv,
+        boot_cpuid: h(OFF_BOOT_CPUID)?,
+    })
+}
+
+fn cstr_at(b: &[u8], off: usize) -> Option<&str> {
+    let rest = b.get(off..)?;
+    let nul = rest.iter().position(|&c| c == 0)?;
+    core::str::from_utf8(&rest[..nul]).ok()
+}
+
+/// One bounded pass over the structure block. Returns whether NOPs were seen; copies every
+/// non-NOP token into `out` when given.
+fn walk(
+    blob: &[u8],
+    st: core::ops::Range<usize>,
+    strings: &[u8],
+    mut out: Option<&mut Vec<u8>>,
+) -> Result<bool> {
+    let s = &blob[st.clone()];
+    let at = |pos: usize| st.start + pos;
+    let (mut pos, mut depth, mut has_nop, mut root_done, mut props_closed) =
+        (0, 0, false, false, false);
+    loop {
+        let tok = be32(s, pos).ok_or(bad(at(pos), "structure block ends without FDT_END"))?;
+        let next = match tok {
+            FDT_BEGIN_NODE => {
+                if root_done {
+                    return Err(bad(at(pos), "second root node"));
+                }
+                let name = cstr_at(s, pos + 4).ok_or(bad(
+                    at(pos + 4),
+                    "node name not a NUL-terminated UTF-8 string",
+                ))?;
+                if depth == 0 && !name.is_empty() {
+                    return Err(bad(at(pos + 4), "root node has a name"));
+                }
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(bad(at(pos), "nodes nested too deeply"));
+                }
+                props_closed = false;
+                (pos + 4 + name.len() + 1 + 3) & !3
+            }
+            FDT_END_NODE => {
+                if depth == 0 {
+                    return Err(bad(at(pos), "FDT_END_NODE without a node"));
+                }
+                depth -= 1;
+                root_done = depth == 0;
+                props_closed = true;
+                pos + 4
+            }
+            FDT_PROP => {
+                if depth == 0 || props_closed {
+                    return Err(bad(
+                        at(pos),
+                        "property outside a node or after a child node",
+                    ));
+                }
+                let (Some(len), Some(nameoff)) = (be32(s, pos + 4), be32(s, pos + 8)) else {
+                    return Err(bad(at(pos), "truncated property"));
+                };
+                let len = len as usize;
+                let end = (pos + 12).checked_add(len).filter(|&e| e <= s.len());
+                let end = end.ok_or(bad(at(pos + 4), "property value past the structure block"))?;
+                let name = cstr_at(strings, nameoff as usize).ok_or(bad(
+                    at(pos + 8),
+                    "property name offset not a UTF-8 string in the strings block",
+                ))?;
+                if (name == "#address-cells" || name == "#size-cells") && len != 4 {
+                    return Err(bad(
+                        at(pos + 4),
+                        "#address-cells/#size-cells is not one cell",
+                    ));
+                }
+                (end + 3) & !3
+            }
+            FDT_NOP => {
+                has_nop = true;
+                pos + 4
+            }
+            FDT_END => {
+                if !root_done {
+                    return Err(bad(at(pos), "FDT_END before the root node closed"));
+                }
+                if let Some(o) = out.as_deref_mut() {
+                    o.extend_from_slice(&s[pos..pos + 4]);
+                }
+                return Ok(has_nop);
+            }
+            _ => return Err(bad(at(pos), "unknown structure token")),
+        };
+        if let Some(o) = out.as_deref_mut() {
+            if tok != FDT_NOP {
+                o.extend_from_slice(
+                    s.get(pos..next)
+                        .ok_or(bad(at(pos), "token past the block"))?,
+                );
+            }
+        }
+        pos = next; // strictly increasing, so the loop ends within the block
+    }
+}
+
+/// A `cpu` node under `/cpus`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuInfo {
+    /// The `reg` value (MPIDR affinity bits).
+    pub reg: u64,
+    /// `enable-method`, e.g. "psci" or "spin-table".
+    pub enable_method: Option<String>,
+    /// `cpu-release-addr` for spin-table CPUs.
+    pub release_addr: Option<u64>,
+}
+
+/// What kexboot needs to know from the device tree it was given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DtInfo {
+    /// `reg` of every memory node (`device_type = "memory"`, or named `memory` without one).
+    pub memory: Vec<Range>,
+    /// Every `/memreserve/` entry and every `/reserved-memory` child with a fixed `reg`.
+    pub reserved: Vec<Range>,
+    /// `/chosen/stdout-path` resolved: first `compatible` string and `reg` base.
+    pub stdout: Option<(String, u64)>,
+    /// `reg` of every node compatible with "virtio,mmio", in tree order.
+    pub virtio_mmio: Vec<Range>,
+    /// `/psci` `method`: "hvc" or "smc".
+    pub psci_method: Option<String>,
+    /// Number of cpu nodes under `/cpus`.
+    pub cpus: usize,
+    /// The cpu nodes themselves.
+    pub cpu_nodes: Vec<CpuInfo>,
+    /// `/chosen/bootargs`.
+    pub bootargs: Option<String>,
+    /// `/chosen/linux,initrd-start` .. `linux,initrd-end`, when both are present and ordered.
+    pub initrd: Option<Range>,
+    /// `/chosen/kaslr-seed` is present.
+    pub has_kaslr_seed: bool,
+    /// `/chosen/rng-seed` is present.
+    pub has_rng_seed: bool,
+    /// The blob's `totalsize`.
+    pub total_size: usize,
+}
+
+fn base_name(name: &str) -> &str {
+    name.split('@').next().unwrap_or(name)
+}
+
+fn prop_str<'a>(n: FdtNode<'_, 'a>, name: &str) -> Option<&'a str> {
+    let v = n.property(name)?.value;
+    let v = v.split(|&b| b == 0).next().unwrap_or(v);
+    core::str::from_utf8(v).ok()
+}
+
+/// A 1- or 2-cell big-endian number (4 or 8 bytes).
+fn prop_num(n: FdtNode<'_, '_>, name: &str) -> Option<u64> {
+    let v = n.property(name)?.value;
+    match v.len() {
+        4 => be32(v, 0).map(u64::from),
+        8 => be64(v, 0),
+        _ => None,
+    }
+}
+
+/// Decodes `reg` of `n` with its parent's cell sizes.
+fn reg(n: FdtNode<'_, '_>, cells: CellSizes) -> Result<Vec<Range>> {
+    let err = |what| Error::BadReg {
+        node: n.name.to_string(),
+        what,
+    };
+    let Some(p) = n.property("reg") else {
+        return Ok(Vec::new());
+    };
+    let (ac, sc) = (cells.address_cells, cells.size_cells);
+    if !(1..=2).contains(&ac) || sc > 2 {
+        return Err(err("#address-cells/#size-cells beyond 64 bits"));
+    }
+    let stride = (ac + sc) * 4;
+    if p.value.len() % stride != 0 {
+        return Err(err("reg length not a multiple of its cells"));
+    }
+    let num = |b: &[u8], cells: usize| match cells {
+        0 => Some(0),
+        1 => be32(b, 0).map(u64::from),
+        _ => be64(b, 0),
+    };
+    let mut out = Vec::new();
+    for e in p.value.chunks_exact(stride) {
+        let (Some(a), Some(s)) = (num(e, ac), num(&e[ac * 4..], sc)) else {
+            continue;
+        };
+        out.push(Range::from_len(a, s).map_err(|_| err("reg entry overflows"))?);
+    }
+    Ok(out)
+}
+
+fn parent_cells(n: FdtNode<'_, '_>) -> CellSizes {
+    n.cell_sizes()
+}
+
+/// Finds `path` (absolute, or starting with an alias), returning the node and its parent's cells.
+fn resolve<'b, 'a>(root: FdtNode<'b, 'a>, path: &str) -> Option<(FdtNode<'b, 'a>, CellSizes)> {
+    let owned;
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        let (alias, rest) = path.split_once('/').unwrap_or((path, ""));
+        let aliases = root.children().find(|c| c.name == "aliases")?;
+        let target = prop_str(aliases, alias)?;
+        if !target.starts_with('/') {
+            return None; // one alias level only
+        }
+        owned = if rest.is_empty() {
+            target.to_string()
+        } else {
+            alloc::format!("{target}/{rest}")
+        };
+        &owned
+    };
+    let mut node = root;
+    let mut cells = CellSizes {
+        address_cells: 2,
+        size_cells: 1,
+    };
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        let exact = part.contains('@');
+        let child = node.children().find(|c| {
+            if exact {
+                c.name == part
+            } else {
+                base_name(c.name) == part
+            }
+        })?;
+        cells = parent_cells(node);
+        node = child;
+    }
+    Some((node, cells))
+}
+
+fn root_of<'b, 'a>(fdt: &'b Fdt<'a>) -> Result<FdtNode<'b, 'a>> {
+    // `check` guarantees the first node is the unnamed root, so this lookup cannot fail or recurse.
+    fdt.find_node("/").ok_or(bad(0, "no root node"))
+}
+
+fn open<'c>(c: &'c Checked<'_>) -> Result<Fdt<'c>> {
+    Fdt::new(&c.bytes).map_err(|_| bad(0, "rejected by the fdt reader"))
+}
+
+impl DtInfo {
+    /// Reads what kexboot needs from the blob `dtb`. A tree without memory is an error.
+    pub fn parse(dtb: &[u8]) -> Result<DtInfo> {
+        let c = check(dtb)?;
+        let fdt = open(&c)?;
+        let root = root_of(&fdt)?;
+        let root_cells = root.cell_sizes();
+        let mut info = DtInfo {
+            reserved: c.rsv.clone(),
+            total_size: fdt.total_size(),
+            ..DtInfo::default()
+        };
+
+        for n in root.children() {
+            let base = base_name(n.name);
+            let dev_type = prop_str(n, "device_type");
+            let is_memory = dev_type == Some("memory") || (dev_type.is_none() && base == "memory");
+            if is_memory && prop_str(n, "status").is_none_or(|s| s == "okay" || s == "ok") {
+                info.memory
+                    .extend(reg(n, root_cells)?.into_iter().filter(|r| !r.is_empty()));
+            }
+            match base {
+                "reserved-memory" => {
+                    let cells = n.cell_sizes();
+                    for child in n.children() {
+                        info.reserved
+                            .extend(reg(child, cells)?.into_iter().filter(|r| !r.is_empty()));
+                    }
+                }
+                "psci" => info.psci_method = prop_str(n, "method").map(String::from),
+                "cpus" => {
+                    let cells = n.cell_sizes();
+                    for cpu in n.children() {
+                        let is_cpu = prop_str(cpu, "device_type")
+                            .map_or(base_name(cpu.name) == "cpu", |t| t == "cpu");
+                        if !is_cpu {
+                            continue;
+                        }
+                        let id = cpu.property("reg").map(|p| p.value).unwrap_or(&[]);
+                        let reg = match (cells.address_cells, id.len()) {
+                            (1, 4..) => be32(id, 0).map(u64::from),
+                            (2, 8..) => be64(id, 0),
+                            _ => None,
+                        };
+                        info.cpu_nodes.push(CpuInfo {
+                            reg: reg.unwrap_or(0),
+                            enable_method: prop_str(cpu, "enable-method").map(String::from),
+                            release_addr: prop_num(cpu, "cpu-release-addr"),
+                        });
+                    }
+                    info.cpus = info.cpu_nodes.len();
+                }
+                "chosen" if n.name == "chosen" => {
+                    info.bootargs = prop_str(n, "bootargs").map(String::from);
+                    info.has_kaslr_seed = n.property("kaslr-seed").is_some();
+                    info.has_rng_seed = n.property("rng-seed").is_some();
+                    let (s, e) = (
+                        prop_num(n, "linux,initrd-start"),
+                        prop_num(n, "linux,initrd-end"),
+                    );
+                    info.initrd = s.zip(e).and_then(|(s, e)| Range::new(s, e).ok());
+                    let path =
+                        prop_str(n, "stdout-path").or_else(|| prop_str(n, "linux,stdout-path"));
+                    if let Some(path) = path {
+                        let path = path.split(':').next().unwrap_or(path);
+                        if let Some((node, cells)) = resolve(root, path) {
+                            let compat =
+                                node.compatible().and_then(|c| c.all().next()).unwrap_or("");
+                            let base = reg(node, cells)
+                                .ok()
+                                .and_then(|r| r.first().map(|r| r.start));
+                            info.stdout = base.map(|b| (compat.to_string(), b));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if info.memory.is_empty() {
+            return Err(Error::NoMemoryNode);
+        }
+        collect_virtio(root, root_cells, &mut info.virtio_mmio, 0)?;
+        Ok(info)
+    }
+}
+
+fn collect_virtio(
+    n: FdtNode<'_, '_>,
+    my_cells: CellSizes,
+    out: &mut Vec<Range>,
+    depth: usize,
+) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Ok(());
+    }
+    for child in n.children() {
+        if child
+            .compatible()
+            .is_some_and(|c| c.all().any(|s| s == "virtio,mmio"))
+        {
+            out.extend(reg(child, my_cells)?.first());
+        }
+        collect_virtio(child, child.cell_sizes(), out, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// Changes [`fixup`] makes to the tree.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fixups<'a> {
+    /// Sets or replaces `/chosen/bootargs` (left as found when `None`).
+    pub bootargs: Option<&'a str>,
+    /// Sets `/chosen/linux,initrd-start`/`-end` (u64); `None` removes them.
+    pub initrd: Option<Range>,
+    /// Sets `/chosen/kaslr-seed` (u64) when given.
+    pub kaslr_seed: Option<u64>,
+    /// Sets `/chosen/rng-seed` when given.
+    pub rng_seed: Option<&'a [u8]>,
+    /// Added as `/memreserve/` entries.
+    pub extra_reserved: &'a [Range],
+}
+
+enum Change {
+    Set(Vec<u8>),
+    Remove,
+}
+
+/// The `/chosen` changes, in the order new properties are appended.
+fn chosen_changes(f: &Fixups<'_>) -> Result<Vec<(&'static str, Change)>> {
+    let mut v = Vec::new();
+    if let Some(b) = f.bootargs {
+        if b.contains('\0') {
+            return Err(Error::DtWrite {
+                at: "/chosen/bootargs".into(),
+                why: vm_fdt::Error::InvalidString,
+            });
+        }
+        let mut bytes = b.as_bytes().to_vec();
+        bytes.push(0);
+        v.push(("bootargs", Change::Set(bytes)));
+    }
+    match f.initrd {
+        Some(r) => {
+            v.push((
+                "linux,initrd-start",
+                Change::Set(r.start.to_be_bytes().to_vec()),
+            ));
+            v.push((
+                "linux,initrd-end",
+                Change::Set(r.end.to_be_bytes().to_vec()),
+            ));
+        }
+        None => {
+            v.push(("linux,initrd-start", Change::Remove));
+            v.push(("linux,initrd-end", Change::Remove));
+        }
+    }
+    if let Some(s) = f.kaslr_seed {
+        v.push(("kaslr-seed", Change::Set(s.to_be_bytes().to_vec())));
+    }
+    if let Some(s) = f.rng_seed {
+        v.push(("rng-seed", Change::Set(s.to_vec())));
+    }
+    Ok(v)
+}
+
+struct Writer {
+    w: FdtWriter,
+    changes: Vec<(&'static str, Change)>,
+    done: Vec<&'static str>,
+    path: String,
+}
+
+impl Writer {
+    fn err(&self, name: &str, why: vm_fdt::Error) -> Error {
+        Error::DtWrite {
+            at: alloc::format!("{}/{}", self.path, name),
+            why,
+        }
+    }
+
+    fn prop(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        self.w.property(name, value).map_err(|e| self.err(name, e))
+    }
+
+    /// Writes the `/chosen` changes not yet written.
+    fn rest_of_chosen(&mut self) -> Result<()> {
+        for i in 0..self.changes.len() {
+            let (name, ref change) = self.changes[i];
+            if let (Change::Set(v), false) = (change, self.done.contains(&name)) {
+                let v = v.clone();
+                self.prop(name, &v)?;
+                self.done.push(name);
+            }
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, n: FdtNode<'_, '_>, depth: usize) -> Result<()> {
+        let name = if depth == 0 { "" } else { n.name };
+        let handle = self.w.begin_node(name).map_err(|e| self.err(name, e))?;
+        let saved = self.path.len();
+        if depth > 0 {
+            self.path.push('/');
+            self.path.push_str(name);
+        }
+        let chosen = depth == 1 && name == "chosen";
+        for p in n.properties() {
+            let change = if chosen {
+                self.changes.iter().position(|(c, _)| *c == p.name)
+            } else {
+                None
+            };
+            match change {
+                None => self.prop(p.name, p.value)?,
+                Some(i) => {
+                    let (cname, ref c) = self.changes[i];
+                    if let (Change::Set(v), false) = (c, self.done.contains(&cname)) {
+                        let v = v.clone();
+                        self.prop(cname, &v)?;
+                        self.done.push(cname);
+                    }
+                }
+            }
+        }
+        if chosen {
+            self.rest_of_chosen()?;
+        }
+        let mut has_chosen = false;
+        for child in n.children() {
+            has_chosen |= depth == 0 && child.name == "chosen";
+            self.node(child, depth + 1)?;
+        }
+        if depth == 0 && !has_chosen {
+            let c = self
+                .w
+                .begin_node("chosen")
+                .map_err(|e| self.err("chosen", e))?;
+            self.path.push_str("/chosen");
+            self.rest_of_chosen()?;
+            self.w.end_node(c).map_err(|e| self.err("", e))?;
+        }
+        self.path.truncate(saved);
+        self.w.end_node(handle).map_err(|e| self.err("", e))
+    }
+}
+
+/// Rebuilds `dtb` with the changes in `f`: every node and property copied in order, every
+/// `/memreserve/` kept (overlapping ones merged, as the writer requires) plus
+/// `f.extra_reserved`, `/chosen` created if absent. Refuses an output above 2 MiB.
+pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
+    let c = check(dtb)?;
+    let fdt = open(&c)?;
+    let root = root_of(&fdt)?;
+
+    let mut rsv: Vec<Range> = c.rsv.clone();
+    rsv.extend(f.extra_reserved.iter().filter(|r| !r.is_empty()));
+    let entries = merge_overlapping(rsv)
+        .into_iter()
+        .map(|r| FdtReserveEntry::new(r.start, r.len()))
+        .collect::<core::result::Result<Vec<_>, _>>()
+        .map_err(|why| Error::DtWrite {
+            at: "/memreserve/".into(),
+            why,
+        })?;
+    let mut w = FdtWriter::new_with_mem_reserv(&entries).map_err(|why| Error::DtWrite {
+        at: "/memreserve/".into(),
+        why,
+    })?;
+    w.set_boot_cpuid_phys(c.boot_cpuid);
+
+    let mut wr = Writer {
+        w,
+        changes: chosen_changes(f)?,
+        done: Vec::new(),
+        path: String::new(),
+    };
+    wr.node(root, 0)?;
+    let out = wr.w.finish().map_err(|why| Error::DtWrite {
+        at: "/".into(),
+        why,
+    })?;
+    if out.len() as u64 > MAX_DTB_SIZE {
+        return Err(Error::DtbTooLarge {
+            size: out.len() as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// Sorts and merges only overlapping ranges (touching ones stay separate entries).
+fn merge_overlapping(mut v: Vec<Range>) -> Vec<Range> {
+    v.sort_unstable();
+    let mut out: Vec<Range> = Vec::with_capacity(v.len());
+    for r in v {
+        match out.last_mut() {
+            Some(last) if r.start < last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}

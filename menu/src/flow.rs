@@ -1,0 +1,359 @@
+//! The boot flow, sans-I/O: read `extlinux.conf`, then for each entry in boot order (default
+//! first) load the kernel (gzip detected by content), the initrd(s), place everything per the
+//! arm64 boot protocol, fix up the device tree, and return the segment list for the relocator.
+//! Files, page-aligned RAM buffers, time and randomness come in through traits, so the whole
+//! flow runs on the host over a disk image and simulated RAM exactly as it does in firmware.
+//!
+//! Every failure names the file and what was wrong; the caller moves on to the next entry.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use kexboot_fs as fs;
+use kexboot_loader::compress::{self, Format};
+use kexboot_loader::dt::{self, Fixups};
+use kexboot_loader::image::ImageHeader;
+use kexboot_loader::place::{self, Placement};
+use kexboot_loader::{Range, MAX_DTB_SIZE};
+use kexboot_relocate::Segment;
+
+use crate::extlinux::{self, Config, Entry};
+
+/// Where U-Boot's distro boot and Debian's u-boot-menu put the config.
+pub const CONFIG_PATHS: [&str; 2] = ["/extlinux/extlinux.conf", "/boot/extlinux/extlinux.conf"];
+/// Largest config file read.
+pub const MAX_CONFIG: u64 = 1 << 20;
+/// Free staging memory kept back when sizing a buffer, so a boot can still proceed.
+pub const STAGING_MARGIN: u64 = 8 << 20;
+/// How much the fixed-up DTB may grow over the incoming one (bootargs, initrd, seeds).
+pub const DTB_GROWTH: u64 = 64 << 10;
+
+/// Read access to the boot file system.
+pub trait Files {
+    fn size(&mut self, path: &str) -> Result<u64, fs::Error>;
+    /// Reads the whole file into `dst`; refuses (before writing) a file larger than `dst`.
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, fs::Error>;
+}
+
+impl<D: fs::BlockDevice> Files for fs::FatFs<D> {
+    fn size(&mut self, path: &str) -> Result<u64, fs::Error> {
+        let info = self.stat(path)?;
+        if info.is_dir {
+            return Err(fs::Error::NotAFile);
+        }
+        Ok(info.size)
+    }
+
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, fs::Error> {
+        self.read_file_into(path, dst)
+    }
+}
+
+/// Zeroed, page-aligned buffers at known physical addresses (the firmware's heap, or simulated
+/// RAM on the host). Boot segments are copied from these by the relocator.
+pub trait Staging {
+    type Buf: AsRef<[u8]> + AsMut<[u8]>;
+    /// A buffer of at least `len` bytes, or `None` when there is no room.
+    fn alloc(&mut self, len: usize) -> Option<Self::Buf>;
+    /// Physical address of the buffer's first byte.
+    fn addr(&self, buf: &Self::Buf) -> u64;
+    /// Bytes still free.
+    fn free_bytes(&self) -> u64;
+}
+
+/// The machine: time (microseconds, any origin) and randomness.
+pub trait Platform {
+    fn now_us(&self) -> u64;
+    /// `(kaslr-seed, rng-seed)` from a hardware random source, if there is one.
+    fn random_seeds(&mut self) -> Option<(u64, [u8; 64])>;
+}
+
+/// What the boot images must stay clear of.
+pub struct MemoryView<'a> {
+    pub ram: &'a [Range],
+    /// Everything a segment must avoid: reserved memory and kexboot's own image, heap, DTB.
+    pub avoid: &'a [Range],
+}
+
+/// Why an entry could not be booted.
+#[derive(Debug)]
+pub enum BootError {
+    NoConfig,
+    Config { path: &'static str, err: crate::Error },
+    NoKernel,
+    File { path: String, err: fs::Error },
+    NoMemory { path: String, size: u64, free: u64 },
+    Kernel { path: String, err: kexboot_loader::Error },
+    Unsupported { path: String, what: &'static str },
+    Placement(kexboot_loader::Error),
+    Dtb(kexboot_loader::Error),
+    Relocate(kexboot_relocate::Error),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoConfig => write!(f, "no {} or {}", CONFIG_PATHS[0], CONFIG_PATHS[1]),
+            Self::Config { path, err } => write!(f, "{path}: {err}"),
+            Self::NoKernel => write!(f, "entry has no 'kernel'/'linux' line"),
+            Self::File { path, err } => write!(f, "{path}: {err}"),
+            Self::NoMemory { path, size, free } => {
+                write!(f, "{path}: {size} bytes do not fit in free memory ({free} bytes free)")
+            }
+            Self::Kernel { path, err } => write!(f, "{path}: {err}"),
+            Self::Unsupported { path, what } => write!(f, "{path}: {what} is not supported"),
+            Self::Placement(e) => write!(f, "cannot place the boot images: {e}"),
+            Self::Dtb(e) => write!(f, "device tree: {e}"),
+            Self::Relocate(e) => write!(f, "relocation plan refused: {e}"),
+        }
+    }
+}
+
+/// An entry ready for the relocator.
+pub struct Prepared<B> {
+    pub label: String,
+    pub segments: Vec<Segment>,
+    /// Kernel entry point (its load address).
+    pub entry: u64,
+    /// Where the DTB will be: the kernel's x0.
+    pub dtb: u64,
+    pub placement: Placement,
+    /// The source buffers; they must live until the jump.
+    pub buffers: Vec<B>,
+}
+
+/// One entry that failed, for the console and for tests.
+#[derive(Debug)]
+pub struct Failure {
+    pub label: String,
+    pub error: BootError,
+}
+
+/// Reads and parses the first config file found.
+pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), BootError> {
+    for path in CONFIG_PATHS {
+        let size = match files.size(path) {
+            Ok(s) => s,
+            Err(fs::Error::NotFound) => continue,
+            Err(err) => return Err(BootError::File { path: path.into(), err }),
+        };
+        if size > MAX_CONFIG {
+            let err = fs::Error::TooLarge { size, capacity: MAX_CONFIG };
+            return Err(BootError::File { path: path.into(), err });
+        }
+        let mut buf = alloc::vec![0u8; size as usize];
+        let n = files
+            .read_into(path, &mut buf)
+            .map_err(|err| BootError::File { path: path.into(), err })?;
+        buf.truncate(n);
+        let config =
+            extlinux::parse_bytes(&buf).map_err(|err| BootError::Config { path, err })?;
+        for note in &config.notes {
+            log::warn!("{path}: {note}");
+        }
+        return Ok((path, config));
+    }
+    Err(BootError::NoConfig)
+}
+
+/// Tries the entries in boot order starting at position `from`; returns the position and plan
+/// of the first one that could be prepared, and every failure on the way (already logged).
+pub fn next_bootable<S: Staging>(
+    files: &mut dyn Files,
+    staging: &mut S,
+    platform: &mut dyn Platform,
+    mem: &MemoryView,
+    dtb: &[u8],
+    cfg_path: &str,
+    config: &Config,
+    from: usize,
+) -> (Option<(usize, Prepared<S::Buf>)>, Vec<Failure>) {
+    let mut failures = Vec::new();
+    for (pos, &i) in config.boot_order().iter().enumerate().skip(from) {
+        let entry = &config.entries[i];
+        if pos > 0 {
+            log::info!("trying entry '{}'", entry.label);
+        }
+        match prepare(files, staging, platform, mem, dtb, cfg_path, entry) {
+            Ok(p) => return (Some((pos, p)), failures),
+            Err(error) => {
+                log::error!("entry '{}' ({}): {}", entry.label, entry.title(), error);
+                failures.push(Failure { label: entry.label.clone(), error });
+            }
+        }
+    }
+    (None, failures)
+}
+
+struct Loaded<B> {
+    buf: B,
+    len: usize,
+}
+
+impl<B: AsRef<[u8]>> Loaded<B> {
+    fn bytes(&self) -> &[u8] {
+        &self.buf.as_ref()[..self.len]
+    }
+}
+
+fn alloc_for<S: Staging>(staging: &mut S, path: &str, size: u64) -> Result<S::Buf, BootError> {
+    let free = staging.free_bytes();
+    let err = || BootError::NoMemory { path: path.into(), size, free };
+    if size.saturating_add(STAGING_MARGIN) > free {
+        return Err(err());
+    }
+    let n = usize::try_from(size).map_err(|_| err())?;
+    staging.alloc(n).ok_or_else(err)
+}
+
+fn mb_per_s(bytes: u64, us: u64) -> u64 {
+    bytes / us.max(1)
+}
+
+/// Reads `paths` back to back into one buffer (one file is the common case; `initrd a,b` is
+/// concatenated, as U-Boot does).
+fn load_files<S: Staging>(
+    files: &mut dyn Files,
+    staging: &mut S,
+    platform: &dyn Platform,
+    paths: &[String],
+    what: &str,
+) -> Result<Loaded<S::Buf>, BootError> {
+    let mut total = 0u64;
+    for path in paths {
+        let size = files.size(path).map_err(|err| BootError::File { path: path.clone(), err })?;
+        total = total.saturating_add(size);
+    }
+    let first = paths.first().cloned().unwrap_or_default();
+    let mut buf = alloc_for(staging, &first, total)?;
+    let t0 = platform.now_us();
+    let mut off = 0usize;
+    for path in paths {
+        let dst = &mut buf.as_mut()[off..total as usize];
+        off += files.read_into(path, dst).map_err(|err| BootError::File { path: path.clone(), err })?;
+    }
+    let us = platform.now_us().saturating_sub(t0);
+    log::info!("loaded {what} {first}: {off} bytes in {} ms ({} MB/s)", us / 1000, mb_per_s(off as u64, us));
+    Ok(Loaded { buf, len: off })
+}
+
+/// Turns a kernel file into an arm64 Image: gzip is detected by content, not by name.
+fn kernel_image<S: Staging>(
+    staging: &mut S,
+    platform: &dyn Platform,
+    path: &str,
+    file: Loaded<S::Buf>,
+) -> Result<(Loaded<S::Buf>, ImageHeader), BootError> {
+    let kernel_err = |err| BootError::Kernel { path: path.into(), err };
+    let image = match compress::detect(file.bytes()) {
+        Format::Gzip => {
+            // ISIZE (mod 4 GiB) sizes the buffer; a stream that inflates past it is refused.
+            let hint = compress::gzip_size_hint(file.bytes()).unwrap_or(0);
+            if hint == 0 {
+                return Err(kernel_err(kexboot_loader::Error::Truncated { what: "gzip trailer" }));
+            }
+            let mut out = alloc_for(staging, path, u64::from(hint))?;
+            let t0 = platform.now_us();
+            let dst = &mut out.as_mut()[..hint as usize];
+            let len = compress::gunzip_into(file.bytes(), dst).map_err(kernel_err)?;
+            let us = platform.now_us().saturating_sub(t0);
+            log::info!(
+                "decompressed {path}: {} -> {len} bytes in {} ms ({} MB/s)",
+                file.len,
+                us / 1000,
+                mb_per_s(len as u64, us)
+            );
+            Loaded { buf: out, len }
+        }
+        Format::Image => file,
+        Format::Unknown => match compress::unsupported_compression(file.bytes()) {
+            Some(what) => return Err(BootError::Unsupported { path: path.into(), what }),
+            None => file,
+        },
+    };
+    let header = ImageHeader::parse(image.bytes()).map_err(kernel_err)?;
+    Ok((image, header))
+}
+
+/// Loads everything one entry names and plans where it goes.
+pub fn prepare<S: Staging>(
+    files: &mut dyn Files,
+    staging: &mut S,
+    platform: &mut dyn Platform,
+    mem: &MemoryView,
+    dtb: &[u8],
+    cfg_path: &str,
+    entry: &Entry,
+) -> Result<Prepared<S::Buf>, BootError> {
+    log::info!("booting entry '{}' ({})", entry.label, entry.title());
+    let kernel_name = entry.kernel.as_deref().ok_or(BootError::NoKernel)?;
+    let kpath = extlinux::resolve_path(cfg_path, kernel_name);
+    let file = load_files(files, staging, platform, core::slice::from_ref(&kpath), "kernel")?;
+    let (kernel, header) = kernel_image(staging, platform, &kpath, file)?;
+    if entry.fdt.is_some() || entry.fdtdir.is_some() {
+        log::warn!("entry '{}': fdt/fdtdir ignored; the firmware's device tree is used", entry.label);
+    }
+    let initrd = if entry.initrds.is_empty() {
+        None
+    } else {
+        let paths: Vec<String> =
+            entry.initrds.iter().map(|p| extlinux::resolve_path(cfg_path, p)).collect();
+        Some(load_files(files, staging, platform, &paths, "initrd")?)
+    };
+    let initrd_len = initrd.as_ref().map_or(0, |i| i.len as u64);
+
+    let dtb_room = (dtb.len() as u64 + DTB_GROWTH).min(MAX_DTB_SIZE);
+    let placement = place::place(mem.ram, mem.avoid, &header, initrd_len, dtb_room)
+        .map_err(BootError::Placement)?;
+
+    let seeds = platform.random_seeds();
+    if seeds.is_none() {
+        log::info!("no random source: kaslr-seed/rng-seed left as the incoming device tree has them");
+    }
+    let fixups = Fixups {
+        bootargs: Some(entry.append.as_deref().unwrap_or("")),
+        initrd: placement.initrd.map(|r| Range { start: r.start, end: r.start + initrd_len }),
+        kaslr_seed: seeds.map(|s| s.0),
+        rng_seed: seeds.as_ref().map(|s| &s.1[..]),
+        extra_reserved: &[],
+    };
+    let new_dtb = dt::fixup(dtb, &fixups).map_err(BootError::Dtb)?;
+    if new_dtb.len() as u64 > placement.dtb.len() {
+        return Err(BootError::Dtb(kexboot_loader::Error::DtbTooLarge { size: new_dtb.len() as u64 }));
+    }
+    let mut dtb_buf = alloc_for(staging, "device tree", new_dtb.len() as u64)?;
+    dtb_buf.as_mut()[..new_dtb.len()].copy_from_slice(&new_dtb);
+
+    let seg = |src: u64, len: usize, dst: &Range| Segment {
+        src,
+        len: len as u64,
+        dst: dst.start,
+        memsz: dst.len(),
+    };
+    let mut segments = Vec::new();
+    let mut buffers = Vec::new();
+    segments.push(seg(staging.addr(&kernel.buf), kernel.len, &placement.kernel));
+    buffers.push(kernel.buf);
+    if let (Some(i), Some(r)) = (initrd, &placement.initrd) {
+        segments.push(seg(staging.addr(&i.buf), i.len, r));
+        buffers.push(i.buf);
+    }
+    segments.push(seg(staging.addr(&dtb_buf), new_dtb.len(), &placement.dtb));
+    buffers.push(dtb_buf);
+    log::info!(
+        "placement: kernel {:#x}-{:#x}, initrd {}, dtb {:#x}",
+        placement.kernel.start,
+        placement.kernel.end,
+        placement.initrd.map_or(String::from("none"), |r| alloc::format!("{:#x}-{:#x}", r.start, r.end)),
+        placement.dtb.start
+    );
+    Ok(Prepared {
+        label: entry.label.clone(),
+        entry: placement.entry,
+        dtb: placement.dtb.start,
+        segments,
+        placement,
+        buffers,
+    })
+}
