@@ -556,15 +556,15 @@ impl Writer {
         self.w.property(name, value).map_err(|e| self.err(name, e))
     }
 
-    /// Writes the `/chosen` changes not yet written.
-    fn rest_of_chosen(&mut self) -> Result<()> {
-        for i in 0..self.changes.len() {
-            let (name, ref change) = self.changes[i];
-            if let (Change::Set(v), false) = (change, self.done.contains(&name)) {
-                let v = v.clone();
-                self.prop(name, &v)?;
-                self.done.push(name);
-            }
+    /// Writes change `i` unless it removes a property or was written already.
+    fn emit(&mut self, i: usize) -> Result<()> {
+        let (name, change) = &self.changes[i];
+        if let (Change::Set(v), false) = (change, self.done.contains(name)) {
+            self.w.property(name, v).map_err(|why| Error::DtWrite {
+                at: alloc::format!("{}/{}", self.path, name),
+                why,
+            })?;
+            self.done.push(name);
         }
         Ok(())
     }
@@ -586,18 +586,11 @@ impl Writer {
             };
             match change {
                 None => self.prop(p.name, p.value)?,
-                Some(i) => {
-                    let (cname, ref c) = self.changes[i];
-                    if let (Change::Set(v), false) = (c, self.done.contains(&cname)) {
-                        let v = v.clone();
-                        self.prop(cname, &v)?;
-                        self.done.push(cname);
-                    }
-                }
+                Some(i) => self.emit(i)?,
             }
         }
         if chosen {
-            self.rest_of_chosen()?;
+            (0..self.changes.len()).try_for_each(|i| self.emit(i))?;
         }
         let mut has_chosen = false;
         for child in n.children() {
@@ -610,7 +603,7 @@ impl Writer {
                 .begin_node("chosen")
                 .map_err(|e| self.err("chosen", e))?;
             self.path.push_str("/chosen");
-            self.rest_of_chosen()?;
+            (0..self.changes.len()).try_for_each(|i| self.emit(i))?;
             self.w.end_node(c).map_err(|e| self.err("", e))?;
         }
         self.path.truncate(saved);
