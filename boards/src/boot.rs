@@ -14,6 +14,9 @@ use crate::memory::MemoryLayout;
 use crate::virtio::VirtioBlk;
 use crate::{relocation, shell, timer};
 
+/// A file that asks for the in-guest copy benchmark before booting.
+const BENCH_MARKER: &str = "/kexboot/bench";
+
 type BootFs = FatFs<PartitionDevice<VirtioBlk>>;
 
 /// The heap, handing out page-aligned buffers (identity-mapped: address = pointer).
@@ -85,6 +88,9 @@ pub fn run(layout: &MemoryLayout, dtb: &[u8], disks: Vec<VirtioBlk>, info: &DtIn
 
 /// Tries every entry in boot order; returns only when none could be booted.
 fn boot_from_config(fs: &mut BootFs, layout: &MemoryLayout, dtb: &[u8]) {
+    if fs.stat(BENCH_MARKER).is_ok() {
+        crate::bench::run(layout);
+    }
     let (path, config) = match flow::load_config(fs) {
         Ok(c) => c,
         Err(e) => {
@@ -94,14 +100,29 @@ fn boot_from_config(fs: &mut BootFs, layout: &MemoryLayout, dtb: &[u8]) {
     };
     log::info!("{path}: {} entries", config.entries.len());
     let avoid = layout.avoid();
-    let mem = MemoryView { ram: &layout.ram, avoid: &avoid };
+    let mem = MemoryView {
+        ram: &layout.ram,
+        avoid: &avoid,
+    };
     let mut from = 0;
     loop {
-        let (found, _failures) =
-            flow::next_bootable(fs, &mut HeapStaging, &mut Machine, &mem, dtb, path, &config, from);
+        let (found, _failures) = flow::next_bootable(
+            fs,
+            &mut HeapStaging,
+            &mut Machine,
+            &mem,
+            dtb,
+            path,
+            &config,
+            from,
+        );
         let Some((pos, prepared)) = found else { return };
         let err = relocation::boot(&prepared.segments, layout, prepared.entry, prepared.dtb);
-        log::error!("entry '{}': {}", prepared.label, flow::BootError::Relocate(err));
+        log::error!(
+            "entry '{}': {}",
+            prepared.label,
+            flow::BootError::Relocate(err)
+        );
         from = pos + 1;
     }
 }

@@ -42,15 +42,17 @@ unsafe impl GlobalAlloc for KexbootAlloc {
         }
         let base = BOOT_ARENA.0.get() as usize;
         let mut out = null_mut();
-        let _ = self.boot_next.fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
-            let start = (base + next).next_multiple_of(layout.align()) - base;
-            let end = start.checked_add(layout.size())?;
-            if end > BOOT_ARENA_SIZE {
-                return None;
-            }
-            out = (base + start) as *mut u8;
-            Some(end)
-        });
+        let _ = self
+            .boot_next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
+                let start = (base + next).next_multiple_of(layout.align()) - base;
+                let end = start.checked_add(layout.size())?;
+                if end > BOOT_ARENA_SIZE {
+                    return None;
+                }
+                out = (base + start) as *mut u8;
+                Some(end)
+            });
         out
     }
 

@@ -11,6 +11,7 @@ extern crate alloc;
 mod console;
 #[path = "arch/aarch64/mod.rs"]
 mod arch;
+mod bench;
 mod boot;
 mod heap;
 mod memory;
@@ -34,6 +35,8 @@ extern "C" fn kexboot_main(dtb: u64, image_base: u64) -> ! {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    console::emergency_fmt(format_args!("\n*** kexboot panic: {info}\n*** CPU stopped.\n"));
+    console::emergency_fmt(format_args!(
+        "\n*** kexboot panic: {info}\n*** CPU stopped.\n"
+    ));
     arch::halt()
 }

@@ -72,13 +72,19 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         info.cpus,
         info.psci_method.as_deref().unwrap_or("none"),
     );
-    log::info!("banner (counter says {} ms since machine reset)", timer::since_reset_us() / 1000);
+    log::info!(
+        "banner (counter says {} ms since machine reset)",
+        timer::since_reset_us() / 1000
+    );
 
     let image_end = image_end();
     let image = Range::new(image_base, image_end.next_multiple_of(PAGE))
         .expect("image range from the linker");
-    let dtb_range = Range::from_len(dtb & !(PAGE - 1), (blob.len() as u64 + (dtb % PAGE)).next_multiple_of(PAGE))
-        .expect("dtb range");
+    let dtb_range = Range::from_len(
+        dtb & !(PAGE - 1),
+        (blob.len() as u64 + (dtb % PAGE)).next_multiple_of(PAGE),
+    )
+    .expect("dtb range");
     let mut avoid = info.reserved.clone();
     avoid.extend([image, dtb_range]);
     let Some(heap_range) = memory::choose_heap(&info.memory, &avoid) else {

@@ -10,7 +10,10 @@ use crate::memory::MemoryLayout;
 use crate::timer::{self, mb_per_s, Stopwatch};
 
 fn conv(r: &kexboot_loader::mem::Range) -> Range {
-    Range { start: r.start, end: r.end }
+    Range {
+        start: r.start,
+        end: r.end,
+    }
 }
 
 /// Relocates `segments` and enters the kernel at `entry` with x0 = `dtb`. Returns only when
@@ -19,7 +22,11 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
     let ram: Vec<Range> = layout.ram.iter().map(conv).collect();
     let reserved: Vec<Range> = layout.reserved.iter().map(conv).collect();
     let control: Vec<Range> = layout.control().iter().map(conv).collect();
-    let plan_layout = Layout { ram: &ram, reserved: &reserved, control: &control };
+    let plan_layout = Layout {
+        ram: &ram,
+        reserved: &reserved,
+        control: &control,
+    };
     let window = Range {
         start: ram.iter().map(|r| r.start).min().unwrap_or(0),
         end: ram.iter().map(|r| r.end).max().unwrap_or(0),
@@ -42,11 +49,16 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
         sw.elapsed_us()
     );
     let Some(tramp) = PageBuf::new(PAGE).map(PageBuf::leak) else {
-        return relocate::Error::OutOfPages { got: list.pages.len() as u64 };
+        return relocate::Error::OutOfPages {
+            got: list.pages.len() as u64,
+        };
     };
     let dests: Vec<Range> = segments
         .iter()
-        .map(|s| Range { start: s.dst, end: s.dst + s.memsz.next_multiple_of(PAGE as u64) })
+        .map(|s| Range {
+            start: s.dst,
+            end: s.dst + s.memsz.next_multiple_of(PAGE as u64),
+        })
         .collect();
 
     // The copy, by the relocator's engine with the MMU and D-cache on; every destination page
@@ -56,7 +68,12 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
     // heap (where this code's stack, page tables and the list live) and reserved memory.
     unsafe { relocate::arch::copy_engine_run(&list) };
     let us = sw.elapsed_us();
-    log::info!("relocated {} bytes in {} us ({} MB/s, MMU on)", list.bytes, us, mb_per_s(list.bytes, us));
+    log::info!(
+        "relocated {} bytes in {} us ({} MB/s, MMU on)",
+        list.bytes,
+        us,
+        mb_per_s(list.bytes, us)
+    );
     let done = EntryList {
         head: relocate::IND_DONE,
         pages: Vec::new(),
@@ -65,7 +82,8 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
         zero_filled_pages: 0,
         sources: Vec::new(),
     };
-    if let Err(e) = relocate::arch::check_jump(&done, &dests, tramp, relocate::arch::trampoline().1) {
+    if let Err(e) = relocate::arch::check_jump(&done, &dests, tramp, relocate::arch::trampoline().1)
+    {
         return e;
     }
     log::info!(

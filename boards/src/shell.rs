@@ -43,7 +43,9 @@ pub fn prompt(info: &DtInfo) {
         let line = read_line();
         match line.trim() {
             "" => {}
-            "help" => println!("commands: boot (try the entries again), reset, poweroff, version, help"),
+            "help" => {
+                println!("commands: boot (try the entries again), reset, poweroff, version, help")
+            }
             "boot" => return,
             "version" => println!("kexboot {}", crate::VERSION),
             "reset" => report(psci::system_reset(info)),

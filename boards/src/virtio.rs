@@ -17,8 +17,8 @@ pub struct KexbootHal;
 // stay allocated until `dma_dealloc`.
 unsafe impl Hal for KexbootHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let layout = core::alloc::Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE)
-            .expect("DMA layout");
+        let layout =
+            core::alloc::Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("DMA layout");
         // SAFETY: non-zero size (virtio-drivers never asks for 0 pages).
         let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).expect("out of memory for virtio DMA");
@@ -26,8 +26,8 @@ unsafe impl Hal for KexbootHal {
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        let layout = core::alloc::Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE)
-            .expect("DMA layout");
+        let layout =
+            core::alloc::Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("DMA layout");
         // SAFETY: allocated by `dma_alloc` with the same layout.
         unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
         0
@@ -63,7 +63,9 @@ impl BlockDevice for VirtioBlk {
         }
         let mut lba = lba;
         for chunk in buf.chunks_mut(MAX_REQUEST) {
-            self.dev.read_blocks(lba as usize, chunk).map_err(|_| FsError::Io { lba })?;
+            self.dev
+                .read_blocks(lba as usize, chunk)
+                .map_err(|_| FsError::Io { lba })?;
             lba += (chunk.len() / SECTOR_SIZE) as u64;
         }
         Ok(())
@@ -74,7 +76,9 @@ impl BlockDevice for VirtioBlk {
 pub fn find_block_devices(slots: &[Range]) -> alloc::vec::Vec<VirtioBlk> {
     let mut out = alloc::vec::Vec::new();
     for slot in slots {
-        let Some(header) = NonNull::new(slot.start as *mut VirtIOHeader) else { continue };
+        let Some(header) = NonNull::new(slot.start as *mut VirtIOHeader) else {
+            continue;
+        };
         // SAFETY: the device tree names this range as a virtio-mmio register block; it is
         // identity-mapped as device memory and nothing else drives it.
         let transport = match unsafe { MmioTransport::new(header, slot.len() as usize) } {
@@ -85,7 +89,10 @@ pub fn find_block_devices(slots: &[Range]) -> alloc::vec::Vec<VirtioBlk> {
             continue;
         }
         match VirtIOBlk::<KexbootHal, _>::new(transport) {
-            Ok(dev) => out.push(VirtioBlk { dev, base: slot.start }),
+            Ok(dev) => out.push(VirtioBlk {
+                dev,
+                base: slot.start,
+            }),
             Err(e) => log::warn!("virtio-blk at {:#x}: {:?}", slot.start, e),
         }
     }

@@ -55,10 +55,12 @@ pub unsafe fn enable(ram: &[Range], devices: &[Range]) -> Result<Tables, MapErro
             | attr_index_el2(MAIR_DEVICE_IDX);
         let mut map = Box::new(IdMap::new(ROOT_LEVEL, El2));
         for r in ram {
-            map.map_range(&region(r), normal).map_err(|_| MapError(*r))?;
+            map.map_range(&region(r), normal)
+                .map_err(|_| MapError(*r))?;
         }
         for r in devices {
-            map.map_range(&region(r), device).map_err(|_| MapError(*r))?;
+            map.map_range(&region(r), device)
+                .map_err(|_| MapError(*r))?;
         }
         Tables::El2(map)
     } else {
@@ -73,10 +75,12 @@ pub unsafe fn enable(ram: &[Range], devices: &[Range]) -> Result<Tables, MapErro
             | attr_index_el1(MAIR_DEVICE_IDX);
         let mut map = Box::new(IdMap::with_asid(0, ROOT_LEVEL, El1And0));
         for r in ram {
-            map.map_range(&region(r), normal).map_err(|_| MapError(*r))?;
+            map.map_range(&region(r), normal)
+                .map_err(|_| MapError(*r))?;
         }
         for r in devices {
-            map.map_range(&region(r), device).map_err(|_| MapError(*r))?;
+            map.map_range(&region(r), device)
+                .map_err(|_| MapError(*r))?;
         }
         Tables::El1(map)
     };
@@ -130,7 +134,15 @@ unsafe fn enable_el2(root: u64) {
     TTBR0_EL2.set(root);
     barrier::isb(barrier::SY);
     // SAFETY: TLB invalidation for EL2 has no effect on memory.
-    unsafe { core::arch::asm!("dsb ishst", "tlbi alle2", "dsb ish", "isb", options(nostack)) };
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi alle2",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
     SCTLR_EL2.modify(
         SCTLR_EL2::M::Enable
             + SCTLR_EL2::C::Cacheable
@@ -160,7 +172,15 @@ unsafe fn enable_el1(root: u64) {
     TTBR0_EL1.set(root);
     barrier::isb(barrier::SY);
     // SAFETY: TLB invalidation for EL1 has no effect on memory.
-    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1", "dsb ish", "isb", options(nostack)) };
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vmalle1",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
     SCTLR_EL1.modify(
         SCTLR_EL1::M::Enable
             + SCTLR_EL1::C::Cacheable

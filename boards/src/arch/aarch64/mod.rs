@@ -61,7 +61,9 @@ pub unsafe fn zero_memory(ptr: *mut u8, len: usize) {
     let mut a = first;
     while a < last {
         // SAFETY: `a` is a block-aligned address inside the caller's Normal-memory range.
-        unsafe { core::arch::asm!("dc zva, {a}", a = in(reg) a, options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("dc zva, {a}", a = in(reg) a, options(nostack, preserves_flags))
+        };
         a += block;
     }
 }

@@ -17,9 +17,19 @@ pub struct Syndrome {
 
 pub fn syndrome() -> Syndrome {
     if current_el() == 2 {
-        Syndrome { esr: ESR_EL2.get(), far: FAR_EL2.get(), elr: ELR_EL2.get(), spsr: SPSR_EL2.get() }
+        Syndrome {
+            esr: ESR_EL2.get(),
+            far: FAR_EL2.get(),
+            elr: ELR_EL2.get(),
+            spsr: SPSR_EL2.get(),
+        }
     } else {
-        Syndrome { esr: ESR_EL1.get(), far: FAR_EL1.get(), elr: ELR_EL1.get(), spsr: SPSR_EL1.get() }
+        Syndrome {
+            esr: ESR_EL1.get(),
+            far: FAR_EL1.get(),
+            elr: ELR_EL1.get(),
+            spsr: SPSR_EL1.get(),
+        }
     }
 }
 
