@@ -30,14 +30,14 @@ fn image_end() -> u64 {
 /// # Safety
 /// `dtb` must be readable for the size its header states (checked against `MAX_DTB`).
 unsafe fn dtb_slice(dtb: u64) -> Option<&'static [u8]> {
-    if dtb == 0 || dtb % 8 != 0 {
+    if dtb == 0 || !dtb.is_multiple_of(8) {
         return None;
     }
     // SAFETY: the caller says the header is readable; 8 bytes: magic and totalsize.
     let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 8) };
     let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-    if magic != FDT_MAGIC || size < 40 || size > MAX_DTB {
+    if magic != FDT_MAGIC || !(40..=MAX_DTB).contains(&size) {
         return None;
     }
     // SAFETY: as above, for the whole blob.

@@ -58,7 +58,7 @@ impl BlockDevice for VirtioBlk {
     }
 
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), FsError> {
-        if buf.is_empty() || buf.len() % SECTOR_SIZE != 0 {
+        if buf.is_empty() || !buf.len().is_multiple_of(SECTOR_SIZE) {
             return Err(FsError::Io { lba });
         }
         let mut lba = lba;

@@ -80,12 +80,28 @@ pub struct MemoryView<'a> {
 #[derive(Debug)]
 pub enum BootError {
     NoConfig,
-    Config { path: &'static str, err: crate::Error },
+    Config {
+        path: &'static str,
+        err: crate::Error,
+    },
     NoKernel,
-    File { path: String, err: fs::Error },
-    NoMemory { path: String, size: u64, free: u64 },
-    Kernel { path: String, err: kexboot_loader::Error },
-    Unsupported { path: String, what: &'static str },
+    File {
+        path: String,
+        err: fs::Error,
+    },
+    NoMemory {
+        path: String,
+        size: u64,
+        free: u64,
+    },
+    Kernel {
+        path: String,
+        err: kexboot_loader::Error,
+    },
+    Unsupported {
+        path: String,
+        what: &'static str,
+    },
     Placement(kexboot_loader::Error),
     Dtb(kexboot_loader::Error),
     Relocate(kexboot_relocate::Error),
@@ -99,7 +115,10 @@ impl fmt::Display for BootError {
             Self::NoKernel => write!(f, "entry has no 'kernel'/'linux' line"),
             Self::File { path, err } => write!(f, "{path}: {err}"),
             Self::NoMemory { path, size, free } => {
-                write!(f, "{path}: {size} bytes do not fit in free memory ({free} bytes free)")
+                write!(
+                    f,
+                    "{path}: {size} bytes do not fit in free memory ({free} bytes free)"
+                )
             }
             Self::Kernel { path, err } => write!(f, "{path}: {err}"),
             Self::Unsupported { path, what } => write!(f, "{path}: {what} is not supported"),
@@ -136,19 +155,32 @@ pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), Boot
         let size = match files.size(path) {
             Ok(s) => s,
             Err(fs::Error::NotFound) => continue,
-            Err(err) => return Err(BootError::File { path: path.into(), err }),
+            Err(err) => {
+                return Err(BootError::File {
+                    path: path.into(),
+                    err,
+                })
+            }
         };
         if size > MAX_CONFIG {
-            let err = fs::Error::TooLarge { size, capacity: MAX_CONFIG };
-            return Err(BootError::File { path: path.into(), err });
+            let err = fs::Error::TooLarge {
+                size,
+                capacity: MAX_CONFIG,
+            };
+            return Err(BootError::File {
+                path: path.into(),
+                err,
+            });
         }
         let mut buf = alloc::vec![0u8; size as usize];
         let n = files
             .read_into(path, &mut buf)
-            .map_err(|err| BootError::File { path: path.into(), err })?;
+            .map_err(|err| BootError::File {
+                path: path.into(),
+                err,
+            })?;
         buf.truncate(n);
-        let config =
-            extlinux::parse_bytes(&buf).map_err(|err| BootError::Config { path, err })?;
+        let config = extlinux::parse_bytes(&buf).map_err(|err| BootError::Config { path, err })?;
         for note in &config.notes {
             log::warn!("{path}: {note}");
         }
@@ -157,8 +189,13 @@ pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), Boot
     Err(BootError::NoConfig)
 }
 
+/// The first entry that could be prepared (its boot-order position and plan), and every failure
+/// on the way.
+pub type NextBootable<B> = (Option<(usize, Prepared<B>)>, Vec<Failure>);
+
 /// Tries the entries in boot order starting at position `from`; returns the position and plan
 /// of the first one that could be prepared, and every failure on the way (already logged).
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the flow; a bag struct hides nothing
 pub fn next_bootable<S: Staging>(
     files: &mut dyn Files,
     staging: &mut S,
@@ -168,7 +205,7 @@ pub fn next_bootable<S: Staging>(
     cfg_path: &str,
     config: &Config,
     from: usize,
-) -> (Option<(usize, Prepared<S::Buf>)>, Vec<Failure>) {
+) -> NextBootable<S::Buf> {
     let mut failures = Vec::new();
     for (pos, &i) in config.boot_order().iter().enumerate().skip(from) {
         let entry = &config.entries[i];
@@ -179,7 +216,10 @@ pub fn next_bootable<S: Staging>(
             Ok(p) => return (Some((pos, p)), failures),
             Err(error) => {
                 log::error!("entry '{}' ({}): {}", entry.label, entry.title(), error);
-                failures.push(Failure { label: entry.label.clone(), error });
+                failures.push(Failure {
+                    label: entry.label.clone(),
+                    error,
+                });
             }
         }
     }
@@ -199,7 +239,11 @@ impl<B: AsRef<[u8]>> Loaded<B> {
 
 fn alloc_for<S: Staging>(staging: &mut S, path: &str, size: u64) -> Result<S::Buf, BootError> {
     let free = staging.free_bytes();
-    let err = || BootError::NoMemory { path: path.into(), size, free };
+    let err = || BootError::NoMemory {
+        path: path.into(),
+        size,
+        free,
+    };
     if size.saturating_add(STAGING_MARGIN) > free {
         return Err(err());
     }
@@ -222,7 +266,10 @@ fn load_files<S: Staging>(
 ) -> Result<Loaded<S::Buf>, BootError> {
     let mut total = 0u64;
     for path in paths {
-        let size = files.size(path).map_err(|err| BootError::File { path: path.clone(), err })?;
+        let size = files.size(path).map_err(|err| BootError::File {
+            path: path.clone(),
+            err,
+        })?;
         total = total.saturating_add(size);
     }
     let first = paths.first().cloned().unwrap_or_default();
@@ -231,10 +278,17 @@ fn load_files<S: Staging>(
     let mut off = 0usize;
     for path in paths {
         let dst = &mut buf.as_mut()[off..total as usize];
-        off += files.read_into(path, dst).map_err(|err| BootError::File { path: path.clone(), err })?;
+        off += files.read_into(path, dst).map_err(|err| BootError::File {
+            path: path.clone(),
+            err,
+        })?;
     }
     let us = platform.now_us().saturating_sub(t0);
-    log::info!("loaded {what} {first}: {off} bytes in {} ms ({} MB/s)", us / 1000, mb_per_s(off as u64, us));
+    log::info!(
+        "loaded {what} {first}: {off} bytes in {} ms ({} MB/s)",
+        us / 1000,
+        mb_per_s(off as u64, us)
+    );
     Ok(Loaded { buf, len: off })
 }
 
@@ -245,13 +299,18 @@ fn kernel_image<S: Staging>(
     path: &str,
     file: Loaded<S::Buf>,
 ) -> Result<(Loaded<S::Buf>, ImageHeader), BootError> {
-    let kernel_err = |err| BootError::Kernel { path: path.into(), err };
+    let kernel_err = |err| BootError::Kernel {
+        path: path.into(),
+        err,
+    };
     let image = match compress::detect(file.bytes()) {
         Format::Gzip => {
             // ISIZE (mod 4 GiB) sizes the buffer; a stream that inflates past it is refused.
             let hint = compress::gzip_size_hint(file.bytes()).unwrap_or(0);
             if hint == 0 {
-                return Err(kernel_err(kexboot_loader::Error::Truncated { what: "gzip trailer" }));
+                return Err(kernel_err(kexboot_loader::Error::Truncated {
+                    what: "gzip trailer",
+                }));
             }
             let mut out = alloc_for(staging, path, u64::from(hint))?;
             let t0 = platform.now_us();
@@ -268,7 +327,12 @@ fn kernel_image<S: Staging>(
         }
         Format::Image => file,
         Format::Unknown => match compress::unsupported_compression(file.bytes()) {
-            Some(what) => return Err(BootError::Unsupported { path: path.into(), what }),
+            Some(what) => {
+                return Err(BootError::Unsupported {
+                    path: path.into(),
+                    what,
+                })
+            }
             None => file,
         },
     };
@@ -289,16 +353,28 @@ pub fn prepare<S: Staging>(
     log::info!("booting entry '{}' ({})", entry.label, entry.title());
     let kernel_name = entry.kernel.as_deref().ok_or(BootError::NoKernel)?;
     let kpath = extlinux::resolve_path(cfg_path, kernel_name);
-    let file = load_files(files, staging, platform, core::slice::from_ref(&kpath), "kernel")?;
+    let file = load_files(
+        files,
+        staging,
+        platform,
+        core::slice::from_ref(&kpath),
+        "kernel",
+    )?;
     let (kernel, header) = kernel_image(staging, platform, &kpath, file)?;
     if entry.fdt.is_some() || entry.fdtdir.is_some() {
-        log::warn!("entry '{}': fdt/fdtdir ignored; the firmware's device tree is used", entry.label);
+        log::warn!(
+            "entry '{}': fdt/fdtdir ignored; the firmware's device tree is used",
+            entry.label
+        );
     }
     let initrd = if entry.initrds.is_empty() {
         None
     } else {
-        let paths: Vec<String> =
-            entry.initrds.iter().map(|p| extlinux::resolve_path(cfg_path, p)).collect();
+        let paths: Vec<String> = entry
+            .initrds
+            .iter()
+            .map(|p| extlinux::resolve_path(cfg_path, p))
+            .collect();
         Some(load_files(files, staging, platform, &paths, "initrd")?)
     };
     let initrd_len = initrd.as_ref().map_or(0, |i| i.len as u64);
@@ -309,18 +385,25 @@ pub fn prepare<S: Staging>(
 
     let seeds = platform.random_seeds();
     if seeds.is_none() {
-        log::info!("no random source: kaslr-seed/rng-seed left as the incoming device tree has them");
+        log::info!(
+            "no random source: kaslr-seed/rng-seed left as the incoming device tree has them"
+        );
     }
     let fixups = Fixups {
         bootargs: Some(entry.append.as_deref().unwrap_or("")),
-        initrd: placement.initrd.map(|r| Range { start: r.start, end: r.start + initrd_len }),
+        initrd: placement.initrd.map(|r| Range {
+            start: r.start,
+            end: r.start + initrd_len,
+        }),
         kaslr_seed: seeds.map(|s| s.0),
         rng_seed: seeds.as_ref().map(|s| &s.1[..]),
         extra_reserved: &[],
     };
     let new_dtb = dt::fixup(dtb, &fixups).map_err(BootError::Dtb)?;
     if new_dtb.len() as u64 > placement.dtb.len() {
-        return Err(BootError::Dtb(kexboot_loader::Error::DtbTooLarge { size: new_dtb.len() as u64 }));
+        return Err(BootError::Dtb(kexboot_loader::Error::DtbTooLarge {
+            size: new_dtb.len() as u64,
+        }));
     }
     let mut dtb_buf = alloc_for(staging, "device tree", new_dtb.len() as u64)?;
     dtb_buf.as_mut()[..new_dtb.len()].copy_from_slice(&new_dtb);
@@ -333,7 +416,11 @@ pub fn prepare<S: Staging>(
     };
     let mut segments = Vec::new();
     let mut buffers = Vec::new();
-    segments.push(seg(staging.addr(&kernel.buf), kernel.len, &placement.kernel));
+    segments.push(seg(
+        staging.addr(&kernel.buf),
+        kernel.len,
+        &placement.kernel,
+    ));
     buffers.push(kernel.buf);
     if let (Some(i), Some(r)) = (initrd, &placement.initrd) {
         segments.push(seg(staging.addr(&i.buf), i.len, r));
@@ -345,7 +432,13 @@ pub fn prepare<S: Staging>(
         "placement: kernel {:#x}-{:#x}, initrd {}, dtb {:#x}",
         placement.kernel.start,
         placement.kernel.end,
-        placement.initrd.map_or(String::from("none"), |r| alloc::format!("{:#x}-{:#x}", r.start, r.end)),
+        placement
+            .initrd
+            .map_or(String::from("none"), |r| alloc::format!(
+                "{:#x}-{:#x}",
+                r.start,
+                r.end
+            )),
         placement.dtb.start
     );
     Ok(Prepared {
