@@ -41,9 +41,12 @@ pub fn prompt(info: &DtInfo) {
         let line = read_line();
         match line.trim() {
             "" => {}
-            "help" => {
-                println!("commands: boot (try the entries again), reset, poweroff, version, help")
-            }
+            "help" => println!(
+                "commands: boot (try the entries again), reset, poweroff, version, \
+                 exception undefined (test the exception report), help"
+            ),
+            // U-Boot's `exception` command: proves an unexpected exception is reported.
+            "exception undefined" => crate::arch::undefined_instruction(),
             "boot" => return,
             "version" => println!("kexboot {}", crate::VERSION),
             "reset" => report(psci::system_reset(info)),

@@ -85,6 +85,8 @@ primary_entry:
     stp     xzr, xzr, [x9], #16
     b       3b
 4:
+    /* Use SP_ELx (a previous stage may have left SP_EL0 selected), then set it. */
+    msr     spsel, #1
     adrp    x9, __stack_top
     add     x9, x9, :lo12:__stack_top
     mov     sp, x9

@@ -67,3 +67,10 @@ pub unsafe fn zero_memory(ptr: *mut u8, len: usize) {
         a += block;
     }
 }
+
+/// Executes a permanently undefined instruction (`udf`): the exception vectors report it.
+pub fn undefined_instruction() -> ! {
+    // SAFETY: `udf` only raises a synchronous exception, which the vectors handle by printing
+    // the syndrome and stopping the CPU; it never returns.
+    unsafe { core::arch::asm!("udf #0", options(noreturn, nomem, nostack)) }
+}
