@@ -1,1 +1,202 @@
-fn main() { eprintln!("xtask: not yet"); std::process::exit(1) }
+//! `cargo xtask`: builds the kexboot firmware, fetches and builds the test assets (Debian kernel,
+//! busybox initramfs, disk images) and drives QEMU for `run`, `test` and `bench`.
+//!
+//! Everything it makes lives under the workspace's `target/` directory; nothing is committed.
+
+mod assets;
+mod bench;
+mod disk;
+mod e2e;
+mod firmware;
+mod initrd;
+mod qemu;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The one error type of xtask: a message that says what failed and why.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error(e.to_string())
+    }
+}
+
+/// Result alias used throughout xtask.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Builds an [`Error`] from a format string.
+#[macro_export]
+macro_rules! err {
+    ($($t:tt)*) => { $crate::Error(format!($($t)*)) };
+}
+
+/// Adds the path to an I/O error.
+pub trait Context<T> {
+    /// Prefixes the error with `what`.
+    fn ctx(self, what: impl fmt::Display) -> Result<T>;
+}
+
+impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn ctx(self, what: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| Error(format!("{what}: {e}")))
+    }
+}
+
+/// Where things live: all under the workspace's `target/`.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    /// Workspace root (parent of `xtask/`).
+    pub root: PathBuf,
+    /// `<root>/target`.
+    pub target: PathBuf,
+    /// `<root>/target/assets`: downloaded packages, kernel, initramfs, disk images.
+    pub assets: PathBuf,
+    /// `<root>/target/e2e`: serial logs of the QEMU cases.
+    pub e2e: PathBuf,
+}
+
+impl Paths {
+    fn new() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives inside the workspace")
+            .to_path_buf();
+        let target = root.join("target");
+        Paths {
+            assets: target.join("assets"),
+            e2e: target.join("e2e"),
+            root,
+            target,
+        }
+    }
+
+    /// The flat firmware image `build` produces.
+    pub fn kexboot_bin(&self) -> PathBuf {
+        self.target.join("kexboot.bin")
+    }
+
+    /// Cargo's build directory: `$CARGO_TARGET_DIR` when set (cargo honours it), else `target/`.
+    pub fn cargo_target_dir(&self) -> PathBuf {
+        match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(d) if !d.is_empty() => {
+                let d = PathBuf::from(d);
+                if d.is_absolute() {
+                    d
+                } else {
+                    self.root.join(d)
+                }
+            }
+            _ => self.target.clone(),
+        }
+    }
+}
+
+/// A `cargo` command run from the workspace root, with the same cargo that runs xtask.
+pub fn cargo(paths: &Paths) -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(&paths.root);
+    c
+}
+
+/// Runs `cmd`, failing with its rendering when it does not exit 0.
+pub fn run_status(cmd: &mut Command) -> Result<()> {
+    let st = cmd.status().ctx(format!("cannot run {cmd:?}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(err!("{cmd:?} failed ({st})"))
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <command>
+  assets                 install QEMU/U-Boot, fetch Debian's arm64 kernel + busybox, build Image,
+                         Image.gz, initrd.img and the test disks under target/assets/
+  build [--release]      build the firmware and write target/kexboot.bin (always release)
+  run [-- QEMU ARGS]     assets + build, then boot kexboot in QEMU on this console (Ctrl-A x quits)
+  test [--no-e2e] [--no-clippy] [--only CASE]
+                         host tests, firmware build, clippy, QEMU end-to-end cases
+  bench [--rounds N]     time kexboot vs Debian's U-Boot vs direct Linux (writes target/bench.md)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let paths = Paths::new();
+    let Some(cmd) = args.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let rest = &args[1..];
+    let res = match cmd.as_str() {
+        "assets" => assets::ensure(&paths).and_then(|a| {
+            let disks = e2e::build_disks(&paths, &a)?;
+            for d in disks.all() {
+                println!("{}", d.display());
+            }
+            Ok(())
+        }),
+        "build" => check_flags(rest, &["--release"])
+            .and_then(|_| firmware::build(&paths))
+            .map(|p| println!("{}", p.display())),
+        "run" => cmd_run(&paths, rest),
+        "test" => e2e::cmd_test(&paths, rest),
+        "bench" => bench::cmd_bench(&paths, rest),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(err!("unknown command `{other}`\n{USAGE}")),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {cmd}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Fails on any argument not in `allowed`.
+fn check_flags(args: &[String], allowed: &[&str]) -> Result<()> {
+    match args.iter().find(|a| !allowed.contains(&a.as_str())) {
+        Some(a) => Err(err!("unexpected argument `{a}`\n{USAGE}")),
+        None => Ok(()),
+    }
+}
+
+/// `run`: boot kexboot from the MBR test disk with the console on this terminal.
+fn cmd_run(paths: &Paths, args: &[String]) -> Result<()> {
+    let extra = match args.first().map(String::as_str) {
+        Some("--") => &args[1..],
+        _ => args,
+    };
+    let assets = assets::ensure(paths)?;
+    let bin = firmware::build(paths)?;
+    let disks = e2e::build_disks(paths, &assets)?;
+    let mut cmd = Command::new(qemu::QEMU);
+    cmd.args([
+        "-M",
+        "virt,virtualization=on",
+        "-cpu",
+        "cortex-a72",
+        "-smp",
+        "2",
+        "-m",
+        "1G",
+    ])
+    .arg("-nographic")
+    .arg("-kernel")
+    .arg(&bin)
+    .args(qemu::virtio_disk(&disks.mbr))
+    .args(extra);
+    eprintln!("xtask run: {cmd:?}");
+    run_status(&mut cmd)
+}

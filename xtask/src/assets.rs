@@ -1,0 +1,344 @@
+//! Test assets: host packages (QEMU, Debian's U-Boot) installed with apt-get, and Debian's arm64
+//! cloud kernel and static busybox downloaded as `.deb`s and unpacked under `target/assets/`.
+//!
+//! Idempotent: whatever is already there and valid is kept.
+
+use crate::{err, initrd, run_status, Context, Paths, Result};
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Debian's U-Boot for QEMU `virt` (aarch64), run with `-bios`.
+pub const UBOOT_BIN: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
+/// Offset and value of the arm64 Image magic ("ARM\x64").
+const IMAGE_MAGIC_OFFSET: usize = 0x38;
+const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
+
+/// The files the QEMU cases boot.
+#[derive(Clone, Debug)]
+pub struct Assets {
+    /// Uncompressed arm64 Image.
+    pub image: PathBuf,
+    /// The same Image, gzip'd.
+    pub image_gz: PathBuf,
+    /// gzip'd newc cpio initramfs with busybox and the marker-printing `/init`.
+    pub initrd: PathBuf,
+}
+
+/// Makes sure every asset exists, installing and downloading what is missing.
+pub fn ensure(paths: &Paths) -> Result<Assets> {
+    fs::create_dir_all(&paths.assets).ctx(paths.assets.display())?;
+    let mut apt = Apt::default();
+    let a = Assets {
+        image: paths.assets.join("Image"),
+        image_gz: paths.assets.join("Image.gz"),
+        initrd: paths.assets.join("initrd.img"),
+    };
+    let debs = paths.assets.join("debs");
+    let busybox = debs.join("busybox-static/bin/busybox");
+    let need_kernel = !is_arm64_image_file(&a.image);
+    let need_busybox = !busybox.is_file();
+    if need_kernel || need_busybox {
+        // Before the host packages, so that one `apt-get update` serves both.
+        apt.ensure_arm64()?;
+    }
+    host_packages(&mut apt)?;
+    if need_kernel || need_busybox {
+        fs::create_dir_all(&debs).ctx(debs.display())?;
+        let mut wanted = Vec::new();
+        if need_kernel {
+            let pkg = kernel_package(&mut apt)?;
+            wanted.push((pkg, "kernel"));
+        }
+        if need_busybox {
+            wanted.push(("busybox-static".to_string(), "busybox-static"));
+        }
+        for (pkg, dir) in &wanted {
+            let deb = download(&mut apt, &debs, pkg)?;
+            let out = debs.join(dir);
+            let _ = fs::remove_dir_all(&out);
+            run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&out))?;
+        }
+        if need_kernel {
+            install_kernel(&debs.join("kernel"), &a.image)?;
+        }
+    }
+    if !a.image_gz.is_file() || modified(&a.image_gz) < modified(&a.image) {
+        eprintln!("assets: compressing {}", a.image_gz.display());
+        let data = fs::read(&a.image).ctx(a.image.display())?;
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&data)?;
+        write_atomic(&a.image_gz, &enc.finish()?)?;
+    }
+    let bb = fs::read(&busybox).ctx(busybox.display())?;
+    if bb.get(..4) != Some(b"\x7fELF") || bb.get(18..20) != Some(&[183, 0]) {
+        return Err(err!("{} is not an aarch64 ELF", busybox.display()));
+    }
+    let img = initrd::build(&bb).ctx("building initramfs")?;
+    if fs::read(&a.initrd).ok().as_deref() != Some(&img[..]) {
+        eprintln!(
+            "assets: writing {} ({} bytes)",
+            a.initrd.display(),
+            img.len()
+        );
+        write_atomic(&a.initrd, &img)?;
+    }
+    Ok(a)
+}
+
+/// Modification time, or the epoch when unknown.
+fn modified(p: &Path) -> std::time::SystemTime {
+    fs::metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::UNIX_EPOCH)
+}
+
+/// Writes through a temporary file and a rename, so an interrupted run leaves no half file.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, data).ctx(tmp.display())?;
+    fs::rename(&tmp, path).ctx(path.display())
+}
+
+/// True when `data` carries the arm64 Image header magic.
+pub fn is_arm64_image(data: &[u8]) -> bool {
+    data.get(IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4) == Some(&IMAGE_MAGIC[..])
+}
+
+fn is_arm64_image_file(p: &Path) -> bool {
+    let mut head = [0u8; 64];
+    fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && is_arm64_image(&head)
+}
+
+/// Finds `boot/vmlinuz-*` in the unpacked kernel package and writes it as an uncompressed Image.
+fn install_kernel(unpacked: &Path, image: &Path) -> Result<()> {
+    let boot = unpacked.join("boot");
+    let vmlinuz = fs::read_dir(&boot)
+        .ctx(boot.display())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .ok_or_else(|| err!("no boot/vmlinuz-* in {}", unpacked.display()))?;
+    let mut data = fs::read(&vmlinuz).ctx(vmlinuz.display())?;
+    if data.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        GzDecoder::new(&data[..])
+            .read_to_end(&mut out)
+            .ctx(vmlinuz.display())?;
+        data = out;
+    }
+    if !is_arm64_image(&data) {
+        return Err(err!(
+            "{}: no arm64 Image magic \"ARM\\x64\" at offset {IMAGE_MAGIC_OFFSET:#x}",
+            vmlinuz.display()
+        ));
+    }
+    eprintln!(
+        "assets: kernel {} ({} bytes) -> {}",
+        vmlinuz.display(),
+        data.len(),
+        image.display()
+    );
+    write_atomic(image, &data)
+}
+
+/// apt-get driver: `apt-get update` at most once per run, root or sudo.
+#[derive(Default)]
+struct Apt {
+    updated: bool,
+    arm64: bool,
+}
+
+impl Apt {
+    /// A command run as root (through `sudo` when we are not root).
+    fn root_cmd(prog: &str) -> Command {
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.trim_ascii() == b"0")
+            .unwrap_or(false);
+        let mut c = if is_root {
+            Command::new(prog)
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(prog);
+            c
+        };
+        c.env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    }
+
+    fn update(&mut self) -> Result<()> {
+        if !self.updated {
+            eprintln!("assets: apt-get update");
+            run_status(Self::root_cmd("apt-get").args(["-q", "update"]))?;
+            self.updated = true;
+        }
+        Ok(())
+    }
+
+    /// Adds the arm64 architecture to dpkg (and refreshes the lists) if it is not there yet.
+    fn ensure_arm64(&mut self) -> Result<()> {
+        if self.arm64 {
+            return Ok(());
+        }
+        let out = Command::new("dpkg")
+            .arg("--print-foreign-architectures")
+            .output()
+            .ctx("dpkg --print-foreign-architectures")?;
+        if !String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|a| a == "arm64")
+        {
+            eprintln!("assets: dpkg --add-architecture arm64");
+            run_status(Self::root_cmd("dpkg").args(["--add-architecture", "arm64"]))?;
+            self.updated = false;
+            self.update()?;
+        }
+        self.arm64 = true;
+        Ok(())
+    }
+}
+
+/// True when `prog` is an executable on `$PATH`.
+fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+}
+
+/// Installs QEMU and Debian's U-Boot if they are missing.
+fn host_packages(apt: &mut Apt) -> Result<()> {
+    let mut pkgs = Vec::new();
+    if !on_path(crate::qemu::QEMU) {
+        // ipxe-qemu: the option ROM QEMU looks for when it adds its default NIC.
+        pkgs.extend(["qemu-system-arm", "ipxe-qemu"]);
+    }
+    if !Path::new(UBOOT_BIN).is_file() {
+        pkgs.push("u-boot-qemu");
+    }
+    if pkgs.is_empty() {
+        return Ok(());
+    }
+    apt.update()?;
+    eprintln!("assets: apt-get install {}", pkgs.join(" "));
+    run_status(
+        Apt::root_cmd("apt-get")
+            .args(["-y", "-q", "install", "--no-install-recommends"])
+            .args(&pkgs),
+    )
+}
+
+/// Picks the exact kernel package (`linux-image-<ver>-cloud-arm64[-unsigned]`) from the
+/// `apt-cache depends` output of the metapackage.
+pub fn parse_kernel_depends(out: &str) -> Option<String> {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends:"))
+        .map(|d| d.trim().trim_start_matches('<').trim_end_matches('>'))
+        .map(|d| d.split(':').next().unwrap_or(d))
+        .find(|d| {
+            d.starts_with("linux-image-")
+                && (d.ends_with("-cloud-arm64") || d.ends_with("-cloud-arm64-unsigned"))
+                && d != &"linux-image-cloud-arm64"
+        })
+        .map(str::to_string)
+}
+
+/// Resolves `linux-image-cloud-arm64:arm64` to the exact kernel package name.
+fn kernel_package(apt: &mut Apt) -> Result<String> {
+    for attempt in 0..2 {
+        let out = Command::new("apt-cache")
+            .args(["depends", "linux-image-cloud-arm64:arm64"])
+            .output()
+            .ctx("apt-cache depends")?;
+        if let Some(p) = parse_kernel_depends(&String::from_utf8_lossy(&out.stdout)) {
+            eprintln!("assets: kernel package {p}");
+            return Ok(p);
+        }
+        if attempt == 0 {
+            apt.update()?;
+        }
+    }
+    Err(err!(
+        "apt-cache depends linux-image-cloud-arm64:arm64 names no linux-image-*-cloud-arm64 package"
+    ))
+}
+
+/// `apt-get download <pkg>:arm64` into `dir`; returns the `.deb`'s path.
+fn download(apt: &mut Apt, dir: &Path, pkg: &str) -> Result<PathBuf> {
+    let find = || -> Option<PathBuf> {
+        let prefix = format!("{pkg}_");
+        fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with("_arm64.deb"))
+            })
+    };
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    for attempt in 0..2 {
+        eprintln!("assets: apt-get download {pkg}:arm64");
+        let st = Command::new("apt-get")
+            .args(["-q", "download"])
+            .arg(format!("{pkg}:arm64"))
+            .current_dir(dir)
+            .status()
+            .ctx("apt-get download")?;
+        if st.success() {
+            if let Some(p) = find() {
+                return Ok(p);
+            }
+        }
+        if attempt == 0 {
+            // The lists may be older than the mirror: refresh once and try again.
+            apt.updated = false;
+            apt.update()?;
+        }
+    }
+    Err(err!("apt-get download {pkg}:arm64 failed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_depends_parsing() {
+        let out =
+            "linux-image-cloud-arm64:arm64\n  Depends: linux-image-6.1.0-56-cloud-arm64:arm64\n";
+        assert_eq!(
+            parse_kernel_depends(out).as_deref(),
+            Some("linux-image-6.1.0-56-cloud-arm64")
+        );
+        let unsigned = "x\n  Depends: <linux-image-6.1.0-9-cloud-arm64-unsigned>\n";
+        assert_eq!(
+            parse_kernel_depends(unsigned).as_deref(),
+            Some("linux-image-6.1.0-9-cloud-arm64-unsigned")
+        );
+        assert_eq!(parse_kernel_depends("  Depends: linux-base\n"), None);
+        assert_eq!(parse_kernel_depends(""), None);
+    }
+
+    #[test]
+    fn image_magic() {
+        let mut h = vec![0u8; 64];
+        assert!(!is_arm64_image(&h));
+        h[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        assert!(is_arm64_image(&h));
+        assert!(!is_arm64_image(&h[..0x3a]));
+    }
+}

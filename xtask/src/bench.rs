@@ -1,0 +1,370 @@
+//! `cargo xtask bench`: host time from QEMU spawn to "kernel starts" and to the initramfs's
+//! first marker, for kexboot, Debian's U-Boot (same disk) and Linux booted directly; medians of
+//! N rounds, interleaved, printed as a table and written to `target/bench.md`.
+
+use crate::assets::{self, UBOOT_BIN};
+use crate::e2e::{self, CMDLINE_DIRECT, KEXBOOT_STARTING};
+use crate::qemu::{self, Session, Wait};
+use crate::{err, firmware, Context, Paths, Result};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// Time limit of one boot.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+const BEGIN: &str = "KEXBOOT-E2E-BEGIN";
+
+/// The three ways to boot the same kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Arm {
+    Kexboot,
+    UBoot,
+    Direct,
+}
+
+impl Arm {
+    fn label(self) -> &'static str {
+        match self {
+            Arm::Kexboot => "kexboot",
+            Arm::UBoot => "U-Boot (Debian) *",
+            Arm::Direct => "Linux direct (-kernel)",
+        }
+    }
+}
+
+/// One boot's figures.
+#[derive(Default)]
+struct Sample {
+    kernel: Option<Duration>,
+    user: Option<Duration>,
+    bench_lines: Vec<String>,
+    banner: Option<String>,
+    error: Option<String>,
+}
+
+/// Machine arguments shared by every arm, so the figures compare.
+fn machine() -> Vec<String> {
+    ["-M", "virt", "-cpu", "cortex-a72", "-m", "1G"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn run_one(
+    paths: &Paths,
+    arm: Arm,
+    round: usize,
+    disk: &std::path::Path,
+    a: &assets::Assets,
+) -> Sample {
+    let mut args = machine();
+    match arm {
+        Arm::Kexboot => {
+            args.extend(["-kernel".into(), paths.kexboot_bin().display().to_string()]);
+            args.extend(qemu::virtio_disk(disk));
+        }
+        Arm::UBoot => {
+            args.extend(["-bios".into(), UBOOT_BIN.into()]);
+            args.extend(qemu::virtio_disk(disk));
+        }
+        Arm::Direct => {
+            args.extend(["-kernel".into(), a.image.display().to_string()]);
+            args.extend(["-initrd".into(), a.initrd.display().to_string()]);
+            args.extend(["-append".into(), CMDLINE_DIRECT.into()]);
+        }
+    }
+    let name = format!("bench-{}-{}", format!("{arm:?}").to_lowercase(), round + 1);
+    let log = paths.e2e.join(format!("{name}.log"));
+    let mut smp = Sample::default();
+    let mut s = match Session::spawn(&args, Some(&log)) {
+        Ok(s) => s,
+        Err(e) => {
+            smp.error = Some(e.to_string());
+            return smp;
+        }
+    };
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let fail = |w: Wait, what: &str, s: &Session| -> String {
+        let how = match w {
+            Wait::Exited => "qemu exited",
+            _ => "timeout",
+        };
+        let last = s.lines().last().map(|l| l.text.clone()).unwrap_or_default();
+        format!("{how} before {what:?} (last line {last:?})")
+    };
+    let start_marker = match arm {
+        Arm::Kexboot => Some(KEXBOOT_STARTING),
+        Arm::UBoot => Some("Starting kernel"),
+        Arm::Direct => None,
+    };
+    if arm == Arm::UBoot {
+        // Stop the autoboot countdown, then type `boot` at the prompt. If the key came too late,
+        // U-Boot goes on booting by itself and "Starting kernel" shows up instead of the prompt.
+        let mut key_sent = false;
+        loop {
+            let w = s.wait_for_prompt(deadline, |l| {
+                l.contains("Hit any key to stop autoboot")
+                    || l.trim_start().starts_with("=>")
+                    || l.contains("Starting kernel")
+            });
+            match w {
+                Wait::Found(l) if l.text.contains("Starting kernel") => {
+                    smp.kernel = Some(l.at);
+                    break;
+                }
+                Wait::Found(l) if l.text.contains("Hit any key") => {
+                    if !key_sent {
+                        s.send(b" ");
+                        key_sent = true;
+                    }
+                }
+                Wait::Found(_) => {
+                    s.send(b"boot\r");
+                    break;
+                }
+                w => {
+                    smp.error = Some(fail(w, "U-Boot prompt", &s));
+                    return smp;
+                }
+            }
+        }
+    }
+    if let (Some(m), None) = (start_marker, smp.kernel) {
+        match s.wait_for(deadline, |l| l.contains(m)) {
+            Wait::Found(l) => smp.kernel = Some(l.at),
+            w => smp.error = Some(fail(w, m, &s)),
+        }
+    }
+    if smp.error.is_none() {
+        match s.wait_for(deadline, |l| l.contains(BEGIN)) {
+            Wait::Found(l) => smp.user = Some(l.at),
+            w => smp.error = Some(fail(w, BEGIN, &s)),
+        }
+        s.wait_exit(Instant::now() + Duration::from_secs(15));
+    }
+    s.kill();
+    smp.bench_lines = s
+        .lines()
+        .iter()
+        .filter(|l| l.text.starts_with("BENCH "))
+        .map(|l| l.text.clone())
+        .collect();
+    smp.banner = s
+        .lines()
+        .iter()
+        .find(|l| l.text.starts_with("U-Boot 20") || l.text.starts_with("kexboot "))
+        .map(|l| l.text.trim().to_string());
+    smp
+}
+
+/// Median of the values present.
+fn median(v: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
+    let mut v: Vec<Duration> = v.flatten().collect();
+    v.sort();
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2),
+    }
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.3}", d.as_secs_f64()))
+        .unwrap_or_else(|| "–".into())
+}
+
+/// "median (min–max)" of the values present.
+fn cell(med: Option<Duration>, v: impl Iterator<Item = Option<Duration>>) -> String {
+    let v: Vec<Duration> = v.flatten().collect();
+    match (v.iter().min(), v.iter().max()) {
+        (Some(lo), Some(hi)) if v.len() > 1 => {
+            format!("{} ({}–{})", secs(med), secs(Some(*lo)), secs(Some(*hi)))
+        }
+        _ => secs(med),
+    }
+}
+
+fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "n/a".into(),
+    }
+}
+
+/// `cargo xtask bench [--rounds N]`.
+pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
+    let mut rounds = 3usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rounds" => {
+                rounds = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=50).contains(n))
+                    .ok_or_else(|| err!("--rounds needs a number from 1 to 50"))?
+            }
+            other => return Err(err!("unexpected argument `{other}`")),
+        }
+    }
+    let a = assets::ensure(paths)?;
+    let fw = firmware::build(paths);
+    if let Err(e) = &fw {
+        eprintln!("bench: firmware build failed, kexboot arm skipped: {e}");
+    }
+    let disks = e2e::build_disks(paths, &a)?;
+    std::fs::create_dir_all(&paths.e2e).ctx(paths.e2e.display())?;
+
+    let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
+    let mut samples: Vec<Vec<Sample>> = arms.iter().map(|_| Vec::new()).collect();
+    for r in 0..rounds {
+        for (i, arm) in arms.iter().enumerate() {
+            let smp = if *arm == Arm::Kexboot && fw.is_err() {
+                Sample {
+                    error: Some("firmware build failed".into()),
+                    ..Default::default()
+                }
+            } else {
+                run_one(paths, *arm, r, &disks.mbr, &a)
+            };
+            eprintln!(
+                "bench: round {} {:<8} kernel {:>7}s userspace {:>7}s{}",
+                r + 1,
+                format!("{arm:?}"),
+                secs(smp.kernel),
+                secs(smp.user),
+                smp.error
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+            samples[i].push(smp);
+        }
+    }
+
+    let med: Vec<(Option<Duration>, Option<Duration>)> = samples
+        .iter()
+        .map(|s| {
+            (
+                median(s.iter().map(|x| x.kernel)),
+                median(s.iter().map(|x| x.user)),
+            )
+        })
+        .collect();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    let kb_size = fw.as_ref().ok().and_then(|p| size(p));
+    let ub_size = size(std::path::Path::new(UBOOT_BIN));
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# kexboot boot-time bench\n");
+    let _ = writeln!(
+        md,
+        "QEMU TCG `{} {}`, same kernel ({} bytes) and initramfs, disk `{}` over virtio-blk; \
+         host time from QEMU spawn; median of {rounds} rounds.\n",
+        qemu::QEMU,
+        machine().join(" "),
+        size(&a.image).unwrap_or(0),
+        disks
+            .mbr
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?"),
+    );
+    let _ = writeln!(
+        md,
+        "| boot path | kernel starts, s: median (min–max) | userspace marker, s: median (min–max) | ok rounds |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    for (i, arm) in arms.iter().enumerate() {
+        let ok = samples[i].iter().filter(|s| s.error.is_none()).count();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {ok}/{rounds} |",
+            arm.label(),
+            cell(med[i].0, samples[i].iter().map(|x| x.kernel)),
+            cell(med[i].1, samples[i].iter().map(|x| x.user))
+        );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "- kexboot / U-Boot: kernel start {}, userspace {}",
+        ratio(med[0].0, med[1].0),
+        ratio(med[0].1, med[1].1)
+    );
+    let _ = writeln!(
+        md,
+        "- kexboot / direct: userspace {}",
+        ratio(med[0].1, med[2].1)
+    );
+    let kib = |s: Option<u64>| {
+        s.map(|s| format!("{:.1} KiB", s as f64 / 1024.0))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    let _ = writeln!(
+        md,
+        "- size: kexboot.bin {} vs u-boot.bin {} ({})",
+        kib(kb_size),
+        kib(ub_size),
+        match (kb_size, ub_size) {
+            (Some(k), Some(u)) if u > 0 => format!("{:.1}%", 100.0 * k as f64 / u as f64),
+            _ => "n/a".into(),
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- \\* U-Boot's times include the keystroke round trip that skips its autoboot countdown \
+         (a key at \"Hit any key\", then `boot` at `=>`)."
+    );
+    for (i, arm) in arms.iter().enumerate() {
+        if let Some(b) = samples[i].iter().find_map(|s| s.banner.clone()) {
+            let _ = writeln!(md, "- {arm:?} banner: `{b}`");
+        }
+        for (r, s) in samples[i].iter().enumerate() {
+            if let Some(e) = &s.error {
+                let _ = writeln!(md, "- {arm:?} round {}: {e}", r + 1);
+            }
+        }
+    }
+    let bench: Vec<String> = samples[0]
+        .iter()
+        .enumerate()
+        .flat_map(|(r, s)| {
+            s.bench_lines
+                .iter()
+                .map(move |l| format!("round {}: {l}", r + 1))
+        })
+        .collect();
+    if !bench.is_empty() {
+        let _ = writeln!(md, "\nFirmware figures (`BENCH` lines):\n\n```");
+        for l in bench {
+            let _ = writeln!(md, "{l}");
+        }
+        let _ = writeln!(md, "```");
+    }
+    print!("\n{md}");
+    let out = paths.target.join("bench.md");
+    std::fs::write(&out, &md).ctx(out.display())?;
+    println!("\nwritten to {}", out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_ratio() {
+        let s = |v: f64| Some(Duration::from_secs_f64(v));
+        assert_eq!(median([s(3.0), None, s(1.0), s(2.0)].into_iter()), s(2.0));
+        assert_eq!(median([s(1.0), s(2.0)].into_iter()), s(1.5));
+        assert_eq!(median([None, None].into_iter()), None);
+        assert_eq!(ratio(s(1.0), s(4.0)), "0.25x");
+        assert_eq!(ratio(None, s(4.0)), "n/a");
+        assert_eq!(secs(None), "–");
+        assert_eq!(
+            cell(s(2.0), [s(1.0), s(2.0), s(3.0)].into_iter()),
+            "2.000 (1.000–3.000)"
+        );
+        assert_eq!(cell(None, [None].into_iter()), "–");
+    }
+}

@@ -1,0 +1,192 @@
+//! Disk images for the QEMU cases: one FAT32 partition (MBR or GPT) holding the given files,
+//! built in memory with `fatfs`, `mbrman` and `gpt`.
+
+use crate::{err, Context, Result};
+use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
+use std::io::{Cursor, Write};
+use std::path::Path;
+
+/// Partition table of a test disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// DOS partition table, one bootable FAT32 (LBA) partition.
+    Mbr,
+    /// GPT (with protective MBR), one "basic data" partition marked legacy-BIOS-bootable.
+    Gpt,
+}
+
+/// Sector size of every image.
+pub const SECTOR: u64 = 512;
+/// First LBA of the FAT partition (1 MiB).
+pub const PART_START_LBA: u64 = 2048;
+/// Size of the FAT partition.
+pub const PART_BYTES: u64 = 128 << 20;
+/// Room left after the partition (GPT's backup header and table).
+const TAIL_BYTES: u64 = 1 << 20;
+/// MBR partition type: FAT32 with LBA addressing.
+const MBR_FAT32_LBA: u8 = 0x0c;
+/// GPT attribute bit 2: legacy BIOS bootable (what U-Boot's `part list -bootable` reads).
+const GPT_LEGACY_BOOTABLE: u64 = 1 << 2;
+
+/// Builds a whole disk image holding `files` (absolute paths like `/boot/Image`).
+pub fn build(files: &[(&str, &[u8])], scheme: Scheme) -> Result<Vec<u8>> {
+    let part_sectors = PART_BYTES / SECTOR;
+    let total = PART_START_LBA * SECTOR + PART_BYTES + TAIL_BYTES;
+    let mut disk = vec![0u8; total as usize];
+    let part = &mut disk[(PART_START_LBA * SECTOR) as usize..][..PART_BYTES as usize];
+    fill_fat(part, files)?;
+
+    let mut cur = Cursor::new(&mut disk[..]);
+    match scheme {
+        Scheme::Mbr => {
+            let mut mbr = mbrman::MBR::new_from(&mut cur, SECTOR as u32, *b"KEXB").ctx("mbr")?;
+            mbr[1] = mbrman::MBRPartitionEntry {
+                boot: mbrman::BOOT_ACTIVE,
+                first_chs: mbrman::CHS::empty(),
+                sys: MBR_FAT32_LBA,
+                last_chs: mbrman::CHS::empty(),
+                starting_lba: PART_START_LBA as u32,
+                sectors: part_sectors as u32,
+            };
+            mbr.write_into(&mut cur).ctx("writing mbr")?;
+        }
+        Scheme::Gpt => {
+            let last_lba = total / SECTOR - 1;
+            let pmbr =
+                gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(last_lba).unwrap_or(u32::MAX));
+            pmbr.overwrite_lba0(&mut cur).ctx("protective mbr")?;
+            let mut g = gpt::GptConfig::new()
+                .writable(true)
+                .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+                .create_from_device(cur, None)
+                .ctx("gpt")?;
+            g.add_partition_at(
+                "KEXBOOT",
+                1,
+                PART_START_LBA,
+                part_sectors,
+                gpt::partition_types::BASIC,
+                GPT_LEGACY_BOOTABLE,
+            )
+            .ctx("gpt partition")?;
+            g.write().ctx("writing gpt")?;
+        }
+    }
+    Ok(disk)
+}
+
+/// Formats `part` as FAT32 and writes the files, creating parent directories.
+fn fill_fat(part: &mut [u8], files: &[(&str, &[u8])]) -> Result<()> {
+    let opts = FormatVolumeOptions::new()
+        .fat_type(FatType::Fat32)
+        .volume_id(0x4b45_5842)
+        .volume_label(*b"KEXBOOT    ");
+    fatfs::format_volume(Cursor::new(&mut *part), opts).ctx("formatting FAT")?;
+    let fs = FileSystem::new(Cursor::new(&mut *part), FsOptions::new()).ctx("mounting FAT")?;
+    for (path, data) in files {
+        let rel = path.trim_start_matches('/');
+        let (dirs, name) = match rel.rsplit_once('/') {
+            Some((d, n)) => (Some(d), n),
+            None => (None, rel),
+        };
+        let mut dir = fs.root_dir();
+        for d in dirs.into_iter().flat_map(|d| d.split('/')) {
+            dir = dir.create_dir(d).ctx(format!("{path}: mkdir {d}"))?;
+        }
+        if name.is_empty() {
+            return Err(err!("{path}: not a file path"));
+        }
+        let mut f = dir.create_file(name).ctx(path)?;
+        f.truncate().ctx(path)?;
+        f.write_all(data)
+            .ctx(format!("{path}: writing {} bytes", data.len()))?;
+    }
+    fs.unmount().ctx("unmounting FAT")
+}
+
+/// Builds the image and writes it to `path` (through a temporary file).
+pub fn write(path: &Path, files: &[(&str, &[u8])], scheme: Scheme) -> Result<()> {
+    let img = build(files, scheme).ctx(path.display())?;
+    crate::assets::write_atomic(path, &img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn files() -> Vec<(&'static str, Vec<u8>)> {
+        let big: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        vec![
+            ("/boot/Image", big),
+            ("/boot/initrd.img", b"initrd".to_vec()),
+            (
+                "/extlinux/extlinux.conf",
+                b"default x\nlabel x\n  linux /boot/Image\n".to_vec(),
+            ),
+        ]
+    }
+
+    fn check_fat(disk: &[u8], files: &[(&str, Vec<u8>)]) {
+        let part = &disk[(PART_START_LBA * SECTOR) as usize..][..PART_BYTES as usize];
+        let mut part = part.to_vec();
+        let fs = FileSystem::new(Cursor::new(&mut part[..]), FsOptions::new()).unwrap();
+        assert_eq!(fs.fat_type(), FatType::Fat32);
+        for (path, want) in files {
+            let mut got = Vec::new();
+            fs.root_dir()
+                .open_file(path.trim_start_matches('/'))
+                .unwrap()
+                .read_to_end(&mut got)
+                .unwrap();
+            assert!(got == *want, "{path} differs");
+        }
+        assert!(fs.root_dir().open_file("boot/missing").is_err());
+    }
+
+    #[test]
+    fn mbr_disk_round_trips() {
+        let f = files();
+        let refs: Vec<(&str, &[u8])> = f.iter().map(|(p, d)| (*p, &d[..])).collect();
+        let disk = build(&refs, Scheme::Mbr).unwrap();
+        let mbr = mbrman::MBR::read_from(&mut Cursor::new(&disk[..]), 512).unwrap();
+        assert_eq!(mbr[1].starting_lba as u64, PART_START_LBA);
+        assert_eq!(mbr[1].sectors as u64, PART_BYTES / SECTOR);
+        assert_eq!(
+            (mbr[1].sys, mbr[1].boot),
+            (MBR_FAT32_LBA, mbrman::BOOT_ACTIVE)
+        );
+        assert!(mbr[2].is_unused());
+        assert_eq!(&disk[510..512], &[0x55, 0xaa]);
+        check_fat(&disk, &f);
+    }
+
+    #[test]
+    fn gpt_disk_round_trips() {
+        let f = files();
+        let refs: Vec<(&str, &[u8])> = f.iter().map(|(p, d)| (*p, &d[..])).collect();
+        let disk = build(&refs, Scheme::Gpt).unwrap();
+        assert_eq!(&disk[512..520], b"EFI PART");
+        assert_eq!(disk[446 + 4], 0xee, "protective MBR type");
+        let g = gpt::GptConfig::new()
+            .writable(false)
+            .open_from_device(Cursor::new(disk.clone()))
+            .unwrap();
+        let parts = g.partitions();
+        assert_eq!(parts.len(), 1);
+        let p = &parts[&1];
+        assert_eq!(p.first_lba, PART_START_LBA);
+        assert_eq!(p.last_lba, PART_START_LBA + PART_BYTES / SECTOR - 1);
+        assert_eq!(p.flags, GPT_LEGACY_BOOTABLE);
+        check_fat(&disk, &f);
+    }
+
+    #[test]
+    fn too_big_is_an_error() {
+        let huge = vec![0u8; PART_BYTES as usize];
+        assert!(build(&[("/boot/Image", &huge[..])], Scheme::Mbr).is_err());
+        assert!(build(&[("/boot/", b"x")], Scheme::Mbr).is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! A small QEMU harness: spawn with the serial console on a pipe, collect its output as lines
+//! stamped with the time since spawn, match on them (also on an unfinished line, for prompts),
+//! type into the console, and kill on timeout. Every line also goes to a log file.
+
+use crate::{Context, Result};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+/// The QEMU binary for aarch64 guests.
+pub const QEMU: &str = "qemu-system-aarch64";
+
+/// QEMU arguments attaching `disk` (raw) as a virtio-blk (virtio-mmio) device.
+pub fn virtio_disk(disk: &Path) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("if=none,format=raw,file={},id=hd0", disk.display()),
+        "-device".into(),
+        "virtio-blk-device,drive=hd0".into(),
+    ]
+}
+
+/// One line of console output.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// Host time since QEMU was spawned, when the line's last byte arrived.
+    pub at: Duration,
+    /// The text, without the line ending.
+    pub text: String,
+}
+
+/// What a wait ended with.
+#[derive(Debug)]
+pub enum Wait {
+    /// A line (or the unfinished last line) matched.
+    Found(Line),
+    /// QEMU exited first.
+    Exited,
+    /// The deadline passed first.
+    Timeout,
+}
+
+enum Event {
+    Out(Instant, Vec<u8>),
+    Err(Vec<u8>),
+    OutClosed,
+}
+
+/// A running QEMU.
+pub struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: Receiver<Event>,
+    start: Instant,
+    lines: Vec<Line>,
+    partial: Vec<u8>,
+    stderr: Vec<u8>,
+    /// Index of the next line a wait may match.
+    cursor: usize,
+    out_closed: bool,
+    status: Option<ExitStatus>,
+    log: Option<BufWriter<File>>,
+}
+
+fn pump<R: Read + Send + 'static>(mut r: R, tx: Sender<Event>, is_out: bool) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let ev = if is_out {
+                        Event::Out(Instant::now(), buf[..n].to_vec())
+                    } else {
+                        Event::Err(buf[..n].to_vec())
+                    };
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if is_out {
+            let _ = tx.send(Event::OutClosed);
+        }
+    });
+}
+
+impl Session {
+    /// Spawns `qemu-system-aarch64 <args> -display none -serial stdio -monitor none`, logging the
+    /// console to `log` (when given).
+    pub fn spawn(args: &[String], log: Option<&Path>) -> Result<Session> {
+        let mut all = args.to_vec();
+        all.extend(["-display", "none", "-serial", "stdio", "-monitor", "none"].map(String::from));
+        Self::spawn_program(QEMU, &all, log)
+    }
+
+    /// Spawns any program with its stdin/stdout/stderr on pipes (QEMU, or a stand-in in tests).
+    pub fn spawn_program(program: &str, args: &[String], log: Option<&Path>) -> Result<Session> {
+        let log = match log {
+            Some(p) => {
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d).ctx(d.display())?;
+                }
+                let mut w = BufWriter::new(File::create(p).ctx(p.display())?);
+                writeln!(w, "# {program} {}", args.join(" "))?;
+                Some(w)
+            }
+            None => None,
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ctx(format!(
+                "cannot start {program} (`cargo xtask assets` installs QEMU)"
+            ))?;
+        let start = Instant::now();
+        let (tx, rx) = channel();
+        pump(child.stdout.take().expect("piped stdout"), tx.clone(), true);
+        pump(child.stderr.take().expect("piped stderr"), tx, false);
+        Ok(Session {
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            start,
+            lines: Vec::new(),
+            partial: Vec::new(),
+            stderr: Vec::new(),
+            cursor: 0,
+            out_closed: false,
+            status: None,
+            log,
+        })
+    }
+
+    /// All complete lines so far.
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// What QEMU wrote to stderr (trimmed), for failure reasons.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_string()
+    }
+
+    /// Exit status, once QEMU has exited.
+    pub fn status(&self) -> Option<ExitStatus> {
+        self.status
+    }
+
+    /// Time since spawn.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Types `bytes` on the serial console.
+    pub fn send(&mut self, bytes: &[u8]) {
+        if let Some(s) = self.stdin.as_mut() {
+            let _ = s.write_all(bytes).and_then(|_| s.flush());
+        }
+    }
+
+    fn push_line(&mut self, at: Duration) {
+        let raw = std::mem::take(&mut self.partial);
+        let text = String::from_utf8_lossy(&raw)
+            .trim_end_matches('\r')
+            .to_string();
+        if let Some(w) = self.log.as_mut() {
+            let _ = writeln!(w, "[{:8.3}] {text}", at.as_secs_f64());
+        }
+        self.lines.push(Line { at, text });
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Out(t, bytes) => {
+                let at = t.duration_since(self.start);
+                for b in bytes {
+                    if b == b'\n' {
+                        self.push_line(at);
+                    } else {
+                        self.partial.push(b);
+                    }
+                }
+            }
+            Event::Err(bytes) => {
+                if let Some(w) = self.log.as_mut() {
+                    let _ = writeln!(
+                        w,
+                        "[qemu stderr] {}",
+                        String::from_utf8_lossy(&bytes).trim_end()
+                    );
+                }
+                self.stderr.extend_from_slice(&bytes);
+            }
+            Event::OutClosed => self.out_closed = true,
+        }
+    }
+
+    /// Handles the events that arrive until `until` (at least those already queued).
+    fn recv_until(&mut self, until: Instant) {
+        let wait = until.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(wait) {
+            Ok(ev) => {
+                self.handle(ev);
+                while let Ok(ev) = self.rx.try_recv() {
+                    self.handle(ev);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                self.out_closed = true;
+                std::thread::sleep(wait.min(Duration::from_millis(20)));
+            }
+        }
+    }
+
+    /// Records the exit: takes in the output still queued and ends the unfinished line.
+    fn finish(&mut self, st: ExitStatus) {
+        let until = Instant::now() + Duration::from_millis(300);
+        while !self.out_closed && Instant::now() < until {
+            self.recv_until(until);
+        }
+        while let Ok(ev) = self.rx.try_recv() {
+            self.handle(ev);
+        }
+        if !self.partial.is_empty() {
+            let at = self.elapsed();
+            self.push_line(at);
+        }
+        self.set_status(st);
+    }
+
+    /// Takes in whatever output arrives until `until`; returns false once the program has exited.
+    fn poll(&mut self, until: Instant) -> bool {
+        if self.status.is_some() {
+            return false;
+        }
+        self.recv_until(until);
+        if self.out_closed {
+            // stdout closed: the program is gone or going; reap it (without blocking).
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.finish(st);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn set_status(&mut self, st: ExitStatus) {
+        self.status = Some(st);
+        if let Some(w) = self.log.as_mut() {
+            let _ = writeln!(
+                w,
+                "[{:8.3}] # qemu exited: {st}",
+                self.start.elapsed().as_secs_f64()
+            );
+            let _ = w.flush();
+        }
+    }
+
+    /// Waits until a complete line not matched before satisfies `pred`, QEMU exits, or `deadline`.
+    pub fn wait_for(&mut self, deadline: Instant, pred: impl FnMut(&str) -> bool) -> Wait {
+        self.wait_inner(deadline, pred, false)
+    }
+
+    /// Like [`Session::wait_for`], but also tries the unfinished last line (a prompt has no
+    /// newline); a match there consumes that line.
+    pub fn wait_for_prompt(&mut self, deadline: Instant, pred: impl FnMut(&str) -> bool) -> Wait {
+        self.wait_inner(deadline, pred, true)
+    }
+
+    fn wait_inner(
+        &mut self,
+        deadline: Instant,
+        mut pred: impl FnMut(&str) -> bool,
+        partial: bool,
+    ) -> Wait {
+        loop {
+            while self.cursor < self.lines.len() {
+                let i = self.cursor;
+                self.cursor += 1;
+                if pred(&self.lines[i].text) {
+                    return Wait::Found(self.lines[i].clone());
+                }
+            }
+            if partial && self.cursor == self.lines.len() && !self.partial.is_empty() {
+                let text = String::from_utf8_lossy(&self.partial).to_string();
+                if pred(&text) {
+                    self.cursor += 1;
+                    return Wait::Found(Line {
+                        at: self.elapsed(),
+                        text,
+                    });
+                }
+            }
+            if self.status.is_some() {
+                return Wait::Exited;
+            }
+            if Instant::now() >= deadline {
+                return Wait::Timeout;
+            }
+            // Poll in short slices so a partial line is re-examined as it grows.
+            let slice = (Instant::now() + Duration::from_millis(200)).min(deadline);
+            self.poll(slice);
+        }
+    }
+
+    /// Waits for QEMU to exit by itself until `deadline`.
+    pub fn wait_exit(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        while self.status.is_none() && Instant::now() < deadline {
+            self.poll(deadline);
+        }
+        self.status
+    }
+
+    /// Kills the program (if still running) and collects the rest of its output.
+    pub fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            if let Ok(st) = self.child.wait() {
+                self.finish(st);
+            }
+        }
+        if let Some(w) = self.log.as_mut() {
+            let _ = w.flush();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Session {
+        Session::spawn_program("sh", &["-c".to_string(), script.to_string()], None).unwrap()
+    }
+
+    fn soon(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn prompt_without_newline_is_seen_and_kill_is_prompt() {
+        let mut s = sh("echo first; printf 'kexboot> '; exec sleep 30");
+        match s.wait_for_prompt(soon(10_000), |l| l.starts_with("kexboot>")) {
+            Wait::Found(l) => assert_eq!(l.text, "kexboot> "),
+            w => panic!("{w:?}"),
+        }
+        // A complete-line wait does not see the unfinished line.
+        assert!(matches!(
+            s.wait_for(soon(300), |l| l.contains("kexboot")),
+            Wait::Timeout
+        ));
+        let t0 = Instant::now();
+        s.kill();
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert!(s.status().is_some());
+        assert_eq!(s.lines()[0].text, "first");
+    }
+
+    #[test]
+    fn exit_and_lines_and_order() {
+        let mut s = sh("printf 'a\\r\\nb\\n'; echo oops >&2; printf tail; exit 3");
+        assert!(matches!(s.wait_for(soon(10_000), |_| false), Wait::Exited));
+        let texts: Vec<_> = s.lines().iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b", "tail"]);
+        assert!(s.lines().windows(2).all(|w| w[0].at <= w[1].at));
+        assert_eq!(s.status().and_then(|st| st.code()), Some(3));
+        assert!(s.stderr().contains("oops"));
+    }
+
+    #[test]
+    fn timeout_and_typing() {
+        let mut s = sh("read x; echo got:$x; exec sleep 30");
+        assert!(matches!(
+            s.wait_for(soon(200), |l| l.contains("got")),
+            Wait::Timeout
+        ));
+        s.send(b"hi\n");
+        match s.wait_for(soon(10_000), |l| l.starts_with("got:")) {
+            Wait::Found(l) => assert_eq!(l.text, "got:hi"),
+            w => panic!("{w:?}"),
+        }
+        assert!(s.wait_exit(soon(200)).is_none());
+    }
+}
