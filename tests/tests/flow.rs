@@ -1,0 +1,375 @@
+//! The whole boot flow on the host: a disk image made by third-party tools, `extlinux.conf`,
+//! `flow::load_config` + `flow::next_bootable`, then the relocator's `build` and `simulate` over
+//! simulated RAM, and every promise of the arm64 boot protocol checked on the result.
+
+use kexboot_tests::*;
+
+const CONF: &str = "/boot/extlinux/extlinux.conf";
+
+fn conf(body: &str) -> Vec<u8> {
+    body.as_bytes().to_vec()
+}
+
+#[test]
+fn image_gz_with_initrd_on_mbr_fat16() {
+    let k = kernel(2 * MIB as usize + 12345, 1);
+    let gz = gzip(&k);
+    assert!(gz.len() < k.len());
+    let initrd = pattern(7, MIB as usize + 999);
+    let cfg = conf(&format!(
+        "menu title kexboot test\ntimeout 0\ndefault linux\n\
+         label rescue\n  kernel /boot/Image.gz\n  append rescue\n\
+         label linux\n  menu label Debian GNU/Linux\n  linux /boot/Image.gz\n  initrd /boot/initrd.img\n  append {APPEND}\n"
+    ));
+    let d = mbr_fat16(&[
+        (CONF, &cfg),
+        ("/boot/Image.gz", &gz),
+        ("/boot/initrd.img", &initrd),
+    ]);
+    let m = Machine::default();
+    let mut staging = m.staging();
+    let out = m.run(&mut open(d), &mut staging, &mut FakePlatform::default());
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    let (path, config) = out.config.as_ref().unwrap();
+    assert_eq!(*path, CONF);
+    assert!(config.notes.is_empty(), "{:?}", config.notes);
+    assert_eq!(
+        out.prepared.as_ref().unwrap().0,
+        0,
+        "the default entry is tried first"
+    );
+    let p = out.prepared();
+    // Staged buffers are page-aligned and inside the heap; the compressed file was freed.
+    for b in &p.buffers {
+        assert_eq!(b.addr % PAGE, 0);
+        assert!(m.heap.contains(b.addr));
+    }
+    assert_eq!(
+        staging.live().len(),
+        3,
+        "kernel, initrd and DTB buffers stay alive"
+    );
+    let want = Expect {
+        kernel: &k,
+        initrd: Some(&initrd),
+        append: APPEND,
+        label: "linux",
+    };
+    let r = m.boot_and_check(p, &want);
+    // The kernel went to the first free 2 MiB boundary after kexboot.
+    assert_eq!(p.entry, KEXBOOT_IMAGE.end);
+    assert!(r.stats.pages_copied >= (k.len() + initrd.len()) as u64 / PAGE);
+}
+
+#[test]
+fn plain_image_on_gpt_fat32_with_relative_paths() {
+    let k = kernel(MIB as usize + 4097, 2);
+    let cfg = conf("label only\n  kernel Image\n  append root=LABEL=root\n");
+    let vol = fat_volume(
+        fatfs::FatType::Fat32,
+        40 * MIB as usize,
+        &[("/extlinux/extlinux.conf", &cfg), ("/extlinux/Image", &k)],
+    );
+    let d = disk(Table::Gpt, &vol);
+    let m = Machine::default();
+    let out = m.run(&mut open(d), &mut m.staging(), &mut FakePlatform::default());
+    assert_eq!(out.config.as_ref().unwrap().0, "/extlinux/extlinux.conf");
+    let want = Expect {
+        kernel: &k,
+        initrd: None,
+        append: "root=LABEL=root",
+        label: "only",
+    };
+    m.boot_and_check(out.prepared(), &want);
+}
+
+#[test]
+fn mbr_and_gpt_and_superfloppy_boot_the_same() {
+    let k = kernel(MIB as usize, 3);
+    let gz = gzip(&k);
+    let initrd = pattern(8, 300_000);
+    let cfg = conf("label l\n  kernel /Image.gz\n  initrd /initrd\n  append a=b\n");
+    let files: [(&str, &[u8]); 3] = [(CONF, &cfg), ("/Image.gz", &gz), ("/initrd", &initrd)];
+    let m = Machine::default();
+    let mut placements = Vec::new();
+    for (table, fat, size) in [
+        (Table::Mbr, fatfs::FatType::Fat16, 16),
+        (Table::Gpt, fatfs::FatType::Fat16, 16),
+        (Table::Mbr, fatfs::FatType::Fat32, 40),
+        (Table::Gpt, fatfs::FatType::Fat32, 40),
+        (Table::None, fatfs::FatType::Fat12, 4),
+    ] {
+        let d = disk(table, &fat_volume(fat, size * MIB as usize, &files));
+        let out = m.run(&mut open(d), &mut m.staging(), &mut FakePlatform::default());
+        let want = Expect {
+            kernel: &k,
+            initrd: Some(&initrd),
+            append: "a=b",
+            label: "l",
+        };
+        m.boot_and_check(out.prepared(), &want);
+        placements.push(out.prepared().placement);
+    }
+    assert!(
+        placements.windows(2).all(|w| w[0] == w[1]),
+        "{placements:?}"
+    );
+}
+
+#[test]
+fn gzip_detected_by_content_not_by_name() {
+    let k = kernel(1536 * KIB as usize, 4);
+    let gz = gzip(&k);
+    let k2 = kernel(700 * KIB as usize, 5);
+    // A gzip named like an uncompressed kernel, and an uncompressed kernel named `.gz`.
+    let cfg = conf(
+        "default vmlinuz\nlabel plain\n  kernel /boot/Image.gz\n  append plain\n\
+         label vmlinuz\n  kernel /boot/vmlinuz-6.1.0-arm64\n  append gz\n",
+    );
+    let files: [(&str, &[u8]); 3] = [
+        (CONF, &cfg),
+        ("/boot/vmlinuz-6.1.0-arm64", &gz),
+        ("/boot/Image.gz", &k2),
+    ];
+    let m = Machine::default();
+    let out = m.run(
+        &mut open(mbr_fat16(&files)),
+        &mut m.staging(),
+        &mut FakePlatform::default(),
+    );
+    m.boot_and_check(
+        out.prepared(),
+        &Expect {
+            kernel: &k,
+            initrd: None,
+            append: "gz",
+            label: "vmlinuz",
+        },
+    );
+
+    let cfg = conf("default plain\nlabel plain\n  kernel /boot/Image.gz\n  append plain\n");
+    let files: [(&str, &[u8]); 2] = [(CONF, &cfg), ("/boot/Image.gz", &k2)];
+    let out = m.run(
+        &mut open(mbr_fat16(&files)),
+        &mut m.staging(),
+        &mut FakePlatform::default(),
+    );
+    m.boot_and_check(
+        out.prepared(),
+        &Expect {
+            kernel: &k2,
+            initrd: None,
+            append: "plain",
+            label: "plain",
+        },
+    );
+}
+
+#[test]
+fn initrds_are_concatenated_byte_exact() {
+    let k = kernel(MIB as usize, 6);
+    let parts = [
+        pattern(10, 1000),
+        pattern(11, 70_001),
+        pattern(12, 5),
+        pattern(13, 4096),
+    ];
+    let all: Vec<u8> = parts.concat();
+    let cfg = conf(
+        "label cat\n  kernel /Image\n  initrd /a.cpio,/boot/b.cpio.gz,/c,/d\n  append x\n\
+         label from-append\n  kernel /Image\n  append initrd=/c,/a.cpio y\n",
+    );
+    let files: [(&str, &[u8]); 6] = [
+        (CONF, &cfg),
+        ("/Image", &k),
+        ("/a.cpio", &parts[0]),
+        ("/boot/b.cpio.gz", &parts[1]),
+        ("/c", &parts[2]),
+        ("/d", &parts[3]),
+    ];
+    let m = Machine::default();
+    let out = m.run(
+        &mut open(mbr_fat16(&files)),
+        &mut m.staging(),
+        &mut FakePlatform::default(),
+    );
+    m.boot_and_check(
+        out.prepared(),
+        &Expect {
+            kernel: &k,
+            initrd: Some(&all),
+            append: "x",
+            label: "cat",
+        },
+    );
+
+    // `initrd=` in `append` (syslinux style) names the initrds when there is no initrd line.
+    let (_, config) = out.config.as_ref().unwrap();
+    let entry = &config.entries[1];
+    let mut staging = m.staging();
+    let ram = [lr(m.ram)];
+    let avoid = m.avoid();
+    let view = kexboot_menu::flow::MemoryView {
+        ram: &ram,
+        avoid: &avoid,
+    };
+    let mut fs = open(mbr_fat16(&files));
+    let p = kexboot_menu::flow::prepare(
+        &mut fs,
+        &mut staging,
+        &mut FakePlatform::default(),
+        &view,
+        &m.dtb,
+        CONF,
+        entry,
+    )
+    .expect("prepare");
+    let both = [parts[2].clone(), parts[0].clone()].concat();
+    m.boot_and_check(
+        &p,
+        &Expect {
+            kernel: &k,
+            initrd: Some(&both),
+            append: "initrd=/c,/a.cpio y",
+            label: "from-append",
+        },
+    );
+}
+
+#[test]
+fn text_offset_and_low_ram_kernels() {
+    // text_offset 0x80000 and flag bit 3 clear (the kernel must be in the lowest RAM region).
+    let spec = KernelSpec {
+        text_offset: 0x8_0000,
+        flags: 0x2,
+        bss: 3 * MIB,
+        ..KernelSpec::new(MIB as usize, 20)
+    };
+    let k = spec.build();
+    let cfg = conf("label t\n  kernel /Image\n  initrd /i\n  append t\n");
+    let initrd = pattern(21, 12345);
+    let files: [(&str, &[u8]); 3] = [(CONF, &cfg), ("/Image", &k), ("/i", &initrd)];
+    let m = Machine::default();
+    let out = m.run(
+        &mut open(mbr_fat16(&files)),
+        &mut m.staging(),
+        &mut FakePlatform::default(),
+    );
+    let p = out.prepared();
+    assert_eq!(p.entry, KEXBOOT_IMAGE.end + 0x8_0000);
+    assert_eq!(p.placement.kernel.len(), spec.image_size());
+    m.boot_and_check(
+        p,
+        &Expect {
+            kernel: &k,
+            initrd: Some(&initrd),
+            append: "t",
+            label: "t",
+        },
+    );
+}
+
+#[test]
+fn empty_append_gives_empty_bootargs() {
+    let k = kernel(300 * KIB as usize, 22);
+    let cfg = conf("label bare\n  kernel /Image\n");
+    let files: [(&str, &[u8]); 2] = [(CONF, &cfg), ("/Image", &k)];
+    let m = Machine::default();
+    let out = m.run(
+        &mut open(mbr_fat16(&files)),
+        &mut m.staging(),
+        &mut FakePlatform::default(),
+    );
+    m.boot_and_check(
+        out.prepared(),
+        &Expect {
+            kernel: &k,
+            initrd: None,
+            append: "",
+            label: "bare",
+        },
+    );
+}
+
+#[test]
+fn legacy_kernel_without_image_size() {
+    let spec = KernelSpec {
+        text_offset: 0x1234_5000,
+        ..KernelSpec::new(MIB as usize, 23)
+    };
+    let mut k = spec.build();
+    k[0x10..0x18].fill(0); // image_size 0: text_offset is ignored, 0x80000 and 16 MiB assumed
+    let cfg = conf("label old\n  kernel /Image\n  append old\n");
+    let files: [(&str, &[u8]); 2] = [(CONF, &cfg), ("/Image", &k)];
+    let m = Machine::default();
+    let out = m.run(
+        &mut open(mbr_fat16(&files)),
+        &mut m.staging(),
+        &mut FakePlatform::default(),
+    );
+    let p = out.prepared();
+    assert_eq!(p.entry, KEXBOOT_IMAGE.end + 0x8_0000);
+    assert_eq!(p.placement.kernel.len(), 16 * MIB);
+    m.boot_and_check(
+        p,
+        &Expect {
+            kernel: &k,
+            initrd: None,
+            append: "old",
+            label: "old",
+        },
+    );
+}
+
+#[test]
+fn dot_dot_and_case_insensitive_paths_crlf_config() {
+    // u-boot-menu style config with CRLF line ends, relative `..` paths and names in the
+    // wrong case: FAT is case-insensitive, and `..` of a directory below the root is the root.
+    let k = kernel(MIB as usize, 24);
+    let initrd = pattern(25, 77_777);
+    let cfg = conf(
+        "default l\r\nlabel l\r\n  kernel ../vmlinuz-6.1.0-13-ARM64\r\n  initrd ../../INITRD.IMG-6.1.0-13-arm64\r\n  append  root=/dev/vda1  ro \r\n",
+    );
+    let files: [(&str, &[u8]); 3] = [
+        (CONF, &cfg),
+        ("/boot/vmlinuz-6.1.0-13-arm64", &k),
+        ("/initrd.img-6.1.0-13-arm64", &initrd),
+    ];
+    let m = Machine::default();
+    let out = m.run(
+        &mut open(mbr_fat16(&files)),
+        &mut m.staging(),
+        &mut FakePlatform::default(),
+    );
+    let want = Expect {
+        kernel: &k,
+        initrd: Some(&initrd),
+        append: "root=/dev/vda1  ro",
+        label: "l",
+    };
+    m.boot_and_check(out.prepared(), &want);
+}
+
+#[test]
+fn empty_initrd_file() {
+    let k = kernel(200 * KIB as usize, 26);
+    let cfg = conf("label e\n  kernel /Image\n  initrd /empty\n  append e\n");
+    let files: [(&str, &[u8]); 3] = [(CONF, &cfg), ("/Image", &k), ("/empty", b"")];
+    let m = Machine::default();
+    let out = m.run(
+        &mut open(mbr_fat16(&files)),
+        &mut m.staging(),
+        &mut FakePlatform::default(),
+    );
+    // Nothing to load: no initrd segment and no linux,initrd-* properties.
+    m.boot_and_check(
+        out.prepared(),
+        &Expect {
+            kernel: &k,
+            initrd: None,
+            append: "e",
+            label: "e",
+        },
+    );
+    assert_eq!(out.prepared().segments.len(), 2);
+}
