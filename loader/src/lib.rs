@@ -131,7 +131,7 @@ impl fmt::Display for Error {
             InflatesBeyond { limit } => {
                 write!(
                     f,
-                    "data inflates beyond the {limit} bytes available (free RAM)"
+                    "data inflates beyond the {limit}-byte destination (the size its gzip trailer announced)"
                 )
             }
             NoRam => write!(f, "no RAM to place anything in"),

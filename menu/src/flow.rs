@@ -29,6 +29,9 @@ pub const STAGING_MARGIN: u64 = 8 << 20;
 /// How much the fixed-up DTB may grow over the incoming one (bootargs, initrd, seeds).
 pub const DTB_GROWTH: u64 = 64 << 10;
 
+/// Deflate's largest expansion ratio (RFC 1951: a 258-byte match per 2 bits, about 1032:1).
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
 /// Read access to the boot file system.
 pub trait Files {
     fn size(&mut self, path: &str) -> Result<u64, fs::Error>;
