@@ -315,6 +315,13 @@ fn kernel_image<S: Staging>(
                     what: "gzip trailer",
                 }));
             }
+            // Deflate cannot expand more than 1032:1; a larger ISIZE means the trailer is not
+            // a trailer (a truncated or corrupt file), not a kernel too big for RAM.
+            if u64::from(hint) > (file.len as u64).saturating_mul(MAX_DEFLATE_RATIO) {
+                return Err(kernel_err(kexboot_loader::Error::Truncated {
+                    what: "gzip stream (its trailer's ISIZE is impossible for its length)",
+                }));
+            }
             let mut out = alloc_for(staging, path, u64::from(hint))?;
             let t0 = platform.now_us();
             let dst = &mut out.as_mut()[..hint as usize];
