@@ -394,7 +394,9 @@ pub fn prepare<S: Staging>(
         .map_err(BootError::Placement)?;
 
     let seeds = platform.random_seeds();
-    if seeds.is_none() {
+    if seeds.is_some() {
+        log::info!("kaslr-seed and rng-seed set from the CPU's random source");
+    } else {
         log::info!(
             "no random source: kaslr-seed/rng-seed left as the incoming device tree has them"
         );

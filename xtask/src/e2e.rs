@@ -36,12 +36,21 @@ pub struct Disks {
     pub missing: PathBuf,
     /// MBR; every entry is broken.
     pub allbad: PathBuf,
+    /// The MBR disk plus `/kexboot/bench`, which makes the firmware run its in-guest copy
+    /// benchmark (relocator engine vs plain copy loops) before booting.
+    pub bench: PathBuf,
 }
 
 impl Disks {
     /// Every image path.
-    pub fn all(&self) -> [&PathBuf; 4] {
-        [&self.mbr, &self.gpt, &self.missing, &self.allbad]
+    pub fn all(&self) -> [&PathBuf; 5] {
+        [
+            &self.mbr,
+            &self.gpt,
+            &self.missing,
+            &self.allbad,
+            &self.bench,
+        ]
     }
 }
 
@@ -92,6 +101,7 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         gpt: paths.assets.join("disk-gpt.img"),
         missing: paths.assets.join("disk-missing.img"),
         allbad: paths.assets.join("disk-allbad.img"),
+        bench: paths.assets.join("disk-bench.img"),
     };
     // Writes one disk: the given files plus /extlinux/extlinux.conf.
     fn put<'a>(
@@ -123,6 +133,14 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         Scheme::Gpt,
         &extlinux("kexboot-imagegz", &both),
         all.to_vec(),
+    )?;
+    let mut with_marker = all.to_vec();
+    with_marker.push(("/kexboot/bench", b"run the copy benchmark\n"));
+    put(
+        &d.bench,
+        Scheme::Mbr,
+        &extlinux("kexboot-image", &both),
+        with_marker,
     )?;
     let missing = [
         good("kexboot-missing", "/boot/missing-Image", CMDLINE_IMAGE),
@@ -361,6 +379,8 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("el1-imagegz-gpt", true, case_el1_imagegz_gpt),
     ("fallback-missing-kernel", true, case_fallback),
     ("all-entries-bad", true, case_all_bad),
+    ("el2-cpumax-rng-seeds", true, case_cpumax_seeds),
+    ("exception-report", true, case_exception_report),
 ];
 
 /// Linux booted directly by QEMU: proves the kernel and initramfs (no kexboot involved).
@@ -444,6 +464,66 @@ fn case_all_bad(c: &Ctx, name: &str) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `-cpu max` has FEAT_RNG: kexboot must seed `kaslr-seed`/`rng-seed` from `rndr` and say so.
+fn case_cpumax_seeds(c: &Ctx, name: &str) -> std::result::Result<(), String> {
+    let mut args = c.kexboot("virt,virtualization=on", 2, &c.disks.mbr);
+    let cpu = args
+        .iter()
+        .position(|a| a == "cortex-a72")
+        .ok_or("no -cpu in the machine arguments")?;
+    args[cpu] = "max".into();
+    let t = boot(args, &c.log(name))?;
+    if t.find(|l| l.contains("kaslr-seed and rng-seed set from"))
+        .is_none()
+    {
+        return Err("no line saying the seeds came from the CPU's random source".into());
+    }
+    if let Some((_, l)) = t.find(|l| l.contains("no random source")) {
+        return Err(format!(
+            "claims no random source on -cpu max: {:?}",
+            l.text.trim()
+        ));
+    }
+    expect_userspace(&t, CMDLINE_IMAGE, Some("EL2"), Some(2))?;
+    expect_kexboot_started(&t)
+}
+
+/// An unexpected exception prints the syndrome and the registers, then stops the CPU.
+fn case_exception_report(c: &Ctx, name: &str) -> std::result::Result<(), String> {
+    let args = c.kexboot("virt,virtualization=on", 1, &c.disks.allbad);
+    let mut s = Session::spawn(&args, Some(&c.log(name))).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + case_timeout();
+    let result = (|| {
+        if !matches!(s.wait_for_prompt(deadline, is_prompt), Wait::Found(_)) {
+            return Err("no kexboot> prompt".to_string());
+        }
+        s.send(b"exception undefined\r");
+        if !matches!(
+            s.wait_for(deadline, |l| l.contains("CPU stopped")),
+            Wait::Found(_)
+        ) {
+            return Err("no 'CPU stopped' after the exception".to_string());
+        }
+        let text: Vec<&str> = s.lines().iter().map(|l| l.text.as_str()).collect();
+        let has = |p: &str| text.iter().any(|l| l.contains(p));
+        for want in [
+            "unexpected synchronous exception",
+            "at EL2",
+            "ESR=0x0000000002000000",
+            "ELR=0x",
+            "SPSR=0x",
+            "x30=",
+        ] {
+            if !has(want) {
+                return Err(format!("exception report lacks {want:?}"));
+            }
+        }
+        Ok(())
+    })();
+    s.kill();
+    result
 }
 
 /// Options of `cargo xtask test`.
