@@ -111,6 +111,14 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         }
     };
     core::mem::forget(tables); // live for the rest of the firmware's life
+                               // First-fit allocates from the heap's bottom: everything written with the MMU off must lie
+                               // in the range invalidated above.
+    let used_early = heap_range.len() - heap::free_bytes() as u64;
+    if used_early > EARLY_HEAP_INVAL {
+        log::warn!(
+            "{used_early} heap bytes written with the MMU off, {EARLY_HEAP_INVAL} invalidated"
+        );
+    }
     log::info!(
         "MMU and caches on at EL{}; heap {} MiB at {:#x}",
         el,
@@ -132,4 +140,4 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
 }
 
 /// Bytes of the heap's start invalidated before first use with the MMU off.
-const EARLY_HEAP_INVAL: u64 = 8 << 20;
+const EARLY_HEAP_INVAL: u64 = 1 << 20;
