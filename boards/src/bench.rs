@@ -3,9 +3,8 @@
 //! and caches on) against the best plain copy loops kexboot can run on the same machine, over
 //! the same bytes. Prints `BENCH ...` lines for `cargo xtask bench`.
 
-use alloc::vec::Vec;
-use kexboot_loader::mem::{free_regions, Range};
-use kexboot_relocate::{self as relocate, Layout, PhysMemory, Segment};
+use kexboot_loader::mem::free_regions;
+use kexboot_relocate::{self as relocate, Segment};
 
 use crate::heap::{PageBuf, PAGE};
 use crate::memory::MemoryLayout;
@@ -74,32 +73,13 @@ pub fn run(layout: &MemoryLayout) {
         return;
     };
     let dst = dst.start.next_multiple_of(PAGE as u64);
-    let conv = |r: &Range| relocate::Range {
-        start: r.start,
-        end: r.end,
-    };
-    let ram: Vec<_> = layout.ram.iter().map(conv).collect();
-    let reserved: Vec<_> = layout.reserved.iter().map(conv).collect();
-    let control: Vec<_> = layout.control().iter().map(conv).collect();
-    let plan = Layout {
-        ram: &ram,
-        reserved: &reserved,
-        control: &control,
-    };
     let segs = [Segment {
         src: src.addr(),
         len: BENCH_BYTES as u64,
         dst,
         memsz: BENCH_BYTES as u64,
     }];
-    let window = relocate::Range {
-        start: ram[0].start,
-        end: ram.iter().map(|r| r.end).max().unwrap_or(0),
-    };
-    // SAFETY: all RAM is identity-mapped; the planner writes only pages from the allocator.
-    let mut mem = unsafe { PhysMemory::new(window) };
-    let mut alloc_page = || PageBuf::new(PAGE).map(PageBuf::leak);
-    let list = match relocate::build(&segs, &plan, &mut mem, &mut alloc_page) {
+    let list = match crate::relocation::build_list(&segs, layout) {
         Ok(l) => l,
         Err(e) => {
             log::warn!("bench: plan refused: {e}");

@@ -16,9 +16,12 @@ fn conv(r: &kexboot_loader::mem::Range) -> Range {
     }
 }
 
-/// Relocates `segments` and enters the kernel at `entry` with x0 = `dtb`. Returns only when
-/// the plan is refused (nothing has been written to any destination then).
-pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -> relocate::Error {
+/// Validates `segments` against RAM, reserved memory and kexboot's control region, and writes
+/// their entry list (and bounce pages) into fresh heap pages.
+pub fn build_list(
+    segments: &[Segment],
+    layout: &MemoryLayout,
+) -> Result<EntryList, relocate::Error> {
     let ram: Vec<Range> = layout.ram.iter().map(conv).collect();
     let reserved: Vec<Range> = layout.reserved.iter().map(conv).collect();
     let control: Vec<Range> = layout.control().iter().map(conv).collect();
@@ -35,8 +38,14 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
     // gets from `alloc_page` (fresh heap pages) and reads sources.
     let mut mem = unsafe { PhysMemory::new(window) };
     let mut alloc_page = || PageBuf::new(PAGE).map(PageBuf::leak);
+    relocate::build(segments, &plan_layout, &mut mem, &mut alloc_page)
+}
+
+/// Relocates `segments` and enters the kernel at `entry` with x0 = `dtb`. Returns only when
+/// the plan is refused (nothing has been written to any destination then).
+pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -> relocate::Error {
     let sw = Stopwatch::start();
-    let list = match relocate::build(segments, &plan_layout, &mut mem, &mut alloc_page) {
+    let list = match build_list(segments, layout) {
         Ok(l) => l,
         Err(e) => return e,
     };

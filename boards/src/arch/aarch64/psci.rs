@@ -22,26 +22,16 @@ impl fmt::Display for PsciError {
 }
 
 fn call(info: &DtInfo, function: u64) -> Result<(), PsciError> {
-    let ret: i64;
+    let mut ret = function as i64;
     match info.psci_method.as_deref() {
-        // SAFETY: a PSCI call through the conduit the platform describes; SMCCC lets it clobber
-        // x0-x17, which is declared.
+        // SAFETY: a PSCI call through the conduit the platform describes; SMCCC may clobber
+        // what the C ABI lets a callee clobber (x0-x17), which `clobber_abi` declares.
         Some("smc") => unsafe {
-            core::arch::asm!("smc #0", inlateout("x0") function as i64 => ret,
-                lateout("x1") _, lateout("x2") _, lateout("x3") _, lateout("x4") _,
-                lateout("x5") _, lateout("x6") _, lateout("x7") _, lateout("x8") _,
-                lateout("x9") _, lateout("x10") _, lateout("x11") _, lateout("x12") _,
-                lateout("x13") _, lateout("x14") _, lateout("x15") _, lateout("x16") _,
-                lateout("x17") _, options(nostack))
+            core::arch::asm!("smc #0", inlateout("x0") ret, clobber_abi("C"), options(nostack))
         },
         // SAFETY: as above, through HVC.
         Some("hvc") => unsafe {
-            core::arch::asm!("hvc #0", inlateout("x0") function as i64 => ret,
-                lateout("x1") _, lateout("x2") _, lateout("x3") _, lateout("x4") _,
-                lateout("x5") _, lateout("x6") _, lateout("x7") _, lateout("x8") _,
-                lateout("x9") _, lateout("x10") _, lateout("x11") _, lateout("x12") _,
-                lateout("x13") _, lateout("x14") _, lateout("x15") _, lateout("x16") _,
-                lateout("x17") _, options(nostack))
+            core::arch::asm!("hvc #0", inlateout("x0") ret, clobber_abi("C"), options(nostack))
         },
         _ => return Err(PsciError::NoPsci),
     }
