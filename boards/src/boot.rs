@@ -117,7 +117,14 @@ fn boot_from_config(fs: &mut BootFs, layout: &MemoryLayout, dtb: &[u8]) {
             from,
         );
         let Some((pos, prepared)) = found else { return };
-        let err = relocation::boot(&prepared.segments, layout, prepared.entry, prepared.dtb);
+        let mut quiesce = || fs.device_mut().inner_mut().shutdown();
+        let err = relocation::boot(
+            &prepared.segments,
+            layout,
+            prepared.entry,
+            prepared.dtb,
+            &mut quiesce,
+        );
         log::error!(
             "entry '{}': {}",
             prepared.label,

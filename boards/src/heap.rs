@@ -1,6 +1,11 @@
-//! The firmware's allocator. Until RAM is known, allocations come from a small bump arena in
-//! BSS (enough to parse the device tree); after that from one large region of free RAM, chosen
-//! by `memory::choose_heap`, managed by `linked_list_allocator`.
+//! The firmware's allocator. Until the MMU is on, allocations come from a bump arena in BSS
+//! (the device tree's parse and kexboot's page tables); after that from one large region of
+//! free RAM, chosen by `memory::choose_heap`, managed by `linked_list_allocator`.
+//!
+//! With the MMU off every data access is Device memory, where exclusive loads/stores (atomic
+//! read-modify-write, spin locks) may never succeed on real hardware; so the arena uses plain
+//! loads and stores (one CPU, interrupts masked) and the locked heap is not touched before the
+//! MMU is on.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -9,12 +14,15 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use linked_list_allocator::LockedHeap;
 
-const BOOT_ARENA_SIZE: usize = 256 * 1024;
+/// Room for a 2 MiB device tree copy (the DT checker cleans `FDT_NOP`s into a copy) plus the
+/// page tables.
+const BOOT_ARENA_SIZE: usize = 3 << 20;
 
 #[repr(C, align(4096))]
 struct BootArena(UnsafeCell<[u8; BOOT_ARENA_SIZE]>);
 
-// SAFETY: the arena is handed out by an atomic bump pointer; no two allocations overlap.
+// SAFETY: the arena is handed out by a bump pointer advanced only by the one CPU kexboot runs
+// on, with interrupts masked; no two allocations overlap.
 unsafe impl Sync for BootArena {}
 
 static BOOT_ARENA: BootArena = BootArena(UnsafeCell::new([0; BOOT_ARENA_SIZE]));
@@ -32,7 +40,7 @@ impl KexbootAlloc {
     }
 }
 
-// SAFETY: the bump arena never hands out overlapping blocks (atomic `fetch_update`), and the
+// SAFETY: the bump arena never hands out overlapping blocks (single CPU), and the
 // main heap is `linked_list_allocator`'s locked heap over memory `init_main` was given.
 unsafe impl GlobalAlloc for KexbootAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -41,19 +49,16 @@ unsafe impl GlobalAlloc for KexbootAlloc {
             return unsafe { self.main.alloc(layout) };
         }
         let base = BOOT_ARENA.0.get() as usize;
-        let mut out = null_mut();
-        let _ = self
-            .boot_next
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
-                let start = (base + next).next_multiple_of(layout.align()) - base;
-                let end = start.checked_add(layout.size())?;
-                if end > BOOT_ARENA_SIZE {
-                    return None;
-                }
-                out = (base + start) as *mut u8;
-                Some(end)
-            });
-        out
+        let next = self.boot_next.load(Ordering::Relaxed);
+        let start = (base + next).next_multiple_of(layout.align()) - base;
+        match start.checked_add(layout.size()) {
+            Some(end) if end <= BOOT_ARENA_SIZE => {
+                // Plain store, no read-modify-write: see the module docs.
+                self.boot_next.store(end, Ordering::Relaxed);
+                (base + start) as *mut u8
+            }
+            _ => null_mut(),
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

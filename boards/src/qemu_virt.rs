@@ -60,7 +60,6 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
             unsafe { console::init(*base as usize) };
         }
     }
-    console::init_logger();
     let el = current_el();
     let ram_total: u64 = info.memory.iter().map(|r| r.len()).sum();
     println!();
@@ -72,10 +71,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         info.cpus,
         info.psci_method.as_deref().unwrap_or("none"),
     );
-    log::info!(
-        "banner (counter says {} ms since machine reset)",
-        timer::since_reset_us() / 1000
-    );
+    let banner_ms = timer::since_reset_us() / 1000;
 
     let image_end = image_end();
     let image = Range::new(image_base, image_end.next_multiple_of(PAGE))
@@ -88,37 +84,33 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     let mut avoid = info.reserved.clone();
     avoid.extend([image, dtb_range]);
     let Some(heap_range) = memory::choose_heap(&info.memory, &avoid) else {
-        log::error!("no free RAM region of at least 32 MiB for the heap");
+        println!("kexboot: error: no free RAM region of at least 32 MiB for the heap");
         arch::halt()
     };
-    // The heap is written with the MMU off until the page tables are built: invalidate its
-    // first pages so no stale line of the previous stage shadows them later.
-    // SAFETY: cache maintenance by VA over RAM that is ours.
-    unsafe { arch::dcache_inval_range(heap_range.start, heap_range.start + EARLY_HEAP_INVAL) };
-    // SAFETY: `choose_heap` picked free RAM outside every reserved range, the image and the DTB.
-    unsafe { heap::init_main(heap_range.start as usize, heap_range.len() as usize) };
 
     let mut devices: Vec<Range> = info.virtio_mmio.clone();
     if let Some((_, base)) = &info.stdout {
         devices.push(Range::from_len(*base & !(PAGE - 1), PAGE).expect("uart page"));
     }
-    // SAFETY: RAM covers image, stack, heap and DTB; devices cover the UART and virtio slots.
-    let tables = match unsafe { arch::mmu::enable(&info.memory, &devices) } {
+    // RAM, less what firmware keeps for itself (`no-map`), plus the DTB wherever it is.
+    let mut mapped = kexboot_loader::mem::free_regions(&info.memory, &info.no_map);
+    mapped.push(dtb_range);
+    // SAFETY: the map covers the image, its stack and BSS (where the page tables are), the heap
+    // and the DTB; devices cover the UART and the virtio slots. Only the image was written with
+    // the MMU off.
+    let tables = match unsafe { arch::mmu::enable(&mapped, &devices, &[image]) } {
         Ok(t) => t,
         Err(e) => {
-            log::error!("cannot map {:#x}-{:#x}", e.0.start, e.0.end);
+            println!("kexboot: error: cannot map {:#x}-{:#x}", e.0.start, e.0.end);
             arch::halt()
         }
     };
     core::mem::forget(tables); // live for the rest of the firmware's life
-                               // First-fit allocates from the heap's bottom: everything written with the MMU off must lie
-                               // in the range invalidated above.
-    let used_early = heap_range.len() - heap::free_bytes() as u64;
-    if used_early > EARLY_HEAP_INVAL {
-        log::warn!(
-            "{used_early} heap bytes written with the MMU off, {EARLY_HEAP_INVAL} invalidated"
-        );
-    }
+                               // SAFETY: `choose_heap` picked free RAM outside every reserved range, the image and the DTB;
+                               // the MMU is on, so the heap's lock and every later write are on cacheable memory.
+    unsafe { heap::init_main(heap_range.start as usize, heap_range.len() as usize) };
+    console::init_logger();
+    log::info!("banner ({banner_ms} ms since machine reset)");
     log::info!(
         "MMU and caches on at EL{}; heap {} MiB at {:#x}",
         el,
@@ -138,6 +130,3 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     log::info!("{} virtio-blk disk(s) found", disks.len());
     boot::run(&layout, &dtb_copy, disks, &info)
 }
-
-/// Bytes of the heap's start invalidated before first use with the MMU off.
-const EARLY_HEAP_INVAL: u64 = 1 << 20;

@@ -42,8 +42,15 @@ pub fn build_list(
 }
 
 /// Relocates `segments` and enters the kernel at `entry` with x0 = `dtb`. Returns only when
-/// the plan is refused (nothing has been written to any destination then).
-pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -> relocate::Error {
+/// the plan is refused, before anything is written to any destination. `quiesce` stops every
+/// DMA-capable device once nothing can fail any more, just before the copy.
+pub fn boot(
+    segments: &[Segment],
+    layout: &MemoryLayout,
+    entry: u64,
+    dtb: u64,
+    quiesce: &mut dyn FnMut(),
+) -> relocate::Error {
     let sw = Stopwatch::start();
     let list = match build_list(segments, layout) {
         Ok(l) => l,
@@ -69,6 +76,11 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
             end: s.dst + s.memsz.next_multiple_of(PAGE as u64),
         })
         .collect();
+    let tramp_len = relocate::arch::trampoline().1;
+    if let Err(e) = relocate::arch::check_jump(&list, &dests, tramp, tramp_len) {
+        return e;
+    }
+    quiesce();
 
     // The copy, by the relocator's engine with the MMU and D-cache on; every destination page
     // is cleaned to PoC as it is written.
@@ -91,10 +103,6 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
         zero_filled_pages: 0,
         sources: Vec::new(),
     };
-    if let Err(e) = relocate::arch::check_jump(&done, &dests, tramp, relocate::arch::trampoline().1)
-    {
-        return e;
-    }
     log::info!(
         "starting kernel at {:#x}, dtb {:#x}: {} ms after kexboot entry, {} ms after machine reset",
         entry,
@@ -104,7 +112,8 @@ pub fn boot(segments: &[Segment], layout: &MemoryLayout, entry: u64, dtb: u64) -
     );
     println!("kexboot: starting kernel at {entry:#x}");
     // SAFETY: the destinations hold the kernel, initrd and DTB; the trampoline page is a fresh
-    // heap page outside every destination; with an empty list the trampoline only does the
+    // heap page outside every destination, list page and source (`check_jump` above, on the
+    // real list; the empty list has none of its own); with an empty list the trampoline only does the
     // cache maintenance, turns the MMU off at this EL and jumps with x0 = dtb, x1..x3 = 0.
     unsafe { relocate::arch::execute(&done, entry, [dtb, 0, 0, 0], &dests, tramp) }
 }

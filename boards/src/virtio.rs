@@ -5,7 +5,9 @@ use core::ptr::NonNull;
 
 use kexboot_fs::{BlockDevice, Error as FsError, SECTOR_SIZE};
 use kexboot_loader::mem::Range;
-use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
+
+use crate::timer::Stopwatch;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -45,16 +47,54 @@ unsafe impl Hal for KexbootHal {
 }
 
 pub struct VirtioBlk {
-    dev: VirtIOBlk<KexbootHal, MmioTransport<'static>>,
+    /// `None` once shut down (before a jump) or after a request timed out: the device is reset
+    /// (dropping the transport writes status 0), so it does no more DMA.
+    dev: Option<VirtIOBlk<KexbootHal, MmioTransport<'static>>>,
+    capacity: u64,
     pub base: u64,
 }
 
 /// Largest single request: QEMU handles big requests, but keep each bounded.
 const MAX_REQUEST: usize = 1 << 20;
+/// A request the device has not completed after this long is abandoned (device reset).
+const REQUEST_TIMEOUT_US: u64 = 5_000_000;
+
+impl VirtioBlk {
+    /// Resets the device: no request in flight, no DMA after this.
+    pub fn shutdown(&mut self) {
+        self.dev = None;
+    }
+
+    fn read_one(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), FsError> {
+        let io = FsError::Io { lba };
+        let dev = self.dev.as_mut().ok_or(io.clone())?;
+        let mut req = BlkReq::default();
+        let mut resp = BlkResp::default();
+        // SAFETY: `req`, `buf` and `resp` stay borrowed, unmoved, until the request completes
+        // below or the device is reset (dropped) on timeout, which ends its DMA.
+        let token = unsafe { dev.read_blocks_nb(lba as usize, &mut req, buf, &mut resp) }
+            .map_err(|_| io.clone())?;
+        let sw = Stopwatch::start();
+        while dev.peek_used() != Some(token) {
+            if sw.elapsed_us() > REQUEST_TIMEOUT_US {
+                log::error!(
+                    "virtio-blk at {:#x}: no answer to a read of sector {lba} in {} s; device reset",
+                    self.base,
+                    REQUEST_TIMEOUT_US / 1_000_000
+                );
+                self.dev = None;
+                return Err(io);
+            }
+            core::hint::spin_loop();
+        }
+        // SAFETY: the same `req`, `buf` and `resp` as the `read_blocks_nb` call of `token`.
+        unsafe { dev.complete_read_blocks(token, &req, buf, &mut resp) }.map_err(|_| io)
+    }
+}
 
 impl BlockDevice for VirtioBlk {
     fn num_sectors(&self) -> u64 {
-        self.dev.capacity()
+        self.capacity
     }
 
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), FsError> {
@@ -63,9 +103,7 @@ impl BlockDevice for VirtioBlk {
         }
         let mut lba = lba;
         for chunk in buf.chunks_mut(MAX_REQUEST) {
-            self.dev
-                .read_blocks(lba as usize, chunk)
-                .map_err(|_| FsError::Io { lba })?;
+            self.read_one(lba, chunk)?;
             lba += (chunk.len() / SECTOR_SIZE) as u64;
         }
         Ok(())
@@ -90,7 +128,8 @@ pub fn find_block_devices(slots: &[Range]) -> alloc::vec::Vec<VirtioBlk> {
         }
         match VirtIOBlk::<KexbootHal, _>::new(transport) {
             Ok(dev) => out.push(VirtioBlk {
-                dev,
+                capacity: dev.capacity(),
+                dev: Some(dev),
                 base: slot.start,
             }),
             Err(e) => log::warn!("virtio-blk at {:#x}: {:?}", slot.start, e),

@@ -273,6 +273,11 @@ impl<D: BlockDevice> FatFs<D> {
         &self.dev
     }
 
+    /// The device, mutably (e.g. to shut a disk down before a jump).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
     /// Gives the device back.
     pub fn into_inner(self) -> D {
         self.dev

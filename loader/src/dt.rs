@@ -245,6 +245,9 @@ pub struct DtInfo {
     pub memory: Vec<Range>,
     /// Every `/memreserve/` entry and every `/reserved-memory` child with a fixed `reg`.
     pub reserved: Vec<Range>,
+    /// The `/reserved-memory` children marked `no-map`: firmware-owned, never mapped (not even
+    /// cacheable, where a speculative fill could fault), also listed in `reserved`.
+    pub no_map: Vec<Range>,
     /// `/chosen/stdout-path` resolved: first `compatible` string and `reg` base.
     pub stdout: Option<(String, u64)>,
     /// `reg` of every node compatible with "virtio,mmio", in tree order.
@@ -396,8 +399,14 @@ impl DtInfo {
                 "reserved-memory" => {
                     let cells = n.cell_sizes();
                     for child in n.children() {
-                        info.reserved
-                            .extend(reg(child, cells)?.into_iter().filter(|r| !r.is_empty()));
+                        let regs: Vec<Range> = reg(child, cells)?
+                            .into_iter()
+                            .filter(|r| !r.is_empty())
+                            .collect();
+                        if child.property("no-map").is_some() {
+                            info.no_map.extend(regs.iter().copied());
+                        }
+                        info.reserved.extend(regs);
                     }
                 }
                 "psci" => info.psci_method = prop_str(n, "method").map(String::from),

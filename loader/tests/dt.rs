@@ -191,6 +191,11 @@ fn custom_dtb(with_chosen: bool) -> Vec<u8> {
     w.property_array_u64("reg", &[0x9ff0_0000, 0x10_0000])
         .unwrap();
     w.end_node(r).unwrap();
+    let tz = w.begin_node("secure@9fe00000").unwrap();
+    w.property_array_u64("reg", &[0x9fe0_0000, 0x10_0000])
+        .unwrap();
+    w.property_null("no-map").unwrap();
+    w.end_node(tz).unwrap();
     let d = w.begin_node("cma").unwrap();
     w.property_array_u64("size", &[0x400_0000]).unwrap();
     w.property_null("reusable").unwrap();
@@ -237,15 +242,19 @@ fn custom_tree_info() {
         info.memory,
         [r(0x8000_0000, 0xa000_0000), r(0xc000_0000, 0xd000_0000)]
     );
-    // Both memreserves and the fixed reserved-memory child; the dynamic `cma` has no address.
+    // Both memreserves and the fixed reserved-memory children; the dynamic `cma` has no
+    // address.
     assert_eq!(
         info.reserved,
         [
             r(0x8000_0000, 0x8000_1000),
             r(0x8010_0000, 0x8010_2000),
-            r(0x9ff0_0000, 0xa000_0000)
+            r(0x9ff0_0000, 0xa000_0000),
+            r(0x9fe0_0000, 0x9ff0_0000)
         ]
     );
+    // Only the child marked `no-map` is firmware-owned, never to be mapped.
+    assert_eq!(info.no_map, [r(0x9fe0_0000, 0x9ff0_0000)]);
     assert_eq!(
         info.stdout,
         Some(("snps,dw-apb-uart".to_string(), 0x1c2_8000))

@@ -20,8 +20,12 @@ const IMAGE_MAGIC: u32 = 0x644d_5241;
 const R_AARCH64_RELATIVE: u64 = 1027;
 /// Size of one `Elf64_Rela`.
 const RELA_SIZE: u64 = 24;
-/// CPTR_EL2 value that traps nothing (RES1 bits 13:12 and 9:0 set; TFP, bit 10, clear).
-const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+/// CPTR_EL2 (E2H = 0 layout) with only its RES1 bits (13, 9, 7:0) set: TFP (10), TZ (8) and
+/// TSM (12) clear, so FP/SIMD, SVE and SME are not trapped.
+const CPTR_EL2_NO_TRAPS: u64 = (1 << 13) | (1 << 9) | 0xff;
+/// HCR_EL2 with only RW (EL1 is AArch64): E2H and TGE clear, so the EL2 registers have their
+/// non-VHE layout even when a VHE kernel kexec'ed into kexboot with E2H still set.
+const HCR_EL2_NVHE: u64 = 1 << 31;
 /// CPACR_EL1.FPEN = 0b11: FP/SIMD not trapped at EL0/EL1.
 const CPACR_EL1_FPEN: u64 = 0b11 << 20;
 /// CurrentEL value (bits 3:2) for EL2 and EL1.
@@ -104,7 +108,10 @@ primary_entry:
     msr     cpacr_el1, x11
     msr     vbar_el1, x9
     b       6f
-5:  mov     x11, #{cptr_el2}
+5:  mov     x11, #{hcr_el2}
+    msr     hcr_el2, x11
+    isb
+    mov     x11, #{cptr_el2}
     msr     cptr_el2, x11
     msr     vbar_el2, x9
 6:  isb
@@ -141,4 +148,5 @@ dcache_inval_range:
     el1 = const CURRENT_EL_EL1,
     cpacr_fpen = const CPACR_EL1_FPEN,
     cptr_el2 = const CPTR_EL2_NO_TRAPS,
+    hcr_el2 = const HCR_EL2_NVHE,
 );

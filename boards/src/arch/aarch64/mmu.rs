@@ -37,10 +37,20 @@ fn region(r: &Range) -> MemoryRegion {
 
 /// Builds the identity map and turns the MMU and caches on at the current EL.
 ///
+/// `written` are the ranges written with the MMU off (kexboot's image: relocations, BSS with
+/// the page tables, stack): they are invalidated to PoC right before the MMU goes on, so no
+/// line a speculative fill brought in meanwhile can shadow what is in memory (Linux's head.S
+/// does the same for its early page tables).
+///
 /// # Safety
 /// `ram` must cover all memory the firmware uses (image, stack, heap, device tree) and
-/// `devices` every MMIO region it touches; nothing else may be in use.
-pub unsafe fn enable(ram: &[Range], devices: &[Range]) -> Result<Tables, MapError> {
+/// `devices` every MMIO region it touches; nothing else may be in use. Nothing in `written`
+/// may be dirty in the cache (true with the MMU off since entry's invalidate).
+pub unsafe fn enable(
+    ram: &[Range],
+    devices: &[Range],
+    written: &[Range],
+) -> Result<Tables, MapError> {
     let el = super::current_el();
     let tables = if el == 2 {
         let normal = El23Attributes::VALID
@@ -88,6 +98,10 @@ pub unsafe fn enable(ram: &[Range], devices: &[Range]) -> Result<Tables, MapErro
         Tables::El2(m) => m.root_address().0 as u64,
         Tables::El1(m) => m.root_address().0 as u64,
     };
+    for r in written {
+        // SAFETY: the caller guarantees nothing in `written` is dirty: only stale copies go.
+        unsafe { super::dcache_inval_range(r.start, r.end) };
+    }
     // SAFETY: the caller guarantees the map covers everything in use; the registers are set
     // for the current EL only, with TLBs invalidated before the MMU goes on.
     unsafe {
@@ -108,6 +122,9 @@ fn attr_index_el1(i: usize) -> El1Attributes {
     El1Attributes::from_bits_retain(i << 2)
 }
 
+/// TCR_EL2 bits 31 and 23 are RES1 in the non-VHE layout (`aarch64-cpu` has no field for them).
+const TCR_EL2_RES1: u64 = (1 << 31) | (1 << 23);
+
 fn mair_value() -> u64 {
     // Attr0 = 0x04 Device-nGnRE, Attr1 = 0xff Normal WB RW-allocate inner and outer.
     const DEVICE_NGNRE: u64 = 0x04;
@@ -123,14 +140,13 @@ fn pa_range() -> u64 {
 /// `root` is a valid EL2 identity map covering everything in use.
 unsafe fn enable_el2(root: u64) {
     MAIR_EL2.set(mair_value());
-    TCR_EL2.write(
-        TCR_EL2::T0SZ.val(T0SZ)
-            + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
-            + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
-            + TCR_EL2::SH0::Inner
-            + TCR_EL2::TG0::KiB_4
-            + TCR_EL2::PS.val(pa_range()),
-    );
+    let fields = TCR_EL2::T0SZ.val(T0SZ)
+        + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+        + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+        + TCR_EL2::SH0::Inner
+        + TCR_EL2::TG0::KiB_4
+        + TCR_EL2::PS.val(pa_range());
+    TCR_EL2.set(u64::from(fields) | TCR_EL2_RES1);
     TTBR0_EL2.set(root);
     barrier::isb(barrier::SY);
     // SAFETY: TLB invalidation for EL2 has no effect on memory.
