@@ -26,6 +26,9 @@ use qemu_virt as board;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Version of the warm-reboot handoff (image mark, handoff record, `kexboot.*` arguments).
+pub const HANDOFF_VERSION: u32 = 1;
+
 /// Called by the entry assembly with the MMU off, on kexboot's stack, BSS zeroed.
 #[no_mangle]
 extern "C" fn kexboot_main(dtb: u64, image_base: u64) -> ! {

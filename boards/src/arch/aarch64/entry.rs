@@ -49,6 +49,12 @@ _start:
     .long   {magic}                 /* magic "ARM\x64" */
     .long   0                       /* res5: no PE header */
 
+    /* kexboot's own mark, right after the header: the Linux helper refuses any image that does
+       not carry it. Offset 0x40: "KEXBOOT!", 0x48: handoff protocol version, 0x4c: 0. */
+    .ascii  "KEXBOOT!"
+    .long   {handoff_version}
+    .long   0
+
 primary_entry:
     msr     daifset, #0xf
     mov     x19, x0
@@ -141,6 +147,7 @@ dcache_inval_range:
     ret
 "#,
     flags = const IMAGE_FLAGS,
+    handoff_version = const crate::HANDOFF_VERSION,
     magic = const IMAGE_MAGIC,
     rela_size = const RELA_SIZE,
     r_relative = const R_AARCH64_RELATIVE,
