@@ -248,6 +248,10 @@ pub struct DtInfo {
     /// The `/reserved-memory` children marked `no-map`: firmware-owned, never mapped (not even
     /// cacheable, where a speculative fill could fault), also listed in `reserved`.
     pub no_map: Vec<Range>,
+    /// kexboot's own handoff page from an earlier boot (`compatible = "kexboot,handoff"`).
+    pub handoff: Option<Handoff>,
+    /// A `/reserved-memory` child compatible with "ramoops" (a pstore region).
+    pub ramoops: Option<Range>,
     /// `/chosen/stdout-path` resolved: first `compatible` string and `reg` base.
     pub stdout: Option<(String, u64)>,
     /// `reg` of every node compatible with "virtio,mmio", in tree order.
@@ -406,6 +410,15 @@ impl DtInfo {
                         if child.property("no-map").is_some() {
                             info.no_map.extend(regs.iter().copied());
                         }
+                        let compatible = prop_str(child, "compatible");
+                        if compatible == Some(HANDOFF_COMPATIBLE) {
+                            info.handoff = regs.first().map(|r| Handoff {
+                                region: *r,
+                                boot_id: prop_num(child, HANDOFF_BOOT_ID),
+                            });
+                        } else if compatible == Some("ramoops") {
+                            info.ramoops = regs.first().copied();
+                        }
                         info.reserved.extend(regs);
                     }
                 }
@@ -487,6 +500,19 @@ fn collect_virtio(
     Ok(())
 }
 
+/// `compatible` of the `/reserved-memory` node kexboot adds for its handoff page.
+pub const HANDOFF_COMPATIBLE: &str = "kexboot,handoff";
+/// Property of that node holding the boot id the page's record must carry.
+pub const HANDOFF_BOOT_ID: &str = "kexboot,boot-id";
+
+/// kexboot's handoff page as a device tree describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub region: Range,
+    /// `kexboot,boot-id`, if the node has it.
+    pub boot_id: Option<u64>,
+}
+
 /// Changes [`fixup`] makes to the tree.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fixups<'a> {
@@ -500,6 +526,50 @@ pub struct Fixups<'a> {
     pub rng_seed: Option<&'a [u8]>,
     /// Added as `/memreserve/` entries.
     pub extra_reserved: &'a [Range],
+    /// Children written under `/reserved-memory` (created, with 2 address and 2 size cells and
+    /// `ranges`, when absent); an existing child of the same name is replaced.
+    pub reserved_nodes: &'a [ReservedNode<'a>],
+}
+
+/// A `/reserved-memory` child: `name` (e.g. `ramoops@7ff00000`), its `reg`, and further
+/// properties as raw big-endian bytes (see [`ReservedNode::u32_prop`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservedNode<'a> {
+    pub name: &'a str,
+    pub reg: Range,
+    pub props: Vec<(&'a str, Vec<u8>)>,
+}
+
+impl<'a> ReservedNode<'a> {
+    pub fn new(name: &'a str, reg: Range) -> Self {
+        Self {
+            name,
+            reg,
+            props: Vec::new(),
+        }
+    }
+
+    pub fn string_prop(mut self, name: &'a str, value: &str) -> Self {
+        let mut v = value.as_bytes().to_vec();
+        v.push(0);
+        self.props.push((name, v));
+        self
+    }
+
+    pub fn u32_prop(mut self, name: &'a str, value: u32) -> Self {
+        self.props.push((name, value.to_be_bytes().to_vec()));
+        self
+    }
+
+    pub fn u64_prop(mut self, name: &'a str, value: u64) -> Self {
+        self.props.push((name, value.to_be_bytes().to_vec()));
+        self
+    }
+
+    pub fn flag(mut self, name: &'a str) -> Self {
+        self.props.push((name, Vec::new()));
+        self
+    }
 }
 
 enum Change {
@@ -546,14 +616,46 @@ fn chosen_changes(f: &Fixups<'_>) -> Result<Vec<(&'static str, Change)>> {
     Ok(v)
 }
 
-struct Writer {
+struct Writer<'f> {
     w: FdtWriter,
     changes: Vec<(&'static str, Change)>,
     done: Vec<&'static str>,
     path: String,
+    reserved_nodes: &'f [ReservedNode<'f>],
 }
 
-impl Writer {
+/// `reg` bytes for `r` with the given cell counts (1 or 2 each).
+fn encode_reg(r: &Range, address_cells: usize, size_cells: usize) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    for (value, cells) in [(r.start, address_cells), (r.len(), size_cells)] {
+        match cells {
+            1 => v.extend(u32::try_from(value).ok()?.to_be_bytes()),
+            2 => v.extend(value.to_be_bytes()),
+            _ => return None,
+        }
+    }
+    Some(v)
+}
+
+impl Writer<'_> {
+    /// Writes the requested `/reserved-memory` children.
+    fn reserved_children(&mut self, address_cells: usize, size_cells: usize) -> Result<()> {
+        for rn in self.reserved_nodes {
+            let reg = encode_reg(&rn.reg, address_cells, size_cells)
+                .ok_or_else(|| self.err(rn.name, vm_fdt::Error::InvalidMemoryReservation))?;
+            let h = self
+                .w
+                .begin_node(rn.name)
+                .map_err(|e| self.err(rn.name, e))?;
+            self.prop("reg", &reg)?;
+            for (name, value) in &rn.props {
+                self.prop(name, value)?;
+            }
+            self.w.end_node(h).map_err(|e| self.err(rn.name, e))?;
+        }
+        Ok(())
+    }
+
     fn err(&self, name: &str, why: vm_fdt::Error) -> Error {
         Error::DtWrite {
             at: alloc::format!("{}/{}", self.path, name),
@@ -601,10 +703,33 @@ impl Writer {
         if chosen {
             (0..self.changes.len()).try_for_each(|i| self.emit(i))?;
         }
+        let reserved = depth == 1 && name == "reserved-memory";
         let mut has_chosen = false;
+        let mut has_reserved = false;
         for child in n.children() {
             has_chosen |= depth == 0 && child.name == "chosen";
+            has_reserved |= depth == 0 && child.name == "reserved-memory";
+            if reserved && self.reserved_nodes.iter().any(|r| r.name == child.name) {
+                continue; // replaced below
+            }
             self.node(child, depth + 1)?;
+        }
+        if reserved {
+            let cells = n.cell_sizes();
+            self.reserved_children(cells.address_cells, cells.size_cells)?;
+        }
+        if depth == 0 && !has_reserved && !self.reserved_nodes.is_empty() {
+            let h = self
+                .w
+                .begin_node("reserved-memory")
+                .map_err(|e| self.err("reserved-memory", e))?;
+            self.prop("#address-cells", &2u32.to_be_bytes())?;
+            self.prop("#size-cells", &2u32.to_be_bytes())?;
+            self.prop("ranges", &[])?;
+            self.reserved_children(2, 2)?;
+            self.w
+                .end_node(h)
+                .map_err(|e| self.err("reserved-memory", e))?;
         }
         if depth == 0 && !has_chosen {
             let c = self
@@ -649,6 +774,7 @@ pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
         changes: chosen_changes(f)?,
         done: Vec::new(),
         path: String::new(),
+        reserved_nodes: f.reserved_nodes,
     };
     wr.node(root, 0)?;
     let out = wr.w.finish().map_err(|why| Error::DtWrite {

@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod compress;
 pub mod dt;
+pub mod handoff;
 pub mod image;
 pub mod mem;
 pub mod place;
@@ -54,6 +55,13 @@ pub enum Error {
     SizeMismatch { expected: u32, found: u32 },
     /// The stream inflates to more than the `limit` bytes of the destination (free RAM).
     InflatesBeyond { limit: usize },
+
+    /// kexboot's handoff record is unusable: `why`.
+    BadHandoff { why: &'static str },
+    /// The handoff record is of another version.
+    HandoffVersion { found: u32, expected: u32 },
+    /// The handoff record's CRC32 does not match.
+    HandoffChecksum { expected: u32, found: u32 },
 
     /// No RAM was given to the placer.
     NoRam,
@@ -127,6 +135,14 @@ impl fmt::Display for Error {
             SizeMismatch { expected, found } => write!(
                 f,
                 "gzip size mismatch: trailer says {expected} bytes (mod 2^32), inflated {found}"
+            ),
+            BadHandoff { why } => write!(f, "handoff record: {why}"),
+            HandoffVersion { found, expected } => {
+                write!(f, "handoff record: version {found}, expected {expected}")
+            }
+            HandoffChecksum { expected, found } => write!(
+                f,
+                "handoff record: CRC32 {found:#010x}, the record says {expected:#010x}"
             ),
             InflatesBeyond { limit } => {
                 write!(

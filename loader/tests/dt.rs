@@ -83,6 +83,7 @@ fn round_trip_with_fixups() {
         kaslr_seed: Some(0x1122_3344_5566_7788),
         rng_seed: Some(&seed),
         extra_reserved: &extra,
+        reserved_nodes: &[],
     };
     let out = fixup(VIRT, &f).unwrap();
     let (a, b) = (flatten(VIRT), flatten(&out));
@@ -279,6 +280,7 @@ fn fixup_creates_chosen_and_keeps_memreserve() {
         bootargs: Some("quiet"),
         initrd: None,
         extra_reserved: &extra,
+        reserved_nodes: &[],
         ..Fixups::default()
     };
     let out = fixup(&dtb, &f).unwrap();
@@ -453,4 +455,59 @@ proptest! {
         let _ = DtInfo::parse(&d);
         let _ = fixup(&d, &Fixups { initrd: Some(Range::new(0, 1).unwrap()), ..Fixups::default() });
     }
+}
+
+#[test]
+fn reserved_nodes_are_added_then_replaced() {
+    use kexboot_loader::dt::{ReservedNode, HANDOFF_BOOT_ID, HANDOFF_COMPATIBLE};
+    let virt = include_bytes!("data/qemu-virt.dtb");
+    let page = Range::new(0x7fe0_0000, 0x7fe0_1000).unwrap();
+    let oops = Range::new(0x7ff0_0000, 0x8000_0000).unwrap();
+    let handoff = |id| {
+        ReservedNode::new("kexboot-handoff@7fe00000", page)
+            .string_prop("compatible", HANDOFF_COMPATIBLE)
+            .u64_prop(HANDOFF_BOOT_ID, id)
+            .flag("no-map")
+    };
+    let ramoops = ReservedNode::new("ramoops@7ff00000", oops)
+        .string_prop("compatible", "ramoops")
+        .u32_prop("record-size", 0x10000);
+    // QEMU's tree has no /reserved-memory: it is created.
+    let nodes = [handoff(7), ramoops];
+    let first = fixup(
+        virt,
+        &Fixups {
+            reserved_nodes: &nodes,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let info = DtInfo::parse(&first).unwrap();
+    assert_eq!(
+        info.handoff.map(|h| (h.region, h.boot_id)),
+        Some((page, Some(7)))
+    );
+    assert_eq!(info.ramoops, Some(oops));
+    assert!(info.reserved.contains(&page) && info.reserved.contains(&oops));
+    assert_eq!(info.no_map, [page]);
+    // A warm boot rewrites the handoff node (new boot id) and keeps ramoops as it came.
+    let again = fixup(
+        &first,
+        &Fixups {
+            reserved_nodes: &[handoff(8)],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let info = DtInfo::parse(&again).unwrap();
+    assert_eq!(info.handoff.map(|h| h.boot_id), Some(Some(8)));
+    assert_eq!(info.ramoops, Some(oops));
+    let handoffs = info.reserved.iter().filter(|r| **r == page).count();
+    assert_eq!(
+        handoffs, 1,
+        "the handoff node must be replaced, not duplicated"
+    );
+    // Everything else of QEMU's tree is still there.
+    assert_eq!(info.memory, DtInfo::parse(virt).unwrap().memory);
+    assert_eq!(info.virtio_mmio.len(), 32);
 }

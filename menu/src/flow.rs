@@ -410,6 +410,7 @@ pub fn prepare<S: Staging>(
         kaslr_seed: seeds.map(|s| s.0),
         rng_seed: seeds.as_ref().map(|s| &s.1[..]),
         extra_reserved: &[],
+        reserved_nodes: &[],
     };
     let new_dtb = dt::fixup(dtb, &fixups).map_err(BootError::Dtb)?;
     if new_dtb.len() as u64 > placement.dtb.len() {
