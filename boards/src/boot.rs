@@ -4,15 +4,18 @@
 
 use alloc::vec::Vec;
 
+use alloc::string::String;
 use kexboot_fs::{open_boot_fs, FatFs, PartitionDevice};
-use kexboot_loader::dt::DtInfo;
+use kexboot_loader::dt::{self, DtInfo, Fixups};
+use kexboot_loader::handoff;
+use kexboot_menu::env::{BootRequest, Env, ENV_PATH, MAX_ENV};
 use kexboot_menu::flow::{self, MemoryView, Platform, Staging};
 
 use crate::arch::regs;
 use crate::heap::{self, PageBuf};
 use crate::memory::MemoryLayout;
 use crate::virtio::VirtioBlk;
-use crate::{relocation, shell, timer};
+use crate::{relocation, shell, timer, warm};
 
 /// A file that asks for the in-guest copy benchmark before booting.
 const BENCH_MARKER: &str = "/kexboot/bench";
@@ -74,11 +77,61 @@ fn open_disk(disks: Vec<VirtioBlk>) -> Option<BootFs> {
     None
 }
 
-pub fn run(layout: &MemoryLayout, dtb: &[u8], disks: Vec<VirtioBlk>, info: &DtInfo) -> ! {
+fn read_env(fs: &mut BootFs) -> Env {
+    match fs.read_file(ENV_PATH, MAX_ENV as usize) {
+        Ok(bytes) => {
+            let (env, notes) = Env::parse(&String::from_utf8_lossy(&bytes));
+            for n in notes {
+                log::warn!("{ENV_PATH}: {n}");
+            }
+            env
+        }
+        Err(kexboot_fs::Error::NotFound) => Env::default(),
+        Err(e) => {
+            log::warn!("{ENV_PATH}: {e}");
+            Env::default()
+        }
+    }
+}
+
+pub fn run(
+    mut layout: MemoryLayout,
+    dtb: &[u8],
+    disks: Vec<VirtioBlk>,
+    info: &DtInfo,
+    entry: handoff::Entry,
+) -> ! {
     let mut fs = open_disk(disks);
+    let env = fs.as_mut().map(read_env).unwrap_or_default();
+    // What this boot reserves for the next: the handoff page, and a ramoops region if asked.
+    let handoff = warm::Handoff::new(&entry, info, &mut layout);
+    let ramoops = warm::Ramoops::plan(&env, info, &mut layout);
+    let names = (
+        handoff.as_ref().map(warm::Handoff::node_name),
+        ramoops.as_ref().map(warm::Ramoops::node_name),
+    );
+    let mut nodes = Vec::new();
+    if let (Some(h), Some(n)) = (&handoff, &names.0) {
+        nodes.push(h.node(n));
+    }
+    if let (Some(r), Some(n)) = (&ramoops, &names.1) {
+        nodes.push(r.node(n));
+    }
+    let fixups = Fixups {
+        reserved_nodes: &nodes,
+        ..Default::default()
+    };
+    let base_dtb = match dt::fixup(dtb, &fixups) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("device tree: cannot add kexboot's reserved nodes: {e}");
+            dtb.to_vec()
+        }
+    };
+    let request = BootRequest::from_bootargs(info.bootargs.as_deref().unwrap_or(""));
     loop {
         match fs.as_mut() {
-            Some(fs) => boot_from_config(fs, layout, dtb),
+            Some(fs) => boot_from_config(fs, &layout, &base_dtb, &request, handoff.as_ref()),
             None => log::error!("no disk with a FAT boot partition"),
         }
         println!("kexboot: no entry could be booted");
@@ -87,11 +140,17 @@ pub fn run(layout: &MemoryLayout, dtb: &[u8], disks: Vec<VirtioBlk>, info: &DtIn
 }
 
 /// Tries every entry in boot order; returns only when none could be booted.
-fn boot_from_config(fs: &mut BootFs, layout: &MemoryLayout, dtb: &[u8]) {
+fn boot_from_config(
+    fs: &mut BootFs,
+    layout: &MemoryLayout,
+    dtb: &[u8],
+    request: &BootRequest,
+    handoff: Option<&warm::Handoff>,
+) {
     if fs.stat(BENCH_MARKER).is_ok() {
         crate::bench::run(layout);
     }
-    let (path, config) = match flow::load_config(fs) {
+    let (path, mut config) = match flow::load_config(fs) {
         Ok(c) => c,
         Err(e) => {
             log::error!("{e}");
@@ -99,6 +158,9 @@ fn boot_from_config(fs: &mut BootFs, layout: &MemoryLayout, dtb: &[u8]) {
         }
     };
     log::info!("{path}: {} entries", config.entries.len());
+    for said in request.apply(&mut config) {
+        log::info!("{said}");
+    }
     let avoid = layout.avoid();
     let mem = MemoryView {
         ram: &layout.ram,
@@ -117,13 +179,19 @@ fn boot_from_config(fs: &mut BootFs, layout: &MemoryLayout, dtb: &[u8]) {
             from,
         );
         let Some((pos, prepared)) = found else { return };
-        let mut quiesce = || fs.device_mut().inner_mut().shutdown();
+        let label = prepared.label.clone();
+        let mut before_jump = || {
+            fs.device_mut().inner_mut().shutdown();
+            if let Some(h) = handoff {
+                h.write(&label);
+            }
+        };
         let err = relocation::boot(
             &prepared.segments,
             layout,
             prepared.entry,
             prepared.dtb,
-            &mut quiesce,
+            &mut before_jump,
         );
         log::error!(
             "entry '{}': {}",

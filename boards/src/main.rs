@@ -20,6 +20,7 @@ mod relocation;
 mod shell;
 mod timer;
 mod virtio;
+mod warm;
 
 /// The board this build runs on. One module per board; today there is one.
 use qemu_virt as board;

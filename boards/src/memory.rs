@@ -17,6 +17,9 @@ pub struct MemoryLayout {
     /// The incoming device tree (copied to the heap, but its place is avoided all the same).
     pub dtb: Range,
     pub heap: Range,
+    /// What kexboot keeps for itself and the kernel across reboots: its handoff page, the
+    /// ramoops region it offers.
+    pub kept: Vec<Range>,
 }
 
 impl MemoryLayout {
@@ -24,7 +27,18 @@ impl MemoryLayout {
     pub fn avoid(&self) -> Vec<Range> {
         let mut v = self.reserved.clone();
         v.extend([self.image, self.dtb, self.heap]);
+        v.extend(self.kept.iter().copied());
         v
+    }
+
+    /// Takes `len` bytes (page-aligned) at the top of free RAM and keeps them.
+    pub fn take_high(&mut self, len: u64) -> Option<Range> {
+        let free = free_regions(&self.ram, &self.avoid());
+        let r = free.iter().rev().find(|r| r.len() >= len + PAGE)?;
+        let start = (r.end - len) & !(PAGE - 1);
+        let taken = Range::new(start, start + len).ok()?;
+        self.kept.push(taken);
+        Some(taken)
     }
 
     /// The relocator's control region: kexboot itself and its heap (trampoline page, entry list,

@@ -6,9 +6,10 @@ use alloc::vec::Vec;
 use kexboot_loader::dt::DtInfo;
 use kexboot_loader::mem::Range;
 
+use crate::arch::regs;
 use crate::arch::{self, current_el};
 use crate::memory::{self, MemoryLayout};
-use crate::{boot, console, heap, timer, virtio};
+use crate::{boot, console, heap, timer, virtio, warm};
 
 extern "C" {
     /// End of kexboot's image, BSS and stack (linker script).
@@ -81,6 +82,8 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         (blob.len() as u64 + (dtb % PAGE)).next_multiple_of(PAGE),
     )
     .expect("dtb range");
+    // Cold or warm: decided (and the record read) before the MMU is on.
+    let entry = warm::classify(&info, &[image, dtb_range]);
     let mut avoid = info.reserved.clone();
     avoid.extend([image, dtb_range]);
     let Some(heap_range) = memory::choose_heap(&info.memory, &avoid) else {
@@ -92,8 +95,16 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     if let Some((_, base)) = &info.stdout {
         devices.push(Range::from_len(*base & !(PAGE - 1), PAGE).expect("uart page"));
     }
-    // RAM, less what firmware keeps for itself (`no-map`), plus the DTB wherever it is.
-    let mut mapped = kexboot_loader::mem::free_regions(&info.memory, &info.no_map);
+    // RAM, less what firmware keeps for itself (`no-map`; kexboot's own handoff page is
+    // kexboot's to write), plus the DTB wherever it is.
+    let own = info.handoff.map(|h| h.region);
+    let no_map: Vec<Range> = info
+        .no_map
+        .iter()
+        .copied()
+        .filter(|r| Some(*r) != own)
+        .collect();
+    let mut mapped = kexboot_loader::mem::free_regions(&info.memory, &no_map);
     mapped.push(dtb_range);
     // SAFETY: the map covers the image, its stack and BSS (where the page tables are), the heap
     // and the DTB; devices cover the UART and the virtio slots. Only the image was written with
@@ -118,15 +129,39 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         heap_range.start
     );
 
+    report_cpus(&info);
     let layout = MemoryLayout {
         ram: info.memory.clone(),
         reserved: info.reserved.clone(),
         image,
         dtb: dtb_range,
         heap: heap_range,
+        kept: Vec::new(),
     };
     let dtb_copy: Vec<u8> = blob.to_vec();
     let disks = virtio::find_block_devices(&info.virtio_mmio);
     log::info!("{} virtio-blk disk(s) found", disks.len());
-    boot::run(&layout, &dtb_copy, disks, &info)
+    boot::run(layout, &dtb_copy, disks, &info, entry)
+}
+
+/// Says which CPUs are where: with PSCI, every secondary must be off (the kernel starts them
+/// with CPU_ON; after a warm reboot Linux must have returned them with CPU_OFF).
+fn report_cpus(info: &DtInfo) {
+    let me = regs::mpidr();
+    let mut off = 0;
+    for cpu in info.cpu_nodes.iter().filter(|c| c.reg != me) {
+        match arch::psci::affinity_info(info, cpu.reg) {
+            Ok(arch::psci::CpuState::Off) => off += 1,
+            Ok(state) => log::warn!(
+                "CPU {:#x} is {:?}: it is not under kexboot's control and cannot be handed to the kernel",
+                cpu.reg,
+                state
+            ),
+            Err(e) => log::warn!("CPU {:#x}: AFFINITY_INFO: {e}", cpu.reg),
+        }
+    }
+    log::info!(
+        "CPUs: boot CPU {me:#x} here, {off} of {} secondaries off (PSCI AFFINITY_INFO)",
+        info.cpu_nodes.len().saturating_sub(1)
+    );
 }

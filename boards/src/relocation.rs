@@ -23,7 +23,13 @@ pub fn build_list(
     layout: &MemoryLayout,
 ) -> Result<EntryList, relocate::Error> {
     let ram: Vec<Range> = layout.ram.iter().map(conv).collect();
-    let reserved: Vec<Range> = layout.reserved.iter().map(conv).collect();
+    // Reserved memory plus what kexboot keeps across reboots (handoff page, ramoops).
+    let reserved: Vec<Range> = layout
+        .reserved
+        .iter()
+        .chain(&layout.kept)
+        .map(conv)
+        .collect();
     let control: Vec<Range> = layout.control().iter().map(conv).collect();
     let plan_layout = Layout {
         ram: &ram,
@@ -42,14 +48,15 @@ pub fn build_list(
 }
 
 /// Relocates `segments` and enters the kernel at `entry` with x0 = `dtb`. Returns only when
-/// the plan is refused, before anything is written to any destination. `quiesce` stops every
-/// DMA-capable device once nothing can fail any more, just before the copy.
+/// the plan is refused, before anything is written to any destination. `before_jump` runs
+/// once nothing can fail any more, just before the copy: it stops every DMA-capable device and
+/// writes the handoff record.
 pub fn boot(
     segments: &[Segment],
     layout: &MemoryLayout,
     entry: u64,
     dtb: u64,
-    quiesce: &mut dyn FnMut(),
+    before_jump: &mut dyn FnMut(),
 ) -> relocate::Error {
     let sw = Stopwatch::start();
     let list = match build_list(segments, layout) {
@@ -80,7 +87,7 @@ pub fn boot(
     if let Err(e) = relocate::arch::check_jump(&list, &dests, tramp, tramp_len) {
         return e;
     }
-    quiesce();
+    before_jump();
 
     // The copy, by the relocator's engine with the MMU and D-cache on; every destination page
     // is cleaned to PoC as it is written.

@@ -4,6 +4,7 @@
 extern crate alloc;
 
 pub mod console;
+pub mod env;
 pub mod extlinux;
 pub mod flow;
 

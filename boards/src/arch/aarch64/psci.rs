@@ -5,6 +5,7 @@ use kexboot_loader::dt::DtInfo;
 
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
+const PSCI_AFFINITY_INFO64: u64 = 0xc400_0004;
 
 #[derive(Debug)]
 pub enum PsciError {
@@ -22,20 +23,56 @@ impl fmt::Display for PsciError {
 }
 
 fn call(info: &DtInfo, function: u64) -> Result<(), PsciError> {
+    Err(PsciError::Returned(call3(info, function, 0, 0)?))
+}
+
+/// An SMCCC call with two arguments, returning x0.
+fn call3(info: &DtInfo, function: u64, a1: u64, a2: u64) -> Result<i64, PsciError> {
     let mut ret = function as i64;
     match info.psci_method.as_deref() {
         // SAFETY: a PSCI call through the conduit the platform describes; SMCCC may clobber
         // what the C ABI lets a callee clobber (x0-x17), which `clobber_abi` declares.
         Some("smc") => unsafe {
-            core::arch::asm!("smc #0", inlateout("x0") ret, clobber_abi("C"), options(nostack))
+            core::arch::asm!(
+                "smc #0",
+                inlateout("x0") ret,
+                inlateout("x1") a1 => _,
+                inlateout("x2") a2 => _,
+                clobber_abi("C"),
+                options(nostack)
+            )
         },
         // SAFETY: as above, through HVC.
         Some("hvc") => unsafe {
-            core::arch::asm!("hvc #0", inlateout("x0") ret, clobber_abi("C"), options(nostack))
+            core::arch::asm!(
+                "hvc #0",
+                inlateout("x0") ret,
+                inlateout("x1") a1 => _,
+                inlateout("x2") a2 => _,
+                clobber_abi("C"),
+                options(nostack)
+            )
         },
         _ => return Err(PsciError::NoPsci),
     }
-    Err(PsciError::Returned(ret))
+    Ok(ret)
+}
+
+/// PSCI AFFINITY_INFO (64-bit) for one CPU at affinity level 0.
+pub fn affinity_info(info: &DtInfo, mpidr: u64) -> Result<CpuState, PsciError> {
+    match call3(info, PSCI_AFFINITY_INFO64, mpidr, 0)? {
+        0 => Ok(CpuState::On),
+        1 => Ok(CpuState::Off),
+        2 => Ok(CpuState::OnPending),
+        code => Err(PsciError::Returned(code)),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuState {
+    On,
+    Off,
+    OnPending,
 }
 
 pub fn system_reset(info: &DtInfo) -> Result<(), PsciError> {

@@ -7,6 +7,12 @@ pub fn current_el() -> u8 {
     CurrentEL.read(CurrentEL::EL) as u8
 }
 
+/// This CPU's affinity (MPIDR_EL1 Aff3..Aff0), as device tree `cpu` nodes' `reg` give it.
+pub fn mpidr() -> u64 {
+    const AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+    MPIDR_EL1.get() & AFFINITY_MASK
+}
+
 /// Exception syndrome registers of the current EL.
 pub struct Syndrome {
     pub esr: u64,
