@@ -51,15 +51,23 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         // No console without a device tree: nothing can be said. Stop.
         arch::halt()
     };
-    let info = match DtInfo::parse(blob) {
+    // Read leniently: the console comes from the tree, and with it every complaint about it.
+    let info = match DtInfo::read(blob) {
         Ok(i) => i,
-        Err(_) => arch::halt(),
+        Err(_) => arch::halt(), // no console without a device tree: nothing can be said
     };
     if let Some((compat, base)) = &info.stdout {
         if compat.contains("pl011") {
             // SAFETY: the device tree's stdout-path names this PL011.
             unsafe { console::init(*base as usize) };
         }
+    }
+    if info.memory.is_empty() {
+        println!(
+            "kexboot: error: {}; stopping",
+            kexboot_loader::Error::NoMemoryNode
+        );
+        arch::halt()
     }
     let el = current_el();
     let ram_total: u64 = info.memory.iter().map(|r| r.len()).sum();

@@ -381,6 +381,16 @@ fn open<'c>(c: &'c Checked<'_>) -> Result<Fdt<'c>> {
 impl DtInfo {
     /// Reads what kexboot needs from the blob `dtb`. A tree without memory is an error.
     pub fn parse(dtb: &[u8]) -> Result<DtInfo> {
+        let info = Self::read(dtb)?;
+        if info.memory.is_empty() {
+            return Err(Error::NoMemoryNode);
+        }
+        Ok(info)
+    }
+
+    /// Like [`DtInfo::parse`], but a tree without memory is returned as it is: the firmware
+    /// finds its console this way and can say what is wrong with the tree.
+    pub fn read(dtb: &[u8]) -> Result<DtInfo> {
         let c = check(dtb)?;
         let fdt = open(&c)?;
         let root = root_of(&fdt)?;
@@ -470,9 +480,6 @@ impl DtInfo {
                 }
                 _ => {}
             }
-        }
-        if info.memory.is_empty() {
-            return Err(Error::NoMemoryNode);
         }
         collect_virtio(root, root_cells, &mut info.virtio_mmio, 0)?;
         Ok(info)
