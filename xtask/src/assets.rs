@@ -26,16 +26,20 @@ pub struct Assets {
     pub image_gz: PathBuf,
     /// gzip'd newc cpio initramfs with busybox and the marker-printing `/init`.
     pub initrd: PathBuf,
+    /// The warm re-entry initramfs (kexec-tools, ramoops, kexboot.bin, the helper), or why it
+    /// could not be built.
+    pub warm: std::result::Result<crate::warm::WarmAssets, String>,
 }
 
 /// Makes sure every asset exists, installing and downloading what is missing.
 pub fn ensure(paths: &Paths) -> Result<Assets> {
     fs::create_dir_all(&paths.assets).ctx(paths.assets.display())?;
     let mut apt = Apt::default();
-    let a = Assets {
+    let mut a = Assets {
         image: paths.assets.join("Image"),
         image_gz: paths.assets.join("Image.gz"),
         initrd: paths.assets.join("initrd.img"),
+        warm: Err("not built yet".into()),
     };
     let debs = paths.assets.join("debs");
     let busybox = debs.join("busybox-static/bin/busybox");
@@ -86,6 +90,10 @@ pub fn ensure(paths: &Paths) -> Result<Assets> {
         );
         write_atomic(&a.initrd, &img)?;
     }
+    a.warm = crate::warm::ensure(paths, &mut apt, &bb, &a).map_err(|e| e.to_string());
+    if let Err(e) = &a.warm {
+        eprintln!("assets: warning: no warm re-entry initramfs: {e}");
+    }
     Ok(a)
 }
 
@@ -101,6 +109,24 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, data).ctx(tmp.display())?;
     fs::rename(&tmp, path).ctx(path.display())
+}
+
+/// Writes `path` from `make()` unless `<path>.stamp` says it was made from inputs hashing to
+/// `key`. Returns whether it wrote.
+pub fn write_unless_same(
+    path: &Path,
+    key: u64,
+    make: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<bool> {
+    let stamp = PathBuf::from(format!("{}.stamp", path.display()));
+    let key = format!("{key:016x}\n");
+    if path.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
+        return Ok(false);
+    }
+    let _ = fs::remove_file(&stamp);
+    write_atomic(path, &make()?)?;
+    fs::write(&stamp, key).ctx(stamp.display())?;
+    Ok(true)
 }
 
 /// True when `data` carries the arm64 Image header magic.
@@ -154,7 +180,7 @@ fn install_kernel(unpacked: &Path, image: &Path) -> Result<()> {
 
 /// apt-get driver: `apt-get update` at most once per run, root or sudo.
 #[derive(Default)]
-struct Apt {
+pub(crate) struct Apt {
     updated: bool,
     arm64: bool,
 }
@@ -178,7 +204,7 @@ impl Apt {
         c
     }
 
-    fn update(&mut self) -> Result<()> {
+    pub(crate) fn update(&mut self) -> Result<()> {
         if !self.updated {
             eprintln!("assets: apt-get update");
             run_status(Self::root_cmd("apt-get").args(["-q", "update"]))?;
@@ -188,7 +214,7 @@ impl Apt {
     }
 
     /// Adds the arm64 architecture to dpkg (and refreshes the lists) if it is not there yet.
-    fn ensure_arm64(&mut self) -> Result<()> {
+    pub(crate) fn ensure_arm64(&mut self) -> Result<()> {
         if self.arm64 {
             return Ok(());
         }
@@ -274,7 +300,7 @@ fn kernel_package(apt: &mut Apt) -> Result<String> {
 }
 
 /// `apt-get download <pkg>:arm64` into `dir`; returns the `.deb`'s path.
-fn download(apt: &mut Apt, dir: &Path, pkg: &str) -> Result<PathBuf> {
+pub(crate) fn download(apt: &mut Apt, dir: &Path, pkg: &str) -> Result<PathBuf> {
     let find = || -> Option<PathBuf> {
         let prefix = format!("{pkg}_");
         fs::read_dir(dir)
@@ -340,5 +366,19 @@ mod tests {
         h[0x38..0x3c].copy_from_slice(b"ARM\x64");
         assert!(is_arm64_image(&h));
         assert!(!is_arm64_image(&h[..0x3a]));
+    }
+
+    #[test]
+    fn stamp_skips_unchanged() {
+        let dir = std::env::temp_dir().join(format!("xtask-stamp-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f.img");
+        assert!(write_unless_same(&p, 1, || Ok(b"one".to_vec())).unwrap());
+        assert!(!write_unless_same(&p, 1, || panic!("must not rebuild")).unwrap());
+        assert!(write_unless_same(&p, 2, || Ok(b"two".to_vec())).unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        fs::remove_file(&p).unwrap();
+        assert!(write_unless_same(&p, 2, || Ok(b"three".to_vec())).unwrap());
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: host time from QEMU spawn to "kernel starts" and to the initramfs's
 //! first marker, for kexboot, Debian's U-Boot (same disk) and Linux booted directly; medians of
-//! N rounds, interleaved, printed as a table and written to `target/bench.md`.
+//! N rounds, interleaved, printed as a table and written to `target/bench.md`; then the warm
+//! reboot arms of [`crate::bench_warm`].
 
 use crate::assets::{self, UBOOT_BIN};
 use crate::e2e::{self, CMDLINE_DIRECT, KEXBOOT_STARTING};
@@ -157,7 +158,7 @@ fn run_one(
 }
 
 /// Median of the values present.
-fn median(v: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
+pub(crate) fn median(v: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
     let mut v: Vec<Duration> = v.flatten().collect();
     v.sort();
     match v.len() {
@@ -167,13 +168,13 @@ fn median(v: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
     }
 }
 
-fn secs(d: Option<Duration>) -> String {
+pub(crate) fn secs(d: Option<Duration>) -> String {
     d.map(|d| format!("{:.3}", d.as_secs_f64()))
         .unwrap_or_else(|| "–".into())
 }
 
 /// "median (min–max)" of the values present.
-fn cell(med: Option<Duration>, v: impl Iterator<Item = Option<Duration>>) -> String {
+pub(crate) fn cell(med: Option<Duration>, v: impl Iterator<Item = Option<Duration>>) -> String {
     let v: Vec<Duration> = v.flatten().collect();
     match (v.iter().min(), v.iter().max()) {
         (Some(lo), Some(hi)) if v.len() > 1 => {
@@ -183,7 +184,7 @@ fn cell(med: Option<Duration>, v: impl Iterator<Item = Option<Duration>>) -> Str
     }
 }
 
-fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
+pub(crate) fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
         _ => "n/a".into(),
@@ -193,6 +194,7 @@ fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
 /// `cargo xtask bench [--rounds N]`.
 pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     let mut rounds = 3usize;
+    let (mut cold, mut warm) = (true, true);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -203,17 +205,44 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
                     .filter(|n| (1..=50).contains(n))
                     .ok_or_else(|| err!("--rounds needs a number from 1 to 50"))?
             }
+            "--warm-only" => cold = false,
+            "--no-warm" => warm = false,
             other => return Err(err!("unexpected argument `{other}`")),
         }
     }
-    let a = assets::ensure(paths)?;
+    if !cold && !warm {
+        return Err(err!("--warm-only and --no-warm leave nothing to run"));
+    }
+    // The firmware first: the warm initramfs carries kexboot.bin.
     let fw = firmware::build(paths);
     if let Err(e) = &fw {
-        eprintln!("bench: firmware build failed, kexboot arm skipped: {e}");
+        eprintln!("bench: firmware build failed, kexboot arms skipped: {e}");
     }
+    let a = assets::ensure(paths)?;
     let disks = e2e::build_disks(paths, &a)?;
     std::fs::create_dir_all(&paths.e2e).ctx(paths.e2e.display())?;
+    let mut md = String::from("# kexboot boot-time bench\n\n");
+    if cold {
+        md += &cold_bench(paths, rounds, &a, &fw, &disks);
+    }
+    if warm {
+        md += &crate::bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks);
+    }
+    print!("\n{md}");
+    let out = paths.target.join("bench.md");
+    std::fs::write(&out, &md).ctx(out.display())?;
+    println!("\nwritten to {}", out.display());
+    Ok(())
+}
 
+/// The cold-boot arms: kexboot, U-Boot and Linux direct from QEMU spawn. Returns the markdown.
+fn cold_bench(
+    paths: &Paths,
+    rounds: usize,
+    a: &assets::Assets,
+    fw: &Result<std::path::PathBuf>,
+    disks: &e2e::Disks,
+) -> String {
     let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
     let mut samples: Vec<Vec<Sample>> = arms.iter().map(|_| Vec::new()).collect();
     for r in 0..rounds {
@@ -224,7 +253,7 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
                     ..Default::default()
                 }
             } else {
-                run_one(paths, *arm, r, &disks.mbr, &a)
+                run_one(paths, *arm, r, &disks.mbr, a)
             };
             eprintln!(
                 "bench: round {} {:<8} kernel {:>7}s userspace {:>7}s{}",
@@ -255,7 +284,7 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     let ub_size = size(std::path::Path::new(UBOOT_BIN));
 
     let mut md = String::new();
-    let _ = writeln!(md, "# kexboot boot-time bench\n");
+    let _ = writeln!(md, "## Cold boot\n");
     let _ = writeln!(
         md,
         "QEMU TCG `{} {}`, same kernel ({} bytes) and initramfs, disk `{}` over virtio-blk; \
@@ -327,7 +356,7 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     }
     // One more kexboot run on the disk that asks for the in-guest copy benchmark.
     let copy_run = match &fw {
-        Ok(_) => run_one(paths, Arm::Kexboot, rounds, &disks.bench, &a),
+        Ok(_) => run_one(paths, Arm::Kexboot, rounds, &disks.bench, a),
         Err(_) => Sample::default(),
     };
     if copy_run.bench_lines.is_empty() {
@@ -354,11 +383,7 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
         }
         let _ = writeln!(md, "```");
     }
-    print!("\n{md}");
-    let out = paths.target.join("bench.md");
-    std::fs::write(&out, &md).ctx(out.display())?;
-    println!("\nwritten to {}", out.display());
-    Ok(())
+    md
 }
 
 #[cfg(test)]

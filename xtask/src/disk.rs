@@ -3,6 +3,7 @@
 
 use crate::{err, Context, Result};
 use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
+use std::hash::{Hash, Hasher};
 use std::io::{Cursor, Write};
 use std::path::Path;
 
@@ -104,10 +105,14 @@ fn fill_fat(part: &mut [u8], files: &[(&str, &[u8])]) -> Result<()> {
     fs.unmount().ctx("unmounting FAT")
 }
 
-/// Builds the image and writes it to `path` (through a temporary file).
-pub fn write(path: &Path, files: &[(&str, &[u8])], scheme: Scheme) -> Result<()> {
-    let img = build(files, scheme).ctx(path.display())?;
-    crate::assets::write_atomic(path, &img)
+/// Builds the image and writes it to `path` (through a temporary file), unless `path` was
+/// already made from the same files (`<path>.stamp` holds a hash of them). Returns whether it wrote.
+pub fn write(path: &Path, files: &[(&str, &[u8])], scheme: Scheme) -> Result<bool> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (files, scheme == Scheme::Gpt, PART_BYTES).hash(&mut h);
+    crate::assets::write_unless_same(path, h.finish(), || {
+        build(files, scheme).ctx(path.display())
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use crate::assets::{self, Assets, UBOOT_BIN};
 use crate::disk::{self, Scheme};
 use crate::qemu::{self, Line, Session, Wait};
-use crate::{err, firmware, run_status, Context, Paths, Result};
+use crate::{e2e_warm, err, firmware, run_status, Context, Paths, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ pub const CMDLINE_FALLBACK: &str = "console=ttyAMA0 kexboot.test=fallback quiet"
 /// Command line when booting Linux directly with `-kernel`.
 pub const CMDLINE_DIRECT: &str = "console=ttyAMA0 kexboot.test=direct quiet";
 /// Time limit of one QEMU case: 120 s, or `$XTASK_E2E_TIMEOUT` seconds.
-fn case_timeout() -> Duration {
+pub(crate) fn case_timeout() -> Duration {
     let secs = std::env::var("XTASK_E2E_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok());
@@ -39,30 +39,36 @@ pub struct Disks {
     /// The MBR disk plus `/kexboot/bench`, which makes the firmware run its in-guest copy
     /// benchmark (relocator engine vs plain copy loops) before booting.
     pub bench: PathBuf,
+    /// The warm re-entry disks (one per scenario), or why there are none.
+    pub warm: std::result::Result<crate::warm::WarmDisks, String>,
 }
 
 impl Disks {
     /// Every image path.
-    pub fn all(&self) -> [&PathBuf; 5] {
-        [
+    pub fn all(&self) -> Vec<&PathBuf> {
+        let mut v = vec![
             &self.mbr,
             &self.gpt,
             &self.missing,
             &self.allbad,
             &self.bench,
-        ]
+        ];
+        if let Ok(w) = &self.warm {
+            v.extend(w.0.iter().map(|(_, p)| p));
+        }
+        v
     }
 }
 
 /// One `label` of an extlinux.conf.
-struct Entry<'a> {
-    label: &'a str,
-    linux: &'a str,
-    initrd: &'a str,
-    append: &'a str,
+pub(crate) struct Entry<'a> {
+    pub label: &'a str,
+    pub linux: &'a str,
+    pub initrd: &'a str,
+    pub append: &'a str,
 }
 
-fn extlinux(default: &str, entries: &[Entry]) -> String {
+pub(crate) fn extlinux(default: &str, entries: &[Entry]) -> String {
     let mut s = format!("# written by cargo xtask\ndefault {default}\ntimeout 0\n");
     for e in entries {
         s += &format!(
@@ -96,12 +102,13 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         initrd: "/boot/initrd.img",
         append,
     };
-    let d = Disks {
+    let mut d = Disks {
         mbr: paths.assets.join("disk-mbr.img"),
         gpt: paths.assets.join("disk-gpt.img"),
         missing: paths.assets.join("disk-missing.img"),
         allbad: paths.assets.join("disk-allbad.img"),
         bench: paths.assets.join("disk-bench.img"),
+        warm: Err("not built".into()),
     };
     // Writes one disk: the given files plus /extlinux/extlinux.conf.
     fn put<'a>(
@@ -111,7 +118,7 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         mut files: Vec<(&'a str, &'a [u8])>,
     ) -> Result<()> {
         files.push(("/extlinux/extlinux.conf", conf.as_bytes()));
-        disk::write(path, &files, scheme)
+        disk::write(path, &files, scheme).map(|_| ())
     }
     let all = [
         ("/boot/Image", &image[..]),
@@ -171,36 +178,40 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         &extlinux("kexboot-missing", &bad),
         files,
     )?;
+    d.warm = match &a.warm {
+        Ok(w) => crate::warm::build_disks(paths, a, w).map_err(|e| e.to_string()),
+        Err(e) => Err(format!("no warm initramfs: {e}")),
+    };
     Ok(d)
 }
 
 /// Output of one QEMU run.
-struct Transcript {
-    lines: Vec<Line>,
-    timed_out: bool,
-    status: Option<std::process::ExitStatus>,
-    stderr: String,
+pub(crate) struct Transcript {
+    pub lines: Vec<Line>,
+    pub timed_out: bool,
+    pub status: Option<std::process::ExitStatus>,
+    pub stderr: String,
 }
 
 impl Transcript {
-    fn find(&self, pred: impl Fn(&str) -> bool) -> Option<(usize, &Line)> {
+    pub(crate) fn find(&self, pred: impl Fn(&str) -> bool) -> Option<(usize, &Line)> {
         self.lines.iter().enumerate().find(|(_, l)| pred(&l.text))
     }
 
     /// The value after `KEXBOOT-E2E <key>=` on the first such line.
-    fn marker(&self, key: &str) -> Option<&str> {
+    pub(crate) fn marker(&self, key: &str) -> Option<&str> {
         let tag = format!("KEXBOOT-E2E {key}=");
         self.lines
             .iter()
             .find_map(|l| l.text.find(&tag).map(|i| &l.text[i + tag.len()..]))
     }
 
-    fn has_prompt(&self) -> bool {
+    pub(crate) fn has_prompt(&self) -> bool {
         self.find(is_prompt).is_some()
     }
 
     /// Why the run ended, for failure reasons.
-    fn ending(&self) -> String {
+    pub(crate) fn ending(&self) -> String {
         let last = self
             .lines
             .iter()
@@ -228,7 +239,7 @@ impl Transcript {
     }
 }
 
-fn is_prompt(l: &str) -> bool {
+pub(crate) fn is_prompt(l: &str) -> bool {
     l.trim_start().starts_with("kexboot>")
 }
 
@@ -330,7 +341,7 @@ fn error_naming<'a>(t: &'a Transcript, file: &str) -> Option<(usize, &'a Line)> 
     t.find(|l| l.contains(file) && l.to_ascii_lowercase().contains("error"))
 }
 
-fn machine(m: &str, smp: u32) -> Vec<String> {
+pub(crate) fn machine(m: &str, smp: u32) -> Vec<String> {
     [
         "-M",
         m,
@@ -347,14 +358,14 @@ fn machine(m: &str, smp: u32) -> Vec<String> {
 }
 
 /// Everything a case needs.
-struct Ctx<'a> {
-    paths: &'a Paths,
-    assets: &'a Assets,
-    disks: &'a Disks,
+pub(crate) struct Ctx<'a> {
+    pub paths: &'a Paths,
+    pub assets: &'a Assets,
+    pub disks: &'a Disks,
 }
 
 impl Ctx<'_> {
-    fn kexboot(&self, m: &str, smp: u32, disk: &Path) -> Vec<String> {
+    pub(crate) fn kexboot(&self, m: &str, smp: u32, disk: &Path) -> Vec<String> {
         let mut a = machine(m, smp);
         a.extend([
             "-kernel".to_string(),
@@ -364,12 +375,12 @@ impl Ctx<'_> {
         a
     }
 
-    fn log(&self, case: &str) -> PathBuf {
+    pub(crate) fn log(&self, case: &str) -> PathBuf {
         self.paths.e2e.join(format!("{case}.log"))
     }
 }
 
-type CaseFn = fn(&Ctx, &str) -> std::result::Result<(), String>;
+pub(crate) type CaseFn = fn(&Ctx, &str) -> std::result::Result<(), String>;
 
 /// (name, needs the firmware, body)
 const CASES: &[(&str, bool, CaseFn)] = &[
@@ -381,6 +392,29 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("all-entries-bad", true, case_all_bad),
     ("el2-cpumax-rng-seeds", true, case_cpumax_seeds),
     ("exception-report", true, case_exception_report),
+    (
+        "kexec-tools-direct-baseline",
+        false,
+        e2e_warm::case_direct_baseline,
+    ),
+    ("warm-3-cycles-helper", true, e2e_warm::case_helper_3_cycles),
+    (
+        "warm-kexec-tools-default",
+        true,
+        e2e_warm::case_tools_default,
+    ),
+    ("warm-kexec-tools-append", true, e2e_warm::case_tools_append),
+    (
+        "warm-el1-kexec-tools-append",
+        true,
+        e2e_warm::case_tools_append_el1,
+    ),
+    ("warm-bad-entry", true, e2e_warm::case_bad_entry),
+    (
+        "helper-refuses-non-kexboot",
+        true,
+        e2e_warm::case_helper_refuses,
+    ),
 ];
 
 /// Linux booted directly by QEMU: proves the kernel and initramfs (no kexboot involved).

@@ -1,5 +1,6 @@
 //! The test initramfs: a gzip'd newc cpio with Debian's static busybox, a `/dev/console` node and
 //! an `/init` that prints the `KEXBOOT-E2E` markers (command line, boot EL, CPU count) and powers off.
+//! [`build_with`] makes other archives (the warm re-entry one) with their own `/init` and files.
 
 use cpio::newc::{trailer, Builder, ModeFileType};
 use flate2::write::GzEncoder;
@@ -23,7 +24,8 @@ poweroff -f
 "#;
 
 const DIR: u32 = 0o755;
-const EXEC: u32 = 0o755;
+/// Permissions of executables in the archives.
+pub const EXEC: u32 = 0o755;
 
 /// One archive member.
 enum Node<'a> {
@@ -33,24 +35,60 @@ enum Node<'a> {
     CharDev(u32, u32),
 }
 
+/// A file added to an archive beside busybox and `/init`.
+pub struct Extra {
+    /// Path inside the archive, without the leading `/` (parent directories are created).
+    pub path: String,
+    /// Permission bits.
+    pub perm: u32,
+    /// Contents.
+    pub data: Vec<u8>,
+}
+
 /// Builds the gzip'd cpio archive around the given static busybox binary.
 pub fn build(busybox: &[u8]) -> io::Result<Vec<u8>> {
-    let nodes: Vec<(&str, Node)> = vec![
-        ("bin", Node::Dir),
-        ("sbin", Node::Dir),
-        ("usr", Node::Dir),
-        ("usr/bin", Node::Dir),
-        ("usr/sbin", Node::Dir),
-        ("dev", Node::Dir),
-        ("proc", Node::Dir),
-        ("sys", Node::Dir),
-        ("tmp", Node::Dir),
-        ("root", Node::Dir),
-        ("dev/console", Node::CharDev(5, 1)),
-        ("bin/busybox", Node::File(EXEC, busybox)),
-        ("bin/sh", Node::Symlink("busybox")),
-        ("init", Node::File(EXEC, INIT.as_bytes())),
-    ];
+    build_with(INIT, busybox, &[])
+}
+
+/// Builds a gzip'd cpio archive: busybox, the given `/init` script and `extra` files.
+pub fn build_with(init: &str, busybox: &[u8], extra: &[Extra]) -> io::Result<Vec<u8>> {
+    let mut nodes: Vec<(String, Node)> = [
+        "bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root",
+    ]
+    .iter()
+    .map(|d| (d.to_string(), Node::Dir))
+    .collect();
+    nodes.push(("dev/console".into(), Node::CharDev(5, 1)));
+    nodes.push(("bin/busybox".into(), Node::File(EXEC, busybox)));
+    nodes.push(("bin/sh".into(), Node::Symlink("busybox")));
+    nodes.push(("init".into(), Node::File(EXEC, init.as_bytes())));
+    for e in extra {
+        let path = e.path.trim_start_matches('/');
+        let mut dir = String::new();
+        for part in path
+            .split('/')
+            .rev()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(part);
+            if !nodes.iter().any(|(n, _)| *n == dir) {
+                nodes.push((dir.clone(), Node::Dir));
+            }
+        }
+        if nodes.iter().any(|(n, _)| n == path) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{path}: already in the archive"),
+            ));
+        }
+        nodes.push((path.to_string(), Node::File(e.perm, &e.data)));
+    }
     let mut out = GzEncoder::new(Vec::new(), flate2::Compression::default());
     for (i, (name, node)) in nodes.iter().enumerate() {
         let b = Builder::new(name).ino(i as u32 + 1);
@@ -138,6 +176,58 @@ mod tests {
                 "{want} missing from {seen:?}"
             );
         }
+    }
+
+    #[test]
+    fn extra_files_get_their_directories_and_duplicates_fail() {
+        let extra = [
+            Extra {
+                path: "lib/aarch64-linux-gnu/libz.so.1".into(),
+                perm: EXEC,
+                data: b"z".to_vec(),
+            },
+            Extra {
+                path: "/boot/Image".into(),
+                perm: 0o644,
+                data: b"img".to_vec(),
+            },
+        ];
+        let gz = build_with("#!/bin/busybox sh\n", b"bb", &extra).unwrap();
+        let mut cpio = Vec::new();
+        GzDecoder::new(&gz[..]).read_to_end(&mut cpio).unwrap();
+        let mut rest = &cpio[..];
+        let mut seen = Vec::new();
+        loop {
+            let mut r = NewcReader::new(rest).unwrap();
+            if r.entry().is_trailer() {
+                break;
+            }
+            let (name, mode) = (r.entry().name().to_string(), r.entry().mode());
+            let mut data = Vec::new();
+            r.read_to_end(&mut data).unwrap();
+            seen.push((name, mode, data));
+            rest = r.finish().unwrap();
+        }
+        let pos = |n: &str| {
+            seen.iter()
+                .position(|(s, _, _)| s == n)
+                .unwrap_or_else(|| panic!("{n}"))
+        };
+        assert!(pos("lib") < pos("lib/aarch64-linux-gnu"));
+        assert!(pos("lib/aarch64-linux-gnu") < pos("lib/aarch64-linux-gnu/libz.so.1"));
+        assert!(pos("boot") < pos("boot/Image"));
+        assert_eq!(seen[pos("boot")].1, 0o040755);
+        assert_eq!(
+            seen[pos("boot/Image")],
+            ("boot/Image".into(), 0o100644, b"img".to_vec())
+        );
+        assert_eq!(seen.iter().filter(|(n, _, _)| n == "lib").count(), 1);
+        let dup = [Extra {
+            path: "init".into(),
+            perm: EXEC,
+            data: vec![],
+        }];
+        assert!(build_with("x", b"bb", &dup).is_err());
     }
 
     #[test]

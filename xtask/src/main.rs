@@ -1,15 +1,19 @@
 //! `cargo xtask`: builds the kexboot firmware, fetches and builds the test assets (Debian kernel,
-//! busybox initramfs, disk images) and drives QEMU for `run`, `test` and `bench`.
+//! busybox initramfs, the warm re-entry initramfs with kexec-tools, disk images) and drives QEMU
+//! for `run`, `test` and `bench`.
 //!
 //! Everything it makes lives under the workspace's `target/` directory; nothing is committed.
 
 mod assets;
 mod bench;
+mod bench_warm;
 mod disk;
 mod e2e;
+mod e2e_warm;
 mod firmware;
 mod initrd;
 mod qemu;
+mod warm;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -125,7 +129,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   run [-- QEMU ARGS]     assets + build, then boot kexboot in QEMU on this console (Ctrl-A x quits)
   test [--no-e2e] [--no-clippy] [--only CASE]
                          host tests, firmware build, clippy, QEMU end-to-end cases
-  bench [--rounds N]     time kexboot vs Debian's U-Boot vs direct Linux (writes target/bench.md)";
+  bench [--rounds N] [--warm-only | --no-warm]
+                         time kexboot vs Debian's U-Boot vs direct Linux (cold boot), and warm
+                         reboots through kexboot vs kexec-tools direct (writes target/bench.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
