@@ -536,6 +536,15 @@ pub struct Fixups<'a> {
     /// Children written under `/reserved-memory` (created, with 2 address and 2 size cells and
     /// `ranges`, when absent); an existing child of the same name is replaced.
     pub reserved_nodes: &'a [ReservedNode<'a>],
+    /// Properties set (added or replaced) on the `/cpus` children whose `reg` matches.
+    pub cpu_props: &'a [CpuProps<'a>],
+}
+
+/// Properties for the cpu node with this `reg` (its MPIDR affinity), as raw bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuProps<'a> {
+    pub reg: u64,
+    pub props: Vec<(&'a str, Vec<u8>)>,
 }
 
 /// A `/reserved-memory` child: `name` (e.g. `ramoops@7ff00000`), its `reg`, and further
@@ -629,6 +638,8 @@ struct Writer<'f> {
     done: Vec<&'static str>,
     path: String,
     reserved_nodes: &'f [ReservedNode<'f>],
+    cpu_props: &'f [CpuProps<'f>],
+    in_cpus: bool,
 }
 
 /// `reg` bytes for `r` with the given cell counts (1 or 2 each).
@@ -696,7 +707,23 @@ impl Writer<'_> {
             self.path.push_str(name);
         }
         let chosen = depth == 1 && name == "chosen";
-        for p in n.properties() {
+        // A cpu node under /cpus whose `reg` has overrides: those replace its properties.
+        let cpu = (self.in_cpus && depth == 2)
+            .then(|| prop_num(n, "reg"))
+            .flatten()
+            .and_then(|reg| self.cpu_props.iter().find(|c| c.reg == reg));
+        if let Some(c) = cpu {
+            for p in n
+                .properties()
+                .filter(|p| !c.props.iter().any(|(k, _)| *k == p.name))
+            {
+                self.prop(p.name, p.value)?;
+            }
+            for (k, v) in &c.props {
+                self.prop(k, v)?;
+            }
+        }
+        for p in n.properties().filter(|_| cpu.is_none()) {
             let change = if chosen {
                 self.changes.iter().position(|(c, _)| *c == p.name)
             } else {
@@ -711,6 +738,8 @@ impl Writer<'_> {
             (0..self.changes.len()).try_for_each(|i| self.emit(i))?;
         }
         let reserved = depth == 1 && name == "reserved-memory";
+        let saved_cpus = self.in_cpus;
+        self.in_cpus = depth == 1 && name == "cpus";
         let mut has_chosen = false;
         let mut has_reserved = false;
         for child in n.children() {
@@ -721,6 +750,7 @@ impl Writer<'_> {
             }
             self.node(child, depth + 1)?;
         }
+        self.in_cpus = saved_cpus;
         if reserved {
             let cells = n.cell_sizes();
             self.reserved_children(cells.address_cells, cells.size_cells)?;
@@ -782,6 +812,8 @@ pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
         done: Vec::new(),
         path: String::new(),
         reserved_nodes: f.reserved_nodes,
+        cpu_props: f.cpu_props,
+        in_cpus: false,
     };
     wr.node(root, 0)?;
     let out = wr.w.finish().map_err(|why| Error::DtWrite {

@@ -84,6 +84,7 @@ fn round_trip_with_fixups() {
         rng_seed: Some(&seed),
         extra_reserved: &extra,
         reserved_nodes: &[],
+        cpu_props: &[],
     };
     let out = fixup(VIRT, &f).unwrap();
     let (a, b) = (flatten(VIRT), flatten(&out));
@@ -281,6 +282,7 @@ fn fixup_creates_chosen_and_keeps_memreserve() {
         initrd: None,
         extra_reserved: &extra,
         reserved_nodes: &[],
+        cpu_props: &[],
         ..Fixups::default()
     };
     let out = fixup(&dtb, &f).unwrap();
@@ -512,4 +514,44 @@ fn reserved_nodes_are_added_then_replaced() {
     // Everything else of QEMU's tree is still there.
     assert_eq!(info.memory, DtInfo::parse(virt).unwrap().memory);
     assert_eq!(info.virtio_mmio.len(), 32);
+}
+
+#[test]
+fn cpu_props_switch_cpus_to_spin_table() {
+    use kexboot_loader::dt::CpuProps;
+    let virt = include_bytes!("data/qemu-virt.dtb");
+    let before = DtInfo::parse(virt).unwrap();
+    assert!(before.cpu_nodes.len() >= 2, "fixture has secondaries");
+    let props: Vec<CpuProps> = before
+        .cpu_nodes
+        .iter()
+        .map(|c| CpuProps {
+            reg: c.reg,
+            props: vec![
+                ("enable-method", b"spin-table\0".to_vec()),
+                (
+                    "cpu-release-addr",
+                    (0x7fff_f800 + 8 * c.reg).to_be_bytes().to_vec(),
+                ),
+            ],
+        })
+        .collect();
+    let out = fixup(
+        virt,
+        &Fixups {
+            cpu_props: &props,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let after = DtInfo::parse(&out).unwrap();
+    assert_eq!(after.cpu_nodes.len(), before.cpu_nodes.len());
+    for c in &after.cpu_nodes {
+        assert_eq!(c.enable_method.as_deref(), Some("spin-table"));
+        assert_eq!(c.release_addr, Some(0x7fff_f800 + 8 * c.reg));
+    }
+    // Nothing else changed: memory, PSCI, virtio slots.
+    assert_eq!(after.memory, before.memory);
+    assert_eq!(after.psci_method, before.psci_method);
+    assert_eq!(after.virtio_mmio, before.virtio_mmio);
 }

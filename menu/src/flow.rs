@@ -411,6 +411,7 @@ pub fn prepare<S: Staging>(
         rng_seed: seeds.as_ref().map(|s| &s.1[..]),
         extra_reserved: &[],
         reserved_nodes: &[],
+        cpu_props: &[],
     };
     let new_dtb = dt::fixup(dtb, &fixups).map_err(BootError::Dtb)?;
     if new_dtb.len() as u64 > placement.dtb.len() {
