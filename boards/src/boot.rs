@@ -15,7 +15,7 @@ use crate::arch::regs;
 use crate::heap::{self, PageBuf};
 use crate::memory::MemoryLayout;
 use crate::virtio::VirtioBlk;
-use crate::{relocation, shell, timer, warm};
+use crate::{relocation, shell, smp, timer, warm};
 
 /// A file that asks for the in-guest copy benchmark before booting.
 const BENCH_MARKER: &str = "/kexboot/bench";
@@ -117,8 +117,20 @@ pub fn run(
     if let (Some(r), Some(n)) = (&ramoops, &names.1) {
         nodes.push(r.node(n));
     }
+    // spin-table, when asked: the secondaries go to kexboot's pen now, their nodes say so, and
+    // the pen's page is a /memreserve/.
+    let pen = match smp::wants_spin_table(&env) {
+        false => None,
+        true => smp::Pen::start(info, &mut layout)
+            .map_err(|e| log::warn!("spin-table: {e}; CPUs stay as the platform has them"))
+            .ok(),
+    };
+    let cpu_props = pen.as_ref().map(smp::Pen::cpu_props).unwrap_or_default();
+    let pen_page: Vec<_> = pen.iter().map(|p| p.page).collect();
     let fixups = Fixups {
         reserved_nodes: &nodes,
+        cpu_props: &cpu_props,
+        extra_reserved: &pen_page,
         ..Default::default()
     };
     let base_dtb = match dt::fixup(dtb, &fixups) {
@@ -131,12 +143,26 @@ pub fn run(
     let request = BootRequest::from_bootargs(info.bootargs.as_deref().unwrap_or(""));
     loop {
         match fs.as_mut() {
-            Some(fs) => boot_from_config(fs, &layout, &base_dtb, &request, handoff.as_ref()),
+            Some(fs) => {
+                let kept = Kept {
+                    handoff: handoff.as_ref(),
+                    pen: pen.as_ref(),
+                    info,
+                };
+                boot_from_config(fs, &layout, &base_dtb, &request, &kept)
+            }
             None => log::error!("no disk with a FAT boot partition"),
         }
         println!("kexboot: no entry could be booted");
         shell::prompt(info);
     }
+}
+
+/// What this boot keeps for the kernel and the next kexboot.
+struct Kept<'a> {
+    handoff: Option<&'a warm::Handoff>,
+    pen: Option<&'a smp::Pen>,
+    info: &'a DtInfo,
 }
 
 /// Tries every entry in boot order; returns only when none could be booted.
@@ -145,7 +171,7 @@ fn boot_from_config(
     layout: &MemoryLayout,
     dtb: &[u8],
     request: &BootRequest,
-    handoff: Option<&warm::Handoff>,
+    kept: &Kept,
 ) {
     if fs.stat(BENCH_MARKER).is_ok() {
         crate::bench::run(layout);
@@ -182,7 +208,8 @@ fn boot_from_config(
         let label = prepared.label.clone();
         let mut before_jump = || {
             fs.device_mut().inner_mut().shutdown();
-            if let Some(h) = handoff {
+            smp::report_before_jump(kept.info, kept.pen);
+            if let Some(h) = kept.handoff {
                 h.write(&label);
             }
         };

@@ -18,6 +18,7 @@ mod memory;
 mod qemu_virt;
 mod relocation;
 mod shell;
+mod smp;
 mod timer;
 mod virtio;
 mod warm;

@@ -3,6 +3,7 @@
 mod entry;
 mod exceptions;
 pub mod mmu;
+pub mod pen;
 pub mod psci;
 pub mod regs;
 

@@ -6,6 +6,7 @@ use kexboot_loader::dt::DtInfo;
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
 const PSCI_AFFINITY_INFO64: u64 = 0xc400_0004;
+const PSCI_CPU_ON64: u64 = 0xc400_0003;
 
 #[derive(Debug)]
 pub enum PsciError {
@@ -28,6 +29,11 @@ fn call(info: &DtInfo, function: u64) -> Result<(), PsciError> {
 
 /// An SMCCC call with two arguments, returning x0.
 fn call3(info: &DtInfo, function: u64, a1: u64, a2: u64) -> Result<i64, PsciError> {
+    call4(info, function, a1, a2, 0)
+}
+
+/// An SMCCC call with three arguments, returning x0.
+fn call4(info: &DtInfo, function: u64, a1: u64, a2: u64, a3: u64) -> Result<i64, PsciError> {
     let mut ret = function as i64;
     match info.psci_method.as_deref() {
         // SAFETY: a PSCI call through the conduit the platform describes; SMCCC may clobber
@@ -38,6 +44,7 @@ fn call3(info: &DtInfo, function: u64, a1: u64, a2: u64) -> Result<i64, PsciErro
                 inlateout("x0") ret,
                 inlateout("x1") a1 => _,
                 inlateout("x2") a2 => _,
+                inlateout("x3") a3 => _,
                 clobber_abi("C"),
                 options(nostack)
             )
@@ -49,6 +56,7 @@ fn call3(info: &DtInfo, function: u64, a1: u64, a2: u64) -> Result<i64, PsciErro
                 inlateout("x0") ret,
                 inlateout("x1") a1 => _,
                 inlateout("x2") a2 => _,
+                inlateout("x3") a3 => _,
                 clobber_abi("C"),
                 options(nostack)
             )
@@ -56,6 +64,14 @@ fn call3(info: &DtInfo, function: u64, a1: u64, a2: u64) -> Result<i64, PsciErro
         _ => return Err(PsciError::NoPsci),
     }
     Ok(ret)
+}
+
+/// PSCI CPU_ON (64-bit): start `mpidr` at `entry` with x0 = `context`.
+pub fn cpu_on(info: &DtInfo, mpidr: u64, entry: u64, context: u64) -> Result<(), PsciError> {
+    match call4(info, PSCI_CPU_ON64, mpidr, entry, context)? {
+        0 => Ok(()),
+        code => Err(PsciError::Returned(code)),
+    }
 }
 
 /// PSCI AFFINITY_INFO (64-bit) for one CPU at affinity level 0.
