@@ -80,7 +80,12 @@ pub fn kexec_error_message(errno: i32) -> String {
     match errno {
         libc::EPERM => "kexec_load: permission denied: run as root (needs CAP_SYS_BOOT)".into(),
         libc::ENOSYS => "kexec_load: this kernel has no kexec (CONFIG_KEXEC)".into(),
-        libc::EBUSY => "kexec_load: a kexec image is already loaded/being loaded".into(),
+        // arm64's machine_kexec_prepare refuses with EBUSY while CPUs it cannot take offline
+        // (started through a spin-table) are online; the kexec mutex being held is the other case.
+        libc::EBUSY => "kexec_load: refused by the kernel (EBUSY): CPUs it cannot take offline \
+                        (spin-table: \"CPUs are stuck in the kernel\" in dmesg), or another \
+                        kexec load in progress"
+            .into(),
         _ => format!("kexec_load: {}", errno_text(errno)),
     }
 }

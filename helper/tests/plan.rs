@@ -184,7 +184,7 @@ fn kexec_errors_say_what_to_do() {
         "kexec_load: permission denied: run as root (needs CAP_SYS_BOOT)"
     );
     assert!(m(libc::ENOSYS).contains("this kernel has no kexec (CONFIG_KEXEC)"));
-    assert!(m(libc::EBUSY).contains("a kexec image is already loaded/being loaded"));
+    assert!(m(libc::EBUSY).contains("CPUs are stuck in the kernel"));
     let inval = m(libc::EINVAL);
     assert!(
         inval.starts_with("kexec_load: ") && inval.contains("nvalid argument"),
