@@ -128,6 +128,8 @@ fn run_one(
             pstore_mark: None,
             warm_init: false,
             el: "EL2",
+            cpus: SMP,
+            allow_stuck: false,
         },
     };
     let second: Option<&Transcript> = b.segs.get(1);

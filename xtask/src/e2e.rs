@@ -410,6 +410,8 @@ const CASES: &[(&str, bool, CaseFn)] = &[
         e2e_warm::case_tools_append_el1,
     ),
     ("warm-bad-entry", true, e2e_warm::case_bad_entry),
+    ("psci-smp4-warm-cycle", true, e2e_warm::case_psci_smp4_warm),
+    ("spin-table-smp4", true, e2e_warm::case_spin_table_smp4),
     (
         "helper-refuses-non-kexboot",
         true,

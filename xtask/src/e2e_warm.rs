@@ -162,6 +162,10 @@ pub struct Expect<'a> {
     pub pstore_mark: Option<u32>,
     /// The warm `/init` ran (modules, pstore, reserved lines).
     pub warm_init: bool,
+    /// CPUs Linux must report online.
+    pub cpus: u32,
+    /// Linux may say its CPUs are stuck (spin-table refusing kexec).
+    pub allow_stuck: bool,
     /// The exception level Linux must report (`EL2`, or `EL1` on a machine without EL2).
     pub el: &'static str,
 }
@@ -276,10 +280,18 @@ pub fn check_boot(seg: &Transcript, k: usize, e: &Expect) -> Result<(), String> 
         return fail(format!("el line {:?} does not say {}", el.trim(), e.el));
     }
     let cpus = seg.marker("cpus").unwrap_or("none").trim();
-    if cpus != SMP.to_string() {
+    if cpus != e.cpus.to_string() {
         return fail(format!(
-            "cpus={cpus}, expected {SMP} (secondary CPUs not brought back?)"
+            "cpus={cpus}, expected {} (secondary CPUs not brought back?)",
+            e.cpus
         ));
+    }
+    for bad in ["failed to come online", "CPUs stuck", "stuck in the kernel"] {
+        if let Some((_, l)) = seg.find(|l| l.contains(bad)) {
+            if !e.allow_stuck {
+                return fail(format!("Linux said {:?}", l.text.trim()));
+            }
+        }
     }
     if e.warm_init {
         let m = seg.marker("modules").unwrap_or("none").trim();
@@ -396,6 +408,8 @@ fn warm_expect<'a>(entry: &'a str, cycle: u32, entered: Entered<'a>) -> Expect<'
         pstore_mark: cycle.checked_sub(1).filter(|n| *n > 0),
         warm_init: true,
         el: "EL2",
+        cpus: SMP,
+        allow_stuck: false,
     }
 }
 
@@ -513,6 +527,8 @@ pub fn case_helper_refuses(c: &Ctx, name: &str) -> Result<(), String> {
             pstore_mark: None,
             warm_init: true,
             el: "EL2",
+            cpus: SMP,
+            allow_stuck: false,
         },
     )?;
     let rc = s.marker("helper-rc").unwrap_or("none").trim();
@@ -579,6 +595,8 @@ pub fn direct_expect(via: &str) -> Expect<'static> {
         pstore_mark: None,
         warm_init: false,
         el: "EL2",
+        cpus: SMP,
+        allow_stuck: false,
     }
 }
 
@@ -802,5 +820,67 @@ mod tests {
             e.cmdline.as_deref(),
             Some("console=ttyAMA0 kexboot.test=direct-i-next quiet")
         );
+    }
+}
+
+/// QEMU's PSCI with 4 CPUs: a warm cycle (kexec-tools, `--append`) ends with 4 CPUs online,
+/// and kexboot found every secondary off (PSCI CPU_OFF by Linux) on its warm entry.
+pub fn case_psci_smp4_warm(c: &Ctx, name: &str) -> Result<(), String> {
+    let (_, disk) = prepare(c, Scenario::ToolsAppend, false)?;
+    let b = run_boots(
+        &c.kexboot(MACHINE, 4, disk),
+        &c.log(name),
+        2,
+        warm_timeout(),
+    )?;
+    let mut first = warm_expect("warm-a", 1, Entered::Cold);
+    first.cpus = 4;
+    check_boot(seg(&b, 1)?, 1, &first)?;
+    let mut second = warm_expect("warm-b", 2, Entered::Warm("warm-a"));
+    second.cpus = 4;
+    let s2 = seg(&b, 2)?;
+    check_boot(s2, 2, &second)?;
+    if s2.find(|l| l.contains("3 of 3 secondaries off")).is_none() {
+        return Err("kexboot's warm entry did not find all 3 secondaries off".into());
+    }
+    if s2
+        .find(|l| l.contains("before the jump: all 3 secondaries off"))
+        .is_none()
+    {
+        return Err("no check that all 3 secondaries were off before the jump".into());
+    }
+    expect_poweroff(&b)
+}
+
+/// spin-table mode with 4 CPUs: kexboot parks the secondaries in its pen, Linux brings all 4 up
+/// through `cpu-release-addr`; then Linux itself refuses kexec ("CPUs are stuck in the kernel"),
+/// which is why kexboot's own EL3 PSCI exists, and the helper says so.
+pub fn case_spin_table_smp4(c: &Ctx, name: &str) -> Result<(), String> {
+    let (_, disk) = prepare(c, Scenario::SpinTable, true)?;
+    let b = run_boots(
+        &c.kexboot(MACHINE, 4, disk),
+        &c.log(name),
+        2,
+        warm_timeout(),
+    )?;
+    let mut e = warm_expect("warm-a", 1, Entered::Cold);
+    e.cpus = 4;
+    e.allow_stuck = true;
+    let s = seg(&b, 1)?;
+    check_boot(s, 1, &e)?;
+    let has = |p: &str| b.all.find(|l| l.contains(p)).is_some();
+    if !has("3 secondaries parked in kexboot's pen") {
+        return Err("kexboot did not park the 3 secondaries in its spin-table pen".into());
+    }
+    if !has("before the jump: 3 secondaries in the spin-table pen") {
+        return Err("no check of the pen before the jump".into());
+    }
+    if !has("CPUs are stuck in the kernel") {
+        return Err("Linux did not refuse kexec with spin-table CPUs online".into());
+    }
+    match b.all.find(|l| l.contains(WARM_FAILED)) {
+        Some((_, l)) if l.text.contains("exited 3") => Ok(()),
+        Some((_, l)) => Err(format!("helper failed otherwise: {:?}", l.text.trim())),
+        None => Err("the helper did not report the refused kexec".into()),
     }
 }

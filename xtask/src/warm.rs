@@ -518,11 +518,13 @@ pub enum Scenario {
     BenchHelper,
     /// The same through kexec-tools.
     BenchTools,
+    /// `smp_method=spin-table`: one boot, then the helper, which Linux must refuse.
+    SpinTable,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Helper3,
         Scenario::ToolsDefault,
         Scenario::ToolsAppend,
@@ -530,6 +532,7 @@ impl Scenario {
         Scenario::Refuse,
         Scenario::BenchHelper,
         Scenario::BenchTools,
+        Scenario::SpinTable,
     ];
 
     /// Words added to the warm entries' `append`.
@@ -542,6 +545,15 @@ impl Scenario {
             Scenario::Refuse => "kexboot.test.via=refuse",
             Scenario::BenchHelper => "kexboot.test.cycles=2 kexboot.test.via=helper kexboot.test.entries=warm-plain",
             Scenario::BenchTools => "kexboot.test.cycles=2 kexboot.test.via=tools kexboot.test.entries=warm-plain",
+            Scenario::SpinTable => "kexboot.test.cycles=2 kexboot.test.via=helper kexboot.test.entries=warm-b",
+        }
+    }
+
+    /// `/kexboot/env.txt` of this scenario's disk.
+    pub fn env(self) -> String {
+        match self {
+            Scenario::SpinTable => format!("{ENV_TXT}smp_method=spin-table\n"),
+            _ => ENV_TXT.to_string(),
         }
     }
 
@@ -614,12 +626,13 @@ pub fn build_disks(paths: &Paths, a: &Assets, w: &WarmAssets) -> Result<WarmDisk
     let mut v = Vec::new();
     for s in Scenario::ALL {
         let conf = warm_extlinux(s);
+        let env = s.env();
         let files: [(&str, &[u8]); 5] = [
             ("/boot/Image", &image),
             ("/boot/initrd.img", &initrd),
             ("/boot/initrd-warm.img", &warm),
             ("/extlinux/extlinux.conf", conf.as_bytes()),
-            ("/kexboot/env.txt", ENV_TXT.as_bytes()),
+            ("/kexboot/env.txt", env.as_bytes()),
         ];
         let path = paths.assets.join(s.file());
         if disk::write(&path, &files, Scheme::Mbr)? {
