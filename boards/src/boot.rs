@@ -126,6 +126,11 @@ pub fn run(
             .ok(),
     };
     let cpu_props = pen.as_ref().map(smp::Pen::cpu_props).unwrap_or_default();
+    // Issue 4 (EL3 return path): under kexboot's own EL3 monitor, cpu nodes say "psci".
+    let cpu_props = match (pen.is_none(), crate::arch::el3::cpu_props(info)) {
+        (true, Some(psci)) => psci,
+        _ => cpu_props,
+    };
     let pen_page: Vec<_> = pen.iter().map(|p| p.page).collect();
     let fixups = Fixups {
         reserved_nodes: &nodes,
@@ -140,6 +145,7 @@ pub fn run(
             dtb.to_vec()
         }
     };
+    let base_dtb = crate::arch::el3::describe(base_dtb); // Issue 4: `/psci` of the EL3 monitor
     let request = BootRequest::from_bootargs(info.bootargs.as_deref().unwrap_or(""));
     loop {
         match fs.as_mut() {
@@ -212,6 +218,7 @@ fn boot_from_config(
             if let Some(h) = kept.handoff {
                 h.write(&label);
             }
+            crate::arch::el3::note_next_dtb(prepared.dtb); // Issue 4: SYSTEM_RESET comes back warm
         };
         let err = relocation::boot(
             &prepared.segments,

@@ -52,7 +52,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         arch::halt()
     };
     // Read leniently: the console comes from the tree, and with it every complaint about it.
-    let info = match DtInfo::read(blob) {
+    let mut info = match DtInfo::read(blob) {
         Ok(i) => i,
         Err(_) => arch::halt(), // no console without a device tree: nothing can be said
     };
@@ -62,6 +62,8 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
             unsafe { console::init(*base as usize) };
         }
     }
+    // Issue 4 (EL3 return path): under kexboot's own EL3 monitor, PSCI is its `smc`.
+    arch::el3::adopt(&mut info);
     if info.memory.is_empty() {
         println!(
             "kexboot: error: {}; stopping",

@@ -540,6 +540,9 @@ pub struct Fixups<'a> {
     pub cpu_props: &'a [CpuProps<'a>],
 }
 
+/// `compatible` of the `/psci` node [`set_psci`] writes.
+pub const PSCI_COMPATIBLE: &[u8] = b"arm,psci-1.0\0arm,psci-0.2\0";
+
 /// Properties for the cpu node with this `reg` (its MPIDR affinity), as raw bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuProps<'a> {
@@ -640,6 +643,8 @@ struct Writer<'f> {
     reserved_nodes: &'f [ReservedNode<'f>],
     cpu_props: &'f [CpuProps<'f>],
     in_cpus: bool,
+    /// Replaces `/psci` with a node of this method ([`set_psci`]).
+    psci_method: Option<&'f str>,
 }
 
 /// `reg` bytes for `r` with the given cell counts (1 or 2 each).
@@ -748,6 +753,9 @@ impl Writer<'_> {
             if reserved && self.reserved_nodes.iter().any(|r| r.name == child.name) {
                 continue; // replaced below
             }
+            if depth == 0 && child.name == "psci" && self.psci_method.is_some() {
+                continue; // replaced below
+            }
             self.node(child, depth + 1)?;
         }
         self.in_cpus = saved_cpus;
@@ -768,6 +776,16 @@ impl Writer<'_> {
                 .end_node(h)
                 .map_err(|e| self.err("reserved-memory", e))?;
         }
+        if let (0, Some(method)) = (depth, self.psci_method) {
+            let h = self.w.begin_node("psci").map_err(|e| self.err("psci", e))?;
+            self.path.push_str("/psci");
+            self.prop("compatible", PSCI_COMPATIBLE)?;
+            let mut m = method.as_bytes().to_vec();
+            m.push(0);
+            self.prop("method", &m)?;
+            self.path.truncate(saved);
+            self.w.end_node(h).map_err(|e| self.err("psci", e))?;
+        }
         if depth == 0 && !has_chosen {
             let c = self
                 .w
@@ -786,6 +804,28 @@ impl Writer<'_> {
 /// `/memreserve/` kept (overlapping ones merged, as the writer requires) plus
 /// `f.extra_reserved`, `/chosen` created if absent. Refuses an output above 2 MiB.
 pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
+    rebuild(dtb, f, chosen_changes(f)?, None)
+}
+
+/// Rebuilds `dtb` with `/psci` written for kexboot's own EL3 monitor: `compatible =
+/// "arm,psci-1.0", "arm,psci-0.2"` and `method` (e.g. `"smc"`), replacing any `/psci` the tree
+/// has. Everything else is copied as it is.
+pub fn set_psci(dtb: &[u8], method: &str) -> Result<Vec<u8>> {
+    if method.is_empty() || method.contains('\0') {
+        return Err(Error::DtWrite {
+            at: "/psci/method".into(),
+            why: vm_fdt::Error::InvalidString,
+        });
+    }
+    rebuild(dtb, &Fixups::default(), Vec::new(), Some(method))
+}
+
+fn rebuild(
+    dtb: &[u8],
+    f: &Fixups<'_>,
+    changes: Vec<(&'static str, Change)>,
+    psci_method: Option<&str>,
+) -> Result<Vec<u8>> {
     let c = check(dtb)?;
     let fdt = open(&c)?;
     let root = root_of(&fdt)?;
@@ -808,11 +848,12 @@ pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
 
     let mut wr = Writer {
         w,
-        changes: chosen_changes(f)?,
+        changes,
         done: Vec::new(),
         path: String::new(),
         reserved_nodes: f.reserved_nodes,
         cpu_props: f.cpu_props,
+        psci_method,
         in_cpus: false,
     };
     wr.node(root, 0)?;

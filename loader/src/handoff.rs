@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn long_labels_are_cut_at_a_char_boundary() {
-        let label: String = core::iter::repeat('é').take(40).collect(); // 80 bytes
+        let label = "é".repeat(40); // 80 bytes
         let r = Record { label, ..rec() };
         let back = Record::decode(&r.encode()).unwrap();
         assert_eq!(back.label.chars().count(), LABEL_MAX / 2);

@@ -555,3 +555,55 @@ fn cpu_props_switch_cpus_to_spin_table() {
     assert_eq!(after.psci_method, before.psci_method);
     assert_eq!(after.virtio_mmio, before.virtio_mmio);
 }
+
+/// QEMU's tree for `-M virt,secure=on -bios` (no `/psci`, no `enable-method`): what kexboot's
+/// EL3 monitor finds.
+const VIRT_EL3: &[u8] = include_bytes!("data/qemu-virt-el3.dtb");
+
+#[test]
+fn set_psci_adds_or_replaces_the_node() {
+    use kexboot_loader::dt::{set_psci, PSCI_COMPATIBLE};
+    let before = DtInfo::parse(VIRT_EL3).unwrap();
+    assert_eq!(before.psci_method, None, "fixture has no /psci");
+    let out = set_psci(VIRT_EL3, "smc").unwrap();
+    let after = DtInfo::parse(&out).unwrap();
+    assert_eq!(after.psci_method.as_deref(), Some("smc"));
+    let flat = flatten(&out);
+    assert_eq!(prop(&flat, "/psci", "compatible"), Some(PSCI_COMPATIBLE));
+    assert_eq!(prop(&flat, "/psci", "method"), Some(&b"smc\0"[..]));
+    // Everything else is as it was, in order.
+    let rest: Flat = flat.into_iter().filter(|(p, _)| p != "/psci").collect();
+    assert_eq!(rest, flatten(VIRT_EL3));
+    assert_eq!(after.memory, before.memory);
+    assert_eq!(after.cpu_nodes, before.cpu_nodes);
+    // Again, and over a tree that has QEMU's own /psci: one node, the new method.
+    for dtb in [&out[..], VIRT] {
+        let again = set_psci(dtb, "smc").unwrap();
+        let flat = flatten(&again);
+        assert_eq!(flat.iter().filter(|(p, _)| p == "/psci").count(), 1);
+        assert_eq!(prop(&flat, "/psci", "method"), Some(&b"smc\0"[..]));
+        assert_eq!(prop(&flat, "/psci", "compatible"), Some(PSCI_COMPATIBLE));
+    }
+    assert!(matches!(set_psci(VIRT_EL3, ""), Err(Error::DtWrite { .. })));
+    assert!(matches!(
+        set_psci(VIRT_EL3, "s\0mc"),
+        Err(Error::DtWrite { .. })
+    ));
+    assert!(set_psci(&VIRT_EL3[..100], "smc").is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn set_psci_on_mutated_trees_never_panics(edits in proptest::collection::vec(
+        (0usize..VIRT_EL3.len() / 4, any::<u32>()), 1..4)) {
+        let mut d = VIRT_EL3.to_vec();
+        for (w, v) in edits {
+            d[w * 4..w * 4 + 4].copy_from_slice(&v.to_be_bytes());
+        }
+        if let Ok(out) = kexboot_loader::dt::set_psci(&d, "smc") {
+            prop_assert!(out.len() <= 2 << 20);
+        }
+    }
+}

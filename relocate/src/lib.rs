@@ -13,6 +13,7 @@ pub mod arch;
 mod error;
 mod memory;
 mod plan;
+pub mod psci;
 mod range;
 mod sim;
 

@@ -4,7 +4,7 @@
 use crate::assets::{self, Assets, UBOOT_BIN};
 use crate::disk::{self, Scheme};
 use crate::qemu::{self, Line, Session, Wait};
-use crate::{e2e_warm, err, firmware, run_status, Context, Paths, Result};
+use crate::{e2e_el3, e2e_warm, err, firmware, run_status, Context, Paths, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -417,6 +417,10 @@ const CASES: &[(&str, bool, CaseFn)] = &[
         true,
         e2e_warm::case_helper_refuses,
     ),
+    ("el3-psci-smp4", true, e2e_el3::case_smp4),
+    ("el3-psci-hotplug", true, e2e_el3::case_hotplug),
+    ("el3-psci-warm-cycle", true, e2e_el3::case_warm_cycle),
+    ("el3-psci-reboot", true, e2e_el3::case_reboot),
 ];
 
 /// Linux booted directly by QEMU: proves the kernel and initramfs (no kexboot involved).

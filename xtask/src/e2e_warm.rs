@@ -363,7 +363,7 @@ fn warm_assets<'a>(c: &'a Ctx) -> Result<&'a WarmAssets, String> {
 }
 
 /// The warm initramfs and the disk of `s`, with what `s` needs in the initramfs.
-fn prepare<'a>(
+pub(crate) fn prepare<'a>(
     c: &'a Ctx,
     s: Scenario,
     helper: bool,
@@ -399,7 +399,7 @@ fn run_kexboot(c: &Ctx, name: &str, disk: &Path, boots: usize) -> Result<Boots, 
 }
 
 /// A boot of a warm entry through kexboot.
-fn warm_expect<'a>(entry: &'a str, cycle: u32, entered: Entered<'a>) -> Expect<'a> {
+pub(crate) fn warm_expect<'a>(entry: &'a str, cycle: u32, entered: Entered<'a>) -> Expect<'a> {
     Expect {
         entry,
         cmdline: None,
@@ -413,7 +413,7 @@ fn warm_expect<'a>(entry: &'a str, cycle: u32, entered: Entered<'a>) -> Expect<'
     }
 }
 
-fn seg(b: &Boots, k: usize) -> Result<&Transcript, String> {
+pub(crate) fn seg(b: &Boots, k: usize) -> Result<&Transcript, String> {
     b.segs.get(k - 1).ok_or_else(|| {
         format!(
             "boot {k} never started ({} boots seen): {}",
@@ -442,7 +442,7 @@ pub fn case_helper_3_cycles(c: &Ctx, name: &str) -> Result<(), String> {
 }
 
 /// The last boot powered the machine off.
-fn expect_poweroff(b: &Boots) -> Result<(), String> {
+pub(crate) fn expect_poweroff(b: &Boots) -> Result<(), String> {
     if b.all.timed_out || b.all.status.is_none() {
         return Err(format!(
             "QEMU did not power off after the last boot: {}",
@@ -622,6 +622,68 @@ pub fn case_direct_baseline(c: &Ctx, name: &str) -> Result<(), String> {
         );
     }
     expect_poweroff(&b)
+}
+
+/// QEMU's PSCI with 4 CPUs: a warm cycle (kexec-tools, `--append`) ends with 4 CPUs online,
+/// and kexboot found every secondary off (PSCI CPU_OFF by Linux) on its warm entry.
+pub fn case_psci_smp4_warm(c: &Ctx, name: &str) -> Result<(), String> {
+    let (_, disk) = prepare(c, Scenario::ToolsAppend, false)?;
+    let b = run_boots(
+        &c.kexboot(MACHINE, 4, disk),
+        &c.log(name),
+        2,
+        warm_timeout(),
+    )?;
+    let mut first = warm_expect("warm-a", 1, Entered::Cold);
+    first.cpus = 4;
+    check_boot(seg(&b, 1)?, 1, &first)?;
+    let mut second = warm_expect("warm-b", 2, Entered::Warm("warm-a"));
+    second.cpus = 4;
+    let s2 = seg(&b, 2)?;
+    check_boot(s2, 2, &second)?;
+    if s2.find(|l| l.contains("3 of 3 secondaries off")).is_none() {
+        return Err("kexboot's warm entry did not find all 3 secondaries off".into());
+    }
+    if s2
+        .find(|l| l.contains("before the jump: all 3 secondaries off"))
+        .is_none()
+    {
+        return Err("no check that all 3 secondaries were off before the jump".into());
+    }
+    expect_poweroff(&b)
+}
+
+/// spin-table mode with 4 CPUs: kexboot parks the secondaries in its pen, Linux brings all 4 up
+/// through `cpu-release-addr`; then Linux itself refuses kexec ("CPUs are stuck in the kernel"),
+/// which is why kexboot's own EL3 PSCI exists, and the helper says so.
+pub fn case_spin_table_smp4(c: &Ctx, name: &str) -> Result<(), String> {
+    let (_, disk) = prepare(c, Scenario::SpinTable, true)?;
+    let b = run_boots(
+        &c.kexboot(MACHINE, 4, disk),
+        &c.log(name),
+        2,
+        warm_timeout(),
+    )?;
+    let mut e = warm_expect("warm-a", 1, Entered::Cold);
+    e.cpus = 4;
+    e.allow_stuck = true;
+    let s = seg(&b, 1)?;
+    check_boot(s, 1, &e)?;
+    let has = |p: &str| b.all.find(|l| l.contains(p)).is_some();
+    if !has("3 secondaries parked in kexboot's pen") {
+        return Err("kexboot did not park the 3 secondaries in its spin-table pen".into());
+    }
+    if !has("before the jump: 3 secondaries in the spin-table pen") {
+        return Err("no check of the pen before the jump".into());
+    }
+    if !has("CPUs are stuck in the kernel") {
+        return Err("Linux did not refuse kexec with spin-table CPUs online".into());
+    }
+    match b.all.find(|l| l.contains(WARM_FAILED)) {
+        Some((_, l)) if l.text.contains("exited 3") => Ok(()),
+        Some((_, l)) => Err(format!("helper failed otherwise: {:?}", l.text.trim())),
+        None => Err("the helper did not report the refused kexec".into()),
+    }
 }
 
 #[cfg(test)]
@@ -820,67 +882,5 @@ mod tests {
             e.cmdline.as_deref(),
             Some("console=ttyAMA0 kexboot.test=direct-i-next quiet")
         );
-    }
-}
-
-/// QEMU's PSCI with 4 CPUs: a warm cycle (kexec-tools, `--append`) ends with 4 CPUs online,
-/// and kexboot found every secondary off (PSCI CPU_OFF by Linux) on its warm entry.
-pub fn case_psci_smp4_warm(c: &Ctx, name: &str) -> Result<(), String> {
-    let (_, disk) = prepare(c, Scenario::ToolsAppend, false)?;
-    let b = run_boots(
-        &c.kexboot(MACHINE, 4, disk),
-        &c.log(name),
-        2,
-        warm_timeout(),
-    )?;
-    let mut first = warm_expect("warm-a", 1, Entered::Cold);
-    first.cpus = 4;
-    check_boot(seg(&b, 1)?, 1, &first)?;
-    let mut second = warm_expect("warm-b", 2, Entered::Warm("warm-a"));
-    second.cpus = 4;
-    let s2 = seg(&b, 2)?;
-    check_boot(s2, 2, &second)?;
-    if s2.find(|l| l.contains("3 of 3 secondaries off")).is_none() {
-        return Err("kexboot's warm entry did not find all 3 secondaries off".into());
-    }
-    if s2
-        .find(|l| l.contains("before the jump: all 3 secondaries off"))
-        .is_none()
-    {
-        return Err("no check that all 3 secondaries were off before the jump".into());
-    }
-    expect_poweroff(&b)
-}
-
-/// spin-table mode with 4 CPUs: kexboot parks the secondaries in its pen, Linux brings all 4 up
-/// through `cpu-release-addr`; then Linux itself refuses kexec ("CPUs are stuck in the kernel"),
-/// which is why kexboot's own EL3 PSCI exists, and the helper says so.
-pub fn case_spin_table_smp4(c: &Ctx, name: &str) -> Result<(), String> {
-    let (_, disk) = prepare(c, Scenario::SpinTable, true)?;
-    let b = run_boots(
-        &c.kexboot(MACHINE, 4, disk),
-        &c.log(name),
-        2,
-        warm_timeout(),
-    )?;
-    let mut e = warm_expect("warm-a", 1, Entered::Cold);
-    e.cpus = 4;
-    e.allow_stuck = true;
-    let s = seg(&b, 1)?;
-    check_boot(s, 1, &e)?;
-    let has = |p: &str| b.all.find(|l| l.contains(p)).is_some();
-    if !has("3 secondaries parked in kexboot's pen") {
-        return Err("kexboot did not park the 3 secondaries in its spin-table pen".into());
-    }
-    if !has("before the jump: 3 secondaries in the spin-table pen") {
-        return Err("no check of the pen before the jump".into());
-    }
-    if !has("CPUs are stuck in the kernel") {
-        return Err("Linux did not refuse kexec with spin-table CPUs online".into());
-    }
-    match b.all.find(|l| l.contains(WARM_FAILED)) {
-        Some((_, l)) if l.text.contains("exited 3") => Ok(()),
-        Some((_, l)) => Err(format!("helper failed otherwise: {:?}", l.text.trim())),
-        None => Err("the helper did not report the refused kexec".into()),
     }
 }

@@ -9,6 +9,7 @@ mod bench;
 mod bench_warm;
 mod disk;
 mod e2e;
+mod e2e_el3;
 mod e2e_warm;
 mod firmware;
 mod initrd;

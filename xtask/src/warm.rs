@@ -117,8 +117,19 @@ if [ "$via" = refuse ]; then
     echo "KEXBOOT-E2E still-running"
     finish
 fi
+if [ "$(arg kexboot.test.hotplug no)" = yes ]; then
+    c1=/sys/devices/system/cpu/cpu1/online
+    echo 0 >$c1 2>/tmp/err || echo "KEXBOOT-E2E hotplug-failed: offline: $(tr '\n' ' ' </tmp/err)"
+    echo "KEXBOOT-E2E hotplug-off=$(cat /sys/devices/system/cpu/online) cpu1=$(cat $c1)"
+    echo 1 >$c1 2>/tmp/err || echo "KEXBOOT-E2E hotplug-failed: online: $(tr '\n' ' ' </tmp/err)"
+    echo "KEXBOOT-E2E hotplug-on=$(cat /sys/devices/system/cpu/online) cpu1=$(cat $c1) nproc=$(nproc)"
+fi
 [ "$cycle" -lt "$cycles" ] || finish
 case "$via" in
+reboot)
+    go
+    reboot -f
+    fail "reboot -f returned $?" ;;
 helper)
     [ -x $helper ] || fail "no $helper in the initramfs (the helper was not built)"
     go
@@ -520,11 +531,16 @@ pub enum Scenario {
     BenchTools,
     /// `smp_method=spin-table`: one boot, then the helper, which Linux must refuse.
     SpinTable,
+    /// kexboot's EL3 PSCI: cpu1 offline then online again, one boot.
+    El3Hotplug,
+    /// kexboot's EL3 PSCI: `reboot -f` (PSCI SYSTEM_RESET) from `warm-a`, whose command line
+    /// names `warm-b` for the kexboot the monitor re-enters.
+    El3Reboot,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Helper3,
         Scenario::ToolsDefault,
         Scenario::ToolsAppend,
@@ -533,6 +549,8 @@ impl Scenario {
         Scenario::BenchHelper,
         Scenario::BenchTools,
         Scenario::SpinTable,
+        Scenario::El3Hotplug,
+        Scenario::El3Reboot,
     ];
 
     /// Words added to the warm entries' `append`.
@@ -546,6 +564,8 @@ impl Scenario {
             Scenario::BenchHelper => "kexboot.test.cycles=2 kexboot.test.via=helper kexboot.test.entries=warm-plain",
             Scenario::BenchTools => "kexboot.test.cycles=2 kexboot.test.via=tools kexboot.test.entries=warm-plain",
             Scenario::SpinTable => "kexboot.test.cycles=2 kexboot.test.via=helper kexboot.test.entries=warm-b",
+            Scenario::El3Hotplug => "kexboot.test.hotplug=yes kexboot.test.via=none",
+            Scenario::El3Reboot => "kexboot.test.cycles=2 kexboot.test.via=reboot",
         }
     }
 
@@ -564,8 +584,15 @@ impl Scenario {
 
     /// The full `append` of warm entry `label` (`warm-a` or `warm-b`) on this scenario's disk.
     pub fn append(self, label: &str) -> String {
+        // A SYSTEM_RESET re-enters kexboot with the last kernel's tree: its command line says
+        // which entry comes next, and that entry's own says it is the last cycle.
+        let extra = match (self, label) {
+            (Scenario::El3Reboot, "warm-a") => " kexboot.entry=warm-b",
+            (Scenario::El3Reboot, "warm-b") => " kexboot.test.cycle=2",
+            _ => "",
+        };
         format!(
-            "{} kexboot.test.cycle=1 {}",
+            "{} kexboot.test.cycle=1 {}{extra}",
             entry_cmdline(label),
             self.args()
         )

@@ -8,6 +8,11 @@
 //! Register use in `primary_entry` until Rust is called:
 //! - x19: device tree address from the previous stage (x0 at entry)
 //! - x20: physical address the image was loaded at (runtime `_start`)
+//! - x21, x22: x1 and x2 at entry (kexboot's EL3 monitor says it is there with them: `el3.rs`)
+//!
+//! At EL3 (kexboot as `-bios` firmware, from flash) every CPU goes to `el3_reset` first
+//! (`el3.rs`): the boot CPU copies the image to secure RAM and comes back to `primary_relocate`
+//! there, which runs the steps below and ends in `el3_start` instead of `kexboot_main`.
 
 use core::arch::global_asm;
 
@@ -31,6 +36,7 @@ const CPACR_EL1_FPEN: u64 = 0b11 << 20;
 /// CurrentEL value (bits 3:2) for EL2 and EL1.
 const CURRENT_EL_EL2: u64 = 2 << 2;
 const CURRENT_EL_EL1: u64 = 1 << 2;
+const CURRENT_EL_EL3: u64 = 3 << 2;
 
 global_asm!(
     r#"
@@ -57,7 +63,15 @@ _start:
 
 primary_entry:
     msr     daifset, #0xf
+    /* EL3 (firmware, running from flash that must not be written): el3.rs first. */
+    mrs     x9, CurrentEL
+    cmp     x9, #{el3}
+    b.eq    el3_reset
+    .global primary_relocate
+primary_relocate:
     mov     x19, x0
+    mov     x21, x1
+    mov     x22, x2
     adr     x20, _start
 
     /* Invalidate the whole image (file, BSS, stack) to PoC before writing it with the MMU off,
@@ -108,6 +122,8 @@ primary_entry:
     and     x10, x10, #0xc
     cmp     x10, #{el2}
     b.eq    5f
+    cmp     x10, #{el3}
+    b.eq    el3_start               /* the secure copy of the boot CPU: el3.rs */
     cmp     x10, #{el1}
     b.ne    .Lunsupported_el
     mov     x11, #{cpacr_fpen}
@@ -121,6 +137,9 @@ primary_entry:
     msr     cptr_el2, x11
     msr     vbar_el2, x9
 6:  isb
+    adrp    x9, KEXBOOT_ENTRY_ARGS
+    add     x9, x9, :lo12:KEXBOOT_ENTRY_ARGS
+    stp     x21, x22, [x9]
     mov     x0, x19
     mov     x1, x20
     bl      kexboot_main
@@ -153,6 +172,7 @@ dcache_inval_range:
     r_relative = const R_AARCH64_RELATIVE,
     el2 = const CURRENT_EL_EL2,
     el1 = const CURRENT_EL_EL1,
+    el3 = const CURRENT_EL_EL3,
     cpacr_fpen = const CPACR_EL1_FPEN,
     cptr_el2 = const CPTR_EL2_NO_TRAPS,
     hcr_el2 = const HCR_EL2_NVHE,

@@ -1,5 +1,6 @@
 //! AArch64 specifics of the firmware: entry, exception vectors, system registers, MMU.
 
+pub mod el3;
 mod entry;
 mod exceptions;
 pub mod mmu;
