@@ -413,6 +413,11 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("psci-smp4-warm-cycle", true, e2e_warm::case_psci_smp4_warm),
     ("spin-table-smp4", true, e2e_warm::case_spin_table_smp4),
     (
+        "el3-spin-table-reboot",
+        true,
+        e2e_el3::case_spin_table_reboot,
+    ),
+    (
         "helper-refuses-non-kexboot",
         true,
         e2e_warm::case_helper_refuses,
@@ -421,6 +426,7 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("el3-psci-hotplug", true, e2e_el3::case_hotplug),
     ("el3-psci-warm-cycle", true, e2e_el3::case_warm_cycle),
     ("el3-psci-reboot", true, e2e_el3::case_reboot),
+    ("el3-spin-table-reboot", true, e2e_el3::case_spin_table_reboot),
 ];
 
 /// Linux booted directly by QEMU: proves the kernel and initramfs (no kexboot involved).

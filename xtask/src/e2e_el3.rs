@@ -147,3 +147,28 @@ pub fn case_reboot(c: &Ctx, name: &str) -> Result<(), String> {
     check_cycle(&b, "warm-a", "warm-b")?;
     expect_poweroff(&b)
 }
+
+/// spin-table under kexboot's own EL3 monitor: Linux runs its secondaries from kexboot's
+/// spin-table pen (so it could not take them offline for kexec), yet `reboot -f` (SYSTEM_RESET)
+/// recalls all four into the monitor and re-enters kexboot warm, which parks them again: this is
+/// how kexboot gives a spin-table board every CPU back.
+pub fn case_spin_table_reboot(c: &Ctx, name: &str) -> Result<(), String> {
+    let (_, disk) = prepare(c, Scenario::SpinTableEl3Reboot, false)?;
+    let b = run_boots(&el3_args(c, disk), &c.log(name), 2, warm_timeout())?;
+    for k in 1..=2 {
+        if !has(seg(&b, k)?, "3 secondaries parked in kexboot's pen") {
+            return Err(format!(
+                "boot {k}: the secondaries were not parked in the spin-table pen"
+            ));
+        }
+    }
+    let s2 = seg(&b, 2)?;
+    if !has(s2, "kexboot: EL3: SYSTEM_RESET") || has(s2, "some did not answer") {
+        return Err(format!(
+            "boot 2: no clean SYSTEM_RESET recall: {}",
+            s2.ending()
+        ));
+    }
+    check_cycle(&b, "warm-a", "warm-b")?;
+    expect_poweroff(&b)
+}

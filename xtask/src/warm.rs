@@ -529,8 +529,10 @@ pub enum Scenario {
     BenchHelper,
     /// The same through kexec-tools.
     BenchTools,
-    /// `smp_method=spin-table`: one boot, then the helper, which Linux must refuse.
+    /// `smp_method=spin-table`: one boot, 4 CPUs through kexboot's pen, power off.
     SpinTable,
+    /// `smp_method=spin-table` under kexboot's EL3 monitor: `reboot -f` comes back warm.
+    SpinTableEl3Reboot,
     /// kexboot's EL3 PSCI: cpu1 offline then online again, one boot.
     El3Hotplug,
     /// kexboot's EL3 PSCI: `reboot -f` (PSCI SYSTEM_RESET) from `warm-a`, whose command line
@@ -540,7 +542,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Helper3,
         Scenario::ToolsDefault,
         Scenario::ToolsAppend,
@@ -551,6 +553,7 @@ impl Scenario {
         Scenario::SpinTable,
         Scenario::El3Hotplug,
         Scenario::El3Reboot,
+        Scenario::SpinTableEl3Reboot,
     ];
 
     /// Words added to the warm entries' `append`.
@@ -563,7 +566,8 @@ impl Scenario {
             Scenario::Refuse => "kexboot.test.via=refuse",
             Scenario::BenchHelper => "kexboot.test.cycles=2 kexboot.test.via=helper kexboot.test.entries=warm-plain",
             Scenario::BenchTools => "kexboot.test.cycles=2 kexboot.test.via=tools kexboot.test.entries=warm-plain",
-            Scenario::SpinTable => "kexboot.test.cycles=2 kexboot.test.via=helper kexboot.test.entries=warm-b",
+            Scenario::SpinTable => "kexboot.test.cycles=1 kexboot.test.via=none",
+            Scenario::SpinTableEl3Reboot => "kexboot.test.cycles=2 kexboot.test.via=reboot",
             Scenario::El3Hotplug => "kexboot.test.hotplug=yes kexboot.test.via=none",
             Scenario::El3Reboot => "kexboot.test.cycles=2 kexboot.test.via=reboot",
         }
@@ -572,7 +576,9 @@ impl Scenario {
     /// `/kexboot/env.txt` of this scenario's disk.
     pub fn env(self) -> String {
         match self {
-            Scenario::SpinTable => format!("{ENV_TXT}smp_method=spin-table\n"),
+            Scenario::SpinTable | Scenario::SpinTableEl3Reboot => {
+                format!("{ENV_TXT}smp_method=spin-table\n")
+            }
             _ => ENV_TXT.to_string(),
         }
     }
@@ -587,8 +593,12 @@ impl Scenario {
         // A SYSTEM_RESET re-enters kexboot with the last kernel's tree: its command line says
         // which entry comes next, and that entry's own says it is the last cycle.
         let extra = match (self, label) {
-            (Scenario::El3Reboot, "warm-a") => " kexboot.entry=warm-b",
-            (Scenario::El3Reboot, "warm-b") => " kexboot.test.cycle=2",
+            (Scenario::El3Reboot | Scenario::SpinTableEl3Reboot, "warm-a") => {
+                " kexboot.entry=warm-b"
+            }
+            (Scenario::El3Reboot | Scenario::SpinTableEl3Reboot, "warm-b") => {
+                " kexboot.test.cycle=2"
+            }
             _ => "",
         };
         format!(
