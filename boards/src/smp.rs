@@ -54,7 +54,26 @@ impl Pen {
         if code.len() as u64 > MAILBOX_OFFSET {
             return Err("pen code larger than its slot");
         }
-        let page = layout.take_high(PAGE).ok_or("no free page for the pen")?;
+        // A reserved page that starts with this very pen code is kexboot's pen from the boot
+        // before (its /memreserve/ came back with the tree): reuse it rather than leak a page per
+        // warm boot.
+        let previous = info.reserved.iter().copied().find(|r| {
+            r.start % PAGE == 0
+                && r.len() == PAGE
+                && layout.ram.iter().any(|m| m.contains_range(r))
+                // SAFETY: a page-aligned page inside RAM (identity-mapped Normal memory); only read.
+                && unsafe { core::slice::from_raw_parts(r.start as *const u8, code.len()) } == code
+        });
+        let page = match previous {
+            Some(r) => {
+                log::info!(
+                    "spin-table: reusing the pen page {:#x} of the previous boot",
+                    r.start
+                );
+                r
+            }
+            None => layout.take_high(PAGE).ok_or("no free page for the pen")?,
+        };
         let mailboxes: Vec<(u64, u64)> = info
             .cpu_nodes
             .iter()

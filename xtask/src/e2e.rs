@@ -426,7 +426,11 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("el3-psci-hotplug", true, e2e_el3::case_hotplug),
     ("el3-psci-warm-cycle", true, e2e_el3::case_warm_cycle),
     ("el3-psci-reboot", true, e2e_el3::case_reboot),
-    ("el3-spin-table-reboot", true, e2e_el3::case_spin_table_reboot),
+    (
+        "el3-spin-table-reboot",
+        true,
+        e2e_el3::case_spin_table_reboot,
+    ),
 ];
 
 /// Linux booted directly by QEMU: proves the kernel and initramfs (no kexboot involved).

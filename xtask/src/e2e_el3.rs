@@ -163,6 +163,9 @@ pub fn case_spin_table_reboot(c: &Ctx, name: &str) -> Result<(), String> {
         }
     }
     let s2 = seg(&b, 2)?;
+    if !has(s2, "reusing the pen page") {
+        return Err("boot 2 took a new pen page instead of reusing its own (a page leaked)".into());
+    }
     if !has(s2, "kexboot: EL3: SYSTEM_RESET") || has(s2, "some did not answer") {
         return Err(format!(
             "boot 2: no clean SYSTEM_RESET recall: {}",
