@@ -58,3 +58,38 @@ mod tests {
         assert_eq!(c.read_byte(), None);
     }
 }
+
+/// Time for the menu's countdown, the shell's `sleep` and timeouts: an argument, never a global,
+/// so tests run on made-up time (sans-I/O).
+pub trait Clock {
+    /// Microseconds since any fixed origin.
+    fn now_us(&self) -> u64;
+}
+
+/// Test clock: advances by `step_us` each time it is read, so a polling loop makes progress.
+#[derive(Debug, Default)]
+pub struct FakeClock {
+    now: core::cell::Cell<u64>,
+    pub step_us: u64,
+}
+
+impl FakeClock {
+    pub fn new(step_us: u64) -> Self {
+        FakeClock {
+            now: core::cell::Cell::new(0),
+            step_us,
+        }
+    }
+
+    pub fn advance(&self, us: u64) {
+        self.now.set(self.now.get() + us);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_us(&self) -> u64 {
+        let t = self.now.get();
+        self.now.set(t + self.step_us);
+        t
+    }
+}

@@ -8,7 +8,7 @@ pub mod env;
 pub mod extlinux;
 pub mod flow;
 
-pub use console::{Console, FakeConsole};
+pub use console::{Clock, Console, FakeClock, FakeConsole};
 
 use core::fmt;
 
