@@ -15,7 +15,11 @@ use crate::arch::regs;
 use crate::heap::{self, PageBuf};
 use crate::memory::MemoryLayout;
 use crate::virtio::VirtioBlk;
-use crate::{relocation, shell, smp, timer, warm};
+use kexboot_menu::line::Term;
+use kexboot_menu::ui::{Menu, MenuAction};
+use kexboot_menu::{Clock, Console};
+
+use crate::{relocation, shell, smp, term, timer, warm};
 
 /// A file that asks for the in-guest copy benchmark before booting.
 const BENCH_MARKER: &str = "/kexboot/bench";
@@ -155,11 +159,15 @@ pub fn run(
                     pen: pen.as_ref(),
                     info,
                 };
-                boot_from_config(fs, &layout, &base_dtb, &request, &kept)
+                if let Outcome::Failed = boot_from_config(fs, &layout, &base_dtb, &request, &kept) {
+                    println!("kexboot: no entry could be booted");
+                }
             }
-            None => log::error!("no disk with a FAT boot partition"),
+            None => {
+                log::error!("no disk with a FAT boot partition");
+                println!("kexboot: no entry could be booted");
+            }
         }
-        println!("kexboot: no entry could be booted");
         shell::prompt(info);
     }
 }
@@ -171,6 +179,47 @@ struct Kept<'a> {
     info: &'a DtInfo,
 }
 
+/// Why the boot flow came back.
+enum Outcome {
+    /// No entry could be booted.
+    Failed,
+    /// The person asked for the shell.
+    Shell,
+}
+
+/// How long a terminal may take to answer the cursor-position query.
+const TERM_PROBE_US: u64 = 30_000;
+
+/// ANSI when the terminal answers a cursor-position query (`ESC [ 6 n` → `ESC [ r ; c R`) within
+/// 30 ms, else plain text (a log, a pipe, a dumb terminal).
+fn probe_term() -> Term {
+    let (mut con, clock) = (term::Serial, term::Timer);
+    while con.read_byte().is_some() {} // nothing typed before counts as an answer
+    con.write_str("\x1b[6n");
+    let t0 = clock.now_us();
+    let mut seen_esc = false;
+    while clock.now_us().saturating_sub(t0) < TERM_PROBE_US {
+        match con.read_byte() {
+            Some(0x1b) => seen_esc = true,
+            Some(b'R') if seen_esc => return Term::ANSI,
+            _ => core::hint::spin_loop(),
+        }
+    }
+    // Erase what a terminal that ignores the query may have shown of it.
+    con.write_str("\r    \r");
+    Term::DUMB
+}
+
+/// Shows the boot menu if the config asks for one (timeout/prompt), else boots the default.
+fn show_menu(config: &kexboot_menu::extlinux::Config) -> MenuAction {
+    let immediate = config.timeout_ds.unwrap_or(0) == 0 && !config.prompt;
+    let term = if immediate { Term::DUMB } else { probe_term() };
+    let mut menu = Menu::new(config, term);
+    menu.run_with(&mut term::Serial, &term::Timer, |_, t| {
+        log::info!("boot menu drawn ({} ms after kexboot entry)", t / 1000)
+    })
+}
+
 /// Tries every entry in boot order; returns only when none could be booted.
 fn boot_from_config(
     fs: &mut BootFs,
@@ -178,7 +227,7 @@ fn boot_from_config(
     dtb: &[u8],
     request: &BootRequest,
     kept: &Kept,
-) {
+) -> Outcome {
     if fs.stat(BENCH_MARKER).is_ok() {
         crate::bench::run(layout);
     }
@@ -186,12 +235,27 @@ fn boot_from_config(
         Ok(c) => c,
         Err(e) => {
             log::error!("{e}");
-            return;
+            return Outcome::Failed;
         }
     };
     log::info!("{path}: {} entries", config.entries.len());
     for said in request.apply(&mut config) {
         log::info!("{said}");
+    }
+    // The boot menu, when the config asks for one; a warm reboot that named its entry skips it.
+    if request.entry.is_none() {
+        match show_menu(&config) {
+            MenuAction::Shell => return Outcome::Shell,
+            MenuAction::Boot {
+                index,
+                append_override,
+            } => {
+                config.default = Some(config.entries[index].label.clone());
+                if let Some(a) = append_override {
+                    config.entries[index].append = Some(a);
+                }
+            }
+        }
     }
     let avoid = layout.avoid();
     let mem = MemoryView {
@@ -210,7 +274,9 @@ fn boot_from_config(
             &config,
             from,
         );
-        let Some((pos, prepared)) = found else { return };
+        let Some((pos, prepared)) = found else {
+            return Outcome::Failed;
+        };
         let label = prepared.label.clone();
         let mut before_jump = || {
             fs.device_mut().inner_mut().shutdown();

@@ -19,6 +19,7 @@ mod qemu_virt;
 mod relocation;
 mod shell;
 mod smp;
+mod term;
 mod timer;
 mod virtio;
 mod warm;

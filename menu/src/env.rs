@@ -51,6 +51,33 @@ impl Env {
         }
     }
 
+    /// Deletes a variable; `true` if it existed.
+    pub fn unset(&mut self, name: &str) -> bool {
+        let before = self.vars.len();
+        self.vars.retain(|(n, _)| n != name);
+        self.vars.len() != before
+    }
+
+    /// All variables as `(name, value)`, sorted by name (how `printenv` and `saveenv` list them).
+    pub fn iter_sorted(&self) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = self
+            .vars
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Number of variables.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
     /// A size variable (`0x100000`, `1048576`, `1M`, `64K`); `Err` names the bad value.
     pub fn size(&self, name: &str) -> Result<Option<u64>, String> {
         self.get(name)

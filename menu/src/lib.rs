@@ -3,10 +3,15 @@
 #![cfg_attr(not(test), no_std)]
 extern crate alloc;
 
+pub mod bootcount;
 pub mod console;
 pub mod env;
+pub mod envstore;
 pub mod extlinux;
 pub mod flow;
+pub mod line;
+pub mod script;
+pub mod ui;
 
 pub use console::{Clock, Console, FakeClock, FakeConsole};
 

@@ -1,0 +1,1396 @@
+//! The command language of the shell and of boot scripts: a small, loop-free subset of U-Boot's
+//! hush. Commands are separated by `;` or newlines and chained with `&&` / `||`;
+//! `if <list>; then <list>; [elif <list>; then <list>;] [else <list>;] fi` nests; `$name`,
+//! `${name}` and `$?` expand from the [`Env`] (unquoted expansions split on blanks, `"..."`
+//! keeps one word, `'...'` expands nothing); `#` starts a comment; `\` escapes one character.
+//!
+//! Built-ins: `echo [-n]`, `setenv name [value...]` (no value = delete), `printenv [name...]`,
+//! `run var...`, `sleep N[.frac]`, `test`, `true`, `false`, `exit [n]`. Every other command goes
+//! to the firmware's [`Commands`]; an unknown one fails with U-Boot's "Unknown command 'x' - try
+//! 'help'" and the script goes on, as in U-Boot.
+//!
+//! A whole text is parsed before anything runs, so a script with a syntax error runs nothing and
+//! the error says where (`script:3:12: unexpected 'fi'`). Everything is bounded: text length,
+//! `if` nesting, `run` depth, arguments, expanded bytes and the number of commands one call may
+//! execute (the language has no loops, but `run` can fan out).
+//!
+//! [`parse_legacy_script_image`] unwraps U-Boot's `boot.scr` (a `mkimage -T script` image).
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::console::{Clock, Console};
+use crate::env::Env;
+
+/// Longest script text accepted.
+pub const MAX_SCRIPT: usize = 64 << 10;
+/// Deepest `if` nesting in one text.
+pub const MAX_IF_NESTING: usize = 16;
+/// Deepest `run` nesting (U-Boot: "run: nesting too deep").
+pub const MAX_RUN_DEPTH: usize = 16;
+/// Deepest combined nesting (`if` inside `run` inside `if`...) while running.
+pub const MAX_DEPTH: usize = 64;
+/// Most arguments of one command, after expansion (U-Boot's `CONFIG_SYS_MAXARGS`).
+pub const MAX_ARGS: usize = 64;
+/// Most bytes of one command's arguments after expansion.
+pub const MAX_EXPANDED: usize = 32 << 10;
+/// Most commands one top-level call may execute.
+pub const MAX_STEPS: u32 = 10_000;
+/// Longest `sleep`, in seconds.
+pub const MAX_SLEEP_S: u64 = 3600;
+/// Largest environment `setenv` may grow (bytes of `name=value\0`).
+pub const MAX_ENV_BYTES: usize = 64 << 10;
+
+/// Built-in commands and a one-line help for each (for the firmware's `help`).
+pub const BUILTINS: &[(&str, &str)] = &[
+    ("echo", "echo args to console"),
+    ("exit", "exit script"),
+    ("false", "do nothing, unsuccessfully"),
+    ("printenv", "print environment variables"),
+    ("run", "run commands in an environment variable"),
+    ("setenv", "set environment variables"),
+    ("sleep", "delay execution for some time"),
+    ("test", "minimal test like /bin/sh"),
+    ("true", "do nothing, successfully"),
+];
+
+const CTRL_C: u8 = 0x03;
+
+/// What is wrong with a script's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Syntax {
+    /// A token that may not stand here (`fi` without `if`, `&&` at the start...).
+    Unexpected(String),
+    /// The text ended inside a construct; `expected` is what would close it.
+    UnexpectedEnd { expected: &'static str },
+    /// A quote or `${` without its closing character.
+    Unterminated(&'static str),
+    /// `${}` or a `${...}` name with characters a variable cannot have.
+    BadSubstitution,
+    /// A construct of full hush this language leaves out (`for`, `while`, `|`...).
+    Unsupported(&'static str),
+    /// `if` nested deeper than `max`.
+    NestingTooDeep { max: usize },
+    /// A command with more than `max` words.
+    TooManyArgs { max: usize },
+}
+
+impl fmt::Display for Syntax {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Syntax::Unexpected(t) => write!(f, "unexpected '{t}'"),
+            Syntax::UnexpectedEnd { expected } => {
+                write!(f, "unexpected end of script, expected '{expected}'")
+            }
+            Syntax::Unterminated(what) => write!(f, "unterminated {what}"),
+            Syntax::BadSubstitution => write!(f, "bad substitution"),
+            Syntax::Unsupported(what) => write!(f, "{what} is not supported"),
+            Syntax::NestingTooDeep { max } => write!(f, "'if' nested deeper than {max}"),
+            Syntax::TooManyArgs { max } => write!(f, "more than {max} words in one command"),
+        }
+    }
+}
+
+/// Everything that stops a script (a failing command does not: it sets `$?`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The text is malformed; `name` is the script's name (or the variable `run` ran).
+    Syntax {
+        name: String,
+        line: u32,
+        col: u32,
+        what: Syntax,
+    },
+    /// The text is longer than `max` bytes.
+    TooLong {
+        name: String,
+        len: usize,
+        max: usize,
+    },
+    /// `run` nested deeper than `max`.
+    RunTooDeep { max: usize },
+    /// `if`/`run` nested deeper than `max` while running.
+    NestingTooDeep { max: usize },
+    /// More than `max` commands executed by one call.
+    TooManySteps { max: u32 },
+    /// A command expanded to more than `max` arguments.
+    TooManyArgs { max: usize },
+    /// A command expanded to more than `max` bytes.
+    ExpansionTooLong { max: usize },
+    /// `boot.scr`: fewer bytes than its header or its size says (`needed` vs `found`).
+    ImageTruncated { needed: usize, found: usize },
+    /// `boot.scr`: the first word is not the legacy image magic.
+    ImageBadMagic { found: u32 },
+    /// `boot.scr`: CRC32 mismatch over the header or the data.
+    ImageCrc {
+        part: &'static str,
+        expected: u32,
+        found: u32,
+    },
+    /// `boot.scr`: the image type is not `script` (6).
+    ImageNotScript { found: u8 },
+    /// `boot.scr`: the script is compressed (only `none` is accepted).
+    ImageCompressed { comp: u8 },
+    /// `boot.scr`: the size table is empty, unterminated, or its first size overruns the data.
+    ImageBadSizeTable { offset: usize },
+    /// `boot.scr`: the script text is not UTF-8 at byte `offset` of the text.
+    ImageNotUtf8 { offset: usize },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Syntax {
+                name,
+                line,
+                col,
+                what,
+            } => write!(f, "{name}:{line}:{col}: {what}"),
+            Error::TooLong { name, len, max } => {
+                write!(f, "{name}: {len} bytes long, expected at most {max}")
+            }
+            Error::RunTooDeep { max } => write!(f, "run: nesting too deep (more than {max})"),
+            Error::NestingTooDeep { max } => {
+                write!(f, "script: nesting too deep (more than {max})")
+            }
+            Error::TooManySteps { max } => {
+                write!(f, "script: more than {max} commands executed, stopped")
+            }
+            Error::TooManyArgs { max } => write!(f, "script: more than {max} arguments"),
+            Error::ExpansionTooLong { max } => {
+                write!(f, "script: command longer than {max} bytes after expansion")
+            }
+            Error::ImageTruncated { needed, found } => {
+                write!(
+                    f,
+                    "boot.scr: truncated: {needed} bytes needed, {found} found"
+                )
+            }
+            Error::ImageBadMagic { found } => write!(
+                f,
+                "boot.scr: bad magic {found:#010x}, expected {IH_MAGIC:#010x}"
+            ),
+            Error::ImageCrc {
+                part,
+                expected,
+                found,
+            } => write!(
+                f,
+                "boot.scr: bad {part} CRC32: expected {expected:#010x}, found {found:#010x}"
+            ),
+            Error::ImageNotScript { found } => write!(
+                f,
+                "boot.scr: image type {found}, expected {IH_TYPE_SCRIPT} (script)"
+            ),
+            Error::ImageCompressed { comp } => {
+                write!(f, "boot.scr: compression {comp}, expected 0 (none)")
+            }
+            Error::ImageBadSizeTable { offset } => {
+                write!(f, "boot.scr: bad size table at data offset {offset}")
+            }
+            Error::ImageNotUtf8 { offset } => {
+                write!(f, "boot.scr: script text is not UTF-8 at byte {offset}")
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Syntax tree
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    /// `quoted`: inside `"..."`, so not split into words.
+    Var {
+        name: String,
+        quoted: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Word {
+    parts: Vec<Part>,
+    /// Any quote in the word: it stays an argument even when it expands to nothing.
+    quoted: bool,
+}
+
+impl Word {
+    fn keyword(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Lit(s)] if !self.quoted => Some(s),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Command {
+    Simple(Vec<Word>),
+    If {
+        branches: Vec<(Vec<AndOr>, Vec<AndOr>)>,
+        otherwise: Option<Vec<AndOr>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct AndOr {
+    first: Command,
+    rest: Vec<(Op, Command)>,
+}
+
+/// A parsed script, ready to run any number of times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Script {
+    items: Vec<AndOr>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lexer
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(Word),
+    /// `;` (false) or a newline (true).
+    Sep(bool),
+    And,
+    Or,
+    Eof,
+}
+
+struct Token {
+    tok: Tok,
+    line: u32,
+    col: u32,
+}
+
+struct Lexer<'a> {
+    src: &'a str,
+    pos: usize,
+    line: u32,
+    col: u32,
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+impl<'a> Lexer<'a> {
+    fn peek(&self) -> Option<char> {
+        self.src[self.pos..].chars().next()
+    }
+
+    fn peek2(&self) -> Option<char> {
+        let mut it = self.src[self.pos..].chars();
+        it.next();
+        it.next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        if c == '\n' {
+            self.line += 1;
+            self.col = 1;
+        } else {
+            self.col += 1;
+        }
+        Some(c)
+    }
+
+    fn next_token(&mut self) -> Result<Token, (u32, u32, Syntax)> {
+        // Blanks, line continuations and comments.
+        loop {
+            match self.peek() {
+                Some(' ' | '\t' | '\r') => {
+                    self.bump();
+                }
+                Some('\\') if self.peek2() == Some('\n') => {
+                    self.bump();
+                    self.bump();
+                }
+                Some('#') => {
+                    while !matches!(self.peek(), None | Some('\n')) {
+                        self.bump();
+                    }
+                }
+                _ => break,
+            }
+        }
+        let (line, col) = (self.line, self.col);
+        let tok = match self.peek() {
+            None => Tok::Eof,
+            Some(c @ ('\n' | ';')) => {
+                self.bump();
+                Tok::Sep(c == '\n')
+            }
+            Some('&') => {
+                self.bump();
+                if self.peek() != Some('&') {
+                    return Err((line, col, Syntax::Unsupported("'&' (background jobs)")));
+                }
+                self.bump();
+                Tok::And
+            }
+            Some('|') => {
+                self.bump();
+                if self.peek() != Some('|') {
+                    return Err((line, col, Syntax::Unsupported("'|' (pipes)")));
+                }
+                self.bump();
+                Tok::Or
+            }
+            Some(_) => Tok::Word(self.word()?),
+        };
+        Ok(Token { tok, line, col })
+    }
+
+    fn word(&mut self) -> Result<Word, (u32, u32, Syntax)> {
+        let mut w = Word {
+            parts: Vec::new(),
+            quoted: false,
+        };
+        fn lit(w: &mut Word, c: char) {
+            if let Some(Part::Lit(s)) = w.parts.last_mut() {
+                s.push(c);
+            } else {
+                w.parts.push(Part::Lit(c.to_string()));
+            }
+        }
+        while let Some(c) = self.peek() {
+            let (line, col) = (self.line, self.col);
+            match c {
+                ' ' | '\t' | '\r' | '\n' | ';' | '&' | '|' => break,
+                '\'' => {
+                    self.bump();
+                    w.quoted = true;
+                    loop {
+                        match self.bump() {
+                            None => return Err((line, col, Syntax::Unterminated("single quote"))),
+                            Some('\'') => break,
+                            Some(c) => lit(&mut w, c),
+                        }
+                    }
+                }
+                '"' => {
+                    self.bump();
+                    w.quoted = true;
+                    loop {
+                        match self.peek() {
+                            None => return Err((line, col, Syntax::Unterminated("double quote"))),
+                            Some('"') => {
+                                self.bump();
+                                break;
+                            }
+                            Some('\\') => {
+                                self.bump();
+                                match self.peek() {
+                                    Some('\n') => {
+                                        self.bump();
+                                    }
+                                    Some(e @ ('"' | '\\' | '$')) => {
+                                        self.bump();
+                                        lit(&mut w, e);
+                                    }
+                                    _ => lit(&mut w, '\\'),
+                                }
+                            }
+                            Some('$') => self.dollar(&mut w, true)?,
+                            Some(c) => {
+                                self.bump();
+                                lit(&mut w, c);
+                            }
+                        }
+                    }
+                }
+                '\\' => {
+                    self.bump();
+                    match self.bump() {
+                        Some('\n') => {}
+                        Some(e) => lit(&mut w, e),
+                        None => lit(&mut w, '\\'),
+                    }
+                }
+                '$' => self.dollar(&mut w, false)?,
+                c => {
+                    self.bump();
+                    lit(&mut w, c);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// At a `$`: a variable reference, or a literal `$`.
+    fn dollar(&mut self, w: &mut Word, quoted: bool) -> Result<(), (u32, u32, Syntax)> {
+        let (line, col) = (self.line, self.col);
+        self.bump();
+        let name = match self.peek() {
+            Some('{') => {
+                self.bump();
+                let start = self.pos;
+                loop {
+                    match self.peek() {
+                        None | Some('\n') => {
+                            return Err((line, col, Syntax::Unterminated("'${'")));
+                        }
+                        Some('}') => break,
+                        Some(_) => {
+                            self.bump();
+                        }
+                    }
+                }
+                let name = &self.src[start..self.pos];
+                self.bump();
+                if name.is_empty() || (name != "?" && !name.chars().all(valid_var_char)) {
+                    return Err((line, col, Syntax::BadSubstitution));
+                }
+                name.to_string()
+            }
+            Some('?') => {
+                self.bump();
+                "?".to_string()
+            }
+            Some(c) if is_name_char(c) => {
+                let start = self.pos;
+                while self.peek().is_some_and(is_name_char) {
+                    self.bump();
+                }
+                self.src[start..self.pos].to_string()
+            }
+            _ => {
+                match w.parts.last_mut() {
+                    Some(Part::Lit(s)) => s.push('$'),
+                    _ => w.parts.push(Part::Lit("$".to_string())),
+                }
+                return Ok(());
+            }
+        };
+        w.parts.push(Part::Var { name, quoted });
+        Ok(())
+    }
+}
+
+/// Characters a variable name may hold (U-Boot allows more than the shell: `${fdt-file}`).
+fn valid_var_char(c: char) -> bool {
+    c.is_ascii_graphic() && !matches!(c, '=' | '{' | '}' | '$' | '"' | '\'' | '\\')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+
+struct Parser<'a> {
+    lex: Lexer<'a>,
+    peeked: Option<Token>,
+    nesting: usize,
+}
+
+type PResult<T> = Result<T, (u32, u32, Syntax)>;
+
+fn describe(tok: &Tok) -> String {
+    match tok {
+        Tok::Word(w) => match w.keyword() {
+            Some(k) => k.to_string(),
+            None => "word".to_string(),
+        },
+        Tok::Sep(true) => "newline".to_string(),
+        Tok::Sep(false) => ";".to_string(),
+        Tok::And => "&&".to_string(),
+        Tok::Or => "||".to_string(),
+        Tok::Eof => "end of script".to_string(),
+    }
+}
+
+const UNSUPPORTED_KEYWORDS: &[(&str, &str)] = &[
+    ("for", "'for' (scripts have no loops)"),
+    ("while", "'while' (scripts have no loops)"),
+    ("until", "'until' (scripts have no loops)"),
+    ("case", "'case'"),
+    ("function", "'function'"),
+];
+
+impl<'a> Parser<'a> {
+    fn peek(&mut self) -> PResult<&Token> {
+        if self.peeked.is_none() {
+            self.peeked = Some(self.lex.next_token()?);
+        }
+        // The branch above filled it.
+        self.peeked.as_ref().ok_or((
+            self.lex.line,
+            self.lex.col,
+            Syntax::Unexpected(String::new()),
+        ))
+    }
+
+    fn next(&mut self) -> PResult<Token> {
+        match self.peeked.take() {
+            Some(t) => Ok(t),
+            None => self.lex.next_token(),
+        }
+    }
+
+    /// Commands up to one of the keywords `ends` at command position (consumed and returned
+    /// with its place) or the end of the text (`None`).
+    #[allow(clippy::type_complexity)]
+    fn list(
+        &mut self,
+        ends: &[&'static str],
+    ) -> PResult<(Vec<AndOr>, Option<(&'static str, u32, u32)>)> {
+        let mut items = Vec::new();
+        loop {
+            let t = self.peek()?;
+            match &t.tok {
+                Tok::Sep(_) => {
+                    self.next()?;
+                    continue;
+                }
+                Tok::Eof => return Ok((items, None)),
+                Tok::Word(w) => {
+                    if let Some(&end) = w.keyword().and_then(|k| ends.iter().find(|e| **e == k)) {
+                        let t = self.next()?;
+                        return Ok((items, Some((end, t.line, t.col))));
+                    }
+                }
+                _ => {}
+            }
+            items.push(self.and_or()?);
+            // After a command: a separator, the end, or (after `fi`) a closing keyword.
+            let t = self.peek()?;
+            let ok = match &t.tok {
+                Tok::Sep(_) | Tok::Eof => true,
+                Tok::Word(w) => w.keyword().is_some_and(|k| ends.contains(&k)),
+                _ => false,
+            };
+            if !ok {
+                return Err((t.line, t.col, Syntax::Unexpected(describe(&t.tok))));
+            }
+        }
+    }
+
+    fn and_or(&mut self) -> PResult<AndOr> {
+        let first = self.command()?;
+        let mut rest = Vec::new();
+        loop {
+            let op = match self.peek()?.tok {
+                Tok::And => Op::And,
+                Tok::Or => Op::Or,
+                _ => break,
+            };
+            self.next()?;
+            while self.peek()?.tok == Tok::Sep(true) {
+                self.next()?;
+            }
+            rest.push((op, self.command()?));
+        }
+        Ok(AndOr { first, rest })
+    }
+
+    fn command(&mut self) -> PResult<Command> {
+        let t = self.next()?;
+        let first = match t.tok {
+            Tok::Word(w) => w,
+            Tok::Eof => {
+                return Err((
+                    t.line,
+                    t.col,
+                    Syntax::UnexpectedEnd {
+                        expected: "command",
+                    },
+                ));
+            }
+            other => return Err((t.line, t.col, Syntax::Unexpected(describe(&other)))),
+        };
+        match first.keyword() {
+            Some("if") => return self.if_rest(t.line, t.col),
+            Some(k @ ("then" | "elif" | "else" | "fi" | "do" | "done")) => {
+                return Err((t.line, t.col, Syntax::Unexpected(k.to_string())));
+            }
+            Some(k) => {
+                if let Some((_, what)) = UNSUPPORTED_KEYWORDS.iter().find(|(n, _)| *n == k) {
+                    return Err((t.line, t.col, Syntax::Unsupported(what)));
+                }
+            }
+            None => {}
+        }
+        let mut words = Vec::from([first]);
+        loop {
+            let t = self.peek()?;
+            if !matches!(t.tok, Tok::Word(_)) {
+                break;
+            }
+            if words.len() >= MAX_ARGS {
+                return Err((t.line, t.col, Syntax::TooManyArgs { max: MAX_ARGS }));
+            }
+            if let Tok::Word(w) = self.next()?.tok {
+                words.push(w);
+            }
+        }
+        Ok(Command::Simple(words))
+    }
+
+    fn if_rest(&mut self, line: u32, col: u32) -> PResult<Command> {
+        self.nesting += 1;
+        if self.nesting > MAX_IF_NESTING {
+            return Err((
+                line,
+                col,
+                Syntax::NestingTooDeep {
+                    max: MAX_IF_NESTING,
+                },
+            ));
+        }
+        let mut branches = Vec::new();
+        let mut otherwise = None;
+        loop {
+            let cond = match self.list(&["then"])? {
+                (c, Some((_, l, cl))) if c.is_empty() => {
+                    return Err((l, cl, Syntax::Unexpected("then".to_string())));
+                }
+                (c, Some(_)) => c,
+                (_, None) => return Err(self.end_error("then")),
+            };
+            let (body, end) = self.list(&["elif", "else", "fi"])?;
+            branches.push((cond, body));
+            match end {
+                Some(("elif", ..)) => continue,
+                Some(("else", ..)) => {
+                    let (body, end) = self.list(&["fi"])?;
+                    if end.is_none() {
+                        return Err(self.end_error("fi"));
+                    }
+                    otherwise = Some(body);
+                    break;
+                }
+                Some(_) => break,
+                None => return Err(self.end_error("fi")),
+            }
+        }
+        self.nesting -= 1;
+        Ok(Command::If {
+            branches,
+            otherwise,
+        })
+    }
+
+    fn end_error(&self, expected: &'static str) -> (u32, u32, Syntax) {
+        (
+            self.lex.line,
+            self.lex.col,
+            Syntax::UnexpectedEnd { expected },
+        )
+    }
+}
+
+/// Parses `text`; errors are reported as `name:line:col: ...`.
+pub fn parse(name: &str, text: &str) -> Result<Script, Error> {
+    if text.len() > MAX_SCRIPT {
+        return Err(Error::TooLong {
+            name: name.to_string(),
+            len: text.len(),
+            max: MAX_SCRIPT,
+        });
+    }
+    let mut p = Parser {
+        lex: Lexer {
+            src: text,
+            pos: 0,
+            line: 1,
+            col: 1,
+        },
+        peeked: None,
+        nesting: 0,
+    };
+    p.list(&[])
+        .map(|(items, _)| Script { items })
+        .map_err(|(line, col, what)| Error::Syntax {
+            name: name.to_string(),
+            line,
+            col,
+            what,
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+/// What a command gets to work with.
+pub struct Ctx<'a> {
+    pub env: &'a mut Env,
+    pub console: &'a mut dyn Console,
+    pub clock: &'a dyn Clock,
+}
+
+/// Why a firmware command did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmdError {
+    /// It failed and already said why on the console (`$?` becomes 1).
+    Failed,
+    /// It failed: the interpreter prints the message and a newline (`$?` becomes 1).
+    Msg(String),
+    /// Stop the whole script now, e.g. a `boot` command whose plan the caller will now execute.
+    Stop,
+}
+
+impl fmt::Display for CmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdError::Failed => write!(f, "command failed"),
+            CmdError::Msg(m) => write!(f, "{m}"),
+            CmdError::Stop => write!(f, "stop requested"),
+        }
+    }
+}
+
+/// The firmware's commands (everything that is not a built-in).
+pub trait Commands {
+    /// Runs `argv` (`argv[0]` is one of [`Commands::names`]).
+    fn call(&mut self, argv: &[String], ctx: &mut Ctx) -> Result<(), CmdError>;
+    /// The command names `call` accepts.
+    fn names(&self) -> &[&str];
+}
+
+/// No firmware commands: only the built-ins.
+pub struct NoCommands;
+
+impl Commands for NoCommands {
+    fn call(&mut self, _: &[String], _: &mut Ctx) -> Result<(), CmdError> {
+        Err(CmdError::Failed)
+    }
+    fn names(&self) -> &[&str] {
+        &[]
+    }
+}
+
+/// How a script ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The last command (or `exit 0`) succeeded.
+    Success,
+    /// The last command (or `exit n`, n != 0) failed.
+    Failure,
+    /// A firmware command returned [`CmdError::Stop`].
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Normal,
+    Exit,
+    Stop,
+}
+
+/// The interpreter: keeps `$?` from one call to the next (the shell runs one line per call).
+#[derive(Debug)]
+pub struct Interp {
+    status: bool,
+    steps: u32,
+    run_depth: usize,
+    depth: usize,
+}
+
+impl Default for Interp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Parses and runs `text` with a fresh interpreter; errors are named `script:line:col`.
+pub fn run_script(text: &str, ctx: &mut Ctx, cmds: &mut dyn Commands) -> Result<Outcome, Error> {
+    Interp::new().run("script", text, ctx, cmds)
+}
+
+impl Interp {
+    pub fn new() -> Self {
+        Interp {
+            status: true,
+            steps: 0,
+            run_depth: 0,
+            depth: 0,
+        }
+    }
+
+    /// Whether the last command succeeded (`$?` is 0).
+    pub fn last_status(&self) -> bool {
+        self.status
+    }
+
+    /// Parses `text` (named `name` in errors), then runs it. Nothing runs if it does not parse.
+    pub fn run(
+        &mut self,
+        name: &str,
+        text: &str,
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Outcome, Error> {
+        let script = parse(name, text)?;
+        self.exec(&script, ctx, cmds)
+    }
+
+    /// Runs a parsed script.
+    pub fn exec(
+        &mut self,
+        script: &Script,
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Outcome, Error> {
+        self.steps = 0;
+        self.run_depth = 0;
+        self.depth = 0;
+        let flow = self.list(&script.items, ctx, cmds)?;
+        Ok(match (flow, self.status) {
+            (Flow::Stop, _) => Outcome::Stopped,
+            (_, true) => Outcome::Success,
+            (_, false) => Outcome::Failure,
+        })
+    }
+
+    fn list(
+        &mut self,
+        items: &[AndOr],
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Flow, Error> {
+        for item in items {
+            let mut flow = self.command(&item.first, ctx, cmds)?;
+            for (op, cmd) in &item.rest {
+                if flow != Flow::Normal {
+                    break;
+                }
+                if (*op == Op::And) == self.status {
+                    flow = self.command(cmd, ctx, cmds)?;
+                }
+            }
+            if flow != Flow::Normal {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn command(
+        &mut self,
+        cmd: &Command,
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Flow, Error> {
+        match cmd {
+            Command::Simple(words) => {
+                self.steps += 1;
+                if self.steps > MAX_STEPS {
+                    return Err(Error::TooManySteps { max: MAX_STEPS });
+                }
+                let argv = self.expand(words, ctx.env)?;
+                if argv.is_empty() {
+                    self.status = true;
+                    return Ok(Flow::Normal);
+                }
+                self.simple(&argv, ctx, cmds)
+            }
+            Command::If {
+                branches,
+                otherwise,
+            } => {
+                self.enter()?;
+                let mut flow = Flow::Normal;
+                let mut taken = false;
+                for (cond, body) in branches {
+                    flow = self.list(cond, ctx, cmds)?;
+                    if flow != Flow::Normal {
+                        break;
+                    }
+                    if self.status {
+                        taken = true;
+                        flow = self.list(body, ctx, cmds)?;
+                        break;
+                    }
+                }
+                if !taken && flow == Flow::Normal {
+                    match otherwise {
+                        Some(body) => flow = self.list(body, ctx, cmds)?,
+                        None => self.status = true,
+                    }
+                }
+                self.depth -= 1;
+                Ok(flow)
+            }
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), Error> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Error::NestingTooDeep { max: MAX_DEPTH });
+        }
+        Ok(())
+    }
+
+    fn expand(&self, words: &[Word], env: &Env) -> Result<Vec<String>, Error> {
+        let mut argv: Vec<String> = Vec::new();
+        // Bytes in `argv` and finished fields, plus one separator each.
+        let mut used = 0usize;
+        for w in words {
+            let mut cur = String::new();
+            let mut active = w.quoted;
+            let mut fields: Vec<String> = Vec::new();
+            for part in &w.parts {
+                let (value, quoted) = match part {
+                    Part::Lit(s) => (s.as_str(), true),
+                    Part::Var { name, quoted } if name == "?" => {
+                        (if self.status { "0" } else { "1" }, *quoted)
+                    }
+                    Part::Var { name, quoted } => (env.get(name).unwrap_or(""), *quoted),
+                };
+                if used + cur.len() + value.len() > MAX_EXPANDED {
+                    return Err(Error::ExpansionTooLong { max: MAX_EXPANDED });
+                }
+                if quoted {
+                    cur.push_str(value);
+                    active = true;
+                    continue;
+                }
+                for c in value.chars() {
+                    if c == ' ' || c == '\t' || c == '\n' {
+                        if active {
+                            used += cur.len() + 1;
+                            fields.push(core::mem::take(&mut cur));
+                            active = false;
+                        }
+                    } else {
+                        cur.push(c);
+                        active = true;
+                    }
+                }
+            }
+            if active {
+                used += cur.len() + 1;
+                fields.push(cur);
+            }
+            if used > MAX_EXPANDED {
+                return Err(Error::ExpansionTooLong { max: MAX_EXPANDED });
+            }
+            if argv.len() + fields.len() > MAX_ARGS {
+                return Err(Error::TooManyArgs { max: MAX_ARGS });
+            }
+            argv.extend(fields);
+        }
+        Ok(argv)
+    }
+
+    fn simple(
+        &mut self,
+        argv: &[String],
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Flow, Error> {
+        let args = &argv[1..];
+        let ok = match argv[0].as_str() {
+            "true" => true,
+            "false" => false,
+            "echo" => {
+                let (newline, words) = match args.first() {
+                    Some(a) if a == "-n" => (false, &args[1..]),
+                    _ => (true, args),
+                };
+                for (i, a) in words.iter().enumerate() {
+                    if i > 0 {
+                        ctx.console.write_str(" ");
+                    }
+                    ctx.console.write_str(a);
+                }
+                if newline {
+                    ctx.console.write_str("\n");
+                }
+                true
+            }
+            "setenv" => setenv(args, ctx),
+            "printenv" => printenv(args, ctx),
+            "sleep" => sleep(args, ctx),
+            "test" => match eval_test(args) {
+                Ok(v) => v,
+                Err(msg) => {
+                    ctx.console.write_str(&format!("test: {msg}\n"));
+                    false
+                }
+            },
+            "exit" => {
+                self.status = args.first().is_none_or(|a| a.trim() == "0");
+                return Ok(Flow::Exit);
+            }
+            "run" => return self.run_vars(args, ctx, cmds),
+            name if cmds.names().contains(&name) => match cmds.call(argv, ctx) {
+                Ok(()) => true,
+                Err(CmdError::Stop) => return Ok(Flow::Stop),
+                Err(CmdError::Failed) => false,
+                Err(CmdError::Msg(m)) => {
+                    ctx.console.write_str(&m);
+                    ctx.console.write_str("\n");
+                    false
+                }
+            },
+            name => {
+                ctx.console
+                    .write_str(&format!("Unknown command '{name}' - try 'help'\n"));
+                false
+            }
+        };
+        self.status = ok;
+        Ok(Flow::Normal)
+    }
+
+    fn run_vars(
+        &mut self,
+        vars: &[String],
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Flow, Error> {
+        if vars.is_empty() {
+            ctx.console.write_str("Usage: run var [...]\n");
+            self.status = false;
+            return Ok(Flow::Normal);
+        }
+        for var in vars {
+            let Some(text) = ctx.env.get(var).map(str::to_string) else {
+                ctx.console
+                    .write_str(&format!("## Error: \"{var}\" not defined\n"));
+                self.status = false;
+                return Ok(Flow::Normal);
+            };
+            let script = parse(var, &text)?;
+            self.run_depth += 1;
+            if self.run_depth > MAX_RUN_DEPTH {
+                return Err(Error::RunTooDeep { max: MAX_RUN_DEPTH });
+            }
+            self.enter()?;
+            let flow = self.list(&script.items, ctx, cmds)?;
+            self.depth -= 1;
+            self.run_depth -= 1;
+            if flow != Flow::Normal {
+                return Ok(flow);
+            }
+            if !self.status {
+                break;
+            }
+        }
+        Ok(Flow::Normal)
+    }
+}
+
+fn valid_env_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 128 && n.chars().all(|c| c.is_ascii_graphic() && c != '=')
+}
+
+fn env_bytes(env: &Env) -> usize {
+    env.iter_sorted()
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 2)
+        .sum()
+}
+
+fn setenv(args: &[String], ctx: &mut Ctx) -> bool {
+    let Some(name) = args.first() else {
+        ctx.console
+            .write_str("Usage: setenv name [value ...] (no value deletes)\n");
+        return false;
+    };
+    if !valid_env_name(name) {
+        ctx.console
+            .write_str(&format!("## Error: illegal variable name \"{name}\"\n"));
+        return false;
+    }
+    if args.len() == 1 {
+        ctx.env.unset(name);
+        return true;
+    }
+    let value = args[1..].join(" ");
+    let old = ctx.env.get(name).map_or(0, |v| name.len() + v.len() + 2);
+    if env_bytes(ctx.env) - old + name.len() + value.len() + 2 > MAX_ENV_BYTES {
+        ctx.console.write_str(&format!(
+            "## Error: environment full (at most {MAX_ENV_BYTES} bytes)\n"
+        ));
+        return false;
+    }
+    ctx.env.set(name, &value);
+    true
+}
+
+fn printenv(args: &[String], ctx: &mut Ctx) -> bool {
+    if args.is_empty() {
+        for (n, v) in ctx.env.iter_sorted() {
+            ctx.console.write_str(&format!("{n}={v}\n"));
+        }
+        return true;
+    }
+    let mut ok = true;
+    for name in args {
+        match ctx.env.get(name) {
+            Some(v) => ctx.console.write_str(&format!("{name}={v}\n")),
+            None => {
+                ctx.console
+                    .write_str(&format!("## Error: \"{name}\" not defined\n"));
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// `N` or `N.frac` seconds as microseconds, at most [`MAX_SLEEP_S`].
+fn parse_seconds(s: &str) -> Option<u64> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || int.len() > 10
+    {
+        return None;
+    }
+    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut us = 0u64;
+    let mut scale = 100_000u64;
+    for b in frac.bytes().take(6) {
+        us += u64::from(b - b'0') * scale;
+        scale /= 10;
+    }
+    if secs > MAX_SLEEP_S || (secs == MAX_SLEEP_S && us > 0) {
+        return None;
+    }
+    Some(secs * 1_000_000 + us)
+}
+
+fn sleep(args: &[String], ctx: &mut Ctx) -> bool {
+    let Some(arg) = args.first() else {
+        ctx.console
+            .write_str("Usage: sleep N (seconds, N.frac allowed)\n");
+        return false;
+    };
+    let Some(us) = parse_seconds(arg) else {
+        ctx.console.write_str(&format!(
+            "sleep: '{arg}': not a number of seconds up to {MAX_SLEEP_S}\n"
+        ));
+        return false;
+    };
+    let start = ctx.clock.now_us();
+    // Like U-Boot: keys typed meanwhile are dropped, Ctrl-C interrupts (and fails).
+    while ctx.clock.now_us().wrapping_sub(start) < us {
+        if ctx.console.read_byte() == Some(CTRL_C) {
+            ctx.console.write_str("<INTERRUPT>\n");
+            return false;
+        }
+    }
+    true
+}
+
+fn parse_int(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let (neg, digits) = match t.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, t),
+    };
+    let v = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16),
+        None => digits.parse::<i64>(),
+    }
+    .map_err(|_| format!("'{s}': integer expected"))?;
+    Ok(if neg { -v } else { v })
+}
+
+/// `test`'s expression: `-o` binds looser than `-a`, `!` negates, primaries are `-z s`, `-n s`,
+/// `a OP b` and a lone string (true when not empty).
+fn eval_test(args: &[String]) -> Result<bool, String> {
+    if args.is_empty() {
+        return Ok(false);
+    }
+    let mut pos = 0;
+    let v = test_or(args, &mut pos)?;
+    match args.get(pos) {
+        None => Ok(v),
+        Some(extra) => Err(format!("unexpected '{extra}'")),
+    }
+}
+
+fn test_or(a: &[String], pos: &mut usize) -> Result<bool, String> {
+    let mut v = test_and(a, pos)?;
+    while a.get(*pos).is_some_and(|s| s == "-o") {
+        *pos += 1;
+        v |= test_and(a, pos)?;
+    }
+    Ok(v)
+}
+
+fn test_and(a: &[String], pos: &mut usize) -> Result<bool, String> {
+    let mut v = test_not(a, pos)?;
+    while a.get(*pos).is_some_and(|s| s == "-a") {
+        *pos += 1;
+        v &= test_not(a, pos)?;
+    }
+    Ok(v)
+}
+
+fn test_not(a: &[String], pos: &mut usize) -> Result<bool, String> {
+    // Iterative: `! ! ! x` cannot recurse deeper than the argument count allows anyway.
+    let mut negate = false;
+    while a.get(*pos).is_some_and(|s| s == "!") && *pos + 1 < a.len() {
+        negate = !negate;
+        *pos += 1;
+    }
+    Ok(test_primary(a, pos)? != negate)
+}
+
+fn test_primary(a: &[String], pos: &mut usize) -> Result<bool, String> {
+    let Some(first) = a.get(*pos) else {
+        return Err("argument expected".to_string());
+    };
+    if let (Some(op), Some(rhs)) = (a.get(*pos + 1), a.get(*pos + 2)) {
+        let (l, r) = (first.as_str(), rhs.as_str());
+        let v = match op.as_str() {
+            "=" | "==" => Some(l == r),
+            "!=" => Some(l != r),
+            "<" => Some(l < r),
+            ">" => Some(l > r),
+            "-eq" | "-ne" | "-lt" | "-gt" | "-le" | "-ge" => {
+                let (x, y) = (parse_int(l)?, parse_int(r)?);
+                Some(match op.as_str() {
+                    "-eq" => x == y,
+                    "-ne" => x != y,
+                    "-lt" => x < y,
+                    "-gt" => x > y,
+                    "-le" => x <= y,
+                    _ => x >= y,
+                })
+            }
+            _ => None,
+        };
+        if let Some(v) = v {
+            *pos += 3;
+            return Ok(v);
+        }
+    }
+    if let (Some(op @ ("-z" | "-n")), Some(s)) = (Some(first.as_str()), a.get(*pos + 1)) {
+        *pos += 2;
+        return Ok((op == "-z") == s.is_empty());
+    }
+    *pos += 1;
+    Ok(!first.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
+// boot.scr
+
+/// Legacy uImage magic (`IH_MAGIC`).
+pub const IH_MAGIC: u32 = 0x2705_1956;
+/// Legacy uImage type of a script (`IH_TYPE_SCRIPT`).
+pub const IH_TYPE_SCRIPT: u8 = 6;
+/// Legacy uImage header length.
+pub const IH_HEADER_LEN: usize = 64;
+const IH_COMP_NONE: u8 = 0;
+/// Most entries read from a multi-file size table.
+const MAX_SIZE_TABLE: usize = 64;
+
+fn be32(b: &[u8], off: usize) -> Option<u32> {
+    let s = b.get(off..off + 4)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Unwraps U-Boot's `boot.scr` (`mkimage -A arm64 -T script -C none -d boot.cmd boot.scr`):
+/// checks the 64-byte big-endian legacy header (magic, header CRC32, size, data CRC32, type
+/// script, no compression), then the multi-file size table (u32 BE sizes ending with 0), and
+/// returns the first file: the script text (trailing NULs dropped).
+pub fn parse_legacy_script_image(bytes: &[u8]) -> Result<&str, Error> {
+    let truncated = |needed| Error::ImageTruncated {
+        needed,
+        found: bytes.len(),
+    };
+    let header = bytes.get(..IH_HEADER_LEN).ok_or(truncated(IH_HEADER_LEN))?;
+    let field = |off| be32(header, off).unwrap_or(0);
+    let magic = field(0);
+    if magic != IH_MAGIC {
+        return Err(Error::ImageBadMagic { found: magic });
+    }
+    let mut h = [0u8; IH_HEADER_LEN];
+    h.copy_from_slice(header);
+    h[4..8].fill(0);
+    let (hcrc, found) = (field(4), crc32fast::hash(&h));
+    if hcrc != found {
+        return Err(Error::ImageCrc {
+            part: "header",
+            expected: hcrc,
+            found,
+        });
+    }
+    let size = field(12) as usize;
+    let needed = IH_HEADER_LEN.saturating_add(size);
+    let data = bytes.get(IH_HEADER_LEN..needed).ok_or(truncated(needed))?;
+    let (dcrc, found) = (field(24), crc32fast::hash(data));
+    if dcrc != found {
+        return Err(Error::ImageCrc {
+            part: "data",
+            expected: dcrc,
+            found,
+        });
+    }
+    let (ty, comp) = (header[30], header[31]);
+    if ty != IH_TYPE_SCRIPT {
+        return Err(Error::ImageNotScript { found: ty });
+    }
+    if comp != IH_COMP_NONE {
+        return Err(Error::ImageCompressed { comp });
+    }
+    // Size table: first size, more sizes, 0.
+    let first = be32(data, 0).ok_or(Error::ImageBadSizeTable { offset: 0 })? as usize;
+    let mut off = 4;
+    loop {
+        let s = be32(data, off).ok_or(Error::ImageBadSizeTable { offset: off })?;
+        off += 4;
+        if s == 0 {
+            break;
+        }
+        if off / 4 > MAX_SIZE_TABLE {
+            return Err(Error::ImageBadSizeTable { offset: off });
+        }
+    }
+    if first == 0 {
+        return Err(Error::ImageBadSizeTable { offset: 0 });
+    }
+    let text = data
+        .get(off..off.saturating_add(first))
+        .ok_or(Error::ImageBadSizeTable { offset: 0 })?;
+    let text = core::str::from_utf8(text).map_err(|e| Error::ImageNotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    Ok(text.trim_end_matches('\0'))
+}
+
+/// Builds a legacy script image around `text` (what `mkimage -T script` writes); for tests
+/// and tools.
+pub fn make_legacy_script_image(text: &str, name: &str) -> Vec<u8> {
+    let mut data = Vec::new();
+    data.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    data.extend_from_slice(&0u32.to_be_bytes());
+    data.extend_from_slice(text.as_bytes());
+    let mut h = [0u8; IH_HEADER_LEN];
+    h[0..4].copy_from_slice(&IH_MAGIC.to_be_bytes());
+    h[12..16].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    h[24..28].copy_from_slice(&crc32fast::hash(&data).to_be_bytes());
+    h[28] = 5; // IH_OS_LINUX
+    h[29] = 22; // IH_ARCH_ARM64
+    h[30] = IH_TYPE_SCRIPT;
+    h[31] = IH_COMP_NONE;
+    let n = name.len().min(32);
+    h[32..32 + n].copy_from_slice(&name.as_bytes()[..n]);
+    let hcrc = crc32fast::hash(&h);
+    h[4..8].copy_from_slice(&hcrc.to_be_bytes());
+    let mut out = Vec::from(h);
+    out.extend_from_slice(&data);
+    out
+}

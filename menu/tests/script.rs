@@ -1,0 +1,441 @@
+//! The script language: parsing, expansion, built-ins, firmware commands, bounds, boot.scr.
+
+use kexboot_menu::env::Env;
+use kexboot_menu::script::{
+    self, make_legacy_script_image, parse, parse_legacy_script_image, CmdError, Commands, Ctx,
+    Error, Interp, NoCommands, Outcome, Syntax,
+};
+use kexboot_menu::{Clock, Console, FakeClock, FakeConsole};
+use proptest::prelude::*;
+
+/// Firmware commands for tests: records every call; `fail` fails, `boot` stops.
+#[derive(Default)]
+struct Rec {
+    calls: Vec<Vec<String>>,
+}
+
+impl Commands for Rec {
+    fn call(&mut self, argv: &[String], ctx: &mut Ctx) -> Result<(), CmdError> {
+        self.calls.push(argv.to_vec());
+        match argv[0].as_str() {
+            "fail" => Err(CmdError::Msg("fail: it failed".into())),
+            "boot" => Err(CmdError::Stop),
+            _ => {
+                ctx.console.write_str("<load>");
+                Ok(())
+            }
+        }
+    }
+    fn names(&self) -> &[&str] {
+        &["load", "fail", "boot"]
+    }
+}
+
+struct World {
+    env: Env,
+    con: FakeConsole,
+    clock: FakeClock,
+    cmds: Rec,
+}
+
+impl World {
+    fn new(env: &str) -> Self {
+        World {
+            env: Env::parse(env).0,
+            con: FakeConsole::new(b""),
+            clock: FakeClock::new(1000),
+            cmds: Rec::default(),
+        }
+    }
+
+    fn run(&mut self, text: &str) -> Result<Outcome, Error> {
+        let mut ctx = Ctx {
+            env: &mut self.env,
+            console: &mut self.con,
+            clock: &self.clock,
+        };
+        script::run_script(text, &mut ctx, &mut self.cmds)
+    }
+
+    fn out(&mut self) -> String {
+        core::mem::take(&mut self.con.output)
+    }
+}
+
+fn echo(text: &str, env: &str) -> String {
+    let mut w = World::new(env);
+    w.run(text).unwrap();
+    w.out()
+}
+
+#[test]
+fn sequences_and_chains() {
+    assert_eq!(echo("echo a; echo b\necho c", ""), "a\nb\nc\n");
+    assert_eq!(echo("true && echo yes || echo no", ""), "yes\n");
+    assert_eq!(echo("false && echo yes || echo no", ""), "no\n");
+    assert_eq!(echo("false || false || echo third", ""), "third\n");
+    assert_eq!(echo("true || echo skipped; echo next", ""), "next\n");
+    // A newline may follow && and ||.
+    assert_eq!(echo("true &&\n  echo cont", ""), "cont\n");
+    // Comments; `#` inside a word is literal.
+    assert_eq!(echo("# whole line\necho a#b # trailing\n", ""), "a#b\n");
+    assert_eq!(echo("echo -n x; echo y", ""), "xy\n");
+    assert_eq!(echo("echo one \\\n two", ""), "one two\n");
+}
+
+#[test]
+fn expansion_and_quotes() {
+    let env = "a=hello\nb=x y  z\n";
+    assert_eq!(
+        echo("echo $a ${a}! '$a' \"$a\"", env),
+        "hello hello! $a hello\n"
+    );
+    // Unquoted expansion splits on blanks; quoted keeps one argument.
+    let mut w = World::new(env);
+    w.run("load $b; load \"$b\"; load pre${b}post; load $missing ''")
+        .unwrap();
+    assert_eq!(w.cmds.calls[0], ["load", "x", "y", "z"]);
+    assert_eq!(w.cmds.calls[1], ["load", "x y  z"]);
+    assert_eq!(w.cmds.calls[2], ["load", "prex", "y", "zpost"]);
+    assert_eq!(w.cmds.calls[3], ["load", ""]);
+    // Escapes; `$` not followed by a name is literal; `${fdt-file}` is a U-Boot-style name.
+    let mut w = World::new("");
+    w.env.set("fdt-file", "v.dtb");
+    w.run(r#"echo \$a "q\"uote" 'it''s' $ 5$ ${fdt-file}"#)
+        .unwrap();
+    assert_eq!(w.out(), "$a q\"uote its $ 5$ v.dtb\n");
+    // $? is the last status.
+    assert_eq!(echo("false; echo $?; true; echo $?", ""), "1\n0\n");
+    // Values set in the script are seen by later commands.
+    assert_eq!(
+        echo(
+            "setenv x 1 2  3; echo \"[$x]\"; setenv x; echo \"[$x]\"",
+            ""
+        ),
+        "[1 2 3]\n[]\n"
+    );
+}
+
+#[test]
+fn if_then_elif_else_nested() {
+    let s = "if test $v = a; then echo A; elif test $v = b; then\n  if true; then echo B1; fi\n  echo B2\nelse echo other; fi; echo done";
+    assert_eq!(echo(s, "v=a"), "A\ndone\n");
+    assert_eq!(echo(s, "v=b"), "B1\nB2\ndone\n");
+    assert_eq!(echo(s, "v=c"), "other\ndone\n");
+    // No branch taken and no else: status 0.
+    assert_eq!(echo("if false; then echo x; fi; echo $?", ""), "0\n");
+    // `if` in a && chain, keywords as plain arguments.
+    assert_eq!(
+        echo("true && if true; then echo fi then; fi", ""),
+        "fi then\n"
+    );
+}
+
+#[test]
+fn builtins_printenv_setenv_test() {
+    let mut w = World::new("b=2\na=1\n");
+    w.run("printenv").unwrap();
+    assert_eq!(w.out(), "a=1\nb=2\n");
+    assert_eq!(w.run("printenv b nope a").unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "b=2\n## Error: \"nope\" not defined\na=1\n");
+    assert_eq!(w.run("setenv").unwrap(), Outcome::Failure);
+    assert_eq!(w.run("setenv a=b c").unwrap(), Outcome::Failure);
+    assert!(w.out().contains("illegal variable name"));
+    for (t, want) in [
+        ("test a = a", true),
+        ("test a != a", false),
+        ("test -z ''", true),
+        ("test -n ''", false),
+        ("test -n x", true),
+        ("test 3 -eq 3", true),
+        ("test 0x10 -eq 16", true),
+        ("test 2 -lt 10", true),
+        ("test 2 -gt 10", false),
+        ("test 5 -le 5 -a 5 -ge 6", false),
+        ("test 5 -le 5 -o 5 -ge 6", true),
+        ("test ! 1 -ne 1", true),
+        ("test", false),
+        ("test x", true),
+        ("test -z", true),
+        ("test x -eq 1", false),
+        ("test a b c", false),
+    ] {
+        let got = w.run(t).unwrap() == Outcome::Success;
+        assert_eq!(got, want, "{t}");
+    }
+    assert!(w.out().contains("test: 'x': integer expected"));
+}
+
+#[test]
+fn run_and_recursion_bound() {
+    let mut w = World::new("");
+    w.env.set("b1", "echo one; run b2");
+    w.env.set("b2", "echo two");
+    w.run("run b1 b2").unwrap();
+    assert_eq!(w.out(), "one\ntwo\ntwo\n");
+    // Stops at the first failing variable, like U-Boot.
+    w.env.set("f", "false");
+    w.run("run f b2").unwrap();
+    assert_eq!(w.out(), "");
+    assert_eq!(w.run("run nope").unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "## Error: \"nope\" not defined\n");
+    // Self recursion is bounded and an error.
+    w.env.set("loop", "echo x; run loop");
+    let e = w.run("run loop").unwrap_err();
+    assert_eq!(e, Error::RunTooDeep { max: 16 });
+    assert!(e.to_string().starts_with("run: nesting too deep"));
+    assert_eq!(w.out().matches('x').count(), 16);
+    // Fan-out is bounded by the step budget, not by patience.
+    w.env.set("fan", "run fan fan");
+    w.env.set("w", "run w2 w2 w2 w2 w2 w2 w2 w2");
+    w.env.set("w2", "run w3 w3 w3 w3 w3 w3 w3 w3");
+    w.env.set("w3", "run w4 w4 w4 w4 w4 w4 w4 w4");
+    w.env.set("w4", "run w5 w5 w5 w5 w5 w5 w5 w5");
+    w.env
+        .set("w5", "true; true; true; true; true; true; true; true");
+    assert!(matches!(w.run("run w"), Err(Error::TooManySteps { .. })));
+    // A syntax error in a variable names the variable.
+    w.env.set("bad", "echo a\nfi");
+    assert_eq!(
+        w.run("run bad").unwrap_err().to_string(),
+        "bad:2:1: unexpected 'fi'"
+    );
+}
+
+#[test]
+fn firmware_commands_unknown_stop_exit() {
+    let mut w = World::new("");
+    assert_eq!(w.run("frob 1 || echo fallback").unwrap(), Outcome::Success);
+    assert_eq!(w.out(), "Unknown command 'frob' - try 'help'\nfallback\n");
+    assert_eq!(w.run("fail x; echo $?").unwrap(), Outcome::Success);
+    assert_eq!(w.out(), "fail: it failed\n1\n");
+    assert_eq!(w.run("load a; boot; echo never").unwrap(), Outcome::Stopped);
+    assert_eq!(w.out(), "<load>");
+    assert_eq!(w.run("echo a; exit; echo never").unwrap(), Outcome::Success);
+    assert_eq!(w.out(), "a\n");
+    w.env.set("sub", "exit 1; echo never");
+    assert_eq!(w.run("run sub; echo never").unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "");
+    // $? carries over between lines of one interpreter (the shell).
+    let mut i = Interp::new();
+    let mut ctx = Ctx {
+        env: &mut w.env,
+        console: &mut w.con,
+        clock: &w.clock,
+    };
+    i.run("shell", "false", &mut ctx, &mut NoCommands).unwrap();
+    assert!(!i.last_status());
+    i.run("shell", "echo $?", &mut ctx, &mut NoCommands)
+        .unwrap();
+    assert_eq!(w.con.output, "1\n");
+}
+
+#[test]
+fn sleep_uses_the_clock_and_ignores_keys() {
+    let mut w = World::new("");
+    w.con.push_input(b"xyz");
+    let t0 = w.clock.now_us();
+    assert_eq!(w.run("sleep 1.5").unwrap(), Outcome::Success);
+    let slept = w.clock.now_us() - t0;
+    assert!((1_500_000..1_510_000).contains(&slept), "{slept}");
+    // Keys typed meanwhile were dropped (U-Boot), nothing was echoed.
+    assert_eq!(w.con.read_byte(), None);
+    assert_eq!(w.out(), "");
+    // Ctrl-C interrupts.
+    w.con.push_input(b"a\x03");
+    let t0 = w.clock.now_us();
+    assert_eq!(w.run("sleep 100 && echo no").unwrap(), Outcome::Failure);
+    assert!(w.clock.now_us() - t0 < 10_000);
+    for bad in ["sleep", "sleep x", "sleep 1e3", "sleep 99999", "sleep ."] {
+        assert_eq!(w.run(bad).unwrap(), Outcome::Failure, "{bad}");
+    }
+    let t0 = w.clock.now_us();
+    w.run("sleep 0; sleep .25").unwrap();
+    assert!((250_000..260_000).contains(&(w.clock.now_us() - t0)));
+}
+
+#[test]
+fn syntax_errors_have_line_and_column() {
+    let cases: &[(&str, &str)] = &[
+        ("echo a\n\n  echo b; fi", "script:3:11: unexpected 'fi'"),
+        (
+            "if true; then echo x",
+            "script:1:21: unexpected end of script, expected 'fi'",
+        ),
+        (
+            "if true\necho",
+            "script:2:5: unexpected end of script, expected 'then'",
+        ),
+        ("if; then echo; fi", "script:1:5: unexpected 'then'"),
+        ("if then x; fi", "script:1:4: unexpected 'then'"),
+        ("echo 'abc", "script:1:6: unterminated single quote"),
+        ("echo \"a\nb", "script:1:6: unterminated double quote"),
+        ("echo ${a", "script:1:6: unterminated '${'"),
+        ("echo ${}", "script:1:6: bad substitution"),
+        ("&& echo", "script:1:1: unexpected '&&'"),
+        ("echo a |  b", "script:1:8: '|' (pipes) is not supported"),
+        (
+            "echo a & b",
+            "script:1:8: '&' (background jobs) is not supported",
+        ),
+        (
+            "for i in 1; do echo; done",
+            "script:1:1: 'for' (scripts have no loops) is not supported",
+        ),
+        (
+            "if true; then echo; fi echo",
+            "script:1:24: unexpected 'echo'",
+        ),
+        (
+            "true &&",
+            "script:1:8: unexpected end of script, expected 'command'",
+        ),
+        ("else", "script:1:1: unexpected 'else'"),
+    ];
+    for (text, want) in cases {
+        let mut w = World::new("");
+        let got = w.run(text).unwrap_err().to_string();
+        assert_eq!(&got, want, "{text:?}");
+        assert_eq!(w.out(), "", "nothing runs when the text does not parse");
+    }
+}
+
+#[test]
+fn bounds() {
+    let deep = "if true; then ".repeat(17) + &"fi; ".repeat(17);
+    assert!(matches!(
+        parse("s", &deep),
+        Err(Error::Syntax {
+            what: Syntax::NestingTooDeep { .. },
+            ..
+        })
+    ));
+    let ok = "if true; then ".repeat(16) + "echo deep; " + &"fi; ".repeat(16);
+    assert_eq!(echo(&ok, ""), "deep\n");
+    let long = "x".repeat(script::MAX_SCRIPT + 1);
+    assert!(matches!(parse("s", &long), Err(Error::TooLong { .. })));
+    let many = "echo".to_string() + &" a".repeat(64);
+    assert!(matches!(
+        parse("s", &many),
+        Err(Error::Syntax {
+            what: Syntax::TooManyArgs { max: 64 },
+            ..
+        })
+    ));
+    // Expansion cannot inflate a command past the bounds.
+    let mut w = World::new("");
+    w.env.set("big", &"y".repeat(20_000));
+    assert!(matches!(
+        w.run("echo $big $big"),
+        Err(Error::ExpansionTooLong { .. })
+    ));
+    w.env.set("words", &"w ".repeat(40));
+    assert!(matches!(
+        w.run("echo $words $words"),
+        Err(Error::TooManyArgs { .. })
+    ));
+    // setenv cannot grow the environment without bound.
+    w.env.set("big", &"y".repeat(20_000));
+    let r = w.run("setenv a $big; setenv b \"$big\"; setenv c \"$big\"; setenv d \"$big\"");
+    assert_eq!(r.unwrap(), Outcome::Failure);
+    assert!(w.out().contains("environment full"));
+}
+
+#[test]
+fn boot_scr_round_trip_and_rejections() {
+    let text = "setenv bootargs console=ttyAMA0\nload virtio 0:1 ${kernel_addr_r} Image\n";
+    let img = make_legacy_script_image(text, "boot script");
+    assert_eq!(parse_legacy_script_image(&img).unwrap(), text);
+
+    let mut bad = img.clone();
+    bad[0] ^= 1;
+    assert!(matches!(
+        parse_legacy_script_image(&bad),
+        Err(Error::ImageBadMagic { .. })
+    ));
+    let mut bad = img.clone();
+    bad[40] ^= 1; // name: header CRC
+    assert!(matches!(
+        parse_legacy_script_image(&bad),
+        Err(Error::ImageCrc { part: "header", .. })
+    ));
+    let mut bad = img.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    assert!(matches!(
+        parse_legacy_script_image(&bad),
+        Err(Error::ImageCrc { part: "data", .. })
+    ));
+    assert!(matches!(
+        parse_legacy_script_image(&img[..img.len() - 1]),
+        Err(Error::ImageTruncated { .. })
+    ));
+    assert!(matches!(
+        parse_legacy_script_image(&img[..10]),
+        Err(Error::ImageTruncated { .. })
+    ));
+    // Wrong type / compression, with valid CRCs.
+    let retype = |off: usize, v: u8| {
+        let mut b = img.clone();
+        b[off] = v;
+        b[4..8].fill(0);
+        let crc = crc(&b[..64]);
+        b[4..8].copy_from_slice(&crc.to_be_bytes());
+        b
+    };
+    assert!(matches!(
+        parse_legacy_script_image(&retype(30, 2)),
+        Err(Error::ImageNotScript { found: 2 })
+    ));
+    assert!(matches!(
+        parse_legacy_script_image(&retype(31, 1)),
+        Err(Error::ImageCompressed { comp: 1 })
+    ));
+    let e = parse_legacy_script_image(&retype(30, 2))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("type 2") && e.contains("expected 6"), "{e}");
+}
+
+/// Bitwise CRC32 (IEEE), independent of the crate under test.
+fn crc(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+proptest! {
+    #[test]
+    fn garbage_scripts_never_panic(text in "[ -~\n\t]{0,200}") {
+        let mut w = World::new("a=1\nb=x y\nr=run r\n");
+        let _ = w.run(&text);
+    }
+
+    #[test]
+    fn shell_like_soup_never_panics(parts in proptest::collection::vec(
+        prop::sample::select(vec!["if", "then", "elif", "else", "fi", ";", "\n", "&&", "||",
+            "echo", "true", "false", "test", "-n", "=", "$a", "${b}", "'q'", "\"$?\"", "run r",
+            "setenv a", "#", "\\", "sleep 0.001", "exit"]), 0..40)) {
+        let text = parts.join(" ");
+        let mut w = World::new("a=1\nb=x y\nr=run r\n");
+        let _ = w.run(&text);
+    }
+
+    #[test]
+    fn garbage_images_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200),
+                                  flip in any::<(usize, u8)>()) {
+        let _ = parse_legacy_script_image(&bytes);
+        let mut img = make_legacy_script_image("echo hi", "x");
+        let n = img.len();
+        img[flip.0 % n] ^= flip.1 | 1;
+        prop_assert!(parse_legacy_script_image(&img).is_err());
+    }
+}
