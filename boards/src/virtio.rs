@@ -90,6 +90,32 @@ impl VirtioBlk {
         // SAFETY: the same `req`, `buf` and `resp` as the `read_blocks_nb` call of `token`.
         unsafe { dev.complete_read_blocks(token, &req, buf, &mut resp) }.map_err(|_| io)
     }
+
+    fn write_one(&mut self, lba: u64, buf: &[u8]) -> Result<(), FsError> {
+        let io = FsError::WriteIo { lba };
+        let dev = self.dev.as_mut().ok_or(io.clone())?;
+        let mut req = BlkReq::default();
+        let mut resp = BlkResp::default();
+        // SAFETY: `req`, `buf` and `resp` stay borrowed, unmoved, until the request completes
+        // below or the device is reset (dropped) on timeout, which ends its DMA.
+        let token = unsafe { dev.write_blocks_nb(lba as usize, &mut req, buf, &mut resp) }
+            .map_err(|_| io.clone())?;
+        let sw = Stopwatch::start();
+        while dev.peek_used() != Some(token) {
+            if sw.elapsed_us() > REQUEST_TIMEOUT_US {
+                log::error!(
+                    "virtio-blk at {:#x}: no answer to a write of sector {lba} in {} s; device reset",
+                    self.base,
+                    REQUEST_TIMEOUT_US / 1_000_000
+                );
+                self.dev = None;
+                return Err(io);
+            }
+            core::hint::spin_loop();
+        }
+        // SAFETY: the same `req`, `buf` and `resp` as the `write_blocks_nb` call of `token`.
+        unsafe { dev.complete_write_blocks(token, &req, buf, &mut resp) }.map_err(|_| io)
+    }
 }
 
 impl BlockDevice for VirtioBlk {
@@ -104,6 +130,29 @@ impl BlockDevice for VirtioBlk {
         let mut lba = lba;
         for chunk in buf.chunks_mut(MAX_REQUEST) {
             self.read_one(lba, chunk)?;
+            lba += (chunk.len() / SECTOR_SIZE) as u64;
+        }
+        Ok(())
+    }
+
+    fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), FsError> {
+        if buf.is_empty() || !buf.len().is_multiple_of(SECTOR_SIZE) {
+            return Err(FsError::BadBuffer { len: buf.len() });
+        }
+        let count = (buf.len() / SECTOR_SIZE) as u64;
+        if lba.checked_add(count).is_none_or(|end| end > self.capacity) {
+            return Err(FsError::OutOfRange {
+                lba,
+                count,
+                size: self.capacity,
+            });
+        }
+        if self.dev.as_ref().is_some_and(|d| d.readonly()) {
+            return Err(FsError::ReadOnly);
+        }
+        let mut lba = lba;
+        for chunk in buf.chunks(MAX_REQUEST) {
+            self.write_one(lba, chunk)?;
             lba += (chunk.len() / SECTOR_SIZE) as u64;
         }
         Ok(())

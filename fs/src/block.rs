@@ -1,5 +1,5 @@
-//! Block devices: the trait the firmware's disk drivers implement, an in-memory test double and
-//! a partition-bounded view.
+//! Block devices: the trait the firmware's disk drivers implement (reads, optional writes), an
+//! in-memory test double that logs I/O and can simulate a power cut, and a partition-bounded view.
 use alloc::vec::Vec;
 
 use crate::{Error, Partition};
@@ -16,6 +16,13 @@ pub trait BlockDevice {
     /// Read `buf.len() / 512` whole sectors starting at `lba` (buf.len() is a non-zero multiple
     /// of 512).
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error>;
+    /// Write `buf.len() / 512` whole sectors starting at `lba` (buf.len() is a non-zero multiple
+    /// of 512). Each sector is assumed to be written atomically; the request as a whole is not.
+    /// The default refuses with [`Error::ReadOnly`].
+    fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
+        let _ = (lba, buf);
+        Err(Error::ReadOnly)
+    }
 }
 
 impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
@@ -25,10 +32,13 @@ impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
         (**self).read_sectors(lba, buf)
     }
+    fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
+        (**self).write_sectors(lba, buf)
+    }
 }
 
-/// Checks that a read of `buf_len` bytes at `lba` fits a device of `size` sectors; returns the
-/// sector count.
+/// Checks that a read or write of `buf_len` bytes at `lba` fits a device of `size` sectors;
+/// returns the sector count.
 pub(crate) fn check_read(lba: u64, buf_len: usize, size: u64) -> Result<u64, Error> {
     if buf_len == 0 || !buf_len.is_multiple_of(SECTOR_SIZE) {
         return Err(Error::BadBuffer { len: buf_len });
@@ -52,13 +62,17 @@ pub(crate) fn check_fits(part: &Partition, dev_sectors: u64) -> Result<(), Error
     }
 }
 
-/// A disk held in a `Vec<u8>` that logs every read (a test double; a trailing partial sector is
-/// not addressable).
+/// A disk held in a `Vec<u8>` that logs every read and write (a test double; a trailing partial
+/// sector is not addressable).
 #[derive(Debug, Clone, Default)]
 pub struct MemDisk {
     data: Vec<u8>,
     log: Vec<(u64, u64)>,
+    write_log: Vec<(u64, u64)>,
     fail_lba: Option<u64>,
+    /// Sectors that may still be written before the simulated power cut.
+    write_budget: Option<u64>,
+    read_only: bool,
 }
 
 impl MemDisk {
@@ -66,9 +80,23 @@ impl MemDisk {
     pub fn new(data: Vec<u8>) -> Self {
         MemDisk {
             data,
-            log: Vec::new(),
-            fail_lba: None,
+            ..MemDisk::default()
         }
+    }
+    /// Every write so far as `(lba, sector count)`, oldest first (a write cut short by
+    /// [`MemDisk::fail_writes_after`] is logged with the sectors that reached the disk).
+    pub fn write_log(&self) -> &[(u64, u64)] {
+        &self.write_log
+    }
+    /// Simulates a power cut: after `sectors` more sectors have been written, the write in
+    /// progress stops (its first sectors land, the rest do not) and it and every later write
+    /// fail with [`Error::WriteIo`]. `None` lifts the limit.
+    pub fn fail_writes_after(&mut self, sectors: Option<u64>) {
+        self.write_budget = sectors;
+    }
+    /// Makes every write fail with [`Error::ReadOnly`] (a write-protected disk).
+    pub fn set_read_only(&mut self, ro: bool) {
+        self.read_only = ro;
     }
     /// Number of `read_sectors` calls so far.
     pub fn read_calls(&self) -> usize {
@@ -132,10 +160,42 @@ impl BlockDevice for MemDisk {
         buf.copy_from_slice(src);
         Ok(())
     }
+
+    fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
+        let count = check_read(lba, buf.len(), self.num_sectors())?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let allowed = self.write_budget.map_or(count, |b| b.min(count));
+        if let Some(b) = self.write_budget.as_mut() {
+            *b -= allowed;
+        }
+        let oob = Error::OutOfRange {
+            lba,
+            count,
+            size: self.num_sectors(),
+        };
+        let start = usize::try_from(lba)
+            .ok()
+            .and_then(|l| l.checked_mul(SECTOR_SIZE))
+            .ok_or(oob.clone())?;
+        let n = allowed as usize * SECTOR_SIZE;
+        self.data
+            .get_mut(start..start + n)
+            .ok_or(oob)?
+            .copy_from_slice(&buf[..n]);
+        if allowed > 0 {
+            self.write_log.push((lba, allowed));
+        }
+        if allowed < count {
+            return Err(Error::WriteIo { lba: lba + allowed });
+        }
+        Ok(())
+    }
 }
 
-/// A view of one partition of a device: LBAs are partition-relative and reads outside the
-/// partition are refused with [`Error::OutOfRange`].
+/// A view of one partition of a device: LBAs are partition-relative and reads or writes outside
+/// the partition are refused with [`Error::OutOfRange`].
 #[derive(Debug)]
 pub struct PartitionDevice<D> {
     dev: D,
@@ -174,5 +234,9 @@ impl<D: BlockDevice> BlockDevice for PartitionDevice<D> {
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
         check_read(lba, buf.len(), self.num_sectors)?;
         self.dev.read_sectors(self.first_lba + lba, buf)
+    }
+    fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
+        check_read(lba, buf.len(), self.num_sectors)?;
+        self.dev.write_sectors(self.first_lba + lba, buf)
     }
 }

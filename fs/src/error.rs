@@ -1,7 +1,8 @@
 //! The crate's one error type.
 use core::fmt;
 
-/// Everything that can go wrong reading a disk. Callers add the device or path to messages.
+/// Everything that can go wrong reading or writing a disk. Callers add the device or path to
+/// messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// The device failed to read the sectors starting at `lba`.
@@ -38,6 +39,20 @@ pub enum Error {
     ShortChain { size: u64, chain_bytes: u64 },
     /// Some other inconsistency in the file system.
     Corrupt(&'static str),
+    /// The device (or its driver) does not accept writes.
+    ReadOnly,
+    /// The device failed to write the sectors starting at `lba`.
+    WriteIo { lba: u64 },
+    /// A write of `len` bytes at `offset` goes past the end of a file of `size` bytes.
+    BeyondEnd { offset: u64, len: u64, size: u64 },
+    /// Creating a file needs `needed` free clusters but the volume has only `free`.
+    DiskFull { needed: u64, free: u64 },
+    /// The directory cannot take another entry (fixed FAT12/16 root, or 65536 entries).
+    DirectoryFull,
+    /// A file or directory of that name already exists.
+    AlreadyExists,
+    /// A name that cannot be created as a plain 8.3 name; says why.
+    BadName(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -46,12 +61,12 @@ impl fmt::Display for Error {
             Error::Io { lba } => write!(f, "I/O error reading sector {lba}"),
             Error::OutOfRange { lba, count, size } => write!(
                 f,
-                "read of {count} sectors at LBA {lba} is outside the device ({size} sectors)"
+                "access to {count} sectors at LBA {lba} is outside the device ({size} sectors)"
             ),
             Error::BadBuffer { len } => {
                 write!(
                     f,
-                    "read buffer of {len} bytes is not a non-zero multiple of 512"
+                    "I/O buffer of {len} bytes is not a non-zero multiple of 512"
                 )
             }
             Error::NoPartitionTable => write!(f, "no partition table or FAT volume found"),
@@ -83,6 +98,20 @@ impl fmt::Display for Error {
                 "corrupt FAT: file size {size} exceeds its cluster chain ({chain_bytes} bytes)"
             ),
             Error::Corrupt(why) => write!(f, "corrupt file system: {why}"),
+            Error::ReadOnly => write!(f, "device is read-only"),
+            Error::WriteIo { lba } => write!(f, "I/O error writing sector {lba}"),
+            Error::BeyondEnd { offset, len, size } => write!(
+                f,
+                "write of {len} bytes at offset {offset} goes past the end of the file \
+                 ({size} bytes); files are not grown in place"
+            ),
+            Error::DiskFull { needed, free } => write!(
+                f,
+                "disk full: {needed} free clusters needed, {free} available"
+            ),
+            Error::DirectoryFull => write!(f, "directory full"),
+            Error::AlreadyExists => write!(f, "file already exists"),
+            Error::BadName(why) => write!(f, "name not creatable: {why}"),
         }
     }
 }

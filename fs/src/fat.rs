@@ -1,4 +1,5 @@
-//! Read-only FAT12/FAT16/FAT32 with VFAT long file names and case-insensitive lookup.
+//! FAT12/FAT16/FAT32 with VFAT long file names and case-insensitive lookup; writing (in-place
+//! overwrites and creating 8.3-named files) lives in the `write` submodule.
 //!
 //! Every cluster chain walk is bounded by the volume's cluster count (directories by the FAT
 //! limit of 65536 entries) and checked for loops, and a file's chain is walked completely before
@@ -9,6 +10,8 @@ use alloc::vec::Vec;
 
 use crate::block::{MAX_READ_BYTES, SECTOR_SIZE};
 use crate::{BlockDevice, Error};
+
+mod write;
 
 /// FAT variant, decided by the cluster count as the Microsoft specification says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +63,14 @@ const SECTOR: u64 = SECTOR_SIZE as u64;
 pub(crate) struct Layout {
     fat_type: FatType,
     cluster_sectors: u64,
+    /// The active FAT (the one read).
     fat_lba: u64,
+    /// The first FAT; copy `n` starts `n * fat_sectors` after it.
+    first_fat_lba: u64,
+    fats: u64,
     fat_sectors: u64,
+    /// FAT32 FSInfo sector, if the BPB names one.
+    fsinfo_lba: Option<u64>,
     root_lba: u64,
     root_sectors: u64,
     root_cluster: u32,
@@ -144,6 +153,7 @@ impl Layout {
         };
         let mut active_fat = 0;
         let mut root_cluster = 0;
+        let mut fsinfo = None;
         if fat_type == FatType::Fat32 {
             if fatsz16 != 0 || root_entries != 0 {
                 return Err(Error::NotFat("FAT32 cluster count but a FAT12/16 BPB"));
@@ -161,6 +171,10 @@ impl Layout {
             root_cluster = le32(bs, 44);
             if root_cluster < 2 || root_cluster > clusters + 1 {
                 return Err(Error::NotFat("root directory cluster out of range"));
+            }
+            let sector = u64::from(le16(bs, 48));
+            if sector != 0 && sector < reserved {
+                fsinfo = Some(sector);
             }
         } else if fatsz16 == 0 || root_entries == 0 {
             return Err(Error::NotFat("FAT12/16 cluster count but a FAT32 BPB"));
@@ -181,7 +195,10 @@ impl Layout {
             fat_type,
             cluster_sectors: spc * per,
             fat_lba: (reserved + active_fat * fatsz) * per,
+            first_fat_lba: reserved * per,
+            fats: nfats,
             fat_sectors: fatsz * per,
+            fsinfo_lba: fsinfo.map(|s| s * per),
             root_lba: (reserved + nfats * fatsz) * per,
             root_sectors: root_secs * per,
             root_cluster,
@@ -222,7 +239,7 @@ struct RawEntry {
     node: Node,
 }
 
-/// A mounted FAT volume on block device `D` (read-only).
+/// A mounted FAT volume on block device `D`.
 #[derive(Debug)]
 pub struct FatFs<D> {
     dev: D,
@@ -413,6 +430,14 @@ impl<D: BlockDevice> FatFs<D> {
         if len == 0 {
             return Ok(0);
         }
+        let runs = self.file_runs(cluster, size)?;
+        self.read_runs(&runs, &mut dst[..len])?;
+        Ok(len)
+    }
+
+    /// The cluster runs holding the `size` bytes of a file starting at `cluster` (`size` > 0),
+    /// checked to be long enough and loop-free.
+    fn file_runs(&mut self, cluster: u32, size: u32) -> Result<Vec<(u32, u32)>, Error> {
         let cb = self.layout.cluster_bytes();
         let needed = u64::from(size).div_ceil(cb);
         let count = u64::from(self.layout.cluster_count);
@@ -430,8 +455,7 @@ impl<D: BlockDevice> FatFs<D> {
                 chain_bytes: got * cb,
             });
         }
-        self.read_runs(&runs, &mut dst[..len])?;
-        Ok(len)
+        Ok(runs)
     }
 
     /// Fills `dst` from the cluster runs, one request per run (split at [`MAX_READ_BYTES`]).
@@ -504,25 +528,41 @@ impl<D: BlockDevice> FatFs<D> {
 
     /// The FAT entry of cluster `c`: `Some(next)` or `None` at the end of the chain.
     fn fat_entry(&mut self, c: u32) -> Result<Option<u32>, Error> {
+        let eoc = match self.layout.fat_type {
+            FatType::Fat12 => 0xFF8,
+            FatType::Fat16 => 0xFFF8,
+            FatType::Fat32 => 0x0FFF_FFF8,
+        };
+        match self.fat_raw(c)? {
+            0 => Err(Error::Corrupt("free cluster inside a cluster chain")),
+            v if v >= eoc => Ok(None),
+            v if v == eoc - 1 => Err(Error::Corrupt("bad-cluster mark inside a cluster chain")),
+            v => Ok(Some(v)),
+        }
+    }
+
+    /// The raw value of FAT entry `c` (FAT32: without the reserved top 4 bits).
+    fn fat_raw(&mut self, c: u32) -> Result<u32, Error> {
         let c64 = u64::from(c);
-        let (value, eoc) = match self.layout.fat_type {
+        Ok(match self.layout.fat_type {
             FatType::Fat12 => {
                 let off = c64 + c64 / 2;
                 let v = u32::from(u16::from_le_bytes([
                     self.fat_byte(off)?,
                     self.fat_byte(off + 1)?,
                 ]));
-                (if c & 1 == 1 { v >> 4 } else { v & 0xFFF }, 0xFF8)
+                if c & 1 == 1 {
+                    v >> 4
+                } else {
+                    v & 0xFFF
+                }
             }
             FatType::Fat16 => {
                 let off = c64 * 2;
-                (
-                    u32::from(u16::from_le_bytes([
-                        self.fat_byte(off)?,
-                        self.fat_byte(off + 1)?,
-                    ])),
-                    0xFFF8,
-                )
+                u32::from(u16::from_le_bytes([
+                    self.fat_byte(off)?,
+                    self.fat_byte(off + 1)?,
+                ]))
             }
             FatType::Fat32 => {
                 let off = c64 * 4;
@@ -530,15 +570,9 @@ impl<D: BlockDevice> FatFs<D> {
                 for (i, byte) in b.iter_mut().enumerate() {
                     *byte = self.fat_byte(off + i as u64)?;
                 }
-                (u32::from_le_bytes(b) & 0x0FFF_FFFF, 0x0FFF_FFF8)
+                u32::from_le_bytes(b) & 0x0FFF_FFFF
             }
-        };
-        match value {
-            0 => Err(Error::Corrupt("free cluster inside a cluster chain")),
-            v if v >= eoc => Ok(None),
-            v if v == eoc - 1 => Err(Error::Corrupt("bad-cluster mark inside a cluster chain")),
-            v => Ok(Some(v)),
-        }
+        })
     }
 
     /// One byte of the active FAT, through a cache of [`FAT_WINDOW_SECTORS`] sectors.

@@ -2,10 +2,11 @@
 //!
 //! A [`BlockDevice`] (512-byte sectors) is split into [`Partition`]s by [`partitions`] (GPT, MBR
 //! with logical partitions, or a whole-disk "superfloppy"), and a FAT12/16/32 volume on one of them
-//! is read by [`FatFs`]. [`open_boot_fs`] is the firmware's entry point.
+//! is read by [`FatFs`], which can also overwrite files in place and create small 8.3-named files
+//! (the saved environment, a boot counter). [`open_boot_fs`] is the firmware's entry point.
 //!
-//! The FAT reader is our own: `embedded-sdmmc` 0.10 refuses FAT12 and `fatfs` does not build
-//! `no_std` on stable Rust, so a compact read-only reader lives in [`fat`].
+//! The FAT code is our own: `embedded-sdmmc` 0.10 refuses FAT12 and `fatfs` does not build
+//! `no_std` on stable Rust, so a compact implementation lives in [`fat`].
 #![cfg_attr(not(test), no_std)]
 extern crate alloc;
 

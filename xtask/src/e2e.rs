@@ -39,6 +39,8 @@ pub struct Disks {
     /// The MBR disk plus `/kexboot/bench`, which makes the firmware run its in-guest copy
     /// benchmark (relocator engine vs plain copy loops) before booting.
     pub bench: PathBuf,
+    /// The MBR disk with a boot menu (`timeout 30`, a `menu title`).
+    pub menu: PathBuf,
     /// The warm re-entry disks (one per scenario), or why there are none.
     pub warm: std::result::Result<crate::warm::WarmDisks, String>,
 }
@@ -52,6 +54,7 @@ impl Disks {
             &self.missing,
             &self.allbad,
             &self.bench,
+            &self.menu,
         ];
         if let Ok(w) = &self.warm {
             v.extend(w.0.iter().map(|(_, p)| p));
@@ -108,6 +111,7 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         missing: paths.assets.join("disk-missing.img"),
         allbad: paths.assets.join("disk-allbad.img"),
         bench: paths.assets.join("disk-bench.img"),
+        menu: paths.assets.join("disk-menu.img"),
         warm: Err("not built".into()),
     };
     // Writes one disk: the given files plus /extlinux/extlinux.conf.
@@ -149,6 +153,12 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         &extlinux("kexboot-image", &both),
         with_marker,
     )?;
+    let menu_conf = extlinux("kexboot-image", &both).replacen(
+        "timeout 0\n",
+        "timeout 30\nmenu title kexboot test menu\n",
+        1,
+    );
+    put(&d.menu, Scheme::Mbr, &menu_conf, all.to_vec())?;
     let missing = [
         good("kexboot-missing", "/boot/missing-Image", CMDLINE_IMAGE),
         good("kexboot-fallback", "/boot/Image", CMDLINE_FALLBACK),
@@ -392,6 +402,7 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("all-entries-bad", true, case_all_bad),
     ("el2-cpumax-rng-seeds", true, case_cpumax_seeds),
     ("exception-report", true, case_exception_report),
+    ("boot-menu-choose-edit", true, case_menu),
     (
         "kexec-tools-direct-baseline",
         false,
@@ -569,6 +580,45 @@ fn case_exception_report(c: &Ctx, name: &str) -> std::result::Result<(), String>
             if !has(want) {
                 return Err(format!("exception report lacks {want:?}"));
             }
+        }
+        Ok(())
+    })();
+    s.kill();
+    result
+}
+
+/// The boot menu, typed at on the serial line: a key stops the countdown, `2` picks the second
+/// entry, `e` edits its command line, Enter boots it; `/proc/cmdline` proves the edit.
+fn case_menu(c: &Ctx, name: &str) -> std::result::Result<(), String> {
+    let args = c.kexboot("virt,virtualization=on", 1, &c.disks.menu);
+    let mut s = Session::spawn(&args, Some(&c.log(name))).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + case_timeout();
+    let result = (|| {
+        if !matches!(
+            s.wait_for(deadline, |l| l.contains("boot menu drawn")),
+            Wait::Found(_)
+        ) {
+            return Err("no \"boot menu drawn\" line".to_string());
+        }
+        let pause = || std::thread::sleep(Duration::from_millis(300));
+        for keys in [&b" "[..], b"2", b"e", b" menu.edited=yes\r"] {
+            s.send(keys);
+            pause();
+        }
+        if !matches!(
+            s.wait_for(deadline, |l| l.contains("KEXBOOT-E2E-END")),
+            Wait::Found(_)
+        ) {
+            return Err("Linux did not reach its marker after the menu".to_string());
+        }
+        let text: Vec<&str> = s.lines().iter().map(|l| l.text.as_str()).collect();
+        let want = format!("KEXBOOT-E2E cmdline={CMDLINE_IMAGEGZ} menu.edited=yes");
+        if !text.iter().any(|l| l.trim() == want) {
+            let got = text.iter().find(|l| l.contains("KEXBOOT-E2E cmdline="));
+            return Err(format!("expected {want:?}, got {got:?}"));
+        }
+        if !text.iter().any(|l| l.contains("kexboot test menu")) {
+            return Err("the menu title was not shown".to_string());
         }
         Ok(())
     })();
