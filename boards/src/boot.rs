@@ -9,6 +9,7 @@ use kexboot_fs::{open_boot_fs, FatFs, PartitionDevice};
 use kexboot_loader::dt::{self, DtInfo, Fixups};
 use kexboot_loader::handoff;
 use kexboot_menu::env::{BootRequest, Env, ENV_PATH, MAX_ENV};
+use kexboot_menu::envstore;
 use kexboot_menu::flow::{self, MemoryView, Platform, Staging};
 
 use crate::arch::regs;
@@ -24,7 +25,7 @@ use crate::{relocation, shell, smp, term, timer, warm};
 /// A file that asks for the in-guest copy benchmark before booting.
 const BENCH_MARKER: &str = "/kexboot/bench";
 
-type BootFs = FatFs<PartitionDevice<VirtioBlk>>;
+pub type BootFs = FatFs<PartitionDevice<VirtioBlk>>;
 
 /// The heap, handing out page-aligned buffers (identity-mapped: address = pointer).
 struct HeapStaging;
@@ -151,24 +152,87 @@ pub fn run(
     };
     let base_dtb = crate::arch::el3::describe(base_dtb); // Issue 4: `/psci` of the EL3 monitor
     let request = BootRequest::from_bootargs(info.bootargs.as_deref().unwrap_or(""));
-    loop {
-        match fs.as_mut() {
-            Some(fs) => {
-                let kept = Kept {
-                    handoff: handoff.as_ref(),
-                    pen: pen.as_ref(),
-                    info,
-                };
-                if let Outcome::Failed = boot_from_config(fs, &layout, &base_dtb, &request, &kept) {
-                    println!("kexboot: no entry could be booted");
-                }
-            }
-            None => {
-                log::error!("no disk with a FAT boot partition");
-                println!("kexboot: no entry could be booted");
-            }
+    let mut fw = Firmware {
+        fs,
+        layout,
+        base_dtb,
+        request,
+        handoff,
+        pen,
+        info,
+        store: None,
+    };
+    let mut env = fw.load_env(env);
+    shell::autoboot(&mut fw, &mut env)
+}
+
+/// Everything the boot commands and the shell act on.
+pub struct Firmware<'a> {
+    pub fs: Option<BootFs>,
+    pub layout: MemoryLayout,
+    pub base_dtb: Vec<u8>,
+    pub request: BootRequest,
+    pub handoff: Option<warm::Handoff>,
+    pub pen: Option<smp::Pen>,
+    pub info: &'a DtInfo,
+    /// The saved environment's copies (for `saveenv`), once read.
+    pub store: Option<envstore::Loaded>,
+}
+
+impl Firmware<'_> {
+    /// The environment: the saved one (`/kexboot/env.bin`, two copies with CRC and sequence)
+    /// when it has a valid copy, else board defaults plus `/kexboot/env.txt`.
+    fn load_env(&mut self, from_txt: Env) -> Env {
+        let mut defaults = shell::default_env();
+        for (k, v) in from_txt.iter_sorted() {
+            defaults.set(k, v);
         }
-        shell::prompt(info);
+        let region = match self
+            .fs
+            .as_mut()
+            .map(|fs| fs.read_file(envstore::STORE_PATH, envstore::REGION_SIZE))
+        {
+            Some(Ok(r)) => r,
+            Some(Err(kexboot_fs::Error::NotFound)) | None => Vec::new(),
+            Some(Err(e)) => {
+                log::warn!("{}: {e}", envstore::STORE_PATH);
+                Vec::new()
+            }
+        };
+        let loaded = envstore::load(&region, envstore::COPY_SIZE, &defaults);
+        for note in &loaded.notes {
+            log::info!("environment: {note}");
+        }
+        let env = loaded.env.clone();
+        self.store = Some(loaded);
+        env
+    }
+
+    /// Runs the extlinux flow (optionally for one label); returns only when nothing booted.
+    pub fn boot(&mut self, label: Option<&str>, force_menu: bool) -> Result<(), &'static str> {
+        let Some(fs) = self.fs.as_mut() else {
+            return Err("no disk with a FAT boot partition");
+        };
+        let mut request = self.request.clone();
+        if let Some(l) = label {
+            request.entry = Some(l.into());
+        }
+        let kept = Kept {
+            handoff: self.handoff.as_ref(),
+            pen: self.pen.as_ref(),
+            info: self.info,
+        };
+        match boot_from_config(
+            fs,
+            &self.layout,
+            &self.base_dtb,
+            &request,
+            &kept,
+            force_menu,
+        ) {
+            Outcome::Failed => Err("no entry could be booted"),
+            Outcome::Shell => Ok(()),
+        }
     }
 }
 
@@ -192,7 +256,7 @@ const TERM_PROBE_US: u64 = 30_000;
 
 /// ANSI when the terminal answers a cursor-position query (`ESC [ 6 n` → `ESC [ r ; c R`) within
 /// 30 ms, else plain text (a log, a pipe, a dumb terminal).
-fn probe_term() -> Term {
+pub fn probe_term() -> Term {
     let (mut con, clock) = (term::Serial, term::Timer);
     while con.read_byte().is_some() {} // nothing typed before counts as an answer
     con.write_str("\x1b[6n");
@@ -205,16 +269,20 @@ fn probe_term() -> Term {
             _ => core::hint::spin_loop(),
         }
     }
-    // Erase what a terminal that ignores the query may have shown of it.
-    con.write_str("\r    \r");
+    // Nobody answered: a log or a dumb terminal, where the query may show as text; start what
+    // follows on a line of its own.
+    con.write_str("\r\n");
     Term::DUMB
 }
 
 /// Shows the boot menu if the config asks for one (timeout/prompt), else boots the default.
-fn show_menu(config: &kexboot_menu::extlinux::Config) -> MenuAction {
-    let immediate = config.timeout_ds.unwrap_or(0) == 0 && !config.prompt;
+fn show_menu(config: &kexboot_menu::extlinux::Config, always: bool) -> MenuAction {
+    let immediate = config.timeout_ds.unwrap_or(0) == 0 && !config.prompt && !always;
     let term = if immediate { Term::DUMB } else { probe_term() };
-    let mut menu = Menu::new(config, term);
+    let mut menu = match always {
+        true => Menu::interactive(config, term),
+        false => Menu::new(config, term),
+    };
     menu.run_with(&mut term::Serial, &term::Timer, |_, t| {
         log::info!("boot menu drawn ({} ms after kexboot entry)", t / 1000)
     })
@@ -227,6 +295,7 @@ fn boot_from_config(
     dtb: &[u8],
     request: &BootRequest,
     kept: &Kept,
+    force_menu: bool,
 ) -> Outcome {
     if fs.stat(BENCH_MARKER).is_ok() {
         crate::bench::run(layout);
@@ -243,8 +312,8 @@ fn boot_from_config(
         log::info!("{said}");
     }
     // The boot menu, when the config asks for one; a warm reboot that named its entry skips it.
-    if request.entry.is_none() {
-        match show_menu(&config) {
+    if request.entry.is_none() || force_menu {
+        match show_menu(&config, force_menu) {
             MenuAction::Shell => return Outcome::Shell,
             MenuAction::Boot {
                 index,

@@ -1,63 +1,370 @@
-//! The prompt kexboot falls back to when nothing could be booted. The full command shell
-//! (environment, `load`, `booti`, scripts) is the interactive-menu issue's; this is its seed.
+//! The command shell and autoboot, in U-Boot's habits: an environment (`printenv`, `setenv`,
+//! `saveenv`, `env default`), `bootcmd` run at boot (or `altbootcmd` once `bootcount` passed
+//! `bootlimit`), a boot script when the partition has one, and a `kexboot>` prompt with line
+//! editing and history. The language is `kexboot_menu::script`; this file supplies the
+//! firmware's commands.
 
-use alloc::string::String;
-use kexboot_loader::dt::DtInfo;
+use alloc::format;
+use alloc::string::{String, ToString};
+
+use kexboot_menu::bootcount::{self, BOOTCOUNT_PATH};
+use kexboot_menu::env::Env;
+use kexboot_menu::envstore;
+use kexboot_menu::line::LineEditor;
+use kexboot_menu::script::{self, CmdError, Commands, Ctx, Interp, BUILTINS};
+use kexboot_menu::{Clock, Console};
 
 use crate::arch::psci;
-use crate::console;
+use crate::boot::Firmware;
+use crate::term::{Serial, Timer};
 
-const MAX_LINE: usize = 256;
+/// Board defaults (U-Boot's default environment): `boot` runs the extlinux.conf flow.
+pub fn default_env() -> Env {
+    let mut env = Env::default();
+    env.set("bootcmd", "boot");
+    env.set("bootdelay", "0");
+    env.set("board", "qemu-virt");
+    env.set("ver", &format!("kexboot {}", crate::VERSION));
+    env
+}
 
-fn read_line() -> String {
-    let mut line = String::new();
-    loop {
-        let Some(b) = console::try_read_byte() else {
-            core::hint::spin_loop();
+/// Boot scripts looked for at boot, in order: U-Boot's `boot.scr` (legacy image) and plain text.
+const SCRIPTS: [&str; 3] = ["/boot.scr", "/boot/boot.scr", "/kexboot/boot.txt"];
+const MAX_SCRIPT_FILE: usize = 64 << 10;
+
+/// The firmware's commands beside the language's built-ins.
+const COMMANDS: &[(&str, &str)] = &[
+    (
+        "boot",
+        "boot [label] - run the extlinux.conf boot flow (optionally one entry)",
+    ),
+    ("bootmenu", "bootmenu - show the boot menu"),
+    (
+        "saveenv",
+        "saveenv - save the environment (two copies, power-cut safe)",
+    ),
+    (
+        "env",
+        "env default [-a] - reset the environment to the defaults",
+    ),
+    ("ls", "ls [path] - list a directory of the boot partition"),
+    ("md", "md <address> [count] - display RAM (32-bit words)"),
+    (
+        "bootstage",
+        "bootstage - time since kexboot's entry and since machine reset",
+    ),
+    ("version", "version - print kexboot's version"),
+    ("reset", "reset - reset the machine (PSCI SYSTEM_RESET)"),
+    ("poweroff", "poweroff - power off (PSCI SYSTEM_OFF)"),
+    (
+        "exception",
+        "exception undefined - raise an exception (tests the report)",
+    ),
+    ("help", "help - this list"),
+];
+
+fn say(ctx: &mut Ctx, s: &str) {
+    ctx.console.write_str(s);
+    ctx.console.write_str("\n");
+}
+
+fn number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => u64::from_str_radix(s, 16).ok(), // U-Boot: addresses are hex
+    }
+}
+
+impl Commands for Firmware<'_> {
+    fn names(&self) -> &[&str] {
+        &[
+            "boot",
+            "bootmenu",
+            "saveenv",
+            "env",
+            "ls",
+            "md",
+            "bootstage",
+            "version",
+            "reset",
+            "poweroff",
+            "exception",
+            "help",
+        ]
+    }
+
+    fn call(&mut self, argv: &[String], ctx: &mut Ctx) -> Result<(), CmdError> {
+        let arg = |i: usize| argv.get(i).map(String::as_str);
+        match arg(0).unwrap_or("") {
+            "boot" | "sysboot" => self
+                .boot(arg(1), false)
+                .map_err(|e| CmdError::Msg(e.into())),
+            "bootmenu" => self.boot(None, true).map_err(|e| CmdError::Msg(e.into())),
+            "saveenv" => self.saveenv(ctx),
+            "env" => match (arg(1), arg(2)) {
+                (Some("default"), _) => {
+                    *ctx.env = default_env();
+                    say(ctx, "## Resetting to default environment");
+                    Ok(())
+                }
+                _ => Err(CmdError::Msg("usage: env default [-a]".into())),
+            },
+            "ls" => {
+                let path = arg(1).unwrap_or("/");
+                let fs = self
+                    .fs
+                    .as_mut()
+                    .ok_or(CmdError::Msg("no boot partition".into()))?;
+                let list = fs
+                    .read_dir(path)
+                    .map_err(|e| CmdError::Msg(format!("{path}: {e}")))?;
+                for e in list {
+                    let line = match e.is_dir {
+                        true => format!("            {}/", e.name),
+                        false => format!("  {:>10}  {}", e.size, e.name),
+                    };
+                    say(ctx, &line);
+                }
+                Ok(())
+            }
+            "md" => self.md(arg(1), arg(2), ctx),
+            "bootstage" => {
+                let line = format!(
+                    "{} ms since kexboot's entry, {} ms since machine reset",
+                    crate::timer::since_start_us() / 1000,
+                    crate::timer::since_reset_us() / 1000
+                );
+                say(ctx, &line);
+                Ok(())
+            }
+            "version" => {
+                say(ctx, &format!("kexboot {} (qemu-virt)", crate::VERSION));
+                Ok(())
+            }
+            "reset" => psci::system_reset(self.info).map_err(|e| CmdError::Msg(e.to_string())),
+            "poweroff" => psci::system_off(self.info).map_err(|e| CmdError::Msg(e.to_string())),
+            "exception" if arg(1) == Some("undefined") => crate::arch::undefined_instruction(),
+            "help" => {
+                for (_, help) in COMMANDS.iter().chain(BUILTINS) {
+                    say(ctx, help);
+                }
+                Ok(())
+            }
+            other => Err(CmdError::Msg(format!(
+                "Unknown command '{other}' - try 'help'"
+            ))),
+        }
+    }
+}
+
+impl Firmware<'_> {
+    fn saveenv(&mut self, ctx: &mut Ctx) -> Result<(), CmdError> {
+        let fail = |e: String| CmdError::Msg(format!("saveenv: {e}"));
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| fail("no environment store".into()))?;
+        let plan = store
+            .plan_save(ctx.env)
+            .map_err(|e| fail(format!("{e:?}")))?;
+        let fs = self
+            .fs
+            .as_mut()
+            .ok_or_else(|| fail("no boot partition".into()))?;
+        say(
+            ctx,
+            &format!("Saving Environment to FAT {}... ", envstore::STORE_PATH),
+        );
+        if fs.stat(envstore::STORE_PATH).is_err() {
+            fs.create_file(envstore::STORE_PATH, envstore::REGION_SIZE as u64)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        fs.write_in_place(envstore::STORE_PATH, plan.offset as u64, &plan.bytes)
+            .map_err(|e| fail(e.to_string()))?;
+        store.saved(&plan, ctx.env);
+        say(ctx, "OK");
+        Ok(())
+    }
+
+    fn md(&self, addr: Option<&str>, count: Option<&str>, ctx: &mut Ctx) -> Result<(), CmdError> {
+        let usage = || CmdError::Msg("usage: md <address> [count]".into());
+        let start = addr.and_then(number).ok_or_else(usage)? & !3;
+        let words = count
+            .map(|c| number(c).ok_or_else(usage))
+            .transpose()?
+            .unwrap_or(64)
+            .min(4096);
+        let end = start.checked_add(words * 4).ok_or_else(usage)?;
+        let inside = self
+            .layout
+            .ram
+            .iter()
+            .any(|r| r.start <= start && end <= r.end)
+            && !self
+                .layout
+                .reserved
+                .iter()
+                .any(|r| r.start < end && start < r.end);
+        if !inside {
+            return Err(CmdError::Msg(format!(
+                "md: {start:#x}..{end:#x} is not plain RAM"
+            )));
+        }
+        for row in (start..end).step_by(16) {
+            let mut line = format!("{row:08x}:");
+            for a in (row..(row + 16).min(end)).step_by(4) {
+                // SAFETY: checked above to lie in mapped RAM outside reserved regions.
+                let w = unsafe { core::ptr::read_volatile(a as *const u32) };
+                line += &format!(" {w:08x}");
+            }
+            say(ctx, &line);
+        }
+        Ok(())
+    }
+}
+
+fn ctx<'a>(env: &'a mut Env, con: &'a mut Serial, clock: &'a Timer) -> Ctx<'a> {
+    Ctx {
+        env,
+        console: con,
+        clock,
+    }
+}
+
+/// Runs `text` and prints a parse/bound error with its position.
+fn run_text(fw: &mut Firmware, interp: &mut Interp, env: &mut Env, name: &str, text: &str) {
+    let (mut con, clock) = (Serial, Timer);
+    if let Err(e) = interp.run(name, text, &mut ctx(env, &mut con, &clock), fw) {
+        log::error!("{e}");
+    }
+}
+
+fn read_script(fw: &mut Firmware) -> Option<(&'static str, String)> {
+    let fs = fw.fs.as_mut()?;
+    for path in SCRIPTS {
+        let Ok(bytes) = fs.read_file(path, MAX_SCRIPT_FILE) else {
             continue;
         };
-        match b {
-            b'\r' | b'\n' => {
-                println!();
-                return line;
-            }
-            0x08 | 0x7f if line.pop().is_some() => {
-                print!("\x08 \x08");
-            }
-            0x20..=0x7e if line.len() < MAX_LINE => {
-                line.push(b as char);
-                print!("{}", b as char);
-            }
-            _ => {} // control bytes, escape sequences, overlong lines: ignored
-        }
+        let text = match path.ends_with(".scr") {
+            true => match script::parse_legacy_script_image(&bytes) {
+                Ok(t) => t.to_string(),
+                Err(e) => {
+                    log::error!("{path}: {e}");
+                    continue;
+                }
+            },
+            false => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        return Some((path, text));
     }
+    None
 }
 
-/// Reads commands until one asks to boot again.
-pub fn prompt(info: &DtInfo) {
-    println!("Type 'help' for commands.");
+/// U-Boot's boot counting: with `bootlimit` set, `/kexboot/bootcount` is incremented before each
+/// boot (Linux resets it once it is happy) and `altbootcmd` runs once it passes the limit.
+/// Returns the command to run and whether it is the alternative.
+fn counted_command(fw: &mut Firmware, env: &mut Env) -> Option<(String, bool)> {
+    env.get("bootlimit")?;
+    let fs = fw.fs.as_mut()?;
+    let stored = match fs.read_file(BOOTCOUNT_PATH, bootcount::RECORD_LEN) {
+        Ok(b) => bootcount::decode_count(&b).unwrap_or_else(|e| {
+            log::warn!("{BOOTCOUNT_PATH}: {e:?}; counting from 0");
+            0
+        }),
+        Err(_) => 0,
+    };
+    let decision = bootcount::next_boot(env, stored);
+    let record = bootcount::encode_count(decision.count);
+    let saved = match fs.stat(BOOTCOUNT_PATH) {
+        Ok(i) if i.size >= record.len() as u64 => Ok(()),
+        Ok(_) => Err(kexboot_fs::Error::TooLarge {
+            size: record.len() as u64,
+            capacity: 0,
+        }),
+        Err(_) => fs.create_file(BOOTCOUNT_PATH, record.len() as u64),
+    }
+    .and_then(|()| fs.write_in_place(BOOTCOUNT_PATH, 0, &record));
+    if let Err(e) = saved {
+        log::warn!("{BOOTCOUNT_PATH}: cannot save the boot count: {e}");
+    }
+    decision.export(env);
+    log::info!("bootcount {}: {}", decision.count, decision.reason);
+    decision
+        .command(env)
+        .map(|c| (String::from(c), decision.use_alt))
+}
+
+/// Autoboot: `bootdelay` countdown, then a boot script if present, else `bootcmd` (or
+/// `altbootcmd`); if that returns, the shell.
+pub fn autoboot(fw: &mut Firmware, env: &mut Env) -> ! {
+    let mut interp = Interp::new();
+    let counted = counted_command(fw, env);
+    let delay_s = env
+        .get("bootdelay")
+        .and_then(|d| d.parse::<u64>().ok())
+        .unwrap_or(0);
+    let interrupted = delay_s > 0 && countdown(delay_s);
+    if !interrupted {
+        match (read_script(fw), counted) {
+            (_, Some((cmd, true))) => run_text(fw, &mut interp, env, "altbootcmd", &cmd),
+            (Some((path, text)), _) => {
+                log::info!("running boot script {path}");
+                run_text(fw, &mut interp, env, path, &text)
+            }
+            (None, Some((cmd, false))) => run_text(fw, &mut interp, env, "bootcmd", &cmd),
+            (None, None) => {
+                let cmd = env.get("bootcmd").unwrap_or("boot").to_string();
+                run_text(fw, &mut interp, env, "bootcmd", &cmd)
+            }
+        }
+        println!("kexboot: no entry could be booted");
+    }
+    shell(fw, env, &mut interp)
+}
+
+/// "Hit any key to stop autoboot: N"; true when a key was hit.
+fn countdown(seconds: u64) -> bool {
+    let (mut con, clock) = (Serial, Timer);
+    let t0 = clock.now_us();
+    let mut shown = u64::MAX;
     loop {
-        print!("kexboot> ");
-        let line = read_line();
-        match line.trim() {
-            "" => {}
-            "help" => println!(
-                "commands: boot (try the entries again), reset, poweroff, version, \
-                 exception undefined (test the exception report), help"
-            ),
-            // U-Boot's `exception` command: proves an unexpected exception is reported.
-            "exception undefined" => crate::arch::undefined_instruction(),
-            "boot" => return,
-            "version" => println!("kexboot {}", crate::VERSION),
-            "reset" => report(psci::system_reset(info)),
-            "poweroff" => report(psci::system_off(info)),
-            other => println!("unknown command '{other}': try 'help'"),
+        let elapsed = clock.now_us().saturating_sub(t0) / 1_000_000;
+        if elapsed >= seconds {
+            con.write_str("\r\n");
+            return false;
         }
+        if seconds - elapsed != shown {
+            shown = seconds - elapsed;
+            con.write_str(&format!("\rHit any key to stop autoboot: {shown} "));
+        }
+        if con.read_byte().is_some() {
+            con.write_str("\r\n");
+            return true;
+        }
+        core::hint::spin_loop();
     }
 }
 
-fn report(r: Result<(), psci::PsciError>) {
-    if let Err(e) = r {
-        println!("error: {e}");
+/// The `kexboot>` prompt.
+fn shell(fw: &mut Firmware, env: &mut Env, interp: &mut Interp) -> ! {
+    println!("Type 'help' for commands.");
+    let term = crate::boot::probe_term();
+    let mut editor = LineEditor::new(term);
+    loop {
+        let line = {
+            let (mut con, clock) = (Serial, Timer);
+            match editor.read_line(&mut con, &clock, "kexboot> ", None) {
+                Ok(l) => l,
+                Err(_) => {
+                    con.write_str("\n");
+                    continue;
+                }
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        editor.add_history(&line);
+        run_text(fw, interp, env, "shell", &line);
     }
 }
