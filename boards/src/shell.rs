@@ -260,7 +260,7 @@ fn read_script(fw: &mut Firmware) -> Option<(&'static str, String)> {
     None
 }
 
-/// U-Boot's boot counting: with `bootlimit` set, `/kexboot/bootcount` is incremented before each
+/// U-Boot's boot counting: with `bootlimit` set, `/kexboot/bootcnt.txt` is incremented before each
 /// boot (Linux resets it once it is happy) and `altbootcmd` runs once it passes the limit.
 /// Returns the command to run and whether it is the alternative.
 fn counted_command(fw: &mut Firmware, env: &mut Env) -> Option<(String, bool)> {

@@ -12,11 +12,11 @@
 //! system is up and healthy, Linux runs (boot partition mounted at `/boot/efi`):
 //!
 //! ```text
-//! echo 0 > /boot/efi/kexboot/bootcount && sync
+//! echo 0 > /boot/efi/kexboot/bootcnt.txt && sync
 //! ```
 //!
 //! for example from a systemd unit ordered after `boot-complete.target`:
-//! `ExecStart=/bin/sh -c 'echo 0 > /boot/efi/kexboot/bootcount && sync'`.
+//! `ExecStart=/bin/sh -c 'echo 0 > /boot/efi/kexboot/bootcnt.txt && sync'`.
 //! A file holding `0`, `0\n`, nothing at all, or `bootcount=0` reads as 0. An unreadable counter
 //! should be treated as 0 (like U-Boot's bootcount drivers do with a bad magic) and said on the
 //! console: a damaged counter file must not by itself switch to the alternative.
@@ -28,7 +28,7 @@ use core::fmt;
 use crate::env::Env;
 
 /// The counter file on the boot partition.
-pub const BOOTCOUNT_PATH: &str = "/kexboot/bootcount";
+pub const BOOTCOUNT_PATH: &str = "/kexboot/bootcnt.txt";
 /// Length of the record [`encode_count`] writes.
 pub const RECORD_LEN: usize = 16;
 /// Largest count stored (five digits fill the record); counting stops there.

@@ -110,7 +110,7 @@ fn record_encoding() {
     ));
     let msg = decode_count(b"junk").unwrap_err().to_string();
     assert!(
-        msg.contains("/kexboot/bootcount") && msg.contains("junk"),
+        msg.contains("/kexboot/bootcnt.txt") && msg.contains("junk"),
         "{msg}"
     );
 }

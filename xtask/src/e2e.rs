@@ -403,6 +403,8 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("el2-cpumax-rng-seeds", true, case_cpumax_seeds),
     ("exception-report", true, case_exception_report),
     ("boot-menu-choose-edit", true, case_menu),
+    ("shell-saveenv-reset", true, case_saveenv),
+    ("bootlimit-altbootcmd", true, e2e_warm::case_bootlimit),
     (
         "kexec-tools-direct-baseline",
         false,
@@ -621,6 +623,45 @@ fn case_menu(c: &Ctx, name: &str) -> std::result::Result<(), String> {
             return Err("the menu title was not shown".to_string());
         }
         Ok(())
+    })();
+    s.kill();
+    result
+}
+
+/// The shell: `setenv` + `saveenv`, `reset` (PSCI SYSTEM_RESET), and after the reboot the value
+/// is still there (read back from the saved environment's newer copy).
+fn case_saveenv(c: &Ctx, name: &str) -> std::result::Result<(), String> {
+    let args = c.kexboot("virt,virtualization=on", 1, &c.disks.allbad);
+    let mut s = Session::spawn(&args, Some(&c.log(name))).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + case_timeout();
+    let result = (|| {
+        // Each command ends at a fresh `kexboot> ` (a prompt has no newline, so wait for it).
+        let prompt = |s: &mut Session, what: &str| match s.wait_for_prompt(deadline, is_prompt) {
+            Wait::Found(_) => Ok(()),
+            _ => Err(format!("no kexboot> prompt {what}")),
+        };
+        prompt(&mut s, "at first")?;
+        s.send(b"setenv greeting hello-kexboot\r");
+        prompt(&mut s, "after setenv")?;
+        s.send(b"saveenv\r");
+        if !matches!(s.wait_for(deadline, |l| l.trim() == "OK"), Wait::Found(_)) {
+            return Err("saveenv did not say OK".into());
+        }
+        prompt(&mut s, "after saveenv")?;
+        s.send(b"reset\r");
+        if !matches!(
+            s.wait_for(deadline, |l| l.contains("kexboot: cold entry")),
+            Wait::Found(_)
+        ) {
+            return Err("no reboot after reset".into());
+        }
+        prompt(&mut s, "after the reset")?;
+        s.send(b"printenv greeting\r");
+        match s.wait_for(deadline, |l| l.contains("greeting=")) {
+            Wait::Found(l) if l.text.trim() == "greeting=hello-kexboot" => Ok(()),
+            Wait::Found(l) => Err(format!("after the reset: {:?}", l.text.trim())),
+            _ => Err("printenv greeting printed nothing after the reset".into()),
+        }
     })();
     s.kill();
     result

@@ -676,6 +676,30 @@ pub fn case_spin_table_smp4(c: &Ctx, name: &str) -> Result<(), String> {
     expect_poweroff(&b)
 }
 
+/// A/B boot counting: with `bootlimit=2`, warm-a reboots (PSCI SYSTEM_RESET, a cold start)
+/// without Linux resetting the counter; boots 1 and 2 run `bootcmd` (warm-a), boot 3 has
+/// bootcount 3 > 2 and runs `altbootcmd` (warm-b).
+pub fn case_bootlimit(c: &Ctx, name: &str) -> Result<(), String> {
+    let (_, disk) = prepare(c, Scenario::BootLimit, false)?;
+    let b = run_boots(
+        &c.kexboot(MACHINE, SMP, disk),
+        &c.log(name),
+        3,
+        warm_timeout(),
+    )?;
+    for (k, entry) in [(1, "warm-a"), (2, "warm-a"), (3, "warm-b")] {
+        let s = seg(&b, k)?;
+        let mut e = warm_expect(entry, 1, Entered::Cold);
+        e.pstore_mark = None;
+        check_boot(s, k, &e)?;
+        let want = format!("bootcount {k}:");
+        if s.find(|l| l.contains(&want)).is_none() {
+            return Err(format!("boot {k}: no {want:?} line"));
+        }
+    }
+    expect_poweroff(&b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

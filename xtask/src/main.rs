@@ -188,6 +188,11 @@ fn cmd_run(paths: &Paths, args: &[String]) -> Result<()> {
     let assets = assets::ensure(paths)?;
     let bin = firmware::build(paths)?;
     let disks = e2e::build_disks(paths, &assets)?;
+    // The user's own disk: what `saveenv` writes stays there, and test images stay pristine.
+    let run_disk = paths.assets.join("disk-run.img");
+    if !run_disk.exists() {
+        std::fs::copy(&disks.menu, &run_disk).ctx(run_disk.display())?;
+    }
     let mut cmd = Command::new(qemu::QEMU);
     cmd.args([
         "-M",
@@ -202,7 +207,7 @@ fn cmd_run(paths: &Paths, args: &[String]) -> Result<()> {
     .arg("-nographic")
     .arg("-kernel")
     .arg(&bin)
-    .args(qemu::virtio_disk(&disks.mbr))
+    .args(qemu::virtio_disk_persistent(&run_disk))
     .args(extra);
     eprintln!("xtask run: {cmd:?}");
     run_status(&mut cmd)

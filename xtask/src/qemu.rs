@@ -14,10 +14,21 @@ use std::time::{Duration, Instant};
 pub const QEMU: &str = "qemu-system-aarch64";
 
 /// QEMU arguments attaching `disk` (raw) as a virtio-blk (virtio-mmio) device.
+/// The disk as a virtio-blk device; writes (saveenv, bootcount) go to a temporary overlay that
+/// lives as long as QEMU (guest resets included), so test images never change.
 pub fn virtio_disk(disk: &Path) -> Vec<String> {
+    virtio_disk_opts(disk, ",snapshot=on")
+}
+
+/// The same, writing through to the image (for `cargo xtask run`).
+pub fn virtio_disk_persistent(disk: &Path) -> Vec<String> {
+    virtio_disk_opts(disk, "")
+}
+
+fn virtio_disk_opts(disk: &Path, opts: &str) -> Vec<String> {
     vec![
         "-drive".into(),
-        format!("if=none,format=raw,file={},id=hd0", disk.display()),
+        format!("if=none,format=raw,file={},id=hd0{opts}", disk.display()),
         "-device".into(),
         "virtio-blk-device,drive=hd0".into(),
     ]

@@ -533,6 +533,9 @@ pub enum Scenario {
     SpinTable,
     /// `smp_method=spin-table` under kexboot's EL3 monitor: `reboot -f` comes back warm.
     SpinTableEl3Reboot,
+    /// `bootlimit=2`: warm-a keeps rebooting without resetting the counter; the third boot
+    /// runs `altbootcmd` (warm-b), which powers off.
+    BootLimit,
     /// kexboot's EL3 PSCI: cpu1 offline then online again, one boot.
     El3Hotplug,
     /// kexboot's EL3 PSCI: `reboot -f` (PSCI SYSTEM_RESET) from `warm-a`, whose command line
@@ -542,7 +545,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Helper3,
         Scenario::ToolsDefault,
         Scenario::ToolsAppend,
@@ -554,6 +557,7 @@ impl Scenario {
         Scenario::El3Hotplug,
         Scenario::El3Reboot,
         Scenario::SpinTableEl3Reboot,
+        Scenario::BootLimit,
     ];
 
     /// Words added to the warm entries' `append`.
@@ -570,6 +574,7 @@ impl Scenario {
             Scenario::SpinTableEl3Reboot => "kexboot.test.cycles=2 kexboot.test.via=reboot",
             Scenario::El3Hotplug => "kexboot.test.hotplug=yes kexboot.test.via=none",
             Scenario::El3Reboot => "kexboot.test.cycles=2 kexboot.test.via=reboot",
+            Scenario::BootLimit => "kexboot.test.cycles=9 kexboot.test.via=none",
         }
     }
 
@@ -578,6 +583,9 @@ impl Scenario {
         match self {
             Scenario::SpinTable | Scenario::SpinTableEl3Reboot => {
                 format!("{ENV_TXT}smp_method=spin-table\n")
+            }
+            Scenario::BootLimit => {
+                format!("{ENV_TXT}bootlimit=2\nbootcmd=boot warm-a\naltbootcmd=boot warm-b\n")
             }
             _ => ENV_TXT.to_string(),
         }
@@ -599,6 +607,7 @@ impl Scenario {
             (Scenario::El3Reboot | Scenario::SpinTableEl3Reboot, "warm-b") => {
                 " kexboot.test.cycle=2"
             }
+            (Scenario::BootLimit, "warm-a") => " kexboot.test.via=reboot",
             _ => "",
         };
         format!(
