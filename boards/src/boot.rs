@@ -208,6 +208,34 @@ impl Firmware<'_> {
         env
     }
 
+    /// Hands `segments` to the relocator (for `booti`), after what every jump does first;
+    /// returns only when the plan is refused.
+    pub fn jump(
+        &mut self,
+        segments: &[kexboot_relocate::Segment],
+        entry: u64,
+        dtb: u64,
+        label: &str,
+    ) -> kexboot_relocate::Error {
+        let (fs, info, pen, handoff) = (
+            &mut self.fs,
+            self.info,
+            self.pen.as_ref(),
+            self.handoff.as_ref(),
+        );
+        let mut before_jump = || {
+            if let Some(fs) = fs.as_mut() {
+                fs.device_mut().inner_mut().shutdown();
+            }
+            smp::report_before_jump(info, pen);
+            if let Some(h) = handoff {
+                h.write(label);
+            }
+            crate::arch::el3::note_next_dtb(dtb);
+        };
+        relocation::boot(segments, &self.layout, entry, dtb, &mut before_jump)
+    }
+
     /// Runs the extlinux flow (optionally for one label); returns only when nothing booted.
     pub fn boot(&mut self, label: Option<&str>, force_menu: bool) -> Result<(), &'static str> {
         let Some(fs) = self.fs.as_mut() else {

@@ -14,6 +14,7 @@ mod arch;
 mod bench;
 mod boot;
 mod heap;
+mod loadboot;
 mod memory;
 mod qemu_virt;
 mod relocation;

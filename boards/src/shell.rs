@@ -39,6 +39,8 @@ const COMMANDS: &[(&str, &str)] = &[
         "boot [label] - run the extlinux.conf boot flow (optionally one entry)",
     ),
     ("bootmenu", "bootmenu - show the boot menu"),
+    ("load", "load virtio <dev[:part]> <addr> <path> - read a file to RAM, set filesize"),
+    ("booti", "booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>] - boot an arm64 Image from RAM"),
     (
         "saveenv",
         "saveenv - save the environment (two copies, power-cut safe)",
@@ -79,7 +81,10 @@ impl Commands for Firmware<'_> {
     fn names(&self) -> &[&str] {
         &[
             "boot",
+            "sysboot",
             "bootmenu",
+            "load",
+            "booti",
             "saveenv",
             "env",
             "ls",
@@ -100,6 +105,12 @@ impl Commands for Firmware<'_> {
                 .boot(arg(1), false)
                 .map_err(|e| CmdError::Msg(e.into())),
             "bootmenu" => self.boot(None, true).map_err(|e| CmdError::Msg(e.into())),
+            "load" => {
+                let said = crate::loadboot::load(self, argv, ctx.env).map_err(CmdError::Msg)?;
+                say(ctx, &said);
+                Ok(())
+            }
+            "booti" => crate::loadboot::booti(self, argv, ctx.env).map_err(CmdError::Msg),
             "saveenv" => self.saveenv(ctx),
             "env" => match (arg(1), arg(2)) {
                 (Some("default"), _) => {
@@ -298,6 +309,7 @@ fn counted_command(fw: &mut Firmware, env: &mut Env) -> Option<(String, bool)> {
 /// `altbootcmd`); if that returns, the shell.
 pub fn autoboot(fw: &mut Firmware, env: &mut Env) -> ! {
     let mut interp = Interp::new();
+    crate::loadboot::default_addresses(fw, env);
     let counted = counted_command(fw, env);
     let delay_s = env
         .get("bootdelay")

@@ -404,6 +404,7 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("exception-report", true, case_exception_report),
     ("boot-menu-choose-edit", true, case_menu),
     ("shell-saveenv-reset", true, case_saveenv),
+    ("shell-load-booti", true, case_load_booti),
     ("bootlimit-altbootcmd", true, e2e_warm::case_bootlimit),
     (
         "kexec-tools-direct-baseline",
@@ -662,6 +663,41 @@ fn case_saveenv(c: &Ctx, name: &str) -> std::result::Result<(), String> {
             Wait::Found(l) => Err(format!("after the reset: {:?}", l.text.trim())),
             _ => Err("printenv greeting printed nothing after the reset".into()),
         }
+    })();
+    s.kill();
+    result
+}
+
+/// U-Boot habits at the prompt: `load` the kernel and initrd to `${kernel_addr_r}` and
+/// `${ramdisk_addr_r}`, `setenv bootargs`, `booti` — through the same relocator.
+fn case_load_booti(c: &Ctx, name: &str) -> std::result::Result<(), String> {
+    let args = c.kexboot("virt,virtualization=on", 1, &c.disks.allbad);
+    let mut s = Session::spawn(&args, Some(&c.log(name))).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + case_timeout();
+    let result = (|| {
+        let lines: [&[u8]; 4] = [
+            b"load virtio 0:1 ${kernel_addr_r} /boot/Image\r",
+            b"load virtio 0:1 ${ramdisk_addr_r} /boot/initrd.img\r",
+            b"setenv bootargs console=ttyAMA0 kexboot.test=booti\r",
+            b"booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize}\r",
+        ];
+        for l in lines {
+            if !matches!(s.wait_for_prompt(deadline, is_prompt), Wait::Found(_)) {
+                return Err("no kexboot> prompt".into());
+            }
+            s.send(l);
+        }
+        match s.wait_for(deadline, |l| l.contains("KEXBOOT-E2E cmdline=")) {
+            Wait::Found(l)
+                if l.text.trim() == "KEXBOOT-E2E cmdline=console=ttyAMA0 kexboot.test=booti" => {}
+            Wait::Found(l) => return Err(format!("booted with {:?}", l.text.trim())),
+            _ => return Err("booti did not reach Linux".into()),
+        }
+        let text: Vec<&str> = s.lines().iter().map(|l| l.text.as_str()).collect();
+        if text.iter().filter(|l| l.contains("bytes read")).count() != 2 {
+            return Err("the two loads did not both report their size".into());
+        }
+        Ok(())
     })();
     s.kill();
     result
