@@ -312,6 +312,7 @@ fn show_menu(config: &kexboot_menu::extlinux::Config, always: bool) -> MenuActio
         false => Menu::new(config, term),
     };
     menu.run_with(&mut term::Serial, &term::Timer, |_, t| {
+        timer::mark("boot menu drawn");
         log::info!("boot menu drawn ({} ms after kexboot entry)", t / 1000)
     })
 }
@@ -335,6 +336,7 @@ fn boot_from_config(
             return Outcome::Failed;
         }
     };
+    timer::mark("config read");
     log::info!("{path}: {} entries", config.entries.len());
     for said in request.apply(&mut config) {
         log::info!("{said}");

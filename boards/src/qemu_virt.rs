@@ -83,6 +83,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         info.psci_method.as_deref().unwrap_or("none"),
     );
     let banner_ms = timer::since_reset_us() / 1000;
+    timer::mark("banner");
 
     let image_end = image_end();
     let image = Range::new(image_base, image_end.next_multiple_of(PAGE))
@@ -131,6 +132,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
                                // the MMU is on, so the heap's lock and every later write are on cacheable memory.
     unsafe { heap::init_main(heap_range.start as usize, heap_range.len() as usize) };
     console::init_logger();
+    timer::mark("MMU and caches on");
     log::info!("banner ({banner_ms} ms since machine reset)");
     log::info!(
         "MMU and caches on at EL{}; heap {} MiB at {:#x}",
@@ -150,6 +152,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     };
     let dtb_copy: Vec<u8> = blob.to_vec();
     let disks = virtio::find_block_devices(&info.virtio_mmio);
+    timer::mark("disks probed");
     log::info!("{} virtio-blk disk(s) found", disks.len());
     boot::run(layout, &dtb_copy, disks, &info, entry)
 }

@@ -96,6 +96,7 @@ pub fn boot(
     // heap (where this code's stack, page tables and the list live) and reserved memory.
     unsafe { relocate::arch::copy_engine_run(&list) };
     let us = sw.elapsed_us();
+    timer::mark("relocated");
     log::info!(
         "relocated {} bytes in {} us ({} MB/s, MMU on)",
         list.bytes,
@@ -117,6 +118,7 @@ pub fn boot(
         timer::since_start_us() / 1000,
         timer::since_reset_us() / 1000
     );
+    timer::mark("starting kernel");
     println!("kexboot: starting kernel at {entry:#x}");
     // SAFETY: the destinations hold the kernel, initrd and DTB; the trampoline page is a fresh
     // heap page outside every destination, list page and source (`check_jump` above, on the

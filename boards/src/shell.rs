@@ -140,12 +140,19 @@ impl Commands for Firmware<'_> {
             }
             "md" => self.md(arg(1), arg(2), ctx),
             "bootstage" => {
-                let line = format!(
-                    "{} ms since kexboot's entry, {} ms since machine reset",
-                    crate::timer::since_start_us() / 1000,
-                    crate::timer::since_reset_us() / 1000
+                say(ctx, "Timer summary in microseconds since kexboot's entry:");
+                say(ctx, "       Mark  Stage");
+                for (name, us) in crate::timer::stages() {
+                    say(ctx, &format!("{us:>11}  {name}"));
+                }
+                let now = crate::timer::since_start_us();
+                say(
+                    ctx,
+                    &format!(
+                        "{now:>11}  now ({} ms since machine reset)",
+                        crate::timer::since_reset_us() / 1000
+                    ),
                 );
-                say(ctx, &line);
                 Ok(())
             }
             "version" => {

@@ -45,3 +45,32 @@ impl Stopwatch {
 pub fn mb_per_s(bytes: u64, us: u64) -> u64 {
     bytes / us.max(1)
 }
+
+/// Boot-stage records for the `bootstage` command: (name, microseconds since entry).
+const MAX_STAGES: usize = 32;
+
+struct Stages(core::cell::UnsafeCell<([(&'static str, u64); MAX_STAGES], usize)>);
+
+// SAFETY: kexboot runs its boot flow on one CPU with interrupts masked; `mark` and `report` are
+// never re-entered.
+unsafe impl Sync for Stages {}
+
+static STAGES: Stages = Stages(core::cell::UnsafeCell::new(([("", 0); MAX_STAGES], 0)));
+
+/// Records that stage `name` was reached now (the first `MAX_STAGES` are kept).
+pub fn mark(name: &'static str) {
+    let now = since_start_us();
+    // SAFETY: single CPU, no re-entrance (see `Stages`).
+    let (list, n) = unsafe { &mut *STAGES.0.get() };
+    if *n < MAX_STAGES {
+        list[*n] = (name, now);
+        *n += 1;
+    }
+}
+
+/// Every recorded stage, in order.
+pub fn stages() -> alloc::vec::Vec<(&'static str, u64)> {
+    // SAFETY: as in `mark`.
+    let (list, n) = unsafe { &*STAGES.0.get() };
+    list[..*n].to_vec()
+}
