@@ -32,35 +32,30 @@ fn call3(info: &DtInfo, function: u64, a1: u64, a2: u64) -> Result<i64, PsciErro
     call4(info, function, a1, a2, 0)
 }
 
+/// One SMCCC call through `smc` or `hvc`: x0 = function (and result), x1..x3 = arguments.
+macro_rules! smccc {
+    ($insn:literal, $ret:ident, $a1:expr, $a2:expr, $a3:expr) => {
+        core::arch::asm!(
+            concat!($insn, " #0"),
+            inlateout("x0") $ret,
+            inlateout("x1") $a1 => _,
+            inlateout("x2") $a2 => _,
+            inlateout("x3") $a3 => _,
+            clobber_abi("C"),
+            options(nostack)
+        )
+    };
+}
+
 /// An SMCCC call with three arguments, returning x0.
 fn call4(info: &DtInfo, function: u64, a1: u64, a2: u64, a3: u64) -> Result<i64, PsciError> {
     let mut ret = function as i64;
     match info.psci_method.as_deref() {
         // SAFETY: a PSCI call through the conduit the platform describes; SMCCC may clobber
         // what the C ABI lets a callee clobber (x0-x17), which `clobber_abi` declares.
-        Some("smc") => unsafe {
-            core::arch::asm!(
-                "smc #0",
-                inlateout("x0") ret,
-                inlateout("x1") a1 => _,
-                inlateout("x2") a2 => _,
-                inlateout("x3") a3 => _,
-                clobber_abi("C"),
-                options(nostack)
-            )
-        },
+        Some("smc") => unsafe { smccc!("smc", ret, a1, a2, a3) },
         // SAFETY: as above, through HVC.
-        Some("hvc") => unsafe {
-            core::arch::asm!(
-                "hvc #0",
-                inlateout("x0") ret,
-                inlateout("x1") a1 => _,
-                inlateout("x2") a2 => _,
-                inlateout("x3") a3 => _,
-                clobber_abi("C"),
-                options(nostack)
-            )
-        },
+        Some("hvc") => unsafe { smccc!("hvc", ret, a1, a2, a3) },
         _ => return Err(PsciError::NoPsci),
     }
     Ok(ret)
