@@ -1,0 +1,539 @@
+//! Host tests: the TFTP client against an in-process TFTP server over a simulated link with
+//! seeded, deterministic loss, duplication and reordering. Time is simulated (microseconds).
+
+use kexboot_net::tftp::{Action, Client, Error, Options, Packet};
+
+/// xorshift64* PRNG: deterministic per seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+    }
+}
+
+fn random_file(len: usize, seed: u64) -> Vec<u8> {
+    let mut r = Rng(seed | 1);
+    (0..len).map(|_| r.next() as u8).collect()
+}
+
+/// A windowed TFTP server (RFC 1350/2347/2348/2349/7440), sans-I/O like the client.
+struct Server {
+    file: Vec<u8>,
+    honour_options: bool,
+    max_window: u16,
+    blksize: usize,
+    window: u64,
+    /// First unacknowledged block (absolute).
+    base: u64,
+    total: u64,
+    oack: Option<Vec<u8>>,
+    last_send: u64,
+    retries: u32,
+    rto: u64,
+    silent: bool,
+}
+
+impl Server {
+    fn new(file: Vec<u8>, honour_options: bool, max_window: u16) -> Self {
+        Server {
+            file,
+            honour_options,
+            max_window,
+            blksize: 512,
+            window: 1,
+            base: 1,
+            total: 0,
+            oack: None,
+            last_send: 0,
+            retries: 0,
+            rto: 1_000_000,
+            silent: false,
+        }
+    }
+
+    fn block(&self, n: u64) -> Vec<u8> {
+        let start = ((n - 1) as usize * self.blksize).min(self.file.len());
+        let end = (start + self.blksize).min(self.file.len());
+        Packet::Data {
+            block: (n & 0xffff) as u16,
+            data: &self.file[start..end],
+        }
+        .emit()
+    }
+
+    fn send_window(&mut self, now: u64) -> Vec<Vec<u8>> {
+        self.last_send = now;
+        if let Some(o) = &self.oack {
+            return vec![o.clone()];
+        }
+        let last = (self.base + self.window - 1).min(self.total);
+        (self.base..=last).map(|n| self.block(n)).collect()
+    }
+
+    fn on_packet(&mut self, pkt: &[u8], now: u64) -> Vec<Vec<u8>> {
+        if self.silent {
+            return vec![];
+        }
+        match Packet::parse(pkt).expect("client sent a malformed packet") {
+            Packet::Rrq { mode, options, .. } => {
+                assert_eq!(mode, "octet");
+                let mut granted: Vec<(String, String)> = vec![];
+                for (n, v) in options.iter().filter(|_| self.honour_options) {
+                    let v: u64 = v.parse().unwrap();
+                    let g = match *n {
+                        "blksize" => {
+                            self.blksize = v.min(1468) as usize;
+                            self.blksize as u64
+                        }
+                        "windowsize" => {
+                            self.window = v.min(self.max_window as u64);
+                            self.window
+                        }
+                        "tsize" => self.file.len() as u64,
+                        "timeout" => {
+                            self.rto = v * 1_000_000;
+                            v
+                        }
+                        other => panic!("unknown option {other}"),
+                    };
+                    granted.push((n.to_string(), g.to_string()));
+                }
+                self.total = (self.file.len() / self.blksize) as u64 + 1;
+                self.base = 1;
+                if !granted.is_empty() {
+                    let opts = granted
+                        .iter()
+                        .map(|(a, b)| (a.as_str(), b.as_str()))
+                        .collect();
+                    self.oack = Some(Packet::Oack { options: opts }.emit());
+                }
+                self.send_window(now)
+            }
+            Packet::Ack { block } => {
+                if self.oack.is_some() {
+                    if block != 0 {
+                        return vec![];
+                    }
+                    self.oack = None;
+                    self.retries = 0;
+                    return self.send_window(now);
+                }
+                // Map the 16-bit block number into [base - 1, base - 1 + window].
+                let off = block.wrapping_sub(((self.base - 1) & 0xffff) as u16) as u64;
+                if off > self.window || self.base > self.total {
+                    return vec![];
+                }
+                if off == 0 && now.saturating_sub(self.last_send) < 50_000 {
+                    return vec![]; // duplicate ACK right after a send: let the timer decide
+                }
+                self.base += off;
+                self.retries = 0;
+                if self.base > self.total {
+                    return vec![];
+                }
+                self.send_window(now)
+            }
+            other => panic!("client sent {other:?}"),
+        }
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        (!self.silent && self.total != 0 && self.base <= self.total)
+            .then_some(self.last_send + self.rto)
+    }
+
+    fn on_tick(&mut self, now: u64) -> Vec<Vec<u8>> {
+        if self.deadline().is_none_or(|d| now < d) {
+            return vec![];
+        }
+        self.retries += 1;
+        assert!(self.retries < 50, "server gave up");
+        self.send_window(now)
+    }
+}
+
+struct Link {
+    rng: Rng,
+    loss: f64,
+    dup: f64,
+    reorder: bool,
+    seq: u64,
+    /// (deliver at, sequence, to client, payload)
+    queue: Vec<(u64, u64, bool, Vec<u8>)>,
+    sent: [usize; 2],
+    dropped: usize,
+}
+
+impl Link {
+    fn send(&mut self, now: u64, to_client: bool, p: Vec<u8>) {
+        self.sent[to_client as usize] += 1;
+        if self.rng.chance(self.loss) {
+            self.dropped += 1;
+            return;
+        }
+        let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let jitter = if self.reorder {
+                self.rng.next() % 3000
+            } else {
+                0
+            };
+            self.seq += 1;
+            self.queue
+                .push((now + 500 + jitter, self.seq, to_client, p.clone()));
+        }
+    }
+}
+
+/// Link impairments: loss probability, duplication probability, reordering.
+struct Net(f64, f64, bool);
+
+struct Outcome {
+    result: Result<usize, Error>,
+    dest: Vec<u8>,
+    client_sent: usize,
+    dropped: usize,
+    file: Vec<u8>,
+}
+
+fn run(
+    file_len: usize,
+    dest_len: usize,
+    opts: Options,
+    seed: u64,
+    Net(loss, dup, reorder): Net,
+    server: impl FnOnce(Vec<u8>) -> Server,
+) -> Outcome {
+    let file = random_file(file_len, seed);
+    let mut srv = server(file.clone());
+    let mut link = Link {
+        rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+        loss,
+        dup,
+        reorder,
+        seq: 0,
+        queue: vec![],
+        sent: [0; 2],
+        dropped: 0,
+    };
+    let mut dest = vec![0u8; dest_len];
+    let mut c = Client::new("boot/Image", opts, dest_len).unwrap();
+    let mut now = 0u64;
+    link.send(now, false, c.start(now));
+    let result = 'run: loop {
+        let next_pkt = link.queue.iter().map(|e| e.0).min();
+        let next = [next_pkt, c.deadline(), srv.deadline()]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t >= now)
+            .min();
+        now = next.unwrap_or(now + 1_000_000).max(now);
+        assert!(now < 100_000_000_000, "simulation ran away");
+        link.queue.sort_by_key(|e| (e.0, e.1));
+        let due: Vec<_> = link
+            .queue
+            .iter()
+            .take_while(|e| e.0 <= now)
+            .cloned()
+            .collect();
+        link.queue.drain(..due.len());
+        for (_, _, to_client, p) in due {
+            if to_client {
+                match c.on_packet(&p, now, &mut dest) {
+                    Ok(Action::Send(a)) => link.send(now, false, a),
+                    Ok(Action::Wait) => {}
+                    Ok(Action::Done { size, ack }) => {
+                        link.send(now, false, ack);
+                        break 'run Ok(size);
+                    }
+                    Err(e) if e.is_fatal() => break 'run Err(e),
+                    Err(e) => panic!("well-formed server packet rejected: {e}"),
+                }
+            } else {
+                for r in srv.on_packet(&p, now) {
+                    link.send(now, true, r);
+                }
+            }
+        }
+        match c.on_tick(now) {
+            Ok(Action::Send(a)) => link.send(now, false, a),
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+        for r in srv.on_tick(now) {
+            link.send(now, true, r);
+        }
+    };
+    Outcome {
+        result,
+        dest,
+        client_sent: link.sent[0],
+        dropped: link.dropped,
+        file,
+    }
+}
+
+const MIB: usize = 1 << 20;
+
+fn check(
+    file_len: usize,
+    opts: Options,
+    seed: u64,
+    loss: f64,
+    dup: f64,
+    reorder: bool,
+    max_window: u16,
+) -> Outcome {
+    let o = run(
+        file_len,
+        file_len + 4096,
+        opts,
+        seed,
+        Net(loss, dup, reorder),
+        |f| Server::new(f, true, max_window),
+    );
+    assert_eq!(o.result, Ok(file_len), "opts {opts:?} loss {loss}");
+    if file_len >= 100_000 {
+        assert_eq!(
+            loss > 0.0,
+            o.dropped > 20,
+            "loss {loss}: {} dropped",
+            o.dropped
+        );
+    }
+    assert!(
+        o.dest[..file_len] == o.file[..],
+        "data mismatch, opts {opts:?} loss {loss}"
+    );
+    assert!(o.dest[file_len..].iter().all(|&b| b == 0));
+    o
+}
+
+const PLAIN: Options = Options {
+    blksize: None,
+    tsize: false,
+    timeout: None,
+    windowsize: None,
+};
+const BIG: Options = Options {
+    blksize: Some(1468),
+    tsize: true,
+    timeout: Some(1),
+    windowsize: Some(16),
+};
+
+#[test]
+fn one_mib_no_loss() {
+    let o = check(MIB, PLAIN, 1, 0.0, 0.0, false, 64);
+    assert_eq!(
+        o.client_sent,
+        MIB / 512 + 2,
+        "one RRQ and one ACK per block"
+    );
+    let o = check(MIB, BIG, 2, 0.0, 0.0, false, 64);
+    // Windowed: about one ACK per 16 blocks.
+    assert!(
+        o.client_sent < MIB / 1468 / 8,
+        "{} packets sent",
+        o.client_sent
+    );
+}
+
+#[test]
+fn one_mib_5_percent_loss() {
+    check(MIB, PLAIN, 3, 0.05, 0.0, false, 64);
+    check(MIB, BIG, 4, 0.05, 0.0, false, 64);
+    check(
+        MIB,
+        Options {
+            windowsize: Some(8),
+            ..PLAIN
+        },
+        5,
+        0.05,
+        0.02,
+        true,
+        64,
+    );
+}
+
+#[test]
+fn one_mib_20_percent_loss_dup_reorder() {
+    check(MIB, PLAIN, 6, 0.20, 0.05, true, 64);
+    check(MIB, BIG, 7, 0.20, 0.05, true, 64);
+    check(
+        MIB,
+        Options {
+            blksize: Some(1024),
+            ..PLAIN
+        },
+        8,
+        0.20,
+        0.0,
+        false,
+        64,
+    );
+}
+
+#[test]
+fn many_seeds_small_files() {
+    for seed in 10..40 {
+        let len = (seed as usize * 7919) % 20000;
+        let opts = if seed % 2 == 0 {
+            BIG
+        } else {
+            Options {
+                windowsize: Some(4),
+                ..PLAIN
+            }
+        };
+        check(
+            len,
+            opts,
+            seed,
+            0.1 + (seed % 3) as f64 * 0.05,
+            0.05,
+            seed % 3 != 0,
+            8,
+        );
+    }
+}
+
+#[test]
+fn exact_multiple_of_blksize_ends_with_empty_block() {
+    check(512 * 40, PLAIN, 41, 0.0, 0.0, false, 8);
+    check(1468 * 40, BIG, 42, 0.1, 0.0, true, 8);
+}
+
+#[test]
+fn block_number_wraps() {
+    // blksize 8: 70000 blocks, past 65535.
+    check(
+        8 * 70_000 + 3,
+        Options {
+            blksize: Some(8),
+            windowsize: Some(32),
+            ..PLAIN
+        },
+        43,
+        0.01,
+        0.0,
+        false,
+        32,
+    );
+}
+
+#[test]
+fn server_without_options_uses_defaults() {
+    let o = run(10_000, 20_000, BIG, 44, Net(0.05, 0.0, false), |f| {
+        Server::new(f, false, 1)
+    });
+    assert_eq!(o.result, Ok(10_000));
+    assert!(o.dest[..10_000] == o.file[..]);
+}
+
+#[test]
+fn window_adapts_to_loss_within_grant() {
+    let mut dest = vec![0u8; MIB];
+    let mut c = Client::new(
+        "f",
+        Options {
+            windowsize: Some(8),
+            ..PLAIN
+        },
+        MIB,
+    )
+    .unwrap();
+    c.start(0);
+    c.on_packet(
+        &Packet::Oack {
+            options: vec![("windowsize", "8")],
+        }
+        .emit(),
+        1,
+        &mut dest,
+    )
+    .unwrap();
+    assert_eq!(c.window(), (8, 8));
+    let t = c.deadline().unwrap();
+    assert!(matches!(c.on_tick(t), Ok(Action::Send(_))));
+    assert_eq!(c.window().0, 4);
+    assert!(matches!(
+        c.on_tick(c.deadline().unwrap()),
+        Ok(Action::Send(_))
+    ));
+    assert_eq!(c.window().0, 2);
+    // Clean windows grow it back by one each, capped at the grant.
+    let mut block = 1u16;
+    let mut sizes = vec![];
+    for _ in 0..12 {
+        loop {
+            let a = c
+                .on_packet(
+                    &Packet::Data {
+                        block,
+                        data: &[0; 512],
+                    }
+                    .emit(),
+                    10_000_000,
+                    &mut dest,
+                )
+                .unwrap();
+            block += 1;
+            if matches!(a, Action::Send(_)) {
+                break;
+            }
+        }
+        sizes.push(c.window().0);
+    }
+    assert_eq!(sizes, [2, 3, 4, 5, 6, 7, 8, 8, 8, 8, 8, 8]);
+}
+
+#[test]
+fn silent_server_times_out() {
+    let o = run(10_000, 20_000, BIG, 45, Net(0.0, 0.0, false), |f| Server {
+        silent: true,
+        ..Server::new(f, true, 8)
+    });
+    assert!(
+        matches!(o.result, Err(Error::Timeout { .. })),
+        "{:?}",
+        o.result.err()
+    );
+    assert!(o.client_sent <= 1 + kexboot_net::tftp::MAX_RETRIES as usize);
+}
+
+#[test]
+fn file_larger_than_destination() {
+    // With tsize: refused at the OACK, nothing written.
+    let o = run(5000, 3000, BIG, 46, Net(0.0, 0.0, false), |f| {
+        Server::new(f, true, 8)
+    });
+    assert_eq!(
+        o.result,
+        Err(Error::TooLarge {
+            size: 5000,
+            capacity: 3000
+        })
+    );
+    assert!(o.dest.iter().all(|&b| b == 0));
+    // Without tsize: refused at the first block that would overflow; earlier blocks written.
+    let o = run(5000, 3000, PLAIN, 47, Net(0.0, 0.0, false), |f| {
+        Server::new(f, true, 8)
+    });
+    assert_eq!(
+        o.result,
+        Err(Error::TooLarge {
+            size: 3072,
+            capacity: 3000
+        })
+    );
+    assert!(o.dest[..2560] == o.file[..2560]);
+    assert!(o.dest[2560..].iter().all(|&b| b == 0));
+}
