@@ -217,22 +217,13 @@ impl Firmware<'_> {
         dtb: u64,
         label: &str,
     ) -> kexboot_relocate::Error {
-        let (fs, info, pen, handoff) = (
-            &mut self.fs,
-            self.info,
-            self.pen.as_ref(),
-            self.handoff.as_ref(),
-        );
-        let mut before_jump = || {
-            if let Some(fs) = fs.as_mut() {
-                fs.device_mut().inner_mut().shutdown();
-            }
-            smp::report_before_jump(info, pen);
-            if let Some(h) = handoff {
-                h.write(label);
-            }
-            crate::arch::el3::note_next_dtb(dtb);
+        let kept = Kept {
+            handoff: self.handoff.as_ref(),
+            pen: self.pen.as_ref(),
+            info: self.info,
         };
+        let fs = &mut self.fs;
+        let mut before_jump = || kept.before_jump(fs.as_mut(), label, dtb);
         relocation::boot(segments, &self.layout, entry, dtb, &mut before_jump)
     }
 
@@ -269,6 +260,22 @@ struct Kept<'a> {
     handoff: Option<&'a warm::Handoff>,
     pen: Option<&'a smp::Pen>,
     info: &'a DtInfo,
+}
+
+impl Kept<'_> {
+    /// What every jump does once nothing can fail any more: stop the disk's DMA, check the
+    /// secondaries, leave the handoff record, and tell an EL3 monitor which DTB a SYSTEM_RESET
+    /// should bring back.
+    fn before_jump(&self, fs: Option<&mut BootFs>, label: &str, dtb: u64) {
+        if let Some(fs) = fs {
+            fs.device_mut().inner_mut().shutdown();
+        }
+        smp::report_before_jump(self.info, self.pen);
+        if let Some(h) = self.handoff {
+            h.write(label);
+        }
+        crate::arch::el3::note_next_dtb(dtb);
+    }
 }
 
 /// Why the boot flow came back.
@@ -377,14 +384,7 @@ fn boot_from_config(
             return Outcome::Failed;
         };
         let label = prepared.label.clone();
-        let mut before_jump = || {
-            fs.device_mut().inner_mut().shutdown();
-            smp::report_before_jump(kept.info, kept.pen);
-            if let Some(h) = kept.handoff {
-                h.write(&label);
-            }
-            crate::arch::el3::note_next_dtb(prepared.dtb); // Issue 4: SYSTEM_RESET comes back warm
-        };
+        let mut before_jump = || kept.before_jump(Some(&mut *fs), &label, prepared.dtb);
         let err = relocation::boot(
             &prepared.segments,
             layout,
