@@ -161,6 +161,7 @@ pub fn run(
         pen,
         info,
         store: None,
+        net: Default::default(),
     };
     let mut env = fw.load_env(env);
     shell::autoboot(&mut fw, &mut env)
@@ -177,6 +178,8 @@ pub struct Firmware<'a> {
     pub info: &'a DtInfo,
     /// The saved environment's copies (for `saveenv`), once read.
     pub store: Option<envstore::Loaded>,
+    /// The network, once a network command needed it.
+    pub net: crate::netboot::Net,
 }
 
 impl Firmware<'_> {
@@ -217,13 +220,8 @@ impl Firmware<'_> {
         dtb: u64,
         label: &str,
     ) -> kexboot_relocate::Error {
-        let kept = Kept {
-            handoff: self.handoff.as_ref(),
-            pen: self.pen.as_ref(),
-            info: self.info,
-        };
-        let fs = &mut self.fs;
-        let mut before_jump = || kept.before_jump(fs.as_mut(), label, dtb);
+        let kept = Kept::new(&self.handoff, &self.pen, self.info);
+        let mut before_jump = || kept.before_jump(label, dtb);
         relocation::boot(segments, &self.layout, entry, dtb, &mut before_jump)
     }
 
@@ -236,11 +234,7 @@ impl Firmware<'_> {
         if let Some(l) = label {
             request.entry = Some(l.into());
         }
-        let kept = Kept {
-            handoff: self.handoff.as_ref(),
-            pen: self.pen.as_ref(),
-            info: self.info,
-        };
+        let kept = Kept::new(&self.handoff, &self.pen, self.info);
         match boot_from_config(
             fs,
             &self.layout,
@@ -256,20 +250,30 @@ impl Firmware<'_> {
 }
 
 /// What this boot keeps for the kernel and the next kexboot.
-struct Kept<'a> {
-    handoff: Option<&'a warm::Handoff>,
-    pen: Option<&'a smp::Pen>,
-    info: &'a DtInfo,
+pub(crate) struct Kept<'a> {
+    pub handoff: Option<&'a warm::Handoff>,
+    pub pen: Option<&'a smp::Pen>,
+    pub info: &'a DtInfo,
 }
 
-impl Kept<'_> {
-    /// What every jump does once nothing can fail any more: stop the disk's DMA, check the
-    /// secondaries, leave the handoff record, and tell an EL3 monitor which DTB a SYSTEM_RESET
-    /// should bring back.
-    fn before_jump(&self, fs: Option<&mut BootFs>, label: &str, dtb: u64) {
-        if let Some(fs) = fs {
-            fs.device_mut().inner_mut().shutdown();
+impl<'a> Kept<'a> {
+    pub fn new(
+        handoff: &'a Option<warm::Handoff>,
+        pen: &'a Option<smp::Pen>,
+        info: &'a DtInfo,
+    ) -> Self {
+        Kept {
+            handoff: handoff.as_ref(),
+            pen: pen.as_ref(),
+            info,
         }
+    }
+
+    /// What every jump does once nothing can fail any more: reset every virtio device (disk,
+    /// network: no DMA into the next kernel), check the secondaries, leave the handoff record,
+    /// and tell an EL3 monitor which DTB a SYSTEM_RESET should bring back.
+    pub(crate) fn before_jump(&self, label: &str, dtb: u64) {
+        crate::virtio_net::reset_all(&self.info.virtio_mmio);
         smp::report_before_jump(self.info, self.pen);
         if let Some(h) = self.handoff {
             h.write(label);
@@ -279,7 +283,7 @@ impl Kept<'_> {
 }
 
 /// Why the boot flow came back.
-enum Outcome {
+pub(crate) enum Outcome {
     /// No entry could be booted.
     Failed,
     /// The person asked for the shell.
@@ -324,7 +328,7 @@ fn show_menu(config: &kexboot_menu::extlinux::Config, always: bool) -> MenuActio
     })
 }
 
-/// Tries every entry in boot order; returns only when none could be booted.
+/// The disk's extlinux.conf flow; returns only when no entry could be booted.
 fn boot_from_config(
     fs: &mut BootFs,
     layout: &MemoryLayout,
@@ -336,7 +340,7 @@ fn boot_from_config(
     if fs.stat(BENCH_MARKER).is_ok() {
         crate::bench::run(layout);
     }
-    let (path, mut config) = match flow::load_config(fs) {
+    let (path, config) = match flow::load_config(fs) {
         Ok(c) => c,
         Err(e) => {
             log::error!("{e}");
@@ -345,58 +349,94 @@ fn boot_from_config(
     };
     timer::mark("config read");
     log::info!("{path}: {} entries", config.entries.len());
-    for said in request.apply(&mut config) {
-        log::info!("{said}");
-    }
-    // The boot menu, when the config asks for one; a warm reboot that named its entry skips it.
-    if request.entry.is_none() || force_menu {
-        match show_menu(&config, force_menu) {
-            MenuAction::Shell => return Outcome::Shell,
-            MenuAction::Boot {
-                index,
-                append_override,
-            } => {
-                config.default = Some(config.entries[index].label.clone());
-                if let Some(a) = append_override {
-                    config.entries[index].append = Some(a);
+    let boot = ConfigBoot {
+        layout,
+        dtb,
+        request,
+        kept,
+        force_menu,
+    };
+    boot.run(fs, path, config)
+}
+
+/// One boot through an extlinux-format config, from the disk or over the network (PXE).
+pub(crate) struct ConfigBoot<'a> {
+    pub layout: &'a MemoryLayout,
+    pub dtb: &'a [u8],
+    pub request: &'a BootRequest,
+    pub kept: &'a Kept<'a>,
+    pub force_menu: bool,
+}
+
+impl ConfigBoot<'_> {
+    /// The menu (when the config asks for one), then every entry in boot order, with paths
+    /// resolved against `path` by `files`; returns only when none could be booted.
+    pub fn run(
+        &self,
+        files: &mut dyn flow::Files,
+        path: &str,
+        mut config: kexboot_menu::extlinux::Config,
+    ) -> Outcome {
+        let (layout, dtb, request, kept, force_menu) = (
+            self.layout,
+            self.dtb,
+            self.request,
+            self.kept,
+            self.force_menu,
+        );
+        for said in request.apply(&mut config) {
+            log::info!("{said}");
+        }
+        // The boot menu, when the config asks for one; a warm reboot that named its entry skips it.
+        if request.entry.is_none() || force_menu {
+            match show_menu(&config, force_menu) {
+                MenuAction::Shell => return Outcome::Shell,
+                MenuAction::Boot {
+                    index,
+                    append_override,
+                } => {
+                    config.default = Some(config.entries[index].label.clone());
+                    if let Some(a) = append_override {
+                        config.entries[index].append = Some(a);
+                    }
                 }
             }
         }
-    }
-    let avoid = layout.avoid();
-    let mem = MemoryView {
-        ram: &layout.ram,
-        avoid: &avoid,
-    };
-    let mut from = 0;
-    loop {
-        let (found, _failures) = flow::next_bootable(
-            fs,
-            &mut HeapStaging,
-            &mut Machine,
-            &mem,
-            dtb,
-            path,
-            &config,
-            from,
-        );
-        let Some((pos, prepared)) = found else {
-            return Outcome::Failed;
+        let avoid = layout.avoid();
+        let mem = MemoryView {
+            ram: &layout.ram,
+            avoid: &avoid,
         };
-        let label = prepared.label.clone();
-        let mut before_jump = || kept.before_jump(Some(&mut *fs), &label, prepared.dtb);
-        let err = relocation::boot(
-            &prepared.segments,
-            layout,
-            prepared.entry,
-            prepared.dtb,
-            &mut before_jump,
-        );
-        log::error!(
-            "entry '{}': {}",
-            prepared.label,
-            flow::BootError::Relocate(err)
-        );
-        from = pos + 1;
+        let mut from = 0;
+        loop {
+            let (found, _failures) = flow::next_bootable(
+                files,
+                &mut HeapStaging,
+                &mut Machine,
+                &mem,
+                dtb,
+                path,
+                &config,
+                from,
+            );
+            let Some((pos, prepared)) = found else {
+                return Outcome::Failed;
+            };
+            let label = prepared.label.clone();
+            let mut before_jump = || kept.before_jump(&label, prepared.dtb);
+            let err = relocation::boot(
+                &prepared.segments,
+                layout,
+                prepared.entry,
+                prepared.dtb,
+                &mut before_jump,
+            );
+            log::error!(
+                "entry '{}': {}",
+                prepared.label,
+                flow::BootError::Relocate(err)
+            );
+            from = pos + 1;
+        }
     }
 }

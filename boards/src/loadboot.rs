@@ -24,7 +24,7 @@ fn hex(s: &str) -> Result<u64, String> {
 }
 
 /// Free RAM a `load` may write: not kexboot, its heap, the DTB, reserved or kept memory.
-fn writable(fw: &Firmware) -> Vec<Range> {
+pub(crate) fn writable(fw: &Firmware) -> Vec<Range> {
     free_regions(&fw.layout.ram, &fw.layout.avoid())
 }
 

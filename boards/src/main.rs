@@ -16,6 +16,7 @@ mod boot;
 mod heap;
 mod loadboot;
 mod memory;
+mod netboot;
 mod qemu_virt;
 mod relocation;
 mod shell;
@@ -23,6 +24,7 @@ mod smp;
 mod term;
 mod timer;
 mod virtio;
+mod virtio_net;
 mod warm;
 
 /// The board this build runs on. One module per board; today there is one.

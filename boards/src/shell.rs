@@ -18,10 +18,11 @@ use crate::arch::psci;
 use crate::boot::Firmware;
 use crate::term::{Serial, Timer};
 
-/// Board defaults (U-Boot's default environment): `boot` runs the extlinux.conf flow.
+/// Board defaults (U-Boot's default environment): `boot` runs the disk's extlinux.conf flow,
+/// `netboot` (DHCP, then a boot script or PXE) when the disk had nothing to boot.
 pub fn default_env() -> Env {
     let mut env = Env::default();
-    env.set("bootcmd", "boot");
+    env.set("bootcmd", "boot || netboot");
     env.set("bootdelay", "0");
     env.set("board", "qemu-virt");
     env.set("ver", &format!("kexboot {}", crate::VERSION));
@@ -50,6 +51,11 @@ const COMMANDS: &[(&str, &str)] = &[
         "env default [-a] - reset the environment to the defaults",
     ),
     ("ls", "ls [path] - list a directory of the boot partition"),
+    ("dhcp", "dhcp - get an address (and serverip, bootfile) by DHCP"),
+    ("tftpboot", "tftpboot [addr] [[server:]file] - download a file by TFTP, set filesize"),
+    ("pxe", "pxe get | pxe boot - find the PXELINUX config on the TFTP server / boot it"),
+    ("ping", "ping <ip> - send an ICMP echo request"),
+    ("netboot", "netboot - dhcp, then the boot script DHCP names, else pxe get + pxe boot"),
     ("md", "md <address> [count] - display RAM (32-bit words)"),
     (
         "bootstage",
@@ -88,6 +94,12 @@ impl Commands for Firmware<'_> {
             "saveenv",
             "env",
             "ls",
+            "dhcp",
+            "tftpboot",
+            "tftp",
+            "pxe",
+            "ping",
+            "netboot",
             "md",
             "bootstage",
             "version",
@@ -138,6 +150,30 @@ impl Commands for Firmware<'_> {
                 }
                 Ok(())
             }
+            "dhcp" => crate::netboot::dhcp(self, ctx.env).map_err(CmdError::Msg),
+            "tftpboot" | "tftp" => {
+                crate::netboot::tftpboot(self, argv, ctx.env).map_err(CmdError::Msg)
+            }
+            "pxe" => match arg(1) {
+                Some("get") => crate::netboot::pxe_get(self, ctx.env).map_err(CmdError::Msg),
+                Some("boot") => crate::netboot::pxe_boot(self, ctx.env).map_err(CmdError::Msg),
+                _ => Err(CmdError::Msg("usage: pxe get | pxe boot".into())),
+            },
+            "ping" => crate::netboot::ping(self, argv, ctx.env).map_err(CmdError::Msg),
+            "netboot" => match crate::netboot::netboot(self, ctx.env) {
+                Ok(crate::netboot::Next::Script { name, text }) => {
+                    match Interp::new().run(&name, &text, ctx, self) {
+                        Ok(script::Outcome::Success) => Ok(()),
+                        Ok(script::Outcome::Stopped) => Err(CmdError::Stop),
+                        Ok(script::Outcome::Failure) => Err(CmdError::Msg(format!(
+                            "netboot failed: boot script {name} did not boot"
+                        ))),
+                        Err(e) => Err(CmdError::Msg(format!("netboot failed: {e}"))),
+                    }
+                }
+                Ok(crate::netboot::Next::Shell) => Ok(()),
+                Err(e) => Err(CmdError::Msg(format!("netboot failed: {e}"))),
+            },
             "md" => self.md(arg(1), arg(2), ctx),
             "bootstage" => {
                 say(ctx, "Timer summary in microseconds since kexboot's entry:");

@@ -60,11 +60,6 @@ const MAX_REQUEST: usize = 1 << 20;
 const REQUEST_TIMEOUT_US: u64 = 5_000_000;
 
 impl VirtioBlk {
-    /// Resets the device: no request in flight, no DMA after this.
-    pub fn shutdown(&mut self) {
-        self.dev = None;
-    }
-
     fn read_one(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), FsError> {
         let io = FsError::Io { lba };
         let dev = self.dev.as_mut().ok_or(io.clone())?;

@@ -1,0 +1,515 @@
+//! Netboot, in U-Boot's words: `dhcp`, `tftpboot`, `pxe get`/`pxe boot`, `ping`, and `netboot`
+//! (DHCP, then the boot script DHCP names or the PXELINUX-style config). The stack is
+//! `kexboot_net` (smoltcp + the TFTP client) over virtio-net; a PXE config is the same extlinux
+//! format as on disk and boots through the same flow and relocator, its files fetched by TFTP.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kexboot_fs::Error as FsError;
+use kexboot_menu::env::Env;
+use kexboot_menu::extlinux;
+use kexboot_menu::flow::Files;
+use kexboot_net::{pxe, tftp, Ipv4Addr, Lease, NetError, Platform, Progress, Stack, TftpRequest};
+
+use crate::boot::{ConfigBoot, Firmware, Kept, Outcome};
+use crate::virtio_net::{self, VirtioNet};
+use crate::{console, timer};
+
+/// How long `dhcp` waits for a lease.
+const DHCP_TIMEOUT_US: u64 = 15_000_000;
+/// How long `ping` waits for the echo reply.
+const PING_TIMEOUT_US: u64 = 3_000_000;
+/// Largest PXE config or boot script fetched.
+const MAX_SMALL_FILE: usize = 1 << 20;
+/// U-Boot's default TFTP block size: a 1500-byte MTU without IP fragments.
+const DEFAULT_BLKSIZE: u16 = 1468;
+/// kexboot's default RFC 7440 window (U-Boot's default is 1).
+const DEFAULT_WINDOW: u16 = 16;
+/// Files from this size on get progress lines.
+const PROGRESS_FROM: u64 = 4 << 20;
+
+/// The network state the commands share: the stack once a command needed it, the lease, the
+/// config `pxe get` found.
+#[derive(Default)]
+pub struct Net {
+    stack: Option<Stack<VirtioNet>>,
+    probed: bool,
+    lease: Option<Lease>,
+    pxe: Option<PxeConfig>,
+}
+
+#[derive(Clone)]
+struct PxeConfig {
+    path: String,
+    prefix: String,
+    text: Vec<u8>,
+}
+
+/// The stack's clock and Ctrl-C.
+struct Machine;
+
+impl Platform for Machine {
+    fn now_us(&mut self) -> u64 {
+        timer::since_start_us()
+    }
+
+    fn interrupted(&mut self) -> bool {
+        console::try_read_byte() == Some(0x03)
+    }
+}
+
+fn mac_str(mac: [u8; 6]) -> String {
+    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    parts.join(":")
+}
+
+fn netmask(prefix: u8) -> Ipv4Addr {
+    let bits = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    Ipv4Addr::from(bits)
+}
+
+fn prefix_len(mask: Ipv4Addr) -> u8 {
+    u32::from(mask).leading_ones() as u8
+}
+
+fn env_ip(env: &Env, name: &str) -> Option<Ipv4Addr> {
+    env.get(name).and_then(|v| v.trim().parse().ok())
+}
+
+impl Net {
+    /// The stack on the first virtio-net device (probed once).
+    fn stack(
+        &mut self,
+        info: &kexboot_loader::dt::DtInfo,
+    ) -> Result<&mut Stack<VirtioNet>, String> {
+        if self.stack.is_none() && !self.probed {
+            self.probed = true;
+            if let Some(nic) = virtio_net::find(&info.virtio_mmio) {
+                log::info!(
+                    "virtio-net at {:#x}, MAC {}",
+                    nic.base,
+                    mac_str(kexboot_net::Nic::mac(&nic))
+                );
+                self.stack = Some(Stack::new(nic, timer::since_start_us()));
+            }
+        }
+        self.stack
+            .as_mut()
+            .ok_or_else(|| "no network device (virtio-net)".to_string())
+    }
+}
+
+/// `dhcp`: a lease; sets `ipaddr`, `netmask`, `gatewayip`, `dnsip`, `serverip`, `bootfile`.
+pub fn dhcp(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
+    let t0 = timer::since_start_us();
+    let stack = fw.net.stack(fw.info)?;
+    let lease = stack
+        .dhcp(&mut Machine, DHCP_TIMEOUT_US)
+        .map_err(|e| format!("DHCP: {e}"))?;
+    let ms = (timer::since_start_us() - t0) / 1000;
+    let router = lease.router.map_or("none".into(), |r| r.to_string());
+    let bootfile = lease.bootfile.clone().unwrap_or_default();
+    println!(
+        "DHCP: {}/{} router {} server {} tftp {} bootfile '{}' ({} ms)",
+        lease.address,
+        lease.prefix_len,
+        router,
+        lease.server_id,
+        lease.tftp_server(),
+        bootfile,
+        ms
+    );
+    env.set("ipaddr", &lease.address.to_string());
+    env.set("netmask", &netmask(lease.prefix_len).to_string());
+    match lease.router {
+        Some(r) => env.set("gatewayip", &r.to_string()),
+        None => {
+            env.unset("gatewayip");
+        }
+    }
+    if let Some(d) = lease.dns.first() {
+        env.set("dnsip", &d.to_string());
+    }
+    env.set("serverip", &lease.tftp_server().to_string());
+    if let Some(b) = &lease.bootfile {
+        env.set("bootfile", b);
+    }
+    timer::mark("DHCP lease");
+    fw.net.lease = Some(lease);
+    fw.net.pxe = None;
+    Ok(())
+}
+
+/// An address for the network commands: the static `ipaddr`/`netmask`/`gatewayip` when set
+/// (as U-Boot), else DHCP.
+fn ensure_address(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
+    let stack = fw.net.stack(fw.info)?;
+    if stack.address().is_some() {
+        return Ok(());
+    }
+    if let Some(ip) = env_ip(env, "ipaddr") {
+        let prefix = env_ip(env, "netmask").map_or(24, prefix_len);
+        stack.configure(ip, prefix, env_ip(env, "gatewayip"));
+        return Ok(());
+    }
+    dhcp(fw, env)
+}
+
+/// TFTP options from the environment (U-Boot's names): `tftpblocksize`, `tftpwindowsize`,
+/// `tftptimeout` (ms, as U-Boot; sent as whole seconds), always `tsize`.
+fn options(env: &Env) -> tftp::Options {
+    let num = |name: &str| env.get(name).and_then(|v| v.trim().parse::<u32>().ok());
+    let blksize = num("tftpblocksize").map_or(DEFAULT_BLKSIZE, |b| b.clamp(8, 65464) as u16);
+    let window = num("tftpwindowsize").map_or(DEFAULT_WINDOW, |w| w.clamp(1, 256) as u16);
+    let timeout = num("tftptimeout").map_or(1, |ms| (ms / 1000).clamp(1, 255) as u8);
+    tftp::Options {
+        blksize: Some(blksize),
+        tsize: true,
+        timeout: Some(timeout),
+        windowsize: Some(window),
+    }
+}
+
+/// The server: `serverip`, else the lease's TFTP server.
+fn server(fw: &Firmware, env: &Env) -> Result<Ipv4Addr, String> {
+    env_ip(env, "serverip")
+        .or_else(|| fw.net.lease.as_ref().map(Lease::tftp_server))
+        .ok_or_else(|| "no TFTP server: set serverip or run dhcp".to_string())
+}
+
+fn port(env: &Env) -> u16 {
+    env.get("tftpdstp")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(69)
+}
+
+/// Downloads `file` into `dest` and prints the summary line (size, time, rate, crc32).
+fn fetch(
+    stack: &mut Stack<VirtioNet>,
+    req: &TftpRequest,
+    dest: &mut [u8],
+) -> Result<usize, NetError> {
+    let mut last_print = 0u64;
+    let file = req.file;
+    let mut progress = |p: &Progress| {
+        let big = p.total.unwrap_or(p.received) >= PROGRESS_FROM;
+        if !big || p.elapsed_us < last_print + 1_000_000 {
+            return;
+        }
+        last_print = p.elapsed_us;
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        match p.total {
+            Some(t) if t > 0 => println!(
+                "TFTP '{file}': {:.1} of {:.1} MiB ({}%)",
+                mib(p.received),
+                mib(t),
+                p.received * 100 / t
+            ),
+            _ => println!("TFTP '{file}': {:.1} MiB", mib(p.received)),
+        }
+    };
+    let t = stack.tftp_get(&mut Machine, req, dest, &mut progress)?;
+    let crc = crc32fast::hash(dest.get(..t.size).unwrap_or(&[]));
+    let secs = t.elapsed_us.max(1) as f64 / 1e6;
+    println!(
+        "TFTP '{}': {} bytes in {:.3} s, {:.1} MB/s, blksize {}, window {}, {} timeouts, crc32 {:#010x}",
+        file,
+        t.size,
+        secs,
+        t.size as f64 / secs / 1e6,
+        t.blksize,
+        t.window,
+        t.timeouts,
+        crc
+    );
+    Ok(t.size)
+}
+
+fn parse_hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
+}
+
+/// `tftpboot [addr] [[server:]file]`: downloads to RAM at `addr` (default `loadaddr`, else
+/// `kernel_addr_r`), refusing anything past the free RAM there; sets `filesize` and `fileaddr`.
+pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(), String> {
+    let usage = "usage: tftpboot [addr] [[server:]file]";
+    let (addr, spec) = match argv {
+        [_] => (None, None),
+        [_, one] => match parse_hex(one) {
+            Some(a) => (Some(a), None),
+            None => (None, Some(one.as_str())),
+        },
+        [_, a, f] => (Some(parse_hex(a).ok_or(usage)?), Some(f.as_str())),
+        _ => return Err(usage.into()),
+    };
+    let addr = match addr {
+        Some(a) => a,
+        None => ["loadaddr", "kernel_addr_r"]
+            .iter()
+            .find_map(|n| env.get(n).and_then(parse_hex))
+            .ok_or("tftpboot: no address (set loadaddr)")?,
+    };
+    let spec = spec
+        .map(String::from)
+        .or_else(|| env.get("bootfile").map(String::from))
+        .ok_or("tftpboot: no file name (give one or set bootfile)")?;
+    let (srv, file) = match spec.split_once(':') {
+        Some((s, f)) => (
+            Some(
+                s.parse::<Ipv4Addr>()
+                    .map_err(|_| format!("'{s}' is not an IPv4 address"))?,
+            ),
+            f.to_string(),
+        ),
+        None => (None, spec.clone()),
+    };
+    let region = crate::loadboot::writable(fw)
+        .into_iter()
+        .find(|r| r.start <= addr && addr < r.end)
+        .ok_or_else(|| {
+            format!("tftpboot: {addr:#x} is not free RAM (kexboot, its heap, reserved memory)")
+        })?;
+    ensure_address(fw, env)?;
+    let server = match srv {
+        Some(s) => s,
+        None => server(fw, env)?,
+    };
+    let req = TftpRequest {
+        server,
+        port: port(env),
+        file: &file,
+        options: options(env),
+    };
+    println!("TFTP from {server}: '{file}' to {addr:#x}");
+    let dest_len = usize::try_from(region.end - addr).map_err(|_| "tftpboot: region too large")?;
+    // SAFETY: `addr..region.end` is free RAM that nothing of kexboot's uses (not kexboot, its
+    // heap and stacks, the DTB, reserved or kept memory); the client writes only inside it.
+    let dest = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, dest_len) };
+    let stack = fw.net.stack(fw.info)?;
+    let n = fetch(stack, &req, dest).map_err(|e| format!("TFTP '{file}': {e}"))?;
+    env.set("filesize", &format!("{n:x}"));
+    env.set("fileaddr", &format!("{addr:x}"));
+    Ok(())
+}
+
+/// A small file (config, script) into a fresh buffer.
+fn fetch_small(fw: &mut Firmware, env: &Env, file: &str) -> Result<Vec<u8>, NetError> {
+    let server = server(fw, env).map_err(|_| NetError::NotConfigured)?;
+    let req = TftpRequest {
+        server,
+        port: port(env),
+        file,
+        options: options(env),
+    };
+    let mut buf = alloc::vec![0u8; MAX_SMALL_FILE];
+    let stack = fw.net.stack(fw.info).map_err(|_| NetError::NotConfigured)?;
+    let n = fetch(stack, &req, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// `pxe get`: the first of PXELINUX's config names the server has (01-<mac>, the address in
+/// hex shortened one digit at a time, `default`), under the directory of the DHCP boot file.
+pub fn pxe_get(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
+    ensure_address(fw, env)?;
+    let stack = fw.net.stack(fw.info)?;
+    let mac = stack.mac();
+    let (ip, _) = stack.address().ok_or("pxe: no address")?;
+    let bootfile = env.get("bootfile").unwrap_or("").to_string();
+    let prefix = env
+        .get("pxeprefix")
+        .map(String::from)
+        .unwrap_or_else(|| pxe::prefix_of(&bootfile).to_string());
+    for path in pxe::config_paths(&prefix, mac, ip) {
+        println!("PXE: trying {path}");
+        match fetch_small(fw, env, &path) {
+            Ok(text) => {
+                println!("PXE: using {path}");
+                fw.net.pxe = Some(PxeConfig { path, prefix, text });
+                return Ok(());
+            }
+            // The server answered (file not found, access denied): try the next name.
+            Err(NetError::Tftp(tftp::Error::Remote { .. })) => continue,
+            Err(e) => return Err(format!("pxe get: {path}: {e}")),
+        }
+    }
+    Err("pxe get: the server has none of the PXE config files".into())
+}
+
+/// Files of a PXE config, fetched by TFTP relative to the boot file's directory.
+struct TftpFiles<'a> {
+    stack: &'a mut Stack<VirtioNet>,
+    server: Ipv4Addr,
+    port: u16,
+    prefix: String,
+    options: tftp::Options,
+    /// A file fetched whole because the server would not tell its size (no `tsize`).
+    cached: Option<(String, Vec<u8>)>,
+}
+
+fn fs_error(path: &str, e: NetError) -> FsError {
+    log::error!("TFTP '{path}': {e}");
+    match e {
+        NetError::Tftp(tftp::Error::Remote { code: 1, .. }) => FsError::NotFound,
+        NetError::Tftp(tftp::Error::TooLarge { size, capacity }) => FsError::TooLarge {
+            size,
+            capacity: capacity as u64,
+        },
+        _ => FsError::Io { lba: 0 },
+    }
+}
+
+impl TftpFiles<'_> {
+    fn request<'p>(&self, path: &'p str) -> TftpRequest<'p> {
+        TftpRequest {
+            server: self.server,
+            port: self.port,
+            file: path,
+            options: self.options,
+        }
+    }
+}
+
+impl Files for TftpFiles<'_> {
+    fn size(&mut self, path: &str) -> Result<u64, FsError> {
+        let path = pxe::resolve(&self.prefix, path);
+        if let Some((p, data)) = &self.cached {
+            if *p == path {
+                return Ok(data.len() as u64);
+            }
+        }
+        match self.stack.tftp_size(&mut Machine, &self.request(&path)) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => {
+                // No tsize: fetch it whole into the heap, within what the heap can spare.
+                let cap = (crate::heap::free_bytes() / 2).min(512 << 20);
+                let mut buf = alloc::vec![0u8; cap];
+                let req = self.request(&path);
+                let n = fetch(self.stack, &req, &mut buf).map_err(|e| fs_error(&path, e))?;
+                buf.truncate(n);
+                self.cached = Some((path, buf));
+                Ok(n as u64)
+            }
+            Err(e) => Err(fs_error(&path, e)),
+        }
+    }
+
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FsError> {
+        let path = pxe::resolve(&self.prefix, path);
+        if let Some((p, data)) = self.cached.take() {
+            if p == path {
+                let too_large = FsError::TooLarge {
+                    size: data.len() as u64,
+                    capacity: dst.len() as u64,
+                };
+                let out = dst.get_mut(..data.len()).ok_or(too_large)?;
+                out.copy_from_slice(&data);
+                return Ok(data.len());
+            }
+        }
+        let req = self.request(&path);
+        fetch(self.stack, &req, dst).map_err(|e| fs_error(&path, e))
+    }
+}
+
+/// `pxe boot`: boots the config `pxe get` found (getting it first if needed) through the same
+/// flow as a disk's extlinux.conf: menu when it asks for one, entries in order, one relocator.
+pub fn pxe_boot(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
+    if fw.net.pxe.is_none() {
+        pxe_get(fw, env)?;
+    }
+    let cfg = fw.net.pxe.clone().ok_or("pxe boot: no config (pxe get)")?;
+    let config = extlinux::parse_bytes(&cfg.text).map_err(|e| format!("{}: {e}", cfg.path))?;
+    for note in &config.notes {
+        log::warn!("{}: {note}", cfg.path);
+    }
+    log::info!("{}: {} entries", cfg.path, config.entries.len());
+    let server = server(fw, env)?;
+    let options = options(env);
+    let port = port(env);
+    let stack = fw.net.stack.as_mut().ok_or("pxe boot: no network device")?;
+    let mut files = TftpFiles {
+        stack,
+        server,
+        port,
+        prefix: cfg.prefix.clone(),
+        options,
+        cached: None,
+    };
+    let kept = Kept::new(&fw.handoff, &fw.pen, fw.info);
+    let boot = ConfigBoot {
+        layout: &fw.layout,
+        dtb: &fw.base_dtb,
+        request: &fw.request,
+        kept: &kept,
+        force_menu: false,
+    };
+    match boot.run(&mut files, "", config) {
+        Outcome::Failed => Err(format!(
+            "pxe boot: no entry of {} could be booted",
+            cfg.path
+        )),
+        Outcome::Shell => Ok(()),
+    }
+}
+
+/// `ping <ip>`.
+pub fn ping(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(), String> {
+    let [_, target] = argv else {
+        return Err("usage: ping <IPv4 address>".into());
+    };
+    let ip: Ipv4Addr = target
+        .parse()
+        .map_err(|_| format!("'{target}' is not an IPv4 address"))?;
+    ensure_address(fw, env)?;
+    let stack = fw.net.stack(fw.info)?;
+    match stack.ping(&mut Machine, ip, PING_TIMEOUT_US) {
+        Ok(us) => {
+            println!(
+                "host {ip} is alive (rtt {}.{} ms)",
+                us / 1000,
+                (us % 1000) / 100
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("ping failed; host {ip} is not alive: {e}")),
+    }
+}
+
+/// What `netboot` leaves for the shell to run.
+pub enum Next {
+    /// A boot script DHCP named: run it.
+    Script { name: String, text: String },
+    /// The person left the PXE menu for the shell.
+    Shell,
+}
+
+/// `netboot`: DHCP, then the boot file when it is a script (`.scr` legacy image or `.txt`),
+/// else PXE. Returns the script for the caller's interpreter; Err when nothing booted.
+pub fn netboot(fw: &mut Firmware, env: &mut Env) -> Result<Next, String> {
+    dhcp(fw, env)?;
+    let bootfile = env.get("bootfile").unwrap_or("").to_string();
+    let is_script = bootfile.ends_with(".scr") || bootfile.ends_with(".txt");
+    if is_script {
+        let bytes =
+            fetch_small(fw, env, &bootfile).map_err(|e| format!("TFTP '{bootfile}': {e}"))?;
+        let text = match bootfile.ends_with(".scr") {
+            true => kexboot_menu::script::parse_legacy_script_image(&bytes)
+                .map_err(|e| format!("{bootfile}: {e}"))?
+                .to_string(),
+            false => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        log::info!("running boot script {bootfile} from the network");
+        return Ok(Next::Script {
+            name: bootfile,
+            text,
+        });
+    }
+    pxe_get(fw, env)?;
+    pxe_boot(fw, env)?;
+    Ok(Next::Shell)
+}
