@@ -87,7 +87,10 @@ mod tests {
     #[test]
     fn resolve_paths() {
         assert_eq!(resolve("pxelinux/", "vmlinuz"), "pxelinux/vmlinuz");
-        assert_eq!(resolve("pxelinux/", "debian/initrd.gz"), "pxelinux/debian/initrd.gz");
+        assert_eq!(
+            resolve("pxelinux/", "debian/initrd.gz"),
+            "pxelinux/debian/initrd.gz"
+        );
         assert_eq!(resolve("pxelinux/", "/boot/vmlinuz"), "boot/vmlinuz");
         assert_eq!(resolve("pxelinux/", "::boot/vmlinuz"), "boot/vmlinuz");
         assert_eq!(resolve("pxelinux/", "::/boot/vmlinuz"), "boot/vmlinuz");

@@ -7,7 +7,9 @@ use alloc::{string::String, vec, vec::Vec};
 use core::fmt;
 use core::net::Ipv4Addr;
 
-use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{dhcpv4, icmp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -40,6 +42,8 @@ const DHCP_OPT_TFTP_SERVER: u8 = 66;
 const DHCP_OPT_BOOTFILE: u8 = 67;
 /// Interval between echo requests of one `ping`.
 const PING_INTERVAL_US: u64 = 1_000_000;
+/// How long a last TFTP packet (final ACK, ERROR) may wait for ARP before the socket goes.
+const LINGER_US: u64 = 50_000;
 /// Longest the loop hands to [`Platform::idle`] at once.
 const MAX_IDLE_US: u64 = 100_000;
 /// RFC 1350 error code for a packet from an unknown transfer ID.
@@ -82,8 +86,12 @@ impl fmt::Display for NetError {
             NetError::Tftp(e) => write!(f, "{e}"),
             NetError::Nic(e) => write!(f, "network device: {e}"),
             NetError::Interrupted => f.write_str("interrupted"),
-            NetError::NotConfigured => f.write_str("no IPv4 address configured (run dhcp or set ipaddr)"),
-            NetError::NoRoute(a) => write!(f, "no route to {a}: not on the local subnet and no gateway"),
+            NetError::NotConfigured => {
+                f.write_str("no IPv4 address configured (run dhcp or set ipaddr)")
+            }
+            NetError::NoRoute(a) => {
+                write!(f, "no route to {a}: not on the local subnet and no gateway")
+            }
         }
     }
 }
@@ -353,12 +361,9 @@ impl<N: Nic> Stack<N> {
             log::warn!("net: multicast MAC {mac:02x?}, using it as a local unicast address");
             mac[0] = (mac[0] & !1) | 2;
         }
-        let seed = mac
-            .iter()
-            .fold(now_us ^ 0x9E37_79B9_7F4A_7C15, |h, &b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
-            })
-            | 1;
+        let seed = mac.iter().fold(now_us ^ 0x9E37_79B9_7F4A_7C15, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+        }) | 1;
         let mut port = Port {
             nic,
             rx: vec![0; MAX_FRAME],
@@ -576,15 +581,27 @@ impl<N: Nic> Stack<N> {
         let rrq = client.start(p.now_us());
         s.send(&mut sockets, &rrq);
         let mut buf = vec![0u8; MAX_FRAME];
+        // Sends a last packet (final ACK, ERROR) and waits, briefly, until it has left: the
+        // neighbour may have to be resolved again first.
         let finish = |me: &mut Self,
+                      p: &mut dyn Platform,
                       s: &mut Session,
                       sockets: &mut SocketSet<'_>,
-                      now: u64,
                       pkt: Option<Vec<u8>>| {
-            if let Some(pkt) = pkt {
-                s.send(sockets, &pkt);
+            let Some(pkt) = pkt else { return };
+            s.send(sockets, &pkt);
+            let start = p.now_us();
+            let mut now = start;
+            while now.saturating_sub(start) < LINGER_US {
                 // Best effort: a NIC error now changes nothing about the outcome.
-                let _ = me.egress(now, sockets);
+                if me.ingress(now, sockets).is_err() || me.egress(now, sockets).is_err() {
+                    return;
+                }
+                if s.socket(sockets).send_queue() == 0 {
+                    return;
+                }
+                me.idle(p, now, sockets, Some(start + LINGER_US));
+                now = p.now_us();
             }
         };
         loop {
@@ -597,7 +614,7 @@ impl<N: Nic> Stack<N> {
                     }
                     .emit()
                 });
-                finish(self, &mut s, &mut sockets, now, abort);
+                finish(self, p, &mut s, &mut sockets, abort);
                 return Err(NetError::Interrupted);
             }
             let mut busy = self.ingress(now, &mut sockets)?;
@@ -630,7 +647,7 @@ impl<N: Nic> Stack<N> {
                     }
                     Reply::Finish(last, result) => {
                         s.lock(from);
-                        finish(self, &mut s, &mut sockets, now, last);
+                        finish(self, p, &mut s, &mut sockets, last);
                         return result;
                     }
                 }
@@ -643,7 +660,7 @@ impl<N: Nic> Stack<N> {
                 Ok(_) => {}
                 Err(e) => {
                     let abort = client.take_abort().filter(|_| s.tid.is_some());
-                    finish(self, &mut s, &mut sockets, now, abort);
+                    finish(self, p, &mut s, &mut sockets, abort);
                     return Err(NetError::Tftp(e));
                 }
             }
@@ -678,22 +695,22 @@ impl<N: Nic> Stack<N> {
             elapsed_us: now.saturating_sub(start),
             window: c.window().0,
         };
-        let size = self.tftp_session(p, req, &mut client, &mut timeouts, |c, pkt, now| {
-            match c.on_packet(pkt, now, dest) {
-                Ok(Action::Send(ack)) => {
-                    progress(&report(c, now));
-                    Reply::Send(ack)
-                }
-                Ok(Action::Wait) => Reply::Accept,
-                Ok(Action::Done { size, ack }) => {
-                    progress(&report(c, now));
-                    Reply::Finish(Some(ack), Ok((size, now)))
-                }
-                Err(e) if e.is_fatal() => Reply::Finish(c.take_abort(), Err(NetError::Tftp(e))),
-                Err(e) => {
-                    log::debug!("tftp: ignored packet: {e}");
-                    Reply::Ignore
-                }
+        let size = self.tftp_session(p, req, &mut client, &mut timeouts, |c, pkt, now| match c
+            .on_packet(pkt, now, dest)
+        {
+            Ok(Action::Send(ack)) => {
+                progress(&report(c, now));
+                Reply::Send(ack)
+            }
+            Ok(Action::Wait) => Reply::Accept,
+            Ok(Action::Done { size, ack }) => {
+                progress(&report(c, now));
+                Reply::Finish(Some(ack), Ok((size, now)))
+            }
+            Err(e) if e.is_fatal() => Reply::Finish(c.take_abort(), Err(NetError::Tftp(e))),
+            Err(e) => {
+                log::debug!("tftp: ignored packet: {e}");
+                Reply::Ignore
             }
         })?;
         Ok(Transfer {
@@ -721,8 +738,12 @@ impl<N: Nic> Stack<N> {
         };
         let mut client = Client::new(req.file, opts, usize::MAX)?;
         let abort = |code, message| Some(Packet::Error { code, message }.emit());
-        self.tftp_session(p, req, &mut client, &mut 0, |c, pkt, now| {
-            match Packet::parse(pkt) {
+        self.tftp_session(
+            p,
+            req,
+            &mut client,
+            &mut 0,
+            |c, pkt, now| match Packet::parse(pkt) {
                 Ok(Packet::Oack { .. }) => match c.on_packet(pkt, now, &mut []) {
                     Ok(_) => Reply::Finish(
                         abort(tftp::code::OPTION_REFUSED, "size query only"),
@@ -742,8 +763,8 @@ impl<N: Nic> Stack<N> {
                     })),
                 ),
                 _ => Reply::Ignore,
-            }
-        })
+            },
+        )
     }
 
     /// ICMP echo (one request per second until `timeout_us`); Ok(round-trip µs) of the first
@@ -853,7 +874,7 @@ fn lease_from(config: &dhcpv4::Config<'_>) -> Lease {
         bootfile: None,
         lease_secs: None,
     };
-    let Some(kept) = config.packet.clone() else {
+    let Some(kept) = config.packet else {
         return lease;
     };
     let Ok(pkt) = DhcpPacket::new_checked(kept.into_inner()) else {
@@ -876,7 +897,10 @@ fn lease_from(config: &dhcpv4::Config<'_>) -> Lease {
         }
     }
     if lease.bootfile.is_none() {
-        lease.bootfile = pkt.get_boot_file().ok().and_then(|f| dhcp_text(f.as_bytes()));
+        lease.bootfile = pkt
+            .get_boot_file()
+            .ok()
+            .and_then(|f| dhcp_text(f.as_bytes()));
     }
     lease
 }
@@ -898,7 +922,10 @@ mod tests {
         };
         assert_eq!(e.to_string(), "no ping reply after 1.5 s");
         let e = NetError::Tftp(tftp::Error::Timeout { retries: 6 });
-        assert_eq!(e.to_string(), "TFTP: server stopped answering after 6 retries");
+        assert_eq!(
+            e.to_string(),
+            "TFTP: server stopped answering after 6 retries"
+        );
         assert!(NetError::NoRoute(Ipv4Addr::new(8, 8, 8, 8))
             .to_string()
             .contains("8.8.8.8"));
@@ -926,7 +953,10 @@ mod tests {
 
     #[test]
     fn dhcp_text_trims() {
-        assert_eq!(dhcp_text(b"pxelinux.0\0\0"), Some(String::from("pxelinux.0")));
+        assert_eq!(
+            dhcp_text(b"pxelinux.0\0\0"),
+            Some(String::from("pxelinux.0"))
+        );
         assert_eq!(dhcp_text(b"\0abc"), None);
         assert_eq!(dhcp_text(b"\xff\xfe"), None);
         assert_eq!(dhcp_text(b""), None);

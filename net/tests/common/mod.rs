@@ -86,6 +86,9 @@ impl Server {
 
     pub fn on_packet(&mut self, pkt: &[u8], now: u64) -> Vec<Vec<u8>> {
         if self.silent {
+            if let Ok(Packet::Error { code, message }) = Packet::parse(pkt) {
+                self.aborted = Some((code, message.to_string()));
+            }
             return vec![];
         }
         match Packet::parse(pkt).expect("client sent a malformed packet") {
@@ -174,4 +177,3 @@ impl Server {
         self.send_window(now)
     }
 }
-

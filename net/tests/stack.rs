@@ -1,0 +1,1306 @@
+//! Host tests of [`Stack`]: a test NIC carries Ethernet frames to an in-process network (ARP,
+//! a DHCP server, a windowed TFTP server with one session per transfer ID, ICMP echo) over a
+//! link with seeded loss, duplication and reordering. Time is virtual: the test platform
+//! advances its clock 50 µs per reading and jumps ahead when the stack is idle.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::rc::Rc;
+
+use common::{random_file, Rng, Server};
+use kexboot_net::tftp::{self, Options, Packet};
+use kexboot_net::{NetError, Nic, NicError, Platform, Progress, Stack, TftpRequest, MAX_FRAME};
+use proptest::prelude::*;
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
+    IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+};
+
+const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const SERVER_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+const STEP_US: u64 = 50;
+const MIB: usize = 1 << 20;
+
+/// DHCP server settings.
+#[derive(Clone)]
+struct Dhcp {
+    enabled: bool,
+    siaddr: Ipv4Addr,
+    opt66: Option<&'static str>,
+    opt67: Option<&'static str>,
+    file: Option<&'static str>,
+    /// Send short, wrong-op, wrong-xid, wrong-MAC and garbage-option offers first.
+    bad_offers: bool,
+    /// Unicast replies to yiaddr instead of broadcast.
+    unicast: bool,
+}
+
+impl Default for Dhcp {
+    fn default() -> Self {
+        Dhcp {
+            enabled: true,
+            siaddr: Ipv4Addr::new(10, 0, 2, 4),
+            opt66: Some("tftp.example"),
+            opt67: Some("pxelinux/pxelinux.0"),
+            file: Some("ignored.efi"),
+            bad_offers: false,
+            unicast: false,
+        }
+    }
+}
+
+/// One TFTP session of the server, keyed by its port (the server's TID).
+struct Session {
+    client_port: u16,
+    server: Server,
+    responses: usize,
+}
+
+/// The simulated link and everything on the other side of it.
+struct World {
+    now: Rc<Cell<u64>>,
+    rng: Rng,
+    loss: f64,
+    dup: f64,
+    reorder: bool,
+    seq: u64,
+    /// (deliver at, sequence, to client, frame)
+    queue: Vec<(u64, u64, bool, Vec<u8>)>,
+    inbox: std::collections::VecDeque<Vec<u8>>,
+    dhcp: Dhcp,
+    files: HashMap<String, Vec<u8>>,
+    honour_options: bool,
+    max_window: u16,
+    sessions: HashMap<u16, Session>,
+    next_port: u16,
+    /// TFTP sessions never answer.
+    tftp_silent: bool,
+    /// Sessions fall silent after this many responses.
+    stop_after: Option<usize>,
+    /// Extra OACK option the client did not ask for.
+    oack_extra: bool,
+    /// Payloads sent from the session's TID right after its first response.
+    inject: Vec<Vec<u8>>,
+    /// Also send a DATA block 1 from another port after the first response.
+    stranger: bool,
+    /// Raw frames handed to the client once, at the first RRQ.
+    garbage: Vec<Vec<u8>>,
+    /// Drop this many ARP replies before answering.
+    drop_arp_replies: usize,
+    // What the server side saw.
+    arp_requests: usize,
+    rrqs: usize,
+    to_unknown_port: Vec<(u16, Vec<u8>)>,
+    aborts: Vec<(u16, String)>,
+    echo_requests: usize,
+    dropped: usize,
+}
+
+impl World {
+    fn new(seed: u64, loss: f64, dup: f64, reorder: bool) -> Self {
+        World {
+            now: Rc::new(Cell::new(1_000_000)),
+            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            loss,
+            dup,
+            reorder,
+            seq: 0,
+            queue: vec![],
+            inbox: Default::default(),
+            dhcp: Dhcp::default(),
+            files: HashMap::new(),
+            honour_options: true,
+            max_window: 64,
+            sessions: HashMap::new(),
+            next_port: 30000,
+            tftp_silent: false,
+            stop_after: None,
+            oack_extra: false,
+            inject: vec![],
+            stranger: false,
+            garbage: vec![],
+            drop_arp_replies: 0,
+            arp_requests: 0,
+            rrqs: 0,
+            to_unknown_port: vec![],
+            aborts: vec![],
+            echo_requests: 0,
+            dropped: 0,
+        }
+    }
+
+    fn send(&mut self, to_client: bool, frame: Vec<u8>) {
+        let now = self.now.get();
+        if self.rng.chance(self.loss) {
+            self.dropped += 1;
+            return;
+        }
+        let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let jitter = if self.reorder {
+                self.rng.next() % 3000
+            } else {
+                0
+            };
+            self.seq += 1;
+            self.queue
+                .push((now + 200 + jitter, self.seq, to_client, frame.clone()));
+        }
+    }
+
+    /// Next time something happens on the network side.
+    fn next_event(&self) -> Option<u64> {
+        let q = self.queue.iter().map(|e| e.0).min();
+        let s = self
+            .sessions
+            .values()
+            .filter_map(|s| s.server.deadline())
+            .min();
+        q.into_iter().chain(s).min()
+    }
+
+    fn step(&mut self) {
+        let now = self.now.get();
+        self.queue.sort_by_key(|e| (e.0, e.1));
+        let n = self.queue.iter().take_while(|e| e.0 <= now).count();
+        let due: Vec<_> = self.queue.drain(..n).collect();
+        for (_, _, to_client, frame) in due {
+            if to_client {
+                self.inbox.push_back(frame);
+            } else {
+                self.server_frame(&frame);
+            }
+        }
+        let ports: Vec<u16> = self.sessions.keys().copied().collect();
+        for port in ports {
+            let s = self.sessions.get_mut(&port).unwrap();
+            let out = s.server.on_tick(now);
+            let cport = s.client_port;
+            for p in out {
+                self.session_send(port, cport, p);
+            }
+        }
+    }
+
+    fn udp_frame(
+        &self,
+        dst_mac: EthernetAddress,
+        src: (Ipv4Addr, u16),
+        dst: (Ipv4Addr, u16),
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let udp = UdpRepr {
+            src_port: src.1,
+            dst_port: dst.1,
+        };
+        let ip = Ipv4Repr {
+            src_addr: src.0,
+            dst_addr: dst.0,
+            next_header: IpProtocol::Udp,
+            payload_len: 8 + payload.len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; 14 + 20 + 8 + payload.len()];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        EthernetRepr {
+            src_addr: SERVER_MAC,
+            dst_addr: dst_mac,
+            ethertype: EthernetProtocol::Ipv4,
+        }
+        .emit(&mut f);
+        let mut ipp = Ipv4Packet::new_unchecked(f.payload_mut());
+        ip.emit(&mut ipp, &ChecksumCapabilities::default());
+        let mut up = UdpPacket::new_unchecked(ipp.payload_mut());
+        udp.emit(
+            &mut up,
+            &src.0.into(),
+            &dst.0.into(),
+            payload.len(),
+            |b| b.copy_from_slice(payload),
+            &ChecksumCapabilities::default(),
+        );
+        buf
+    }
+
+    fn tftp_to_client(&mut self, from_port: u16, client_port: u16, payload: &[u8]) {
+        let f = self.udp_frame(
+            EthernetAddress(CLIENT_MAC),
+            (SERVER_IP, from_port),
+            (CLIENT_IP, client_port),
+            payload,
+        );
+        self.send(true, f);
+    }
+
+    fn session_send(&mut self, port: u16, client_port: u16, mut p: Vec<u8>) {
+        let s = self.sessions.get_mut(&port).unwrap();
+        s.responses += 1;
+        let first = s.responses == 1;
+        if self.stop_after.is_some_and(|n| s.responses > n) {
+            s.server.silent = true;
+            return;
+        }
+        if first && self.oack_extra {
+            if let Ok(Packet::Oack { options }) = Packet::parse(&p) {
+                let mut o = options.clone();
+                o.push(("multicast", "1"));
+                p = Packet::Oack { options: o }.emit();
+            }
+        }
+        self.tftp_to_client(port, client_port, &p);
+        if first {
+            for inj in self.inject.clone() {
+                self.tftp_to_client(port, client_port, &inj);
+            }
+            if self.stranger {
+                let d = Packet::Data {
+                    block: 1,
+                    data: &[0xEE; 100],
+                }
+                .emit();
+                self.tftp_to_client(port + 1000, client_port, &d);
+            }
+        }
+    }
+
+    fn server_frame(&mut self, frame: &[u8]) {
+        let eth = EthernetFrame::new_checked(frame).expect("client sent a bad frame");
+        match eth.ethertype() {
+            EthernetProtocol::Arp => {
+                let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+                let ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Request,
+                    source_hardware_addr,
+                    source_protocol_addr,
+                    target_protocol_addr,
+                    ..
+                } = arp
+                else {
+                    return;
+                };
+                self.arp_requests += 1;
+                // The server answers for its own address and, as the router, for 10.0.2.2-9.
+                let ours = target_protocol_addr.octets()[..3] == [10, 0, 2]
+                    && (2..10).contains(&target_protocol_addr.octets()[3]);
+                if !ours {
+                    return;
+                }
+                if self.drop_arp_replies > 0 {
+                    self.drop_arp_replies -= 1;
+                    return;
+                }
+                let reply = ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Reply,
+                    source_hardware_addr: SERVER_MAC,
+                    source_protocol_addr: target_protocol_addr,
+                    target_hardware_addr: source_hardware_addr,
+                    target_protocol_addr: source_protocol_addr,
+                };
+                let mut buf = vec![0u8; 14 + reply.buffer_len()];
+                let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+                EthernetRepr {
+                    src_addr: SERVER_MAC,
+                    dst_addr: source_hardware_addr,
+                    ethertype: EthernetProtocol::Arp,
+                }
+                .emit(&mut f);
+                reply.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+                self.send(true, buf);
+            }
+            EthernetProtocol::Ipv4 => {
+                let ipp = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                let ip = Ipv4Repr::parse(&ipp, &ChecksumCapabilities::default())
+                    .expect("bad IPv4 header from client");
+                match ip.next_header {
+                    IpProtocol::Udp => {
+                        let up = UdpPacket::new_checked(ipp.payload()).unwrap();
+                        let udp = UdpRepr::parse(
+                            &up,
+                            &ip.src_addr.into(),
+                            &ip.dst_addr.into(),
+                            &ChecksumCapabilities::default(),
+                        )
+                        .expect("bad UDP checksum from client");
+                        self.udp(ip.src_addr, udp.src_port, udp.dst_port, up.payload());
+                    }
+                    IpProtocol::Icmp => {
+                        let ip_payload = ipp.payload();
+                        let icmp = Icmpv4Packet::new_checked(ip_payload).unwrap();
+                        if let Ok(Icmpv4Repr::EchoRequest {
+                            ident,
+                            seq_no,
+                            data,
+                        }) = Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default())
+                        {
+                            self.echo_requests += 1;
+                            let r = Icmpv4Repr::EchoReply {
+                                ident,
+                                seq_no,
+                                data,
+                            };
+                            let mut buf = vec![0u8; 14 + 20 + r.buffer_len()];
+                            let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+                            EthernetRepr {
+                                src_addr: SERVER_MAC,
+                                dst_addr: EthernetAddress(CLIENT_MAC),
+                                ethertype: EthernetProtocol::Ipv4,
+                            }
+                            .emit(&mut f);
+                            let mut ipp = Ipv4Packet::new_unchecked(f.payload_mut());
+                            Ipv4Repr {
+                                src_addr: ip.dst_addr,
+                                dst_addr: ip.src_addr,
+                                next_header: IpProtocol::Icmp,
+                                payload_len: r.buffer_len(),
+                                hop_limit: 64,
+                            }
+                            .emit(&mut ipp, &ChecksumCapabilities::default());
+                            r.emit(
+                                &mut Icmpv4Packet::new_unchecked(ipp.payload_mut()),
+                                &ChecksumCapabilities::default(),
+                            );
+                            self.send(true, buf);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn udp(&mut self, src: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) {
+        match dport {
+            67 => self.dhcp(payload),
+            69 => {
+                let Ok(Packet::Rrq { filename, .. }) = Packet::parse(payload) else {
+                    panic!("bad RRQ");
+                };
+                assert_eq!(src, CLIENT_IP);
+                self.rrqs += 1;
+                let port = self.next_port;
+                self.next_port += 1;
+                for g in std::mem::take(&mut self.garbage) {
+                    self.send(true, g);
+                }
+                let Some(file) = self.files.get(filename).cloned() else {
+                    let e = Packet::Error {
+                        code: 1,
+                        message: "File not found",
+                    }
+                    .emit();
+                    self.tftp_to_client(port, sport, &e);
+                    return;
+                };
+                let mut server = Server::new(file, self.honour_options, self.max_window);
+                server.strict = false;
+                server.silent = self.tftp_silent;
+                self.sessions.insert(
+                    port,
+                    Session {
+                        client_port: sport,
+                        server,
+                        responses: 0,
+                    },
+                );
+                self.session_packet(port, sport, payload);
+            }
+            p if self.sessions.contains_key(&p) => self.session_packet(p, sport, payload),
+            p => self.to_unknown_port.push((p, payload.to_vec())),
+        }
+    }
+
+    fn session_packet(&mut self, port: u16, sport: u16, payload: &[u8]) {
+        let now = self.now.get();
+        let s = self.sessions.get_mut(&port).unwrap();
+        assert_eq!(s.client_port, sport, "client changed its port mid-transfer");
+        let out = s.server.on_packet(payload, now);
+        if let Some(a) = s.server.aborted.take() {
+            self.aborts.push(a);
+        }
+        for p in out {
+            self.session_send(port, sport, p);
+        }
+    }
+
+    fn dhcp(&mut self, payload: &[u8]) {
+        if !self.dhcp.enabled {
+            return;
+        }
+        let pkt = DhcpPacket::new_checked(payload).unwrap();
+        let req = DhcpRepr::parse(&pkt).expect("bad DHCP from client");
+        let prl = req.parameter_request_list.unwrap_or(&[]).to_vec();
+        assert!(
+            prl.contains(&66) && prl.contains(&67),
+            "options 66/67 not requested: {prl:?}"
+        );
+        let cfg = self.dhcp.clone();
+        let (kind, yiaddr) = match req.message_type {
+            DhcpMessageType::Discover => (DhcpMessageType::Offer, CLIENT_IP),
+            DhcpMessageType::Request
+                if req.requested_ip == Some(CLIENT_IP)
+                    && req.server_identifier == Some(SERVER_IP) =>
+            {
+                (DhcpMessageType::Ack, CLIENT_IP)
+            }
+            DhcpMessageType::Request => (DhcpMessageType::Nak, Ipv4Addr::UNSPECIFIED),
+            _ => return,
+        };
+        let mut extra = vec![DhcpOption {
+            kind: 6,
+            data: &[10, 0, 2, 3, 10, 0, 2, 5],
+        }];
+        if let Some(s) = cfg.opt66 {
+            extra.push(DhcpOption {
+                kind: 66,
+                data: s.as_bytes(),
+            });
+        }
+        if let Some(s) = cfg.opt67 {
+            extra.push(DhcpOption {
+                kind: 67,
+                data: s.as_bytes(),
+            });
+        }
+        let reply = |xid: u32, mac: EthernetAddress, yiaddr: Ipv4Addr| {
+            let repr = DhcpRepr {
+                message_type: kind,
+                transaction_id: xid,
+                secs: 0,
+                client_hardware_address: mac,
+                client_ip: Ipv4Addr::UNSPECIFIED,
+                your_ip: yiaddr,
+                server_ip: cfg.siaddr,
+                router: Some(SERVER_IP),
+                subnet_mask: Some(Ipv4Addr::new(255, 255, 255, 0)),
+                relay_agent_ip: Ipv4Addr::UNSPECIFIED,
+                broadcast: false,
+                requested_ip: None,
+                client_identifier: None,
+                server_identifier: Some(SERVER_IP),
+                parameter_request_list: None,
+                dns_servers: None,
+                max_size: None,
+                lease_duration: Some(86400),
+                renew_duration: None,
+                rebind_duration: None,
+                additional_options: &extra,
+            };
+            let mut buf = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut DhcpPacket::new_unchecked(&mut buf[..]))
+                .unwrap();
+            if let Some(f) = cfg.file {
+                buf[108..108 + f.len()].copy_from_slice(f.as_bytes());
+            }
+            buf
+        };
+        let (dst_mac, dst_ip) = if cfg.unicast && kind != DhcpMessageType::Nak {
+            (EthernetAddress(CLIENT_MAC), yiaddr)
+        } else {
+            (EthernetAddress::BROADCAST, Ipv4Addr::BROADCAST)
+        };
+        let mac = req.client_hardware_address;
+        let mut out = vec![];
+        if cfg.bad_offers && kind == DhcpMessageType::Offer {
+            let good = reply(req.transaction_id, mac, Ipv4Addr::new(10, 0, 2, 66));
+            out.push(good[..100].to_vec()); // short
+            let mut wrong_op = good.clone();
+            wrong_op[0] = 1; // BOOTREQUEST
+            out.push(wrong_op);
+            out.push(reply(
+                req.transaction_id ^ 1,
+                mac,
+                Ipv4Addr::new(10, 0, 2, 67),
+            ));
+            out.push(reply(
+                req.transaction_id,
+                EthernetAddress([2, 0, 0, 0, 0, 1]),
+                Ipv4Addr::new(10, 0, 2, 68),
+            ));
+            let mut garbage = good.clone();
+            garbage.truncate(240);
+            // client id with an unknown hardware type, then a valid-looking offer
+            garbage.extend_from_slice(&[
+                61, 7, 99, 1, 2, 3, 4, 5, 6, 53, 1, 2, 54, 4, 10, 0, 2, 2, 1, 4, 255, 255, 255, 0,
+                255,
+            ]);
+            out.push(garbage);
+            let mut random = good.clone();
+            let mut r = Rng(77);
+            for b in &mut random[240..] {
+                // No second message-type or server-id option by chance.
+                *b = match r.next() as u8 {
+                    53 | 54 => 0,
+                    x => x,
+                };
+            }
+            random[240..243].copy_from_slice(&[53, 1, 7]); // "RELEASE": wrong type for a reply
+            out.push(random);
+        }
+        out.push(reply(req.transaction_id, mac, yiaddr));
+        for p in out {
+            let f = self.udp_frame(dst_mac, (SERVER_IP, 67), (dst_ip, 68), &p);
+            self.send(true, f);
+        }
+    }
+}
+
+struct TestNic {
+    world: Rc<RefCell<World>>,
+}
+
+impl Nic for TestNic {
+    fn mac(&self) -> [u8; 6] {
+        CLIENT_MAC
+    }
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
+        assert!(frame.len() <= MAX_FRAME);
+        self.world.borrow_mut().send(false, frame.to_vec());
+        Ok(())
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let mut w = self.world.borrow_mut();
+        w.step();
+        let f = w.inbox.pop_front()?;
+        buf[..f.len()].copy_from_slice(&f);
+        Some(f.len())
+    }
+}
+
+struct TestPlatform {
+    world: Rc<RefCell<World>>,
+    now: Rc<Cell<u64>>,
+    /// Report Ctrl-C once the clock passes this.
+    interrupt_at: Option<u64>,
+    readings: u64,
+}
+
+impl Platform for TestPlatform {
+    fn now_us(&mut self) -> u64 {
+        self.readings += 1;
+        assert!(self.readings < 200_000_000, "stack spins without end");
+        self.now.set(self.now.get() + STEP_US);
+        self.now.get()
+    }
+    fn interrupted(&mut self) -> bool {
+        self.interrupt_at.is_some_and(|t| self.now.get() >= t)
+    }
+    fn idle(&mut self, until_us: u64) {
+        let now = self.now.get();
+        assert!(until_us > now, "idle until the past");
+        let next = self.world.borrow().next_event().unwrap_or(u64::MAX);
+        self.now.set(until_us.min(next).max(now));
+    }
+}
+
+struct Rig {
+    world: Rc<RefCell<World>>,
+    stack: Stack<TestNic>,
+    p: TestPlatform,
+}
+
+impl Rig {
+    fn new(world: World) -> Self {
+        let now = world.now.clone();
+        let world = Rc::new(RefCell::new(world));
+        let stack = Stack::new(
+            TestNic {
+                world: world.clone(),
+            },
+            now.get(),
+        );
+        let p = TestPlatform {
+            world: world.clone(),
+            now,
+            interrupt_at: None,
+            readings: 0,
+        };
+        Rig { world, stack, p }
+    }
+
+    /// A rig with a static address, serving `files`.
+    fn configured(world: World, files: &[(&str, &[u8])]) -> Self {
+        let mut r = Rig::new(world);
+        for (n, f) in files {
+            r.world.borrow_mut().files.insert(n.to_string(), f.to_vec());
+        }
+        r.stack.configure(CLIENT_IP, 24, Some(SERVER_IP));
+        r
+    }
+
+    fn now(&self) -> u64 {
+        self.p.now.get()
+    }
+
+    /// Lets the frames still on the link arrive, then shows the network side.
+    fn settled(&self) -> std::cell::RefMut<'_, World> {
+        self.p.now.set(self.p.now.get() + 20_000);
+        let mut w = self.world.borrow_mut();
+        w.step();
+        w
+    }
+
+    fn get(
+        &mut self,
+        file: &str,
+        opts: Options,
+        dest: &mut [u8],
+    ) -> (Result<kexboot_net::Transfer, NetError>, Vec<Progress>) {
+        let req = TftpRequest {
+            server: SERVER_IP,
+            port: 69,
+            file,
+            options: opts,
+        };
+        let mut seen = vec![];
+        let r = self
+            .stack
+            .tftp_get(&mut self.p, &req, dest, &mut |p| seen.push(*p));
+        (r, seen)
+    }
+}
+
+const PLAIN: Options = Options {
+    blksize: None,
+    tsize: false,
+    timeout: None,
+    windowsize: None,
+};
+const BIG: Options = Options {
+    blksize: Some(1468),
+    tsize: true,
+    timeout: None,
+    windowsize: Some(16),
+};
+
+// ---------------------------------------------------------------- DHCP
+
+#[test]
+fn dhcp_lease_fields() {
+    let mut r = Rig::new(World::new(1, 0.0, 0.0, false));
+    assert_eq!(r.stack.address(), None);
+    let lease = r.stack.dhcp(&mut r.p, 10_000_000).unwrap();
+    assert_eq!(lease.address, CLIENT_IP);
+    assert_eq!(lease.prefix_len, 24);
+    assert_eq!(lease.router, Some(SERVER_IP));
+    assert_eq!(
+        lease.dns,
+        vec![Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(10, 0, 2, 5)]
+    );
+    assert_eq!(lease.server_id, SERVER_IP);
+    assert_eq!(lease.next_server, Some(Ipv4Addr::new(10, 0, 2, 4)));
+    assert_eq!(lease.tftp_server_name.as_deref(), Some("tftp.example"));
+    assert_eq!(
+        lease.bootfile.as_deref(),
+        Some("pxelinux/pxelinux.0"),
+        "option 67 wins over `file`"
+    );
+    assert_eq!(lease.lease_secs, Some(86400));
+    assert_eq!(lease.tftp_server(), Ipv4Addr::new(10, 0, 2, 4));
+    assert_eq!(r.stack.address(), Some((CLIENT_IP, 24)));
+    // No loss: DISCOVER, OFFER, REQUEST, ACK well within a second.
+    assert!(
+        r.now() < 1_000_000 + 100_000,
+        "took {} µs",
+        r.now() - 1_000_000
+    );
+}
+
+#[test]
+fn dhcp_file_field_and_option_66_address() {
+    let mut w = World::new(2, 0.0, 0.0, false);
+    w.dhcp = Dhcp {
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        opt66: Some("10.0.2.9"),
+        opt67: None,
+        file: Some("boot/grubaa64.efi"),
+        unicast: true,
+        ..Dhcp::default()
+    };
+    let mut r = Rig::new(w);
+    let lease = r.stack.dhcp(&mut r.p, 10_000_000).unwrap();
+    assert_eq!(lease.next_server, None);
+    assert_eq!(lease.bootfile.as_deref(), Some("boot/grubaa64.efi"));
+    assert_eq!(lease.tftp_server(), Ipv4Addr::new(10, 0, 2, 9));
+    let mut w = World::new(3, 0.0, 0.0, false);
+    w.dhcp = Dhcp {
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        opt66: None,
+        opt67: None,
+        file: None,
+        ..Dhcp::default()
+    };
+    let mut r = Rig::new(w);
+    let lease = r.stack.dhcp(&mut r.p, 10_000_000).unwrap();
+    assert_eq!((&lease.bootfile, &lease.tftp_server_name), (&None, &None));
+    assert_eq!(
+        lease.tftp_server(),
+        SERVER_IP,
+        "falls back to the DHCP server"
+    );
+}
+
+#[test]
+fn dhcp_malformed_offers_ignored() {
+    let mut w = World::new(4, 0.0, 0.0, false);
+    w.dhcp.bad_offers = true;
+    let mut r = Rig::new(w);
+    let lease = r.stack.dhcp(&mut r.p, 10_000_000).unwrap();
+    assert_eq!(lease.address, CLIENT_IP, "a bad offer was taken");
+    assert_eq!(lease.bootfile.as_deref(), Some("pxelinux/pxelinux.0"));
+    assert!(
+        r.now() < 1_000_000 + 100_000,
+        "bad offers cost a retry: {} µs",
+        r.now() - 1_000_000
+    );
+}
+
+#[test]
+fn dhcp_over_lossy_link() {
+    for seed in 0..6 {
+        let mut w = World::new(100 + seed, 0.2, 0.1, true);
+        w.dhcp.bad_offers = seed % 2 == 0;
+        let mut r = Rig::new(w);
+        let lease = r.stack.dhcp(&mut r.p, 120_000_000).unwrap();
+        assert_eq!(lease.address, CLIENT_IP);
+        assert_eq!(lease.next_server, Some(Ipv4Addr::new(10, 0, 2, 4)));
+    }
+}
+
+#[test]
+fn dhcp_without_server_times_out() {
+    let mut w = World::new(5, 0.0, 0.0, false);
+    w.dhcp.enabled = false;
+    let mut r = Rig::new(w);
+    let t0 = r.now();
+    let e = r.stack.dhcp(&mut r.p, 10_000_000).unwrap_err();
+    assert_eq!(
+        e,
+        NetError::Timeout {
+            what: "DHCP offer",
+            after_us: 10_000_000
+        }
+    );
+    assert_eq!(e.to_string(), "no DHCP offer after 10 s");
+    let took = r.now() - t0;
+    assert!((10_000_000..10_200_000).contains(&took), "took {took} µs");
+    assert_eq!(r.stack.address(), None);
+    // Ctrl-C ends it early.
+    r.p.interrupt_at = Some(r.now() + 500_000);
+    assert_eq!(
+        r.stack.dhcp(&mut r.p, 10_000_000),
+        Err(NetError::Interrupted)
+    );
+}
+
+// ---------------------------------------------------------------- TFTP downloads
+
+fn download(
+    seed: u64,
+    len: usize,
+    loss: f64,
+    dup: f64,
+    reorder: bool,
+    opts: Options,
+) -> (kexboot_net::Transfer, Vec<Progress>, World) {
+    let file = random_file(len, seed);
+    let mut r = Rig::configured(World::new(seed, loss, dup, reorder), &[("Image", &file)]);
+    let mut mem = vec![0x5Au8; len + 8192];
+    let (dest, guard) = mem.split_at_mut(len + 4096);
+    let (t, progress) = r.get("Image", opts, dest);
+    let t = t.unwrap_or_else(|e| panic!("seed {seed} loss {loss} {opts:?}: {e}"));
+    assert_eq!(t.size, len);
+    assert!(
+        dest[..len] == file[..],
+        "data differs (seed {seed}, loss {loss})"
+    );
+    assert!(
+        dest[len..].iter().all(|&b| b == 0x5A),
+        "written past the file"
+    );
+    assert!(guard.iter().all(|&b| b == 0x5A), "written past dest");
+    assert_eq!(progress.last().unwrap().received, len as u64);
+    assert!(progress.windows(2).all(|w| w[0].received <= w[1].received));
+    let Rig { world, stack, p } = r;
+    drop((stack, p));
+    let w = Rc::try_unwrap(world).ok().unwrap().into_inner();
+    (t, progress, w)
+}
+
+#[test]
+fn download_no_loss_window_1_and_16() {
+    let (t, p, w) = download(10, MIB, 0.0, 0.0, false, PLAIN);
+    assert_eq!(
+        (t.blksize, t.window, t.timeouts, t.tsize),
+        (512, 1, 0, None)
+    );
+    assert_eq!(p.len(), MIB / 512 + 1, "one progress call per window");
+    assert_eq!(w.rrqs, 1);
+    let (t, p, w) = download(11, 4 * MIB, 0.0, 0.0, false, BIG);
+    assert_eq!((t.blksize, t.window, t.timeouts), (1468, 16, 0));
+    assert_eq!(t.tsize, Some(4 * MIB as u64));
+    assert!(p.len() < 4 * MIB / 1468 / 8, "{} windows", p.len());
+    assert_eq!(p[0].total, Some(4 * MIB as u64));
+    assert_eq!(w.rrqs, 1);
+    // Windowed is much faster in virtual time than lock-step.
+    assert!(t.elapsed_us < 4_000_000, "{} µs", t.elapsed_us);
+}
+
+#[test]
+fn download_5_percent_loss() {
+    let (t, _, w) = download(12, MIB, 0.05, 0.0, false, PLAIN);
+    assert!(t.timeouts > 0 && w.dropped > 20, "no loss happened?");
+    download(13, 2 * MIB, 0.05, 0.02, true, BIG);
+}
+
+#[test]
+fn download_20_percent_loss_dup_reorder() {
+    let (_, _, w) = download(
+        14,
+        MIB,
+        0.20,
+        0.05,
+        true,
+        Options {
+            blksize: Some(1468),
+            ..PLAIN
+        },
+    );
+    assert!(w.dropped > 100);
+    let (t, p, _) = download(15, 3 * MIB, 0.20, 0.05, true, BIG);
+    assert_eq!(t.window, 16, "granted window");
+    let min = p.iter().map(|p| p.window).min().unwrap();
+    assert!(min < 8, "window never shrank under loss (min {min})");
+}
+
+#[test]
+fn many_small_files_lossy() {
+    for seed in 20..40u64 {
+        let len = (seed as usize * 7919) % 30000;
+        let opts = if seed % 2 == 0 {
+            BIG
+        } else {
+            Options {
+                windowsize: Some(4),
+                ..PLAIN
+            }
+        };
+        download(
+            seed,
+            len,
+            0.1 + (seed % 3) as f64 * 0.05,
+            0.05,
+            seed % 3 != 0,
+            opts,
+        );
+    }
+}
+
+#[test]
+fn rrq_sent_as_soon_as_arp_resolves() {
+    let file = random_file(1000, 1);
+    let mut r = Rig::configured(World::new(30, 0.0, 0.0, false), &[("f", &file)]);
+    let mut dest = vec![0u8; 2000];
+    let t = r.get("f", PLAIN, &mut dest).0.unwrap();
+    assert_eq!(r.world.borrow().arp_requests, 1);
+    assert_eq!(t.timeouts, 0);
+    assert!(
+        t.elapsed_us < 50_000,
+        "RRQ waited for a timeout: {} µs",
+        t.elapsed_us
+    );
+    // First ARP reply lost: smoltcp asks again after 1 s, the queued RRQ goes out once.
+    let mut r = Rig::configured(World::new(31, 0.0, 0.0, false), &[("f", &file)]);
+    r.world.borrow_mut().drop_arp_replies = 1;
+    let t = r.get("f", PLAIN, &mut dest).0.unwrap();
+    let w = r.world.borrow();
+    assert_eq!(
+        (w.arp_requests, w.rrqs),
+        (2, 1),
+        "RRQ duplicated while waiting for ARP"
+    );
+    assert!(t.elapsed_us < 1_500_000, "{} µs", t.elapsed_us);
+    assert!(dest[..1000] == file[..]);
+}
+
+#[test]
+fn fresh_port_per_transfer() {
+    let file = random_file(3000, 2);
+    let mut r = Rig::configured(World::new(32, 0.0, 0.0, false), &[("f", &file)]);
+    let mut dest = vec![0u8; 4000];
+    for _ in 0..3 {
+        r.get("f", BIG, &mut dest).0.unwrap();
+    }
+    let ports: std::collections::HashSet<u16> = r
+        .world
+        .borrow()
+        .sessions
+        .values()
+        .map(|s| s.client_port)
+        .collect();
+    assert_eq!(ports.len(), 3, "ports reused: {ports:?}");
+    assert!(ports.iter().all(|&p| p >= 49152));
+}
+
+// ---------------------------------------------------------------- TFTP failures
+
+#[test]
+fn file_larger_than_dest_refused() {
+    let file = random_file(50_000, 3);
+    // With tsize: refused at the OACK, nothing written, ERROR 3 to the server.
+    let mut r = Rig::configured(World::new(40, 0.0, 0.0, false), &[("big", &file)]);
+    let mut mem = vec![0xA5u8; 40_000];
+    let (dest, _) = mem.split_at_mut(30_000);
+    let e = r.get("big", BIG, dest).0.unwrap_err();
+    assert_eq!(
+        e,
+        NetError::Tftp(tftp::Error::TooLarge {
+            size: 50_000,
+            capacity: 30_000
+        })
+    );
+    assert!(
+        mem.iter().all(|&b| b == 0xA5),
+        "written although refused up front"
+    );
+    assert_eq!(
+        r.settled().aborts,
+        vec![(3, "file too large for destination".to_string())]
+    );
+    // Without tsize: refused at the first block that would overflow; nothing past dest.
+    let mut r = Rig::configured(World::new(41, 0.0, 0.0, false), &[("big", &file)]);
+    let mut mem = vec![0xA5u8; 40_000];
+    let (dest, guard) = mem.split_at_mut(30_000);
+    let e = r
+        .get(
+            "big",
+            Options {
+                windowsize: Some(8),
+                ..PLAIN
+            },
+            dest,
+        )
+        .0
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NetError::Tftp(tftp::Error::TooLarge {
+                capacity: 30_000,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    assert!(guard.iter().all(|&b| b == 0xA5), "written past dest");
+    let whole = 30_000 / 512 * 512;
+    assert!(dest[..whole] == file[..whole]);
+}
+
+#[test]
+fn not_found() {
+    let mut r = Rig::configured(World::new(42, 0.0, 0.0, false), &[]);
+    let e = r.get("nope", BIG, &mut [0u8; 10]).0.unwrap_err();
+    assert_eq!(
+        e,
+        NetError::Tftp(tftp::Error::Remote {
+            code: 1,
+            message: "File not found".into()
+        })
+    );
+    assert_eq!(e.to_string(), "TFTP: server error 1: File not found");
+}
+
+#[test]
+fn silent_server_times_out_in_bounded_time() {
+    let mut w = World::new(43, 0.0, 0.0, false);
+    w.tftp_silent = true;
+    let mut r = Rig::configured(w, &[("f", &[1; 100])]);
+    let t0 = r.now();
+    let e = r.get("f", BIG, &mut [0u8; 200]).0.unwrap_err();
+    assert_eq!(
+        e,
+        NetError::Tftp(tftp::Error::Timeout {
+            retries: tftp::MAX_RETRIES
+        })
+    );
+    let took = r.now() - t0;
+    assert!(took < 70_000_000, "took {took} µs");
+    assert_eq!(r.world.borrow().rrqs, 1 + tftp::MAX_RETRIES as usize);
+    // Stops answering mid-transfer.
+    let mut w = World::new(44, 0.0, 0.0, false);
+    w.stop_after = Some(5);
+    let mut r = Rig::configured(w, &[("f", &random_file(100_000, 4))]);
+    let t0 = r.now();
+    let e = r.get("f", BIG, &mut vec![0u8; 100_000]).0.unwrap_err();
+    assert!(
+        matches!(e, NetError::Tftp(tftp::Error::Timeout { .. })),
+        "{e:?}"
+    );
+    assert!(r.now() - t0 < 70_000_000);
+    assert_eq!(r.settled().aborts.len(), 1, "no ERROR sent on timeout");
+}
+
+#[test]
+fn interrupted_transfer_tells_the_server() {
+    let mut r = Rig::configured(
+        World::new(45, 0.0, 0.0, false),
+        &[("f", &random_file(4 * MIB, 5))],
+    );
+    r.p.interrupt_at = Some(r.now() + 300_000);
+    let mut dest = vec![0u8; 4 * MIB];
+    let e = r.get("f", PLAIN, &mut dest).0.unwrap_err();
+    assert_eq!(e, NetError::Interrupted);
+    assert_eq!(r.settled().aborts, vec![(0, "interrupted".to_string())]);
+}
+
+#[test]
+fn other_tid_gets_error_5_and_transfer_goes_on() {
+    let file = random_file(20_000, 6);
+    let mut w = World::new(46, 0.0, 0.0, false);
+    w.stranger = true;
+    let mut r = Rig::configured(w, &[("f", &file)]);
+    let mut dest = vec![0u8; 20_000];
+    r.get("f", BIG, &mut dest).0.unwrap();
+    assert!(dest == file, "stranger's DATA was written");
+    let w = r.settled();
+    assert_eq!(w.to_unknown_port.len(), 1);
+    let (port, pkt) = &w.to_unknown_port[0];
+    assert_eq!(*port, 30000 + 1000);
+    assert_eq!(
+        Packet::parse(pkt),
+        Ok(Packet::Error {
+            code: 5,
+            message: "unknown transfer ID"
+        })
+    );
+}
+
+#[test]
+fn hostile_packets_from_server_tid_ignored() {
+    let file = random_file(30_000, 7);
+    let mut w = World::new(47, 0.0, 0.0, false);
+    w.inject = vec![
+        vec![0],           // short
+        vec![0, 3],        // DATA without block number
+        vec![0, 42, 0, 1], // unknown opcode
+        vec![0, 4, 0, 1],  // ACK to a client
+        Packet::Data {
+            block: 9000,
+            data: &[1; 10],
+        }
+        .emit(), // far-off block
+        Packet::Data {
+            block: 1,
+            data: &[2; 1025],
+        }
+        .emit(), // larger than blksize
+        vec![0, 5, 0, 1, b'x'], // ERROR without NUL
+        vec![0xff; 1472],  // garbage
+    ];
+    let mut r = Rig::configured(w, &[("f", &file)]);
+    let mut mem = vec![0x33u8; 40_000];
+    let (dest, guard) = mem.split_at_mut(30_000);
+    r.get(
+        "f",
+        Options {
+            blksize: Some(1024),
+            ..BIG
+        },
+        dest,
+    )
+    .0
+    .unwrap();
+    assert!(dest[..] == file[..]);
+    assert!(guard.iter().all(|&b| b == 0x33));
+    assert!(r.settled().aborts.is_empty());
+}
+
+#[test]
+fn oack_with_unrequested_option_refused() {
+    let mut w = World::new(48, 0.0, 0.0, false);
+    w.oack_extra = true;
+    let mut r = Rig::configured(w, &[("f", &[7; 5000])]);
+    let mut dest = vec![0u8; 5000];
+    let e = r.get("f", BIG, &mut dest).0.unwrap_err();
+    assert_eq!(
+        e,
+        NetError::Tftp(tftp::Error::UnexpectedOption("multicast".into()))
+    );
+    assert_eq!(
+        r.settled().aborts,
+        vec![(8, "unexpected option".to_string())]
+    );
+    assert!(dest.iter().all(|&b| b == 0));
+}
+
+#[test]
+fn not_configured_and_no_route() {
+    let mut r = Rig::new(World::new(49, 0.0, 0.0, false));
+    let req = TftpRequest::new(SERVER_IP, "f");
+    assert_eq!(
+        r.stack.tftp_get(&mut r.p, &req, &mut [], &mut |_| {}),
+        Err(NetError::NotConfigured)
+    );
+    r.stack.configure(CLIENT_IP, 24, None);
+    let far = Ipv4Addr::new(192, 0, 2, 1);
+    assert_eq!(
+        r.stack.ping(&mut r.p, far, 1_000_000),
+        Err(NetError::NoRoute(far))
+    );
+    assert_eq!(
+        r.stack.tftp_size(&mut r.p, &TftpRequest::new(far, "f")),
+        Err(NetError::NoRoute(far))
+    );
+}
+
+// ---------------------------------------------------------------- tsize, ping
+
+#[test]
+fn tftp_size_queries() {
+    let mut r = Rig::configured(World::new(50, 0.0, 0.0, false), &[("f", &[1; 123_456])]);
+    let req = TftpRequest::new(SERVER_IP, "f");
+    assert_eq!(r.stack.tftp_size(&mut r.p, &req), Ok(Some(123_456)));
+    assert_eq!(r.settled().aborts, vec![(8, "size query only".to_string())]);
+    let e = r
+        .stack
+        .tftp_size(&mut r.p, &TftpRequest::new(SERVER_IP, "missing"))
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        NetError::Tftp(tftp::Error::Remote { code: 1, .. })
+    ));
+    // A server without options answers with DATA: unknown size, ERROR 0.
+    let mut w = World::new(51, 0.0, 0.0, false);
+    w.honour_options = false;
+    let mut r = Rig::configured(w, &[("f", &[1; 1000])]);
+    assert_eq!(r.stack.tftp_size(&mut r.p, &req), Ok(None));
+    assert_eq!(r.settled().aborts, vec![(0, "size query only".to_string())]);
+    // Lossy: still answers.
+    let mut r = Rig::configured(World::new(52, 0.2, 0.1, true), &[("f", &[1; 99])]);
+    assert_eq!(r.stack.tftp_size(&mut r.p, &req), Ok(Some(99)));
+}
+
+#[test]
+fn ping_round_trip() {
+    let mut r = Rig::configured(World::new(53, 0.0, 0.0, false), &[]);
+    let rtt = r.stack.ping(&mut r.p, SERVER_IP, 5_000_000).unwrap();
+    assert!((400..50_000).contains(&rtt), "rtt {rtt} µs (includes ARP)");
+    let rtt2 = r.stack.ping(&mut r.p, SERVER_IP, 5_000_000).unwrap();
+    assert!(rtt2 < rtt, "second ping should not need ARP");
+    assert_eq!(r.world.borrow().echo_requests, 2);
+    // Through the gateway.
+    assert!(r
+        .stack
+        .ping(&mut r.p, Ipv4Addr::new(192, 0, 2, 1), 5_000_000)
+        .is_ok());
+    // Nobody there: ARP never answered.
+    let e = r
+        .stack
+        .ping(&mut r.p, Ipv4Addr::new(10, 0, 2, 99), 3_000_000)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        NetError::Timeout {
+            what: "ping reply",
+            after_us: 3_000_000
+        }
+    );
+    // Lossy link: resends each second until a reply comes.
+    let mut r = Rig::configured(World::new(54, 0.5, 0.0, false), &[]);
+    assert!(r.stack.ping(&mut r.p, SERVER_IP, 60_000_000).is_ok());
+}
+
+#[test]
+fn dhcp_then_tftp_then_into_nic() {
+    let file = random_file(200_000, 8);
+    let mut r = Rig::new(World::new(55, 0.05, 0.02, true));
+    r.world
+        .borrow_mut()
+        .files
+        .insert("pxelinux/pxelinux.0".into(), file.clone());
+    let lease = r.stack.dhcp(&mut r.p, 60_000_000).unwrap();
+    let name = lease.bootfile.clone().unwrap();
+    let req = TftpRequest::new(SERVER_IP, &name);
+    let mut dest = vec![0u8; 300_000];
+    let t = r
+        .stack
+        .tftp_get(&mut r.p, &req, &mut dest, &mut |_| {})
+        .unwrap();
+    assert_eq!(t.size, 200_000);
+    assert!(dest[..200_000] == file[..]);
+    let nic = r.stack.into_nic();
+    assert_eq!(nic.mac(), CLIENT_MAC);
+}
+
+// ---------------------------------------------------------------- garbage
+
+fn frame_to_client(payload: &[u8], port: u16, proto_udp: bool) -> Vec<u8> {
+    let w = World::new(0, 0.0, 0.0, false);
+    if proto_udp {
+        w.udp_frame(
+            EthernetAddress(CLIENT_MAC),
+            (SERVER_IP, 30000),
+            (CLIENT_IP, port),
+            payload,
+        )
+    } else {
+        let mut f = w.udp_frame(
+            EthernetAddress(CLIENT_MAC),
+            (SERVER_IP, 1),
+            (CLIENT_IP, port),
+            &[],
+        );
+        f.truncate(14);
+        f.extend_from_slice(payload);
+        f
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Random frames, random UDP datagrams to the DHCP and TFTP ports and random payloads from
+    /// the server's TID: the stack never panics and never writes outside `dest`.
+    #[test]
+    fn random_frames_never_panic(
+        raw in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1600), 0..12),
+        dgrams in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..600), 0..12),
+        inject in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..600), 0..12),
+        seed in any::<u64>(),
+    ) {
+        let file = random_file(5000, seed);
+        let mut w = World::new(seed, 0.0, 0.0, seed % 2 == 0);
+        w.dhcp.bad_offers = true;
+        let mut garbage: Vec<Vec<u8>> = raw.into_iter().map(|mut f| { f.truncate(MAX_FRAME); f }).collect();
+        for (i, d) in dgrams.iter().enumerate() {
+            let port = [68, 49152 + (seed % 16384) as u16, 30000][i % 3];
+            garbage.push(frame_to_client(d, port, i % 4 != 3));
+        }
+        // Some inject payloads look like DATA/OACK/ERROR.
+        w.inject = inject.into_iter().enumerate().map(|(i, mut p)| {
+            if p.len() >= 2 && i % 2 == 0 { p[0] = 0; p[1] = (p[1] % 7).max(1); }
+            p
+        }).collect();
+        w.garbage = garbage.clone();
+        let mut r = Rig::new(w);
+        // Garbage before the lease too.
+        r.world.borrow_mut().inbox.extend(garbage);
+        let _ = r.stack.dhcp(&mut r.p, 20_000_000);
+        r.stack.configure(CLIENT_IP, 24, Some(SERVER_IP));
+        r.world.borrow_mut().files.insert("f".into(), file);
+        let mut mem = vec![0x77u8; 8192];
+        let (dest, guard) = mem.split_at_mut(4096);
+        let _ = r.get("f", BIG, dest);
+        prop_assert!(guard.iter().all(|&b| b == 0x77));
+        let _ = r.stack.tftp_size(&mut r.p, &TftpRequest::new(SERVER_IP, "f"));
+        let _ = r.stack.ping(&mut r.p, SERVER_IP, 2_000_000);
+    }
+}
