@@ -78,10 +78,10 @@ impl fmt::Display for NetError {
                 }
             }
             NetError::Tftp(tftp::Error::Timeout { retries }) => {
-                write!(f, "TFTP: server stopped answering after {retries} retries")
+                write!(f, "server stopped answering after {retries} retries")
             }
             NetError::Tftp(tftp::Error::Remote { code, message }) => {
-                write!(f, "TFTP: server error {code}: {message}")
+                write!(f, "server error {code}: {message}")
             }
             NetError::Tftp(e) => write!(f, "{e}"),
             NetError::Nic(e) => write!(f, "network device: {e}"),
@@ -924,7 +924,7 @@ mod tests {
         let e = NetError::Tftp(tftp::Error::Timeout { retries: 6 });
         assert_eq!(
             e.to_string(),
-            "TFTP: server stopped answering after 6 retries"
+            "server stopped answering after 6 retries"
         );
         assert!(NetError::NoRoute(Ipv4Addr::new(8, 8, 8, 8))
             .to_string()

@@ -1015,7 +1015,7 @@ fn not_found() {
             message: "File not found".into()
         })
     );
-    assert_eq!(e.to_string(), "TFTP: server error 1: File not found");
+    assert_eq!(e.to_string(), "server error 1: File not found");
 }
 
 #[test]
