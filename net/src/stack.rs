@@ -120,10 +120,14 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The TFTP server: siaddr, else option 66 when it is a dotted quad, else the DHCP server.
+    /// The TFTP server: option 66 when it is a dotted quad (it names the TFTP server and
+    /// nothing else, while many DHCP servers, QEMU's among them, fill siaddr with their own
+    /// address), else siaddr, else the DHCP server.
     pub fn tftp_server(&self) -> Ipv4Addr {
-        self.next_server
-            .or_else(|| self.tftp_server_name.as_deref()?.trim().parse().ok())
+        self.tftp_server_name
+            .as_deref()
+            .and_then(|n| n.trim().parse().ok())
+            .or(self.next_server)
             .unwrap_or(self.server_id)
     }
 }
@@ -922,10 +926,7 @@ mod tests {
         };
         assert_eq!(e.to_string(), "no ping reply after 1.5 s");
         let e = NetError::Tftp(tftp::Error::Timeout { retries: 6 });
-        assert_eq!(
-            e.to_string(),
-            "server stopped answering after 6 retries"
-        );
+        assert_eq!(e.to_string(), "server stopped answering after 6 retries");
         assert!(NetError::NoRoute(Ipv4Addr::new(8, 8, 8, 8))
             .to_string()
             .contains("8.8.8.8"));
@@ -948,7 +949,13 @@ mod tests {
         l.tftp_server_name = Some(String::from("10.0.2.9"));
         assert_eq!(l.tftp_server(), Ipv4Addr::new(10, 0, 2, 9));
         l.next_server = Some(Ipv4Addr::new(10, 0, 2, 4));
-        assert_eq!(l.tftp_server(), Ipv4Addr::new(10, 0, 2, 4));
+        assert_eq!(
+            l.tftp_server(),
+            Ipv4Addr::new(10, 0, 2, 9),
+            "option 66 wins"
+        );
+        l.tftp_server_name = Some(String::from("boot.example"));
+        assert_eq!(l.tftp_server(), Ipv4Addr::new(10, 0, 2, 4), "then siaddr");
     }
 
     #[test]

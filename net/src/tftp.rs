@@ -348,6 +348,9 @@ pub struct Client {
     rto_us: u64,
     retries: u32,
     last_dup_ack_us: Option<u64>,
+    /// `next_block` when the last re-ACK was sent: one re-ACK per stall point at once, then at
+    /// most one per timeout while the transfer stays stuck there.
+    dup_ack_block: Option<u64>,
     size: usize,
     abort: Option<Vec<u8>>,
 }
@@ -388,6 +391,7 @@ impl Client {
             rto_us: base,
             retries: 0,
             last_dup_ack_us: None,
+            dup_ack_block: None,
             size: 0,
             abort: None,
         })
@@ -482,14 +486,20 @@ impl Client {
         Action::Send(ack)
     }
 
-    /// Re-ACK of the last good block for duplicates and gaps, at most once per timeout.
+    /// Re-ACK of the last good block for duplicates and gaps: at once for a new stall point
+    /// (so the server restarts its window from there without waiting for a timeout), then at
+    /// most once per timeout while stuck at the same block; the rest of a window in flight
+    /// after a gap gets no answer, so duplicates never multiply (no sorcerer's apprentice).
     fn dup_ack(&mut self, now_us: u64) -> Action {
-        let due = self
-            .last_dup_ack_us
-            .is_none_or(|t| now_us.saturating_sub(t) >= self.rto_us);
+        let same_stall = self.dup_ack_block == Some(self.next_block);
+        let due = !same_stall
+            || self
+                .last_dup_ack_us
+                .is_none_or(|t| now_us.saturating_sub(t) >= self.rto_us);
         if !due {
             return Action::Wait;
         }
+        self.dup_ack_block = Some(self.next_block);
         self.last_dup_ack_us = Some(now_us);
         match self.state {
             State::Done => Action::Send(self.ack_packet()),

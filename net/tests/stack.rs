@@ -729,6 +729,17 @@ fn dhcp_file_field_and_option_66_address() {
     assert_eq!(lease.next_server, None);
     assert_eq!(lease.bootfile.as_deref(), Some("boot/grubaa64.efi"));
     assert_eq!(lease.tftp_server(), Ipv4Addr::new(10, 0, 2, 9));
+    // Both siaddr and an option 66 address: option 66 names the TFTP server.
+    let mut w = World::new(4, 0.0, 0.0, false);
+    w.dhcp = Dhcp {
+        siaddr: Ipv4Addr::new(10, 0, 2, 4),
+        opt66: Some("10.0.2.9"),
+        ..Dhcp::default()
+    };
+    let mut r = Rig::new(w);
+    let lease = r.stack.dhcp(&mut r.p, 10_000_000).unwrap();
+    assert_eq!(lease.next_server, Some(Ipv4Addr::new(10, 0, 2, 4)));
+    assert_eq!(lease.tftp_server(), Ipv4Addr::new(10, 0, 2, 9));
     let mut w = World::new(3, 0.0, 0.0, false);
     w.dhcp = Dhcp {
         siaddr: Ipv4Addr::UNSPECIFIED,

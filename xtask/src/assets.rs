@@ -97,6 +97,50 @@ pub fn ensure(paths: &Paths) -> Result<Assets> {
     Ok(a)
 }
 
+/// The netboot TFTP root `target/assets/tftp/`: `vmlinuz` (the Image.gz), `initrd.img`, a dummy
+/// `pxelinux.0` (DHCP names it, so the PXE prefix is ""), `pxelinux.cfg/default` and the boot
+/// script `netboot.txt`. Files whose content changed are rewritten.
+pub fn tftp_root(paths: &Paths, a: &Assets) -> Result<PathBuf> {
+    use crate::e2e_net::{CMDLINE_NETBOOT, CMDLINE_NETSCRIPT};
+    let root = paths.assets.join("tftp");
+    fs::create_dir_all(root.join("pxelinux.cfg")).ctx(root.display())?;
+    let pxe = crate::e2e::extlinux(
+        "netboot",
+        &[crate::e2e::Entry {
+            label: "netboot",
+            linux: "vmlinuz",
+            initrd: "initrd.img",
+            append: CMDLINE_NETBOOT,
+        }],
+    )
+    // PXELINUX spelling; kexboot and U-Boot read both.
+    .replace("    linux ", "    kernel ");
+    let script = format!(
+        "echo NETSCRIPT-RAN; tftpboot ${{kernel_addr_r}} Image && \
+         tftpboot ${{ramdisk_addr_r}} initrd.img && setenv bootargs '{CMDLINE_NETSCRIPT}' && \
+         booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}}\n"
+    );
+    let dummy: Vec<u8> = (0..4096u32).map(|i| (i * 7 + i / 256) as u8).collect();
+    // `booti` takes an uncompressed Image (as U-Boot's without kernel_comp_addr_r); PXE entries
+    // take the Image.gz.
+    let files: [(&str, Vec<u8>); 6] = [
+        ("vmlinuz", fs::read(&a.image_gz).ctx(a.image_gz.display())?),
+        ("Image", fs::read(&a.image).ctx(a.image.display())?),
+        ("initrd.img", fs::read(&a.initrd).ctx(a.initrd.display())?),
+        ("pxelinux.0", dummy),
+        ("pxelinux.cfg/default", pxe.into_bytes()),
+        ("netboot.txt", script.into_bytes()),
+    ];
+    for (name, data) in files {
+        let p = root.join(name);
+        if fs::read(&p).ok().as_deref() != Some(&data[..]) {
+            eprintln!("assets: writing {} ({} bytes)", p.display(), data.len());
+            write_atomic(&p, &data)?;
+        }
+    }
+    Ok(root)
+}
+
 /// Modification time, or the epoch when unknown.
 fn modified(p: &Path) -> std::time::SystemTime {
     fs::metadata(p)

@@ -194,7 +194,7 @@ pub(crate) fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
 /// `cargo xtask bench [--rounds N]`.
 pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     let mut rounds = 3usize;
-    let (mut cold, mut warm) = (true, true);
+    let (mut cold, mut warm, mut net) = (true, true, true);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -205,13 +205,15 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
                     .filter(|n| (1..=50).contains(n))
                     .ok_or_else(|| err!("--rounds needs a number from 1 to 50"))?
             }
-            "--warm-only" => cold = false,
+            "--warm-only" => (cold, net) = (false, false),
             "--no-warm" => warm = false,
+            "--net-only" => (cold, warm) = (false, false),
+            "--no-net" => net = false,
             other => return Err(err!("unexpected argument `{other}`")),
         }
     }
-    if !cold && !warm {
-        return Err(err!("--warm-only and --no-warm leave nothing to run"));
+    if !cold && !warm && !net {
+        return Err(err!("these flags leave nothing to run"));
     }
     // The firmware first: the warm initramfs carries kexboot.bin.
     let fw = firmware::build(paths);
@@ -228,8 +230,18 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     if warm {
         md += &crate::bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks);
     }
-    print!("\n{md}");
     let out = paths.target.join("bench.md");
+    if net {
+        let section = crate::bench_net::net_bench(paths, rounds, &a, fw.is_ok());
+        if !cold && !warm {
+            print!("\n{section}");
+            crate::bench_net::write_section(&out, &section)?;
+            println!("\nwritten to {}", out.display());
+            return Ok(());
+        }
+        md += &section;
+    }
+    print!("\n{md}");
     std::fs::write(&out, &md).ctx(out.display())?;
     println!("\nwritten to {}", out.display());
     Ok(())

@@ -4,7 +4,7 @@
 use crate::assets::{self, Assets, UBOOT_BIN};
 use crate::disk::{self, Scheme};
 use crate::qemu::{self, Line, Session, Wait};
-use crate::{e2e_el3, e2e_warm, err, firmware, run_status, Context, Paths, Result};
+use crate::{e2e_el3, e2e_net, e2e_warm, err, firmware, run_status, Context, Paths, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -283,7 +283,7 @@ fn boot(args: Vec<String>, log: &Path) -> std::result::Result<Transcript, String
 }
 
 /// The checks shared by every case that must reach the initramfs.
-fn expect_userspace(
+pub(crate) fn expect_userspace(
     t: &Transcript,
     cmdline: &str,
     el: Option<&str>,
@@ -324,7 +324,7 @@ fn expect_userspace(
 }
 
 /// kexboot said it was starting the kernel, before the initramfs ran.
-fn expect_kexboot_started(t: &Transcript) -> std::result::Result<(), String> {
+pub(crate) fn expect_kexboot_started(t: &Transcript) -> std::result::Result<(), String> {
     let (i, _) = t
         .find(|l| l.contains(KEXBOOT_STARTING))
         .ok_or_else(|| format!("no {KEXBOOT_STARTING:?} line"))?;
@@ -445,6 +445,11 @@ const CASES: &[(&str, bool, CaseFn)] = &[
         true,
         e2e_el3::case_spin_table_reboot,
     ),
+    ("netboot-qemu-tftp", true, e2e_net::case_qemu_tftp),
+    ("netboot-loss5", true, e2e_net::case_loss5),
+    ("netboot-loss20", true, e2e_net::case_loss20),
+    ("netboot-dhcp-script", true, e2e_net::case_dhcp_script),
+    ("netboot-server-silent", true, e2e_net::case_server_silent),
 ];
 
 /// Linux booted directly by QEMU: proves the kernel and initramfs (no kexboot involved).

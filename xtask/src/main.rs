@@ -6,14 +6,17 @@
 
 mod assets;
 mod bench;
+mod bench_net;
 mod bench_warm;
 mod disk;
 mod e2e;
 mod e2e_el3;
+mod e2e_net;
 mod e2e_warm;
 mod firmware;
 mod initrd;
 mod qemu;
+mod tftpd;
 mod warm;
 
 use std::fmt;
@@ -130,9 +133,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   run [-- QEMU ARGS]     assets + build, then boot kexboot in QEMU on this console (Ctrl-A x quits)
   test [--no-e2e] [--no-clippy] [--only CASE]
                          host tests, firmware build, clippy, QEMU end-to-end cases
-  bench [--rounds N] [--warm-only | --no-warm]
-                         time kexboot vs Debian's U-Boot vs direct Linux (cold boot), and warm
-                         reboots through kexboot vs kexec-tools direct (writes target/bench.md)";
+  bench [--rounds N] [--warm-only | --no-warm] [--net-only | --no-net]
+                         time kexboot vs Debian's U-Boot vs direct Linux (cold boot), warm
+                         reboots through kexboot vs kexec-tools direct, and netboot (TFTP
+                         throughput, PXE boot time; writes target/bench.md)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

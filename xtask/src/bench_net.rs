@@ -1,0 +1,501 @@
+//! The netboot arms of `cargo xtask bench`: TFTP throughput measured by the project's test
+//! server ([`crate::tftpd`], RRQ to final ACK, no loss) for kexboot and Debian's U-Boot at their
+//! default window and with the other one's, and QEMU spawn → kernel entry when netbooting through
+//! PXE; both firmwares against the same server, medians of interleaved rounds.
+
+use crate::assets::{self, Assets, UBOOT_BIN};
+use crate::bench::{cell, median, ratio, secs};
+use crate::e2e::{is_prompt, machine, KEXBOOT_STARTING};
+use crate::e2e_net::{netdev, parse_tftp_line, Tftp, NET_FILES};
+use crate::qemu::{Session, Wait};
+use crate::tftpd::{Config, Server, Stats};
+use crate::{Context, Paths, Result};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Time limit of one QEMU run.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+const MACHINE: &str = "virt";
+const BEGIN: &str = "KEXBOOT-E2E-BEGIN";
+/// A DHCP boot file that does not exist: kexboot's autoboot fails fast and shows its prompt.
+const NO_SCRIPT: &str = "kexboot-bench-none.txt";
+/// U-Boot 2023.01 boots a gzip'd Image only with a scratch area for the compressed bytes.
+const UBOOT_GZ: &str = "setenv kernel_comp_addr_r 0x48000000; setenv kernel_comp_size 0x3000000";
+
+/// What one run measures.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Arm {
+    /// kexboot's shell, default window (16).
+    KexW16,
+    /// kexboot's shell after `setenv tftpwindowsize 1`.
+    KexW1,
+    /// U-Boot's shell, its defaults (blksize 1468, window 1).
+    UBootDefault,
+    /// U-Boot's shell after `setenv tftpwindowsize 16`.
+    UBootW16,
+    /// kexboot autoboot: DHCP + PXE, QEMU spawn → kernel entry.
+    KexPxe,
+    /// U-Boot: key, then `dhcp; pxe get; pxe boot` typed, QEMU spawn → kernel entry.
+    UBootPxe,
+}
+
+impl Arm {
+    const ALL: [Arm; 6] = [
+        Arm::KexW16,
+        Arm::KexW1,
+        Arm::UBootDefault,
+        Arm::UBootW16,
+        Arm::KexPxe,
+        Arm::UBootPxe,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Arm::KexW16 => "kexboot, default (window 16)",
+            Arm::KexW1 => "kexboot, `setenv tftpwindowsize 1`",
+            Arm::UBootDefault => "U-Boot (Debian), default (window 1)",
+            Arm::UBootW16 => "U-Boot (Debian), `setenv tftpwindowsize 16`",
+            Arm::KexPxe => "kexboot autoboot (DHCP + PXE)",
+            Arm::UBootPxe => "U-Boot (Debian), typed `dhcp; pxe get; pxe boot` *",
+        }
+    }
+
+    fn kexboot(self) -> bool {
+        matches!(self, Arm::KexW16 | Arm::KexW1 | Arm::KexPxe)
+    }
+
+    fn pxe(self) -> bool {
+        matches!(self, Arm::KexPxe | Arm::UBootPxe)
+    }
+
+    /// Commands typed at the shell prompt; `server` is our TFTP server's address, 127.0.0.1 (the
+    /// lease names slirp's 10.0.2.2, whose port 69 is slirp's own TFTP server).
+    fn commands(self, server: IpAddr) -> Vec<String> {
+        let serverip = format!("setenv serverip {server}");
+        let mut v: Vec<String> = match self {
+            Arm::KexW16 => vec!["dhcp".into(), serverip],
+            Arm::KexW1 => vec!["setenv tftpwindowsize 1".into(), "dhcp".into(), serverip],
+            Arm::UBootDefault => vec!["setenv autoload no".into(), "dhcp".into(), serverip],
+            Arm::UBootW16 => vec![
+                "setenv autoload no".into(),
+                "dhcp".into(),
+                serverip,
+                "setenv tftpwindowsize 16".into(),
+            ],
+            Arm::KexPxe => return Vec::new(),
+            Arm::UBootPxe => {
+                let mut v: Vec<String> = vec!["setenv autoload no".into(), "dhcp".into(), serverip];
+                v.extend([UBOOT_GZ, "pxe get", "pxe boot"].map(String::from));
+                return v;
+            }
+        };
+        v.extend(
+            [
+                "tftpboot ${kernel_addr_r} vmlinuz",
+                "tftpboot ${ramdisk_addr_r} initrd.img",
+            ]
+            .map(String::from),
+        );
+        v
+    }
+}
+
+/// One run's figures.
+#[derive(Default)]
+struct Sample {
+    /// Server statistics of the completed transfers of `vmlinuz` and `initrd.img`.
+    files: [Option<Stats>; 2],
+    /// The firmware's own `TFTP 'vmlinuz': ...` line (kexboot).
+    fw_line: Option<String>,
+    kernel: Option<Duration>,
+    user: Option<Duration>,
+    error: Option<String>,
+}
+
+fn is_uboot_prompt(l: &str) -> bool {
+    l.trim_start().starts_with("=>")
+}
+
+/// Types `cmds` one at a time, each at a fresh prompt.
+fn drive(
+    s: &mut Session,
+    prompt: fn(&str) -> bool,
+    cmds: &[String],
+    deadline: Instant,
+) -> std::result::Result<(), String> {
+    for c in cmds {
+        if !matches!(s.wait_for_prompt(deadline, prompt), Wait::Found(_)) {
+            let last = s.lines().last().map(|l| l.text.clone()).unwrap_or_default();
+            return Err(format!("no prompt before {c:?} (last line {last:?})"));
+        }
+        s.send(format!("{c}\r").as_bytes());
+    }
+    Ok(())
+}
+
+fn run_one(paths: &Paths, srv: &Server, arm: Arm, round: usize) -> Sample {
+    let mut smp = Sample::default();
+    let mut args = machine(MACHINE, 1);
+    if arm.kexboot() {
+        args.extend(["-kernel".into(), paths.kexboot_bin().display().to_string()]);
+    } else {
+        args.extend(["-bios".into(), UBOOT_BIN.into()]);
+    }
+    let bootfile = if arm == Arm::KexPxe || !arm.kexboot() {
+        "pxelinux.0"
+    } else {
+        NO_SCRIPT
+    };
+    args.extend(netdev(Tftp::Own(srv.addr().ip()), bootfile));
+    let name = format!(
+        "bench-net-{}-{}",
+        format!("{arm:?}").to_lowercase(),
+        round + 1
+    );
+    let seen = srv.transfers().len();
+    let mut s = match Session::spawn(&args, Some(&paths.e2e.join(format!("{name}.log")))) {
+        Ok(s) => s,
+        Err(e) => {
+            smp.error = Some(e.to_string());
+            return smp;
+        }
+    };
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let res = (|| -> std::result::Result<(), String> {
+        let prompt: fn(&str) -> bool = if arm.kexboot() {
+            is_prompt
+        } else {
+            // Stop the autoboot countdown first.
+            match s.wait_for_prompt(deadline, |l| l.contains("Hit any key to stop autoboot")) {
+                Wait::Found(_) => s.send(b" "),
+                _ => return Err("no U-Boot autoboot countdown".into()),
+            }
+            is_uboot_prompt
+        };
+        drive(&mut s, prompt, &arm.commands(srv.addr().ip()), deadline)?;
+        if arm.pxe() {
+            let start = if arm.kexboot() {
+                KEXBOOT_STARTING
+            } else {
+                "Starting kernel"
+            };
+            // A prompt instead means the netboot failed: no need to wait for the deadline.
+            match s.wait_for_prompt(deadline, |l| l.contains(start) || prompt(l)) {
+                Wait::Found(l) if l.text.contains(start) => smp.kernel = Some(l.at),
+                _ => return Err(format!("no {start:?} line")),
+            }
+            match s.wait_for(deadline, |l| l.contains(BEGIN)) {
+                Wait::Found(l) => smp.user = Some(l.at),
+                _ => return Err(format!("no {BEGIN} line")),
+            }
+        } else if !matches!(s.wait_for_prompt(deadline, prompt), Wait::Found(_)) {
+            return Err("no prompt after the last tftpboot".into());
+        }
+        Ok(())
+    })();
+    s.kill();
+    srv.wait_idle(Duration::from_secs(5));
+    let all = srv.transfers();
+    let new = all.get(seen..).unwrap_or_default();
+    for (slot, f) in smp.files.iter_mut().zip(NET_FILES) {
+        *slot = new
+            .iter()
+            .rev()
+            .find(|t| t.completed && t.file.trim_start_matches('/') == f)
+            .cloned();
+    }
+    smp.fw_line = s
+        .lines()
+        .iter()
+        .find(|l| {
+            parse_tftp_line(&l.text).is_some_and(|x| x.file == "vmlinuz" && x.crc32.is_some())
+        })
+        .map(|l| l.text.trim().to_string());
+    smp.error = res.err();
+    if smp.error.is_none() && !arm.pxe() && smp.files.iter().any(Option::is_none) {
+        smp.error = Some("the server saw no completed transfer of both files".into());
+    }
+    smp
+}
+
+/// Median of the throughputs present (MB/s).
+fn median_f(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut v: Vec<f64> = v.flatten().collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+fn mbps(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
+}
+
+/// Runs the netboot arms and returns the "Netboot" markdown section.
+pub fn net_bench(paths: &Paths, rounds: usize, a: &Assets, fw_ok: bool) -> String {
+    let mut md = String::from("\n## Netboot\n\n");
+    let root = match assets::tftp_root(paths, a) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(md, "Not run: no TFTP root ({e}).");
+            return md;
+        }
+    };
+    let srv = match Server::start(Config::new(&root)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(md, "Not run: {e}.");
+            return md;
+        }
+    };
+    eprintln!("bench: TFTP test server on {}", srv.addr());
+    let mut samples: Vec<Vec<Sample>> = Arm::ALL.iter().map(|_| Vec::new()).collect();
+    for r in 0..rounds {
+        for (i, arm) in Arm::ALL.iter().enumerate() {
+            let smp = if arm.kexboot() && !fw_ok {
+                Sample {
+                    error: Some("firmware build failed".into()),
+                    ..Default::default()
+                }
+            } else {
+                run_one(paths, &srv, *arm, r)
+            };
+            let figs: Vec<String> = smp
+                .files
+                .iter()
+                .zip(NET_FILES)
+                .filter_map(|(s, f)| {
+                    s.as_ref()
+                        .map(|s| format!("{f} {:.2} MB/s w{}", s.mbps(), s.windowsize))
+                })
+                .collect();
+            eprintln!(
+                "bench: net round {} {:<12} {} kernel {}s{}",
+                r + 1,
+                format!("{arm:?}"),
+                figs.join(", "),
+                secs(smp.kernel),
+                smp.error
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+            samples[i].push(smp);
+        }
+    }
+    md += &table(&root, rounds, &samples);
+    md
+}
+
+/// The markdown tables of the samples (`samples[i]` belongs to `Arm::ALL[i]`).
+fn table(root: &Path, rounds: usize, samples: &[Vec<Sample>]) -> String {
+    let mut md = String::new();
+    let size = |f: &str| {
+        std::fs::metadata(root.join(f))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let _ = writeln!(
+        md,
+        "QEMU TCG `-M {MACHINE} -cpu cortex-a72 -smp 1 -m 1G`, virtio-net on user networking; the \
+         project's TFTP server on 127.0.0.1:69 (named by DHCP option 66 and `setenv serverip`, \
+         as slirp answers 10.0.2.2:69 itself; no loss, window cap 64, blksize cap 1468), \
+         `vmlinuz` = Image.gz ({} bytes), `initrd.img` ({} bytes). Throughput measured by the \
+         server from RRQ to the final ACK, MB = 10^6 bytes; medians of {rounds} interleaved \
+         rounds.\n",
+        size("vmlinuz"),
+        size("initrd.img")
+    );
+    let _ = writeln!(
+        md,
+        "| TFTP client | vmlinuz MB/s: median (min–max) | initrd.img MB/s | blksize / window granted | ok rounds |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let mut med_kernel = Vec::new();
+    for (i, arm) in Arm::ALL.iter().enumerate().filter(|(_, a)| !a.pxe()) {
+        let rate = |f: usize| {
+            samples[i]
+                .iter()
+                .map(move |s| s.files[f].as_ref().map(Stats::mbps))
+        };
+        let med: Vec<Option<f64>> = (0..2).map(|f| median_f(rate(f))).collect();
+        let range = |f: usize| {
+            let v: Vec<f64> = rate(f).flatten().collect();
+            let lo = v.iter().copied().reduce(f64::min);
+            let hi = v.iter().copied().reduce(f64::max);
+            match (lo, hi) {
+                (Some(lo), Some(hi)) if v.len() > 1 => {
+                    format!("{} ({lo:.2}–{hi:.2})", mbps(med[f]))
+                }
+                _ => mbps(med[f]),
+            }
+        };
+        let granted = samples[i]
+            .iter()
+            .find_map(|s| s.files[0].as_ref())
+            .map(|s| format!("{} / {}", s.blksize, s.windowsize))
+            .unwrap_or_else(|| "–".into());
+        let ok = samples[i].iter().filter(|s| s.error.is_none()).count();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {granted} | {ok}/{rounds} |",
+            arm.label(),
+            range(0),
+            range(1)
+        );
+        med_kernel.push((*arm, med[0]));
+    }
+    let get = |a: Arm| {
+        med_kernel
+            .iter()
+            .find(|(x, _)| *x == a)
+            .and_then(|(_, m)| *m)
+    };
+    let r = |a: Arm, b: Arm| match (get(a), get(b)) {
+        (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+        _ => "n/a".into(),
+    };
+    let _ = writeln!(
+        md,
+        "\n- vmlinuz throughput, kexboot window 16 / U-Boot default: **{}** (goal ≥ 3x)",
+        r(Arm::KexW16, Arm::UBootDefault)
+    );
+    let _ = writeln!(
+        md,
+        "- kexboot window 16 / kexboot window 1: {}; U-Boot window 16 / U-Boot default: {}; \
+         kexboot window 16 / U-Boot window 16: {}",
+        r(Arm::KexW16, Arm::KexW1),
+        r(Arm::UBootW16, Arm::UBootDefault),
+        r(Arm::KexW16, Arm::UBootW16)
+    );
+    if let Some(l) = Arm::ALL
+        .iter()
+        .position(|a| *a == Arm::KexW16)
+        .and_then(|i| samples[i].iter().find_map(|s| s.fw_line.clone()))
+    {
+        let _ = writeln!(md, "- kexboot's own report: `{l}`");
+    }
+
+    let _ = writeln!(
+        md,
+        "\n| netboot through PXE (`pxelinux.cfg/default`) | kernel entry, s: median (min–max) | userspace marker, s | ok rounds |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    let mut meds = Vec::new();
+    for (i, arm) in Arm::ALL.iter().enumerate().filter(|(_, a)| a.pxe()) {
+        let k = median(samples[i].iter().map(|s| s.kernel));
+        let u = median(samples[i].iter().map(|s| s.user));
+        let ok = samples[i].iter().filter(|s| s.error.is_none()).count();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {ok}/{rounds} |",
+            arm.label(),
+            cell(k, samples[i].iter().map(|s| s.kernel)),
+            cell(u, samples[i].iter().map(|s| s.user))
+        );
+        meds.push((k, u));
+    }
+    if let [kex, ub] = meds[..] {
+        let _ = writeln!(
+            md,
+            "\n- kexboot / U-Boot: kernel entry {}, userspace {}",
+            ratio(kex.0, ub.0),
+            ratio(kex.1, ub.1)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "- \\* U-Boot's PXE times include the keystroke round trips: a key at \"Hit any key\" \
+         (its autoboot's `dhcp` target tries a boot script and EFI, not PXE), then `setenv \
+         autoload no`, `dhcp`, `{UBOOT_GZ}` (needed to boot a gzip'd Image), `pxe get`, \
+         `pxe boot`, each typed at `=>`. kexboot autoboots (`boot || netboot`), nothing typed."
+    );
+    let _ = writeln!(
+        md,
+        "- Throughput arms are typed at each shell: U-Boot `setenv autoload no; dhcp; setenv \
+         serverip 127.0.0.1; tftpboot` (after a key at the countdown), kexboot `dhcp; setenv serverip 127.0.0.1; tftpboot` at \
+         the prompt its failed autoboot leaves (DHCP boot file `{NO_SCRIPT}` does not exist)."
+    );
+    for (i, arm) in Arm::ALL.iter().enumerate() {
+        for (r, s) in samples[i].iter().enumerate() {
+            if let Some(e) = &s.error {
+                let _ = writeln!(md, "- {arm:?} round {}: {e}", r + 1);
+            }
+        }
+    }
+    md
+}
+
+/// `--net-only`: replaces the "Netboot" section of an existing `target/bench.md` (or starts one).
+pub fn write_section(out: &Path, section: &str) -> Result<()> {
+    let old = std::fs::read_to_string(out).unwrap_or_else(|_| "# kexboot boot-time bench\n".into());
+    // Level-2 sections start at "\n## "; keep every one but the old "## Netboot".
+    let mut kept = String::new();
+    for (k, part) in old.split("\n## ").enumerate() {
+        if k == 0 {
+            kept += part;
+        } else if !part.starts_with("Netboot\n") {
+            kept += "\n## ";
+            kept += part;
+        }
+    }
+    let md = format!("{}\n{section}", kept.trim_end());
+    std::fs::write(out, md).ctx(out.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_medians() {
+        let ip = IpAddr::from([192, 0, 2, 2]);
+        assert!(Arm::KexW16
+            .commands(ip)
+            .contains(&"setenv serverip 192.0.2.2".to_string()));
+        assert!(Arm::KexW1.commands(ip)[0].contains("tftpwindowsize 1"));
+        assert!(Arm::UBootW16
+            .commands(ip)
+            .iter()
+            .any(|c| c == "setenv tftpwindowsize 16"));
+        assert!(!Arm::UBootDefault
+            .commands(ip)
+            .iter()
+            .any(|c| c.contains("windowsize")));
+        assert_eq!(
+            Arm::UBootDefault.commands(ip).last().unwrap(),
+            "tftpboot ${ramdisk_addr_r} initrd.img"
+        );
+        assert!(Arm::KexPxe.commands(ip).is_empty());
+        assert_eq!(
+            median_f([Some(3.0), None, Some(1.0), Some(2.0)].into_iter()),
+            Some(2.0)
+        );
+        assert_eq!(median_f([None].into_iter()), None);
+    }
+
+    #[test]
+    fn section_replaced() {
+        let dir = std::env::temp_dir().join(format!("xtask-benchnet-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bench.md");
+        std::fs::write(
+            &p,
+            "# b\n\n## Cold boot\n\nx\n\n## Netboot\n\nOLDTEXT\n\n## Warm\n\nw\n",
+        )
+        .unwrap();
+        write_section(&p, "\n## Netboot\n\nNEWTEXT\n").unwrap();
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            s.contains("## Cold boot\n\nx") && s.contains("## Warm\n\nw"),
+            "{s}"
+        );
+        assert!(s.contains("NEWTEXT") && !s.contains("OLDTEXT"), "{s}");
+        assert_eq!(s.matches("## Netboot").count(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
