@@ -212,7 +212,16 @@ fn fetch(
             _ => println!("TFTP '{file}': {:.1} MiB", mib(p.received)),
         }
     };
-    let t = stack.tftp_get(&mut Machine, req, dest, &mut progress)?;
+    let t = match stack.tftp_get(&mut Machine, req, dest, &mut progress) {
+        Ok(t) => t,
+        Err(e) => {
+            // "Not found" is the caller's to tell (PXE tries several names).
+            if !matches!(e, NetError::Tftp(tftp::Error::Remote { code: 1, .. })) {
+                println!("TFTP '{file}': {e} (server {}:{})", req.server, req.port);
+            }
+            return Err(e);
+        }
+    };
     let crc = crc32fast::hash(dest.get(..t.size).unwrap_or(&[]));
     let secs = t.elapsed_us.max(1) as f64 / 1e6;
     println!(
@@ -290,7 +299,7 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
     // heap and stacks, the DTB, reserved or kept memory); the client writes only inside it.
     let dest = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, dest_len) };
     let stack = fw.net.stack(fw.info)?;
-    let n = fetch(stack, &req, dest).map_err(|e| format!("TFTP '{file}': {e}"))?;
+    let n = fetch(stack, &req, dest).map_err(|e| format!("tftpboot: '{file}': {e}"))?;
     env.set("filesize", &format!("{n:x}"));
     env.set("fileaddr", &format!("{addr:x}"));
     Ok(())
@@ -351,8 +360,7 @@ struct TftpFiles<'a> {
     cached: Option<(String, Vec<u8>)>,
 }
 
-fn fs_error(path: &str, e: NetError) -> FsError {
-    log::error!("TFTP '{path}': {e}");
+fn fs_error(e: NetError) -> FsError {
     match e {
         NetError::Tftp(tftp::Error::Remote { code: 1, .. }) => FsError::NotFound,
         NetError::Tftp(tftp::Error::TooLarge { size, capacity }) => FsError::TooLarge {
@@ -389,12 +397,15 @@ impl Files for TftpFiles<'_> {
                 let cap = (crate::heap::free_bytes() / 2).min(512 << 20);
                 let mut buf = alloc::vec![0u8; cap];
                 let req = self.request(&path);
-                let n = fetch(self.stack, &req, &mut buf).map_err(|e| fs_error(&path, e))?;
+                let n = fetch(self.stack, &req, &mut buf).map_err(fs_error)?;
                 buf.truncate(n);
                 self.cached = Some((path, buf));
                 Ok(n as u64)
             }
-            Err(e) => Err(fs_error(&path, e)),
+            Err(e) => {
+                log::error!("TFTP '{path}': {e}");
+                Err(fs_error(e))
+            }
         }
     }
 
@@ -412,7 +423,7 @@ impl Files for TftpFiles<'_> {
             }
         }
         let req = self.request(&path);
-        fetch(self.stack, &req, dst).map_err(|e| fs_error(&path, e))
+        fetch(self.stack, &req, dst).map_err(fs_error)
     }
 }
 

@@ -30,7 +30,7 @@ pub const MAX_RETRIES: u32 = 6;
 /// Retransmission timeout used when no `timeout` option is requested.
 pub const DEFAULT_TIMEOUT_US: u64 = 1_000_000;
 /// Ceiling of the exponential backoff.
-pub const MAX_RTO_US: u64 = 16_000_000;
+pub const MAX_RTO_US: u64 = 8_000_000;
 
 /// TFTP error codes sent in ERROR packets.
 pub mod code {

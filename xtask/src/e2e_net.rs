@@ -331,7 +331,10 @@ pub(crate) fn case_server_silent(c: &Ctx, name: &str) -> CaseResult {
     })?;
     let timeout_word = |s: &str| {
         let s = s.to_ascii_lowercase();
-        s.contains("timeout") || s.contains("timed out") || s.contains("no answer")
+        s.contains("timeout")
+            || s.contains("timed out")
+            || s.contains("no answer")
+            || s.contains("stopped answering")
     };
     let (e, _) = t
         .find(|l| parse_tftp_line(l).is_some_and(|x| x.crc32.is_none() && timeout_word(&x.rest)))
