@@ -299,7 +299,10 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
     // heap and stacks, the DTB, reserved or kept memory); the client writes only inside it.
     let dest = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, dest_len) };
     let stack = fw.net.stack(fw.info)?;
-    let n = fetch(stack, &req, dest).map_err(|e| format!("tftpboot: '{file}': {e}"))?;
+    let n = fetch(stack, &req, dest).map_err(|e| match e {
+        NetError::Tftp(tftp::Error::Remote { code: 1, .. }) => format!("tftpboot: '{file}': {e}"),
+        _ => "tftpboot: download failed".to_string(), // `fetch` said why
+    })?;
     env.set("filesize", &format!("{n:x}"));
     env.set("fileaddr", &format!("{addr:x}"));
     Ok(())
