@@ -14,8 +14,8 @@ use virtio_drivers::transport::{DeviceType, Transport};
 use crate::timer::Stopwatch;
 use crate::virtio::KexbootHal;
 
-/// Receive buffers posted to the device: a TFTP window of 16–64 blocks must fit.
-const QUEUE: usize = 64;
+/// Receive buffers posted to the device: a TFTP window of up to 64 blocks, twice over, must fit.
+const QUEUE: usize = 128;
 /// One buffer: the virtio-net header plus a full Ethernet frame.
 const BUF_LEN: usize = 2048;
 /// A frame the device has not taken after this long means the device is stuck.

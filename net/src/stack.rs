@@ -154,7 +154,7 @@ impl<'a> TftpRequest<'a> {
                 blksize: Some(MAX_TFTP_BLKSIZE),
                 tsize: true,
                 timeout: None,
-                windowsize: Some(16),
+                windowsize: Some(32),
             },
         }
     }

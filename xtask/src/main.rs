@@ -136,7 +136,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench [--rounds N] [--warm-only | --no-warm] [--net-only | --no-net]
                          time kexboot vs Debian's U-Boot vs direct Linux (cold boot), warm
                          reboots through kexboot vs kexec-tools direct, and netboot (TFTP
-                         throughput, PXE boot time; writes target/bench.md)";
+                         throughput, PXE boot time; writes target/bench.md)
+  tftpd [DIR] [--loss P] [--port N]
+                         the test TFTP server (windowsize, loss injection) in the foreground;
+                         default: the netboot test files on 127.0.0.1:69";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
         "run" => cmd_run(&paths, rest),
         "test" => e2e::cmd_test(&paths, rest),
         "bench" => bench::cmd_bench(&paths, rest),
+        "tftpd" => cmd_tftpd(&paths, rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -215,4 +219,48 @@ fn cmd_run(paths: &Paths, args: &[String]) -> Result<()> {
     .args(extra);
     eprintln!("xtask run: {cmd:?}");
     run_status(&mut cmd)
+}
+
+/// `cargo xtask tftpd [DIR] [--loss P] [--port N]`: the test TFTP server in the foreground
+/// (default: the netboot test files on 127.0.0.1:69), printing each finished transfer.
+fn cmd_tftpd(paths: &Paths, args: &[String]) -> Result<()> {
+    let mut cfg = match args.first().filter(|a| !a.starts_with("--")) {
+        Some(dir) => tftpd::Config::new(dir),
+        None => {
+            let a = assets::ensure(paths)?;
+            tftpd::Config::new(assets::tftp_root(paths, &a)?)
+        }
+    };
+    let mut it = args.iter().skip_while(|a| !a.starts_with("--"));
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| err!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--loss" => cfg.loss = value.parse().map_err(|_| err!("--loss: a probability"))?,
+            "--port" => {
+                let port = value.parse().map_err(|_| err!("--port: a number"))?;
+                cfg.addr.set_port(port);
+            }
+            other => return Err(err!("unexpected argument `{other}`")),
+        }
+    }
+    let srv = tftpd::Server::start(cfg)?;
+    println!("serving on {} (Ctrl-C stops)", srv.addr());
+    let mut seen = 0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let t = srv.transfers();
+        for s in t.iter().skip(seen) {
+            println!(
+                "{}: {} bytes, blksize {}, window {}, {:.1} MB/s, dropped {}, completed {}",
+                s.file,
+                s.bytes,
+                s.blksize,
+                s.windowsize,
+                s.mbps(),
+                s.dropped,
+                s.completed
+            );
+        }
+        seen = t.len();
+    }
 }
