@@ -3,7 +3,7 @@
 
 use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::timer;
 
@@ -41,8 +41,49 @@ fn put_byte(b: u8) {
     }
 }
 
-/// One received byte, if any is waiting.
+/// Bytes typed while a long operation checked for Ctrl-C, kept for the shell (a ring; one CPU,
+/// no interrupts, so relaxed atomics are only a safe way to hold statics).
+const AHEAD: usize = 64;
+static TYPEAHEAD: [AtomicU8; AHEAD] = [const { AtomicU8::new(0) }; AHEAD];
+static AHEAD_HEAD: AtomicUsize = AtomicUsize::new(0);
+static AHEAD_TAIL: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether Ctrl-C is among the bytes waiting at the UART; every other byte is kept, in order,
+/// for [`try_read_byte`] (a full type-ahead drops the newest).
+pub fn ctrl_c_pressed() -> bool {
+    let mut seen = false;
+    for _ in 0..AHEAD {
+        let Some(b) = uart_byte() else { break };
+        if b == 0x03 {
+            seen = true;
+            continue;
+        }
+        let (head, tail) = (
+            AHEAD_HEAD.load(Ordering::Relaxed),
+            AHEAD_TAIL.load(Ordering::Relaxed),
+        );
+        if tail.wrapping_sub(head) < AHEAD {
+            TYPEAHEAD[tail % AHEAD].store(b, Ordering::Relaxed);
+            AHEAD_TAIL.store(tail.wrapping_add(1), Ordering::Relaxed);
+        }
+    }
+    seen
+}
+
+/// One received byte, if any is waiting (type-ahead first).
 pub fn try_read_byte() -> Option<u8> {
+    let (head, tail) = (
+        AHEAD_HEAD.load(Ordering::Relaxed),
+        AHEAD_TAIL.load(Ordering::Relaxed),
+    );
+    if head != tail {
+        AHEAD_HEAD.store(head.wrapping_add(1), Ordering::Relaxed);
+        return Some(TYPEAHEAD[head % AHEAD].load(Ordering::Relaxed));
+    }
+    uart_byte()
+}
+
+fn uart_byte() -> Option<u8> {
     let base = UART_BASE.load(Ordering::Relaxed);
     if base == 0 {
         return None;

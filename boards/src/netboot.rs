@@ -67,7 +67,7 @@ impl Platform for Machine {
             return false;
         }
         LAST_KEY_CHECK_US.store(now, Relaxed);
-        console::try_read_byte() == Some(0x03)
+        console::ctrl_c_pressed()
     }
 }
 
