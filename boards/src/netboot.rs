@@ -38,6 +38,8 @@ pub struct Net {
     probed: bool,
     lease: Option<Lease>,
     pxe: Option<PxeConfig>,
+    /// The address, prefix and gateway last given to the stack (from DHCP or the environment).
+    applied: Option<(Ipv4Addr, u8, Option<Ipv4Addr>)>,
 }
 
 #[derive(Clone)]
@@ -92,7 +94,16 @@ fn env_ip(env: &Env, name: &str) -> Option<Ipv4Addr> {
 }
 
 impl Net {
-    /// The stack on the first virtio-net device (probed once).
+    /// After a device failure the stack is dropped (the device reset): the next command
+    /// probes and initialises it again.
+    fn failed(&mut self, e: &NetError) {
+        if matches!(e, NetError::Nic(_)) {
+            log::warn!("network device failed ({e}); it is set up again on the next command");
+            *self = Net::default();
+        }
+    }
+
+    /// The stack on the first virtio-net device (probed once, again after a failure).
     fn stack(
         &mut self,
         info: &kexboot_loader::dt::DtInfo,
@@ -118,9 +129,15 @@ impl Net {
 pub fn dhcp(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
     let t0 = timer::since_start_us();
     let stack = fw.net.stack(fw.info)?;
-    let lease = stack
-        .dhcp(&mut Machine, DHCP_TIMEOUT_US)
-        .map_err(|e| format!("DHCP: {e}"))?;
+    let mac = stack.mac();
+    env.set("ethaddr", &mac_str(mac));
+    let lease = match stack.dhcp(&mut Machine, DHCP_TIMEOUT_US) {
+        Ok(l) => l,
+        Err(e) => {
+            fw.net.failed(&e);
+            return Err(format!("DHCP: {e}"));
+        }
+    };
     let ms = (timer::since_start_us() - t0) / 1000;
     let router = lease.router.map_or("none".into(), |r| r.to_string());
     let bootfile = lease.bootfile.clone().unwrap_or_default();
@@ -150,24 +167,51 @@ pub fn dhcp(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
         env.set("bootfile", b);
     }
     timer::mark("DHCP lease");
+    fw.net.applied = Some((lease.address, lease.prefix_len, lease.router));
     fw.net.lease = Some(lease);
     fw.net.pxe = None;
     Ok(())
 }
 
-/// An address for the network commands: the static `ipaddr`/`netmask`/`gatewayip` when set
-/// (as U-Boot), else DHCP.
+/// An address for the network commands, as U-Boot: `ipaddr`/`netmask`/`gatewayip` as they are
+/// now in the environment (DHCP sets them; `setenv` changes them), else DHCP.
 fn ensure_address(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
-    let stack = fw.net.stack(fw.info)?;
-    if stack.address().is_some() {
-        return Ok(());
-    }
-    if let Some(ip) = env_ip(env, "ipaddr") {
+    let want = env_ip(env, "ipaddr").map(|ip| {
         let prefix = env_ip(env, "netmask").map_or(24, prefix_len);
-        stack.configure(ip, prefix, env_ip(env, "gatewayip"));
-        return Ok(());
+        (ip, prefix, env_ip(env, "gatewayip"))
+    });
+    let applied = fw.net.applied;
+    let stack = fw.net.stack(fw.info)?;
+    env.set("ethaddr", &mac_str(stack.mac()));
+    match want {
+        Some(w) if stack.address().is_some() && applied == Some(w) => Ok(()),
+        Some((ip, prefix, gateway)) => {
+            stack.configure(ip, prefix, gateway);
+            fw.net.applied = want;
+            Ok(())
+        }
+        None if stack.address().is_some() => Ok(()),
+        None => dhcp(fw, env),
     }
-    dhcp(fw, env)
+}
+
+/// `dhcp [addr] [[server:]file]`: a lease, then (as U-Boot, unless `autoload` is `no`) the
+/// named file by TFTP; a bare `dhcp` downloads `bootfile` only when `autoload` is `yes`.
+pub fn dhcp_cmd(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(), String> {
+    dhcp(fw, env)?;
+    let autoload = env.get("autoload").map(|v| v.trim().to_ascii_lowercase());
+    let no = autoload
+        .as_deref()
+        .is_some_and(|v| v.starts_with('n') || v == "0");
+    let yes = autoload
+        .as_deref()
+        .is_some_and(|v| v.starts_with('y') || v == "1");
+    if (argv.len() > 1 && !no) || (argv.len() == 1 && yes) {
+        let mut t = alloc::vec![String::from("tftpboot")];
+        t.extend(argv.iter().skip(1).cloned());
+        return tftpboot(fw, &t, env);
+    }
+    Ok(())
 }
 
 /// TFTP options from the environment (U-Boot's names): `tftpblocksize`, `tftpwindowsize`,
@@ -226,8 +270,9 @@ fn fetch(
     let t = match stack.tftp_get(&mut Machine, req, dest, &mut progress) {
         Ok(t) => t,
         Err(e) => {
-            // "Not found" is the caller's to tell (PXE tries several names).
-            if !matches!(e, NetError::Tftp(tftp::Error::Remote { code: 1, .. })) {
+            // The server's own refusals (not found, access) are the caller's to tell: PXE
+            // tries several names.
+            if !matches!(e, NetError::Tftp(tftp::Error::Remote { .. })) {
                 println!("TFTP '{file}': {e} (server {}:{})", req.server, req.port);
             }
             return Err(e);
@@ -310,8 +355,12 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
     // heap and stacks, the DTB, reserved or kept memory); the client writes only inside it.
     let dest = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, dest_len) };
     let stack = fw.net.stack(fw.info)?;
-    let n = fetch(stack, &req, dest).map_err(|e| match e {
-        NetError::Tftp(tftp::Error::Remote { code: 1, .. }) => format!("tftpboot: '{file}': {e}"),
+    let got = fetch(stack, &req, dest);
+    if let Err(e) = &got {
+        fw.net.failed(e);
+    }
+    let n = got.map_err(|e| match e {
+        NetError::Tftp(tftp::Error::Remote { .. }) => format!("tftpboot: '{file}': {e}"),
         _ => "tftpboot: download failed".to_string(), // `fetch` said why
     })?;
     env.set("filesize", &format!("{n:x}"));
@@ -330,7 +379,11 @@ fn fetch_small(fw: &mut Firmware, env: &Env, file: &str) -> Result<Vec<u8>, NetE
     };
     let mut buf = alloc::vec![0u8; MAX_SMALL_FILE];
     let stack = fw.net.stack(fw.info).map_err(|_| NetError::NotConfigured)?;
-    let n = fetch(stack, &req, &mut buf)?;
+    let got = fetch(stack, &req, &mut buf);
+    if let Err(e) = &got {
+        fw.net.failed(e);
+    }
+    let n = got?;
     buf.truncate(n);
     Ok(buf)
 }
@@ -409,7 +462,15 @@ impl Files for TftpFiles<'_> {
             Ok(None) => {
                 // No tsize: fetch it whole into the heap, within what the heap can spare.
                 let cap = (crate::heap::free_bytes() / 2).min(512 << 20);
-                let mut buf = alloc::vec![0u8; cap];
+                let mut buf = Vec::new();
+                if buf.try_reserve_exact(cap).is_err() {
+                    log::error!("TFTP '{path}': no size from the server and no {cap} bytes to fetch it whole");
+                    return Err(FsError::TooLarge {
+                        size: cap as u64,
+                        capacity: 0,
+                    });
+                }
+                buf.resize(cap, 0);
                 let req = self.request(&path);
                 let n = fetch(self.stack, &req, &mut buf).map_err(fs_error)?;
                 buf.truncate(n);
@@ -492,7 +553,11 @@ pub fn ping(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(), Str
         .map_err(|_| format!("'{target}' is not an IPv4 address"))?;
     ensure_address(fw, env)?;
     let stack = fw.net.stack(fw.info)?;
-    match stack.ping(&mut Machine, ip, PING_TIMEOUT_US) {
+    let got = stack.ping(&mut Machine, ip, PING_TIMEOUT_US);
+    if let Err(e) = &got {
+        fw.net.failed(e);
+    }
+    match got {
         Ok(us) => {
             println!(
                 "host {ip} is alive (rtt {}.{} ms)",

@@ -51,7 +51,7 @@ const COMMANDS: &[(&str, &str)] = &[
         "env default [-a] - reset the environment to the defaults",
     ),
     ("ls", "ls [path] - list a directory of the boot partition"),
-    ("dhcp", "dhcp - get an address (and serverip, bootfile) by DHCP"),
+    ("dhcp", "dhcp [addr] [[server:]file] - get an address (serverip, bootfile) by DHCP, then load the file unless autoload=no"),
     ("tftpboot", "tftpboot [addr] [[server:]file] - download a file by TFTP, set filesize"),
     ("pxe", "pxe get | pxe boot - find the PXELINUX config on the TFTP server / boot it"),
     ("ping", "ping <ip> - send an ICMP echo request"),
@@ -150,7 +150,7 @@ impl Commands for Firmware<'_> {
                 }
                 Ok(())
             }
-            "dhcp" => crate::netboot::dhcp(self, ctx.env).map_err(CmdError::Msg),
+            "dhcp" => crate::netboot::dhcp_cmd(self, argv, ctx.env).map_err(CmdError::Msg),
             "tftpboot" | "tftp" => {
                 crate::netboot::tftpboot(self, argv, ctx.env).map_err(CmdError::Msg)
             }

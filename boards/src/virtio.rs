@@ -168,6 +168,8 @@ pub fn find_block_devices(slots: &[Range]) -> alloc::vec::Vec<VirtioBlk> {
             Err(_) => continue, // empty slot (device id 0) or bad magic
         };
         if transport.device_type() != DeviceType::Block {
+            // Dropping a transport resets its device, which another driver may be using.
+            core::mem::forget(transport);
             continue;
         }
         match VirtIOBlk::<KexbootHal, _>::new(transport) {

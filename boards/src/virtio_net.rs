@@ -35,26 +35,29 @@ pub struct VirtioNet {
 }
 
 impl VirtioNet {
-    fn new(mut dev: Raw, base: u64) -> Option<Self> {
+    /// Posts the receive buffers; on failure the device is reset (dropped) before any posted
+    /// buffer is freed.
+    fn new(mut dev: Raw, base: u64) -> Result<Self, virtio_drivers::Error> {
         let mac = dev.mac_address();
         let mut rx: Vec<Option<Box<[u8]>>> = (0..QUEUE).map(|_| None).collect();
         for _ in 0..QUEUE {
             let mut buf = alloc::vec![0u8; BUF_LEN].into_boxed_slice();
             // SAFETY: the buffer is a heap allocation kept in `rx` (not touched) until the
             // device returns it through `poll_receive`, or the device is reset (dropped first).
-            let token = match unsafe { dev.receive_begin(&mut buf) } {
-                Ok(t) => usize::from(t),
-                Err(e) => {
-                    log::warn!("virtio-net at {base:#x}: cannot post receive buffers: {e:?}");
-                    return None;
+            let posted = unsafe { dev.receive_begin(&mut buf) };
+            let slot = posted.map(|t| rx.get_mut(usize::from(t)));
+            match slot {
+                Ok(Some(slot @ None)) => *slot = Some(buf),
+                other => {
+                    drop(dev); // reset: no more DMA into `rx` or `buf`
+                    return Err(match other {
+                        Err(e) => e,
+                        _ => virtio_drivers::Error::WrongToken,
+                    });
                 }
-            };
-            match rx.get_mut(token) {
-                Some(slot @ None) => *slot = Some(buf),
-                _ => return None,
             }
         }
-        Some(VirtioNet {
+        Ok(VirtioNet {
             dev: Some(dev),
             rx,
             tx: alloc::vec![0u8; BUF_LEN].into_boxed_slice(),
@@ -154,14 +157,18 @@ pub fn find(slots: &[Range]) -> Option<VirtioNet> {
             Err(_) => continue,
         };
         if transport.device_type() != DeviceType::Network {
+            // Dropping a transport resets its device: the disk may be in use.
+            core::mem::forget(transport);
             continue;
         }
         match Raw::new(transport) {
-            Ok(dev) => {
-                if let Some(nic) = VirtioNet::new(dev, slot.start) {
-                    return Some(nic);
-                }
-            }
+            Ok(dev) => match VirtioNet::new(dev, slot.start) {
+                Ok(nic) => return Some(nic),
+                Err(e) => log::warn!(
+                    "virtio-net at {:#x}: cannot post receive buffers: {e:?}",
+                    slot.start
+                ),
+            },
             Err(e) => log::warn!("virtio-net at {:#x}: {:?}", slot.start, e),
         }
     }

@@ -14,7 +14,7 @@ use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Mediu
 use smoltcp::socket::{dhcpv4, icmp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress, HardwareAddress, Icmpv4Packet,
+    DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetAddress, HardwareAddress, Icmpv4Packet,
     Icmpv4Repr, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr,
 };
 
@@ -38,6 +38,20 @@ const TFTP_TX_BYTES: usize = 16 * 1024;
 const DHCP_PACKET_BUF: usize = 1500;
 /// Subnet mask, router, DNS, TFTP server name (66), boot file name (67).
 const DHCP_REQUEST_LIST: &[u8] = &[1, 3, 6, 66, 67];
+/// What kexboot says it is, as U-Boot does on arm64 (RFC 4578): vendor class (60)
+/// "PXEClient:Arch:00022:UNDI:003000" and client system architecture (93) 0x0016 ("ARM 64-bit
+/// U-Boot"), so DHCP servers that only answer PXE clients (dnsmasq `pxe-service`, ISC
+/// `PXEClient` classes) answer it, with a boot file for U-Boot-style loaders rather than EFI.
+const DHCP_CLIENT_OPTIONS: &[DhcpOption<'static>] = &[
+    DhcpOption {
+        kind: 60,
+        data: b"PXEClient:Arch:00022:UNDI:003000",
+    },
+    DhcpOption {
+        kind: 93,
+        data: &[0x00, 0x16],
+    },
+];
 const DHCP_OPT_TFTP_SERVER: u8 = 66;
 const DHCP_OPT_BOOTFILE: u8 = 67;
 /// Interval between echo requests of one `ping`.
@@ -423,6 +437,7 @@ impl<N: Nic> Stack<N> {
     ) -> Result<Lease, NetError> {
         let mut socket = dhcpv4::Socket::new();
         socket.set_parameter_request_list(DHCP_REQUEST_LIST);
+        socket.set_outgoing_options(DHCP_CLIENT_OPTIONS);
         let mut retry = dhcpv4::RetryConfig::default();
         retry.discover_timeout = Duration::from_secs(2);
         retry.initial_request_timeout = Duration::from_secs(1);

@@ -501,10 +501,14 @@ impl Client {
         }
         self.dup_ack_block = Some(self.next_block);
         self.last_dup_ack_us = Some(now_us);
-        match self.state {
-            State::Done => Action::Send(self.ack_packet()),
-            _ => self.send_ack(now_us),
+        // The retransmission clock is left alone: only progress (an in-order block) or a
+        // timeout moves it, so a stream of duplicates cannot keep a dead transfer alive.
+        let ack = self.ack_packet();
+        if self.state != State::Done {
+            self.since_ack = 0;
+            self.last_sent = ack.clone();
         }
+        Action::Send(ack)
     }
 
     /// Handles one packet from the server, writing DATA straight into `dest`.
@@ -981,4 +985,36 @@ mod tests {
             }
         }
     }
+
+    /// A server (or a spoofer) repeating an old block forever cannot keep a transfer alive:
+    /// duplicates are answered, but only progress moves the retransmission clock.
+    #[test]
+    fn duplicate_flood_still_times_out() {
+        let mut c = Client::new("f", Options::default(), 1 << 20).unwrap();
+        let _ = c.start(0);
+        let block1 = Packet::Data {
+            block: 1,
+            data: &[7u8; 512],
+        }
+        .emit();
+        let mut dest = vec![0u8; 1 << 20];
+        assert!(c.on_packet(&block1, 0, &mut dest).is_ok());
+        let mut now = 0u64;
+        let mut acks = 0;
+        let end = loop {
+            now += 1_000;
+            assert!(now < 200_000_000, "still alive after 200 s of duplicates");
+            if let Ok(Action::Send(_)) = c.on_packet(&block1, now, &mut dest) {
+                acks += 1;
+            }
+            match c.on_tick(now) {
+                Err(e) => break e,
+                Ok(_) => {}
+            }
+        };
+        assert_eq!(end, Error::Timeout { retries: MAX_RETRIES });
+        assert!(acks > 0, "duplicates were re-ACKed");
+        assert_eq!(c.received(), 512);
+    }
+
 }

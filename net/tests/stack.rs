@@ -441,6 +441,14 @@ impl World {
             prl.contains(&66) && prl.contains(&67),
             "options 66/67 not requested: {prl:?}"
         );
+        // A PXE client for arm64 U-Boot-style loaders (RFC 4578): vendor class and arch 0x16.
+        let opt = |kind: u8| pkt.options().find(|o| o.kind == kind).map(|o| o.data.to_vec());
+        assert_eq!(
+            opt(60).as_deref(),
+            Some(&b"PXEClient:Arch:00022:UNDI:003000"[..]),
+            "vendor class"
+        );
+        assert_eq!(opt(93).as_deref(), Some(&[0x00, 0x16][..]), "client arch");
         let cfg = self.dhcp.clone();
         let (kind, yiaddr) = match req.message_type {
             DhcpMessageType::Discover => (DhcpMessageType::Offer, CLIENT_IP),
