@@ -1007,9 +1007,8 @@ mod tests {
             if let Ok(Action::Send(_)) = c.on_packet(&block1, now, &mut dest) {
                 acks += 1;
             }
-            match c.on_tick(now) {
-                Err(e) => break e,
-                Ok(_) => {}
+            if let Err(e) = c.on_tick(now) {
+                break e;
             }
         };
         assert_eq!(end, Error::Timeout { retries: MAX_RETRIES });
