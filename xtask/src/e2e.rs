@@ -254,10 +254,19 @@ pub(crate) fn is_prompt(l: &str) -> bool {
 }
 
 /// Runs QEMU until the initramfs finished (END marker, then waits for poweroff), the kexboot
-/// prompt, a kernel panic, QEMU's exit or the timeout.
+/// prompt, a kernel panic, QEMU's exit or the case timeout.
 fn boot(args: Vec<String>, log: &Path) -> std::result::Result<Transcript, String> {
-    let mut s = Session::spawn(&args, Some(log)).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + case_timeout();
+    boot_for(&args, log, case_timeout())
+}
+
+/// [`boot`] with its own time limit.
+pub(crate) fn boot_for(
+    args: &[String],
+    log: &Path,
+    limit: Duration,
+) -> std::result::Result<Transcript, String> {
+    let mut s = Session::spawn(args, Some(log)).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + limit;
     let stop =
         |l: &str| l.contains("KEXBOOT-E2E-END") || is_prompt(l) || l.contains("Kernel panic");
     let timed_out = match s.wait_for_prompt(deadline, stop) {

@@ -5,12 +5,12 @@
 //! server stays silent.
 
 use crate::e2e::{
-    case_timeout, expect_kexboot_started, expect_userspace, is_prompt, machine, Ctx, Transcript,
+    boot_for, case_timeout, expect_kexboot_started, expect_userspace, is_prompt, machine, Ctx,
+    Transcript,
 };
-use crate::qemu::{Session, Wait};
 use crate::tftpd::{Config, Server, Stats};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Command line of the `netboot` label of `pxelinux.cfg/default`.
 pub const CMDLINE_NETBOOT: &str = "console=ttyAMA0 kexboot.test=netboot quiet";
@@ -56,38 +56,6 @@ fn kexboot_net(c: &Ctx, smp: u32, tftp: Tftp, bootfile: &str) -> Vec<String> {
     ]);
     a.extend(netdev(tftp, bootfile));
     a
-}
-
-/// Like `e2e::boot` with its own time limit: runs until the initramfs finished, the kexboot
-/// prompt, a kernel panic, QEMU's exit or `limit`.
-fn boot_for(
-    args: &[String],
-    log: &Path,
-    limit: Duration,
-) -> std::result::Result<Transcript, String> {
-    let mut s = Session::spawn(args, Some(log)).map_err(|e| e.to_string())?;
-    let stop =
-        |l: &str| l.contains("KEXBOOT-E2E-END") || is_prompt(l) || l.contains("Kernel panic");
-    let timed_out = match s.wait_for_prompt(Instant::now() + limit, stop) {
-        Wait::Found(l) => {
-            let grace = if l.text.contains("KEXBOOT-E2E-END") {
-                15
-            } else {
-                1
-            };
-            s.wait_exit(Instant::now() + Duration::from_secs(grace));
-            false
-        }
-        Wait::Exited => false,
-        Wait::Timeout => true,
-    };
-    s.kill();
-    Ok(Transcript {
-        lines: s.lines().to_vec(),
-        timed_out,
-        status: s.status(),
-        stderr: s.stderr(),
-    })
 }
 
 /// The lossy cases need longer than one clean boot: the case limit plus two minutes.
