@@ -14,8 +14,8 @@ use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Mediu
 use smoltcp::socket::{dhcpv4, icmp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetAddress, HardwareAddress, Icmpv4Packet,
-    Icmpv4Repr, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr,
+    DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetAddress, HardwareAddress,
+    Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr,
 };
 
 use crate::nic::{Nic, NicError, Platform, MAX_FRAME};
@@ -484,13 +484,19 @@ impl<N: Nic> Stack<N> {
     /// Static configuration (U-Boot's ipaddr/netmask/gatewayip). 0.0.0.0 removes the address;
     /// a prefix above 32 counts as 32.
     pub fn configure(&mut self, address: Ipv4Addr, prefix_len: u8, gateway: Option<Ipv4Addr>) {
-        self.iface.update_ip_addrs(|addrs| {
-            addrs.clear();
-            if !address.is_unspecified() {
-                // Cannot fail: the list was just emptied.
-                let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(address, prefix_len.min(32))));
-            }
-        });
+        // smoltcp flushes its ARP cache on every address update but keeps its 1 s silence after
+        // the last ARP request: re-applying the same address (a second `dhcp` with the same
+        // lease) would stall the next packet for up to a second. Unchanged, it is left alone.
+        let same = self.address() == Some((address, prefix_len.min(32)));
+        if !same {
+            self.iface.update_ip_addrs(|addrs| {
+                addrs.clear();
+                if !address.is_unspecified() {
+                    // Cannot fail: the list was just emptied.
+                    let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(address, prefix_len.min(32))));
+                }
+            });
+        }
         let routes = self.iface.routes_mut();
         routes.remove_default_ipv4_route();
         if let Some(g) = gateway {

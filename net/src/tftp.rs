@@ -1011,9 +1011,13 @@ mod tests {
                 break e;
             }
         };
-        assert_eq!(end, Error::Timeout { retries: MAX_RETRIES });
+        assert_eq!(
+            end,
+            Error::Timeout {
+                retries: MAX_RETRIES
+            }
+        );
         assert!(acks > 0, "duplicates were re-ACKed");
         assert_eq!(c.received(), 512);
     }
-
 }

@@ -442,7 +442,11 @@ impl World {
             "options 66/67 not requested: {prl:?}"
         );
         // A PXE client for arm64 U-Boot-style loaders (RFC 4578): vendor class and arch 0x16.
-        let opt = |kind: u8| pkt.options().find(|o| o.kind == kind).map(|o| o.data.to_vec());
+        let opt = |kind: u8| {
+            pkt.options()
+                .find(|o| o.kind == kind)
+                .map(|o| o.data.to_vec())
+        };
         assert_eq!(
             opt(60).as_deref(),
             Some(&b"PXEClient:Arch:00022:UNDI:003000"[..]),
@@ -1257,6 +1261,32 @@ fn dhcp_then_tftp_then_into_nic() {
     assert!(dest[..200_000] == file[..]);
     let nic = r.stack.into_nic();
     assert_eq!(nic.mac(), CLIENT_MAC);
+}
+
+/// A second `dhcp` with the same lease right after a transfer must not flush the ARP cache:
+/// smoltcp would then stay silent for a second before asking again, stalling the next RRQ.
+#[test]
+fn same_lease_twice_keeps_arp() {
+    let file = random_file(50_000, 9);
+    let mut r = Rig::new(World::new(56, 0.0, 0.0, false));
+    r.world.borrow_mut().files.insert("f".into(), file.clone());
+    let req = TftpRequest::new(SERVER_IP, "f");
+    let mut dest = vec![0u8; 60_000];
+    r.stack.dhcp(&mut r.p, 10_000_000).unwrap();
+    r.stack
+        .tftp_get(&mut r.p, &req, &mut dest, &mut |_| {})
+        .unwrap();
+    r.stack.dhcp(&mut r.p, 10_000_000).unwrap();
+    let t = r
+        .stack
+        .tftp_get(&mut r.p, &req, &mut dest, &mut |_| {})
+        .unwrap();
+    assert!(dest[..50_000] == file[..]);
+    assert!(
+        t.elapsed_us < 300_000,
+        "second transfer took {} us (ARP stall?)",
+        t.elapsed_us
+    );
 }
 
 // ---------------------------------------------------------------- garbage
