@@ -116,6 +116,26 @@ impl From<tftp::Error> for NetError {
     }
 }
 
+/// One turn of a wait for `what`: the time now, unless Ctrl-C was pressed or `end` has passed.
+fn turn(
+    p: &mut dyn Platform,
+    end: u64,
+    what: &'static str,
+    timeout_us: u64,
+) -> Result<u64, NetError> {
+    let now = p.now_us();
+    if p.interrupted() {
+        return Err(NetError::Interrupted);
+    }
+    if now >= end {
+        return Err(NetError::Timeout {
+            what,
+            after_us: timeout_us,
+        });
+    }
+    Ok(now)
+}
+
 /// What a DHCP server handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -448,16 +468,7 @@ impl<N: Nic> Stack<N> {
         let start = p.now_us();
         let end = start.saturating_add(timeout_us);
         loop {
-            let now = p.now_us();
-            if p.interrupted() {
-                return Err(NetError::Interrupted);
-            }
-            if now >= end {
-                return Err(NetError::Timeout {
-                    what: "DHCP offer",
-                    after_us: timeout_us,
-                });
-            }
+            let now = turn(p, end, "DHCP offer", timeout_us)?;
             // One frame at a time: smoltcp keeps only the last DHCP packet, so read the lease
             // before the next frame can overwrite the ACK.
             let mut busy = false;
@@ -819,16 +830,7 @@ impl<N: Nic> Stack<N> {
         let mut seq = 0u16;
         let mut buf = vec![0u8; MAX_FRAME];
         loop {
-            let now = p.now_us();
-            if p.interrupted() {
-                return Err(NetError::Interrupted);
-            }
-            if now >= end {
-                return Err(NetError::Timeout {
-                    what: "ping reply",
-                    after_us: timeout_us,
-                });
-            }
+            let now = turn(p, end, "ping reply", timeout_us)?;
             let socket = sockets.get_mut::<icmp::Socket>(handle);
             if now >= next_send {
                 let repr = Icmpv4Repr::EchoRequest {
