@@ -187,7 +187,7 @@ pub fn reset_all(slots: &[Range]) {
         }
         // SAFETY: a virtio-mmio register block named by the device tree, identity-mapped as
         // device memory; magic and device id are read-only registers, status is written only
-        // for a present device (reset, as the virtio spec defines writing 0).
+        // for a present device (reset, as the virtio spec defines writing 0) and read back.
         unsafe {
             let base = slot.start as *mut u32;
             if core::ptr::read_volatile(base) != MAGIC {
@@ -196,7 +196,16 @@ pub fn reset_all(slots: &[Range]) {
             if core::ptr::read_volatile(base.byte_add(DEVICE_ID as usize)) == 0 {
                 continue;
             }
-            core::ptr::write_volatile(base.byte_add(STATUS as usize), 0);
+            let status = base.byte_add(STATUS as usize);
+            core::ptr::write_volatile(status, 0);
+            // The virtio spec (2.4.2): the reset is done when status reads back 0. Bounded:
+            // a device that never finishes cannot stop the boot.
+            for _ in 0..100_000 {
+                if core::ptr::read_volatile(status) == 0 {
+                    break;
+                }
+                core::hint::spin_loop();
+            }
         }
     }
 }
