@@ -3,41 +3,8 @@
 
 mod common;
 
-use common::{random_file, Rng, Server};
+use common::{random_file, Link, Server};
 use kexboot_net::tftp::{Action, Client, Error, Options, Packet};
-
-struct Link {
-    rng: Rng,
-    loss: f64,
-    dup: f64,
-    reorder: bool,
-    seq: u64,
-    /// (deliver at, sequence, to client, payload)
-    queue: Vec<(u64, u64, bool, Vec<u8>)>,
-    sent: [usize; 2],
-    dropped: usize,
-}
-
-impl Link {
-    fn send(&mut self, now: u64, to_client: bool, p: Vec<u8>) {
-        self.sent[to_client as usize] += 1;
-        if self.rng.chance(self.loss) {
-            self.dropped += 1;
-            return;
-        }
-        let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
-        for _ in 0..copies {
-            let jitter = if self.reorder {
-                self.rng.next() % 3000
-            } else {
-                0
-            };
-            self.seq += 1;
-            self.queue
-                .push((now + 500 + jitter, self.seq, to_client, p.clone()));
-        }
-    }
-}
 
 /// Link impairments: loss probability, duplication probability, reordering.
 struct Net(f64, f64, bool);
@@ -62,38 +29,20 @@ fn run(
 ) -> Outcome {
     let file = random_file(file_len, seed);
     let mut srv = server(file.clone());
-    let mut link = Link {
-        rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-        loss,
-        dup,
-        reorder,
-        seq: 0,
-        queue: vec![],
-        sent: [0; 2],
-        dropped: 0,
-    };
+    let mut link = Link::new(seed, loss, dup, reorder, 500);
     let mut dest = vec![0u8; dest_len];
     let mut c = Client::new("boot/Image", opts, dest_len).unwrap();
     let mut now = 0u64;
     link.send(now, false, c.start(now));
     let result = 'run: loop {
-        let next_pkt = link.queue.iter().map(|e| e.0).min();
-        let next = [next_pkt, c.deadline(), srv.deadline()]
+        let next = [link.next_at(), c.deadline(), srv.deadline()]
             .into_iter()
             .flatten()
             .filter(|&t| t >= now)
             .min();
         now = next.unwrap_or(now + 1_000_000).max(now);
         assert!(now < 100_000_000_000, "simulation ran away");
-        link.queue.sort_by_key(|e| (e.0, e.1));
-        let due: Vec<_> = link
-            .queue
-            .iter()
-            .take_while(|e| e.0 <= now)
-            .cloned()
-            .collect();
-        link.queue.drain(..due.len());
-        for (_, _, to_client, p) in due {
+        for (to_client, p) in link.take_due(now) {
             if to_client {
                 match c.on_packet(&p, now, &mut dest) {
                     Ok(Action::Send(a)) => link.send(now, false, a),

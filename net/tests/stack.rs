@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::rc::Rc;
 
-use common::{random_file, Rng, Server};
+use common::{random_file, Link, Rng, Server};
 use kexboot_net::tftp::{self, Options, Packet};
 use kexboot_net::{NetError, Nic, NicError, Platform, Progress, Stack, TftpRequest, MAX_FRAME};
 use proptest::prelude::*;
@@ -66,13 +66,7 @@ struct Session {
 /// The simulated link and everything on the other side of it.
 struct World {
     now: Rc<Cell<u64>>,
-    rng: Rng,
-    loss: f64,
-    dup: f64,
-    reorder: bool,
-    seq: u64,
-    /// (deliver at, sequence, to client, frame)
-    queue: Vec<(u64, u64, bool, Vec<u8>)>,
+    link: Link,
     inbox: std::collections::VecDeque<Vec<u8>>,
     dhcp: Dhcp,
     files: HashMap<String, Vec<u8>>,
@@ -100,19 +94,13 @@ struct World {
     to_unknown_port: Vec<(u16, Vec<u8>)>,
     aborts: Vec<(u16, String)>,
     echo_requests: usize,
-    dropped: usize,
 }
 
 impl World {
     fn new(seed: u64, loss: f64, dup: f64, reorder: bool) -> Self {
         World {
             now: Rc::new(Cell::new(1_000_000)),
-            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-            loss,
-            dup,
-            reorder,
-            seq: 0,
-            queue: vec![],
+            link: Link::new(seed, loss, dup, reorder, 200),
             inbox: Default::default(),
             dhcp: Dhcp::default(),
             files: HashMap::new(),
@@ -132,32 +120,17 @@ impl World {
             to_unknown_port: vec![],
             aborts: vec![],
             echo_requests: 0,
-            dropped: 0,
         }
     }
 
     fn send(&mut self, to_client: bool, frame: Vec<u8>) {
         let now = self.now.get();
-        if self.rng.chance(self.loss) {
-            self.dropped += 1;
-            return;
-        }
-        let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
-        for _ in 0..copies {
-            let jitter = if self.reorder {
-                self.rng.next() % 3000
-            } else {
-                0
-            };
-            self.seq += 1;
-            self.queue
-                .push((now + 200 + jitter, self.seq, to_client, frame.clone()));
-        }
+        self.link.send(now, to_client, frame);
     }
 
     /// Next time something happens on the network side.
     fn next_event(&self) -> Option<u64> {
-        let q = self.queue.iter().map(|e| e.0).min();
+        let q = self.link.next_at();
         let s = self
             .sessions
             .values()
@@ -168,10 +141,7 @@ impl World {
 
     fn step(&mut self) {
         let now = self.now.get();
-        self.queue.sort_by_key(|e| (e.0, e.1));
-        let n = self.queue.iter().take_while(|e| e.0 <= now).count();
-        let due: Vec<_> = self.queue.drain(..n).collect();
-        for (_, _, to_client, frame) in due {
+        for (to_client, frame) in self.link.take_due(now) {
             if to_client {
                 self.inbox.push_back(frame);
             } else {
@@ -879,7 +849,7 @@ fn download_no_loss_window_1_and_16() {
 #[test]
 fn download_5_percent_loss() {
     let (t, _, w) = download(12, MIB, 0.05, 0.0, false, PLAIN);
-    assert!(t.timeouts > 0 && w.dropped > 20, "no loss happened?");
+    assert!(t.timeouts > 0 && w.link.dropped > 20, "no loss happened?");
     download(13, 2 * MIB, 0.05, 0.02, true, BIG);
 }
 
@@ -896,7 +866,7 @@ fn download_20_percent_loss_dup_reorder() {
             ..PLAIN
         },
     );
-    assert!(w.dropped > 100);
+    assert!(w.link.dropped > 100);
     let (t, p, _) = download(15, 3 * MIB, 0.20, 0.05, true, BIG);
     assert_eq!(t.window, 16, "granted window");
     let min = p.iter().map(|p| p.window).min().unwrap();

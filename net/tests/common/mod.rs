@@ -1,6 +1,6 @@
-//! Shared by the host tests: a seeded PRNG and a windowed in-process TFTP server (sans-I/O, RFC
-//! 1350/2347/2348/2349/7440), driven by the packet-level simulation in `sim.rs` and the
-//! frame-level network in `stack.rs`.
+//! Shared by the host tests: a seeded PRNG, a lossy link (seeded loss, duplication, reordering)
+//! and a windowed in-process TFTP server (sans-I/O, RFC 1350/2347/2348/2349/7440), driven by the
+//! packet-level simulation in `sim.rs` and the frame-level network in `stack.rs`.
 #![allow(dead_code)]
 
 use kexboot_net::tftp::Packet;
@@ -16,6 +16,69 @@ impl Rng {
     }
     pub fn chance(&mut self, p: f64) -> bool {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+    }
+}
+
+/// A simulated link in both directions: each packet is lost, duplicated or delayed (reordered
+/// by up to 3 ms of jitter) by a PRNG seeded per test, so every run is the same.
+pub struct Link {
+    rng: Rng,
+    loss: f64,
+    dup: f64,
+    reorder: bool,
+    delay_us: u64,
+    seq: u64,
+    /// (deliver at, sequence, to client, packet)
+    queue: Vec<(u64, u64, bool, Vec<u8>)>,
+    /// Packets offered, from the client [0] and to it [1].
+    pub sent: [usize; 2],
+    pub dropped: usize,
+}
+
+impl Link {
+    pub fn new(seed: u64, loss: f64, dup: f64, reorder: bool, delay_us: u64) -> Self {
+        Link {
+            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            loss,
+            dup,
+            reorder,
+            delay_us,
+            seq: 0,
+            queue: vec![],
+            sent: [0; 2],
+            dropped: 0,
+        }
+    }
+
+    pub fn send(&mut self, now: u64, to_client: bool, p: Vec<u8>) {
+        self.sent[to_client as usize] += 1;
+        if self.rng.chance(self.loss) {
+            self.dropped += 1;
+            return;
+        }
+        let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let jitter = if self.reorder {
+                self.rng.next() % 3000
+            } else {
+                0
+            };
+            self.seq += 1;
+            self.queue
+                .push((now + self.delay_us + jitter, self.seq, to_client, p.clone()));
+        }
+    }
+
+    /// When the next packet arrives, if one is under way.
+    pub fn next_at(&self) -> Option<u64> {
+        self.queue.iter().map(|e| e.0).min()
+    }
+
+    /// The packets arrived by `now`, in order: (to client, packet).
+    pub fn take_due(&mut self, now: u64) -> Vec<(bool, Vec<u8>)> {
+        self.queue.sort_by_key(|e| (e.0, e.1));
+        let n = self.queue.iter().take_while(|e| e.0 <= now).count();
+        self.queue.drain(..n).map(|e| (e.2, e.3)).collect()
     }
 }
 
