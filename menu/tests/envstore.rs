@@ -1,5 +1,8 @@
 //! The redundant environment: round trips, power cuts at every byte, corrupt copies, wrap-around.
 
+mod common;
+use common::crc;
+
 use kexboot_menu::env::Env;
 use kexboot_menu::envstore::{self, decode, encode, load, Error, Source, COPY_SIZE, REGION_SIZE};
 use proptest::prelude::*;
@@ -280,21 +283,6 @@ fn sequence_wraps_around() {
         assert_eq!(l.seq, s.seq);
         assert_eq!(l.seq, ((i + 1) % 256) as u8);
     }
-}
-
-fn crc(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
 }
 
 proptest! {

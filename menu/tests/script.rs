@@ -1,5 +1,8 @@
 //! The script language: parsing, expansion, built-ins, firmware commands, bounds, boot.scr.
 
+mod common;
+use common::crc;
+
 use kexboot_menu::env::Env;
 use kexboot_menu::script::{
     self, make_legacy_script_image, parse, parse_legacy_script_image, CmdError, Commands, Ctx,
@@ -394,22 +397,6 @@ fn boot_scr_round_trip_and_rejections() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("type 2") && e.contains("expected 6"), "{e}");
-}
-
-/// Bitwise CRC32 (IEEE), independent of the crate under test.
-fn crc(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
 }
 
 proptest! {
