@@ -199,14 +199,9 @@ impl KeyDecoder {
             DecState::Ss3(_) => {
                 self.state = DecState::Ground;
                 match byte {
-                    b'A' => Some(Key::Up),
-                    b'B' => Some(Key::Down),
-                    b'C' => Some(Key::Right),
-                    b'D' => Some(Key::Left),
-                    b'H' => Some(Key::Home),
-                    b'F' => Some(Key::End),
                     b'M' => Some(Key::Enter), // keypad Enter
-                    0x40..=0x7e => None,
+                    // The cursor keys share their final bytes with CSI's.
+                    0x40..=0x7e => csi_key(&[], byte),
                     _ => self.ground(byte, after_cr, now_us),
                 }
             }
