@@ -236,10 +236,17 @@ fn server(fw: &Firmware, env: &Env) -> Result<Ipv4Addr, String> {
         .ok_or_else(|| "no TFTP server: set serverip or run dhcp".to_string())
 }
 
-fn port(env: &Env) -> u16 {
-    env.get("tftpdstp")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(69)
+/// A download of `file` from `server` with the environment's port (`tftpdstp`) and options.
+fn request<'f>(server: Ipv4Addr, env: &Env, file: &'f str) -> TftpRequest<'f> {
+    TftpRequest {
+        server,
+        port: env
+            .get("tftpdstp")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(69),
+        file,
+        options: options(env),
+    }
 }
 
 /// Downloads `file` into `dest` and prints the summary line (size, time, rate, crc32).
@@ -343,12 +350,7 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
         Some(s) => s,
         None => server(fw, env)?,
     };
-    let req = TftpRequest {
-        server,
-        port: port(env),
-        file: &file,
-        options: options(env),
-    };
+    let req = request(server, env, &file);
     println!("TFTP from {server}: '{file}' to {addr:#x}");
     let dest_len = usize::try_from(region.end - addr).map_err(|_| "tftpboot: region too large")?;
     // SAFETY: `addr..region.end` is free RAM that nothing of kexboot's uses (not kexboot, its
@@ -371,12 +373,7 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
 /// A small file (config, script) into a fresh buffer.
 fn fetch_small(fw: &mut Firmware, env: &Env, file: &str) -> Result<Vec<u8>, NetError> {
     let server = server(fw, env).map_err(|_| NetError::NotConfigured)?;
-    let req = TftpRequest {
-        server,
-        port: port(env),
-        file,
-        options: options(env),
-    };
+    let req = request(server, env, file);
     let mut buf = alloc::vec![0u8; MAX_SMALL_FILE];
     let stack = fw.net.stack(fw.info).map_err(|_| NetError::NotConfigured)?;
     let got = fetch(stack, &req, &mut buf);
@@ -419,10 +416,9 @@ pub fn pxe_get(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
 /// Files of a PXE config, fetched by TFTP relative to the boot file's directory.
 struct TftpFiles<'a> {
     stack: &'a mut Stack<VirtioNet>,
-    server: Ipv4Addr,
-    port: u16,
+    /// Server, port and options; the file is set per request.
+    template: TftpRequest<'static>,
     prefix: String,
-    options: tftp::Options,
     /// A file fetched whole because the server would not tell its size (no `tsize`).
     cached: Option<(String, Vec<u8>)>,
 }
@@ -441,10 +437,8 @@ fn fs_error(e: NetError) -> FsError {
 impl TftpFiles<'_> {
     fn request<'p>(&self, path: &'p str) -> TftpRequest<'p> {
         TftpRequest {
-            server: self.server,
-            port: self.port,
             file: path,
-            options: self.options,
+            ..self.template.clone()
         }
     }
 }
@@ -514,16 +508,12 @@ pub fn pxe_boot(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
         log::warn!("{}: {note}", cfg.path);
     }
     log::info!("{}: {} entries", cfg.path, config.entries.len());
-    let server = server(fw, env)?;
-    let options = options(env);
-    let port = port(env);
+    let template = request(server(fw, env)?, env, "");
     let stack = fw.net.stack.as_mut().ok_or("pxe boot: no network device")?;
     let mut files = TftpFiles {
         stack,
-        server,
-        port,
+        template,
         prefix: cfg.prefix.clone(),
-        options,
         cached: None,
     };
     let kept = Kept::new(&fw.handoff, &fw.pen, fw.info);
