@@ -17,6 +17,7 @@ mod firmware;
 mod initrd;
 mod qemu;
 mod tftpd;
+mod toolchain;
 mod warm;
 
 use std::fmt;
@@ -149,7 +150,14 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let rest = &args[1..];
-    let res = match cmd.as_str() {
+    // Every command that builds for aarch64 needs the targets first (a fresh machine's toolchain
+    // may lack them).
+    let res = if matches!(cmd.as_str(), "build" | "run" | "test" | "bench" | "assets") {
+        toolchain::ensure_targets(&paths)
+    } else {
+        Ok(())
+    };
+    let res = res.and_then(|()| match cmd.as_str() {
         "assets" => assets::ensure(&paths).and_then(|a| {
             let disks = e2e::build_disks(&paths, &a)?;
             for d in disks.all() {
@@ -169,7 +177,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         other => Err(err!("unknown command `{other}`\n{USAGE}")),
-    };
+    });
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -58,6 +58,7 @@ enum Event {
     Out(Instant, Vec<u8>),
     Err(Vec<u8>),
     OutClosed,
+    ErrClosed,
 }
 
 /// A running QEMU.
@@ -72,6 +73,7 @@ pub struct Session {
     /// Index of the next line a wait may match.
     cursor: usize,
     out_closed: bool,
+    err_closed: bool,
     status: Option<ExitStatus>,
     log: Option<BufWriter<File>>,
 }
@@ -94,9 +96,11 @@ fn pump<R: Read + Send + 'static>(mut r: R, tx: Sender<Event>, is_out: bool) {
                 }
             }
         }
-        if is_out {
-            let _ = tx.send(Event::OutClosed);
-        }
+        let _ = tx.send(if is_out {
+            Event::OutClosed
+        } else {
+            Event::ErrClosed
+        });
     });
 }
 
@@ -145,6 +149,7 @@ impl Session {
             stderr: Vec::new(),
             cursor: 0,
             out_closed: false,
+            err_closed: false,
             status: None,
             log,
         })
@@ -211,6 +216,7 @@ impl Session {
                 self.stderr.extend_from_slice(&bytes);
             }
             Event::OutClosed => self.out_closed = true,
+            Event::ErrClosed => self.err_closed = true,
         }
     }
 
@@ -227,15 +233,18 @@ impl Session {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 self.out_closed = true;
+                self.err_closed = true;
                 std::thread::sleep(wait.min(Duration::from_millis(20)));
             }
         }
     }
 
-    /// Records the exit: takes in the output still queued and ends the unfinished line.
+    /// Records the exit: takes in all the output up to the end of both pipes and ends the
+    /// unfinished line. The pipes reach their end as soon as the program is gone (no reader
+    /// races the exit); the bound only matters if a grandchild still holds them.
     fn finish(&mut self, st: ExitStatus) {
-        let until = Instant::now() + Duration::from_millis(300);
-        while !self.out_closed && Instant::now() < until {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !(self.out_closed && self.err_closed) && Instant::now() < until {
             self.recv_until(until);
         }
         while let Ok(ev) = self.rx.try_recv() {
