@@ -72,6 +72,12 @@ pub enum Error {
     KernelNotInLowestRam { size: u64, lowest: Range },
     /// A device tree larger than the 2 MiB the boot protocol allows.
     DtbTooLarge { size: u64 },
+    /// The initrd (`size` bytes) fits nowhere in free RAM inside a 1 GiB-aligned window of at
+    /// most 32 GiB that also covers the kernel at `kernel` (booting.rst).
+    InitrdOutsideKernelWindow { size: u64, kernel: Range },
+    /// No free spot for the device tree (`size` bytes) whose 2 MiB blocks hold only RAM and
+    /// nothing reserved or in use: Linux maps the blob with whole 2 MiB cacheable blocks.
+    DtbNoCleanBlock { size: u64 },
 
     /// The device tree blob is malformed at byte `offset` (from the start of the blob).
     BadDtb { offset: usize, what: &'static str },
@@ -162,6 +168,16 @@ impl fmt::Display for Error {
             DtbTooLarge { size } => write!(
                 f,
                 "device tree is {size} bytes, more than the {MAX_DTB_SIZE} the boot protocol allows"
+            ),
+            InitrdOutsideKernelWindow { size, kernel } => write!(
+                f,
+                "initrd ({size} bytes) fits nowhere in free RAM within a 1 GiB-aligned window of \
+                 at most 32 GiB that also covers the kernel at {kernel} (arm64 boot protocol)"
+            ),
+            DtbNoCleanBlock { size } => write!(
+                f,
+                "device tree ({size} bytes) fits nowhere whose 2 MiB blocks hold only free RAM \
+                 (Linux maps it with 2 MiB blocks; reserved or non-RAM memory must not share them)"
             ),
             BadDtb { offset, what } => write!(f, "bad device tree at offset {offset:#x}: {what}"),
             NoMemoryNode => write!(f, "device tree has no /memory node with a usable reg"),

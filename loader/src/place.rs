@@ -3,10 +3,15 @@
 //! * Kernel: `text_offset` past the lowest 2 MiB-aligned base whose whole `image_size` span is
 //!   free. With Image flag bit 3 clear the kernel must also sit in the lowest RAM region (memory
 //!   below it would be unusable); with it set the span must stay below 2^48.
-//! * DTB (at most 2 MiB): page-aligned, after the kernel when possible, preferably so that the
-//!   2 MiB blocks it touches hold only RAM and nothing from `avoid` (Linux maps the DTB with 2 MiB
-//!   cacheable blocks).
-//! * initrd: page-aligned, after the kernel (and DTB) when possible.
+//! * initrd: page-aligned, as high as it goes inside a 1 GiB-aligned window of at most 32 GiB
+//!   that also covers the kernel (booting.rst: "It must lie entirely within a 1 GB aligned physical
+//!   memory window of up to 32 GB in size that fully covers the kernel Image as well"), so not
+//!   at the top of RAM on machines with more than 32 GiB or with a far bank. Refused when no such
+//!   spot exists.
+//! * DTB (at most 2 MiB): page-aligned, as high as it goes where the 2 MiB blocks it touches hold
+//!   only RAM and nothing from `avoid` (Linux maps the DTB with whole 2 MiB cacheable blocks, so
+//!   a reserved or non-RAM neighbour in them would be mapped too). Refused, with
+//!   [`Error::DtbNoCleanBlock`], when no such spot exists: never dropped silently.
 //!
 //! Every returned range starts on a page and its page-rounded span lies in `ram`, outside `avoid`
 //! and outside the other two.
@@ -19,6 +24,9 @@ use crate::{Error, Result, MAX_DTB_SIZE};
 
 /// Highest address (exclusive) a kernel with flag bit 3 set may occupy.
 const ANY_BASE_LIMIT: u64 = 1 << 48;
+/// The initrd's window (booting.rst): 1 GiB-aligned, at most 32 GiB, covering the kernel too.
+const INITRD_WINDOW_ALIGN: u64 = 1 << 30;
+const INITRD_WINDOW_SIZE: u64 = 32 << 30;
 
 /// Where everything goes. Ranges have their exact lengths; their page-rounded spans are disjoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +41,6 @@ pub struct Placement {
     pub dtb: Range,
 }
 
-/// Lowest page-aligned `len`-byte slot in `free` at or above `min`, with `pred` true for it.
 /// Highest page-aligned spot in `free` for `len` bytes that satisfies `pred`: the very top of
 /// each free region first, then spots ending on each of the next 2 MiB boundaries down.
 fn highest_fit(free: &[Range], len: u64, pred: impl Fn(Range) -> bool) -> Option<Range> {
@@ -66,20 +73,50 @@ fn highest_fit(free: &[Range], len: u64, pred: impl Fn(Range) -> bool) -> Option
     None
 }
 
-/// Takes room for `what` as high in free RAM as it goes, where `pred` holds if it can. U-Boot
-/// puts the initrd and the DTB at the top of RAM too; Linux reaches userspace measurably sooner
-/// (in QEMU) with them there than right above the kernel.
+/// Takes room for `what` as high in free RAM as it goes inside `within`, where `pred` holds;
+/// `refused` when it would fit in free RAM but nowhere both hold. U-Boot puts the initrd and the DTB at the top of RAM
+/// too; Linux reaches userspace measurably sooner (in QEMU) with them there than right above the
+/// kernel.
 fn alloc_high(
     free: &mut Vec<Range>,
     what: &'static str,
     len: u64,
+    within: Range,
     pred: impl Fn(Range) -> bool,
+    refused: Error,
 ) -> Result<Range> {
-    let r = highest_fit(free, len, &pred)
-        .or_else(|| highest_fit(free, len, |_| true))
-        .ok_or(Error::NoRoom { what, size: len })?;
+    let clipped: Vec<Range> = free
+        .iter()
+        .filter_map(|f| {
+            let (start, end) = (f.start.max(within.start), f.end.min(within.end));
+            (start < end).then_some(Range { start, end })
+        })
+        .collect();
+    let Some(r) = highest_fit(&clipped, len, &pred) else {
+        return match highest_fit(free, len, |_| true) {
+            Some(_) => Err(refused),
+            None => Err(Error::NoRoom { what, size: len }),
+        };
+    };
     take(free, r);
     Ok(r)
+}
+
+/// Where an initrd may lie with the kernel at `kernel`: every 1 GiB-aligned window of at most
+/// 32 GiB holding both lies in `[lo, hi)`, and every spot in `[lo, hi)` has such a window (an
+/// initrd above the kernel: the window starting at the kernel's 1 GiB boundary; below it: the
+/// window starting at the initrd's, which reaches past the kernel's end when `start >= lo`).
+fn initrd_window(kernel: Range) -> Range {
+    let lo = align_up(
+        kernel.end.saturating_sub(INITRD_WINDOW_SIZE),
+        INITRD_WINDOW_ALIGN,
+    )
+    .unwrap_or(u64::MAX);
+    let hi = align_down(kernel.start, INITRD_WINDOW_ALIGN).saturating_add(INITRD_WINDOW_SIZE);
+    Range {
+        start: lo.min(hi),
+        end: hi,
+    }
 }
 
 fn take(free: &mut Vec<Range>, r: Range) {
@@ -118,11 +155,27 @@ pub fn place(
         };
         ram.iter().any(|m| m.contains_range(&window)) && !avoid.iter().any(|a| a.overlaps(&window))
     };
+    let window = initrd_window(k);
     let initrd = match initrd_len {
         0 => None,
-        n => Some(alloc_high(&mut free, "initrd", n, |_| true)?),
+        size => {
+            let refused = Error::InitrdOutsideKernelWindow { size, kernel: k };
+            Some(alloc_high(&mut free, "initrd", size, window, |_| true, refused)?)
+        }
     };
-    let dtb = alloc_high(&mut free, "device tree", dtb_len, blocks_clean)?;
+    let refused = Error::DtbNoCleanBlock { size: dtb_len };
+    let anywhere = Range {
+        start: 0,
+        end: u64::MAX,
+    };
+    let dtb = alloc_high(
+        &mut free,
+        "device tree",
+        dtb_len,
+        anywhere,
+        blocks_clean,
+        refused,
+    )?;
     Ok(Placement {
         kernel: k,
         entry: k.start,
@@ -258,6 +311,66 @@ mod tests {
         ));
     }
 
+    /// RAM above 32 GiB: the initrd stays in the kernel's 32 GiB window (here [1, 33) GiB), the
+    /// DTB still goes to the top of RAM.
+    #[test]
+    fn initrd_window_more_than_32g() {
+        let ram = [r(G, 65 * G)];
+        let fw = [r(G, G + 3 * M)];
+        let p = place(&ram, &fw, &kernel(0, 30 * M, true), 7 * M, 8192).unwrap();
+        assert_eq!(p.kernel, r(G + 4 * M, G + 34 * M));
+        assert_eq!(p.initrd, Some(r(33 * G - 7 * M, 33 * G)));
+        assert_eq!(p.dtb, r(65 * G - 8192, 65 * G));
+    }
+
+    /// Kernel low in RAM that reaches far above 32 GiB: the window starts at the kernel's 1 GiB
+    /// boundary (2 GiB), so the initrd ends at 34 GiB.
+    #[test]
+    fn initrd_window_kernel_low_ram_top_far_above() {
+        let ram = [r(2 * G, 600 * G)];
+        let p = place(&ram, &[], &kernel(0, 30 * M, true), 7 * M, 8192).unwrap();
+        assert_eq!(p.kernel.start, 2 * G);
+        assert_eq!(p.initrd, Some(r(34 * G - 7 * M, 34 * G)));
+        assert_eq!(p.dtb, r(600 * G - 8192, 600 * G));
+    }
+
+    /// Split banks: the far bank is out of the kernel's window; the initrd takes the top of the
+    /// kernel's bank, and when that bank is full it is refused rather than put out of reach.
+    #[test]
+    fn initrd_window_split_banks() {
+        let ram = [r(G, 3 * G), r(40 * G, 48 * G)];
+        let k = kernel(0, 30 * M, true);
+        let p = place(&ram, &[], &k, 7 * M, 8192).unwrap();
+        assert_eq!(p.initrd, Some(r(3 * G - 7 * M, 3 * G)));
+        assert_eq!(p.dtb, r(48 * G - 8192, 48 * G));
+        // The low bank has room for the kernel only.
+        let small = [r(G, G + 32 * M), r(40 * G, 48 * G)];
+        assert_eq!(
+            place(&small, &[], &k, 7 * M, 8192),
+            Err(Error::InitrdOutsideKernelWindow {
+                size: 7 * M,
+                kernel: r(G, G + 30 * M)
+            })
+        );
+    }
+
+    /// Every 2 MiB block holds a reserved page: the DTB has no clean block, and says so.
+    #[test]
+    fn dtb_without_clean_block_is_refused() {
+        let ram = [r(G, G + 32 * M)];
+        let avoid: Vec<Range> = (0..16)
+            .map(|i| r(G + i * 2 * M + M, G + i * 2 * M + M + PAGE_SIZE))
+            .collect();
+        let k = kernel(0, M, true);
+        assert_eq!(
+            place(&ram, &avoid, &k, 0, 8192),
+            Err(Error::DtbNoCleanBlock { size: 8192 })
+        );
+        // One clean block is enough.
+        let p = place(&ram, &avoid[..15], &k, 0, 8192).unwrap();
+        assert_eq!(p.dtb, r(G + 32 * M - 8192, G + 32 * M));
+    }
+
     fn check(ram: &[Range], avoid: &[Range], p: &Placement, k: &ImageHeader) {
         let mut spans = vec![
             p.kernel.page_rounded().unwrap(),
@@ -265,6 +378,17 @@ mod tests {
         ];
         spans.extend(p.initrd.map(|i| i.page_rounded().unwrap()));
         assert_eq!(p.kernel.len(), k.image_size());
+        if let Some(i) = p.initrd {
+            let lo = p.kernel.start.min(i.start) & !(INITRD_WINDOW_ALIGN - 1);
+            let hi = p.kernel.end.max(i.end);
+            assert!(hi - lo <= INITRD_WINDOW_SIZE, "initrd {i} out of the kernel's window");
+        }
+        let block = Range {
+            start: align_down(p.dtb.start, SZ_2M),
+            end: align_up(p.dtb.end.max(p.dtb.start + 1), SZ_2M).unwrap(),
+        };
+        assert!(ram.iter().any(|m| m.contains_range(&block)), "dtb block not RAM");
+        assert!(!avoid.iter().any(|a| a.overlaps(&block)), "dtb block shared");
         assert_eq!((p.kernel.start - k.text_offset()) % SZ_2M, 0);
         for (i, s) in spans.iter().enumerate() {
             assert_eq!(s.start % PAGE_SIZE, 0);
@@ -301,7 +425,8 @@ mod tests {
                 }
                 Err(e) => {
                     let clean = matches!(e, Error::NoRoom { .. } | Error::NoRam
-                        | Error::DtbTooLarge { .. } | Error::KernelNotInLowestRam { .. });
+                        | Error::DtbTooLarge { .. } | Error::KernelNotInLowestRam { .. }
+                        | Error::InitrdOutsideKernelWindow { .. } | Error::DtbNoCleanBlock { .. });
                     prop_assert!(clean, "unexpected error {:?}", e);
                 }
             }
