@@ -6,8 +6,9 @@ use alloc::vec::Vec;
 
 use alloc::string::String;
 use kexboot_fs::{open_boot_fs, FatFs, PartitionDevice};
-use kexboot_loader::dt::{self, DtInfo, Fixups};
+use kexboot_loader::dt::{self, CpuProps, DtInfo, Fixups, ReservedNode};
 use kexboot_loader::handoff;
+use kexboot_loader::mem::Range;
 use kexboot_menu::env::{BootRequest, Env, ENV_PATH, MAX_ENV};
 use kexboot_menu::envstore;
 use kexboot_menu::flow::{self, MemoryView, Platform, Staging};
@@ -111,17 +112,6 @@ pub fn run(
     // What this boot reserves for the next: the handoff page, and a ramoops region if asked.
     let handoff = warm::Handoff::new(&entry, info, &mut layout);
     let ramoops = warm::Ramoops::plan(&env, info, &mut layout);
-    let names = (
-        handoff.as_ref().map(warm::Handoff::node_name),
-        ramoops.as_ref().map(warm::Ramoops::node_name),
-    );
-    let mut nodes = Vec::new();
-    if let (Some(h), Some(n)) = (&handoff, &names.0) {
-        nodes.push(h.node(n));
-    }
-    if let (Some(r), Some(n)) = (&ramoops, &names.1) {
-        nodes.push(r.node(n));
-    }
     // spin-table, when asked: the secondaries go to kexboot's pen now, their nodes say so, and
     // the pen's page is a /memreserve/.
     let pen = match smp::wants_spin_table(&env) {
@@ -130,27 +120,14 @@ pub fn run(
             .map_err(|e| log::warn!("spin-table: {e}; CPUs stay as the platform has them"))
             .ok(),
     };
-    let cpu_props = pen.as_ref().map(smp::Pen::cpu_props).unwrap_or_default();
-    // Issue 4 (EL3 return path): under kexboot's own EL3 monitor, cpu nodes say "psci".
-    let cpu_props = match (pen.is_none(), crate::arch::el3::cpu_props(info)) {
-        (true, Some(psci)) => psci,
-        _ => cpu_props,
-    };
-    let pen_page: Vec<_> = pen.iter().map(|p| p.page).collect();
-    let fixups = Fixups {
-        reserved_nodes: &nodes,
-        cpu_props: &cpu_props,
-        extra_reserved: &pen_page,
-        ..Default::default()
-    };
-    let base_dtb = match dt::fixup(dtb, &fixups) {
+    let own = OwnFixups::new(handoff.as_ref(), ramoops, pen.as_ref(), info);
+    let base_dtb = match own.apply(dtb) {
         Ok(d) => d,
         Err(e) => {
             log::error!("device tree: cannot add kexboot's reserved nodes: {e}");
             dtb.to_vec()
         }
     };
-    let base_dtb = crate::arch::el3::describe(base_dtb); // Issue 4: `/psci` of the EL3 monitor
     let request = BootRequest::from_bootargs(info.bootargs.as_deref().unwrap_or(""));
     let mut fw = Firmware {
         fs,
@@ -159,6 +136,7 @@ pub fn run(
         request,
         handoff,
         pen,
+        own,
         info,
         store: None,
         net: Default::default(),
@@ -175,6 +153,8 @@ pub struct Firmware<'a> {
     pub request: BootRequest,
     pub handoff: Option<warm::Handoff>,
     pub pen: Option<smp::Pen>,
+    /// kexboot's own changes to every device tree it hands over.
+    pub own: OwnFixups,
     pub info: &'a DtInfo,
     /// The saved environment's copies (for `saveenv`), once read.
     pub store: Option<envstore::Loaded>,
@@ -249,6 +229,61 @@ impl Firmware<'_> {
     }
 }
 
+/// kexboot's own changes to a device tree, the one place every tree it hands over goes through
+/// (the extlinux flow, PXE and a warm entry through the tree they start from, `booti` with a
+/// tree the person names): the handoff page and the ramoops region as `/reserved-memory`
+/// nodes, in spin-table mode the pen's `/memreserve/` and every cpu node's `enable-method` and
+/// `cpu-release-addr`, under kexboot's EL3 monitor `enable-method = "psci"` and its `/psci`.
+/// Without them the kernel could take the page the secondaries spin in, or lose the handoff.
+pub struct OwnFixups {
+    handoff: Option<(String, ReservedNode<'static>)>,
+    ramoops: Option<(String, ReservedNode<'static>)>,
+    cpu_props: Vec<CpuProps<'static>>,
+    memreserve: Vec<Range>,
+}
+
+impl OwnFixups {
+    fn new(
+        handoff: Option<&warm::Handoff>,
+        ramoops: Option<warm::Ramoops>,
+        pen: Option<&smp::Pen>,
+        info: &DtInfo,
+    ) -> Self {
+        let cpu_props = pen.map(smp::Pen::cpu_props).unwrap_or_default();
+        // Under kexboot's own EL3 monitor, cpu nodes say "psci" (unless the pen took them).
+        let cpu_props = match (pen.is_none(), crate::arch::el3::cpu_props(info)) {
+            (true, Some(psci)) => psci,
+            _ => cpu_props,
+        };
+        OwnFixups {
+            handoff: handoff.map(|h| (h.node_name(), h.node(""))),
+            ramoops: ramoops.map(|r| (r.node_name(), r.node(""))),
+            cpu_props,
+            memreserve: pen.iter().map(|p| p.page).collect(),
+        }
+    }
+
+    /// `dtb` with kexboot's changes.
+    pub fn apply(&self, dtb: &[u8]) -> Result<Vec<u8>, kexboot_loader::Error> {
+        let nodes: Vec<ReservedNode> = [&self.handoff, &self.ramoops]
+            .into_iter()
+            .flatten()
+            .map(|(name, node)| ReservedNode {
+                name: name.as_str(),
+                ..node.clone()
+            })
+            .collect();
+        let fixups = Fixups {
+            reserved_nodes: &nodes,
+            cpu_props: &self.cpu_props,
+            extra_reserved: &self.memreserve,
+            ..Default::default()
+        };
+        let d = dt::fixup(dtb, &fixups)?;
+        Ok(crate::arch::el3::describe(d)) // `/psci` of kexboot's EL3 monitor, when it runs
+    }
+}
+
 /// What this boot keeps for the kernel and the next kexboot.
 pub(crate) struct Kept<'a> {
     pub handoff: Option<&'a warm::Handoff>,
@@ -273,7 +308,7 @@ impl<'a> Kept<'a> {
     /// network: no DMA into the next kernel), check the secondaries, leave the handoff record,
     /// and tell an EL3 monitor which DTB a SYSTEM_RESET should bring back.
     pub(crate) fn before_jump(&self, label: &str, dtb: u64) {
-        crate::virtio_net::reset_all(&self.info.virtio_mmio);
+        crate::virtio::reset_all(&self.info.virtio_mmio, |_| {});
         smp::report_before_jump(self.info, self.pen);
         if let Some(h) = self.handoff {
             h.write(label);

@@ -76,18 +76,30 @@ pub fn load(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<String,
 }
 
 /// `booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]`, with `bootargs` from the
-/// environment and kexboot's device tree when no fdt is named.
+/// environment and kexboot's device tree when no fdt is named; a named one gets kexboot's own
+/// changes first (`boot::OwnFixups`), as every tree kexboot hands over.
 pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String> {
     let usage = "usage: booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]";
     let kaddr = hex(argv.get(1).ok_or(usage)?)?;
-    let ram_ok = |r: &Range| fw.layout.ram.iter().any(|m| m.contains_range(r));
+    // Only RAM kexboot mapped is read: never a `no-map` region (a translation fault).
+    let ram_ok = |r: &Range| fw.layout.readable(r);
     let head = Range::from_len(kaddr, 64).map_err(|_| usage)?;
     if !ram_ok(&head) {
-        return Err(format!("booti: {kaddr:#x} is not in RAM"));
+        return Err(format!(
+            "booti: {kaddr:#x} is not in RAM kexboot may read (no-map memory is never touched)"
+        ));
     }
-    // SAFETY: 64 bytes at a RAM address checked above.
+    // SAFETY: 64 bytes at a mapped RAM address checked above.
     let header = ImageHeader::parse(unsafe { core::slice::from_raw_parts(kaddr as *const u8, 64) })
         .map_err(|e| format!("booti: {e}"))?;
+    // The relocator reads `image_size` bytes from there: all of them must be readable too.
+    let body = Range::from_len(kaddr, header.image_size()).map_err(|_| usage)?;
+    if !ram_ok(&body) {
+        return Err(format!(
+            "booti: kernel {:#x}-{:#x} (image_size) is not in RAM kexboot may read",
+            body.start, body.end
+        ));
+    }
     let initrd = match argv.get(2).map(String::as_str) {
         None | Some("-") => None,
         Some(spec) => {
@@ -95,7 +107,7 @@ pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String
             let r = Range::from_len(hex(a)?, hex(s)?).map_err(|_| usage)?;
             if !ram_ok(&r) {
                 return Err(format!(
-                    "booti: initrd {:#x}-{:#x} is not in RAM",
+                    "booti: initrd {:#x}-{:#x} is not in RAM kexboot may read",
                     r.start, r.end
                 ));
             }
@@ -108,9 +120,9 @@ pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String
             let a = hex(a)?;
             let h = Range::from_len(a, 8).map_err(|_| usage)?;
             if !ram_ok(&h) {
-                return Err(format!("booti: fdt {a:#x} is not in RAM"));
+                return Err(format!("booti: fdt {a:#x} is not in RAM kexboot may read"));
             }
-            // SAFETY: 8 header bytes in RAM, then at most MAX_DTB_SIZE checked the same way.
+            // SAFETY: 8 header bytes in mapped RAM, then at most MAX_DTB_SIZE checked the same way.
             let hdr = unsafe { core::slice::from_raw_parts(a as *const u8, 8) };
             let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as u64;
             let r = Range::from_len(a, len.min(MAX_DTB_SIZE)).map_err(|_| usage)?;
@@ -118,7 +130,11 @@ pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String
                 return Err("booti: fdt runs out of RAM".into());
             }
             // SAFETY: checked above.
-            unsafe { core::slice::from_raw_parts(a as *const u8, r.len() as usize) }.to_vec()
+            let user = unsafe { core::slice::from_raw_parts(a as *const u8, r.len() as usize) };
+            // The person's tree gets kexboot's own changes like every other (pen, handoff).
+            fw.own
+                .apply(user)
+                .map_err(|e| format!("booti: device tree at {a:#x}: {e}"))?
         }
     };
     let initrd_len = initrd.map_or(0, |r| r.len());

@@ -20,6 +20,9 @@ pub struct MemoryLayout {
     /// What kexboot keeps for itself and the kernel across reboots: its handoff page, the
     /// ramoops region it offers.
     pub kept: Vec<Range>,
+    /// The RAM kexboot mapped (`DtInfo::mapped_ram`: no `no-map` region): the only RAM it may
+    /// read or write. A `no-map` region is not in the page tables, so touching it faults.
+    pub mapped: Vec<Range>,
 }
 
 impl MemoryLayout {
@@ -29,6 +32,11 @@ impl MemoryLayout {
         v.extend([self.image, self.dtb, self.heap]);
         v.extend(self.kept.iter().copied());
         v
+    }
+
+    /// `r` lies in RAM kexboot mapped (never `no-map` memory), so it may be read.
+    pub fn readable(&self, r: &Range) -> bool {
+        self.mapped.iter().any(|m| m.contains_range(r))
     }
 
     /// Takes `len` bytes (page-aligned) at the top of free RAM and keeps them.

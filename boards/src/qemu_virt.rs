@@ -62,6 +62,10 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
             unsafe { console::init(*base as usize) };
         }
     }
+    // Before any memory is chosen or the MMU goes on: stop every virtio-mmio device. A previous
+    // kernel (Linux 6.1 does not reset virtio devices on kexec) may have left a NIC receiving,
+    // which would DMA into whatever kexboot takes for its heap or stages a kernel in.
+    virtio::reset_all(&info.virtio_mmio, |found| println!("kexboot: {found}"));
     // Issue 4 (EL3 return path): under kexboot's own EL3 monitor, PSCI is its `smc`.
     arch::el3::adopt(&mut info);
     if info.memory.is_empty() {
@@ -108,14 +112,8 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     }
     // RAM, less what firmware keeps for itself (`no-map`; kexboot's own handoff page is
     // kexboot's to write), plus the DTB wherever it is.
-    let own = info.handoff.map(|h| h.region);
-    let no_map: Vec<Range> = info
-        .no_map
-        .iter()
-        .copied()
-        .filter(|r| Some(*r) != own)
-        .collect();
-    let mut mapped = kexboot_loader::mem::free_regions(&info.memory, &no_map);
+    let ram_mapped = info.mapped_ram();
+    let mut mapped = ram_mapped.clone();
     mapped.push(dtb_range);
     // SAFETY: the map covers the image, its stack and BSS (where the page tables are), the heap
     // and the DTB; devices cover the UART and the virtio slots. Only the image was written with
@@ -149,6 +147,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         dtb: dtb_range,
         heap: heap_range,
         kept: Vec::new(),
+        mapped: ram_mapped,
     };
     let dtb_copy: Vec<u8> = blob.to_vec();
     let disks = virtio::find_block_devices(&info.virtio_mmio);

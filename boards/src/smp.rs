@@ -60,8 +60,10 @@ impl Pen {
         let previous = info.reserved.iter().copied().find(|r| {
             r.start % PAGE == 0
                 && r.len() == PAGE
-                && layout.ram.iter().any(|m| m.contains_range(r))
-                // SAFETY: a page-aligned page inside RAM (identity-mapped Normal memory); only read.
+                // Never a `no-map` region: it is not mapped, and a read would fault.
+                && layout.readable(r)
+                // SAFETY: a page-aligned page inside mapped RAM (identity-mapped Normal memory,
+                // no `no-map` region); only read.
                 && unsafe { core::slice::from_raw_parts(r.start as *const u8, code.len()) } == code
         });
         let page = match previous {

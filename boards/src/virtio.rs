@@ -183,3 +183,98 @@ pub fn find_block_devices(slots: &[Range]) -> alloc::vec::Vec<VirtioBlk> {
     }
     out
 }
+
+/// What [`reset_all`] found in one virtio-mmio slot holding a device.
+pub struct Found {
+    pub base: u64,
+    /// The virtio device id (1 network, 2 block, ...).
+    pub device_id: u32,
+    /// The device status register before the reset (virtio 1.2, 2.1: ACKNOWLEDGE 1, DRIVER 2,
+    /// DRIVER_OK 4, FEATURES_OK 8, DEVICE_NEEDS_RESET 0x40, FAILED 0x80).
+    pub status: u32,
+    /// The status read back after the reset: 0 once the device has stopped.
+    pub after: u32,
+}
+
+impl Found {
+    /// A driver had the device running (DRIVER_OK): it may own buffers and do DMA.
+    pub fn was_running(&self) -> bool {
+        self.status & STATUS_DRIVER_OK != 0
+    }
+}
+
+impl core::fmt::Display for Found {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "virtio-mmio at {:#x}: ", self.base)?;
+        match DeviceType::try_from(self.device_id) {
+            Ok(t) => write!(f, "{t:?} device")?,
+            Err(_) => write!(f, "device type {}", self.device_id)?,
+        }
+        let state = match self.was_running() {
+            true => "running (DRIVER_OK)",
+            false => "not running",
+        };
+        write!(f, ", status {:#x} {state}; reset", self.status)?;
+        match self.after {
+            0 => Ok(()),
+            a => write!(f, " (still reads {a:#x})"),
+        }
+    }
+}
+
+/// virtio-mmio registers (virtio 1.2, 4.2.2; the same offsets in the legacy layout).
+const MMIO_MAGIC: u32 = 0x7472_6976; // "virt"
+const REG_MAGIC: usize = 0x00;
+const REG_DEVICE_ID: usize = 0x08;
+const REG_STATUS: usize = 0x70;
+/// Smallest register block that holds the status register.
+const MMIO_MIN_LEN: u64 = 0x100;
+const STATUS_DRIVER_OK: u32 = 4;
+/// Reads of the status register while waiting for a reset to finish: bounded, so a device that
+/// never finishes cannot stop the boot.
+const RESET_POLLS: usize = 100_000;
+
+/// Resets every virtio-mmio device (every slot, every type: status register = 0) so none does
+/// DMA any more, whatever driver state anyone holds, and tells `seen` what each slot held.
+/// Runs at entry, before kexboot picks any memory (a previous kernel may have left a NIC
+/// receiving), and again right before every jump (kexboot's own devices).
+pub fn reset_all(slots: &[Range], mut seen: impl FnMut(Found)) {
+    for slot in slots {
+        if slot.len() < MMIO_MIN_LEN {
+            continue;
+        }
+        // SAFETY: a virtio-mmio register block named by the device tree (device memory, with
+        // the MMU off or identity-mapped as Device-nGnRE); magic and device id are read-only
+        // registers; status is written only for a present device (0 = reset, virtio 1.2 2.1)
+        // and read back.
+        let found = unsafe {
+            let base = slot.start as *mut u32;
+            if core::ptr::read_volatile(base.byte_add(REG_MAGIC)) != MMIO_MAGIC {
+                continue;
+            }
+            let id = core::ptr::read_volatile(base.byte_add(REG_DEVICE_ID));
+            if id == 0 {
+                continue; // empty slot
+            }
+            let status = base.byte_add(REG_STATUS);
+            let before = core::ptr::read_volatile(status);
+            core::ptr::write_volatile(status, 0);
+            // virtio 1.2, 4.2.3.1: the reset is done when status reads back 0.
+            let mut after = core::ptr::read_volatile(status);
+            for _ in 0..RESET_POLLS {
+                if after == 0 {
+                    break;
+                }
+                core::hint::spin_loop();
+                after = core::ptr::read_volatile(status);
+            }
+            Found {
+                base: slot.start,
+                device_id: id,
+                status: before,
+                after,
+            }
+        };
+        seen(found);
+    }
+}

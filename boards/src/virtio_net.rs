@@ -174,38 +174,3 @@ pub fn find(slots: &[Range]) -> Option<VirtioNet> {
     }
     None
 }
-
-/// Resets every virtio-mmio device (status register = 0) so none does DMA into the next kernel's
-/// memory, whatever driver state kexboot holds.
-pub fn reset_all(slots: &[Range]) {
-    const MAGIC: u32 = 0x7472_6976; // "virt"
-    const STATUS: u64 = 0x70;
-    const DEVICE_ID: u64 = 0x08;
-    for slot in slots {
-        if slot.len() < 0x100 {
-            continue;
-        }
-        // SAFETY: a virtio-mmio register block named by the device tree, identity-mapped as
-        // device memory; magic and device id are read-only registers, status is written only
-        // for a present device (reset, as the virtio spec defines writing 0) and read back.
-        unsafe {
-            let base = slot.start as *mut u32;
-            if core::ptr::read_volatile(base) != MAGIC {
-                continue;
-            }
-            if core::ptr::read_volatile(base.byte_add(DEVICE_ID as usize)) == 0 {
-                continue;
-            }
-            let status = base.byte_add(STATUS as usize);
-            core::ptr::write_volatile(status, 0);
-            // The virtio spec (2.4.2): the reset is done when status reads back 0. Bounded:
-            // a device that never finishes cannot stop the boot.
-            for _ in 0..100_000 {
-                if core::ptr::read_volatile(status) == 0 {
-                    break;
-                }
-                core::hint::spin_loop();
-            }
-        }
-    }
-}

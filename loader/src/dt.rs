@@ -388,6 +388,21 @@ impl DtInfo {
         Ok(info)
     }
 
+    /// The RAM kexboot maps, reads and writes: every memory range less the `no-map` reserved
+    /// regions (firmware-owned: even a read, or a speculative fill of a cacheable mapping, may
+    /// fault or be seen), except kexboot's own handoff page, which is kexboot's to write.
+    /// Nothing outside these ranges may be dereferenced.
+    pub fn mapped_ram(&self) -> Vec<Range> {
+        let own = self.handoff.map(|h| h.region);
+        let no_map: Vec<Range> = self
+            .no_map
+            .iter()
+            .copied()
+            .filter(|r| Some(*r) != own)
+            .collect();
+        crate::mem::free_regions(&self.memory, &no_map)
+    }
+
     /// Like [`DtInfo::parse`], but a tree without memory is returned as it is: the firmware
     /// finds its console this way and can say what is wrong with the tree.
     pub fn read(dtb: &[u8]) -> Result<DtInfo> {

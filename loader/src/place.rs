@@ -160,7 +160,14 @@ pub fn place(
         0 => None,
         size => {
             let refused = Error::InitrdOutsideKernelWindow { size, kernel: k };
-            Some(alloc_high(&mut free, "initrd", size, window, |_| true, refused)?)
+            Some(alloc_high(
+                &mut free,
+                "initrd",
+                size,
+                window,
+                |_| true,
+                refused,
+            )?)
         }
     };
     let refused = Error::DtbNoCleanBlock { size: dtb_len };
@@ -381,14 +388,23 @@ mod tests {
         if let Some(i) = p.initrd {
             let lo = p.kernel.start.min(i.start) & !(INITRD_WINDOW_ALIGN - 1);
             let hi = p.kernel.end.max(i.end);
-            assert!(hi - lo <= INITRD_WINDOW_SIZE, "initrd {i} out of the kernel's window");
+            assert!(
+                hi - lo <= INITRD_WINDOW_SIZE,
+                "initrd {i} out of the kernel's window"
+            );
         }
         let block = Range {
             start: align_down(p.dtb.start, SZ_2M),
             end: align_up(p.dtb.end.max(p.dtb.start + 1), SZ_2M).unwrap(),
         };
-        assert!(ram.iter().any(|m| m.contains_range(&block)), "dtb block not RAM");
-        assert!(!avoid.iter().any(|a| a.overlaps(&block)), "dtb block shared");
+        assert!(
+            ram.iter().any(|m| m.contains_range(&block)),
+            "dtb block not RAM"
+        );
+        assert!(
+            !avoid.iter().any(|a| a.overlaps(&block)),
+            "dtb block shared"
+        );
         assert_eq!((p.kernel.start - k.text_offset()) % SZ_2M, 0);
         for (i, s) in spans.iter().enumerate() {
             assert_eq!(s.start % PAGE_SIZE, 0);

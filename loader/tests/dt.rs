@@ -257,6 +257,15 @@ fn custom_tree_info() {
     );
     // Only the child marked `no-map` is firmware-owned, never to be mapped.
     assert_eq!(info.no_map, [r(0x9fe0_0000, 0x9ff0_0000)]);
+    // ... nor read: the RAM kexboot may touch has a hole there (and only there).
+    assert_eq!(
+        info.mapped_ram(),
+        [
+            r(0x8000_0000, 0x9fe0_0000),
+            r(0x9ff0_0000, 0xa000_0000),
+            r(0xc000_0000, 0xd000_0000)
+        ]
+    );
     assert_eq!(
         info.stdout,
         Some(("snps,dw-apb-uart".to_string(), 0x1c2_8000))
@@ -494,6 +503,8 @@ fn reserved_nodes_are_added_then_replaced() {
     assert_eq!(info.ramoops, Some(oops));
     assert!(info.reserved.contains(&page) && info.reserved.contains(&oops));
     assert_eq!(info.no_map, [page]);
+    // kexboot's own handoff page is `no-map` for Linux but kexboot's to map and write.
+    assert!(info.mapped_ram().iter().any(|m| m.contains_range(&page)));
     // A warm boot rewrites the handoff node (new boot id) and keeps ramoops as it came.
     let again = fixup(
         &first,

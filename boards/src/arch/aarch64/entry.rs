@@ -28,6 +28,15 @@ const RELA_SIZE: u64 = 24;
 /// CPTR_EL2 (E2H = 0 layout) with only its RES1 bits (13, 9, 7:0) set: TFP (10), TZ (8) and
 /// TSM (12) clear, so FP/SIMD, SVE and SME are not trapped.
 const CPTR_EL2_NO_TRAPS: u64 = (1 << 13) | (1 << 9) | 0xff;
+/// CPTR_EL2 in its E2H = 1 layout (Arm ARM D19.2.33, the CPACR_EL1-like one): FPEN (21:20),
+/// ZEN (17:16) and SMEN (25:24) = 0b11, nothing trapped; TTA (28), TAM (30), TCPAC (31) clear;
+/// no RES1 bits. Used when HCR_EL2.E2H reads back 1 after kexboot wrote 0: a CPU without
+/// FEAT_E2H0 has E2H stuck at 1, and the E2H = 0 value above would leave FPEN = 0b00 there, so
+/// FP/SIMD trapped. QEMU's `-cpu max` has FEAT_E2H0 (E2H writable), so no QEMU case takes this
+/// path: it is written from the Arm ARM.
+const CPTR_EL2_E2H_NO_TRAPS: u64 = (0b11 << 20) | (0b11 << 16) | (0b11 << 24);
+/// HCR_EL2.E2H, read back after HCR_EL2 is written.
+const HCR_EL2_E2H_BIT: u64 = 34;
 /// HCR_EL2 with only RW (EL1 is AArch64): E2H and TGE clear, so the EL2 registers have their
 /// non-VHE layout even when a VHE kernel kexec'ed into kexboot with E2H still set.
 const HCR_EL2_NVHE: u64 = 1 << 31;
@@ -133,8 +142,19 @@ primary_relocate:
 5:  mov     x11, #{hcr_el2}
     msr     hcr_el2, x11
     isb
+    /* A known SCTLR_EL2 (MMU, caches and alignment checks off, little-endian), whatever the
+       previous stage left, until the MMU goes on (mmu.rs writes its full value there). */
+    mov     x11, #{sctlr_el2_lo}
+    movk    x11, #{sctlr_el2_hi}, lsl #16
+    msr     sctlr_el2, x11
+    isb
+    /* E2H stuck at 1 (no FEAT_E2H0): CPTR_EL2 has its other layout. */
+    mrs     x11, hcr_el2
+    tbnz    x11, #{hcr_e2h_bit}, 9f
     mov     x11, #{cptr_el2}
-    msr     cptr_el2, x11
+    b       10f
+9:  mov     x11, #{cptr_el2_e2h}
+10: msr     cptr_el2, x11
     msr     vbar_el2, x9
 6:  isb
     adrp    x9, KEXBOOT_ENTRY_ARGS
@@ -175,5 +195,9 @@ dcache_inval_range:
     el3 = const CURRENT_EL_EL3,
     cpacr_fpen = const CPACR_EL1_FPEN,
     cptr_el2 = const CPTR_EL2_NO_TRAPS,
+    cptr_el2_e2h = const CPTR_EL2_E2H_NO_TRAPS,
+    hcr_e2h_bit = const HCR_EL2_E2H_BIT,
+    sctlr_el2_lo = const super::mmu::SCTLR_EL2_MMU_OFF & 0xffff,
+    sctlr_el2_hi = const super::mmu::SCTLR_EL2_MMU_OFF >> 16,
     hcr_el2 = const HCR_EL2_NVHE,
 );

@@ -125,6 +125,35 @@ fn attr_index_el1(i: usize) -> El1Attributes {
 /// TCR_EL2 bits 31 and 23 are RES1 in the non-VHE layout (`aarch64-cpu` has no field for them).
 const TCR_EL2_RES1: u64 = (1 << 31) | (1 << 23);
 
+/// SCTLR_EL2 RES1 bits in the E2H = 0 layout (Arm ARM D19.2.118): 29, 28, 23, 22, 18, 16, 11,
+/// 5, 4. Under E2H = 1 (a CPU without FEAT_E2H0) SCTLR_EL2 has the SCTLR_EL1 layout, where these
+/// are LSMAOE, nTLSMD, SPAN, EIS, nTWE, nTWI, EOS, CP15BEN, SA0: set, each is the architectural
+/// "no change in behaviour" value (what Linux's INIT_SCTLR_EL1_MMU_ON sets too).
+const SCTLR_EL2_RES1: u64 = (1 << 29)
+    | (1 << 28)
+    | (1 << 23)
+    | (1 << 22)
+    | (1 << 18)
+    | (1 << 16)
+    | (1 << 11)
+    | (1 << 5)
+    | (1 << 4);
+/// SCTLR_EL2 at entry, until the MMU goes on: RES1 only (M, C, I, A, SA, WXN clear; EE = 0,
+/// little-endian).
+pub(super) const SCTLR_EL2_MMU_OFF: u64 = SCTLR_EL2_RES1;
+
+/// SCTLR_EL2 with the MMU on, written whole (never a modification of what the previous stage
+/// left): RES1, M, C, I; alignment checks, WXN, big-endian and everything else off.
+fn sctlr_el2_mmu_on() -> u64 {
+    SCTLR_EL2_RES1
+        | u64::from(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable)
+}
+
+/// Whether HCR_EL2.E2H is set (entry wrote 0; it reads 1 only on a CPU without FEAT_E2H0).
+fn e2h() -> bool {
+    HCR_EL2.is_set(HCR_EL2::E2H)
+}
+
 fn mair_value() -> u64 {
     // Attr0 = 0x04 Device-nGnRE, Attr1 = 0xff Normal WB RW-allocate inner and outer.
     const DEVICE_NGNRE: u64 = 0x04;
@@ -140,13 +169,21 @@ fn pa_range() -> u64 {
 /// `root` is a valid EL2 identity map covering everything in use.
 unsafe fn enable_el2(root: u64) {
     MAIR_EL2.set(mair_value());
-    let fields = TCR_EL2::T0SZ.val(T0SZ)
-        + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
-        + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
-        + TCR_EL2::SH0::Inner
-        + TCR_EL2::TG0::KiB_4
-        + TCR_EL2::PS.val(pa_range());
-    TCR_EL2.set(u64::from(fields) | TCR_EL2_RES1);
+    let tcr = match e2h() {
+        // E2H stuck at 1: TCR_EL2 has the TCR_EL1 layout (two ranges, IPS at 34:32; bits 18:16
+        // would be T1SZ). Written from the Arm ARM: QEMU cannot show this path.
+        true => tcr_el1_value(),
+        false => {
+            let fields = TCR_EL2::T0SZ.val(T0SZ)
+                + TCR_EL2::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+                + TCR_EL2::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+                + TCR_EL2::SH0::Inner
+                + TCR_EL2::TG0::KiB_4
+                + TCR_EL2::PS.val(pa_range());
+            u64::from(fields) | TCR_EL2_RES1
+        }
+    };
+    TCR_EL2.set(tcr);
     TTBR0_EL2.set(root);
     barrier::isb(barrier::SY);
     // SAFETY: TLB invalidation for EL2 has no effect on memory.
@@ -159,24 +196,15 @@ unsafe fn enable_el2(root: u64) {
             options(nostack)
         )
     };
-    SCTLR_EL2.modify(
-        SCTLR_EL2::M::Enable
-            + SCTLR_EL2::C::Cacheable
-            + SCTLR_EL2::I::Cacheable
-            + SCTLR_EL2::A::Disable
-            + SCTLR_EL2::WXN::Disable
-            + SCTLR_EL2::EE::Little,
-    );
+    SCTLR_EL2.set(sctlr_el2_mmu_on());
     barrier::isb(barrier::SY);
     // SAFETY: instruction cache invalidation has no effect on memory.
     unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
 }
 
-/// # Safety
-/// `root` is a valid EL1 identity map covering everything in use.
-unsafe fn enable_el1(root: u64) {
-    MAIR_EL1.set(mair_value());
-    TCR_EL1.write(
+/// The TCR_EL1 layout of kexboot's map (also TCR_EL2's when E2H is 1): TTBR0 only.
+fn tcr_el1_value() -> u64 {
+    u64::from(
         TCR_EL1::T0SZ.val(T0SZ)
             + TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
             + TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
@@ -184,7 +212,14 @@ unsafe fn enable_el1(root: u64) {
             + TCR_EL1::TG0::KiB_4
             + TCR_EL1::EPD1::DisableTTBR1Walks
             + TCR_EL1::IPS.val(pa_range()),
-    );
+    )
+}
+
+/// # Safety
+/// `root` is a valid EL1 identity map covering everything in use.
+unsafe fn enable_el1(root: u64) {
+    MAIR_EL1.set(mair_value());
+    TCR_EL1.set(tcr_el1_value());
     TTBR0_EL1.set(root);
     barrier::isb(barrier::SY);
     // SAFETY: TLB invalidation for EL1 has no effect on memory.
