@@ -435,6 +435,12 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("warm-bad-entry", true, e2e_warm::case_bad_entry),
     ("psci-smp4-warm-cycle", true, e2e_warm::case_psci_smp4_warm),
     ("spin-table-smp4", true, e2e_warm::case_spin_table_smp4),
+    ("warm-3-cycles-net-rx", true, e2e_warm::case_net_rx_3_cycles),
+    (
+        "spin-table-booti-user-dtb-no-map",
+        true,
+        e2e_warm::case_user_dtb_no_map,
+    ),
     (
         "el3-spin-table-reboot",
         true,

@@ -6,8 +6,15 @@
 use crate::assets::Assets;
 use crate::e2e::{case_timeout, is_prompt, machine, Ctx, Transcript, KEXBOOT_STARTING};
 use crate::qemu::{Line, Session, Wait};
-use crate::warm::{direct_next_cmdline, entry_cmdline, Scenario, WarmAssets};
+use crate::warm::{
+    direct_next_cmdline, entry_cmdline, Scenario, WarmAssets, GUEST_IP, GUEST_UDP_PORT,
+    NO_MAP_PAGE, USER_DTB, USER_DTB_ENTRY,
+};
+use std::net::UdpSocket;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The initramfs markers.
@@ -17,6 +24,8 @@ pub const END: &str = "KEXBOOT-E2E-END";
 pub const WARM_START: &str = "KEXBOOT-WARM-START";
 /// Printed by the warm `/init` when it could not reboot.
 pub const WARM_FAILED: &str = "KEXBOOT-E2E warm-failed";
+/// kexboot's last words after an exception or a panic.
+pub const CPU_STOPPED: &str = "CPU stopped.";
 /// Machine of every warm case and bench arm.
 pub const MACHINE: &str = "virt,virtualization=on";
 pub const SMP: u32 = 2;
@@ -74,6 +83,7 @@ pub fn run_boots(
                 || is_prompt(l)
                 || l.contains("Kernel panic")
                 || l.contains(WARM_FAILED)
+                || l.contains(CPU_STOPPED)
         });
         match w {
             Wait::Found(l) if l.text.contains(BEGIN) => in_linux = true,
@@ -672,6 +682,207 @@ pub fn case_spin_table_smp4(c: &Ctx, name: &str) -> Result<(), String> {
     }
     if !has("before the jump: 3 secondaries in the spin-table pen") {
         return Err("no check of the pen before the jump".into());
+    }
+    expect_poweroff(&b)
+}
+
+/// UDP datagrams from the host to the guest for as long as a case runs: QEMU's user network
+/// forwards `127.0.0.1:<port>` to the guest (`hostfwd`), so its NIC keeps receiving, also while
+/// kexboot runs after a warm reboot. Bounded in time; only to the loopback address.
+struct UdpSender {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// One datagram every this long (about 500 a second).
+const UDP_INTERVAL: Duration = Duration::from_millis(2);
+
+impl UdpSender {
+    /// Picks a free host port for QEMU's `hostfwd` and starts sending to it for at most `limit`.
+    fn start(limit: Duration) -> Result<UdpSender, String> {
+        // The port the OS hands out is free now; QEMU binds it right after (nobody else here
+        // picks ports that way).
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map_err(|e| format!("no free UDP port on 127.0.0.1: {e}"))?
+            .port();
+        let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("UDP socket: {e}"))?;
+        let (stop, sent) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (st, sn) = (stop.clone(), sent.clone());
+        let thread = std::thread::spawn(move || {
+            let end = Instant::now() + limit;
+            let mut n = 0u64;
+            while !st.load(Ordering::Relaxed) && Instant::now() < end {
+                let msg = format!("kexboot e2e datagram {n}");
+                // Refused until QEMU listens: ignored, the next one goes all the same.
+                if sock.send_to(msg.as_bytes(), ("127.0.0.1", port)).is_ok() {
+                    sn.fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+                std::thread::sleep(UDP_INTERVAL);
+            }
+        });
+        Ok(UdpSender {
+            port,
+            stop,
+            sent,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops and returns how many datagrams went out.
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// kexboot's entry line for the virtio-net device (`virtio::reset_all` at entry): its index in
+/// the part of `seg` before the kernel, and the line.
+fn net_reset_line(seg: &Transcript) -> Option<(usize, String)> {
+    let begin = seg
+        .find(|l| l.contains(BEGIN))
+        .map_or(seg.lines.len(), |(i, _)| i);
+    seg.lines[..begin]
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.text.contains("virtio-mmio at") && l.text.contains("Network device"))
+        .map(|(i, l)| (i, l.text.trim().to_string()))
+}
+
+/// The checks of kexboot's entry and of Linux's network in one boot of the NetRx run: on a
+/// warm entry kexboot found the NIC the previous Linux left running and reset it before its
+/// MMU (and heap) came up; Linux received the host's traffic.
+pub fn check_net_boot(seg: &Transcript, k: usize, warm: bool) -> Result<(), String> {
+    let fail = |m: String| Err(format!("boot {k}: {m}"));
+    let Some((i, line)) = net_reset_line(seg) else {
+        return fail(
+            "kexboot did not report (and reset) the virtio-net device at entry: a NIC the \
+             previous kernel left receiving would go on doing DMA into kexboot's memory"
+                .into(),
+        );
+    };
+    let running = line.contains("running (DRIVER_OK)");
+    if warm && !running {
+        return fail(format!(
+            "on a warm entry the NIC must be found still running (Linux left it so): {line:?}"
+        ));
+    }
+    if !warm && running {
+        return fail(format!("the NIC was running on a cold entry: {line:?}"));
+    }
+    if line.contains("still reads") {
+        return fail(format!("the NIC did not reset: {line:?}"));
+    }
+    match seg.find(|l| l.contains("MMU and caches on")) {
+        Some((j, _)) if j > i => {}
+        Some(_) => {
+            return fail("the NIC was reset only after kexboot's MMU and heap were up".into())
+        }
+        None => return fail("no \"MMU and caches on\" line".into()),
+    }
+    if let Some((_, l)) = seg.find(|l| l.contains("KEXBOOT-E2E net-failed")) {
+        return fail(format!("Linux: {:?}", l.text.trim()));
+    }
+    let rx: u64 = seg
+        .marker("net-rx")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if rx == 0 {
+        return fail("Linux's virtio-net received nothing (no host traffic?)".into());
+    }
+    Ok(())
+}
+
+/// Three warm cycles (cold, then warm-b, warm-a, warm-b through the helper) with virtio-net up
+/// and receiving UDP from the host all along: every warm entry finds the NIC still running and
+/// stops it before it picks memory, and every boot comes up clean.
+pub fn case_net_rx_3_cycles(c: &Ctx, name: &str) -> Result<(), String> {
+    let (_, disk) = prepare(c, Scenario::NetRx, true)?;
+    let sender = UdpSender::start(warm_timeout() + Duration::from_secs(30))?;
+    let mut args = c.kexboot(MACHINE, SMP, disk);
+    args.extend([
+        "-netdev".into(),
+        format!(
+            "user,id=n0,hostfwd=udp:127.0.0.1:{}-{GUEST_IP}:{GUEST_UDP_PORT}",
+            sender.port
+        ),
+        "-device".into(),
+        "virtio-net-device,netdev=n0".into(),
+    ]);
+    let b = run_boots(&args, &c.log(name), 4, warm_timeout());
+    let sent = sender.stop();
+    let b = b?;
+    println!("  {name}: {sent} UDP datagrams sent to the guest");
+    let order = ["warm-a", "warm-b", "warm-a", "warm-b"];
+    for (i, entry) in order.iter().enumerate() {
+        let k = i + 1;
+        let entered = match k {
+            1 => Entered::Cold,
+            _ => Entered::Warm(order[i - 1]),
+        };
+        let s = seg(&b, k)?;
+        check_boot(s, k, &warm_expect(entry, k as u32, entered))?;
+        check_net_boot(s, k, k > 1)?;
+    }
+    check_reserved(&b.segs)?;
+    expect_poweroff(&b)
+}
+
+/// spin-table mode on a tree with a `no-map` firmware page (QEMU `-dtb`): kexboot never reads
+/// that page (the pen-reuse check, `booti` of its address refused), and `booti` with a tree
+/// from the disk still hands Linux kexboot's own changes: the pen's cpu nodes (all 4 CPUs up
+/// through spin-table), the handoff and ramoops nodes.
+pub fn case_user_dtb_no_map(c: &Ctx, name: &str) -> Result<(), String> {
+    let (_, disk) = prepare(c, Scenario::UserDtb, false)?;
+    let dtb = c.paths.assets.join(USER_DTB);
+    let mut args = c.kexboot(MACHINE, 4, disk);
+    args.extend(["-dtb".into(), dtb.display().to_string()]);
+    let b = run_boots(&args, &c.log(name), 1, warm_timeout())?;
+    if let Some((_, l)) = b.all.find(|l| l.contains(CPU_STOPPED)) {
+        return Err(format!(
+            "kexboot stopped ({:?}): a read of the no-map page at {NO_MAP_PAGE:#x}?",
+            l.text.trim()
+        ));
+    }
+    let refused = format!("booti: {NO_MAP_PAGE:#x} is not in RAM kexboot may read");
+    if b.all.find(|l| l.contains(&refused)).is_none() {
+        return Err(format!("no {refused:?} line"));
+    }
+    let s = seg(&b, 1)?;
+    let e = Expect {
+        entry: USER_DTB_ENTRY,
+        cmdline: Some(Scenario::UserDtb.append(USER_DTB_ENTRY)),
+        cycle: None,
+        entered: Entered::Cold,
+        pstore_mark: None,
+        warm_init: true,
+        el: "EL2",
+        cpus: 4,
+        allow_stuck: false,
+    };
+    check_boot(s, 1, &e)?;
+    if s.find(|l| l.contains("3 secondaries parked in kexboot's pen"))
+        .is_none()
+    {
+        return Err("kexboot did not park the 3 secondaries in its spin-table pen".into());
+    }
+    let r = reserved(s);
+    let own = format!("firmware@{NO_MAP_PAGE:x}");
+    for want in ["kexboot-handoff@", "ramoops@", own.as_str()] {
+        if !r.iter().any(|n| n.starts_with(want)) {
+            return Err(format!(
+                "the tree booti handed over lacks /reserved-memory/{want}... (reserved={r:?})"
+            ));
+        }
     }
     expect_poweroff(&b)
 }

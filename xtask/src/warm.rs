@@ -47,6 +47,17 @@ const MAX_PKGS: usize = 40;
 const MAX_ROUNDS: usize = 8;
 /// The kernel modules pstore needs, in `insmod` order.
 pub const MODULES: [&str; 2] = ["reed_solomon", "ramoops"];
+/// The kernel modules of virtio-net (`kexboot.test.net=up`), in `insmod` order.
+pub const NET_MODULES: [&str; 3] = ["failover", "net_failover", "virtio_net"];
+/// The guest's address on QEMU's user network, and the UDP port the host's traffic goes to
+/// (nothing listens there: the NIC receives it all the same).
+pub const GUEST_IP: &str = "10.0.2.15";
+pub const GUEST_UDP_PORT: u16 = 7358;
+/// Page of RAM the `UserDtb` scenario's tree marks `no-map` (QEMU virt, 1 GiB at 0x40000000).
+pub const NO_MAP_PAGE: u64 = 0x7000_0000;
+/// That tree (QEMU's own for the warm machine with 4 CPUs, plus the `no-map` page), under
+/// `target/assets/`: given to QEMU with `-dtb` and to `booti` from the disk.
+pub const USER_DTB: &str = "virt-smp4-nomap.dtb";
 /// `/kexboot/env.txt` of the warm disks.
 pub const ENV_TXT: &str = "ramoops_size=0x100000\n";
 
@@ -91,6 +102,21 @@ for m in reed_solomon ramoops; do
     insmod /lib/modules/$m.ko 2>/tmp/err || mods="failed: insmod $m: $(tr '\n' ' ' </tmp/err)"
 done
 echo "KEXBOOT-E2E modules=$mods"
+if [ "$(arg kexboot.test.net no)" = up ]; then
+    for m in failover net_failover virtio_net; do
+        insmod /lib/modules/$m.ko 2>/tmp/err || echo "KEXBOOT-E2E net-failed: insmod $m: $(tr '\n' ' ' </tmp/err)"
+    done
+    ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 ||
+        echo "KEXBOOT-E2E net-failed: eth0 not configured"
+    ping -c 1 -W 2 10.0.2.2 >/dev/null 2>&1
+    rx=0
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        rx=$(cat /sys/class/net/eth0/statistics/rx_packets 2>/dev/null || echo 0)
+        [ "$rx" -gt 20 ] && break
+        sleep 1
+    done
+    echo "KEXBOOT-E2E net-rx=$rx"
+fi
 mount -t pstore pstore /sys/fs/pstore 2>/tmp/err || echo "KEXBOOT-E2E pstore-mount failed: $(tr '\n' ' ' </tmp/err)"
 marks=$(cat /sys/fs/pstore/* 2>/dev/null | grep -o 'KEXBOOT-PSTORE-MARK cycle=[0-9]*' | sort -u | tr '\n' ' ')
 echo "KEXBOOT-E2E pstore=${marks:-none}"
@@ -175,7 +201,7 @@ pub struct WarmAssets {
 pub fn ensure(paths: &Paths, apt: &mut Apt, busybox: &[u8], a: &Assets) -> Result<WarmAssets> {
     let debs = paths.assets.join("debs");
     let mut extra = kexec_files(apt, &debs.join("kexec"))?;
-    for m in MODULES {
+    for m in MODULES.into_iter().chain(NET_MODULES) {
         extra.push(Extra {
             path: format!("lib/modules/{m}.ko"),
             perm: 0o644,
@@ -541,11 +567,17 @@ pub enum Scenario {
     /// kexboot's EL3 PSCI: `reboot -f` (PSCI SYSTEM_RESET) from `warm-a`, whose command line
     /// names `warm-b` for the kexboot the monitor re-enters.
     El3Reboot,
+    /// Three warm cycles through the helper with virtio-net up and receiving the host's UDP
+    /// traffic all along (warm-b, warm-a, warm-b).
+    NetRx,
+    /// `smp_method=spin-table`, and `bootcmd` first tries `booti` on a `no-map` page, then
+    /// boots with `booti` and a device tree from the disk ([`USER_DTB`]).
+    UserDtb,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::Helper3,
         Scenario::ToolsDefault,
         Scenario::ToolsAppend,
@@ -558,6 +590,8 @@ impl Scenario {
         Scenario::El3Reboot,
         Scenario::SpinTableEl3Reboot,
         Scenario::BootLimit,
+        Scenario::NetRx,
+        Scenario::UserDtb,
     ];
 
     /// Words added to the warm entries' `append`.
@@ -575,6 +609,8 @@ impl Scenario {
             Scenario::El3Hotplug => "kexboot.test.hotplug=yes kexboot.test.via=none",
             Scenario::El3Reboot => "kexboot.test.cycles=2 kexboot.test.via=reboot",
             Scenario::BootLimit => "kexboot.test.cycles=9 kexboot.test.via=none",
+            Scenario::NetRx => "kexboot.test.cycles=4 kexboot.test.via=helper kexboot.test.entries=warm-b,warm-a,warm-b kexboot.test.net=up",
+            Scenario::UserDtb => "kexboot.test.cycles=1 kexboot.test.via=none",
         }
     }
 
@@ -587,6 +623,11 @@ impl Scenario {
             Scenario::BootLimit => {
                 format!("{ENV_TXT}bootlimit=2\nbootcmd=boot warm-a\naltbootcmd=boot warm-b\n")
             }
+            Scenario::UserDtb => format!(
+                "{ENV_TXT}smp_method=spin-table\nbootargs={}\nbootcmd={}\n",
+                self.append(USER_DTB_ENTRY),
+                user_dtb_bootcmd()
+            ),
             _ => ENV_TXT.to_string(),
         }
     }
@@ -616,6 +657,56 @@ impl Scenario {
             self.args()
         )
     }
+}
+
+/// The `kexboot.test=` label of the kernel the `UserDtb` scenario boots with `booti`.
+pub const USER_DTB_ENTRY: &str = "booti-user-dtb";
+
+/// `bootcmd` of the `UserDtb` scenario: `booti` of the `no-map` page (must be refused, not
+/// read), then kernel, tree and initramfs loaded from the disk and booted with that tree.
+pub fn user_dtb_bootcmd() -> String {
+    format!(
+        "booti {NO_MAP_PAGE:#x}; load virtio 0:1 ${{kernel_addr_r}} /boot/Image; \
+         load virtio 0:1 ${{fdt_addr_r}} /boot/{USER_DTB}; \
+         load virtio 0:1 ${{ramdisk_addr_r}} /boot/initrd-warm.img; \
+         booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdt_addr_r}}"
+    )
+}
+
+/// QEMU's own device tree for the warm machine with 4 CPUs (`-machine dumpdtb=`), plus a
+/// one-page `/reserved-memory/firmware@70000000` marked `no-map` (as firmware on real boards
+/// keeps its memory): written to `target/assets/USER_DTB` when it changed.
+pub fn build_user_dtb(paths: &Paths) -> Result<PathBuf> {
+    use kexboot_loader::dt::{fixup, Fixups, ReservedNode};
+    use kexboot_loader::mem::Range;
+    let dump = paths.assets.join("virt-smp4.dtb");
+    if !dump.is_file() {
+        dump_dtb(&dump)?;
+    }
+    let qemu = fs::read(&dump).ctx(dump.display())?;
+    let page = Range::from_len(NO_MAP_PAGE, 4096).map_err(|e| err!("{e}"))?;
+    let name = format!("firmware@{NO_MAP_PAGE:x}");
+    let node = [ReservedNode::new(&name, page).flag("no-map")];
+    let fixups = Fixups {
+        reserved_nodes: &node,
+        ..Default::default()
+    };
+    let tree = fixup(&qemu, &fixups).map_err(|e| err!("adding the no-map page: {e}"))?;
+    let out = paths.assets.join(USER_DTB);
+    if fs::read(&out).ok().as_deref() != Some(&tree[..]) {
+        fs::write(&out, &tree).ctx(out.display())?;
+        eprintln!("assets: wrote {}", out.display());
+    }
+    Ok(out)
+}
+
+/// `qemu-system-aarch64 -M <warm machine>,dumpdtb=<to> -smp 4 ...`: QEMU's own tree.
+fn dump_dtb(to: &Path) -> Result<()> {
+    let mut args = crate::e2e::machine(crate::e2e_warm::MACHINE, 4);
+    args[1] = format!("{},dumpdtb={}", crate::e2e_warm::MACHINE, to.display());
+    args.extend(["-display".into(), "none".into()]);
+    run_status(Command::new(crate::qemu::QEMU).args(&args))
+        .map_err(|e| err!("dumping QEMU's device tree: {e}"))
 }
 
 /// The warm disks, one per scenario.
@@ -669,17 +760,22 @@ pub fn warm_extlinux(s: Scenario) -> String {
 pub fn build_disks(paths: &Paths, a: &Assets, w: &WarmAssets) -> Result<WarmDisks> {
     let read = |p: &Path| fs::read(p).ctx(p.display());
     let (image, initrd, warm) = (read(&a.image)?, read(&a.initrd)?, read(&w.initrd)?);
+    let user_dtb = read(&build_user_dtb(paths)?)?;
+    let user_dtb_path = format!("/boot/{USER_DTB}");
     let mut v = Vec::new();
     for s in Scenario::ALL {
         let conf = warm_extlinux(s);
         let env = s.env();
-        let files: [(&str, &[u8]); 5] = [
+        let mut files: Vec<(&str, &[u8])> = vec![
             ("/boot/Image", &image),
             ("/boot/initrd.img", &initrd),
             ("/boot/initrd-warm.img", &warm),
             ("/extlinux/extlinux.conf", conf.as_bytes()),
             ("/kexboot/env.txt", env.as_bytes()),
         ];
+        if s == Scenario::UserDtb {
+            files.push((&user_dtb_path, &user_dtb));
+        }
         let path = paths.assets.join(s.file());
         if disk::write(&path, &files, Scheme::Mbr)? {
             eprintln!("assets: wrote {}", path.display());
