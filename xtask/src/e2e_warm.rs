@@ -1078,6 +1078,44 @@ mod tests {
     }
 
     #[test]
+    fn net_boot_checks() {
+        let net = "kexboot: virtio-mmio at 0xa003c00: Network device, status 0xf running (DRIVER_OK); reset";
+        let good = [
+            (0.0, net),
+            (0.1, "MMU and caches on at EL2; heap 400 MiB"),
+            (1.0, BEGIN),
+            (2.0, "KEXBOOT-E2E net-rx=57"),
+            (3.0, END),
+        ];
+        assert_eq!(check_net_boot(&tr(lines(&good)), 2, true), Ok(()));
+        // Cold: the NIC must not have been running.
+        assert!(check_net_boot(&tr(lines(&good)), 1, false)
+            .unwrap_err()
+            .contains("running on a cold entry"));
+        // No line: the entry reset is missing.
+        let e = check_net_boot(&tr(lines(&good[1..])), 2, true).unwrap_err();
+        assert!(e.contains("did not report (and reset)"), "{e}");
+        // Reset after the MMU came up.
+        let late = [good[1], good[0], good[2], good[3], good[4]];
+        let e = check_net_boot(&tr(lines(&late)), 2, true).unwrap_err();
+        assert!(e.contains("only after"), "{e}");
+        // Found idle on a warm entry: the scenario did not leave it running.
+        let idle =
+            "kexboot: virtio-mmio at 0xa003c00: Network device, status 0x0 not running; reset";
+        let mut v = good;
+        v[0].1 = idle;
+        assert!(check_net_boot(&tr(lines(&v)), 2, true)
+            .unwrap_err()
+            .contains("still running"));
+        // Linux received nothing.
+        let mut v = good;
+        v[3].1 = "KEXBOOT-E2E net-rx=0";
+        assert!(check_net_boot(&tr(lines(&v)), 2, true)
+            .unwrap_err()
+            .contains("received nothing"));
+    }
+
+    #[test]
     fn params_and_split() {
         let c = "a kexboot.test.cycle=1 kexboot.test.cycles=4 kexboot.test.cycle=3";
         assert_eq!(last_param(c, "kexboot.test.cycle"), Some("3"));

@@ -47,8 +47,16 @@ const MAX_PKGS: usize = 40;
 const MAX_ROUNDS: usize = 8;
 /// The kernel modules pstore needs, in `insmod` order.
 pub const MODULES: [&str; 2] = ["reed_solomon", "ramoops"];
-/// The kernel modules of virtio-net (`kexboot.test.net=up`), in `insmod` order.
-pub const NET_MODULES: [&str; 3] = ["failover", "net_failover", "virtio_net"];
+/// The kernel modules of virtio-net over virtio-mmio (`kexboot.test.net=up`; all modules in
+/// Debian's cloud kernel), in `insmod` order.
+pub const NET_MODULES: [&str; 6] = [
+    "failover",
+    "net_failover",
+    "virtio_ring",
+    "virtio",
+    "virtio_mmio",
+    "virtio_net",
+];
 /// The guest's address on QEMU's user network, and the UDP port the host's traffic goes to
 /// (nothing listens there: the NIC receives it all the same).
 pub const GUEST_IP: &str = "10.0.2.15";
@@ -103,7 +111,7 @@ for m in reed_solomon ramoops; do
 done
 echo "KEXBOOT-E2E modules=$mods"
 if [ "$(arg kexboot.test.net no)" = up ]; then
-    for m in failover net_failover virtio_net; do
+    for m in failover net_failover virtio_ring virtio virtio_mmio virtio_net; do
         insmod /lib/modules/$m.ko 2>/tmp/err || echo "KEXBOOT-E2E net-failed: insmod $m: $(tr '\n' ' ' </tmp/err)"
     done
     ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 ||
@@ -872,5 +880,8 @@ mod tests {
             assert!(INIT_WARM.contains(m), "{m}");
         }
         assert!(INIT_WARM.starts_with("#!/bin/busybox sh\n"));
+        // The modules packed are the ones loaded, in this order.
+        let net = format!("for m in {}; do", NET_MODULES.join(" "));
+        assert!(INIT_WARM.contains(&net), "{net}");
     }
 }
