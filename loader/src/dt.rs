@@ -611,6 +611,9 @@ enum Change {
     Remove,
 }
 
+/// `/chosen` properties only a kdump kernel may see, which [`fixup`] always removes.
+pub const KDUMP_CHOSEN: [&str; 2] = ["linux,usable-memory-range", "linux,elfcorehdr"];
+
 /// The `/chosen` changes, in the order new properties are appended.
 fn chosen_changes(f: &Fixups<'_>) -> Result<Vec<(&'static str, Change)>> {
     let mut v = Vec::new();
@@ -640,6 +643,11 @@ fn chosen_changes(f: &Fixups<'_>) -> Result<Vec<(&'static str, Change)>> {
             v.push(("linux,initrd-start", Change::Remove));
             v.push(("linux,initrd-end", Change::Remove));
         }
+    }
+    // A tree from Linux's crash path (`kexec -p`) tells a dump kernel where the crashed one's
+    // memory is; no kernel kexboot boots is one: it would run confined to the crash region.
+    for kdump_only in KDUMP_CHOSEN {
+        v.push((kdump_only, Change::Remove));
     }
     if let Some(s) = f.kaslr_seed {
         v.push(("kaslr-seed", Change::Set(s.to_be_bytes().to_vec())));
@@ -817,7 +825,8 @@ impl Writer<'_> {
 
 /// Rebuilds `dtb` with the changes in `f`: every node and property copied in order, every
 /// `/memreserve/` kept (overlapping ones merged, as the writer requires) plus
-/// `f.extra_reserved`, `/chosen` created if absent. Refuses an output above 2 MiB.
+/// `f.extra_reserved`, `/chosen` created if absent, the kdump-only [`KDUMP_CHOSEN`] properties
+/// dropped. Refuses an output above 2 MiB.
 pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
     rebuild(dtb, f, chosen_changes(f)?, None)
 }

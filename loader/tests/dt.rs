@@ -618,3 +618,32 @@ proptest! {
         }
     }
 }
+
+/// A tree from Linux's crash path (`kexec -p`): the kdump-only `/chosen` properties do not
+/// reach the next kernel (it would run confined to the crash region), the rest does.
+#[test]
+fn kdump_properties_are_dropped() {
+    let mut w = FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    let c = w.begin_node("chosen").unwrap();
+    w.property_string("bootargs", "crashed").unwrap();
+    w.property_array_u64("linux,usable-memory-range", &[0x4800_0000, 0x400_0000])
+        .unwrap();
+    w.property_array_u64("linux,elfcorehdr", &[0x4bff_f000, 0x1000])
+        .unwrap();
+    w.end_node(c).unwrap();
+    let m = w.begin_node("memory@40000000").unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000]).unwrap();
+    w.end_node(m).unwrap();
+    w.end_node(root).unwrap();
+    let dtb = w.finish().unwrap();
+    let out = fixup(&dtb, &Fixups::default()).unwrap();
+    let f = flatten(&out);
+    for gone in kexboot_loader::dt::KDUMP_CHOSEN {
+        assert_eq!(prop(&f, "/chosen", gone), None, "{gone}");
+    }
+    assert_eq!(prop(&f, "/chosen", "bootargs"), Some(&b"crashed\0"[..]));
+}

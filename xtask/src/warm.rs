@@ -176,6 +176,14 @@ tools)
     go
     /sbin/kexec -e
     fail "kexec -e exited $?" ;;
+crash)
+    # The kdump path: no device_shutdown(), so the NIC stays up and receiving into kexboot.
+    /sbin/kexec -p /boot/kexboot.bin --dtb=/sys/firmware/fdt \
+        --append="kexboot.entry=$entry -- kexboot.test.cycle=$next" ||
+        fail "kexec -p /boot/kexboot.bin --dtb=/sys/firmware/fdt --append=... exited $?"
+    go
+    echo c >/proc/sysrq-trigger
+    fail "the sysrq crash returned" ;;
 tools-default)
     /sbin/kexec -l /boot/kexboot.bin || fail "kexec -l /boot/kexboot.bin exited $?"
     go
@@ -575,8 +583,9 @@ pub enum Scenario {
     /// kexboot's EL3 PSCI: `reboot -f` (PSCI SYSTEM_RESET) from `warm-a`, whose command line
     /// names `warm-b` for the kexboot the monitor re-enters.
     El3Reboot,
-    /// Three warm cycles through the helper with virtio-net up and receiving the host's UDP
-    /// traffic all along (warm-b, warm-a, warm-b).
+    /// Three warm cycles with virtio-net up and receiving the host's UDP traffic all along
+    /// (warm-b, warm-a, warm-b), each through Linux's crash path (`kexec -p` + sysrq `c`): the
+    /// one path where Linux (even 6.1.y with `virtio_dev_shutdown`) leaves its devices running.
     NetRx,
     /// `smp_method=spin-table`, and `bootcmd` first tries `booti` on a `no-map` page, then
     /// boots with `booti` and a device tree from the disk ([`USER_DTB`]).
@@ -617,7 +626,7 @@ impl Scenario {
             Scenario::El3Hotplug => "kexboot.test.hotplug=yes kexboot.test.via=none",
             Scenario::El3Reboot => "kexboot.test.cycles=2 kexboot.test.via=reboot",
             Scenario::BootLimit => "kexboot.test.cycles=9 kexboot.test.via=none",
-            Scenario::NetRx => "kexboot.test.cycles=4 kexboot.test.via=helper kexboot.test.entries=warm-b,warm-a,warm-b kexboot.test.net=up",
+            Scenario::NetRx => "crashkernel=64M kexboot.test.cycles=4 kexboot.test.via=crash kexboot.test.entries=warm-b,warm-a,warm-b kexboot.test.net=up",
             Scenario::UserDtb => "kexboot.test.cycles=1 kexboot.test.via=none",
         }
     }
