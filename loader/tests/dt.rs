@@ -636,7 +636,8 @@ fn kdump_properties_are_dropped() {
     w.end_node(c).unwrap();
     let m = w.begin_node("memory@40000000").unwrap();
     w.property_string("device_type", "memory").unwrap();
-    w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000]).unwrap();
+    w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000])
+        .unwrap();
     w.end_node(m).unwrap();
     w.end_node(root).unwrap();
     let dtb = w.finish().unwrap();

@@ -86,7 +86,8 @@ pub fn run_boots(
                 || (l.contains("Kernel panic") && !crashing)
                 || l.contains(WARM_FAILED)
                 || l.contains(CPU_STOPPED)
-                || l.contains(WARM_START)
+                // `via=` is complete once ` entry=` follows (the unfinished last line is tried too).
+                || (l.contains(WARM_START) && l.contains(" entry="))
         });
         match w {
             Wait::Found(l) if l.text.contains(WARM_START) => {

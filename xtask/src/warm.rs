@@ -586,6 +586,8 @@ pub enum Scenario {
     /// Three warm cycles with virtio-net up and receiving the host's UDP traffic all along
     /// (warm-b, warm-a, warm-b), each through Linux's crash path (`kexec -p` + sysrq `c`): the
     /// one path where Linux (even 6.1.y with `virtio_dev_shutdown`) leaves its devices running.
+    /// `crash_kexec_post_notifiers`: ramoops records the panic before the jump, so the pstore
+    /// check of every warm boot still holds.
     NetRx,
     /// `smp_method=spin-table`, and `bootcmd` first tries `booti` on a `no-map` page, then
     /// boots with `booti` and a device tree from the disk ([`USER_DTB`]).
@@ -626,7 +628,7 @@ impl Scenario {
             Scenario::El3Hotplug => "kexboot.test.hotplug=yes kexboot.test.via=none",
             Scenario::El3Reboot => "kexboot.test.cycles=2 kexboot.test.via=reboot",
             Scenario::BootLimit => "kexboot.test.cycles=9 kexboot.test.via=none",
-            Scenario::NetRx => "crashkernel=64M kexboot.test.cycles=4 kexboot.test.via=crash kexboot.test.entries=warm-b,warm-a,warm-b kexboot.test.net=up",
+            Scenario::NetRx => "crashkernel=64M crash_kexec_post_notifiers kexboot.test.cycles=4 kexboot.test.via=crash kexboot.test.entries=warm-b,warm-a,warm-b kexboot.test.net=up",
             Scenario::UserDtb => "kexboot.test.cycles=1 kexboot.test.via=none",
         }
     }
