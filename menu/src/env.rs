@@ -3,7 +3,6 @@
 //! environment with `saveenv` comes with the shell; today it carries the few settings the
 //! firmware reads at boot, such as `ramoops_size`.
 
-use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -14,9 +13,9 @@ pub const MAX_ENV: u64 = 64 << 10;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Env {
-    /// By name: lookups stay O(log n) however many variables a file or script makes (scripts
-    /// look variables up for every expansion and `run`).
-    vars: BTreeMap<String, String>,
+    /// Sorted by name, without duplicates: lookups are binary searches however many variables
+    /// a file or script makes (scripts look variables up for every expansion and `run`).
+    vars: Vec<(String, String)>,
     /// [`Env::bytes`], kept as variables change.
     bytes: usize,
 }
@@ -42,29 +41,37 @@ impl Env {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str)
+        let i = self.find(name).ok()?;
+        Some(self.vars[i].1.as_str())
+    }
+
+    /// Where `name` is, or where it would go.
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.vars.binary_search_by(|(n, _)| n.as_str().cmp(name))
     }
 
     /// Sets (or replaces) a variable.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.vars.get_mut(name) {
-            Some(v) => {
+        match self.find(name) {
+            Ok(i) => {
+                let v = &mut self.vars[i].1;
                 self.bytes = self.bytes - v.len() + value.len();
                 *v = value.to_string();
             }
-            None => {
+            Err(i) => {
                 self.bytes += entry_bytes(name, value);
-                self.vars.insert(name.to_string(), value.to_string());
+                self.vars.insert(i, (name.to_string(), value.to_string()));
             }
         }
     }
 
     /// Deletes a variable; `true` if it existed.
     pub fn unset(&mut self, name: &str) -> bool {
-        let Some(v) = self.vars.remove(name) else {
+        let Ok(i) = self.find(name) else {
             return false;
         };
-        self.bytes -= entry_bytes(name, &v);
+        let (n, v) = self.vars.remove(i);
+        self.bytes -= entry_bytes(&n, &v);
         true
     }
 
