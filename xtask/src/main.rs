@@ -12,6 +12,7 @@ mod disk;
 mod e2e;
 mod e2e_el3;
 mod e2e_net;
+mod e2e_probe;
 mod e2e_warm;
 mod firmware;
 mod initrd;
@@ -167,6 +168,8 @@ fn main() -> ExitCode {
         }),
         "build" => check_flags(rest, &["--release"])
             .and_then(|_| firmware::build(&paths))
+            .map(|p| println!("{}", p.display()))
+            .and_then(|_| firmware::build_probe(&paths))
             .map(|p| println!("{}", p.display())),
         "run" => cmd_run(&paths, rest),
         "test" => e2e::cmd_test(&paths, rest),
