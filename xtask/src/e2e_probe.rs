@@ -257,7 +257,14 @@ pub fn case(c: &Ctx, name: &str) -> Result<(), String> {
         _ => case_timeout(),
     };
     let deadline = Instant::now() + limit;
-    let stop = |l: &str| l.contains("PROBE done") || is_prompt(l) || l.contains("Kernel panic");
+    // The probe's end, kexboot's prompt, or an exception report that stops a CPU (e.g. a trap
+    // taken to kexboot's EL3 monitor by an instruction the probe ran).
+    let stop = |l: &str| {
+        l.contains("PROBE done")
+            || is_prompt(l)
+            || l.contains("CPU stopped")
+            || l.contains("Kernel panic")
+    };
     let timed_out = match s.wait_for_prompt(deadline, stop) {
         Wait::Found(_) => {
             // The probe powers off right after its last line.
