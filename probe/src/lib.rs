@@ -409,7 +409,10 @@ pub fn run(
         }
     };
     // "4. Call the kernel image": text_offset bytes past a 2 MiB aligned base.
-    let base_ok = entry.load.wrapping_sub(image.text_offset) % IMAGE_ALIGN == 0;
+    let base_ok = entry
+        .load
+        .wrapping_sub(image.text_offset)
+        .is_multiple_of(IMAGE_ALIGN);
     t.check(
         base_ok,
         "image-base",
@@ -561,7 +564,7 @@ fn check_tree<R: Report>(
         format_args!("{x0:#x} holds a DTB ({DTB_MAGIC:#x}, {size} bytes)"),
     );
     t.check(
-        x0 % DTB_ALIGN == 0,
+        x0.is_multiple_of(DTB_ALIGN),
         "dtb-align",
         format_args!("{x0:#x} (expected 8-byte aligned)"),
     );
@@ -761,7 +764,7 @@ fn check_secondaries<R: Report>(
                     start: mb,
                     end: u64::MAX,
                 });
-                let aligned = mb % 8 == 0;
+                let aligned = mb.is_multiple_of(8);
                 let in_ram = mem.in_ram(&slot);
                 let reserved = mem.reserved().any(|r| slot.within(&r));
                 let outside = !slot.overlaps(img);

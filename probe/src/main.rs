@@ -296,8 +296,8 @@ probe_entry:
             off_or_spin(conduit, None)
         };
         let mut out = Pl011(uart);
-        // SAFETY: the console was found above; only the panic handler reads this.
-        unsafe { CONSOLE = uart };
+        // SAFETY: one CPU, no interrupts: written once here, read only by the panic handler.
+        unsafe { PANIC_OUT = (uart, conduit) };
         let _ = writeln!(
             out,
             "\nPROBE begin: entered at {:#x}, x0={x0:#x}",
@@ -308,16 +308,20 @@ probe_entry:
         off_or_spin(conduit, Some(&mut out))
     }
 
-    /// The console's base for the panic handler (0 until found).
-    static mut CONSOLE: u64 = 0;
+    /// The console's base (0 until found) and the PSCI conduit, for the panic handler.
+    static mut PANIC_OUT: (u64, Option<Conduit>) = (0, None);
 
+    /// A panic (e.g. the `fdt` crate on a malformed tree) is a failed run: say so, power off.
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
-        // SAFETY: single CPU, written once before any code that can panic reads it.
-        let uart = unsafe { CONSOLE };
-        if uart != 0 {
-            let _ = writeln!(Pl011(uart), "PROBE FAIL panic: {info}");
+        // SAFETY: one CPU, no interrupts; a copy of the value `probe_main` wrote.
+        let (uart, conduit) = unsafe { PANIC_OUT };
+        if uart == 0 {
+            off_or_spin(conduit, None)
         }
-        off_or_spin(None, None)
+        let mut out = Pl011(uart);
+        let _ = writeln!(out, "PROBE FAIL panic: {info}");
+        let _ = writeln!(out, "PROBE done: panicked");
+        off_or_spin(conduit, Some(&mut out))
     }
 }

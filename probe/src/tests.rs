@@ -218,7 +218,8 @@ fn good_state_is_all_ok() {
 
 #[test]
 fn each_broken_condition_fails_its_line() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut EntryState, &mut CpuId, &mut Tree)>)> = vec![
+    type Break = Box<dyn Fn(&mut EntryState, &mut CpuId, &mut Tree)>;
+    let cases: Vec<(&str, Break)> = vec![
         ("x1", Box::new(|e, _, _| e.x[1] = 0x1234)),
         ("x2", Box::new(|e, _, _| e.x[2] = 1)),
         ("x3", Box::new(|e, _, _| e.x[3] = u64::MAX)),
