@@ -305,6 +305,8 @@ pub trait Machine {
     fn affinity_info(&mut self, conduit: Conduit, target: u64) -> i64;
     /// The u64 at physical address `addr` (8-byte aligned, inside RAM: the caller checked).
     fn read_u64(&mut self, addr: u64) -> u64;
+    /// Reads CNTPCT_EL0. Returns only if no higher EL trapped the read.
+    fn read_counter(&mut self) -> u64;
     /// Runs an FP/SIMD instruction (after enabling it at the probe's own EL). Returns only if no
     /// higher EL trapped it.
     fn run_fp(&mut self);
@@ -426,6 +428,7 @@ pub fn run(
         end: u64::MAX,
     });
     check_tree(entry, &img, dtb, id, m, &mut t);
+    check_counter(entry, m, &mut t);
     check_fp(entry, id, m, &mut t);
     Summary {
         ok: t.ok,
@@ -795,6 +798,19 @@ fn check_secondaries<R: Report>(
             "MPIDR {me:#x} {} among {n} cpu nodes",
             if seen_self { "found" } else { "not found" }
         ),
+    );
+}
+
+/// "Architected timers": entered at EL1, CNTHCTL_EL2.EL1PCTEN must be set where EL2 exists, so
+/// the physical counter is readable at EL1. The probe cannot read CNTHCTL_EL2 from EL1, so it
+/// reads CNTPCT_EL0: a trap to EL2 never returns (the e2e case then sees no "done" line).
+fn check_counter<R: Report>(e: &EntryState, m: &mut impl Machine, t: &mut Tally<R>) {
+    t.info("cntpct", format_args!("reading the physical counter"));
+    let v = m.read_counter();
+    t.check(
+        true,
+        "cntpct",
+        format_args!("CNTPCT_EL0 = {v} read at EL{} without a trap", e.el()),
     );
 }
 

@@ -220,6 +220,12 @@ probe_entry:
             // SAFETY: the caller checked that `addr` is 8-byte aligned and inside RAM.
             unsafe { core::ptr::read_volatile(addr as *const u64) }
         }
+        fn read_counter(&mut self) -> u64 {
+            let v: u64;
+            // SAFETY: reads the physical counter; no memory or other register effect.
+            unsafe { asm!("isb", "mrs {0}, cntpct_el0", out(reg) v, options(nomem, nostack)) };
+            v
+        }
         fn run_fp(&mut self) {
             // SAFETY: FP/SIMD was enabled at this EL at entry; the instruction only writes d0,
             // declared as clobbered.

@@ -140,6 +140,9 @@ impl Machine for Fake {
         self.reads.push(addr);
         self.mailbox
     }
+    fn read_counter(&mut self) -> u64 {
+        42
+    }
     fn run_fp(&mut self) {
         self.fp = true;
     }
@@ -204,6 +207,7 @@ fn good_state_is_all_ok() {
         "PROBE ok hcr_el2:",
         "PROBE ok cptr_el2:",
         "PROBE ok fp:",
+        "PROBE ok cntpct: CNTPCT_EL0 = 42 read at EL2",
         "PROBE info bootargs: console=ttyAMA0 probe.initrd=yes",
     ] {
         assert!(l.has(want), "{want}: {:#?}", l.0);

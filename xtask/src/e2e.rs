@@ -404,7 +404,7 @@ impl Ctx<'_> {
 pub(crate) type CaseFn = fn(&Ctx, &str) -> std::result::Result<(), String>;
 
 /// (name, needs the firmware, body)
-const CASES: &[(&str, bool, CaseFn)] = &[
+pub(crate) const CASES: &[(&str, bool, CaseFn)] = &[
     ("direct-linux", false, case_direct),
     ("uboot-image-mbr", false, case_uboot),
     ("el2-image-mbr", true, case_el2_image_mbr),
@@ -463,7 +463,11 @@ const CASES: &[(&str, bool, CaseFn)] = &[
     ("probe-el3-a72", true, e2e_probe::case),
     ("probe-el3-max", true, e2e_probe::case),
     ("probe-spin-table-el2-a72", true, e2e_probe::case),
+    ("probe-spin-table-el1-max", true, e2e_probe::case),
+    ("probe-el3-spin-table-a72", true, e2e_probe::case),
     ("probe-warm-el2-a72", true, e2e_probe::case),
+    ("probe-warm-el1-a72", true, e2e_probe::case),
+    ("probe-el3-warm-a72", true, e2e_probe::case),
     ("netboot-qemu-tftp", true, e2e_net::case_qemu_tftp),
     ("netboot-loss5", true, e2e_net::case_loss5),
     ("netboot-loss20", true, e2e_net::case_loss20),

@@ -54,57 +54,20 @@ const MAX: &str = "max";
 const SMP: u32 = 4;
 
 /// Every mode; `CASES` in e2e.rs names each with [`case`].
+#[rustfmt::skip]
 const MODES: &[Mode] = &[
-    mode(
-        "probe-cold-el2-a72",
-        EL2,
-        A72,
-        Start::Kernel,
-        Via::Cold,
-        "EL2",
-    ),
-    mode(
-        "probe-cold-el1-a72",
-        EL1,
-        A72,
-        Start::Kernel,
-        Via::Cold,
-        "EL1",
-    ),
-    mode(
-        "probe-cold-el2-max",
-        EL2,
-        MAX,
-        Start::Kernel,
-        Via::Cold,
-        "EL2",
-    ),
-    mode(
-        "probe-cold-el1-max",
-        EL1,
-        MAX,
-        Start::Kernel,
-        Via::Cold,
-        "EL1",
-    ),
+    mode("probe-cold-el2-a72", EL2, A72, Start::Kernel, Via::Cold, "EL2"),
+    mode("probe-cold-el1-a72", EL1, A72, Start::Kernel, Via::Cold, "EL1"),
+    mode("probe-cold-el2-max", EL2, MAX, Start::Kernel, Via::Cold, "EL2"),
+    mode("probe-cold-el1-max", EL1, MAX, Start::Kernel, Via::Cold, "EL1"),
     mode("probe-el3-a72", EL3, A72, Start::El3, Via::Cold, "EL2"),
     mode("probe-el3-max", EL3, MAX, Start::El3, Via::Cold, "EL2"),
-    mode(
-        "probe-spin-table-el2-a72",
-        EL2,
-        A72,
-        Start::Kernel,
-        Via::SpinTable,
-        "EL2",
-    ),
-    mode(
-        "probe-warm-el2-a72",
-        EL2,
-        A72,
-        Start::Kernel,
-        Via::Warm,
-        "EL2",
-    ),
+    mode("probe-spin-table-el2-a72", EL2, A72, Start::Kernel, Via::SpinTable, "EL2"),
+    mode("probe-spin-table-el1-max", EL1, MAX, Start::Kernel, Via::SpinTable, "EL1"),
+    mode("probe-el3-spin-table-a72", EL3, A72, Start::El3, Via::SpinTable, "EL2"),
+    mode("probe-warm-el2-a72", EL2, A72, Start::Kernel, Via::Warm, "EL2"),
+    mode("probe-warm-el1-a72", EL1, A72, Start::Kernel, Via::Warm, "EL1"),
+    mode("probe-el3-warm-a72", EL3, A72, Start::El3, Via::Warm, "EL2"),
 ];
 
 const fn mode(
@@ -152,6 +115,7 @@ const ALWAYS: &[&str] = &[
     "cpu@2",
     "cpu@3",
     "boot-cpu",
+    "cntpct",
     "fp",
 ];
 /// Only at EL2 (the EL2 registers), and only on `-cpu max` (SVE).
@@ -429,6 +393,15 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), MODES.len());
+        // Every mode is a case, and every probe case has a mode.
+        let cases: Vec<&str> = crate::e2e::CASES
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("probe-"))
+            .map(|(n, _, _)| *n)
+            .collect();
+        let mut sorted = cases.clone();
+        sorted.sort();
+        assert_eq!(sorted, names);
         let m = &MODES[0];
         assert_eq!(check(&tr(&good(m), true), m), Ok(()));
         // Not powered off.
