@@ -30,6 +30,8 @@ mod target {
     const IMAGE_FLAGS: u64 = (1 << 1) | (1 << 3);
     const R_AARCH64_RELATIVE: u64 = 1027;
     const RELA_SIZE: u64 = 24;
+    /// CurrentEL: the EL field (bits 3:2) and its values for EL2 and EL1.
+    const CURRENT_EL_MASK: u64 = 0b11 << 2;
     const CURRENT_EL_EL2: u64 = 2 << 2;
     const CURRENT_EL_EL1: u64 = 1 << 2;
     /// HCR_EL2.E2H: selects the CPTR_EL2 layout used to enable FP at EL2.
@@ -38,6 +40,10 @@ mod target {
     /// ZEN (17:16).
     const CPTR_TFP_TZ: u64 = (1 << 10) | (1 << 8);
     const CPACR_FPEN_ZEN: u64 = (0b11 << 20) | (0b11 << 16);
+    /// The stack frame the entry state is stored in: the 11 u64 of `EntryState` at the offsets
+    /// the `stp`/`str` above use, rounded up to the 16-byte stack alignment.
+    const ENTRY_FRAME: usize = (core::mem::size_of::<EntryState>() + 15) & !15;
+    const _: () = assert!(core::mem::size_of::<EntryState>() == 11 * 8);
     /// Largest DTB the probe maps as a slice (far above the protocol's 2 MiB, so an oversize
     /// DTB is still read and reported, not cut).
     const DTB_SLICE_MAX: u32 = 64 << 20;
@@ -77,7 +83,7 @@ probe_entry:
     mrs     x26, cntfrq_el0
     mov     x28, xzr
     mov     x18, xzr
-    and     x9, x24, #0xc
+    and     x9, x24, #{el_mask}
     cmp     x9, #{el2}
     b.eq    1f
     cmp     x9, #{el1}
@@ -117,7 +123,7 @@ probe_entry:
     add     x9, x9, :lo12:__stack_top
     mov     sp, x9
     /* FP/SIMD (and SVE) at our own EL: Rust code may use SIMD registers. */
-    and     x9, x24, #0xc
+    and     x9, x24, #{el_mask}
     cmp     x9, #{el2}
     b.eq    7f
     mrs     x10, cpacr_el1
@@ -134,13 +140,13 @@ probe_entry:
     orr     x10, x10, x11
 10: msr     cptr_el2, x10
 8:  isb
-    sub     sp, sp, #96
-    stp     x19, x20, [sp, #0]
-    stp     x21, x22, [sp, #16]
-    stp     x23, x24, [sp, #32]
-    stp     x25, x27, [sp, #48]
-    stp     x28, x18, [sp, #64]
-    str     x26, [sp, #80]
+    sub     sp, sp, #{frame}
+    stp     x19, x20, [sp, #0]      /* x[0], x[1] */
+    stp     x21, x22, [sp, #16]     /* x[2], x[3] */
+    stp     x23, x24, [sp, #32]     /* load, current_el */
+    stp     x25, x27, [sp, #48]     /* daif, sctlr */
+    stp     x28, x18, [sp, #64]     /* hcr_el2, cptr_el2 */
+    str     x26, [sp, #80]          /* cntfrq */
     mov     x0, sp
     bl      probe_main
 .Lhang:
@@ -150,6 +156,8 @@ probe_entry:
         text_offset = const TEXT_OFFSET,
         flags = const IMAGE_FLAGS,
         magic = const IMAGE_MAGIC,
+        el_mask = const CURRENT_EL_MASK,
+        frame = const ENTRY_FRAME,
         el2 = const CURRENT_EL_EL2,
         el1 = const CURRENT_EL_EL1,
         rela_size = const RELA_SIZE,
