@@ -310,8 +310,11 @@ pub trait Machine {
     /// Runs an FP/SIMD instruction (after enabling it at the probe's own EL). Returns only if no
     /// higher EL trapped it.
     fn run_fp(&mut self);
-    /// The same for an SVE instruction (called only when the CPU has SVE).
+    /// The same for an SVE instruction (called only when the CPU has SVE; enables SVE at the
+    /// probe's own EL first).
     fn run_sve(&mut self);
+    /// The same for an SME instruction (called only when the CPU has SME).
+    fn run_sme(&mut self);
 }
 
 /// A verdict.
@@ -814,7 +817,7 @@ fn check_counter<R: Report>(e: &EntryState, m: &mut impl Machine, t: &mut Tally<
     );
 }
 
-/// The FP/SIMD (and SVE) traps of the levels above the probe. booting.rst "System registers"
+/// The FP/SIMD, SVE and SME traps of the levels above the probe. booting.rst "System registers"
 /// requires CPTR_EL3.TFP = 0 and CPTR_EL3.EZ = 1 (and, for an EL1 entry, CPTR_EL2.TFP = TZ = 0):
 /// the probe cannot read those registers, so it runs the instructions. A trap taken above hangs
 /// or kills the run, so the "trying" line comes first and the e2e case sees no "done" line.
@@ -840,6 +843,18 @@ fn check_fp<R: Report>(e: &EntryState, id: CpuId, m: &mut impl Machine, t: &mut 
         );
     } else {
         t.info("sve", format_args!("the CPU has no SVE"));
+    }
+    // SME: CPTR_EL3.ESM = 1 (and for an EL1 entry CPTR_EL2.TSM = 0, SMEN = 0b11).
+    if id.has_sme() {
+        t.info("sme", format_args!("running an SME instruction"));
+        m.run_sme();
+        t.check(
+            true,
+            "sme",
+            format_args!("SME instruction ran: not trapped by {above}"),
+        );
+    } else {
+        t.info("sme", format_args!("the CPU has no SME"));
     }
 }
 

@@ -36,10 +36,17 @@ mod target {
     const CURRENT_EL_EL1: u64 = 1 << 2;
     /// HCR_EL2.E2H: selects the CPTR_EL2 layout used to enable FP at EL2.
     const HCR_E2H_BIT: u64 = 34;
-    /// CPTR_EL2 (E2H = 0): TFP (10), TZ (8). CPTR_EL2 (E2H = 1) / CPACR_EL1: FPEN (21:20),
-    /// ZEN (17:16).
-    const CPTR_TFP_TZ: u64 = (1 << 10) | (1 << 8);
-    const CPACR_FPEN_ZEN: u64 = (0b11 << 20) | (0b11 << 16);
+    /// The trap controls of the probe's own EL. CPTR_EL2 with E2H = 0: TFP (10), TZ (8), TSM
+    /// (12) trap when set. CPACR_EL1, and CPTR_EL2 with E2H = 1: FPEN (21:20), ZEN (17:16),
+    /// SMEN (25:24) enable when 0b11. The entry code enables FP only (Rust code may use SIMD
+    /// registers); SVE and SME are enabled just before their instruction runs, and only on a CPU
+    /// that has them (the fields are RES0/RES1 otherwise).
+    const CPTR_TFP: u64 = 1 << 10;
+    const CPTR_TZ: u64 = 1 << 8;
+    const CPTR_TSM: u64 = 1 << 12;
+    const CPACR_FPEN: u64 = 0b11 << 20;
+    const CPACR_ZEN: u64 = 0b11 << 16;
+    const CPACR_SMEN: u64 = 0b11 << 24;
     /// The stack frame the entry state is stored in: the 11 u64 of `EntryState` at the offsets
     /// the `stp`/`str` above use, rounded up to the 16-byte stack alignment.
     const ENTRY_FRAME: usize = (core::mem::size_of::<EntryState>() + 15) & !15;
@@ -122,7 +129,7 @@ probe_entry:
     adrp    x9, __stack_top
     add     x9, x9, :lo12:__stack_top
     mov     sp, x9
-    /* FP/SIMD (and SVE) at our own EL: Rust code may use SIMD registers. */
+    /* FP/SIMD at our own EL: Rust code may use SIMD registers. */
     and     x9, x24, #{el_mask}
     cmp     x9, #{el2}
     b.eq    7f
@@ -162,8 +169,8 @@ probe_entry:
         el1 = const CURRENT_EL_EL1,
         rela_size = const RELA_SIZE,
         r_relative = const R_AARCH64_RELATIVE,
-        cpacr_en = const CPACR_FPEN_ZEN,
-        cptr_traps = const CPTR_TFP_TZ,
+        cpacr_en = const CPACR_FPEN,
+        cptr_traps = const CPTR_TFP,
         e2h_bit = const HCR_E2H_BIT,
     );
 
@@ -218,7 +225,11 @@ probe_entry:
         x0 as i64
     }
 
-    struct Hw;
+    /// The machine as the probe found it: its EL and HCR_EL2.E2H (the CPTR_EL2 layout).
+    struct Hw {
+        el: u64,
+        e2h: bool,
+    }
 
     impl Machine for Hw {
         fn affinity_info(&mut self, c: Conduit, target: u64) -> i64 {
@@ -240,11 +251,43 @@ probe_entry:
             unsafe { asm!("fmov d0, xzr", out("d0") _, options(nomem, nostack)) };
         }
         fn run_sve(&mut self) {
-            // SAFETY: SVE was enabled at this EL at entry (CPACR/CPTR ZEN, TZ clear); `rdvl`
-            // only reads the vector length into a general register.
+            self.enable(CPACR_ZEN, CPTR_TZ);
+            // SAFETY: SVE is enabled at this EL (above); `rdvl` only reads the vector length
+            // into a general register.
             unsafe {
                 asm!(".arch_extension sve", "rdvl {0}, #1", out(reg) _, options(nomem, nostack))
             };
+        }
+        fn run_sme(&mut self) {
+            self.enable(CPACR_SMEN, CPTR_TSM);
+            // SAFETY: SME is enabled at this EL (above); `rdsvl` only reads the streaming
+            // vector length into a general register (it needs no streaming mode).
+            unsafe {
+                asm!(".arch_extension sme", "rdsvl {0}, #1", out(reg) _, options(nomem, nostack))
+            };
+        }
+    }
+
+    impl Hw {
+        /// Stops the probe's own EL from trapping a feature: sets `cpacr_bits` in CPACR_EL1 (or
+        /// in CPTR_EL2 with E2H = 1), clears `cptr_trap` in CPTR_EL2 with E2H = 0.
+        fn enable(&self, cpacr_bits: u64, cptr_trap: u64) {
+            // SAFETY: changes only the probe's own EL's trap controls for SVE/SME, which no
+            // other code relies on; `isb` makes the change visible to the next instruction.
+            unsafe {
+                match (self.el, self.e2h) {
+                    (1, _) => asm!("mrs {t}, cpacr_el1", "orr {t}, {t}, {b}", "msr cpacr_el1, {t}",
+                        "isb", t = out(reg) _, b = in(reg) cpacr_bits, options(nomem, nostack)),
+                    (_, true) => {
+                        asm!("mrs {t}, cptr_el2", "orr {t}, {t}, {b}", "msr cptr_el2, {t}",
+                        "isb", t = out(reg) _, b = in(reg) cpacr_bits, options(nomem, nostack))
+                    }
+                    (_, false) => {
+                        asm!("mrs {t}, cptr_el2", "bic {t}, {t}, {b}", "msr cptr_el2, {t}",
+                        "isb", t = out(reg) _, b = in(reg) cptr_trap, options(nomem, nostack))
+                    }
+                }
+            }
         }
     }
 
@@ -317,7 +360,11 @@ probe_entry:
             "\nPROBE begin: entered at {:#x}, x0={x0:#x}",
             entry.load
         );
-        let s = run(entry, header, id, dtb, &mut Hw, &mut out);
+        let mut hw = Hw {
+            el: entry.el(),
+            e2h: entry.hcr_el2 & kexboot_probe::HCR_E2H != 0,
+        };
+        let s = run(entry, header, id, dtb, &mut hw, &mut out);
         let _ = writeln!(out, "PROBE done: {} ok, {} failed", s.ok, s.failed);
         off_or_spin(conduit, Some(&mut out))
     }

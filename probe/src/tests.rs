@@ -126,6 +126,7 @@ struct Fake {
     reads: Vec<u64>,
     fp: bool,
     sve: bool,
+    sme: bool,
 }
 
 impl Machine for Fake {
@@ -148,6 +149,9 @@ impl Machine for Fake {
     }
     fn run_sve(&mut self) {
         self.sve = true;
+    }
+    fn run_sme(&mut self) {
+        self.sme = true;
     }
 }
 
@@ -217,7 +221,7 @@ fn good_state_is_all_ok() {
         m.affinity,
         [(Conduit::Hvc, 1), (Conduit::Hvc, 2), (Conduit::Hvc, 3)]
     );
-    assert!(m.fp && !m.sve);
+    assert!(m.fp && !m.sve && !m.sme);
 }
 
 #[test]
@@ -404,15 +408,18 @@ fn el1_without_el2_is_fine_and_skips_el2_registers() {
 }
 
 #[test]
-fn sve_is_run_when_present() {
+fn sve_and_sme_are_run_when_present() {
     let id = CpuId {
         pfr0: 0x1_0000_1111,
+        pfr1: 1 << 24,
         ..a72()
     };
     let mut m = Fake::default();
     let (s, l) = probe(&good_entry(), id, &Tree::default(), &mut m);
     assert_eq!(s.failed, 0, "{:#?}", l.0);
     assert!(m.sve && l.has("PROBE ok sve:"));
+    assert!(m.sme && l.has("PROBE ok sme:"));
+    assert!(l.has("PROBE ok cptr_el2: 0x22ff: trap bits set 0x0 (expected TFP, TZ, TSM clear)"));
 }
 
 #[test]

@@ -118,9 +118,9 @@ const ALWAYS: &[&str] = &[
     "cntpct",
     "fp",
 ];
-/// Only at EL2 (the EL2 registers), and only on `-cpu max` (SVE).
+/// Only at EL2 (the EL2 registers), and only on `-cpu max` (SVE, SME).
 const AT_EL2: &[&str] = &["hcr_el2", "cptr_el2"];
-const ON_MAX: &[&str] = &["sve"];
+const ON_MAX: &[&str] = &["sve", "sme"];
 
 /// The probe's entry: its initrd (to check where it lands) and the word that makes a missing
 /// initrd a failure.
