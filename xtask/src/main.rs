@@ -168,9 +168,9 @@ fn main() -> ExitCode {
         }),
         "build" => check_flags(rest, &["--release"])
             .and_then(|_| firmware::build(&paths))
-            .map(|p| println!("{}", p.display()))
-            .and_then(|_| firmware::build_probe(&paths))
-            .map(|p| println!("{}", p.display())),
+            .and_then(|fw| Ok((fw, firmware::build_probe(&paths)?)))
+            // The firmware's path stays the last line (scripts read it).
+            .map(|(fw, probe)| println!("{}\n{}", probe.display(), fw.display())),
         "run" => cmd_run(&paths, rest),
         "test" => e2e::cmd_test(&paths, rest),
         "bench" => bench::cmd_bench(&paths, rest),
