@@ -4,7 +4,9 @@
 use crate::assets::{self, Assets, UBOOT_BIN};
 use crate::disk::{self, Scheme};
 use crate::qemu::{self, Line, Session, Wait};
-use crate::{e2e_el3, e2e_net, e2e_warm, err, firmware, run_status, Context, Paths, Result};
+use crate::{
+    e2e_el3, e2e_net, e2e_probe, e2e_warm, err, firmware, run_status, Context, Paths, Result,
+};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -402,7 +404,7 @@ impl Ctx<'_> {
 pub(crate) type CaseFn = fn(&Ctx, &str) -> std::result::Result<(), String>;
 
 /// (name, needs the firmware, body)
-const CASES: &[(&str, bool, CaseFn)] = &[
+pub(crate) const CASES: &[(&str, bool, CaseFn)] = &[
     ("direct-linux", false, case_direct),
     ("uboot-image-mbr", false, case_uboot),
     ("el2-image-mbr", true, case_el2_image_mbr),
@@ -454,6 +456,18 @@ const CASES: &[(&str, bool, CaseFn)] = &[
         true,
         e2e_el3::case_spin_table_reboot,
     ),
+    ("probe-cold-el2-a72", true, e2e_probe::case),
+    ("probe-cold-el1-a72", true, e2e_probe::case),
+    ("probe-cold-el2-max", true, e2e_probe::case),
+    ("probe-cold-el1-max", true, e2e_probe::case),
+    ("probe-el3-a72", true, e2e_probe::case),
+    ("probe-el3-max", true, e2e_probe::case),
+    ("probe-spin-table-el2-a72", true, e2e_probe::case),
+    ("probe-spin-table-el1-max", true, e2e_probe::case),
+    ("probe-el3-spin-table-a72", true, e2e_probe::case),
+    ("probe-warm-el2-a72", true, e2e_probe::case),
+    ("probe-warm-el1-a72", true, e2e_probe::case),
+    ("probe-el3-warm-a72", true, e2e_probe::case),
     ("netboot-qemu-tftp", true, e2e_net::case_qemu_tftp),
     ("netboot-loss5", true, e2e_net::case_loss5),
     ("netboot-loss20", true, e2e_net::case_loss20),
@@ -797,8 +811,12 @@ pub fn cmd_test(paths: &Paths, args: &[String]) -> Result<()> {
         && CASES
             .iter()
             .any(|(n, fw, _)| *fw && o.only.as_deref().is_none_or(|c| c == *n));
-    let fw_ok =
-        (full || needs_fw) && rep.step("firmware-build", || firmware::build(paths).map(|_| ()));
+    let fw_ok = (full || needs_fw)
+        && rep.step("firmware-build", || {
+            firmware::build(paths)
+                .and_then(|_| firmware::build_probe(paths))
+                .map(|_| ())
+        });
     if full && !o.no_clippy {
         rep.step("clippy-host", || {
             run_status(crate::cargo(paths).args([
