@@ -438,11 +438,6 @@ pub(crate) const CASES: &[(&str, bool, CaseFn)] = &[
     ("psci-smp4-warm-cycle", true, e2e_warm::case_psci_smp4_warm),
     ("spin-table-smp4", true, e2e_warm::case_spin_table_smp4),
     (
-        "el3-spin-table-reboot",
-        true,
-        e2e_el3::case_spin_table_reboot,
-    ),
-    (
         "helper-refuses-non-kexboot",
         true,
         e2e_warm::case_helper_refuses,
@@ -955,6 +950,15 @@ mod tests {
         assert!(s.contains("default a\ntimeout 0\n"));
         assert!(s.contains("label a\n"));
         assert!(s.contains("    linux /boot/Image\n    initrd /boot/i\n    append x=1\n"));
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let mut names: Vec<_> = CASES.iter().map(|(n, _, _)| *n).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "a case is listed twice in CASES");
     }
 
     #[test]
