@@ -27,6 +27,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use kexboot_loader::dt::DtInfo;
+use kexboot_relocate::el3;
 use kexboot_relocate::psci::{self, fid, Action, CpuState, Psci, MAX_CPUS, MPIDR_AFF_MASK};
 
 /// QEMU virt's secure RAM (`secram@e000000`, 16 MiB; `hw/arm/virt.c` `VIRT_SECURE_MEM`).
@@ -35,8 +36,18 @@ const SECURE_SIZE: u64 = 0x0100_0000;
 /// Where the monitor keeps QEMU's device tree (secure RAM, above the image).
 const SAVED_DTB: u64 = SECURE_BASE + (8 << 20);
 const MAX_DTB: u64 = 2 << 20;
-/// The word secondaries poll in flash until the monitor is ready (last page of secure RAM).
+/// The words secondaries poll in flash until the monitor is ready (last page of secure RAM):
+/// [`READY_MAGIC`], then the GIC distributor's address.
+///
+/// Secure RAM survives resets the monitor did not arrange (a watchdog, QEMU `system_reset`, the
+/// GPIO restart), so a stale `READY_MAGIC` may be there when the CPUs come out of reset, before
+/// the boot CPU clears it: secondaries would then run in the secure copy while it is copied
+/// again and its BSS (their stacks, the lock, the monitor state) zeroed. So the magic counts
+/// only while the distributor's group 0 is enabled (secure GICD_CTLR.EnableGrp0): every reset
+/// clears that bit, the non-secure world cannot set or clear it, and the boot CPU sets it as
+/// the last step before the magic. The magic is also cleared before the GPIO restart.
 const READY_ADDR: u64 = SECURE_BASE + SECURE_SIZE - 0x1000;
+const READY_GICD: u64 = READY_ADDR + 8;
 const READY_MAGIC: u64 = 0x5245_4144_5933_4c45; // "EL3YDAER"
 /// Where QEMU puts the device tree for firmware (start of RAM) when x0 does not say.
 const QEMU_VIRT_RAM_BASE: u64 = 0x4000_0000;
@@ -64,14 +75,13 @@ const GICC_PMR: u64 = 0x004;
 const GICC_IAR: u64 = 0x00c;
 const GICC_EOIR: u64 = 0x010;
 /// GICD_CTLR (secure view): EnableGrp0 | EnableGrp1.
-const GICD_CTLR_ENABLE: u32 = 0b11;
+const GICD_CTLR_GRP0_BIT: u32 = 0;
+const GICD_CTLR_ENABLE: u32 = (1 << GICD_CTLR_GRP0_BIT) | 0b10;
 /// GICC_CTLR (secure view): EnableGrp0 | EnableGrp1 | FIQEn (group 0 signalled as FIQ).
 const GICC_CTLR_GRP0_FIQ: u32 = 0b1011;
 
 /// SCTLR_ELx RES1 bits (Armv8.0): MMU, caches and alignment checks off, little-endian.
 const SCTLR_RES1: u64 = 0x30c5_0830;
-/// SCR_EL3: NS, FIQ to EL3, RES1 bits 5:4, HVC enabled, lower ELs AArch64.
-const SCR_EL3_NS: u64 = (1 << 0) | (1 << 2) | (0b11 << 4) | (1 << 8) | (1 << 10);
 /// HCR_EL2: only RW (EL1 is AArch64); the kernel sets the rest.
 const HCR_EL2_RW: u64 = 1 << 31;
 /// SPSR_EL3 for an entry at EL2h with D, A, I, F masked.
@@ -91,6 +101,115 @@ pub struct Stacks([[u8; EL3_STACK_SIZE]; MAX_CPUS]);
 #[no_mangle]
 pub static mut KEXBOOT_EL3_STACKS: Stacks = Stacks([[0; EL3_STACK_SIZE]; MAX_CPUS]);
 
+/// The lower EL's FP/SIMD state while the monitor runs (the vectors' `el3_fp_save`), one area
+/// per CPU: FPCR, FPSR, then Q0-Q31 or, with SVE, Z0-Z31 at up to 2048 bits each.
+const FP_FPCR: usize = 0;
+const FP_FPSR: usize = 8;
+const FP_REGS: usize = 16;
+/// The largest SVE/SME vector length in bytes (2048 bits).
+const VL_MAX_BYTES: usize = 256;
+const FP_AREA_SIZE: usize = FP_REGS + 32 * VL_MAX_BYTES;
+/// CPTR_EL3.EZ as a bit number: SVE is enabled (so the vectors save whole Z registers).
+const CPTR_EL3_EZ_BIT: u32 = el3::cptr::EZ.trailing_zeros();
+
+#[repr(C, align(16))]
+struct FpAreas([[u8; FP_AREA_SIZE]; MAX_CPUS]);
+
+static mut KEXBOOT_EL3_FP: FpAreas = FpAreas([[0; FP_AREA_SIZE]; MAX_CPUS]);
+
+/// CPUECTLR_EL1.SMPEN (Cortex-A53/A57/A72 TRMs): the core joins the coherency domain.
+const CPUECTLR_SMPEN: u64 = 1 << 6;
+
+/// Reads the ID registers the EL3 set-up depends on. Those a CPU predates read as zero (their
+/// encodings are reserved RAZ in the ID space), so they are read by their generic names:
+/// ID_AA64ISAR2_EL1 = S3_0_C0_C6_2, ID_AA64MMFR3_EL1 = S3_0_C0_C7_3,
+/// ID_AA64SMFR0_EL1 = S3_0_C0_C4_5.
+fn read_id_regs() -> el3::IdRegs {
+    let mut id = el3::IdRegs::default();
+    // SAFETY: reading ID registers has no effect.
+    unsafe {
+        asm!(
+            "mrs {midr}, midr_el1",
+            "mrs {pfr0}, id_aa64pfr0_el1",
+            "mrs {pfr1}, id_aa64pfr1_el1",
+            "mrs {dfr0}, id_aa64dfr0_el1",
+            "mrs {isar1}, id_aa64isar1_el1",
+            "mrs {isar2}, s3_0_c0_c6_2",
+            "mrs {mmfr0}, id_aa64mmfr0_el1",
+            "mrs {mmfr1}, id_aa64mmfr1_el1",
+            "mrs {mmfr3}, s3_0_c0_c7_3",
+            "mrs {smfr0}, s3_0_c0_c4_5",
+            midr = out(reg) id.midr,
+            pfr0 = out(reg) id.pfr0,
+            pfr1 = out(reg) id.pfr1,
+            dfr0 = out(reg) id.dfr0,
+            isar1 = out(reg) id.isar1,
+            isar2 = out(reg) id.isar2,
+            mmfr0 = out(reg) id.mmfr0,
+            mmfr1 = out(reg) id.mmfr1,
+            mmfr3 = out(reg) id.mmfr3,
+            smfr0 = out(reg) id.smfr0,
+            options(nomem, nostack, preserves_flags),
+        )
+    };
+    id
+}
+
+/// Every CPU once at EL3, before anything runs in the non-secure world (and so before any cache
+/// is enabled: the monitor itself runs with the MMU and caches off). The values come from
+/// [`el3::el3_regs`] (tested on the host); the order is the Arm ARM's: CPTR_EL3 enables SVE/SME
+/// before ZCR_EL3/SMCR_EL3 are written.
+///
+/// What QEMU cannot show: CPUECTLR_EL1.SMPEN (QEMU's caches are always coherent; without it a
+/// real A53/A57/A72 is not in the coherency domain and its caches diverge), MDCR_EL3,
+/// CNTFRQ_EL0 and CNTVOFF_EL2 (UNKNOWN at reset on real cores, zero or right on QEMU).
+#[no_mangle]
+extern "C" fn el3_cpu_setup() {
+    let r = el3::el3_regs(&read_id_regs());
+    // SAFETY: this CPU's own per-CPU area, used only by its own exception vectors.
+    let fp_area = unsafe { core::ptr::addr_of_mut!(KEXBOOT_EL3_FP.0[my_slot()]) } as u64;
+    // SAFETY: EL3 control registers of this CPU, written before it first enters the
+    // non-secure world; each value is what the non-secure world needs (see `el3_regs`).
+    unsafe {
+        asm!(
+            "msr cptr_el3, {cptr}",
+            "isb",
+            "msr scr_el3, {scr}",
+            "msr mdcr_el3, {mdcr}",
+            "msr cntfrq_el0, {freq}",
+            "msr cntvoff_el2, xzr",
+            "msr tpidr_el3, {fp}",
+            "isb",
+            cptr = in(reg) r.cptr,
+            scr = in(reg) r.scr,
+            mdcr = in(reg) r.mdcr,
+            freq = in(reg) crate::qemu_virt::CNTFRQ_HZ,
+            fp = in(reg) fp_area,
+            options(nostack, preserves_flags),
+        );
+        if let Some(zcr) = r.zcr {
+            // ZCR_EL3 (S3_6_C1_C2_0): CPTR_EL3.EZ was set above.
+            asm!("msr s3_6_c1_c2_0, {v}", "isb", v = in(reg) zcr, options(nostack, preserves_flags));
+        }
+        if let Some(smcr) = r.smcr {
+            // SMCR_EL3 (S3_6_C1_C2_6): CPTR_EL3.ESM was set above.
+            asm!("msr s3_6_c1_c2_6, {v}", "isb", v = in(reg) smcr, options(nostack, preserves_flags));
+        }
+        if r.smpen {
+            // CPUECTLR_EL1 (S3_1_C15_C2_1), IMPLEMENTATION DEFINED, read-modify-write.
+            asm!(
+                "mrs {t}, s3_1_c15_c2_1",
+                "orr {t}, {t}, {smpen}",
+                "msr s3_1_c15_c2_1, {t}",
+                "isb",
+                t = out(reg) _,
+                smpen = in(reg) CPUECTLR_SMPEN,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
 extern "C" {
     static __image_start: u8;
     static __bss_start: u8;
@@ -100,6 +219,7 @@ extern "C" {
 
 global_asm!(
     r#"
+    .arch_extension sve
 /* Every CPU at EL3 from the reset vector (flash), MMU off. x10 = runtime _start (flash). */
     .section .text.kexboot_el3, "ax"
     .global el3_reset
@@ -139,12 +259,16 @@ el3_reset:
     br      x9
 
 .Lel3_secondary_wait:
+    /* Ready: the magic, and group 0 enabled in this boot's distributor (see READY_ADDR). */
     ldr     x12, ={ready_addr}
     ldr     x13, ={ready_magic}
 2:  ldr     x14, [x12]
     cmp     x14, x13
-    b.eq    3f
-    wfe
+    b.ne    4f
+    ldr     x15, [x12, #{ready_gicd_off}]
+    ldr     w15, [x15, #{gicd_ctlr}]
+    tbnz    w15, #{gicd_grp0_bit}, 3f
+4:  wfe
     b       2b
 3:  adr     x9, el3_secondary_start
     sub     x9, x9, x10
@@ -180,21 +304,64 @@ el3_start:
     bl      el3_primary_main
     b       .Lel3_halt
 
-/* EL3 registers every CPU sets once: vectors, no FP/SIMD traps. Clobbers x9. */
+/* EL3 registers every CPU sets once, on its stack: the vectors here, the rest (SCR_EL3,
+   CPTR_EL3, MDCR_EL3, timer, coherency) from the ID registers in el3_cpu_setup (Rust). */
 el3_cpu_regs:
     adrp    x9, el3_vectors
     add     x9, x9, :lo12:el3_vectors
     msr     vbar_el3, x9
-    msr     cptr_el3, xzr
     isb
-    ret
+    b       el3_cpu_setup
+
+/* Zero x3..x30. */
+.macro el3_zero_x3_x30
+    .irp n, 3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30
+    mov     x\n, xzr
+    .endr
+.endm
+
+/* Zero v0..v31 (and so Z0..Z31 whole), FPCR and FPSR. */
+.macro el3_zero_fp
+    movi    v0.16b, #0
+    movi    v1.16b, #0
+    movi    v2.16b, #0
+    movi    v3.16b, #0
+    movi    v4.16b, #0
+    movi    v5.16b, #0
+    movi    v6.16b, #0
+    movi    v7.16b, #0
+    movi    v8.16b, #0
+    movi    v9.16b, #0
+    movi    v10.16b, #0
+    movi    v11.16b, #0
+    movi    v12.16b, #0
+    movi    v13.16b, #0
+    movi    v14.16b, #0
+    movi    v15.16b, #0
+    movi    v16.16b, #0
+    movi    v17.16b, #0
+    movi    v18.16b, #0
+    movi    v19.16b, #0
+    movi    v20.16b, #0
+    movi    v21.16b, #0
+    movi    v22.16b, #0
+    movi    v23.16b, #0
+    movi    v24.16b, #0
+    movi    v25.16b, #0
+    movi    v26.16b, #0
+    movi    v27.16b, #0
+    movi    v28.16b, #0
+    movi    v29.16b, #0
+    movi    v30.16b, #0
+    movi    v31.16b, #0
+    msr     fpcr, xzr
+    msr     fpsr, xzr
+.endm
 
 /* kexboot_el3_enter_ns(entry, x0, x1, x2, stack_top): NS-EL2 at entry, MMU off. */
     .global kexboot_el3_enter_ns
 kexboot_el3_enter_ns:
     mov     sp, x4
-    ldr     x9, ={scr}
-    msr     scr_el3, x9
     ldr     x9, ={sctlr}
     msr     sctlr_el2, x9
     ldr     x9, ={hcr}
@@ -203,11 +370,18 @@ kexboot_el3_enter_ns:
     msr     spsr_el3, x9
     msr     elr_el3, x0
     isb
+    /* A CPU that waited in a pen may still hold the last kernel's instructions in its I-cache,
+       and the next kernel sits at the same addresses (QEMU has no I-cache to show it). */
+    ic      iallu
+    dsb     nsh
+    isb
     mov     x0, x1
     mov     x1, x2
     mov     x2, x3
-    mov     x3, xzr
-    mov     x4, xzr
+    /* Nothing of the monitor reaches the non-secure world: x3..x30 and the FP/SIMD registers
+       (and with them the whole SVE Z registers) are zero, FPCR/FPSR too. */
+    el3_zero_x3_x30
+    el3_zero_fp
     eret
 
 /* Exception vectors at EL3: SMCs and the recall FIQ from the lower ELs; anything else is a
@@ -230,7 +404,80 @@ kexboot_el3_enter_ns:
     stp     x26, x27, [sp, #208]
     stp     x28, x29, [sp, #224]
     str     x30, [sp, #240]
+    el3_fp_save
     mov     x0, sp
+.endm
+
+/* The lower EL's FP/SIMD state, saved to this CPU's area (TPIDR_EL3, el3_cpu_setup) before any
+   monitor code runs, as SMCCC asks: the Rust code here may use the vector registers (memcpy,
+   moves of structs). With SVE enabled (CPTR_EL3.EZ) the whole Z registers are saved at EL3's vector length (ZCR_EL3 at
+   its largest, so at least the caller's): an FP/SIMD write at EL3 would zero their upper bits.
+   P0-P15 and FFR are never written by the monitor (no SVE code is generated for it). Not
+   covered: a caller in SME streaming mode (Linux never calls SMC in it). Uses x9, x10. */
+.macro el3_fp_save
+    mrs     x9, tpidr_el3
+    mrs     x10, fpcr
+    str     x10, [x9, #{fp_fpcr}]
+    mrs     x10, fpsr
+    str     x10, [x9, #{fp_fpsr}]
+    add     x9, x9, #{fp_regs}
+    mrs     x10, cptr_el3
+    tbz     x10, #{cptr_ez_bit}, 1f
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    str     z\n, [x9, #\n, mul vl]
+    .endr
+    b       2f
+1:
+    stp     q0, q1, [x9, #0]
+    stp     q2, q3, [x9, #32]
+    stp     q4, q5, [x9, #64]
+    stp     q6, q7, [x9, #96]
+    stp     q8, q9, [x9, #128]
+    stp     q10, q11, [x9, #160]
+    stp     q12, q13, [x9, #192]
+    stp     q14, q15, [x9, #224]
+    stp     q16, q17, [x9, #256]
+    stp     q18, q19, [x9, #288]
+    stp     q20, q21, [x9, #320]
+    stp     q22, q23, [x9, #352]
+    stp     q24, q25, [x9, #384]
+    stp     q26, q27, [x9, #416]
+    stp     q28, q29, [x9, #448]
+    stp     q30, q31, [x9, #480]
+2:
+.endm
+
+.macro el3_fp_restore
+    mrs     x9, tpidr_el3
+    ldr     x10, [x9, #{fp_fpcr}]
+    msr     fpcr, x10
+    ldr     x10, [x9, #{fp_fpsr}]
+    msr     fpsr, x10
+    add     x9, x9, #{fp_regs}
+    mrs     x10, cptr_el3
+    tbz     x10, #{cptr_ez_bit}, 1f
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    ldr     z\n, [x9, #\n, mul vl]
+    .endr
+    b       2f
+1:
+    ldp     q0, q1, [x9, #0]
+    ldp     q2, q3, [x9, #32]
+    ldp     q4, q5, [x9, #64]
+    ldp     q6, q7, [x9, #96]
+    ldp     q8, q9, [x9, #128]
+    ldp     q10, q11, [x9, #160]
+    ldp     q12, q13, [x9, #192]
+    ldp     q14, q15, [x9, #224]
+    ldp     q16, q17, [x9, #256]
+    ldp     q18, q19, [x9, #288]
+    ldp     q20, q21, [x9, #320]
+    ldp     q22, q23, [x9, #352]
+    ldp     q24, q25, [x9, #384]
+    ldp     q26, q27, [x9, #416]
+    ldp     q28, q29, [x9, #448]
+    ldp     q30, q31, [x9, #480]
+2:
 .endm
 
 .macro el3_vector target
@@ -265,6 +512,7 @@ el3_fiq_lower:
     el3_save
     bl      el3_fiq
 el3_restore:
+    el3_fp_restore
     ldp     x0, x1, [sp, #0]
     ldp     x2, x3, [sp, #16]
     ldp     x4, x5, [sp, #32]
@@ -293,11 +541,17 @@ el3_bad:
     aff_mask = const MPIDR_AFF_MASK,
     ready_addr = const READY_ADDR,
     ready_magic = const READY_MAGIC,
+    ready_gicd_off = const READY_GICD - READY_ADDR,
+    gicd_ctlr = const GICD_CTLR,
+    gicd_grp0_bit = const GICD_CTLR_GRP0_BIT,
     max_cpus = const MAX_CPUS,
     stack_shift = const STACK_SHIFT,
-    scr = const SCR_EL3_NS,
     hcr = const HCR_EL2_RW,
     spsr = const SPSR_EL2H_MASKED,
+    fp_fpcr = const FP_FPCR,
+    fp_fpsr = const FP_FPSR,
+    fp_regs = const FP_REGS,
+    cptr_ez_bit = const CPTR_EL3_EZ_BIT,
 );
 
 /// Registers saved by the vectors; x0..x3 go back to the caller.
@@ -444,12 +698,17 @@ fn mmio_write(addr: u64, v: u32) {
     unsafe { core::ptr::write_volatile(addr as *mut u32, v) }
 }
 
-/// Gives every SPI to the non-secure world (group 1) and enables both groups.
+/// Gives every SPI to the non-secure world (group 1); [`gic_dist_enable`] comes last.
 fn gic_dist_init(gicd: u64) {
     let lines = (mmio_read(gicd + GICD_TYPER) & 0x1f) as u64;
     for n in 1..=lines {
         mmio_write(gicd + GICD_IGROUPR + 4 * n, u32::MAX);
     }
+}
+
+/// Enables both groups: the last step of the boot CPU's set-up, and what tells secondaries the
+/// ready magic is of this boot (see [`READY_ADDR`]).
+fn gic_dist_enable(gicd: u64) {
     mmio_write(gicd + GICD_CTLR, GICD_CTLR_ENABLE);
 }
 
@@ -470,6 +729,10 @@ fn gic_cpu_init(gicd: u64, gicc: u64) -> u8 {
 }
 
 fn gpio_pulse(pin: u32) -> ! {
+    // SAFETY: the ready word (secure RAM): after this reset the secondaries wait for the new
+    // boot's monitor (see READY_ADDR).
+    unsafe { core::ptr::write_volatile(READY_ADDR as *mut u64, 0) };
+    dmb();
     mmio_write(
         SECURE_GPIO + PL061_DIR,
         mmio_read(SECURE_GPIO + PL061_DIR) | (1 << pin),
@@ -491,6 +754,30 @@ fn dtb_len_at(addr: u64, ram: (u64, u64)) -> Option<u64> {
     let be = |off: u64| u32::from_be(mmio_read(addr + off)) as u64;
     let len = be(4);
     (be(0) == 0xd00d_feed && (40..=MAX_DTB).contains(&len) && addr + len <= ram.1).then_some(len)
+}
+
+/// Size of a device tree header (`struct fdt_header`).
+const FDT_HEADER_LEN: u64 = 40;
+
+/// Cleans and invalidates `[addr, addr + len)` to PoC by VA (= PA: the MMU is off at EL3).
+fn clean_inval(addr: u64, len: u64) {
+    // SAFETY: callers pass ranges inside RAM; cleaning and invalidating never changes what
+    // memory holds, only where its newest copy is.
+    unsafe { kexboot_relocate::arch::clean_inval_dcache_range(addr, len) };
+}
+
+/// The device tree the last kernel registered, checked and made current in memory: Linux
+/// edits it with its caches on (`rng-seed`, `kaslr-seed`), and the monitor reads with the MMU
+/// off, straight from memory. So the header's lines are cleaned+invalidated before it is read,
+/// then the whole blob it declares (QEMU has no caches to show this).
+fn last_kernel_dtb(addr: u64, ram: (u64, u64)) -> Option<u64> {
+    if addr < ram.0 || addr.checked_add(FDT_HEADER_LEN)? > ram.1 {
+        return None;
+    }
+    clean_inval(addr, FDT_HEADER_LEN);
+    let len = dtb_len_at(addr, ram)?;
+    clean_inval(addr, len);
+    Some(len)
 }
 
 fn copy(dst: u64, src: u64, len: u64) {
@@ -608,7 +895,13 @@ extern "C" fn el3_primary_main(dtb_hint: u64, image_base: u64) -> ! {
     }
     m.psci = Some(table);
     install_ns_image(m);
-    // SAFETY: the word secondaries poll; written once everything above is in place.
+    // SAFETY: the words secondaries poll (secure RAM the image does not use); the magic is
+    // written once everything above is in place, after the distributor is enabled.
+    unsafe { core::ptr::write_volatile(READY_GICD as *mut u64, gicd) };
+    dmb();
+    gic_dist_enable(gicd);
+    dmb();
+    // SAFETY: as above.
     unsafe { core::ptr::write_volatile(READY_ADDR as *mut u64, READY_MAGIC) };
     sev();
     println!(
@@ -683,6 +976,14 @@ extern "C" fn el3_sync(frame: &mut Frame) {
             sev();
         }
         Action::Park => pen(me),
+        Action::Standby => {
+            // Outside the lock: the other CPUs go on. Any interrupt wakes the core (also one
+            // routed to the lower EL, which is taken right after the return); so does the
+            // recall FIQ of a SYSTEM_RESET.
+            // SAFETY: `dsb` + `wfi` only order memory and wait.
+            unsafe { asm!("dsb sy", "wfi", options(nostack, preserves_flags)) };
+            frame.x[0] = psci::ret::SUCCESS as u64;
+        }
         Action::SystemOff => {
             println!("kexboot: EL3: SYSTEM_OFF");
             gpio_pulse(GPIO_POWEROFF_PIN)
@@ -738,11 +1039,14 @@ fn system_reset(me: usize, recall: u32) -> ! {
     let (entry, dtb, warm) = locked(|m| {
         let registered = m.psci.as_ref().map_or(0, |p| p.reset_dtb());
         let ns_image = (m.ns_base, m.ns_base + m.ns_size);
-        let usable = dtb_len_at(registered, m.ram)
+        let usable = last_kernel_dtb(registered, m.ram)
             .is_some_and(|len| registered + len <= ns_image.0 || registered >= ns_image.1);
         let dtb = if usable {
             registered
         } else {
+            // RAM the last kernel used: lines it left dirty there would later overwrite the
+            // copy made around the caches.
+            clean_inval(m.dtb, m.dtb_len);
             copy(m.dtb, SAVED_DTB, m.dtb_len);
             m.dtb
         };
