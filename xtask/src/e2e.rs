@@ -962,4 +962,26 @@ mod tests {
         assert!(parse_opts(&a(&["--only"])).is_err());
         assert!(parse_opts(&a(&["--bogus"])).is_err());
     }
+
+    #[test]
+    fn case_names_are_unique() {
+        let mut names: Vec<_> = CASES.iter().map(|(n, _, _)| *n).collect();
+        names.sort_unstable();
+        let all = names.len();
+        names.dedup();
+        assert_eq!(all, names.len(), "a case is listed twice");
+    }
+
+    /// Every EL3 case also runs on `-cpu max` (SVE, SME, PAuth, ... handed to the NS world).
+    #[test]
+    fn every_el3_case_has_a_cpumax_variant() {
+        let names: Vec<_> = CASES.iter().map(|(n, _, _)| *n).collect();
+        let plain = names
+            .iter()
+            .filter(|n| n.starts_with("el3-") && !n.ends_with("-cpumax"));
+        for n in plain {
+            let max = format!("{n}-cpumax");
+            assert!(names.contains(&max.as_str()), "no {max}");
+        }
+    }
 }
