@@ -52,6 +52,7 @@ const PFR1_GCS: Field = Field(44);
 const DFR0_PMUVER: Field = Field(8);
 const DFR0_PMSVER: Field = Field(32);
 const DFR0_TRACEBUFFER: Field = Field(44);
+const DFR0_BRBE: Field = Field(52);
 // ID_AA64ISAR1_EL1 / ID_AA64ISAR2_EL1: the pointer authentication algorithms
 const ISAR1_APA: Field = Field(4);
 const ISAR1_API: Field = Field(8);
@@ -86,6 +87,7 @@ const CSV2_1P2: u64 = 2;
 /// `ID_AA64DFR0_EL1.PMUVer` values: PMUv3p5 (SCCD), PMUv3p7 (MCCD), IMPLEMENTATION DEFINED.
 const PMUV3P5: u64 = 6;
 const PMUV3P7: u64 = 7;
+const PMUV3P9: u64 = 9;
 const PMU_IMPDEF: u64 = 0xf;
 
 /// SCR_EL3 fields.
@@ -102,7 +104,9 @@ pub mod scr {
     pub const SIF: u64 = 1 << 9;
     /// The next lower EL (EL2) is AArch64.
     pub const RW: u64 = 1 << 10;
-    /// Pointer authentication keys (APK) and instructions (API) do not trap to EL3.
+    /// Pointer authentication keys (APK) and instructions (API) do not trap to EL3. The
+    /// monitor itself is not built with branch protection and never touches the keys, so it
+    /// need not save them (TF-A saves them only when it signs its own return addresses).
     pub const APK: u64 = 1 << 16;
     pub const API: u64 = 1 << 17;
     /// SCXTNUM_ELx accesses do not trap (FEAT_CSV2_2).
@@ -151,6 +155,12 @@ pub mod mdcr {
     /// The cycle counter does not count in Secure state (PMUv3p5) nor at EL3 (PMUv3p7).
     pub const SCCD: u64 = 1 << 23;
     pub const MCCD: u64 = 1 << 34;
+    /// Branch records are allowed in the non-secure world only, its registers do not trap
+    /// (SBRBE = 0b01; FEAT_BRBE; `booting.rst` asks 0b01 or 0b11, 0b11 would let the
+    /// non-secure world record Secure state too).
+    pub const SBRBE_NS: u64 = 0b01 << 32;
+    /// The PMUv3p9 registers (PMICNTR_EL0, PMUACR_EL1, ...) do not trap (FEAT_PMUv3p9).
+    pub const ENPM2: u64 = 1 << 7;
 }
 
 /// ZCR_EL3.LEN and SMCR_EL3.LEN: the largest vector length the field can ask for (2048 bits);
@@ -252,6 +262,12 @@ pub fn el3_regs(id: &IdRegs) -> El3Regs {
     }
     if pmu_at_least(PMUV3P7) {
         mdcr |= mdcr::MCCD;
+    }
+    if pmu_at_least(PMUV3P9) {
+        mdcr |= mdcr::ENPM2;
+    }
+    if has(DFR0_BRBE, id.dfr0, 1) {
+        mdcr |= mdcr::SBRBE_NS;
     }
 
     let smcr = sme.then(|| {
@@ -404,6 +420,11 @@ mod tests {
                 |r| r.mdcr & (mdcr::SCCD | mdcr::MCCD) == mdcr::SCCD,
             ),
             (|i| i.dfr0 |= 7 << 8, |r| r.mdcr & mdcr::MCCD != 0),
+            (|i| i.dfr0 |= 9 << 8, |r| r.mdcr & mdcr::ENPM2 != 0),
+            (
+                |i| i.dfr0 |= 1 << 52,
+                |r| r.mdcr & (0b11 << 32) == mdcr::SBRBE_NS,
+            ),
         ];
         let plain = el3_regs(&IdRegs::default());
         for (k, (set, check)) in cases.iter().enumerate() {
