@@ -3,6 +3,7 @@
 
 use crate::assets::{self, Assets, UBOOT_BIN};
 use crate::disk::{self, Scheme};
+use crate::e2e_el3::{CortexA72, Max};
 use crate::qemu::{self, Line, Session, Wait};
 use crate::{
     e2e_el3, e2e_net, e2e_probe, e2e_warm, err, firmware, run_status, Context, Paths, Result,
@@ -362,20 +363,18 @@ fn error_naming<'a>(t: &'a Transcript, file: &str) -> Option<(usize, &'a Line)> 
     t.find(|l| l.contains(file) && l.to_ascii_lowercase().contains("error"))
 }
 
+/// The CPU model of every case that does not ask for another.
+pub(crate) const DEFAULT_CPU: &str = "cortex-a72";
+
 pub(crate) fn machine(m: &str, smp: u32) -> Vec<String> {
-    [
-        "-M",
-        m,
-        "-cpu",
-        "cortex-a72",
-        "-smp",
-        &smp.to_string(),
-        "-m",
-        "1G",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    machine_cpu(m, DEFAULT_CPU, smp)
+}
+
+pub(crate) fn machine_cpu(m: &str, cpu: &str, smp: u32) -> Vec<String> {
+    ["-M", m, "-cpu", cpu, "-smp", &smp.to_string(), "-m", "1G"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Everything a case needs.
@@ -442,14 +441,35 @@ pub(crate) const CASES: &[(&str, bool, CaseFn)] = &[
         true,
         e2e_warm::case_helper_refuses,
     ),
-    ("el3-psci-smp4", true, e2e_el3::case_smp4),
-    ("el3-psci-hotplug", true, e2e_el3::case_hotplug),
-    ("el3-psci-warm-cycle", true, e2e_el3::case_warm_cycle),
-    ("el3-psci-reboot", true, e2e_el3::case_reboot),
+    ("el3-psci-smp4", true, e2e_el3::case_smp4::<CortexA72>),
+    ("el3-psci-hotplug", true, e2e_el3::case_hotplug::<CortexA72>),
+    (
+        "el3-psci-warm-cycle",
+        true,
+        e2e_el3::case_warm_cycle::<CortexA72>,
+    ),
+    ("el3-psci-reboot", true, e2e_el3::case_reboot::<CortexA72>),
     (
         "el3-spin-table-reboot",
         true,
-        e2e_el3::case_spin_table_reboot,
+        e2e_el3::case_spin_table_reboot::<CortexA72>,
+    ),
+    ("el3-psci-smp4-cpumax", true, e2e_el3::case_smp4::<Max>),
+    (
+        "el3-psci-hotplug-cpumax",
+        true,
+        e2e_el3::case_hotplug::<Max>,
+    ),
+    (
+        "el3-psci-warm-cycle-cpumax",
+        true,
+        e2e_el3::case_warm_cycle::<Max>,
+    ),
+    ("el3-psci-reboot-cpumax", true, e2e_el3::case_reboot::<Max>),
+    (
+        "el3-spin-table-reboot-cpumax",
+        true,
+        e2e_el3::case_spin_table_reboot::<Max>,
     ),
     ("probe-cold-el2-a72", true, e2e_probe::case),
     ("probe-cold-el1-a72", true, e2e_probe::case),
@@ -558,7 +578,7 @@ fn case_cpumax_seeds(c: &Ctx, name: &str) -> std::result::Result<(), String> {
     let mut args = c.kexboot("virt,virtualization=on", 2, &c.disks.mbr);
     let cpu = args
         .iter()
-        .position(|a| a == "cortex-a72")
+        .position(|a| a == DEFAULT_CPU)
         .ok_or("no -cpu in the machine arguments")?;
     args[cpu] = "max".into();
     let t = boot(args, &c.log(name))?;
@@ -968,5 +988,27 @@ mod tests {
         assert!(parse_opts(&a(&["--only", "nope"])).is_err());
         assert!(parse_opts(&a(&["--only"])).is_err());
         assert!(parse_opts(&a(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let mut names: Vec<_> = CASES.iter().map(|(n, _, _)| *n).collect();
+        names.sort_unstable();
+        let all = names.len();
+        names.dedup();
+        assert_eq!(all, names.len(), "a case is listed twice");
+    }
+
+    /// Every EL3 case also runs on `-cpu max` (SVE, SME, PAuth, ... handed to the NS world).
+    #[test]
+    fn every_el3_case_has_a_cpumax_variant() {
+        let names: Vec<_> = CASES.iter().map(|(n, _, _)| *n).collect();
+        let plain = names
+            .iter()
+            .filter(|n| n.starts_with("el3-") && !n.ends_with("-cpumax"));
+        for n in plain {
+            let max = format!("{n}-cpumax");
+            assert!(names.contains(&max.as_str()), "no {max}");
+        }
     }
 }
