@@ -973,15 +973,6 @@ mod tests {
     }
 
     #[test]
-    fn case_names_are_unique() {
-        let mut names: Vec<_> = CASES.iter().map(|(n, _, _)| *n).collect();
-        names.sort_unstable();
-        let before = names.len();
-        names.dedup();
-        assert_eq!(names.len(), before, "a case is listed twice in CASES");
-    }
-
-    #[test]
     fn opts() {
         let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(parse_opts(&a(&["--only", "el2-image-mbr", "--no-clippy"])).is_ok());
