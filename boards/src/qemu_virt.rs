@@ -21,6 +21,12 @@ const MAX_DTB: usize = 2 << 20;
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const PAGE: u64 = 4096;
 
+/// Frequency of QEMU virt's generic timer counter (QEMU 7.2: `NANOSECONDS_PER_SECOND /
+/// GTIMER_SCALE` = 62.5 MHz; QEMU 9.0 and later give newer machine versions 1 GHz). kexboot's EL3
+/// monitor programs CNTFRQ_EL0 with it, as `booting.rst` requires of firmware: on a real core
+/// the register's reset value is UNKNOWN, while QEMU resets it to this value already.
+pub const CNTFRQ_HZ: u64 = 62_500_000;
+
 /// Runtime address of the end of kexboot's image (PC-relative, so correct wherever it runs).
 fn image_end() -> u64 {
     core::ptr::addr_of!(__image_end) as u64

@@ -13,7 +13,11 @@ pub const MAX_ENV: u64 = 64 << 10;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Env {
+    /// Sorted by name, without duplicates: lookups are binary searches however many variables
+    /// a file or script makes (scripts look variables up for every expansion and `run`).
     vars: Vec<(String, String)>,
+    /// [`Env::bytes`], kept as variables change.
+    bytes: usize,
 }
 
 impl Env {
@@ -37,36 +41,51 @@ impl Env {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        let i = self.find(name).ok()?;
+        Some(self.vars[i].1.as_str())
+    }
+
+    /// Where `name` is, or where it would go.
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.vars.binary_search_by(|(n, _)| n.as_str().cmp(name))
     }
 
     /// Sets (or replaces) a variable.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.vars.iter_mut().find(|(n, _)| n == name) {
-            Some(v) => v.1 = value.to_string(),
-            None => self.vars.push((name.to_string(), value.to_string())),
+        match self.find(name) {
+            Ok(i) => {
+                let v = &mut self.vars[i].1;
+                self.bytes = self.bytes - v.len() + value.len();
+                *v = value.to_string();
+            }
+            Err(i) => {
+                self.bytes += entry_bytes(name, value);
+                self.vars.insert(i, (name.to_string(), value.to_string()));
+            }
         }
     }
 
     /// Deletes a variable; `true` if it existed.
     pub fn unset(&mut self, name: &str) -> bool {
-        let before = self.vars.len();
-        self.vars.retain(|(n, _)| n != name);
-        self.vars.len() != before
+        let Ok(i) = self.find(name) else {
+            return false;
+        };
+        let (n, v) = self.vars.remove(i);
+        self.bytes -= entry_bytes(&n, &v);
+        true
+    }
+
+    /// Size of the environment as `name=value\0` entries (U-Boot's exported form), in O(1).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// All variables as `(name, value)`, sorted by name (how `printenv` and `saveenv` list them).
     pub fn iter_sorted(&self) -> Vec<(&str, &str)> {
-        let mut v: Vec<(&str, &str)> = self
-            .vars
+        self.vars
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        v
+            .collect()
     }
 
     /// Number of variables.
@@ -84,6 +103,11 @@ impl Env {
             .map(|v| parse_size(v).ok_or_else(|| alloc::format!("{name}={v}: not a size")))
             .transpose()
     }
+}
+
+/// Bytes of one variable as `name=value\0`.
+fn entry_bytes(name: &str, value: &str) -> usize {
+    name.len() + value.len() + 2
 }
 
 fn valid_name(n: &str) -> bool {
@@ -181,6 +205,29 @@ mod tests {
         for n in ["x", "y", "z"] {
             assert!(env.size(n).unwrap_err().contains(n));
         }
+    }
+
+    /// `bytes()` is kept up to date through set, replace and unset, and matches the listing.
+    #[test]
+    fn bytes_follow_every_change() {
+        let listed = |e: &Env| -> usize {
+            e.iter_sorted()
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 2)
+                .sum()
+        };
+        let (mut env, _) = Env::parse("b=22\na=1\n");
+        assert_eq!(env.bytes(), 4 + 5);
+        env.set("c", "");
+        env.set("a", "longer");
+        env.set("b", "");
+        assert_eq!(env.bytes(), listed(&env));
+        assert_eq!(env.iter_sorted(), [("a", "longer"), ("b", ""), ("c", "")]);
+        assert!(env.unset("a"));
+        assert!(!env.unset("a"));
+        assert_eq!(env.bytes(), 2 * 3);
+        assert!(env.unset("b") && env.unset("c"));
+        assert_eq!((env.bytes(), env.len()), (0, 0));
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //!
 //! A whole text is parsed before anything runs, so a script with a syntax error runs nothing and
 //! the error says where (`script:3:12: unexpected 'fi'`). Everything is bounded: text length,
-//! `if` nesting, `run` depth, arguments, expanded bytes and the number of commands one call may
-//! execute (the language has no loops, but `run` can fan out).
+//! `if` nesting, `run` depth, arguments, expanded bytes, and the work one call may do: a step
+//! budget charged for every command executed and for every byte parsed, expanded or printed
+//! (the language has no loops, but `run` can fan out, and each `run` parses its variable's text
+//! again).
 //!
 //! [`parse_legacy_script_image`] unwraps U-Boot's `boot.scr` (a `mkimage -T script` image).
 
@@ -36,8 +38,17 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_ARGS: usize = 64;
 /// Most bytes of one command's arguments after expansion.
 pub const MAX_EXPANDED: usize = 32 << 10;
-/// Most commands one top-level call may execute.
+/// The step budget of one top-level call ([`Interp::run`], [`Interp::exec`]): every command
+/// executed costs one step, and every [`BYTES_PER_STEP`] bytes of text parsed (the script, and
+/// the variable of every `run`), of arguments expanded or of `printenv` output cost one more. So
+/// one call parses, expands and prints at most `MAX_STEPS * BYTES_PER_STEP` bytes (1.25 MiB, plus
+/// the one command that crosses the line), whatever the fan-out.
 pub const MAX_STEPS: u32 = 10_000;
+/// Bytes parsed, expanded or printed that cost one step. Ordinary scripts stay far inside the
+/// budget (a 64 KiB `boot.scr` parsed once costs 512 steps; a 500-byte `bootargs` expansion
+/// costs 3); `run` of a 30 KiB variable costs 240 steps, so nested fan-out of large variables
+/// stops after about 40 of them instead of parsing hundreds of megabytes.
+pub const BYTES_PER_STEP: u64 = 128;
 /// Longest `sleep`, in seconds.
 pub const MAX_SLEEP_S: u64 = 3600;
 /// Largest environment `setenv` may grow (bytes of `name=value\0`).
@@ -113,8 +124,8 @@ pub enum Error {
     RunTooDeep { max: usize },
     /// `if`/`run` nested deeper than `max` while running.
     NestingTooDeep { max: usize },
-    /// More than `max` commands executed by one call.
-    TooManySteps { max: u32 },
+    /// The call used up its budget of `max` steps ([`MAX_STEPS`]); `used` says on what.
+    TooManySteps { max: u32, used: Usage },
     /// A command expanded to more than `max` arguments.
     TooManyArgs { max: usize },
     /// A command expanded to more than `max` bytes.
@@ -155,9 +166,13 @@ impl fmt::Display for Error {
             Error::NestingTooDeep { max } => {
                 write!(f, "script: nesting too deep (more than {max})")
             }
-            Error::TooManySteps { max } => {
-                write!(f, "script: more than {max} commands executed, stopped")
-            }
+            Error::TooManySteps { max, used } => write!(
+                f,
+                "script: step budget of {max} used up ({} commands, {} bytes parsed, {} bytes \
+                 expanded, {} bytes printed; one step per command and per {BYTES_PER_STEP} \
+                 bytes), stopped",
+                used.commands, used.parsed_bytes, used.expanded_bytes, used.printed_bytes
+            ),
             Error::TooManyArgs { max } => write!(f, "script: more than {max} arguments"),
             Error::ExpansionTooLong { max } => {
                 write!(f, "script: command longer than {max} bytes after expansion")
@@ -787,11 +802,36 @@ enum Flow {
     Stop,
 }
 
+/// The work one top-level call has done so far, charged against [`MAX_STEPS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Commands executed (simple commands, built-in or not; `if` itself costs nothing).
+    pub commands: u32,
+    /// Bytes of text parsed: the script and every variable `run` ran, each time it ran.
+    pub parsed_bytes: u64,
+    /// Bytes of arguments after expansion, over all commands.
+    pub expanded_bytes: u64,
+    /// Bytes `printenv` wrote (the one built-in whose output is not its arguments).
+    pub printed_bytes: u64,
+}
+
+impl Usage {
+    /// Steps charged: one per command, one per [`BYTES_PER_STEP`] bytes parsed, expanded or
+    /// printed.
+    pub fn steps(&self) -> u64 {
+        let bytes = self
+            .parsed_bytes
+            .saturating_add(self.expanded_bytes)
+            .saturating_add(self.printed_bytes);
+        u64::from(self.commands) + bytes / BYTES_PER_STEP
+    }
+}
+
 /// The interpreter: keeps `$?` from one call to the next (the shell runs one line per call).
 #[derive(Debug)]
 pub struct Interp {
     status: bool,
-    steps: u32,
+    used: Usage,
     run_depth: usize,
     depth: usize,
 }
@@ -811,7 +851,7 @@ impl Interp {
     pub fn new() -> Self {
         Interp {
             status: true,
-            steps: 0,
+            used: Usage::default(),
             run_depth: 0,
             depth: 0,
         }
@@ -822,7 +862,13 @@ impl Interp {
         self.status
     }
 
+    /// What the last (or current) top-level call has charged to its budget.
+    pub fn usage(&self) -> Usage {
+        self.used
+    }
+
     /// Parses `text` (named `name` in errors), then runs it. Nothing runs if it does not parse.
+    /// The parse is charged to the call's budget.
     pub fn run(
         &mut self,
         name: &str,
@@ -830,20 +876,54 @@ impl Interp {
         ctx: &mut Ctx,
         cmds: &mut dyn Commands,
     ) -> Result<Outcome, Error> {
-        let script = parse(name, text)?;
-        self.exec(&script, ctx, cmds)
+        self.reset();
+        let script = self.parse_charged(name, text)?;
+        self.exec_items(&script, ctx, cmds)
     }
 
-    /// Runs a parsed script.
+    /// Runs a parsed script (its parse is not charged: it happened before).
     pub fn exec(
         &mut self,
         script: &Script,
         ctx: &mut Ctx,
         cmds: &mut dyn Commands,
     ) -> Result<Outcome, Error> {
-        self.steps = 0;
+        self.reset();
+        self.exec_items(script, ctx, cmds)
+    }
+
+    /// A fresh budget and depth for a top-level call.
+    fn reset(&mut self) {
+        self.used = Usage::default();
         self.run_depth = 0;
         self.depth = 0;
+    }
+
+    /// Fails once the budget is used up.
+    fn check_budget(&self) -> Result<(), Error> {
+        if self.used.steps() > u64::from(MAX_STEPS) {
+            return Err(Error::TooManySteps {
+                max: MAX_STEPS,
+                used: self.used,
+            });
+        }
+        Ok(())
+    }
+
+    /// Charges `text` to the budget before parsing it, so a text the budget cannot pay for is
+    /// never parsed.
+    fn parse_charged(&mut self, name: &str, text: &str) -> Result<Script, Error> {
+        self.used.parsed_bytes = self.used.parsed_bytes.saturating_add(text.len() as u64);
+        self.check_budget()?;
+        parse(name, text)
+    }
+
+    fn exec_items(
+        &mut self,
+        script: &Script,
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Outcome, Error> {
         let flow = self.list(&script.items, ctx, cmds)?;
         Ok(match (flow, self.status) {
             (Flow::Stop, _) => Outcome::Stopped,
@@ -883,11 +963,12 @@ impl Interp {
     ) -> Result<Flow, Error> {
         match cmd {
             Command::Simple(words) => {
-                self.steps += 1;
-                if self.steps > MAX_STEPS {
-                    return Err(Error::TooManySteps { max: MAX_STEPS });
-                }
+                self.used.commands = self.used.commands.saturating_add(1);
+                self.check_budget()?;
                 let argv = self.expand(words, ctx.env)?;
+                let expanded: usize = argv.iter().map(String::len).sum();
+                self.used.expanded_bytes = self.used.expanded_bytes.saturating_add(expanded as u64);
+                self.check_budget()?;
                 if argv.is_empty() {
                     self.status = true;
                     return Ok(Flow::Normal);
@@ -1011,7 +1092,12 @@ impl Interp {
                 true
             }
             "setenv" => setenv(args, ctx),
-            "printenv" => printenv(args, ctx),
+            "printenv" => {
+                let (ok, printed) = printenv(args, ctx);
+                self.used.printed_bytes = self.used.printed_bytes.saturating_add(printed as u64);
+                self.check_budget()?;
+                ok
+            }
             "sleep" => sleep(args, ctx),
             "test" => match eval_test(args) {
                 Ok(v) => v,
@@ -1063,7 +1149,7 @@ impl Interp {
                 self.status = false;
                 return Ok(Flow::Normal);
             };
-            let script = parse(var, &text)?;
+            let script = self.parse_charged(var, &text)?;
             self.run_depth += 1;
             if self.run_depth > MAX_RUN_DEPTH {
                 return Err(Error::RunTooDeep { max: MAX_RUN_DEPTH });
@@ -1087,13 +1173,6 @@ fn valid_env_name(n: &str) -> bool {
     !n.is_empty() && n.len() <= 128 && n.chars().all(|c| c.is_ascii_graphic() && c != '=')
 }
 
-fn env_bytes(env: &Env) -> usize {
-    env.iter_sorted()
-        .iter()
-        .map(|(n, v)| n.len() + v.len() + 2)
-        .sum()
-}
-
 fn setenv(args: &[String], ctx: &mut Ctx) -> bool {
     let Some(name) = args.first() else {
         ctx.console
@@ -1111,7 +1190,7 @@ fn setenv(args: &[String], ctx: &mut Ctx) -> bool {
     }
     let value = args[1..].join(" ");
     let old = ctx.env.get(name).map_or(0, |v| name.len() + v.len() + 2);
-    if env_bytes(ctx.env) - old + name.len() + value.len() + 2 > MAX_ENV_BYTES {
+    if ctx.env.bytes() - old + name.len() + value.len() + 2 > MAX_ENV_BYTES {
         ctx.console.write_str(&format!(
             "## Error: environment full (at most {MAX_ENV_BYTES} bytes)\n"
         ));
@@ -1121,25 +1200,30 @@ fn setenv(args: &[String], ctx: &mut Ctx) -> bool {
     true
 }
 
-fn printenv(args: &[String], ctx: &mut Ctx) -> bool {
+/// Whether every variable asked for exists, and the bytes printed.
+fn printenv(args: &[String], ctx: &mut Ctx) -> (bool, usize) {
+    let mut printed = 0;
+    let mut print = |console: &mut dyn Console, line: &str| {
+        console.write_str(line);
+        printed += line.len();
+    };
     if args.is_empty() {
         for (n, v) in ctx.env.iter_sorted() {
-            ctx.console.write_str(&format!("{n}={v}\n"));
+            print(ctx.console, &format!("{n}={v}\n"));
         }
-        return true;
+        return (true, printed);
     }
     let mut ok = true;
     for name in args {
         match ctx.env.get(name) {
-            Some(v) => ctx.console.write_str(&format!("{name}={v}\n")),
+            Some(v) => print(ctx.console, &format!("{name}={v}\n")),
             None => {
-                ctx.console
-                    .write_str(&format!("## Error: \"{name}\" not defined\n"));
+                print(ctx.console, &format!("## Error: \"{name}\" not defined\n"));
                 ok = false;
             }
         }
     }
-    ok
+    (ok, printed)
 }
 
 /// `N` or `N.frac` seconds as microseconds, at most [`MAX_SLEEP_S`].

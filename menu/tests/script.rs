@@ -6,7 +6,7 @@ use common::crc;
 use kexboot_menu::env::Env;
 use kexboot_menu::script::{
     self, make_legacy_script_image, parse, parse_legacy_script_image, CmdError, Commands, Ctx,
-    Error, Interp, NoCommands, Outcome, Syntax,
+    Error, Interp, NoCommands, Outcome, Syntax, Usage, BYTES_PER_STEP, MAX_STEPS,
 };
 use kexboot_menu::{Clock, Console, FakeClock, FakeConsole};
 use proptest::prelude::*;
@@ -52,12 +52,17 @@ impl World {
     }
 
     fn run(&mut self, text: &str) -> Result<Outcome, Error> {
+        self.run_in(&mut Interp::new(), text)
+    }
+
+    /// Runs `text` with `interp`, whose budget use can be read afterwards.
+    fn run_in(&mut self, interp: &mut Interp, text: &str) -> Result<Outcome, Error> {
         let mut ctx = Ctx {
             env: &mut self.env,
             console: &mut self.con,
             clock: &self.clock,
         };
-        script::run_script(text, &mut ctx, &mut self.cmds)
+        interp.run("script", text, &mut ctx, &mut self.cmds)
     }
 
     fn out(&mut self) -> String {
@@ -203,6 +208,127 @@ fn run_and_recursion_bound() {
         w.run("run bad").unwrap_err().to_string(),
         "bad:2:1: unexpected 'fi'"
     );
+}
+
+/// Most bytes one call may parse, expand or print: the budget, plus the one text or command
+/// that crosses the line (a text is charged before it is parsed, so only its bytes count).
+fn budget_bytes(crossing: usize) -> u64 {
+    u64::from(MAX_STEPS) * BYTES_PER_STEP + crossing as u64
+}
+
+/// The budget charges exactly what ran: one step per command, and every text parsed (the
+/// script, each `run` of a variable each time), argument expanded and line `printenv` printed.
+#[test]
+fn budget_charges_commands_and_bytes() {
+    let mut w = World::new("");
+    let var = "echo $msg; true";
+    w.env.set("v", var);
+    w.env.set("msg", "hello");
+    let text = "run v v; printenv msg";
+    let mut interp = Interp::new();
+    assert_eq!(w.run_in(&mut interp, text).unwrap(), Outcome::Success);
+    assert_eq!(w.out(), "hello\nhello\nmsg=hello\n");
+    let used = interp.usage();
+    assert_eq!(
+        used,
+        Usage {
+            // run, 2 x (echo, true), printenv
+            commands: 6,
+            parsed_bytes: (text.len() + 2 * var.len()) as u64,
+            // "run v v", 2 x ("echo hello", "true"), "printenv msg"
+            expanded_bytes: (5 + 2 * (9 + 4) + 11) as u64,
+            printed_bytes: "msg=hello\n".len() as u64,
+        }
+    );
+    assert_eq!(
+        used.steps(),
+        6 + (used.parsed_bytes + used.expanded_bytes + used.printed_bytes) / BYTES_PER_STEP
+    );
+    // Each top-level call starts with a fresh budget.
+    w.run_in(&mut interp, "true").unwrap();
+    assert_eq!(interp.usage().commands, 1);
+    assert_eq!(interp.usage().parsed_bytes, 4);
+    // A boot script as long as allowed, mostly comments, runs: parsing it costs 512 steps.
+    let comment = format!("# {}\n", "c".repeat(98));
+    let mut scr = "echo start\n".to_string();
+    while scr.len() + comment.len() + "echo end\n".len() <= script::MAX_SCRIPT {
+        scr.push_str(&comment);
+    }
+    scr.push_str("echo end\n");
+    assert_eq!(w.run_in(&mut interp, &scr).unwrap(), Outcome::Success);
+    assert_eq!(w.out(), "start\nend\n");
+    assert!(interp.usage().steps() < u64::from(MAX_STEPS) / 10);
+}
+
+/// `run` parses its variable's text each time it runs. An environment of about 31 KiB, far
+/// below the 64 KiB limit, whose `a` runs `b` 100 times, each running the 30 KiB `c` 100
+/// times, made one `run a` parse 10,000 x 30 KiB = 300 MB (about a second of host CPU, far
+/// more on the board) while staying under the old budget of 10,000 commands. Parsed bytes
+/// are charged now: it stops with a budget error after about 1.25 MB.
+#[test]
+fn nested_run_of_large_variables_is_charged_for_its_parsing() {
+    let big = format!("# {}\ntrue\n", "p".repeat(30 << 10));
+    let mut w = World::new("");
+    w.env.set("a", &"run b;".repeat(100));
+    w.env.set("b", &"run c;".repeat(100));
+    w.env.set("c", &big);
+    let env_size: usize = w
+        .env
+        .iter_sorted()
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 2)
+        .sum();
+    assert!(env_size <= 64 << 10, "{env_size}");
+    let mut interp = Interp::new();
+    let e = w.run_in(&mut interp, "run a").unwrap_err();
+    let Error::TooManySteps { max, used } = e.clone() else {
+        panic!("expected a budget error, got {e}");
+    };
+    assert_eq!(max, MAX_STEPS);
+    assert_eq!(used, interp.usage());
+    assert!(used.steps() > u64::from(MAX_STEPS));
+    assert!(
+        used.parsed_bytes <= budget_bytes(big.len()),
+        "parsed {} bytes",
+        used.parsed_bytes
+    );
+    // It stopped early: a few dozen of the 10,000 runs of `c`, not thousands.
+    assert!(used.commands < 100, "{used:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("script: step budget of 10000 used up ("),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{} bytes parsed", used.parsed_bytes)),
+        "{msg}"
+    );
+
+    // The same through depth instead of width: 15 levels of `run next next` over 2 KiB
+    // variables (32 KiB in all) would parse 2^15 x 2 KiB = 64 MB.
+    let mut w = World::new("");
+    for i in 0..15 {
+        let pad = "q".repeat(2000);
+        w.env
+            .set(&format!("d{i}"), &format!("# {pad}\nrun d{0} d{0}", i + 1));
+    }
+    w.env.set("d15", "true");
+    let mut interp = Interp::new();
+    let e = w.run_in(&mut interp, "run d0").unwrap_err();
+    assert!(matches!(e, Error::TooManySteps { .. }), "{e}");
+    assert!(interp.usage().parsed_bytes <= budget_bytes(2100));
+
+    // printenv of a large variable, fanned out the same way, is charged for what it prints.
+    let mut w = World::new("");
+    w.env.set("x", &"v".repeat(60_000));
+    w.env.set("a", &"run b;".repeat(100));
+    w.env.set("b", &"printenv x;".repeat(100));
+    let mut interp = Interp::new();
+    let e = w.run_in(&mut interp, "run a").unwrap_err();
+    assert!(matches!(e, Error::TooManySteps { .. }), "{e}");
+    let printed = interp.usage().printed_bytes;
+    assert!(printed <= budget_bytes(60_010), "printed {printed} bytes");
+    assert_eq!(w.out().len() as u64, printed);
 }
 
 #[test]

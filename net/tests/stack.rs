@@ -27,6 +27,8 @@ const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 const STEP_US: u64 = 50;
 const MIB: usize = 1 << 20;
+const DHCP_OPT_RENEWAL_TIME: u8 = 58;
+const DHCP_OPT_REBINDING_TIME: u8 = 59;
 
 /// DHCP server settings.
 #[derive(Clone)]
@@ -40,6 +42,10 @@ struct Dhcp {
     bad_offers: bool,
     /// Unicast replies to yiaddr instead of broadcast.
     unicast: bool,
+    /// Lease time (option 51), renewal time T1 (option 58), rebinding time T2 (option 59).
+    lease: Option<u32>,
+    t1: Option<u32>,
+    t2: Option<u32>,
 }
 
 impl Default for Dhcp {
@@ -52,6 +58,9 @@ impl Default for Dhcp {
             file: Some("ignored.efi"),
             bad_offers: false,
             unicast: false,
+            lease: Some(86400),
+            t1: None,
+            t2: None,
         }
     }
 }
@@ -439,6 +448,13 @@ impl World {
             kind: 6,
             data: &[10, 0, 2, 3, 10, 0, 2, 5],
         }];
+        // smoltcp's DhcpRepr does not emit T1/T2: raw options.
+        let (t1, t2) = (cfg.t1.map(u32::to_be_bytes), cfg.t2.map(u32::to_be_bytes));
+        for (kind, t) in [(DHCP_OPT_RENEWAL_TIME, &t1), (DHCP_OPT_REBINDING_TIME, &t2)] {
+            if let Some(t) = t {
+                extra.push(DhcpOption { kind, data: t });
+            }
+        }
         if let Some(s) = cfg.opt66 {
             extra.push(DhcpOption {
                 kind: 66,
@@ -470,7 +486,7 @@ impl World {
                 parameter_request_list: None,
                 dns_servers: None,
                 max_size: None,
-                lease_duration: Some(86400),
+                lease_duration: cfg.lease,
                 renew_duration: None,
                 rebind_duration: None,
                 additional_options: &extra,
@@ -791,6 +807,54 @@ fn dhcp_without_server_times_out() {
         r.stack.dhcp(&mut r.p, 10_000_000),
         Err(NetError::Interrupted)
     );
+}
+
+/// Lease times a server may send in any combination (RFC 2131 wants T1 < T2 < lease, nothing
+/// enforces it). smoltcp 0.12.0 panicked on T1 > lease without T2 ("overflow when subtracting
+/// durations", smoltcp issue #1028): one such ACK from any host on the LAN stopped an unattended
+/// netboot. Each must give the lease as offered, and the stack must go on working (a TFTP fetch).
+#[test]
+fn dhcp_hostile_lease_times() {
+    const H: u32 = 3600;
+    let cases: &[(Option<u32>, Option<u32>, Option<u32>)] = &[
+        (Some(H), Some(2 * H), None),        // issue #1028: T1 > lease, no T2
+        (None, Some(2 * H), None),           // T1 > smoltcp's default lease, no lease option
+        (Some(H), Some(H), None),            // T1 = lease
+        (Some(H), None, Some(2 * H)),        // T2 > lease
+        (Some(H), Some(H / 2), Some(2 * H)), // T1 < lease < T2
+        (Some(H), Some(3 * H / 4), Some(H / 4)), // T1 > T2
+        (Some(H), Some(2 * H), Some(3 * H)), // both past the lease
+        (Some(0), None, None),               // lease 0
+        (Some(0), Some(10), Some(20)),       // lease 0 with T1, T2
+        (Some(u32::MAX), None, None),        // "infinite" lease
+        (Some(u32::MAX), Some(u32::MAX), Some(u32::MAX)),
+        (Some(1), Some(u32::MAX), None),
+    ];
+    let file = random_file(5_000, 12);
+    for (i, &(lease, t1, t2)) in cases.iter().enumerate() {
+        let mut w = World::new(200 + i as u64, 0.0, 0.0, false);
+        w.dhcp.lease = lease;
+        w.dhcp.t1 = t1;
+        w.dhcp.t2 = t2;
+        w.files.insert("f".into(), file.clone());
+        let mut r = Rig::new(w);
+        let what = format!("lease {lease:?}, T1 {t1:?}, T2 {t2:?}");
+        let got = r.stack.dhcp(&mut r.p, 10_000_000).expect(&what);
+        assert_eq!(got.address, CLIENT_IP, "{what}");
+        assert_eq!(got.lease_secs, lease, "{what}");
+        assert_eq!(r.stack.address(), Some((CLIENT_IP, 24)), "{what}");
+        let mut dest = vec![0u8; 6_000];
+        let t = r
+            .stack
+            .tftp_get(
+                &mut r.p,
+                &TftpRequest::new(SERVER_IP, "f"),
+                &mut dest,
+                &mut |_| {},
+            )
+            .expect(&what);
+        assert!(t.size == file.len() && dest[..t.size] == file[..], "{what}");
+    }
 }
 
 // ---------------------------------------------------------------- TFTP downloads

@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod el3;
 mod error;
 mod memory;
 mod plan;

@@ -19,6 +19,7 @@ pub const PSCI_VERSION_1_0: u64 = 1 << 16;
 pub mod fid {
     pub const PSCI_VERSION: u64 = 0x8400_0000;
     pub const CPU_SUSPEND32: u64 = 0x8400_0001;
+    pub const CPU_SUSPEND64: u64 = 0xc400_0001;
     pub const CPU_OFF: u64 = 0x8400_0002;
     pub const CPU_ON32: u64 = 0x8400_0003;
     pub const CPU_ON64: u64 = 0xc400_0003;
@@ -48,6 +49,23 @@ pub mod ret {
 /// `MIGRATE_INFO_TYPE`: no Trusted OS, nothing to migrate.
 pub const MIGRATE_NOT_PRESENT: i64 = 2;
 
+/// CPU_SUSPEND's `power_state` in the original format (DEN0022 5.4.2): StateID in bits 15:0,
+/// StateType in bit 16 (0 standby or retention, 1 power down), PowerLevel in bits 25:24, the
+/// rest reserved (zero). The monitor implements one state: standby of the calling core (WFI at
+/// EL3), StateID 0, power level 0; `PSCI_FEATURES(CPU_SUSPEND)` says the original format
+/// without OS-initiated mode (flags 0).
+pub mod power_state {
+    pub const STATE_ID: u64 = 0xffff;
+    pub const STATE_TYPE_POWERDOWN: u64 = 1 << 16;
+    pub const POWER_LEVEL: u64 = 0b11 << 24;
+    /// The one state implemented: core standby.
+    pub const STANDBY: u64 = 0;
+}
+
+/// `PSCI_FEATURES(CPU_SUSPEND)` flags: bit 1 clear (original power_state format), bit 0 clear
+/// (platform-coordinated mode only).
+pub const CPU_SUSPEND_FEATURES: i64 = 0;
+
 /// Affinity bits of an MPIDR (Aff3, Aff2, Aff1, Aff0); the rest (U, MT, RES1) is ignored.
 pub const MPIDR_AFF_MASK: u64 = 0xff_00ff_ffff;
 
@@ -69,6 +87,9 @@ pub enum Action {
     Wake(usize),
     /// CPU_OFF: the caller is OFF now; it goes to its pen and never returns.
     Park,
+    /// CPU_SUSPEND to standby: the caller waits for an interrupt (WFI) at EL3, then returns
+    /// SUCCESS; a wake-up interrupt is taken once it is back in the lower EL.
+    Standby,
     /// SYSTEM_OFF: power the machine off.
     SystemOff,
     /// SYSTEM_RESET: recall these CPUs (bit per table index; they are ON in a lower EL), wait for
@@ -200,11 +221,20 @@ impl Psci {
         }
         match function {
             fid::PSCI_VERSION => Return(PSCI_VERSION_1_0 as i64),
-            fid::PSCI_FEATURES => Return(if Self::supported(a1) {
-                ret::SUCCESS
-            } else {
-                ret::NOT_SUPPORTED
+            fid::PSCI_FEATURES => Return(match a1 {
+                fid::CPU_SUSPEND32 | fid::CPU_SUSPEND64 => CPU_SUSPEND_FEATURES,
+                f if Self::supported(f) => ret::SUCCESS,
+                _ => ret::NOT_SUPPORTED,
             }),
+            fid::CPU_SUSPEND32 | fid::CPU_SUSPEND64 => {
+                // Only standby of this core is implemented; any other state (power down, a
+                // cluster level, a StateID, reserved bits) is not a state this platform has.
+                if a1 == power_state::STANDBY {
+                    Action::Standby
+                } else {
+                    Return(ret::INVALID_PARAMETERS)
+                }
+            }
             fid::MIGRATE_INFO_TYPE => Return(MIGRATE_NOT_PRESENT),
             fid::CPU_ON32 | fid::CPU_ON64 => self.cpu_on(a1, a2, a3),
             fid::CPU_OFF => {
@@ -255,6 +285,8 @@ impl Psci {
             function,
             fid::PSCI_VERSION
                 | fid::PSCI_FEATURES
+                | fid::CPU_SUSPEND32
+                | fid::CPU_SUSPEND64
                 | fid::MIGRATE_INFO_TYPE
                 | fid::CPU_ON32
                 | fid::CPU_ON64
@@ -390,7 +422,7 @@ mod tests {
         ] {
             assert_eq!(p.call(0, fid::PSCI_FEATURES, f, 0, 0), Action::Return(0));
         }
-        for f in [fid::CPU_SUSPEND32, 0x8000_0000, 0xc400_0012, 0] {
+        for f in [0x8000_0000, 0xc400_0012, 0] {
             assert_eq!(
                 p.call(0, fid::PSCI_FEATURES, f, 0, 0),
                 Action::Return(ret::NOT_SUPPORTED)
@@ -408,7 +440,6 @@ mod tests {
         let before = p.clone();
         for f in [
             0,
-            fid::CPU_SUSPEND32,
             0x8400_0005,
             0x8400_0007,
             0x8400_0012,
@@ -423,6 +454,47 @@ mod tests {
             );
         }
         assert_eq!(format!("{before:?}"), format!("{p:?}"));
+    }
+
+    /// PSCI 1.0 makes CPU_SUSPEND mandatory: standby is implemented, and PSCI_FEATURES says
+    /// so with the original power_state format and no OS-initiated mode.
+    #[test]
+    fn cpu_suspend_standby() {
+        let mut p = four();
+        for f in [fid::CPU_SUSPEND32, fid::CPU_SUSPEND64] {
+            assert_eq!(
+                p.call(0, fid::PSCI_FEATURES, f, 0, 0),
+                Action::Return(CPU_SUSPEND_FEATURES)
+            );
+            assert_eq!(
+                p.call(0, f, power_state::STANDBY, ENTRY, 0),
+                Action::Standby
+            );
+        }
+        // SMC32: the upper half of power_state is not the caller's.
+        assert_eq!(
+            p.call(0, fid::CPU_SUSPEND32, 0xffff_ffff_0000_0000, 0, 0),
+            Action::Standby
+        );
+        let before = format!("{p:?}");
+        for bad in [
+            power_state::STATE_TYPE_POWERDOWN,
+            1 << 24,
+            power_state::POWER_LEVEL,
+            1,
+            power_state::STATE_ID,
+            1 << 30,
+            1 << 17,
+        ] {
+            assert_eq!(
+                p.call(0, fid::CPU_SUSPEND64, bad, ENTRY, 0),
+                Action::Return(ret::INVALID_PARAMETERS),
+                "{bad:#x}"
+            );
+        }
+        // Standby changes no state: the caller stays ON.
+        assert_eq!(before, format!("{p:?}"));
+        assert_eq!(p.state(0), Some(CpuState::On));
     }
 
     #[test]

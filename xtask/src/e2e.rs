@@ -3,8 +3,11 @@
 
 use crate::assets::{self, Assets, UBOOT_BIN};
 use crate::disk::{self, Scheme};
+use crate::e2e_el3::{CortexA72, Max};
 use crate::qemu::{self, Line, Session, Wait};
-use crate::{e2e_el3, e2e_net, e2e_warm, err, firmware, run_status, Context, Paths, Result};
+use crate::{
+    e2e_el3, e2e_net, e2e_probe, e2e_warm, err, firmware, run_status, Context, Paths, Result,
+};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -360,20 +363,18 @@ fn error_naming<'a>(t: &'a Transcript, file: &str) -> Option<(usize, &'a Line)> 
     t.find(|l| l.contains(file) && l.to_ascii_lowercase().contains("error"))
 }
 
+/// The CPU model of every case that does not ask for another.
+pub(crate) const DEFAULT_CPU: &str = "cortex-a72";
+
 pub(crate) fn machine(m: &str, smp: u32) -> Vec<String> {
-    [
-        "-M",
-        m,
-        "-cpu",
-        "cortex-a72",
-        "-smp",
-        &smp.to_string(),
-        "-m",
-        "1G",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    machine_cpu(m, DEFAULT_CPU, smp)
+}
+
+pub(crate) fn machine_cpu(m: &str, cpu: &str, smp: u32) -> Vec<String> {
+    ["-M", m, "-cpu", cpu, "-smp", &smp.to_string(), "-m", "1G"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Everything a case needs.
@@ -402,7 +403,7 @@ impl Ctx<'_> {
 pub(crate) type CaseFn = fn(&Ctx, &str) -> std::result::Result<(), String>;
 
 /// (name, needs the firmware, body)
-const CASES: &[(&str, bool, CaseFn)] = &[
+pub(crate) const CASES: &[(&str, bool, CaseFn)] = &[
     ("direct-linux", false, case_direct),
     ("uboot-image-mbr", false, case_uboot),
     ("el2-image-mbr", true, case_el2_image_mbr),
@@ -442,24 +443,52 @@ const CASES: &[(&str, bool, CaseFn)] = &[
         e2e_warm::case_user_dtb_no_map,
     ),
     (
-        "el3-spin-table-reboot",
-        true,
-        e2e_el3::case_spin_table_reboot,
-    ),
-    (
         "helper-refuses-non-kexboot",
         true,
         e2e_warm::case_helper_refuses,
     ),
-    ("el3-psci-smp4", true, e2e_el3::case_smp4),
-    ("el3-psci-hotplug", true, e2e_el3::case_hotplug),
-    ("el3-psci-warm-cycle", true, e2e_el3::case_warm_cycle),
-    ("el3-psci-reboot", true, e2e_el3::case_reboot),
+    ("el3-psci-smp4", true, e2e_el3::case_smp4::<CortexA72>),
+    ("el3-psci-hotplug", true, e2e_el3::case_hotplug::<CortexA72>),
+    (
+        "el3-psci-warm-cycle",
+        true,
+        e2e_el3::case_warm_cycle::<CortexA72>,
+    ),
+    ("el3-psci-reboot", true, e2e_el3::case_reboot::<CortexA72>),
     (
         "el3-spin-table-reboot",
         true,
-        e2e_el3::case_spin_table_reboot,
+        e2e_el3::case_spin_table_reboot::<CortexA72>,
     ),
+    ("el3-psci-smp4-cpumax", true, e2e_el3::case_smp4::<Max>),
+    (
+        "el3-psci-hotplug-cpumax",
+        true,
+        e2e_el3::case_hotplug::<Max>,
+    ),
+    (
+        "el3-psci-warm-cycle-cpumax",
+        true,
+        e2e_el3::case_warm_cycle::<Max>,
+    ),
+    ("el3-psci-reboot-cpumax", true, e2e_el3::case_reboot::<Max>),
+    (
+        "el3-spin-table-reboot-cpumax",
+        true,
+        e2e_el3::case_spin_table_reboot::<Max>,
+    ),
+    ("probe-cold-el2-a72", true, e2e_probe::case),
+    ("probe-cold-el1-a72", true, e2e_probe::case),
+    ("probe-cold-el2-max", true, e2e_probe::case),
+    ("probe-cold-el1-max", true, e2e_probe::case),
+    ("probe-el3-a72", true, e2e_probe::case),
+    ("probe-el3-max", true, e2e_probe::case),
+    ("probe-spin-table-el2-a72", true, e2e_probe::case),
+    ("probe-spin-table-el1-max", true, e2e_probe::case),
+    ("probe-el3-spin-table-a72", true, e2e_probe::case),
+    ("probe-warm-el2-a72", true, e2e_probe::case),
+    ("probe-warm-el1-a72", true, e2e_probe::case),
+    ("probe-el3-warm-a72", true, e2e_probe::case),
     ("netboot-qemu-tftp", true, e2e_net::case_qemu_tftp),
     ("netboot-loss5", true, e2e_net::case_loss5),
     ("netboot-loss20", true, e2e_net::case_loss20),
@@ -555,7 +584,7 @@ fn case_cpumax_seeds(c: &Ctx, name: &str) -> std::result::Result<(), String> {
     let mut args = c.kexboot("virt,virtualization=on", 2, &c.disks.mbr);
     let cpu = args
         .iter()
-        .position(|a| a == "cortex-a72")
+        .position(|a| a == DEFAULT_CPU)
         .ok_or("no -cpu in the machine arguments")?;
     args[cpu] = "max".into();
     let t = boot(args, &c.log(name))?;
@@ -803,8 +832,12 @@ pub fn cmd_test(paths: &Paths, args: &[String]) -> Result<()> {
         && CASES
             .iter()
             .any(|(n, fw, _)| *fw && o.only.as_deref().is_none_or(|c| c == *n));
-    let fw_ok =
-        (full || needs_fw) && rep.step("firmware-build", || firmware::build(paths).map(|_| ()));
+    let fw_ok = (full || needs_fw)
+        && rep.step("firmware-build", || {
+            firmware::build(paths)
+                .and_then(|_| firmware::build_probe(paths))
+                .map(|_| ())
+        });
     if full && !o.no_clippy {
         rep.step("clippy-host", || {
             run_status(crate::cargo(paths).args([
@@ -952,5 +985,27 @@ mod tests {
         assert!(parse_opts(&a(&["--only", "nope"])).is_err());
         assert!(parse_opts(&a(&["--only"])).is_err());
         assert!(parse_opts(&a(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let mut names: Vec<_> = CASES.iter().map(|(n, _, _)| *n).collect();
+        names.sort_unstable();
+        let all = names.len();
+        names.dedup();
+        assert_eq!(all, names.len(), "a case is listed twice");
+    }
+
+    /// Every EL3 case also runs on `-cpu max` (SVE, SME, PAuth, ... handed to the NS world).
+    #[test]
+    fn every_el3_case_has_a_cpumax_variant() {
+        let names: Vec<_> = CASES.iter().map(|(n, _, _)| *n).collect();
+        let plain = names
+            .iter()
+            .filter(|n| n.starts_with("el3-") && !n.ends_with("-cpumax"));
+        for n in plain {
+            let max = format!("{n}-cpumax");
+            assert!(names.contains(&max.as_str()), "no {max}");
+        }
     }
 }

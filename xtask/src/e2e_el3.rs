@@ -19,8 +19,25 @@ const MONITOR_RESIDENT: &str = "kexboot: EL3 PSCI monitor resident in secure RAM
 /// What the normal kexboot prints when it finds its own monitor below.
 const UNDER_MONITOR: &str = "running under kexboot's EL3 PSCI monitor";
 
-fn el3_args(c: &Ctx, disk: &Path) -> Vec<String> {
-    let mut a = crate::e2e::machine(MACHINE_EL3, SMP);
+/// The CPU model a case runs on (QEMU `-cpu`): every EL3 case runs on an Armv8.0 core and on
+/// QEMU's `max`, whose features (SVE, SME, PAuth, FGT, HCX, ...) the monitor must hand to the
+/// non-secure world without a trap to EL3.
+pub trait Cpu {
+    const NAME: &'static str;
+}
+
+pub struct CortexA72;
+impl Cpu for CortexA72 {
+    const NAME: &'static str = crate::e2e::DEFAULT_CPU;
+}
+
+pub struct Max;
+impl Cpu for Max {
+    const NAME: &'static str = "max";
+}
+
+fn el3_args<C: Cpu>(c: &Ctx, disk: &Path) -> Vec<String> {
+    let mut a = crate::e2e::machine_cpu(MACHINE_EL3, C::NAME, SMP);
     a.extend([
         "-bios".to_string(),
         c.paths.kexboot_bin().display().to_string(),
@@ -67,8 +84,13 @@ fn plain_expect(entry: &str) -> Expect<'_> {
 }
 
 /// Linux reports 4 CPUs online, all started at EL2, through the monitor's CPU_ON.
-pub fn case_smp4(c: &Ctx, name: &str) -> Result<(), String> {
-    let b = run_boots(&el3_args(c, &c.disks.mbr), &c.log(name), 1, warm_timeout())?;
+pub fn case_smp4<C: Cpu>(c: &Ctx, name: &str) -> Result<(), String> {
+    let b = run_boots(
+        &el3_args::<C>(c, &c.disks.mbr),
+        &c.log(name),
+        1,
+        warm_timeout(),
+    )?;
     let s = seg(&b, 1)?;
     expect_monitor(s, 1)?;
     check_boot(s, 1, &plain_expect("image"))?;
@@ -76,9 +98,9 @@ pub fn case_smp4(c: &Ctx, name: &str) -> Result<(), String> {
 }
 
 /// cpu1 goes offline (CPU_OFF into the pen, AFFINITY_INFO says OFF) and online again (CPU_ON).
-pub fn case_hotplug(c: &Ctx, name: &str) -> Result<(), String> {
+pub fn case_hotplug<C: Cpu>(c: &Ctx, name: &str) -> Result<(), String> {
     let (_, disk) = prepare(c, Scenario::El3Hotplug, false)?;
-    let b = run_boots(&el3_args(c, disk), &c.log(name), 1, warm_timeout())?;
+    let b = run_boots(&el3_args::<C>(c, disk), &c.log(name), 1, warm_timeout())?;
     let s = seg(&b, 1)?;
     expect_monitor(s, 1)?;
     let mut e = warm_expect("warm-a", 1, Entered::Cold);
@@ -104,9 +126,9 @@ pub fn case_hotplug(c: &Ctx, name: &str) -> Result<(), String> {
 
 /// A warm cycle with kexec-tools: Linux offlines its secondaries with CPU_OFF, kexboot finds
 /// them off on its warm entry and the next Linux brings all 4 up again.
-pub fn case_warm_cycle(c: &Ctx, name: &str) -> Result<(), String> {
+pub fn case_warm_cycle<C: Cpu>(c: &Ctx, name: &str) -> Result<(), String> {
     let (_, disk) = prepare(c, Scenario::ToolsAppend, false)?;
-    let b = run_boots(&el3_args(c, disk), &c.log(name), 2, warm_timeout())?;
+    let b = run_boots(&el3_args::<C>(c, disk), &c.log(name), 2, warm_timeout())?;
     check_cycle(&b, "warm-a", "warm-b")?;
     if !has(seg(&b, 2)?, "before the jump: all 3 secondaries off") {
         return Err("boot 2: no check that all 3 secondaries were off before the jump".into());
@@ -131,9 +153,9 @@ fn check_cycle(b: &Boots, first: &str, second: &str) -> Result<(), String> {
 /// `reboot -f` (PSCI SYSTEM_RESET): the monitor recalls the CPUs and re-enters kexboot with the
 /// last kernel's tree, so the entry is warm and honours `kexboot.entry=` there; the ramoops
 /// region comes through untouched (the kernel's dump of the first boot is found).
-pub fn case_reboot(c: &Ctx, name: &str) -> Result<(), String> {
+pub fn case_reboot<C: Cpu>(c: &Ctx, name: &str) -> Result<(), String> {
     let (_, disk) = prepare(c, Scenario::El3Reboot, false)?;
-    let b = run_boots(&el3_args(c, disk), &c.log(name), 2, warm_timeout())?;
+    let b = run_boots(&el3_args::<C>(c, disk), &c.log(name), 2, warm_timeout())?;
     let s2 = seg(&b, 2)?;
     if !has(s2, "kexboot: EL3: SYSTEM_RESET") {
         return Err(format!(
@@ -152,9 +174,9 @@ pub fn case_reboot(c: &Ctx, name: &str) -> Result<(), String> {
 /// spin-table pen (so it could not take them offline for kexec), yet `reboot -f` (SYSTEM_RESET)
 /// recalls all four into the monitor and re-enters kexboot warm, which parks them again: this is
 /// how kexboot gives a spin-table board every CPU back.
-pub fn case_spin_table_reboot(c: &Ctx, name: &str) -> Result<(), String> {
+pub fn case_spin_table_reboot<C: Cpu>(c: &Ctx, name: &str) -> Result<(), String> {
     let (_, disk) = prepare(c, Scenario::SpinTableEl3Reboot, false)?;
-    let b = run_boots(&el3_args(c, disk), &c.log(name), 2, warm_timeout())?;
+    let b = run_boots(&el3_args::<C>(c, disk), &c.log(name), 2, warm_timeout())?;
     for k in 1..=2 {
         if !has(seg(&b, k)?, "3 secondaries parked in kexboot's pen") {
             return Err(format!(

@@ -1,5 +1,6 @@
 //! Builds the firmware (`kexboot-boards`, binary `kexboot`, for `aarch64-unknown-none`) and turns
-//! its ELF into the flat `target/kexboot.bin` that QEMU `-kernel` loads.
+//! its ELF into the flat `target/kexboot.bin` that QEMU `-kernel` loads; the same for the
+//! entry-condition probe (`probe/`, `target/probe.bin`).
 
 use crate::{err, run_status, Context, Paths, Result};
 use object::elf::{FileHeader64, PT_LOAD};
@@ -12,15 +13,32 @@ pub const TARGET: &str = "aarch64-unknown-none";
 /// Largest flat image accepted (a bogus ELF could otherwise ask for gigabytes of zeros).
 const MAX_BIN: u64 = 64 << 20;
 
+/// Cargo package and binary of the entry-condition probe, and its flat image in `target/`.
+pub const PROBE_PKG: &str = "kexboot-probe";
+const PROBE_BIN: &str = "probe";
+pub const PROBE_FILE: &str = "probe.bin";
+
 /// `cargo build --release` of the firmware, then ELF → `target/kexboot.bin`. Returns its path.
 pub fn build(paths: &Paths) -> Result<PathBuf> {
+    build_flat(paths, "kexboot-boards", "kexboot", &paths.kexboot_bin())
+}
+
+/// The same for the entry-condition probe (`probe/`): `target/probe.bin`, an arm64 Image that
+/// kexboot boots like a kernel. Returns its path.
+pub fn build_probe(paths: &Paths) -> Result<PathBuf> {
+    build_flat(paths, PROBE_PKG, PROBE_BIN, &paths.target.join(PROBE_FILE))
+}
+
+/// `cargo build --release -p <pkg> --bin <bin> --target aarch64-unknown-none`, then the ELF
+/// flattened into `out`, which must carry the arm64 Image magic (a warning otherwise).
+fn build_flat(paths: &Paths, pkg: &str, bin: &str, out: &std::path::Path) -> Result<PathBuf> {
     run_status(crate::cargo(paths).args([
         "build",
         "--release",
         "-p",
-        "kexboot-boards",
+        pkg,
         "--bin",
-        "kexboot",
+        bin,
         "--target",
         TARGET,
     ]))?;
@@ -28,22 +46,25 @@ pub fn build(paths: &Paths) -> Result<PathBuf> {
         .cargo_target_dir()
         .join(TARGET)
         .join("release")
-        .join("kexboot");
+        .join(bin);
     let elf = std::fs::read(&elf_path).ctx(elf_path.display())?;
-    let bin = elf_to_bin(&elf).ctx(elf_path.display())?;
-    if !crate::assets::is_arm64_image(&bin) {
-        eprintln!("build: warning: kexboot.bin has no arm64 Image magic at 0x38 (QEMU -kernel will treat it as raw)");
+    let flat = elf_to_bin(&elf).ctx(elf_path.display())?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if !crate::assets::is_arm64_image(&flat) {
+        eprintln!("build: warning: {name} has no arm64 Image magic at 0x38 (QEMU -kernel will treat it as raw)");
     }
-    let out = paths.kexboot_bin();
     std::fs::create_dir_all(&paths.target).ctx(paths.target.display())?;
-    crate::assets::write_atomic(&out, &bin)?;
+    crate::assets::write_atomic(out, &flat)?;
     println!(
-        "kexboot.bin: {} bytes ({:.1} KiB) from {}",
-        bin.len(),
-        bin.len() as f64 / 1024.0,
+        "{name}: {} bytes ({:.1} KiB) from {}",
+        flat.len(),
+        flat.len() as f64 / 1024.0,
         elf_path.display()
     );
-    Ok(out)
+    Ok(out.to_path_buf())
 }
 
 /// Flattens an ELF64 little-endian image: every `PT_LOAD` segment's file bytes at

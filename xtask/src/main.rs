@@ -12,6 +12,7 @@ mod disk;
 mod e2e;
 mod e2e_el3;
 mod e2e_net;
+mod e2e_probe;
 mod e2e_warm;
 mod firmware;
 mod initrd;
@@ -167,7 +168,9 @@ fn main() -> ExitCode {
         }),
         "build" => check_flags(rest, &["--release"])
             .and_then(|_| firmware::build(&paths))
-            .map(|p| println!("{}", p.display())),
+            .and_then(|fw| Ok((fw, firmware::build_probe(&paths)?)))
+            // The firmware's path stays the last line (scripts read it).
+            .map(|(fw, probe)| println!("{}\n{}", probe.display(), fw.display())),
         "run" => cmd_run(&paths, rest),
         "test" => e2e::cmd_test(&paths, rest),
         "bench" => bench::cmd_bench(&paths, rest),

@@ -4,8 +4,9 @@
 //! The code is copied into a page kexboot reserves (`/memreserve/`) together with one mailbox
 //! per CPU (its `cpu-release-addr`). A secondary enters with the MMU and caches off, x0 = its
 //! mailbox (the context id of the PSCI CPU_ON that brought it here), waits for an event, and
-//! when the mailbox is non-zero branches there with x0..x3 = 0 as booting.rst asks. Linux
-//! writes the mailbox, cleans it to PoC and sends `sev`; with the MMU off the load sees memory.
+//! when the mailbox is non-zero invalidates its I-cache and branches there with x0..x3 = 0 as
+//! booting.rst asks. Linux writes the mailbox, cleans it to PoC and sends `sev`; with the MMU
+//! off the load sees memory.
 //!
 //! Register use: x19 = mailbox address; x4 = entry read from it.
 
@@ -21,6 +22,11 @@ __kexboot_pen_start:
 1:  wfe
     ldr     x4, [x19]
     cbz     x4, 1b
+    /* This CPU may still hold the last kernel's instructions in its I-cache, and the next
+       kernel sits at the same addresses (QEMU has no I-cache to show it). */
+    ic      iallu
+    dsb     nsh
+    isb
     mov     x0, xzr
     mov     x1, xzr
     mov     x2, xzr
