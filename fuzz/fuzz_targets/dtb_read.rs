@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(r) = info.ramoops {
         assert!(info.reserved.contains(&r));
     }
-    assert!(fdt::Fdt::new(&data[..info.total_size]).is_ok() || data.len() > info.total_size);
+    assert!(fdt::Fdt::new(data).is_ok(), "accepted a blob the fdt crate refuses");
     assert_eq!(DtInfo::read(data).as_ref(), Ok(&info));
     match DtInfo::parse(data) {
         Ok(p) => assert_eq!(p, info),

@@ -1,6 +1,7 @@
-//! `cargo xtask fuzz [--secs N] [TARGET]`: builds the cargo-fuzz targets in `fuzz/` (nightly,
+//! `cargo xtask fuzz [--secs N] [--runs N] [TARGET]`: builds the cargo-fuzz targets in `fuzz/` (nightly,
 //! installing nightly and cargo-fuzz when missing), writes seed corpora made from the test assets
-//! under `target/fuzz-corpus/<target>/`, runs each target (or one) for N seconds on one core and
+//! under `target/fuzz-corpus/<target>/`, runs each target (or one) for N seconds (or until it has
+//! run `--runs` inputs, whichever comes first) on one core and
 //! prints execs, exec/s, corpus size and crashes per target. A crash fails the command; its input
 //! is kept under `target/fuzz-artifacts/<target>/`, the log under `target/fuzz-logs/<target>.log`.
 
@@ -59,6 +60,7 @@ pub struct Stats {
 /// `cargo xtask fuzz`.
 pub fn cmd_fuzz(paths: &Paths, args: &[String]) -> Result<()> {
     let mut secs = DEFAULT_SECS;
+    let mut runs = None;
     let mut only = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -66,6 +68,10 @@ pub fn cmd_fuzz(paths: &Paths, args: &[String]) -> Result<()> {
             "--secs" => {
                 let v = it.next().ok_or_else(|| err!("--secs needs a number"))?;
                 secs = v.parse().map_err(|_| err!("--secs {v}: not a number"))?;
+            }
+            "--runs" => {
+                let v = it.next().ok_or_else(|| err!("--runs needs a number"))?;
+                runs = Some(v.parse().map_err(|_| err!("--runs {v}: not a number"))?);
             }
             t if TARGETS.contains(&t) => only = Some(t.to_string()),
             other => {
@@ -80,13 +86,13 @@ pub fn cmd_fuzz(paths: &Paths, args: &[String]) -> Result<()> {
         Some(t) => vec![t.as_str()],
         None => TARGETS.to_vec(),
     };
-    let stats = run(paths, &targets, secs)?;
+    let stats = run(paths, &targets, secs, runs)?;
     report(&stats)
 }
 
 /// The smoke run of `cargo xtask test`: every target for [`SMOKE_SECS`] seconds.
 pub fn smoke(paths: &Paths) -> Result<()> {
-    report(&run(paths, &TARGETS, SMOKE_SECS)?)
+    report(&run(paths, &TARGETS, SMOKE_SECS, None)?)
 }
 
 fn report(stats: &[Stats]) -> Result<()> {
@@ -167,8 +173,9 @@ fn fuzz_args(paths: &Paths) -> Vec<String> {
     ]
 }
 
-/// Builds, seeds and runs `targets` for `secs` each, one at a time on one core.
-pub fn run(paths: &Paths, targets: &[&str], secs: u64) -> Result<Vec<Stats>> {
+/// Builds, seeds and runs `targets` for `secs` each (or `runs` inputs, whichever comes first),
+/// one at a time on one core.
+pub fn run(paths: &Paths, targets: &[&str], secs: u64, runs: Option<u64>) -> Result<Vec<Stats>> {
     ensure_tools(paths)?;
     let mut build = nightly_cargo(paths);
     build.args(["fuzz", "build"]).args(fuzz_args(paths));
@@ -194,6 +201,7 @@ pub fn run(paths: &Paths, targets: &[&str], secs: u64) -> Result<Vec<Stats>> {
             .arg(&corpus)
             .arg("--")
             .arg(format!("-max_total_time={secs}"))
+            .args(runs.map(|r| format!("-runs={r}")))
             .arg(format!("-timeout={INPUT_TIMEOUT_S}"))
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
             .arg("-print_final_stats=1")
@@ -268,6 +276,29 @@ pub fn sparse(disk: &[u8]) -> Vec<u8> {
         out.extend_from_slice(s);
     }
     out
+}
+
+/// `data` followed by an empty trailer (the targets that read one take its length from the last
+/// byte).
+fn with_empty_trailer(data: &[u8]) -> Vec<u8> {
+    let mut v = data.to_vec();
+    v.push(0);
+    v
+}
+
+/// Cuts the free space QEMU leaves after the strings block (its blob is 1 MiB): a 1 MiB input
+/// would make every run copy and walk it.
+fn compact_dtb(mut dtb: Vec<u8>) -> Vec<u8> {
+    let be = |off: usize| {
+        dtb.get(off..off + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let (struct_end, strings_end) = (be(8) + be(36), be(12) + be(32));
+    if strings_end >= struct_end && strings_end <= dtb.len() {
+        dtb.truncate(strings_end);
+        dtb[4..8].copy_from_slice(&(strings_end as u32).to_be_bytes());
+    }
+    dtb
 }
 
 /// QEMU virt's own device tree (`-M virt,dumpdtb=`), or `None` without QEMU.
@@ -392,8 +423,10 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
     ];
     for (name, m, smp) in machines {
         if let Some(dtb) = qemu_dtb(paths, name, m, smp) {
+            let dtb = compact_dtb(dtb);
             seed(root, "dtb_read", name, &dtb)?;
-            seed(root, "dtb_fixup", name, &dtb)?;
+            // An empty fixup trailer (its length byte, 0) after the blob.
+            seed(root, "dtb_fixup", name, &with_empty_trailer(&dtb))?;
         }
     }
 
@@ -428,9 +461,9 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
     ];
     for (name, d) in &disks {
         let sp = sparse(d);
-        for t in ["partitions", "fat_read", "fat_write"] {
-            seed(root, t, name, &sp)?;
-        }
+        seed(root, "partitions", name, &sp)?;
+        seed(root, "fat_read", name, &sp)?;
+        seed(root, "fat_write", name, &with_empty_trailer(&sp))?;
     }
 
     // Scripts: plain (mode 0), wrapped by kexboot (mode 1), mkimage's image (mode 2).

@@ -139,10 +139,11 @@ const USAGE: &str = "usage: cargo xtask <command>
                          time kexboot vs Debian's U-Boot vs direct Linux (cold boot), warm
                          reboots through kexboot vs kexec-tools direct, and netboot (TFTP
                          throughput, PXE boot time; writes target/bench.md)
-  fuzz [--secs N] [TARGET]
+  fuzz [--secs N] [--runs N] [TARGET]
                          build the cargo-fuzz targets (nightly; installs nightly and cargo-fuzz
                          when missing), seed target/fuzz-corpus/ from the test assets, run each
-                         target (or one) N seconds (default 60); prints execs, exec/s, corpus, crashes
+                         target (or one) N seconds (default 60) or N inputs, whichever ends first;
+                         prints execs, exec/s, corpus, crashes
   tftpd [DIR] [--loss P] [--port N]
                          the test TFTP server (windowsize, loss injection) in the foreground;
                          default: the netboot test files on 127.0.0.1:69";
