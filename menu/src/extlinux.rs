@@ -13,9 +13,9 @@
 //! configuration could mean (overlong lines, too many labels, bad UTF-8) is an [`Error`].
 //!
 //! Repeats follow U-Boot: a later `append`, `kernel`, `default`, `timeout` wins; for `initrd`,
-//! `fdt` and `fdtdir` the first wins. An entry with no `initrd` line naming a file takes its initrds from an
-//! `initrd=` word in its `append`, as U-Boot and syslinux do; the `append` text itself is kept
-//! exactly as written (the kernel ignores `initrd=`).
+//! `fdt` and `fdtdir` the first wins. An entry with no `initrd` line naming a file takes its
+//! initrds from an `initrd=` word in its `append`, as U-Boot and syslinux do; the `append` text
+//! itself is kept exactly as written (the kernel ignores `initrd=`).
 
 use alloc::{format, string::String, vec::Vec};
 use core::fmt;
