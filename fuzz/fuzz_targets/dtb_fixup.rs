@@ -19,7 +19,10 @@ fn range(u: &mut Unstructured) -> Result<Range> {
     Ok(Range::new(a.min(b), a.max(b)).unwrap())
 }
 
-fn props(u: &mut Unstructured, names: &'static [&'static str]) -> Result<Vec<(&'static str, Vec<u8>)>> {
+fn props(
+    u: &mut Unstructured,
+    names: &'static [&'static str],
+) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let n = u.int_in_range(0..=2)?;
     (0..n)
         .map(|_| Ok((*u.choose(names)?, u.arbitrary::<Vec<u8>>()?)))
@@ -55,8 +58,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut u = Unstructured::new(trailer);
-    let Ok(bootargs) = u.arbitrary::<Option<String>>() else { return };
-    let initrd = u.arbitrary::<bool>().unwrap_or(false).then(|| range(&mut u).ok()).flatten();
+    let Ok(bootargs) = u.arbitrary::<Option<String>>() else {
+        return;
+    };
+    let initrd = u
+        .arbitrary::<bool>()
+        .unwrap_or(false)
+        .then(|| range(&mut u).ok())
+        .flatten();
     let kaslr_seed: Option<u64> = u.arbitrary().unwrap_or(None);
     let rng_seed: Option<Vec<u8>> = u.arbitrary().unwrap_or(None);
     let extra: Vec<Range> = (0..u.int_in_range(0..=2).unwrap_or(0))
@@ -65,11 +74,20 @@ fuzz_target!(|data: &[u8]| {
     let nodes: Vec<ReservedNode> = (0..u.int_in_range(0..=2).unwrap_or(0))
         .filter_map(|_| {
             let name = *u.choose(NODE_NAMES).ok()?;
-            Some(ReservedNode { name, reg: range(&mut u).ok()?, props: props(&mut u, PROP_NAMES).ok()? })
+            Some(ReservedNode {
+                name,
+                reg: range(&mut u).ok()?,
+                props: props(&mut u, PROP_NAMES).ok()?,
+            })
         })
         .collect();
     let cpus: Vec<CpuProps> = (0..u.int_in_range(0..=2).unwrap_or(0))
-        .filter_map(|_| Some(CpuProps { reg: u.int_in_range(0..=3).ok()?, props: props(&mut u, CPU_PROPS).ok()? }))
+        .filter_map(|_| {
+            Some(CpuProps {
+                reg: u.int_in_range(0..=3).ok()?,
+                props: props(&mut u, CPU_PROPS).ok()?,
+            })
+        })
         .collect();
     let f = Fixups {
         bootargs: bootargs.as_deref(),
@@ -92,8 +110,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(after.initrd, initrd);
         assert!(!kaslr_seed.is_some() || after.has_kaslr_seed);
         assert!(!rng_seed.is_some() || after.has_rng_seed);
-        for r in extra.iter().chain(nodes.iter().map(|n| &n.reg)).filter(|r| !r.is_empty()) {
-            assert!(covered(r, &after.reserved), "reservation {r} not in the output");
+        for r in extra
+            .iter()
+            .chain(nodes.iter().map(|n| &n.reg))
+            .filter(|r| !r.is_empty())
+        {
+            assert!(
+                covered(r, &after.reserved),
+                "reservation {r} not in the output"
+            );
         }
     }
     let method = u.arbitrary::<&str>().unwrap_or("smc");

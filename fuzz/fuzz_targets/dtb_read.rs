@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(DtInfo::parse(data).is_err());
         return;
     };
-    assert!(info.total_size <= data.len(), "totalsize beyond the blob accepted");
+    assert!(
+        info.total_size <= data.len(),
+        "totalsize beyond the blob accepted"
+    );
     assert_eq!(info.cpus, info.cpu_nodes.len());
     assert!(info.memory.iter().all(|r| !r.is_empty()));
     for r in &info.no_map {
@@ -22,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(r) = info.ramoops {
         assert!(info.reserved.contains(&r));
     }
-    assert!(fdt::Fdt::new(data).is_ok(), "accepted a blob the fdt crate refuses");
+    assert!(
+        fdt::Fdt::new(data).is_ok(),
+        "accepted a blob the fdt crate refuses"
+    );
     assert_eq!(DtInfo::read(data).as_ref(), Ok(&info));
     match DtInfo::parse(data) {
         Ok(p) => assert_eq!(p, info),

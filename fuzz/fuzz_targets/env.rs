@@ -17,14 +17,22 @@ fuzz_target!(|data: &[u8]| {
     }
     let (again, notes) = Env::parse(&out);
     assert!(notes.is_empty(), "emitted text has bad lines: {notes:?}");
-    assert_eq!(again.iter_sorted(), env.iter_sorted(), "text round trip changed variables");
+    assert_eq!(
+        again.iter_sorted(),
+        env.iter_sorted(),
+        "text round trip changed variables"
+    );
     let seq = data.first().copied().unwrap_or(0);
     match encode(&env, seq, COPY_SIZE) {
         Ok(copy) => {
             assert_eq!(copy.len(), COPY_SIZE);
             let (back, s) = decode(&copy).expect("an encoded copy is refused");
             assert_eq!(s, seq);
-            assert_eq!(back.iter_sorted(), env.iter_sorted(), "store round trip changed variables");
+            assert_eq!(
+                back.iter_sorted(),
+                env.iter_sorted(),
+                "store round trip changed variables"
+            );
         }
         Err(Error::TooBig { .. } | Error::NulInValue { .. } | Error::BadName { .. }) => {}
         Err(e) => panic!("unexpected encode error {e}"),

@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(plan) = loaded.plan_save(&want) else {
         return;
     };
-    assert_ne!(plan.target, loaded.source, "save overwrites the current copy");
+    assert_ne!(
+        plan.target, loaded.source,
+        "save overwrites the current copy"
+    );
     assert_eq!(plan.bytes.len(), copy);
     let before = full.clone();
     full[plan.offset..plan.offset + copy].copy_from_slice(&plan.bytes);
@@ -48,6 +51,10 @@ fuzz_target!(|data: &[u8]| {
         // Only if the torn copy happens to carry the same data as before (CRC matches).
         assert_eq!(torn.env.iter_sorted(), want.iter_sorted());
     } else {
-        assert_eq!(torn.env.iter_sorted(), loaded.env.iter_sorted(), "a torn save changed the environment");
+        assert_eq!(
+            torn.env.iter_sorted(),
+            loaded.env.iter_sorted(),
+            "a torn save changed the environment"
+        );
     }
 });

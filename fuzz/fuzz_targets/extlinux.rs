@@ -66,9 +66,17 @@ fuzz_target!(|data: &[u8]| {
     let order = cfg.boot_order();
     let mut sorted = order.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, (0..cfg.entries.len()).collect::<Vec<_>>(), "boot order not a permutation");
+    assert_eq!(
+        sorted,
+        (0..cfg.entries.len()).collect::<Vec<_>>(),
+        "boot order not a permutation"
+    );
     assert_eq!(cfg.default_index(), order.first().copied());
     let text = emit(&cfg);
     let again = parse(&text).expect("emitted config does not parse");
-    assert_eq!(essence(again), essence(cfg), "parse -> emit -> parse changed the config:\n{text}");
+    assert_eq!(
+        essence(again),
+        essence(cfg),
+        "parse -> emit -> parse changed the config:\n{text}"
+    );
 });

@@ -13,7 +13,13 @@ use kexboot_menu::envstore::{encode, COPY_SIZE, REGION_SIZE, STORE_PATH};
 use libfuzzer_sys::fuzz_target;
 
 /// Creates `path` of `size` bytes when missing, then writes `data` at `offset`, as the shell does.
-fn save<D: BlockDevice>(fs: &mut FatFs<D>, path: &str, size: u64, offset: u64, data: &[u8]) -> bool {
+fn save<D: BlockDevice>(
+    fs: &mut FatFs<D>,
+    path: &str,
+    size: u64,
+    offset: u64,
+    data: &[u8],
+) -> bool {
     let ready = match fs.stat(path) {
         Ok(i) => !i.is_dir && i.size >= offset + data.len() as u64 && i.size <= REGION_SIZE as u64,
         Err(_) => fs.create_file(path, size).is_ok(),
@@ -21,9 +27,14 @@ fn save<D: BlockDevice>(fs: &mut FatFs<D>, path: &str, size: u64, offset: u64, d
     if !ready || fs.write_in_place(path, offset, data).is_err() {
         return false;
     }
-    let back = fs.read_file(path, REGION_SIZE).expect("written file does not read back");
+    let back = fs
+        .read_file(path, REGION_SIZE)
+        .expect("written file does not read back");
     let at = offset as usize;
-    assert!(&back[at..at + data.len()] == data, "{path}: wrote bytes that do not read back");
+    assert!(
+        &back[at..at + data.len()] == data,
+        "{path}: wrote bytes that do not read back"
+    );
     true
 }
 
@@ -39,22 +50,39 @@ fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(trailer);
     let mut env = Env::default();
     for _ in 0..u.int_in_range(0..=4).unwrap_or(0) {
-        let (Ok(n), Ok(v)) = (u.arbitrary::<&str>(), u.arbitrary::<&str>()) else { break };
+        let (Ok(n), Ok(v)) = (u.arbitrary::<&str>(), u.arbitrary::<&str>()) else {
+            break;
+        };
         env.set(n, v);
     }
     let seq: u8 = u.arbitrary().unwrap_or(1);
-    let offset = if u.arbitrary().unwrap_or(false) { COPY_SIZE } else { 0 };
+    let offset = if u.arbitrary().unwrap_or(false) {
+        COPY_SIZE
+    } else {
+        0
+    };
     let count: u32 = u.arbitrary().unwrap_or(3);
     let mut written = Vec::new();
     if let Ok(copy) = encode(&env, seq, COPY_SIZE) {
-        if save(&mut fs, STORE_PATH, REGION_SIZE as u64, offset as u64, &copy) {
+        if save(
+            &mut fs,
+            STORE_PATH,
+            REGION_SIZE as u64,
+            offset as u64,
+            &copy,
+        ) {
             written.push((STORE_PATH, offset, copy));
         }
     }
     let record = encode_count(count);
     if save(&mut fs, BOOTCOUNT_PATH, record.len() as u64, 0, &record) {
-        let back = fs.read_file(BOOTCOUNT_PATH, REGION_SIZE).expect("boot count does not read back");
-        assert_eq!(decode_count(&back[..record.len()]), Ok(count.min(kexboot_menu::bootcount::MAX_COUNT)));
+        let back = fs
+            .read_file(BOOTCOUNT_PATH, REGION_SIZE)
+            .expect("boot count does not read back");
+        assert_eq!(
+            decode_count(&back[..record.len()]),
+            Ok(count.min(kexboot_menu::bootcount::MAX_COUNT))
+        );
         written.push((BOOTCOUNT_PATH, 0, record.to_vec()));
     }
     // A corrupt volume may cross-link the two files (one chain running into the other's
@@ -77,6 +105,9 @@ fuzz_target!(|data: &[u8]| {
         let Ok(back) = fs.read_file(path, REGION_SIZE) else {
             return;
         };
-        assert!(back[at..at + bytes.len()] == bytes[..], "{path}: changed by a remount");
+        assert!(
+            back[at..at + bytes.len()] == bytes[..],
+            "{path}: changed by a remount"
+        );
     }
 });

@@ -16,19 +16,29 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let dst_len = usize::from(u16::from_le_bytes(*len)) % (MAX_DST + 1);
-    let _ = (detect(src), unsupported_compression(src), gzip_size_hint(src));
+    let _ = (
+        detect(src),
+        unsupported_compression(src),
+        gzip_size_hint(src),
+    );
     let mut g = Guarded::new(dst_len);
     let res = gunzip_into(src, g.dst());
     g.check();
     let Ok(n) = res else {
         return;
     };
-    assert!(n <= dst_len, "reported {n} bytes for a {dst_len}-byte destination");
+    assert!(
+        n <= dst_len,
+        "reported {n} bytes for a {dst_len}-byte destination"
+    );
     let mut other = Vec::new();
     let mut dec = flate2::read::GzDecoder::new(src);
     dec.by_ref()
         .take(MAX_DST as u64 + 1)
         .read_to_end(&mut other)
         .expect("accepted a stream flate2 refuses");
-    assert!(g.data()[..n] == other[..], "inflated bytes differ from flate2's");
+    assert!(
+        g.data()[..n] == other[..],
+        "inflated bytes differ from flate2's"
+    );
 });

@@ -15,11 +15,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Record::decode(&r.encode()), Ok(r));
     }
     let mut u = Unstructured::new(data);
-    let (Ok(generation), Ok(boot_id), Ok(label)) = (u.arbitrary(), u.arbitrary(), u.arbitrary::<String>()) else {
+    let (Ok(generation), Ok(boot_id), Ok(label)) =
+        (u.arbitrary(), u.arbitrary(), u.arbitrary::<String>())
+    else {
         return;
     };
     let label = label.replace('\0', "");
-    let rec = Record { generation, boot_id, label: label.clone() };
+    let rec = Record {
+        generation,
+        boot_id,
+        label: label.clone(),
+    };
     let bytes = rec.encode();
     let back = Record::decode(&bytes).expect("an encoded record is refused");
     assert_eq!((back.generation, back.boot_id), (generation, boot_id));
@@ -28,23 +34,41 @@ fuzz_target!(|data: &[u8]| {
     if let (Ok(at), Ok(x)) = (u.choose_index(RECORD_LEN), u.int_in_range(1..=255u8)) {
         let mut bad = bytes;
         bad[at] ^= x;
-        assert!(Record::decode(&bad).is_err(), "byte {at} corrupted, record still accepted");
+        assert!(
+            Record::decode(&bad).is_err(),
+            "byte {at} corrupted, record still accepted"
+        );
     }
     // The region check before the record is read.
-    let (Ok(start), Ok(len), Ok(ram_start), Ok(ram_len), Ok(id)) =
-        (u.arbitrary::<u64>(), u.arbitrary::<u64>(), u.arbitrary::<u64>(), u.arbitrary::<u64>(), u.arbitrary::<Option<u64>>())
-    else {
+    let (Ok(start), Ok(len), Ok(ram_start), Ok(ram_len), Ok(id)) = (
+        u.arbitrary::<u64>(),
+        u.arbitrary::<u64>(),
+        u.arbitrary::<u64>(),
+        u.arbitrary::<u64>(),
+        u.arbitrary::<Option<u64>>(),
+    ) else {
         return;
     };
-    let (Ok(region), Ok(ram)) = (Range::from_len(start, len), Range::from_len(ram_start, ram_len)) else {
+    let (Ok(region), Ok(ram)) = (
+        Range::from_len(start, len),
+        Range::from_len(ram_start, ram_len),
+    ) else {
         return;
     };
     let avoid = [Range::from_len(ram_start, 0x20_0000).unwrap_or(ram)];
     let mut read_at = None;
-    let entry = classify(Some(Handoff { region, boot_id: id }), &[ram], &avoid, &mut |a| {
-        read_at = Some(a);
-        bytes.to_vec()
-    });
+    let entry = classify(
+        Some(Handoff {
+            region,
+            boot_id: id,
+        }),
+        &[ram],
+        &avoid,
+        &mut |a| {
+            read_at = Some(a);
+            bytes.to_vec()
+        },
+    );
     if let Some(a) = read_at {
         assert_eq!(a, region.start);
         assert!(ram.contains_range(&region) && !avoid[0].overlaps(&region));

@@ -19,13 +19,26 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(data.len() >= HEADER_LEN);
     assert_eq!(h.text_offset() % PAGE_SIZE, 0);
-    let end = h.text_offset().checked_add(h.image_size()).expect("size overflow accepted");
+    let end = h
+        .text_offset()
+        .checked_add(h.image_size())
+        .expect("size overflow accepted");
     assert!(end >= h.text_offset());
-    assert!(data.len() as u64 <= h.image_size(), "file larger than image_size accepted");
+    assert!(
+        data.len() as u64 <= h.image_size(),
+        "file larger than image_size accepted"
+    );
     if h.is_legacy() {
-        assert_eq!((h.text_offset(), h.image_size()), (LEGACY_TEXT_OFFSET, LEGACY_IMAGE_SIZE));
+        assert_eq!(
+            (h.text_offset(), h.image_size()),
+            (LEGACY_TEXT_OFFSET, LEGACY_IMAGE_SIZE)
+        );
     }
-    assert_eq!(ImageHeader::parse(data), Ok(h), "parse is not deterministic");
+    assert_eq!(
+        ImageHeader::parse(data),
+        Ok(h),
+        "parse is not deterministic"
+    );
 
     let ram = [Range::new(RAM.0, RAM.1).unwrap()];
     let avoid = [Range::new(FIRMWARE.0, FIRMWARE.1).unwrap()];
@@ -35,7 +48,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(p.kernel.len(), h.image_size());
     assert_eq!(p.entry, p.kernel.start);
     assert!(p.kernel.start >= h.text_offset());
-    assert_eq!((p.kernel.start - h.text_offset()) % SZ_2M, 0, "base not 2 MiB aligned");
+    assert_eq!(
+        (p.kernel.start - h.text_offset()) % SZ_2M,
+        0,
+        "base not 2 MiB aligned"
+    );
     let parts = [Some(p.kernel), p.initrd, Some(p.dtb)];
     for (i, r) in parts.iter().flatten().enumerate() {
         assert!(ram[0].contains_range(r), "{r} outside RAM");

@@ -19,11 +19,21 @@ fuzz_target!(|data: &[u8]| {
     };
     for p in &parts {
         let inside = p.num_sectors > 0
-            && p.first_lba.checked_add(p.num_sectors).is_some_and(|end| end <= n);
+            && p.first_lba
+                .checked_add(p.num_sectors)
+                .is_some_and(|end| end <= n);
         let opened = PartitionDevice::new(&mut disk, p).map(|d| d.num_sectors());
         match opened {
-            Ok(len) => assert!(inside && len == p.num_sectors, "partition {} opened: {p:?}", p.number),
-            Err(_) => assert!(!inside, "partition {} inside the disk refused: {p:?}", p.number),
+            Ok(len) => assert!(
+                inside && len == p.num_sectors,
+                "partition {} opened: {p:?}",
+                p.number
+            ),
+            Err(_) => assert!(
+                !inside,
+                "partition {} inside the disk refused: {p:?}",
+                p.number
+            ),
         }
         if p.kind == PartitionKind::Whole {
             assert_eq!((p.first_lba, p.num_sectors), (0, n));

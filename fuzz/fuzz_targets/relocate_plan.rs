@@ -20,16 +20,26 @@ const MAX_ENTRIES: u64 = 1 << 16;
 fn page_range(u: &mut Unstructured) -> Result<Range> {
     let a = u.int_in_range(0..=PAGES)?;
     let b = u.int_in_range(0..=PAGES)?;
-    Ok(Range { start: BASE + a.min(b) * PAGE_SIZE, end: BASE + a.max(b) * PAGE_SIZE })
+    Ok(Range {
+        start: BASE + a.min(b) * PAGE_SIZE,
+        end: BASE + a.max(b) * PAGE_SIZE,
+    })
 }
 
 fn byte_range(u: &mut Unstructured) -> Result<Range> {
     let a = u.int_in_range(0..=SIZE)?;
     let b = u.int_in_range(0..=SIZE)?;
-    Ok(Range { start: BASE + a.min(b), end: BASE + a.max(b) })
+    Ok(Range {
+        start: BASE + a.min(b),
+        end: BASE + a.max(b),
+    })
 }
 
-fn ranges(u: &mut Unstructured, max: usize, f: fn(&mut Unstructured) -> Result<Range>) -> Result<Vec<Range>> {
+fn ranges(
+    u: &mut Unstructured,
+    max: usize,
+    f: fn(&mut Unstructured) -> Result<Range>,
+) -> Result<Vec<Range>> {
     (0..u.int_in_range(0..=max)?).map(|_| f(u)).collect()
 }
 
@@ -40,8 +50,17 @@ fn segment(u: &mut Unstructured) -> Result<Segment> {
     if u.ratio(1, 16)? {
         dst += u.int_in_range(1..=PAGE_SIZE - 1)?;
     }
-    let memsz = if u.ratio(1, 16)? { u.arbitrary()? } else { len + u.int_in_range(0..=2 * PAGE_SIZE)? };
-    Ok(Segment { src, len, dst, memsz })
+    let memsz = if u.ratio(1, 16)? {
+        u.arbitrary()?
+    } else {
+        len + u.int_in_range(0..=2 * PAGE_SIZE)?
+    };
+    Ok(Segment {
+        src,
+        len,
+        dst,
+        memsz,
+    })
 }
 
 fn bytes(mem: &VecMemory, r: &Range) -> Vec<u8> {
@@ -52,7 +71,9 @@ fn bytes(mem: &VecMemory, r: &Range) -> Vec<u8> {
 fn pattern() -> &'static [u8] {
     static P: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     P.get_or_init(|| {
-        (0..SIZE).map(|i| (i ^ (i >> 9)).wrapping_mul(0x9e37) as u8 | 1).collect()
+        (0..SIZE)
+            .map(|i| (i ^ (i >> 9)).wrapping_mul(0x9e37) as u8 | 1)
+            .collect()
     })
 }
 
@@ -72,17 +93,26 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let ram = {
         let mut v = ranges(u, 2, page_range)?;
         if v.is_empty() {
-            v.push(Range { start: BASE, end: BASE + SIZE });
+            v.push(Range {
+                start: BASE,
+                end: BASE + SIZE,
+            });
         }
         v
     };
     let reserved = ranges(u, 2, byte_range)?;
     let control = ranges(u, 2, page_range)?;
-    let segs: Vec<Segment> = (0..u.int_in_range(0..=4)?).map(|_| segment(u)).collect::<Result<_>>()?;
+    let segs: Vec<Segment> = (0..u.int_in_range(0..=4)?)
+        .map(|_| segment(u))
+        .collect::<Result<_>>()?;
     let pages: Vec<u64> = (0..u.int_in_range(0..=32)?)
         .map(|_| Ok(BASE + u.int_in_range(0..=PAGES + 1)? * PAGE_SIZE))
         .collect::<Result<_>>()?;
-    let layout = Layout { ram: &ram, reserved: &reserved, control: &control };
+    let layout = Layout {
+        ram: &ram,
+        reserved: &reserved,
+        control: &control,
+    };
 
     let mut mem = VecMemory::new(BASE, SIZE as usize).unwrap();
     mem.bytes_mut().copy_from_slice(pattern());
@@ -114,20 +144,38 @@ fn run(u: &mut Unstructured) -> Result<()> {
         (Ok(()), Ok(list)) => list,
     };
     for r in &reserved {
-        assert!(bytes(&mem, r) == bytes(&before, r), "build wrote into reserved {r}");
+        assert!(
+            bytes(&mem, r) == bytes(&before, r),
+            "build wrote into reserved {r}"
+        );
     }
     for (i, page) in changed_pages(&mem, &before) {
-        assert!(handed.contains(&page), "build wrote page {page:#x} (#{i}), not one it was given");
+        assert!(
+            handed.contains(&page),
+            "build wrote page {page:#x} (#{i}), not one it was given"
+        );
     }
     let built_mem = mem.clone();
     simulate(&mut mem, list.head, MAX_ENTRIES).expect("a built list does not run");
-    assert_eq!(expected.len(), segs.len(), "built a plan with an unreadable source");
+    assert_eq!(
+        expected.len(),
+        segs.len(),
+        "built a plan with an unreadable source"
+    );
     for (d, want) in &expected {
-        assert!(&bytes(&mem, d) == want, "destination {d} wrong after the copy");
+        assert!(
+            &bytes(&mem, d) == want,
+            "destination {d} wrong after the copy"
+        );
     }
     for (_, page) in changed_pages(&mem, &built_mem) {
-        let inside = expected.iter().any(|(d, _)| d.start <= page && page < d.end);
-        assert!(inside, "page {page:#x} outside every destination changed by the copy");
+        let inside = expected
+            .iter()
+            .any(|(d, _)| d.start <= page && page < d.end);
+        assert!(
+            inside,
+            "page {page:#x} outside every destination changed by the copy"
+        );
     }
     Ok(())
 }

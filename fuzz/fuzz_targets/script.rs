@@ -20,7 +20,9 @@ struct Board {
     calls: u32,
 }
 
-const NAMES: &[&str] = &["load", "fatload", "booti", "bootm", "boot", "tftpboot", "dhcp", "saveenv"];
+const NAMES: &[&str] = &[
+    "load", "fatload", "booti", "bootm", "boot", "tftpboot", "dhcp", "saveenv",
+];
 
 impl Commands for Board {
     fn call(&mut self, argv: &[String], _ctx: &mut Ctx) -> Result<(), CmdError> {
@@ -58,14 +60,21 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
 }
 
 fn env_bytes(env: &Env) -> usize {
-    env.iter_sorted().iter().map(|(n, v)| n.len() + v.len() + 2).sum()
+    env.iter_sorted()
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 2)
+        .sum()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -80,14 +89,20 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         }
     } else {
-        let Ok(t) = std::str::from_utf8(rest) else { return };
+        let Ok(t) = std::str::from_utf8(rest) else {
+            return;
+        };
         if mode & 1 != 0 {
             let img = make_legacy_script_image(t, "fuzz");
             let back = parse_legacy_script_image(&img);
             if t.trim_end_matches('\0').is_empty() {
                 assert!(back.is_err() || back == Ok(""));
             } else {
-                assert_eq!(back, Ok(t.trim_end_matches('\0')), "mkimage wrapper round trip");
+                assert_eq!(
+                    back,
+                    Ok(t.trim_end_matches('\0')),
+                    "mkimage wrapper round trip"
+                );
             }
         }
         t.to_string()
@@ -99,8 +114,19 @@ fuzz_target!(|data: &[u8]| {
     let clock = FakeClock::new(1_000_000);
     let mut board = Board { calls: 0 };
     let mut interp = Interp::new();
-    let mut ctx = Ctx { env: &mut env, console: &mut con, clock: &clock };
+    let mut ctx = Ctx {
+        env: &mut env,
+        console: &mut con,
+        clock: &clock,
+    };
     let _ = interp.run("fuzz", &text, &mut ctx, &mut board);
-    assert!(board.calls <= MAX_STEPS, "{} firmware calls, budget {MAX_STEPS}", board.calls);
-    assert!(env_bytes(&env) <= MAX_ENV_BYTES.max(start_bytes), "environment grew past its bound");
+    assert!(
+        board.calls <= MAX_STEPS,
+        "{} firmware calls, budget {MAX_STEPS}",
+        board.calls
+    );
+    assert!(
+        env_bytes(&env) <= MAX_ENV_BYTES.max(start_bytes),
+        "environment grew past its bound"
+    );
 });

@@ -63,7 +63,8 @@ fn run(u: &mut Unstructured) -> Result<()> {
                     clean = false;
                 }
                 let expected = client.received() / b.max(1) + 1;
-                let block = (expected as i64 + i64::from(u.int_in_range(-2..=2i8)?)).max(1) as usize;
+                let block =
+                    (expected as i64 + i64::from(u.int_in_range(-2..=2i8)?)).max(1) as usize;
                 let start = ((block - 1) * b).min(file.len());
                 let end = (block * b).min(file.len());
                 let mut v = OP_DATA.to_be_bytes().to_vec();
@@ -74,7 +75,11 @@ fn run(u: &mut Unstructured) -> Result<()> {
             1 => {
                 let raw: Vec<u8> = u.arbitrary()?;
                 if let Ok(p) = Packet::parse(&raw) {
-                    assert_eq!(Packet::parse(&p.emit()), Ok(p.clone()), "emit does not re-parse");
+                    assert_eq!(
+                        Packet::parse(&p.emit()),
+                        Ok(p.clone()),
+                        "emit does not re-parse"
+                    );
                     if matches!(p, Packet::Data { .. }) {
                         clean = false;
                     }
@@ -96,13 +101,20 @@ fn run(u: &mut Unstructured) -> Result<()> {
         };
         let res = client.on_packet(&pkt, now, dest.dst());
         dest.check();
-        assert!(client.received() <= capacity, "{} bytes counted into {capacity}", client.received());
+        assert!(
+            client.received() <= capacity,
+            "{} bytes counted into {capacity}",
+            client.received()
+        );
         if let Ok(Action::Done { size, .. }) = res {
             assert!(size <= capacity);
             assert_eq!(size, client.received());
             if clean {
                 assert_eq!(size, file.len(), "transfer ended early");
-                assert!(dest.data()[..size] == file[..], "received bytes differ from the file");
+                assert!(
+                    dest.data()[..size] == file[..],
+                    "received bytes differ from the file"
+                );
             }
             break;
         }

@@ -56,7 +56,9 @@ impl SparseDisk {
         let count = (len / SECTOR_SIZE) as u64;
         let ok = len != 0
             && len.is_multiple_of(SECTOR_SIZE)
-            && lba.checked_add(count).is_some_and(|e| e <= self.num_sectors);
+            && lba
+                .checked_add(count)
+                .is_some_and(|e| e <= self.num_sectors);
         if ok {
             return Ok(count);
         }

@@ -220,7 +220,11 @@ fn initrd_line_without_a_file_is_ignored() {
  append quiet initrd=/boot/x
 ");
     assert_eq!(c.entries[0].initrds, ["/boot/x"]);
-    assert!(has_note(&c, 2, "'initrd' without a file ignored"), "{:?}", c.notes);
+    assert!(
+        has_note(&c, 2, "'initrd' without a file ignored"),
+        "{:?}",
+        c.notes
+    );
     let c = ok("label k
  initrd , ,
  initrd /a

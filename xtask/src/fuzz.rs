@@ -122,8 +122,15 @@ fn report(stats: &[Stats]) -> Result<()> {
 /// A command of the nightly toolchain, without the variables the stable `cargo` running xtask set.
 fn nightly_cargo(paths: &Paths) -> Command {
     let mut c = Command::new("cargo");
-    c.arg(format!("+{NIGHTLY}")).current_dir(paths.root.join("fuzz"));
-    for v in ["RUSTUP_TOOLCHAIN", "CARGO", "RUSTC", "RUSTDOC", "CARGO_TARGET_DIR"] {
+    c.arg(format!("+{NIGHTLY}"))
+        .current_dir(paths.root.join("fuzz"));
+    for v in [
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO_TARGET_DIR",
+    ] {
         c.env_remove(v);
     }
     c
@@ -377,7 +384,12 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
     let assets = &paths.assets;
     // arm64 Image header: the Debian kernel's first 4 KiB, and a minimal header.
     if let Ok(img) = fs::read(assets.join("Image")) {
-        seed(root, "image_header", "debian-4k", &img[..img.len().min(4096)])?;
+        seed(
+            root,
+            "image_header",
+            "debian-4k",
+            &img[..img.len().min(4096)],
+        )?;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, &img[..img.len().min(16 << 10)])?;
         let mut s = 0xffffu16.to_le_bytes().to_vec();
@@ -406,7 +418,11 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
             },
         ],
     );
-    let menu_conf = conf.replacen("timeout 0\n", "timeout 30\nmenu title kexboot\nprompt 1\n", 1);
+    let menu_conf = conf.replacen(
+        "timeout 0\n",
+        "timeout 30\nmenu title kexboot\nprompt 1\n",
+        1,
+    );
     seed(root, "extlinux", "tests", conf.as_bytes())?;
     seed(root, "extlinux", "menu", menu_conf.as_bytes())?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -457,7 +473,10 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
         ("mbr-fat32", disk::build(&files, Scheme::Mbr)?),
         ("gpt-fat32", disk::build(&files, Scheme::Gpt)?),
         ("fat12", disk::volume(1 << 20, FatType::Fat12, &files)?),
-        ("fat16", disk::volume(16 << 20, FatType::Fat16, &files[..2])?),
+        (
+            "fat16",
+            disk::volume(16 << 20, FatType::Fat16, &files[..2])?,
+        ),
     ];
     for (name, d) in &disks {
         let sp = sparse(d);
@@ -478,7 +497,8 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
     }
 
     // Environment text and the redundant store (copy sizes 64 and 1024: selector 0 and 2).
-    let env_txt = "# kexboot settings\nbootdelay=2\nramoops_size=0x100000\nbootcmd=run distro_bootcmd\n";
+    let env_txt =
+        "# kexboot settings\nbootdelay=2\nramoops_size=0x100000\nbootcmd=run distro_bootcmd\n";
     seed(root, "env", "text", env_txt.as_bytes())?;
     for (sel, size) in [(0u8, 64usize), (2, 1024)] {
         let small = kexboot_menu::env::Env::parse("a=1\nb=2\n").0;

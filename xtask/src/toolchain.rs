@@ -52,7 +52,9 @@ pub fn ensure_targets(paths: &Paths) -> Result<()> {
         root.display()
     );
     let mut cmd = Command::new("rustup");
-    cmd.current_dir(&paths.root).args(["target", "add"]).args(&need);
+    cmd.current_dir(&paths.root)
+        .args(["target", "add"])
+        .args(&need);
     // Under `cargo` run by rustup, RUSTUP_TOOLCHAIN names the toolchain in use.
     if let Some(tc) = std::env::var_os("RUSTUP_TOOLCHAIN") {
         cmd.arg("--toolchain").arg(tc);
