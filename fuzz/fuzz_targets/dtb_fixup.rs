@@ -108,8 +108,8 @@ fuzz_target!(|data: &[u8]| {
             None => assert_eq!(after.bootargs, before.bootargs),
         }
         assert_eq!(after.initrd, initrd);
-        assert!(!kaslr_seed.is_some() || after.has_kaslr_seed);
-        assert!(!rng_seed.is_some() || after.has_rng_seed);
+        assert!(kaslr_seed.is_none() || after.has_kaslr_seed);
+        assert!(rng_seed.is_none() || after.has_rng_seed);
         for r in extra
             .iter()
             .chain(nodes.iter().map(|n| &n.reg))
