@@ -416,6 +416,9 @@ impl DtInfo {
             ..DtInfo::default()
         };
 
+        // Linux (libfdt's path lookup, `of_find_node_by_path`) uses the first `/chosen` of a
+        // tree that has several, and so does `fixup`: the others are ignored here too.
+        let mut seen_chosen = false;
         for n in root.children() {
             let base = base_name(n.name);
             let dev_type = prop_str(n, "device_type");
@@ -470,7 +473,8 @@ impl DtInfo {
                     }
                     info.cpus = info.cpu_nodes.len();
                 }
-                "chosen" if n.name == "chosen" => {
+                "chosen" if n.name == "chosen" && !seen_chosen => {
+                    seen_chosen = true;
                     info.bootargs = prop_str(n, "bootargs").map(String::from);
                     info.has_kaslr_seed = n.property("kaslr-seed").is_some();
                     info.has_rng_seed = n.property("rng-seed").is_some();

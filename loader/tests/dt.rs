@@ -648,3 +648,41 @@ fn kdump_properties_are_dropped() {
     }
     assert_eq!(prop(&f, "/chosen", "bootargs"), Some(&b"crashed\0"[..]));
 }
+
+/// Found by the `dtb_fixup` fuzz target: with two `/chosen` nodes, `fixup` writes the initrd and
+/// bootargs into the first (the one Linux and libfdt's path lookup use) and drops them from the
+/// second, but `DtInfo` read the last one, so kexboot saw a different command line and initrd
+/// than the kernel would. The first `/chosen` is the one that counts.
+#[test]
+fn first_of_two_chosen_nodes_counts() {
+    let mut w = FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    let mem = w.begin_node("memory@40000000").unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    w.property_array_u64("reg", &[0x4000_0000, 0x4000_0000])
+        .unwrap();
+    w.end_node(mem).unwrap();
+    for args in ["first", "second"] {
+        let c = w.begin_node("chosen").unwrap();
+        w.property_string("bootargs", args).unwrap();
+        w.end_node(c).unwrap();
+    }
+    w.end_node(root).unwrap();
+    let dtb = w.finish().unwrap();
+    assert_eq!(
+        DtInfo::read(&dtb).unwrap().bootargs.as_deref(),
+        Some("first")
+    );
+
+    let initrd = Range::new(0x4800_0000, 0x4900_0000).unwrap();
+    let f = Fixups {
+        bootargs: Some("new"),
+        initrd: Some(initrd),
+        ..Fixups::default()
+    };
+    let info = DtInfo::read(&fixup(&dtb, &f).unwrap()).unwrap();
+    assert_eq!(info.bootargs.as_deref(), Some("new"));
+    assert_eq!(info.initrd, Some(initrd));
+}

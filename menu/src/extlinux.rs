@@ -13,9 +13,9 @@
 //! configuration could mean (overlong lines, too many labels, bad UTF-8) is an [`Error`].
 //!
 //! Repeats follow U-Boot: a later `append`, `kernel`, `default`, `timeout` wins; for `initrd`,
-//! `fdt` and `fdtdir` the first wins. An entry with no `initrd` line takes its initrds from an
-//! `initrd=` word in its `append`, as U-Boot and syslinux do; the `append` text itself is kept
-//! exactly as written (the kernel ignores `initrd=`).
+//! `fdt` and `fdtdir` the first wins. An entry with no `initrd` line naming a file takes its
+//! initrds from an `initrd=` word in its `append`, as U-Boot and syslinux do; the `append` text
+//! itself is kept exactly as written (the kernel ignores `initrd=`).
 
 use alloc::{format, string::String, vec::Vec};
 use core::fmt;
@@ -329,6 +329,12 @@ impl Parser {
         );
         if needs_value && value.is_empty() {
             self.note(line, format!("'{key}' without a value ignored"));
+            return;
+        }
+        // `initrd ,` names no file: ignored like a bare `initrd`, so the append's `initrd=` (or a
+        // later `initrd` line) still counts.
+        if matches!(which, EntryKey::Initrd) && split_list(value).is_empty() {
+            self.note(line, format!("'{key}' without a file ignored"));
             return;
         }
         let seen = self.initrd_seen.get(i).copied().unwrap_or(false);

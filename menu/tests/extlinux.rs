@@ -210,6 +210,28 @@ fn initrd_list_and_first_wins_repeats() {
     assert_eq!(c.notes.len(), 2, "{:?}", c.notes);
 }
 
+/// Found by the `extlinux` fuzz target (parse -> emit -> parse changed the entry): an `initrd`
+/// line naming no file (`initrd ,`) set an empty list and so hid the append's `initrd=`, while a
+/// bare `initrd` was ignored. Both are now ignored with a note, and the append's file is used.
+#[test]
+fn initrd_line_without_a_file_is_ignored() {
+    let c = ok("label k
+ initrd ,
+ append quiet initrd=/boot/x
+");
+    assert_eq!(c.entries[0].initrds, ["/boot/x"]);
+    assert!(
+        has_note(&c, 2, "'initrd' without a file ignored"),
+        "{:?}",
+        c.notes
+    );
+    let c = ok("label k
+ initrd , ,
+ initrd /a
+");
+    assert_eq!(c.entries[0].initrds, ["/a"]);
+}
+
 #[test]
 fn notes_not_errors() {
     let text = "kernel /early\nmenu label early\nfoo bar\ninclude /other.conf\nmenu include /m.conf\n\

@@ -2,7 +2,8 @@
 //! built in memory with `fatfs`, `mbrman` and `gpt`.
 
 use crate::{err, Context, Result};
-use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
+pub use fatfs::FatType;
+use fatfs::{FileSystem, FormatVolumeOptions, FsOptions};
 use std::hash::{Hash, Hasher};
 use std::io::{Cursor, Write};
 use std::path::Path;
@@ -35,7 +36,7 @@ pub fn build(files: &[(&str, &[u8])], scheme: Scheme) -> Result<Vec<u8>> {
     let total = PART_START_LBA * SECTOR + PART_BYTES + TAIL_BYTES;
     let mut disk = vec![0u8; total as usize];
     let part = &mut disk[(PART_START_LBA * SECTOR) as usize..][..PART_BYTES as usize];
-    fill_fat(part, files)?;
+    fill_fat(part, FatType::Fat32, files)?;
 
     let mut cur = Cursor::new(&mut disk[..]);
     match scheme {
@@ -76,10 +77,18 @@ pub fn build(files: &[(&str, &[u8])], scheme: Scheme) -> Result<Vec<u8>> {
     Ok(disk)
 }
 
-/// Formats `part` as FAT32 and writes the files, creating parent directories.
-fn fill_fat(part: &mut [u8], files: &[(&str, &[u8])]) -> Result<()> {
+/// A whole-disk FAT volume ("superfloppy") of `bytes` holding `files` (the fuzz seeds' FAT12
+/// and FAT16 volumes).
+pub fn volume(bytes: usize, fat: FatType, files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let mut v = vec![0u8; bytes];
+    fill_fat(&mut v, fat, files)?;
+    Ok(v)
+}
+
+/// Formats `part` as FAT of type `fat` and writes the files, creating parent directories.
+fn fill_fat(part: &mut [u8], fat: FatType, files: &[(&str, &[u8])]) -> Result<()> {
     let opts = FormatVolumeOptions::new()
-        .fat_type(FatType::Fat32)
+        .fat_type(fat)
         .volume_id(0x4b45_5842)
         .volume_label(*b"KEXBOOT    ");
     fatfs::format_volume(Cursor::new(&mut *part), opts).ctx("formatting FAT")?;

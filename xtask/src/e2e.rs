@@ -828,6 +828,9 @@ pub fn cmd_test(paths: &Paths, args: &[String]) -> Result<()> {
             ]))
         });
     }
+    if full {
+        rep.step("fuzz-smoke", || crate::fuzz::smoke(paths));
+    }
     let needs_fw = !o.no_e2e
         && CASES
             .iter()

@@ -15,6 +15,7 @@ mod e2e_net;
 mod e2e_probe;
 mod e2e_warm;
 mod firmware;
+mod fuzz;
 mod initrd;
 mod qemu;
 mod tftpd;
@@ -139,6 +140,11 @@ const USAGE: &str = "usage: cargo xtask <command>
                          time kexboot vs Debian's U-Boot vs direct Linux (cold boot), warm
                          reboots through kexboot vs kexec-tools direct, and netboot (TFTP
                          throughput, PXE boot time; writes target/bench.md)
+  fuzz [--secs N] [--runs N] [TARGET]
+                         build the cargo-fuzz targets (nightly; installs nightly and cargo-fuzz
+                         when missing), seed target/fuzz-corpus/ from the test assets, run each
+                         target (or one) N seconds (default 60) or N inputs, whichever ends first;
+                         prints execs, exec/s, corpus, crashes
   tftpd [DIR] [--loss P] [--port N]
                          the test TFTP server (windowsize, loss injection) in the foreground;
                          default: the netboot test files on 127.0.0.1:69";
@@ -174,6 +180,7 @@ fn main() -> ExitCode {
         "run" => cmd_run(&paths, rest),
         "test" => e2e::cmd_test(&paths, rest),
         "bench" => bench::cmd_bench(&paths, rest),
+        "fuzz" => fuzz::cmd_fuzz(&paths, rest),
         "tftpd" => cmd_tftpd(&paths, rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
