@@ -44,8 +44,11 @@ fn ranges(
 }
 
 fn segment(u: &mut Unstructured) -> Result<Segment> {
-    let src = BASE + u.int_in_range(0..=SIZE)?;
-    let len = u.int_in_range(0..=SIZE / 4)?;
+    // Sources lie in the fake memory (in the firmware: where the loader put the files, in RAM);
+    // the planner does not read full aligned source pages, so it cannot check them.
+    let off = u.int_in_range(0..=SIZE)?;
+    let src = BASE + off;
+    let len = u.int_in_range(0..=SIZE / 4)?.min(SIZE - off);
     let mut dst = BASE + u.int_in_range(0..=PAGES)? * PAGE_SIZE;
     if u.ratio(1, 16)? {
         dst += u.int_in_range(1..=PAGE_SIZE - 1)?;
