@@ -1,7 +1,8 @@
 //! Disk images for the QEMU cases: one FAT32 partition (MBR or GPT) holding the given files,
 //! built in memory with `fatfs`, `mbrman` and `gpt`.
 
-use crate::{err, Context, Result};
+use crate::err;
+use crate::util::{write_unless_same, Context, Result};
 pub use fatfs::FatType;
 use fatfs::{FileSystem, FormatVolumeOptions, FsOptions};
 use std::hash::{Hash, Hasher};
@@ -119,7 +120,7 @@ fn fill_fat(part: &mut [u8], fat: FatType, files: &[(&str, &[u8])]) -> Result<()
 pub fn write(path: &Path, files: &[(&str, &[u8])], scheme: Scheme) -> Result<bool> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (files, scheme == Scheme::Gpt, PART_BYTES).hash(&mut h);
-    crate::assets::write_unless_same(path, h.finish(), || {
+    write_unless_same(path, h.finish(), || {
         build(files, scheme).ctx(path.display())
     })
 }

@@ -4,18 +4,16 @@
 //! DHCP option 66 since slirp keeps 10.0.2.2:69 for its own TFTP server) with injected loss, and falls back to its prompt when the
 //! server stays silent.
 
-use crate::e2e::{
-    boot_for, case_timeout, expect_kexboot_started, expect_userspace, is_prompt, machine, Ctx,
-    Transcript,
+use crate::assets::{CMDLINE_NETBOOT, CMDLINE_NETSCRIPT};
+use crate::check::{
+    boot_for, case_timeout, expect_kexboot_started, expect_userspace, is_prompt, Ctx, Transcript,
+    KEXBOOT_STARTING,
 };
+use crate::qemu;
 use crate::tftpd::{Config, Server, Stats};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Command line of the `netboot` label of `pxelinux.cfg/default`.
-pub const CMDLINE_NETBOOT: &str = "console=ttyAMA0 kexboot.test=netboot quiet";
-/// Command line the DHCP-named script `netboot.txt` sets.
-pub const CMDLINE_NETSCRIPT: &str = "console=ttyAMA0 kexboot.test=netscript quiet";
 /// The files the PXE label loads.
 pub const NET_FILES: [&str; 2] = ["vmlinuz", "initrd.img"];
 /// The firmware's line after a failed netboot.
@@ -49,13 +47,10 @@ pub(crate) fn netdev(tftp: Tftp, bootfile: &str) -> Vec<String> {
 
 /// kexboot as `-kernel`, no disk, the NIC on user networking.
 fn kexboot_net(c: &Ctx, smp: u32, tftp: Tftp, bootfile: &str) -> Vec<String> {
-    let mut a = machine("virt,virtualization=on", smp);
-    a.extend([
-        "-kernel".into(),
-        c.paths.kexboot_bin().display().to_string(),
-    ]);
-    a.extend(netdev(tftp, bootfile));
-    a
+    qemu::Args::machine("virt,virtualization=on", smp)
+        .kernel(&c.paths.kexboot_bin())
+        .args(netdev(tftp, bootfile))
+        .into_vec()
 }
 
 /// The lossy cases need longer than one clean boot: the case limit plus two minutes.
@@ -302,9 +297,7 @@ pub(crate) fn case_server_silent(c: &Ctx, name: &str) -> CaseResult {
         &c.log(name),
         limit,
     )?;
-    if let Some((_, l)) =
-        t.find(|l| l.contains("KEXBOOT-E2E") || l.contains(crate::e2e::KEXBOOT_STARTING))
-    {
+    if let Some((_, l)) = t.find(|l| l.contains("KEXBOOT-E2E") || l.contains(KEXBOOT_STARTING)) {
         return Err(format!("a kernel was started: {:?}", l.text.trim()));
     }
     let (p, prompt) = t.find(is_prompt).ok_or_else(|| {

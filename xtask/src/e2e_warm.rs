@@ -4,10 +4,10 @@
 //! Linux with kexec-tools, no kexboot) that the bench compares against.
 
 use crate::assets::Assets;
-use crate::e2e::{case_timeout, is_prompt, machine, Ctx, Transcript, KEXBOOT_STARTING};
-use crate::qemu::{Line, Session, Wait};
+use crate::check::{case_timeout, is_prompt, Ctx, Transcript, KEXBOOT_STARTING};
+use crate::qemu::{self, Line, Session, Wait};
 use crate::warm::{
-    direct_next_cmdline, entry_cmdline, Scenario, WarmAssets, GUEST_IP, GUEST_UDP_PORT,
+    direct_next_cmdline, entry_cmdline, Scenario, WarmAssets, GUEST_IP, GUEST_UDP_PORT, MACHINE,
     NO_MAP_PAGE, USER_DTB, USER_DTB_ENTRY,
 };
 use std::net::UdpSocket;
@@ -26,8 +26,6 @@ pub const WARM_START: &str = "KEXBOOT-WARM-START";
 pub const WARM_FAILED: &str = "KEXBOOT-E2E warm-failed";
 /// kexboot's last words after an exception or a panic.
 pub const CPU_STOPPED: &str = "CPU stopped.";
-/// Machine of every warm case and bench arm.
-pub const MACHINE: &str = "virt,virtualization=on";
 pub const SMP: u32 = 2;
 
 /// Time limit of a warm run: 240 s, or `$XTASK_E2E_TIMEOUT` when that is longer.
@@ -585,20 +583,15 @@ pub fn case_helper_refuses(c: &Ctx, name: &str) -> Result<(), String> {
 /// QEMU arguments booting Linux directly on the warm initramfs, asked to kexec `via`
 /// (`direct` or `direct-i`) into `/boot/Image` + `/boot/initrd.img`.
 pub fn direct_args(a: &Assets, w: &WarmAssets, via: &str) -> Vec<String> {
-    let mut v = machine(MACHINE, SMP);
     let cmdline = format!(
         "{} kexboot.test.cycle=1 kexboot.test.cycles=2 kexboot.test.via={via}",
         entry_cmdline("direct")
     );
-    v.extend([
-        "-kernel".into(),
-        a.image.display().to_string(),
-        "-initrd".into(),
-        w.initrd.display().to_string(),
-        "-append".into(),
-        cmdline,
-    ]);
-    v
+    qemu::Args::machine(MACHINE, SMP)
+        .kernel(&a.image)
+        .initrd(&w.initrd)
+        .append(&cmdline)
+        .into_vec()
 }
 
 /// What the direct arms' second boot must show.

@@ -6,8 +6,9 @@
 //! is kept under `target/fuzz-artifacts/<target>/`, the log under `target/fuzz-logs/<target>.log`.
 
 use crate::disk::{self, FatType, Scheme};
-use crate::e2e::{extlinux, Entry};
-use crate::{err, run_status, Context, Paths, Result};
+use crate::err;
+use crate::extlinux::{extlinux, Entry};
+use crate::util::{run_status, Context, Paths, Result};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};

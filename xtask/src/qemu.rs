@@ -2,7 +2,7 @@
 //! stamped with the time since spawn, match on them (also on an unfinished line, for prompts),
 //! type into the console, and kill on timeout. Every line also goes to a log file.
 
-use crate::{Context, Result};
+use crate::util::{Context, Result};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
@@ -13,25 +13,86 @@ use std::time::{Duration, Instant};
 /// The QEMU binary for aarch64 guests.
 pub const QEMU: &str = "qemu-system-aarch64";
 
-/// QEMU arguments attaching `disk` (raw) as a virtio-blk (virtio-mmio) device.
-/// The disk as a virtio-blk device; writes (saveenv, bootcount) go to a temporary overlay that
-/// lives as long as QEMU (guest resets included), so test images never change.
-pub fn virtio_disk(disk: &Path) -> Vec<String> {
-    virtio_disk_opts(disk, ",snapshot=on")
-}
+/// The CPU model of every run that does not ask for another.
+pub const DEFAULT_CPU: &str = "cortex-a72";
+/// Guest RAM of every run.
+const MEMORY: &str = "1G";
 
-/// The same, writing through to the image (for `cargo xtask run`).
-pub fn virtio_disk_persistent(disk: &Path) -> Vec<String> {
-    virtio_disk_opts(disk, "")
-}
+/// One QEMU command line (the arguments after [`QEMU`]): the one place that spells machine, CPU,
+/// SMP, memory, firmware, kernel and disk arguments for the cases, the bench arms and `run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args(Vec<String>);
 
-fn virtio_disk_opts(disk: &Path, opts: &str) -> Vec<String> {
-    vec![
-        "-drive".into(),
-        format!("if=none,format=raw,file={},id=hd0{opts}", disk.display()),
-        "-device".into(),
-        "virtio-blk-device,drive=hd0".into(),
-    ]
+impl Args {
+    /// `-M <machine> -cpu <cpu> [-smp <n>] -m 1G`.
+    pub fn new(machine: &str, cpu: &str, smp: Option<u32>) -> Args {
+        let mut a = Args(Vec::new()).args(["-M", machine, "-cpu", cpu]);
+        if let Some(n) = smp {
+            a = a.args(["-smp".to_string(), n.to_string()]);
+        }
+        a.args(["-m", MEMORY])
+    }
+
+    /// [`Args::new`] on [`DEFAULT_CPU`] with `smp` cores.
+    pub fn machine(machine: &str, smp: u32) -> Args {
+        Args::new(machine, DEFAULT_CPU, Some(smp))
+    }
+
+    /// `-kernel <image>`: QEMU's direct loader (kexboot.bin or a Linux Image).
+    pub fn kernel(self, image: &Path) -> Args {
+        self.path("-kernel", image)
+    }
+
+    /// `-bios <image>`: run the image at EL3 from the flash (kexboot's monitor, U-Boot).
+    pub fn bios(self, image: &Path) -> Args {
+        self.path("-bios", image)
+    }
+
+    /// `-initrd <file>` (with `-kernel` of a Linux Image).
+    pub fn initrd(self, file: &Path) -> Args {
+        self.path("-initrd", file)
+    }
+
+    /// `-append <cmdline>` (with `-kernel` of a Linux Image).
+    pub fn append(self, cmdline: &str) -> Args {
+        self.args(["-append", cmdline])
+    }
+
+    /// The disk as a virtio-blk (virtio-mmio) device; writes (saveenv, bootcount) go to a
+    /// temporary overlay that lives as long as QEMU (guest resets included), so test images
+    /// never change.
+    pub fn disk(self, disk: &Path) -> Args {
+        self.disk_opts(disk, ",snapshot=on")
+    }
+
+    /// The same, writing through to the image (for `cargo xtask run`).
+    pub fn disk_persistent(self, disk: &Path) -> Args {
+        self.disk_opts(disk, "")
+    }
+
+    fn disk_opts(self, disk: &Path, opts: &str) -> Args {
+        self.args([
+            "-drive".to_string(),
+            format!("if=none,format=raw,file={},id=hd0{opts}", disk.display()),
+            "-device".to_string(),
+            "virtio-blk-device,drive=hd0".to_string(),
+        ])
+    }
+
+    fn path(self, flag: &str, p: &Path) -> Args {
+        self.args([flag.to_string(), p.display().to_string()])
+    }
+
+    /// Any further arguments, in order.
+    pub fn args<S: Into<String>>(mut self, more: impl IntoIterator<Item = S>) -> Args {
+        self.0.extend(more.into_iter().map(Into::into));
+        self
+    }
+
+    /// The arguments, for [`Session::spawn`] or a [`Command`].
+    pub fn into_vec(self) -> Vec<String> {
+        self.0
+    }
 }
 
 /// One line of console output.

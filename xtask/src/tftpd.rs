@@ -8,7 +8,8 @@
 //! the guest in DHCP option 66 (`tftp-server-name=127.0.0.1`) or `setenv serverip 127.0.0.1`.
 //! Unit tests bind an ephemeral port.
 
-use crate::{err, Result};
+use crate::err;
+use crate::util::Result;
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Component, Path, PathBuf};

@@ -5,7 +5,8 @@
 //! `cargo` directly. So every command that builds checks the sysroot first and runs
 //! `rustup target add` for what is missing.
 
-use crate::{err, Context, Paths, Result};
+use crate::err;
+use crate::util::{Context, Paths, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
