@@ -156,9 +156,7 @@ fn run_one(paths: &Paths, srv: &Server, arm: Arm, round: usize) -> Sample {
     } else {
         NO_SCRIPT
     };
-    let args = args
-        .args(netdev(Tftp::Own(srv.addr().ip()), bootfile))
-        .into_vec();
+    let args = netdev(args, Tftp::Own(srv.addr().ip()), bootfile).into_vec();
     let name = format!(
         "bench-net-{}-{}",
         format!("{arm:?}").to_lowercase(),

@@ -1,8 +1,8 @@
 //! The e2e disk set under `target/assets/` (MBR, GPT, fallback, all-bad, bench, menu, warm),
-//! each written through [`disk::write`].
+//! each written through [`Disk`].
 
 use crate::assets::Assets;
-use crate::disk::{self, Scheme};
+use crate::disk::{Disk, Scheme};
 use crate::extlinux::{extlinux, Entry};
 use crate::util::{Context, Paths, Result};
 use crate::warm::{self, WarmDisks};
@@ -84,16 +84,6 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         menu: paths.assets.join("disk-menu.img"),
         warm: Err("not built".into()),
     };
-    // Writes one disk: the given files plus /extlinux/extlinux.conf.
-    fn put<'a>(
-        path: &Path,
-        scheme: Scheme,
-        conf: &'a str,
-        mut files: Vec<(&'a str, &'a [u8])>,
-    ) -> Result<()> {
-        files.push(("/extlinux/extlinux.conf", conf.as_bytes()));
-        disk::write(path, &files, scheme).map(|_| ())
-    }
     let all = [
         ("/boot/Image", &image[..]),
         ("/boot/Image.gz", &image_gz[..]),
@@ -103,43 +93,36 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         good("kexboot-image", "/boot/Image", CMDLINE_IMAGE),
         good("kexboot-imagegz", "/boot/Image.gz", CMDLINE_IMAGEGZ),
     ];
-    put(
-        &d.mbr,
-        Scheme::Mbr,
-        &extlinux("kexboot-image", &both),
-        all.to_vec(),
-    )?;
-    put(
-        &d.gpt,
-        Scheme::Gpt,
-        &extlinux("kexboot-imagegz", &both),
-        all.to_vec(),
-    )?;
-    let mut with_marker = all.to_vec();
-    with_marker.push(("/kexboot/bench", b"run the copy benchmark\n"));
-    put(
-        &d.bench,
-        Scheme::Mbr,
-        &extlinux("kexboot-image", &both),
-        with_marker,
-    )?;
+    Disk::new(Scheme::Mbr)
+        .files(&all)
+        .extlinux(extlinux("kexboot-image", &both))
+        .write(&d.mbr)?;
+    Disk::new(Scheme::Gpt)
+        .files(&all)
+        .extlinux(extlinux("kexboot-imagegz", &both))
+        .write(&d.gpt)?;
+    Disk::new(Scheme::Mbr)
+        .files(&all)
+        .file("/kexboot/bench", &b"run the copy benchmark\n"[..])
+        .extlinux(extlinux("kexboot-image", &both))
+        .write(&d.bench)?;
     let menu_conf = extlinux("kexboot-image", &both).replacen(
         "timeout 0\n",
         "timeout 30\nmenu title kexboot test menu\n",
         1,
     );
-    put(&d.menu, Scheme::Mbr, &menu_conf, all.to_vec())?;
+    Disk::new(Scheme::Mbr)
+        .files(&all)
+        .extlinux(menu_conf)
+        .write(&d.menu)?;
     let missing = [
         good("kexboot-missing", "/boot/missing-Image", CMDLINE_IMAGE),
         good("kexboot-fallback", "/boot/Image", CMDLINE_FALLBACK),
     ];
-    let files = vec![all[0], all[2]];
-    put(
-        &d.missing,
-        Scheme::Mbr,
-        &extlinux("kexboot-missing", &missing),
-        files,
-    )?;
+    Disk::new(Scheme::Mbr)
+        .files(&[all[0], all[2]])
+        .extlinux(extlinux("kexboot-missing", &missing))
+        .write(&d.missing)?;
     let bad = [
         good("kexboot-missing", "/boot/missing-Image", CMDLINE_IMAGE),
         good("kexboot-corrupt", "/boot/corrupt-Image", CMDLINE_IMAGE),
@@ -151,13 +134,10 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         },
     ];
     let junk = garbage(1 << 20);
-    let files = vec![all[0], ("/boot/corrupt-Image", &junk[..]), all[2]];
-    put(
-        &d.allbad,
-        Scheme::Mbr,
-        &extlinux("kexboot-missing", &bad),
-        files,
-    )?;
+    Disk::new(Scheme::Mbr)
+        .files(&[all[0], ("/boot/corrupt-Image", &junk[..]), all[2]])
+        .extlinux(extlinux("kexboot-missing", &bad))
+        .write(&d.allbad)?;
     d.warm = match &a.warm {
         Ok(w) => warm::build_disks(paths, &a.image, &a.initrd, w).map_err(|e| e.to_string()),
         Err(e) => Err(format!("no warm initramfs: {e}")),

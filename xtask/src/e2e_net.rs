@@ -32,25 +32,18 @@ pub(crate) enum Tftp<'a> {
 
 /// `-netdev user` with the TFTP server and boot file DHCP names, plus the virtio-net
 /// (virtio-mmio) NIC.
-pub(crate) fn netdev(tftp: Tftp, bootfile: &str) -> Vec<String> {
+pub(crate) fn netdev(args: qemu::Args, tftp: Tftp, bootfile: &str) -> qemu::Args {
     let tftp = match tftp {
         Tftp::Builtin(r) => format!("tftp={}", r.display()),
         Tftp::Own(ip) => format!("tftp-server-name={ip}"),
     };
-    vec![
-        "-netdev".into(),
-        format!("user,id=n0,{tftp},bootfile={bootfile}"),
-        "-device".into(),
-        "virtio-net-device,netdev=n0".into(),
-    ]
+    args.user_net(&format!("{tftp},bootfile={bootfile}"))
 }
 
 /// kexboot as `-kernel`, no disk, the NIC on user networking.
 fn kexboot_net(c: &Ctx, smp: u32, tftp: Tftp, bootfile: &str) -> Vec<String> {
-    qemu::Args::machine("virt,virtualization=on", smp)
-        .kernel(&c.paths.kexboot_bin())
-        .args(netdev(tftp, bootfile))
-        .into_vec()
+    let a = qemu::Args::machine("virt,virtualization=on", smp).kernel(&c.paths.kexboot_bin());
+    netdev(a, tftp, bootfile).into_vec()
 }
 
 /// The lossy cases need longer than one clean boot: the case limit plus two minutes.
@@ -381,12 +374,14 @@ mod tests {
 
     #[test]
     fn netdev_args() {
-        let a = netdev(Tftp::Builtin(Path::new("/r")), "pxelinux.0");
-        assert_eq!(a[1], "user,id=n0,tftp=/r,bootfile=pxelinux.0");
-        assert_eq!(a[3], "virtio-net-device,netdev=n0");
+        let none = || qemu::Args::new("virt", "max", None);
+        let n = none().into_vec().len();
+        let a = netdev(none(), Tftp::Builtin(Path::new("/r")), "pxelinux.0").into_vec();
+        assert_eq!(a[n + 1], "user,id=n0,tftp=/r,bootfile=pxelinux.0");
+        assert_eq!(a[n + 3], "virtio-net-device,netdev=n0");
         let ip = std::net::IpAddr::from([192, 0, 2, 2]);
         assert_eq!(
-            netdev(Tftp::Own(ip), "netboot.txt")[1],
+            netdev(none(), Tftp::Own(ip), "netboot.txt").into_vec()[n + 1],
             "user,id=n0,tftp-server-name=192.0.2.2,bootfile=netboot.txt"
         );
     }

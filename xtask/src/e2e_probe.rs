@@ -6,7 +6,7 @@
 //! the probe).
 
 use crate::check::{case_timeout, is_prompt, Ctx, Transcript, KEXBOOT_STARTING};
-use crate::disk::{self, Scheme};
+use crate::disk::{Disk, Scheme};
 use crate::extlinux::{extlinux, Entry};
 use crate::firmware::PROBE_FILE;
 use crate::qemu::{self, Session, Wait};
@@ -181,10 +181,13 @@ fn disk(c: &Ctx, via: Via) -> Result<PathBuf, String> {
             ("disk-probe-warm.img", extlinux("warm-a", &entries))
         }
     };
-    files.push(("/extlinux/extlinux.conf", conf.into_bytes()));
     let path = c.paths.assets.join(file);
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (*p, &d[..])).collect();
-    disk::write(&path, &refs, Scheme::Mbr).map_err(|e| e.to_string())?;
+    files
+        .into_iter()
+        .fold(Disk::new(Scheme::Mbr), |d, (p, data)| d.file(p, data))
+        .extlinux(conf)
+        .write(&path)
+        .map_err(|e| e.to_string())?;
     Ok(path)
 }
 

@@ -813,15 +813,10 @@ pub fn case_net_rx_3_cycles(c: &Ctx, name: &str) -> Result<(), String> {
     let (_, disk) = prepare(c, Scenario::NetRx, false)?;
     let sender = UdpSender::start(warm_timeout() + Duration::from_secs(30))?;
     let mut args = c.kexboot(MACHINE, SMP, disk);
-    args.extend([
-        "-netdev".into(),
-        format!(
-            "user,id=n0,hostfwd=udp:127.0.0.1:{}-{GUEST_IP}:{GUEST_UDP_PORT}",
-            sender.port
-        ),
-        "-device".into(),
-        "virtio-net-device,netdev=n0".into(),
-    ]);
+    args.extend(qemu::user_net(&format!(
+        "hostfwd=udp:127.0.0.1:{}-{GUEST_IP}:{GUEST_UDP_PORT}",
+        sender.port
+    )));
     let b = run_boots(&args, &c.log(name), 4, warm_timeout());
     let sent = sender.stop();
     let b = b?;
@@ -848,8 +843,11 @@ pub fn case_net_rx_3_cycles(c: &Ctx, name: &str) -> Result<(), String> {
 pub fn case_user_dtb_no_map(c: &Ctx, name: &str) -> Result<(), String> {
     let (_, disk) = prepare(c, Scenario::UserDtb, false)?;
     let dtb = c.paths.assets.join(USER_DTB);
-    let mut args = c.kexboot(MACHINE, 4, disk);
-    args.extend(["-dtb".into(), dtb.display().to_string()]);
+    let args = qemu::Args::machine(MACHINE, 4)
+        .kernel(&c.paths.kexboot_bin())
+        .disk(disk)
+        .dtb(&dtb)
+        .into_vec();
     let b = run_boots(&args, &c.log(name), 1, warm_timeout())?;
     if let Some((_, l)) = b.all.find(|l| l.contains(CPU_STOPPED)) {
         return Err(format!(

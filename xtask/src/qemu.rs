@@ -38,6 +38,17 @@ impl Args {
         Args::new(machine, DEFAULT_CPU, Some(smp))
     }
 
+    /// QEMU writes the device tree of `machine` with `smp` cores to `out` and exits.
+    pub fn dump_dtb(machine: &str, smp: u32, out: &Path) -> Args {
+        Args::machine(&format!("{machine},dumpdtb={}", out.display()), smp)
+            .args(["-display", "none"])
+    }
+
+    /// `-dtb <file>`: the device tree QEMU hands over instead of its own.
+    pub fn dtb(self, file: &Path) -> Args {
+        self.path("-dtb", file)
+    }
+
     /// `-kernel <image>`: QEMU's direct loader (kexboot.bin or a Linux Image).
     pub fn kernel(self, image: &Path) -> Args {
         self.path("-kernel", image)
@@ -79,6 +90,11 @@ impl Args {
         ])
     }
 
+    /// A virtio-net (virtio-mmio) NIC on user networking with `-netdev user` options `opts`.
+    pub fn user_net(self, opts: &str) -> Args {
+        self.args(user_net(opts))
+    }
+
     fn path(self, flag: &str, p: &Path) -> Args {
         self.args([flag.to_string(), p.display().to_string()])
     }
@@ -93,6 +109,16 @@ impl Args {
     pub fn into_vec(self) -> Vec<String> {
         self.0
     }
+}
+
+/// The arguments of [`Args::user_net`], for command lines built elsewhere.
+pub fn user_net(opts: &str) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!("user,id=n0,{opts}"),
+        "-device".into(),
+        "virtio-net-device,netdev=n0".into(),
+    ]
 }
 
 /// One line of console output.
@@ -424,6 +450,61 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(a: Args) -> String {
+        a.into_vec().join(" ")
+    }
+
+    /// The command lines the cases, the bench arms and `run` had before they shared a builder.
+    #[test]
+    fn args_spell_what_qemu_takes() {
+        let (bin, disk) = (Path::new("/k.bin"), Path::new("/d.img"));
+        assert_eq!(
+            line(
+                Args::machine("virt,virtualization=on", 2)
+                    .kernel(bin)
+                    .disk(disk)
+            ),
+            "-M virt,virtualization=on -cpu cortex-a72 -smp 2 -m 1G -kernel /k.bin \
+             -drive if=none,format=raw,file=/d.img,id=hd0,snapshot=on \
+             -device virtio-blk-device,drive=hd0"
+        );
+        assert_eq!(
+            line(Args::new("virt", DEFAULT_CPU, None)),
+            "-M virt -cpu cortex-a72 -m 1G"
+        );
+        assert_eq!(
+            line(
+                Args::new("virt,secure=on", "max", Some(4))
+                    .bios(bin)
+                    .disk_persistent(disk)
+            ),
+            "-M virt,secure=on -cpu max -smp 4 -m 1G -bios /k.bin \
+             -drive if=none,format=raw,file=/d.img,id=hd0 -device virtio-blk-device,drive=hd0"
+        );
+        assert_eq!(
+            line(
+                Args::machine("virt", 1)
+                    .kernel(Path::new("/Image"))
+                    .initrd(Path::new("/i"))
+                    .append("console=ttyAMA0 x")
+            ),
+            "-M virt -cpu cortex-a72 -smp 1 -m 1G -kernel /Image -initrd /i -append console=ttyAMA0 x"
+        );
+        assert_eq!(
+            line(Args::dump_dtb("virt", 4, Path::new("/t.dtb"))),
+            "-M virt,dumpdtb=/t.dtb -cpu cortex-a72 -smp 4 -m 1G -display none"
+        );
+        assert_eq!(
+            line(
+                Args::new("virt", "max", None)
+                    .user_net("tftp=/r")
+                    .dtb(Path::new("/u.dtb"))
+            ),
+            "-M virt -cpu max -m 1G -netdev user,id=n0,tftp=/r \
+             -device virtio-net-device,netdev=n0 -dtb /u.dtb"
+        );
+    }
 
     fn sh(script: &str) -> Session {
         Session::spawn_program("sh", &["-c".to_string(), script.to_string()], None).unwrap()

@@ -12,7 +12,7 @@
 //! baseline) kexec-tools loading `/boot/Image` + `/boot/initrd.img` directly.
 
 use crate::apt::{self, Apt};
-use crate::disk::{self, Scheme};
+use crate::disk::{Disk, Scheme};
 use crate::extlinux::{extlinux, Entry};
 use crate::initrd::{self, Extra, EXEC};
 use crate::util::{cargo, is_arm64_image, run_status, write_unless_same, Context, Paths, Result};
@@ -730,9 +730,7 @@ pub fn build_user_dtb(paths: &Paths) -> Result<PathBuf> {
 
 /// `qemu-system-aarch64 -M <warm machine>,dumpdtb=<to> -smp 4 ...`: QEMU's own tree.
 fn dump_dtb(to: &Path) -> Result<()> {
-    let args = qemu::Args::machine(&format!("{MACHINE},dumpdtb={}", to.display()), 4)
-        .args(["-display", "none"])
-        .into_vec();
+    let args = qemu::Args::dump_dtb(MACHINE, 4, to).into_vec();
     run_status(Command::new(qemu::QEMU).args(&args))
         .map_err(|e| err!("dumping QEMU's device tree: {e}"))
 }
@@ -797,20 +795,17 @@ pub fn build_disks(
     let user_dtb_path = format!("/boot/{USER_DTB}");
     let mut v = Vec::new();
     for s in Scenario::ALL {
-        let conf = warm_extlinux(s);
-        let env = s.env();
-        let mut files: Vec<(&str, &[u8])> = vec![
-            ("/boot/Image", &image),
-            ("/boot/initrd.img", &initrd),
-            ("/boot/initrd-warm.img", &warm),
-            ("/extlinux/extlinux.conf", conf.as_bytes()),
-            ("/kexboot/env.txt", env.as_bytes()),
-        ];
+        let mut disk = Disk::new(Scheme::Mbr)
+            .file("/boot/Image", &image[..])
+            .file("/boot/initrd.img", &initrd[..])
+            .file("/boot/initrd-warm.img", &warm[..])
+            .extlinux(warm_extlinux(s))
+            .file("/kexboot/env.txt", s.env().into_bytes());
         if s == Scenario::UserDtb {
-            files.push((&user_dtb_path, &user_dtb));
+            disk = disk.file(&user_dtb_path, &user_dtb[..]);
         }
         let path = paths.assets.join(s.file());
-        if disk::write(&path, &files, Scheme::Mbr)? {
+        if disk.write(&path)? {
             eprintln!("assets: wrote {}", path.display());
         }
         v.push((s, path));
