@@ -5,12 +5,12 @@
 
 use crate::assets::Assets;
 use crate::bench_util::{cell, median, ratio, secs};
-use crate::check::Transcript;
-use crate::disks::Disks;
-use crate::e2e_warm::{
+use crate::boots::{
     check_boot, direct_args, direct_expect, run_boots, warm_time, warm_timeout, Entered, Expect,
     SMP,
 };
+use crate::check::Transcript;
+use crate::disks::Disks;
 use crate::qemu;
 use crate::util::Paths;
 use crate::warm::{Scenario, WarmAssets, MACHINE};

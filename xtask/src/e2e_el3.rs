@@ -2,11 +2,11 @@
 //! its resident PSCI monitor starts Linux's 4 CPUs, takes them back with CPU_OFF (hotplug,
 //! kexec) and turns SYSTEM_RESET into a warm re-entry of kexboot.
 
-use crate::check::{Ctx, Transcript};
-use crate::e2e_warm::{
+use crate::boots::{
     check_boot, expect_poweroff, prepare, run_boots, seg, warm_expect, warm_timeout, Boots,
     Entered, Expect,
 };
+use crate::check::{Ctx, Transcript};
 use crate::qemu;
 use crate::warm::Scenario;
 use std::path::Path;

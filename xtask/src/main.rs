@@ -10,6 +10,7 @@ mod bench;
 mod bench_net;
 mod bench_util;
 mod bench_warm;
+mod boots;
 mod cases;
 mod check;
 mod disk;
