@@ -1,7 +1,7 @@
 //! apt-get for the test assets: `apt-get update` at most once, root or sudo, and downloads of
 //! arm64 packages.
 
-use crate::err;
+use crate::util::err;
 use crate::util::{run_status, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};

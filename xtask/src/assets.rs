@@ -5,10 +5,11 @@
 
 use crate::apt::{self, Apt};
 use crate::extlinux::{extlinux, Entry};
+use crate::util::err;
 use crate::util::{
     is_arm64_image, run_status, write_atomic, Context, Paths, Result, IMAGE_MAGIC_OFFSET,
 };
-use crate::{err, initrd, qemu, warm};
+use crate::{initrd, qemu, warm};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use std::fs;

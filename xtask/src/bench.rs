@@ -8,8 +8,9 @@ use crate::bench_util::{cell, median, ratio, secs};
 use crate::check::{CMDLINE_DIRECT, KEXBOOT_STARTING};
 use crate::disks::{self, Disks};
 use crate::qemu::{self, Session, Wait};
+use crate::util::err;
 use crate::util::{Context, Paths, Result};
-use crate::{bench_net, bench_warm, err, firmware};
+use crate::{bench_net, bench_warm, firmware};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,9 @@
 use crate::cases::CASES;
 use crate::check::Ctx;
 use crate::disks::build_disks;
+use crate::util::err;
 use crate::util::{cargo, run_status, Paths, Result};
-use crate::{assets, err, firmware, fuzz};
+use crate::{assets, firmware, fuzz};
 use std::time::{Duration, Instant};
 
 /// Options of `cargo xtask test`.

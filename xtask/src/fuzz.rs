@@ -7,8 +7,9 @@
 
 use crate::disk::{self, FatType, Scheme};
 use crate::extlinux::{extlinux, Entry};
+use crate::qemu;
+use crate::util::err;
 use crate::util::{run_status, Context, Paths, Result};
-use crate::{err, qemu};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};

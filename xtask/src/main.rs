@@ -32,7 +32,7 @@ mod util;
 mod warm;
 
 use std::process::{Command, ExitCode};
-use util::{run_status, Context, Paths, Result};
+use util::{err, run_status, Context, Paths, Result};
 
 const USAGE: &str = "usage: cargo xtask <command>
   assets                 install QEMU/U-Boot, fetch Debian's arm64 kernel + busybox, build Image,

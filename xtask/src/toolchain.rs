@@ -5,8 +5,8 @@
 //! `cargo` directly. So every command that builds checks the sysroot first and runs
 //! `rustup target add` for what is missing.
 
-use crate::err;
-use crate::util::{Context, Paths, Result};
+use crate::util::err;
+use crate::util::{run_status, Context, Paths, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -60,7 +60,7 @@ pub fn ensure_targets(paths: &Paths) -> Result<()> {
     if let Some(tc) = std::env::var_os("RUSTUP_TOOLCHAIN") {
         cmd.arg("--toolchain").arg(tc);
     }
-    crate::run_status(&mut cmd).map_err(|e| {
+    run_status(&mut cmd).map_err(|e| {
         err!("{e}: the targets {need:?} are needed (install rustup, or add them to your toolchain)")
     })?;
     let still = missing(&root, &need);

@@ -25,10 +25,10 @@ impl From<std::io::Error> for Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Builds an [`Error`] from a format string.
-#[macro_export]
 macro_rules! err {
     ($($t:tt)*) => { $crate::util::Error(format!($($t)*)) };
 }
+pub(crate) use err;
 
 /// Adds the path to an I/O error.
 pub trait Context<T> {
