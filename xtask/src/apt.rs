@@ -1,8 +1,7 @@
 //! apt-get for the test assets: `apt-get update` at most once, root or sudo, and downloads of
 //! arm64 packages.
 
-use crate::util::err;
-use crate::util::{run_status, Context, Result};
+use crate::util::{err, run_status, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,9 +5,8 @@
 
 use crate::apt::{self, Apt};
 use crate::extlinux::{extlinux, Entry};
-use crate::util::err;
 use crate::util::{
-    is_arm64_image, run_status, write_atomic, Context, Paths, Result, IMAGE_MAGIC_OFFSET,
+    err, is_arm64_image, run_status, write_atomic, Context, Paths, Result, IMAGE_MAGIC_OFFSET,
 };
 use crate::{initrd, qemu, warm};
 use flate2::read::GzDecoder;

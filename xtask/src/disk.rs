@@ -1,8 +1,7 @@
 //! Disk images for the QEMU cases: one FAT32 partition (MBR or GPT) holding the given files,
 //! built in memory with `fatfs`, `mbrman` and `gpt`.
 
-use crate::util::err;
-use crate::util::{write_unless_same, Context, Result};
+use crate::util::{err, write_unless_same, Context, Result};
 pub use fatfs::FatType;
 use fatfs::{FileSystem, FormatVolumeOptions, FsOptions};
 use std::borrow::Cow;

@@ -4,8 +4,7 @@
 use crate::cases::CASES;
 use crate::check::Ctx;
 use crate::disks::build_disks;
-use crate::util::err;
-use crate::util::{cargo, run_status, Paths, Result};
+use crate::util::{cargo, err, run_status, Paths, Result};
 use crate::{assets, firmware, fuzz};
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,7 @@
 //! its ELF into the flat `target/kexboot.bin` that QEMU `-kernel` loads; the same for the
 //! entry-condition probe (`probe/`, `target/probe.bin`).
 
-use crate::util::err;
-use crate::util::{cargo, is_arm64_image, run_status, write_atomic, Context, Paths, Result};
+use crate::util::{cargo, err, is_arm64_image, run_status, write_atomic, Context, Paths, Result};
 use object::elf::{FileHeader64, PT_LOAD};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;

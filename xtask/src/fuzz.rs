@@ -8,8 +8,7 @@
 use crate::disk::{self, FatType, Scheme};
 use crate::extlinux::{extlinux, Entry};
 use crate::qemu;
-use crate::util::err;
-use crate::util::{run_status, Context, Paths, Result};
+use crate::util::{err, run_status, Context, Paths, Result};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -5,8 +5,7 @@
 //! `cargo` directly. So every command that builds checks the sysroot first and runs
 //! `rustup target add` for what is missing.
 
-use crate::util::err;
-use crate::util::{run_status, Context, Paths, Result};
+use crate::util::{err, run_status, Context, Paths, Result};
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -16,8 +16,9 @@ use crate::disk::{Disk, Scheme};
 use crate::extlinux::{extlinux, Entry};
 use crate::initrd::{self, Extra, EXEC};
 use crate::qemu;
-use crate::util::err;
-use crate::util::{cargo, is_arm64_image, run_status, write_unless_same, Context, Paths, Result};
+use crate::util::{
+    cargo, err, is_arm64_image, run_status, write_unless_same, Context, Paths, Result,
+};
 use object::elf::{FileHeader64, DT_NEEDED};
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use object::Endianness;
