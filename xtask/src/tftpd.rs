@@ -8,8 +8,7 @@
 //! the guest in DHCP option 66 (`tftp-server-name=127.0.0.1`) or `setenv serverip 127.0.0.1`.
 //! Unit tests bind an ephemeral port.
 
-use crate::util::err;
-use crate::util::Result;
+use crate::util::{err, Result};
 use kexboot_net::tftp::code::{
     ACCESS_VIOLATION as E_ACCESS, FILE_NOT_FOUND as E_NOT_FOUND, ILLEGAL as E_ILLEGAL,
     UNDEFINED as E_UNDEFINED, UNKNOWN_TID as E_UNKNOWN_TID,
