@@ -821,6 +821,58 @@ mod tests {
         assert!(st.mbps() > 0.0);
     }
 
+    /// The firmware's own client (`kexboot_net::tftp::Client`, sans-I/O) downloads through this
+    /// server: both ends speak the one wire format, options negotiated as asked.
+    #[test]
+    fn kexboot_net_client_downloads_byte_exact() {
+        use kexboot_net::tftp::{Action, Client, Options};
+        let root = Root::new("netclient");
+        let data = content(300_000, 11);
+        root.put("vmlinuz", &data);
+        let s = server(&root, |_| {});
+        let opts = Options {
+            blksize: Some(1468),
+            tsize: true,
+            timeout: Some(1),
+            windowsize: Some(8),
+        };
+        let mut c = Client::new("vmlinuz", opts, data.len()).unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let t0 = Instant::now();
+        let now = || t0.elapsed().as_micros() as u64;
+        sock.send_to(&c.start(now()), s.addr()).unwrap();
+        let (mut dest, mut buf) = (vec![0u8; data.len()], vec![0u8; 70000]);
+        let mut tid = None;
+        let size = loop {
+            assert!(t0.elapsed() < Duration::from_secs(60), "no end in time");
+            let action = match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    tid = Some(from);
+                    c.on_packet(&buf[..n], now(), &mut dest)
+                }
+                Err(_) => c.on_tick(now()),
+            };
+            match action.unwrap() {
+                Action::Send(p) => {
+                    sock.send_to(&p, tid.unwrap_or(s.addr())).unwrap();
+                }
+                Action::Wait => {}
+                Action::Done { size, ack } => {
+                    sock.send_to(&ack, tid.unwrap()).unwrap();
+                    break size;
+                }
+            }
+        };
+        assert_eq!(size, data.len());
+        assert!(dest == data, "content differs");
+        assert_eq!(c.tsize(), Some(data.len() as u64));
+        let st = stats_of(&s, "vmlinuz");
+        assert!(st.completed, "{st:?}");
+        assert_eq!((st.blksize, st.windowsize, st.tsize_asked), (1468, 8, true));
+    }
+
     #[test]
     fn window8_with_10_percent_loss_is_byte_exact() {
         let root = Root::new("loss");
