@@ -25,7 +25,7 @@ impl Case {
     }
 
     /// A case without kexboot (the kernel, the disk or kexec-tools alone).
-    const fn host(name: &'static str, run: CaseFn) -> Case {
+    const fn no_fw(name: &'static str, run: CaseFn) -> Case {
         Case {
             name,
             needs_firmware: false,
@@ -37,8 +37,8 @@ impl Case {
 /// Every case, in the order they run.
 #[rustfmt::skip]
 pub(crate) const CASES: &[Case] = &[
-    Case::host("direct-linux", e2e_boot::case_direct),
-    Case::host("uboot-image-mbr", e2e_boot::case_uboot),
+    Case::no_fw("direct-linux", e2e_boot::case_direct),
+    Case::no_fw("uboot-image-mbr", e2e_boot::case_uboot),
     Case::fw("el2-image-mbr", e2e_boot::case_el2_image_mbr),
     Case::fw("el1-imagegz-gpt", e2e_boot::case_el1_imagegz_gpt),
     Case::fw("fallback-missing-kernel", e2e_boot::case_fallback),
@@ -49,7 +49,7 @@ pub(crate) const CASES: &[Case] = &[
     Case::fw("shell-saveenv-reset", e2e_boot::case_saveenv),
     Case::fw("shell-load-booti", e2e_boot::case_load_booti),
     Case::fw("bootlimit-altbootcmd", e2e_warm::case_bootlimit),
-    Case::host("kexec-tools-direct-baseline", e2e_warm::case_direct_baseline),
+    Case::no_fw("kexec-tools-direct-baseline", e2e_warm::case_direct_baseline),
     Case::fw("warm-3-cycles-helper", e2e_warm::case_helper_3_cycles),
     Case::fw("warm-kexec-tools-default", e2e_warm::case_tools_default),
     Case::fw("warm-kexec-tools-append", e2e_warm::case_tools_append),
