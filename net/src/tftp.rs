@@ -36,10 +36,16 @@ pub const MAX_RTO_US: u64 = 8_000_000;
 pub mod code {
     /// Not defined, see message.
     pub const UNDEFINED: u16 = 0;
+    /// File not found.
+    pub const FILE_NOT_FOUND: u16 = 1;
+    /// Access violation.
+    pub const ACCESS_VIOLATION: u16 = 2;
     /// Disk full or allocation exceeded.
     pub const DISK_FULL: u16 = 3;
     /// Illegal TFTP operation.
     pub const ILLEGAL: u16 = 4;
+    /// Unknown transfer ID.
+    pub const UNKNOWN_TID: u16 = 5;
     /// Option negotiation refused (RFC 2347).
     pub const OPTION_REFUSED: u16 = 8;
 }

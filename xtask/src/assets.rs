@@ -3,7 +3,12 @@
 //!
 //! Idempotent: whatever is already there and valid is kept.
 
-use crate::{err, initrd, run_status, Context, Paths, Result};
+use crate::apt::{self, Apt};
+use crate::extlinux::{extlinux, Entry};
+use crate::util::{
+    err, is_arm64_image, run_status, write_atomic, Context, Paths, Result, IMAGE_MAGIC_OFFSET,
+};
+use crate::{initrd, qemu, warm};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use std::fs;
@@ -11,11 +16,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Command line of the `netboot` label of `pxelinux.cfg/default`.
+pub const CMDLINE_NETBOOT: &str = "console=ttyAMA0 kexboot.test=netboot quiet";
+/// Command line the DHCP-named script `netboot.txt` sets.
+pub const CMDLINE_NETSCRIPT: &str = "console=ttyAMA0 kexboot.test=netscript quiet";
 /// Debian's U-Boot for QEMU `virt` (aarch64), run with `-bios`.
 pub const UBOOT_BIN: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
-/// Offset and value of the arm64 Image magic ("ARM\x64").
-const IMAGE_MAGIC_OFFSET: usize = 0x38;
-const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
 
 /// The files the QEMU cases boot.
 #[derive(Clone, Debug)]
@@ -28,7 +34,7 @@ pub struct Assets {
     pub initrd: PathBuf,
     /// The warm re-entry initramfs (kexec-tools, ramoops, kexboot.bin, the helper), or why it
     /// could not be built.
-    pub warm: std::result::Result<crate::warm::WarmAssets, String>,
+    pub warm: std::result::Result<warm::WarmAssets, String>,
 }
 
 /// Makes sure every asset exists, installing and downloading what is missing.
@@ -61,7 +67,7 @@ pub fn ensure(paths: &Paths) -> Result<Assets> {
             wanted.push(("busybox-static".to_string(), "busybox-static"));
         }
         for (pkg, dir) in &wanted {
-            let deb = download(&mut apt, &debs, pkg)?;
+            let deb = apt::download(&mut apt, &debs, pkg)?;
             let out = debs.join(dir);
             let _ = fs::remove_dir_all(&out);
             run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&out))?;
@@ -90,7 +96,7 @@ pub fn ensure(paths: &Paths) -> Result<Assets> {
         );
         write_atomic(&a.initrd, &img)?;
     }
-    a.warm = crate::warm::ensure(paths, &mut apt, &bb, &a).map_err(|e| e.to_string());
+    a.warm = warm::ensure(paths, &mut apt, &bb, &a.image, &a.initrd).map_err(|e| e.to_string());
     if let Err(e) = &a.warm {
         eprintln!("assets: warning: no warm re-entry initramfs: {e}");
     }
@@ -101,12 +107,11 @@ pub fn ensure(paths: &Paths) -> Result<Assets> {
 /// `pxelinux.0` (DHCP names it, so the PXE prefix is ""), `pxelinux.cfg/default` and the boot
 /// script `netboot.txt`. Files whose content changed are rewritten.
 pub fn tftp_root(paths: &Paths, a: &Assets) -> Result<PathBuf> {
-    use crate::e2e_net::{CMDLINE_NETBOOT, CMDLINE_NETSCRIPT};
     let root = paths.assets.join("tftp");
     fs::create_dir_all(root.join("pxelinux.cfg")).ctx(root.display())?;
-    let pxe = crate::e2e::extlinux(
+    let pxe = extlinux(
         "netboot",
-        &[crate::e2e::Entry {
+        &[Entry {
             label: "netboot",
             linux: "vmlinuz",
             initrd: "initrd.img",
@@ -146,36 +151,6 @@ fn modified(p: &Path) -> std::time::SystemTime {
     fs::metadata(p)
         .and_then(|m| m.modified())
         .unwrap_or(std::time::UNIX_EPOCH)
-}
-
-/// Writes through a temporary file and a rename, so an interrupted run leaves no half file.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, data).ctx(tmp.display())?;
-    fs::rename(&tmp, path).ctx(path.display())
-}
-
-/// Writes `path` from `make()` unless `<path>.stamp` says it was made from inputs hashing to
-/// `key`. Returns whether it wrote.
-pub fn write_unless_same(
-    path: &Path,
-    key: u64,
-    make: impl FnOnce() -> Result<Vec<u8>>,
-) -> Result<bool> {
-    let stamp = PathBuf::from(format!("{}.stamp", path.display()));
-    let key = format!("{key:016x}\n");
-    if path.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
-        return Ok(false);
-    }
-    let _ = fs::remove_file(&stamp);
-    write_atomic(path, &make()?)?;
-    fs::write(&stamp, key).ctx(stamp.display())?;
-    Ok(true)
-}
-
-/// True when `data` carries the arm64 Image header magic.
-pub fn is_arm64_image(data: &[u8]) -> bool {
-    data.get(IMAGE_MAGIC_OFFSET..IMAGE_MAGIC_OFFSET + 4) == Some(&IMAGE_MAGIC[..])
 }
 
 fn is_arm64_image_file(p: &Path) -> bool {
@@ -222,64 +197,6 @@ fn install_kernel(unpacked: &Path, image: &Path) -> Result<()> {
     write_atomic(image, &data)
 }
 
-/// apt-get driver: `apt-get update` at most once per run, root or sudo.
-#[derive(Default)]
-pub(crate) struct Apt {
-    updated: bool,
-    arm64: bool,
-}
-
-impl Apt {
-    /// A command run as root (through `sudo` when we are not root).
-    fn root_cmd(prog: &str) -> Command {
-        let is_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout.trim_ascii() == b"0")
-            .unwrap_or(false);
-        let mut c = if is_root {
-            Command::new(prog)
-        } else {
-            let mut c = Command::new("sudo");
-            c.arg(prog);
-            c
-        };
-        c.env("DEBIAN_FRONTEND", "noninteractive");
-        c
-    }
-
-    pub(crate) fn update(&mut self) -> Result<()> {
-        if !self.updated {
-            eprintln!("assets: apt-get update");
-            run_status(Self::root_cmd("apt-get").args(["-q", "update"]))?;
-            self.updated = true;
-        }
-        Ok(())
-    }
-
-    /// Adds the arm64 architecture to dpkg (and refreshes the lists) if it is not there yet.
-    pub(crate) fn ensure_arm64(&mut self) -> Result<()> {
-        if self.arm64 {
-            return Ok(());
-        }
-        let out = Command::new("dpkg")
-            .arg("--print-foreign-architectures")
-            .output()
-            .ctx("dpkg --print-foreign-architectures")?;
-        if !String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .any(|a| a == "arm64")
-        {
-            eprintln!("assets: dpkg --add-architecture arm64");
-            run_status(Self::root_cmd("dpkg").args(["--add-architecture", "arm64"]))?;
-            self.updated = false;
-            self.update()?;
-        }
-        self.arm64 = true;
-        Ok(())
-    }
-}
-
 /// True when `prog` is an executable on `$PATH`.
 fn on_path(prog: &str) -> bool {
     std::env::var_os("PATH")
@@ -289,7 +206,7 @@ fn on_path(prog: &str) -> bool {
 /// Installs QEMU and Debian's U-Boot if they are missing.
 fn host_packages(apt: &mut Apt) -> Result<()> {
     let mut pkgs = Vec::new();
-    if !on_path(crate::qemu::QEMU) {
+    if !on_path(qemu::QEMU) {
         // ipxe-qemu: the option ROM QEMU looks for when it adds its default NIC.
         pkgs.extend(["qemu-system-arm", "ipxe-qemu"]);
     }
@@ -343,45 +260,6 @@ fn kernel_package(apt: &mut Apt) -> Result<String> {
     ))
 }
 
-/// `apt-get download <pkg>:arm64` into `dir`; returns the `.deb`'s path.
-pub(crate) fn download(apt: &mut Apt, dir: &Path, pkg: &str) -> Result<PathBuf> {
-    let find = || -> Option<PathBuf> {
-        let prefix = format!("{pkg}_");
-        fs::read_dir(dir)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with("_arm64.deb"))
-            })
-    };
-    if let Some(p) = find() {
-        return Ok(p);
-    }
-    for attempt in 0..2 {
-        eprintln!("assets: apt-get download {pkg}:arm64");
-        let st = Command::new("apt-get")
-            .args(["-q", "download"])
-            .arg(format!("{pkg}:arm64"))
-            .current_dir(dir)
-            .status()
-            .ctx("apt-get download")?;
-        if st.success() {
-            if let Some(p) = find() {
-                return Ok(p);
-            }
-        }
-        if attempt == 0 {
-            // The lists may be older than the mirror: refresh once and try again.
-            apt.updated = false;
-            apt.update()?;
-        }
-    }
-    Err(err!("apt-get download {pkg}:arm64 failed"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,28 +279,5 @@ mod tests {
         );
         assert_eq!(parse_kernel_depends("  Depends: linux-base\n"), None);
         assert_eq!(parse_kernel_depends(""), None);
-    }
-
-    #[test]
-    fn image_magic() {
-        let mut h = vec![0u8; 64];
-        assert!(!is_arm64_image(&h));
-        h[0x38..0x3c].copy_from_slice(b"ARM\x64");
-        assert!(is_arm64_image(&h));
-        assert!(!is_arm64_image(&h[..0x3a]));
-    }
-
-    #[test]
-    fn stamp_skips_unchanged() {
-        let dir = std::env::temp_dir().join(format!("xtask-stamp-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("f.img");
-        assert!(write_unless_same(&p, 1, || Ok(b"one".to_vec())).unwrap());
-        assert!(!write_unless_same(&p, 1, || panic!("must not rebuild")).unwrap());
-        assert!(write_unless_same(&p, 2, || Ok(b"two".to_vec())).unwrap());
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        fs::remove_file(&p).unwrap();
-        assert!(write_unless_same(&p, 2, || Ok(b"three".to_vec())).unwrap());
-        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -4,9 +4,12 @@
 //! reboot arms of [`crate::bench_warm`].
 
 use crate::assets::{self, UBOOT_BIN};
-use crate::e2e::{self, CMDLINE_DIRECT, KEXBOOT_STARTING};
+use crate::bench_util::{cell, median, ratio, secs};
+use crate::check::{CMDLINE_DIRECT, KEXBOOT_STARTING};
+use crate::disks::{self, Disks};
 use crate::qemu::{self, Session, Wait};
-use crate::{err, firmware, Context, Paths, Result};
+use crate::util::{err, Context, Paths, Result};
+use crate::{bench_net, bench_warm, firmware};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -43,11 +46,8 @@ struct Sample {
 }
 
 /// Machine arguments shared by every arm, so the figures compare.
-fn machine() -> Vec<String> {
-    ["-M", "virt", "-cpu", "cortex-a72", "-m", "1G"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+fn machine() -> qemu::Args {
+    qemu::Args::new("virt", qemu::DEFAULT_CPU, None)
 }
 
 fn run_one(
@@ -57,22 +57,15 @@ fn run_one(
     disk: &std::path::Path,
     a: &assets::Assets,
 ) -> Sample {
-    let mut args = machine();
-    match arm {
-        Arm::Kexboot => {
-            args.extend(["-kernel".into(), paths.kexboot_bin().display().to_string()]);
-            args.extend(qemu::virtio_disk(disk));
-        }
-        Arm::UBoot => {
-            args.extend(["-bios".into(), UBOOT_BIN.into()]);
-            args.extend(qemu::virtio_disk(disk));
-        }
-        Arm::Direct => {
-            args.extend(["-kernel".into(), a.image.display().to_string()]);
-            args.extend(["-initrd".into(), a.initrd.display().to_string()]);
-            args.extend(["-append".into(), CMDLINE_DIRECT.into()]);
-        }
+    let args = match arm {
+        Arm::Kexboot => machine().kernel(&paths.kexboot_bin()).disk(disk),
+        Arm::UBoot => machine().bios(std::path::Path::new(UBOOT_BIN)).disk(disk),
+        Arm::Direct => machine()
+            .kernel(&a.image)
+            .initrd(&a.initrd)
+            .append(CMDLINE_DIRECT),
     }
+    .into_vec();
     let name = format!("bench-{}-{}", format!("{arm:?}").to_lowercase(), round + 1);
     let log = paths.e2e.join(format!("{name}.log"));
     let mut smp = Sample::default();
@@ -157,40 +150,6 @@ fn run_one(
     smp
 }
 
-/// Median of the values present.
-pub(crate) fn median(v: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
-    let mut v: Vec<Duration> = v.flatten().collect();
-    v.sort();
-    match v.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(v[n / 2]),
-        n => Some((v[n / 2 - 1] + v[n / 2]) / 2),
-    }
-}
-
-pub(crate) fn secs(d: Option<Duration>) -> String {
-    d.map(|d| format!("{:.3}", d.as_secs_f64()))
-        .unwrap_or_else(|| "–".into())
-}
-
-/// "median (min–max)" of the values present.
-pub(crate) fn cell(med: Option<Duration>, v: impl Iterator<Item = Option<Duration>>) -> String {
-    let v: Vec<Duration> = v.flatten().collect();
-    match (v.iter().min(), v.iter().max()) {
-        (Some(lo), Some(hi)) if v.len() > 1 => {
-            format!("{} ({}–{})", secs(med), secs(Some(*lo)), secs(Some(*hi)))
-        }
-        _ => secs(med),
-    }
-}
-
-pub(crate) fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
-        _ => "n/a".into(),
-    }
-}
-
 /// `cargo xtask bench [--rounds N]`.
 pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     let mut rounds = 3usize;
@@ -221,21 +180,21 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
         eprintln!("bench: firmware build failed, kexboot arms skipped: {e}");
     }
     let a = assets::ensure(paths)?;
-    let disks = e2e::build_disks(paths, &a)?;
+    let disks = disks::build_disks(paths, &a)?;
     std::fs::create_dir_all(&paths.e2e).ctx(paths.e2e.display())?;
     let mut md = String::from("# kexboot boot-time bench\n\n");
     if cold {
         md += &cold_bench(paths, rounds, &a, &fw, &disks);
     }
     if warm {
-        md += &crate::bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks);
+        md += &bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks);
     }
     let out = paths.target.join("bench.md");
     if net {
-        let section = crate::bench_net::net_bench(paths, rounds, &a, fw.is_ok());
+        let section = bench_net::net_bench(paths, rounds, &a, fw.is_ok());
         if !cold && !warm {
             print!("\n{section}");
-            crate::bench_net::write_section(&out, &section)?;
+            bench_net::write_section(&out, &section)?;
             println!("\nwritten to {}", out.display());
             return Ok(());
         }
@@ -253,7 +212,7 @@ fn cold_bench(
     rounds: usize,
     a: &assets::Assets,
     fw: &Result<std::path::PathBuf>,
-    disks: &e2e::Disks,
+    disks: &Disks,
 ) -> String {
     let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
     let mut samples: Vec<Vec<Sample>> = arms.iter().map(|_| Vec::new()).collect();
@@ -302,7 +261,7 @@ fn cold_bench(
         "QEMU TCG `{} {}`, same kernel ({} bytes) and initramfs, disk `{}` over virtio-blk; \
          host time from QEMU spawn; median of {rounds} rounds.\n",
         qemu::QEMU,
-        machine().join(" "),
+        machine().into_vec().join(" "),
         size(&a.image).unwrap_or(0),
         disks
             .mbr
@@ -396,25 +355,4 @@ fn cold_bench(
         let _ = writeln!(md, "```");
     }
     md
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_and_ratio() {
-        let s = |v: f64| Some(Duration::from_secs_f64(v));
-        assert_eq!(median([s(3.0), None, s(1.0), s(2.0)].into_iter()), s(2.0));
-        assert_eq!(median([s(1.0), s(2.0)].into_iter()), s(1.5));
-        assert_eq!(median([None, None].into_iter()), None);
-        assert_eq!(ratio(s(1.0), s(4.0)), "0.25x");
-        assert_eq!(ratio(None, s(4.0)), "n/a");
-        assert_eq!(secs(None), "–");
-        assert_eq!(
-            cell(s(2.0), [s(1.0), s(2.0), s(3.0)].into_iter()),
-            "2.000 (1.000–3.000)"
-        );
-        assert_eq!(cell(None, [None].into_iter()), "–");
-    }
 }

@@ -4,12 +4,12 @@
 //! PXE; both firmwares against the same server, medians of interleaved rounds.
 
 use crate::assets::{self, Assets, UBOOT_BIN};
-use crate::bench::{cell, median, ratio, secs};
-use crate::e2e::{is_prompt, machine, KEXBOOT_STARTING};
+use crate::bench_util::{cell, median, ratio, secs};
+use crate::check::{is_prompt, KEXBOOT_STARTING};
 use crate::e2e_net::{netdev, parse_tftp_line, Tftp, NET_FILES};
-use crate::qemu::{Session, Wait};
+use crate::qemu::{self, Session, Wait};
 use crate::tftpd::{Config, Server, Stats};
-use crate::{Context, Paths, Result};
+use crate::util::{Context, Paths, Result};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
@@ -145,18 +145,18 @@ fn drive(
 
 fn run_one(paths: &Paths, srv: &Server, arm: Arm, round: usize) -> Sample {
     let mut smp = Sample::default();
-    let mut args = machine(MACHINE, 1);
-    if arm.kexboot() {
-        args.extend(["-kernel".into(), paths.kexboot_bin().display().to_string()]);
+    let args = qemu::Args::machine(MACHINE, 1);
+    let args = if arm.kexboot() {
+        args.kernel(&paths.kexboot_bin())
     } else {
-        args.extend(["-bios".into(), UBOOT_BIN.into()]);
-    }
+        args.bios(Path::new(UBOOT_BIN))
+    };
     let bootfile = if arm == Arm::KexPxe || !arm.kexboot() {
         "pxelinux.0"
     } else {
         NO_SCRIPT
     };
-    args.extend(netdev(Tftp::Own(srv.addr().ip()), bootfile));
+    let args = netdev(args, Tftp::Own(srv.addr().ip()), bootfile).into_vec();
     let name = format!(
         "bench-net-{}-{}",
         format!("{arm:?}").to_lowercase(),

@@ -4,15 +4,16 @@
 //! or kexec-tools loading kexboot.bin) or loaded by kexec-tools directly (default checks, `-i`).
 
 use crate::assets::Assets;
-use crate::bench::{cell, median, ratio, secs};
-use crate::e2e::{self, Disks, Transcript};
-use crate::e2e_warm::{
+use crate::bench_util::{cell, median, ratio, secs};
+use crate::boots::{
     check_boot, direct_args, direct_expect, run_boots, warm_time, warm_timeout, Entered, Expect,
-    MACHINE, SMP,
+    SMP,
 };
+use crate::check::Transcript;
+use crate::disks::Disks;
 use crate::qemu;
-use crate::warm::{Scenario, WarmAssets};
-use crate::Paths;
+use crate::util::Paths;
+use crate::warm::{Scenario, WarmAssets, MACHINE};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -84,12 +85,10 @@ fn run_one(
             },
         ),
         (Some(s), Ok(d)) => match d.get(s) {
-            Some(disk) => {
-                let mut v = e2e::machine(MACHINE, SMP);
-                v.extend(["-kernel".into(), paths.kexboot_bin().display().to_string()]);
-                v.extend(qemu::virtio_disk(disk));
-                v
-            }
+            Some(disk) => qemu::Args::machine(MACHINE, SMP)
+                .kernel(&paths.kexboot_bin())
+                .disk(disk)
+                .into_vec(),
             None => {
                 smp.error = Some(format!("no disk for {s:?}"));
                 return smp;
@@ -202,7 +201,7 @@ pub fn warm_bench(paths: &Paths, rounds: usize, a: &Assets, fw_ok: bool, disks: 
          before `kexec -e` / the helper) to the next `KEXBOOT-E2E-BEGIN`; median of {rounds} \
          rounds, interleaved.\n",
         qemu::QEMU,
-        e2e::machine(MACHINE, SMP).join(" "),
+        qemu::Args::machine(MACHINE, SMP).into_vec().join(" "),
         size(&a.image),
         size(&a.initrd),
     );

@@ -1,9 +1,10 @@
 //! Disk images for the QEMU cases: one FAT32 partition (MBR or GPT) holding the given files,
 //! built in memory with `fatfs`, `mbrman` and `gpt`.
 
-use crate::{err, Context, Result};
+use crate::util::{err, write_unless_same, Context, Result};
 pub use fatfs::FatType;
 use fatfs::{FileSystem, FormatVolumeOptions, FsOptions};
+use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::io::{Cursor, Write};
 use std::path::Path;
@@ -114,12 +115,56 @@ fn fill_fat(part: &mut [u8], fat: FatType, files: &[(&str, &[u8])]) -> Result<()
     fs.unmount().ctx("unmounting FAT")
 }
 
+/// Where every test disk keeps its extlinux.conf.
+pub const EXTLINUX_CONF: &str = "/extlinux/extlinux.conf";
+
+/// One test disk: its partition table and files, in order. The e2e disk set, the warm disks and
+/// the probe disks are all written through it.
+pub struct Disk<'a> {
+    scheme: Scheme,
+    files: Vec<(&'a str, Cow<'a, [u8]>)>,
+}
+
+impl<'a> Disk<'a> {
+    /// An empty disk with partition table `scheme`.
+    pub fn new(scheme: Scheme) -> Self {
+        Disk {
+            scheme,
+            files: Vec::new(),
+        }
+    }
+
+    /// Adds the file `path` (absolute, like `/boot/Image`).
+    pub fn file(mut self, path: &'a str, data: impl Into<Cow<'a, [u8]>>) -> Self {
+        self.files.push((path, data.into()));
+        self
+    }
+
+    /// Adds every `(path, data)` of `files`.
+    pub fn files(mut self, files: &[(&'a str, &'a [u8])]) -> Self {
+        self.files
+            .extend(files.iter().map(|&(p, d)| (p, Cow::Borrowed(d))));
+        self
+    }
+
+    /// Adds `/extlinux/extlinux.conf` with `conf`.
+    pub fn extlinux(self, conf: String) -> Self {
+        self.file(EXTLINUX_CONF, conf.into_bytes())
+    }
+
+    /// Writes it to `path` ([`write`]); returns whether it wrote.
+    pub fn write(&self, path: &Path) -> Result<bool> {
+        let refs: Vec<(&str, &[u8])> = self.files.iter().map(|(p, d)| (*p, &d[..])).collect();
+        write(path, &refs, self.scheme)
+    }
+}
+
 /// Builds the image and writes it to `path` (through a temporary file), unless `path` was
 /// already made from the same files (`<path>.stamp` holds a hash of them). Returns whether it wrote.
 pub fn write(path: &Path, files: &[(&str, &[u8])], scheme: Scheme) -> Result<bool> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (files, scheme == Scheme::Gpt, PART_BYTES).hash(&mut h);
-    crate::assets::write_unless_same(path, h.finish(), || {
+    write_unless_same(path, h.finish(), || {
         build(files, scheme).ctx(path.display())
     })
 }

@@ -2,11 +2,11 @@
 //! its resident PSCI monitor starts Linux's 4 CPUs, takes them back with CPU_OFF (hotplug,
 //! kexec) and turns SYSTEM_RESET into a warm re-entry of kexboot.
 
-use crate::e2e::{Ctx, Transcript};
-use crate::e2e_warm::{
+use crate::boots::{
     check_boot, expect_poweroff, prepare, run_boots, seg, warm_expect, warm_timeout, Boots,
     Entered, Expect,
 };
+use crate::check::{Ctx, Transcript};
 use crate::qemu;
 use crate::warm::Scenario;
 use std::path::Path;
@@ -28,7 +28,7 @@ pub trait Cpu {
 
 pub struct CortexA72;
 impl Cpu for CortexA72 {
-    const NAME: &'static str = crate::e2e::DEFAULT_CPU;
+    const NAME: &'static str = qemu::DEFAULT_CPU;
 }
 
 pub struct Max;
@@ -37,13 +37,10 @@ impl Cpu for Max {
 }
 
 fn el3_args<C: Cpu>(c: &Ctx, disk: &Path) -> Vec<String> {
-    let mut a = crate::e2e::machine_cpu(MACHINE_EL3, C::NAME, SMP);
-    a.extend([
-        "-bios".to_string(),
-        c.paths.kexboot_bin().display().to_string(),
-    ]);
-    a.extend(qemu::virtio_disk(disk));
-    a
+    qemu::Args::new(MACHINE_EL3, C::NAME, Some(SMP))
+        .bios(&c.paths.kexboot_bin())
+        .disk(disk)
+        .into_vec()
 }
 
 fn has(t: &Transcript, p: &str) -> bool {

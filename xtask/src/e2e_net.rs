@@ -4,18 +4,16 @@
 //! DHCP option 66 since slirp keeps 10.0.2.2:69 for its own TFTP server) with injected loss, and falls back to its prompt when the
 //! server stays silent.
 
-use crate::e2e::{
-    boot_for, case_timeout, expect_kexboot_started, expect_userspace, is_prompt, machine, Ctx,
-    Transcript,
+use crate::assets::{CMDLINE_NETBOOT, CMDLINE_NETSCRIPT};
+use crate::check::{
+    boot_for, case_timeout, expect_kexboot_started, expect_userspace, is_prompt, Ctx, Transcript,
+    KEXBOOT_STARTING,
 };
+use crate::qemu;
 use crate::tftpd::{Config, Server, Stats};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Command line of the `netboot` label of `pxelinux.cfg/default`.
-pub const CMDLINE_NETBOOT: &str = "console=ttyAMA0 kexboot.test=netboot quiet";
-/// Command line the DHCP-named script `netboot.txt` sets.
-pub const CMDLINE_NETSCRIPT: &str = "console=ttyAMA0 kexboot.test=netscript quiet";
 /// The files the PXE label loads.
 pub const NET_FILES: [&str; 2] = ["vmlinuz", "initrd.img"];
 /// The firmware's line after a failed netboot.
@@ -34,28 +32,18 @@ pub(crate) enum Tftp<'a> {
 
 /// `-netdev user` with the TFTP server and boot file DHCP names, plus the virtio-net
 /// (virtio-mmio) NIC.
-pub(crate) fn netdev(tftp: Tftp, bootfile: &str) -> Vec<String> {
+pub(crate) fn netdev(args: qemu::Args, tftp: Tftp, bootfile: &str) -> qemu::Args {
     let tftp = match tftp {
         Tftp::Builtin(r) => format!("tftp={}", r.display()),
         Tftp::Own(ip) => format!("tftp-server-name={ip}"),
     };
-    vec![
-        "-netdev".into(),
-        format!("user,id=n0,{tftp},bootfile={bootfile}"),
-        "-device".into(),
-        "virtio-net-device,netdev=n0".into(),
-    ]
+    args.user_net(&format!("{tftp},bootfile={bootfile}"))
 }
 
 /// kexboot as `-kernel`, no disk, the NIC on user networking.
 fn kexboot_net(c: &Ctx, smp: u32, tftp: Tftp, bootfile: &str) -> Vec<String> {
-    let mut a = machine("virt,virtualization=on", smp);
-    a.extend([
-        "-kernel".into(),
-        c.paths.kexboot_bin().display().to_string(),
-    ]);
-    a.extend(netdev(tftp, bootfile));
-    a
+    let a = qemu::Args::machine("virt,virtualization=on", smp).kernel(&c.paths.kexboot_bin());
+    netdev(a, tftp, bootfile).into_vec()
 }
 
 /// The lossy cases need longer than one clean boot: the case limit plus two minutes.
@@ -302,9 +290,7 @@ pub(crate) fn case_server_silent(c: &Ctx, name: &str) -> CaseResult {
         &c.log(name),
         limit,
     )?;
-    if let Some((_, l)) =
-        t.find(|l| l.contains("KEXBOOT-E2E") || l.contains(crate::e2e::KEXBOOT_STARTING))
-    {
+    if let Some((_, l)) = t.find(|l| l.contains("KEXBOOT-E2E") || l.contains(KEXBOOT_STARTING)) {
         return Err(format!("a kernel was started: {:?}", l.text.trim()));
     }
     let (p, prompt) = t.find(is_prompt).ok_or_else(|| {
@@ -388,12 +374,14 @@ mod tests {
 
     #[test]
     fn netdev_args() {
-        let a = netdev(Tftp::Builtin(Path::new("/r")), "pxelinux.0");
-        assert_eq!(a[1], "user,id=n0,tftp=/r,bootfile=pxelinux.0");
-        assert_eq!(a[3], "virtio-net-device,netdev=n0");
+        let none = || qemu::Args::new("virt", "max", None);
+        let n = none().into_vec().len();
+        let a = netdev(none(), Tftp::Builtin(Path::new("/r")), "pxelinux.0").into_vec();
+        assert_eq!(a[n + 1], "user,id=n0,tftp=/r,bootfile=pxelinux.0");
+        assert_eq!(a[n + 3], "virtio-net-device,netdev=n0");
         let ip = std::net::IpAddr::from([192, 0, 2, 2]);
         assert_eq!(
-            netdev(Tftp::Own(ip), "netboot.txt")[1],
+            netdev(none(), Tftp::Own(ip), "netboot.txt").into_vec()[n + 1],
             "user,id=n0,tftp-server-name=192.0.2.2,bootfile=netboot.txt"
         );
     }

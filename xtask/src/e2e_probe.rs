@@ -5,11 +5,12 @@
 //! spin-table secondaries, and after a warm re-entry (Linux kexec's into kexboot, which boots
 //! the probe).
 
-use crate::assets::is_arm64_image;
-use crate::disk::{self, Scheme};
-use crate::e2e::{case_timeout, extlinux, is_prompt, Ctx, Entry, Transcript, KEXBOOT_STARTING};
+use crate::check::{case_timeout, is_prompt, Ctx, Transcript, KEXBOOT_STARTING};
+use crate::disk::{Disk, Scheme};
+use crate::extlinux::{extlinux, Entry};
 use crate::firmware::PROBE_FILE;
 use crate::qemu::{self, Session, Wait};
+use crate::util::is_arm64_image;
 use crate::warm::{entry_cmdline, ENV_TXT};
 use kexboot_probe::EXPECT_INITRD;
 use std::path::PathBuf;
@@ -53,7 +54,7 @@ const A72: &str = "cortex-a72";
 const MAX: &str = "max";
 const SMP: u32 = 4;
 
-/// Every mode; `CASES` in e2e.rs names each with [`case`].
+/// Every mode; `CASES` in cases.rs names each with [`case`].
 #[rustfmt::skip]
 const MODES: &[Mode] = &[
     mode("probe-cold-el2-a72", EL2, A72, Start::Kernel, Via::Cold, "EL2"),
@@ -180,30 +181,26 @@ fn disk(c: &Ctx, via: Via) -> Result<PathBuf, String> {
             ("disk-probe-warm.img", extlinux("warm-a", &entries))
         }
     };
-    files.push(("/extlinux/extlinux.conf", conf.into_bytes()));
     let path = c.paths.assets.join(file);
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (*p, &d[..])).collect();
-    disk::write(&path, &refs, Scheme::Mbr).map_err(|e| e.to_string())?;
+    files
+        .into_iter()
+        .fold(Disk::new(Scheme::Mbr), |d, (p, data)| d.file(p, data))
+        .extlinux(conf)
+        .write(&path)
+        .map_err(|e| e.to_string())?;
     Ok(path)
 }
 
 /// QEMU's arguments for `m`.
 fn args(c: &Ctx, m: &Mode, disk: &std::path::Path) -> Vec<String> {
-    let mut a: Vec<String> = ["-M", m.machine, "-cpu", m.cpu, "-smp", &SMP.to_string()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    a.extend(["-m".into(), "1G".into()]);
-    let flag = match m.start {
-        Start::Kernel => "-kernel",
-        Start::El3 => "-bios",
-    };
-    a.extend([
-        flag.to_string(),
-        c.paths.kexboot_bin().display().to_string(),
-    ]);
-    a.extend(qemu::virtio_disk(disk));
-    a
+    let a = qemu::Args::new(m.machine, m.cpu, Some(SMP));
+    let bin = c.paths.kexboot_bin();
+    match m.start {
+        Start::Kernel => a.kernel(&bin),
+        Start::El3 => a.bios(&bin),
+    }
+    .disk(disk)
+    .into_vec()
 }
 
 /// The probe in the mode named `name`.
@@ -394,10 +391,10 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), MODES.len());
         // Every mode is a case, and every probe case has a mode.
-        let cases: Vec<&str> = crate::e2e::CASES
+        let cases: Vec<&str> = crate::cases::CASES
             .iter()
-            .filter(|(n, _, _)| n.starts_with("probe-"))
-            .map(|(n, _, _)| *n)
+            .map(|c| c.name)
+            .filter(|n| n.starts_with("probe-"))
             .collect();
         let mut sorted = cases.clone();
         sorted.sort();

@@ -2,7 +2,7 @@
 //! its ELF into the flat `target/kexboot.bin` that QEMU `-kernel` loads; the same for the
 //! entry-condition probe (`probe/`, `target/probe.bin`).
 
-use crate::{err, run_status, Context, Paths, Result};
+use crate::util::{cargo, err, is_arm64_image, run_status, write_atomic, Context, Paths, Result};
 use object::elf::{FileHeader64, PT_LOAD};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
@@ -32,7 +32,7 @@ pub fn build_probe(paths: &Paths) -> Result<PathBuf> {
 /// `cargo build --release -p <pkg> --bin <bin> --target aarch64-unknown-none`, then the ELF
 /// flattened into `out`, which must carry the arm64 Image magic (a warning otherwise).
 fn build_flat(paths: &Paths, pkg: &str, bin: &str, out: &std::path::Path) -> Result<PathBuf> {
-    run_status(crate::cargo(paths).args([
+    run_status(cargo(paths).args([
         "build",
         "--release",
         "-p",
@@ -53,11 +53,11 @@ fn build_flat(paths: &Paths, pkg: &str, bin: &str, out: &std::path::Path) -> Res
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    if !crate::assets::is_arm64_image(&flat) {
+    if !is_arm64_image(&flat) {
         eprintln!("build: warning: {name} has no arm64 Image magic at 0x38 (QEMU -kernel will treat it as raw)");
     }
     std::fs::create_dir_all(&paths.target).ctx(paths.target.display())?;
-    crate::assets::write_atomic(out, &flat)?;
+    write_atomic(out, &flat)?;
     println!(
         "{name}: {} bytes ({:.1} KiB) from {}",
         flat.len(),

@@ -6,8 +6,9 @@
 //! is kept under `target/fuzz-artifacts/<target>/`, the log under `target/fuzz-logs/<target>.log`.
 
 use crate::disk::{self, FatType, Scheme};
-use crate::e2e::{extlinux, Entry};
-use crate::{err, run_status, Context, Paths, Result};
+use crate::extlinux::{extlinux, Entry};
+use crate::qemu;
+use crate::util::{err, run_status, Context, Paths, Result};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -309,14 +310,12 @@ fn compact_dtb(mut dtb: Vec<u8>) -> Vec<u8> {
 }
 
 /// QEMU virt's own device tree (`-M virt,dumpdtb=`), or `None` without QEMU.
-fn qemu_dtb(paths: &Paths, name: &str, machine: &str, smp: &str) -> Option<Vec<u8>> {
+fn qemu_dtb(paths: &Paths, name: &str, machine: &str, smp: u32) -> Option<Vec<u8>> {
     let dir = paths.target.join("fuzz-seeds");
     fs::create_dir_all(&dir).ok()?;
     let out = dir.join(format!("{name}.dtb"));
-    let st = Command::new("qemu-system-aarch64")
-        .arg("-M")
-        .arg(format!("{machine},dumpdtb={}", out.display()))
-        .args(["-cpu", "cortex-a72", "-m", "1G", "-smp", smp, "-nographic"])
+    let st = Command::new(qemu::QEMU)
+        .args(qemu::Args::dump_dtb(machine, smp, &out).into_vec())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -433,9 +432,9 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
 
     // Device trees: QEMU virt as kexboot meets it (EL1, EL2, EL3 with 4 CPUs).
     let machines = [
-        ("virt", "virt", "1"),
-        ("virt-el2-smp4", "virt,virtualization=on", "4"),
-        ("virt-el3", "virt,secure=on", "2"),
+        ("virt", "virt", 1),
+        ("virt-el2-smp4", "virt,virtualization=on", 4),
+        ("virt-el3", "virt,secure=on", 2),
     ];
     for (name, m, smp) in machines {
         if let Some(dtb) = qemu_dtb(paths, name, m, smp) {

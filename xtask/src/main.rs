@@ -4,130 +4,35 @@
 //!
 //! Everything it makes lives under the workspace's `target/` directory; nothing is committed.
 
+mod apt;
 mod assets;
 mod bench;
 mod bench_net;
+mod bench_util;
 mod bench_warm;
+mod boots;
+mod cases;
+mod check;
 mod disk;
+mod disks;
 mod e2e;
+mod e2e_boot;
 mod e2e_el3;
 mod e2e_net;
 mod e2e_probe;
 mod e2e_warm;
+mod extlinux;
 mod firmware;
 mod fuzz;
 mod initrd;
 mod qemu;
 mod tftpd;
 mod toolchain;
+mod util;
 mod warm;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-
-/// The one error type of xtask: a message that says what failed and why.
-#[derive(Debug)]
-pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error(e.to_string())
-    }
-}
-
-/// Result alias used throughout xtask.
-pub type Result<T> = std::result::Result<T, Error>;
-
-/// Builds an [`Error`] from a format string.
-#[macro_export]
-macro_rules! err {
-    ($($t:tt)*) => { $crate::Error(format!($($t)*)) };
-}
-
-/// Adds the path to an I/O error.
-pub trait Context<T> {
-    /// Prefixes the error with `what`.
-    fn ctx(self, what: impl fmt::Display) -> Result<T>;
-}
-
-impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
-    fn ctx(self, what: impl fmt::Display) -> Result<T> {
-        self.map_err(|e| Error(format!("{what}: {e}")))
-    }
-}
-
-/// Where things live: all under the workspace's `target/`.
-#[derive(Clone, Debug)]
-pub struct Paths {
-    /// Workspace root (parent of `xtask/`).
-    pub root: PathBuf,
-    /// `<root>/target`.
-    pub target: PathBuf,
-    /// `<root>/target/assets`: downloaded packages, kernel, initramfs, disk images.
-    pub assets: PathBuf,
-    /// `<root>/target/e2e`: serial logs of the QEMU cases.
-    pub e2e: PathBuf,
-}
-
-impl Paths {
-    fn new() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("xtask lives inside the workspace")
-            .to_path_buf();
-        let target = root.join("target");
-        Paths {
-            assets: target.join("assets"),
-            e2e: target.join("e2e"),
-            root,
-            target,
-        }
-    }
-
-    /// The flat firmware image `build` produces.
-    pub fn kexboot_bin(&self) -> PathBuf {
-        self.target.join("kexboot.bin")
-    }
-
-    /// Cargo's build directory: `$CARGO_TARGET_DIR` when set (cargo honours it), else `target/`.
-    pub fn cargo_target_dir(&self) -> PathBuf {
-        match std::env::var_os("CARGO_TARGET_DIR") {
-            Some(d) if !d.is_empty() => {
-                let d = PathBuf::from(d);
-                if d.is_absolute() {
-                    d
-                } else {
-                    self.root.join(d)
-                }
-            }
-            _ => self.target.clone(),
-        }
-    }
-}
-
-/// A `cargo` command run from the workspace root, with the same cargo that runs xtask.
-pub fn cargo(paths: &Paths) -> Command {
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.current_dir(&paths.root);
-    c
-}
-
-/// Runs `cmd`, failing with its rendering when it does not exit 0.
-pub fn run_status(cmd: &mut Command) -> Result<()> {
-    let st = cmd.status().ctx(format!("cannot run {cmd:?}"))?;
-    if st.success() {
-        Ok(())
-    } else {
-        Err(err!("{cmd:?} failed ({st})"))
-    }
-}
+use util::{err, run_status, Context, Paths, Result};
 
 const USAGE: &str = "usage: cargo xtask <command>
   assets                 install QEMU/U-Boot, fetch Debian's arm64 kernel + busybox, build Image,
@@ -166,7 +71,7 @@ fn main() -> ExitCode {
     };
     let res = res.and_then(|()| match cmd.as_str() {
         "assets" => assets::ensure(&paths).and_then(|a| {
-            let disks = e2e::build_disks(&paths, &a)?;
+            let disks = disks::build_disks(&paths, &a)?;
             for d in disks.all() {
                 println!("{}", d.display());
             }
@@ -213,28 +118,19 @@ fn cmd_run(paths: &Paths, args: &[String]) -> Result<()> {
     };
     let assets = assets::ensure(paths)?;
     let bin = firmware::build(paths)?;
-    let disks = e2e::build_disks(paths, &assets)?;
+    let disks = disks::build_disks(paths, &assets)?;
     // The user's own disk: what `saveenv` writes stays there, and test images stay pristine.
     let run_disk = paths.assets.join("disk-run.img");
     if !run_disk.exists() {
         std::fs::copy(&disks.menu, &run_disk).ctx(run_disk.display())?;
     }
+    let args = qemu::Args::machine("virt,virtualization=on", 2)
+        .args(["-nographic"])
+        .kernel(&bin)
+        .disk_persistent(&run_disk)
+        .args(extra);
     let mut cmd = Command::new(qemu::QEMU);
-    cmd.args([
-        "-M",
-        "virt,virtualization=on",
-        "-cpu",
-        "cortex-a72",
-        "-smp",
-        "2",
-        "-m",
-        "1G",
-    ])
-    .arg("-nographic")
-    .arg("-kernel")
-    .arg(&bin)
-    .args(qemu::virtio_disk_persistent(&run_disk))
-    .args(extra);
+    cmd.args(args.into_vec());
     eprintln!("xtask run: {cmd:?}");
     run_status(&mut cmd)
 }

@@ -2,7 +2,7 @@
 //! stamped with the time since spawn, match on them (also on an unfinished line, for prompts),
 //! type into the console, and kill on timeout. Every line also goes to a log file.
 
-use crate::{Context, Result};
+use crate::util::{Context, Result};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
@@ -13,24 +13,111 @@ use std::time::{Duration, Instant};
 /// The QEMU binary for aarch64 guests.
 pub const QEMU: &str = "qemu-system-aarch64";
 
-/// QEMU arguments attaching `disk` (raw) as a virtio-blk (virtio-mmio) device.
-/// The disk as a virtio-blk device; writes (saveenv, bootcount) go to a temporary overlay that
-/// lives as long as QEMU (guest resets included), so test images never change.
-pub fn virtio_disk(disk: &Path) -> Vec<String> {
-    virtio_disk_opts(disk, ",snapshot=on")
+/// The CPU model of every run that does not ask for another.
+pub const DEFAULT_CPU: &str = "cortex-a72";
+/// Guest RAM of every run.
+const MEMORY: &str = "1G";
+
+/// One QEMU command line (the arguments after [`QEMU`]): the one place that spells machine, CPU,
+/// SMP, memory, firmware, kernel and disk arguments for the cases, the bench arms and `run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// `-M <machine> -cpu <cpu> [-smp <n>] -m 1G`.
+    pub fn new(machine: &str, cpu: &str, smp: Option<u32>) -> Args {
+        let mut a = Args(Vec::new()).args(["-M", machine, "-cpu", cpu]);
+        if let Some(n) = smp {
+            a = a.args(["-smp".to_string(), n.to_string()]);
+        }
+        a.args(["-m", MEMORY])
+    }
+
+    /// [`Args::new`] on [`DEFAULT_CPU`] with `smp` cores.
+    pub fn machine(machine: &str, smp: u32) -> Args {
+        Args::new(machine, DEFAULT_CPU, Some(smp))
+    }
+
+    /// QEMU writes the device tree of `machine` with `smp` cores to `out` and exits.
+    pub fn dump_dtb(machine: &str, smp: u32, out: &Path) -> Args {
+        Args::machine(&format!("{machine},dumpdtb={}", out.display()), smp)
+            .args(["-display", "none"])
+    }
+
+    /// `-dtb <file>`: the device tree QEMU hands over instead of its own.
+    pub fn dtb(self, file: &Path) -> Args {
+        self.path("-dtb", file)
+    }
+
+    /// `-kernel <image>`: QEMU's direct loader (kexboot.bin or a Linux Image).
+    pub fn kernel(self, image: &Path) -> Args {
+        self.path("-kernel", image)
+    }
+
+    /// `-bios <image>`: run the image at EL3 from the flash (kexboot's monitor, U-Boot).
+    pub fn bios(self, image: &Path) -> Args {
+        self.path("-bios", image)
+    }
+
+    /// `-initrd <file>` (with `-kernel` of a Linux Image).
+    pub fn initrd(self, file: &Path) -> Args {
+        self.path("-initrd", file)
+    }
+
+    /// `-append <cmdline>` (with `-kernel` of a Linux Image).
+    pub fn append(self, cmdline: &str) -> Args {
+        self.args(["-append", cmdline])
+    }
+
+    /// The disk as a virtio-blk (virtio-mmio) device; writes (saveenv, bootcount) go to a
+    /// temporary overlay that lives as long as QEMU (guest resets included), so test images
+    /// never change.
+    pub fn disk(self, disk: &Path) -> Args {
+        self.disk_opts(disk, ",snapshot=on")
+    }
+
+    /// The same, writing through to the image (for `cargo xtask run`).
+    pub fn disk_persistent(self, disk: &Path) -> Args {
+        self.disk_opts(disk, "")
+    }
+
+    fn disk_opts(self, disk: &Path, opts: &str) -> Args {
+        self.args([
+            "-drive".to_string(),
+            format!("if=none,format=raw,file={},id=hd0{opts}", disk.display()),
+            "-device".to_string(),
+            "virtio-blk-device,drive=hd0".to_string(),
+        ])
+    }
+
+    /// A virtio-net (virtio-mmio) NIC on user networking with `-netdev user` options `opts`.
+    pub fn user_net(self, opts: &str) -> Args {
+        self.args(user_net(opts))
+    }
+
+    fn path(self, flag: &str, p: &Path) -> Args {
+        self.args([flag.to_string(), p.display().to_string()])
+    }
+
+    /// Any further arguments, in order.
+    pub fn args<S: Into<String>>(mut self, more: impl IntoIterator<Item = S>) -> Args {
+        self.0.extend(more.into_iter().map(Into::into));
+        self
+    }
+
+    /// The arguments, for [`Session::spawn`] or a [`Command`].
+    pub fn into_vec(self) -> Vec<String> {
+        self.0
+    }
 }
 
-/// The same, writing through to the image (for `cargo xtask run`).
-pub fn virtio_disk_persistent(disk: &Path) -> Vec<String> {
-    virtio_disk_opts(disk, "")
-}
-
-fn virtio_disk_opts(disk: &Path, opts: &str) -> Vec<String> {
+/// The arguments of [`Args::user_net`], for command lines built elsewhere.
+pub fn user_net(opts: &str) -> Vec<String> {
     vec![
-        "-drive".into(),
-        format!("if=none,format=raw,file={},id=hd0{opts}", disk.display()),
+        "-netdev".into(),
+        format!("user,id=n0,{opts}"),
         "-device".into(),
-        "virtio-blk-device,drive=hd0".into(),
+        "virtio-net-device,netdev=n0".into(),
     ]
 }
 
@@ -363,6 +450,61 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(a: Args) -> String {
+        a.into_vec().join(" ")
+    }
+
+    /// The command lines the cases, the bench arms and `run` had before they shared a builder.
+    #[test]
+    fn args_spell_what_qemu_takes() {
+        let (bin, disk) = (Path::new("/k.bin"), Path::new("/d.img"));
+        assert_eq!(
+            line(
+                Args::machine("virt,virtualization=on", 2)
+                    .kernel(bin)
+                    .disk(disk)
+            ),
+            "-M virt,virtualization=on -cpu cortex-a72 -smp 2 -m 1G -kernel /k.bin \
+             -drive if=none,format=raw,file=/d.img,id=hd0,snapshot=on \
+             -device virtio-blk-device,drive=hd0"
+        );
+        assert_eq!(
+            line(Args::new("virt", DEFAULT_CPU, None)),
+            "-M virt -cpu cortex-a72 -m 1G"
+        );
+        assert_eq!(
+            line(
+                Args::new("virt,secure=on", "max", Some(4))
+                    .bios(bin)
+                    .disk_persistent(disk)
+            ),
+            "-M virt,secure=on -cpu max -smp 4 -m 1G -bios /k.bin \
+             -drive if=none,format=raw,file=/d.img,id=hd0 -device virtio-blk-device,drive=hd0"
+        );
+        assert_eq!(
+            line(
+                Args::machine("virt", 1)
+                    .kernel(Path::new("/Image"))
+                    .initrd(Path::new("/i"))
+                    .append("console=ttyAMA0 x")
+            ),
+            "-M virt -cpu cortex-a72 -smp 1 -m 1G -kernel /Image -initrd /i -append console=ttyAMA0 x"
+        );
+        assert_eq!(
+            line(Args::dump_dtb("virt", 4, Path::new("/t.dtb"))),
+            "-M virt,dumpdtb=/t.dtb -cpu cortex-a72 -smp 4 -m 1G -display none"
+        );
+        assert_eq!(
+            line(
+                Args::new("virt", "max", None)
+                    .user_net("tftp=/r")
+                    .dtb(Path::new("/u.dtb"))
+            ),
+            "-M virt -cpu max -m 1G -netdev user,id=n0,tftp=/r \
+             -device virtio-net-device,netdev=n0 -dtb /u.dtb"
+        );
+    }
 
     fn sh(script: &str) -> Session {
         Session::spawn_program("sh", &["-c".to_string(), script.to_string()], None).unwrap()

@@ -8,7 +8,12 @@
 //! the guest in DHCP option 66 (`tftp-server-name=127.0.0.1`) or `setenv serverip 127.0.0.1`.
 //! Unit tests bind an ephemeral port.
 
-use crate::{err, Result};
+use crate::util::{err, Result};
+use kexboot_net::tftp::code::{
+    ACCESS_VIOLATION as E_ACCESS, FILE_NOT_FOUND as E_NOT_FOUND, ILLEGAL as E_ILLEGAL,
+    UNDEFINED as E_UNDEFINED, UNKNOWN_TID as E_UNKNOWN_TID,
+};
+use kexboot_net::tftp::{Packet, MAX_BLKSIZE, MIN_BLKSIZE, OP_ERROR, OP_RRQ, OP_WRQ};
 use std::collections::HashSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Component, Path, PathBuf};
@@ -17,22 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const OP_RRQ: u16 = 1;
-const OP_WRQ: u16 = 2;
-const OP_DATA: u16 = 3;
-const OP_ACK: u16 = 4;
-const OP_ERROR: u16 = 5;
-const OP_OACK: u16 = 6;
-
-/// TFTP error codes (RFC 1350).
-const E_NOT_FOUND: u16 = 1;
-const E_ACCESS: u16 = 2;
-const E_ILLEGAL: u16 = 4;
-const E_UNKNOWN_TID: u16 = 5;
-
 /// RFC 2348 limits of the `blksize` option.
-const BLKSIZE_MIN: u64 = 8;
-const BLKSIZE_MAX: u64 = 65464;
+const BLKSIZE_MIN: u64 = MIN_BLKSIZE as u64;
+const BLKSIZE_MAX: u64 = MAX_BLKSIZE as u64;
 /// Largest request or ACK we read; RRQs with options fit easily.
 const MAX_REQUEST: usize = 1024;
 /// Transfers running at once; further requests get an ERROR.
@@ -254,13 +246,8 @@ impl Rng {
 }
 
 /// An ERROR packet.
-fn error_packet(code: u16, msg: &str) -> Vec<u8> {
-    let mut p = Vec::with_capacity(5 + msg.len());
-    p.extend_from_slice(&OP_ERROR.to_be_bytes());
-    p.extend_from_slice(&code.to_be_bytes());
-    p.extend_from_slice(msg.as_bytes());
-    p.push(0);
-    p
+fn error_packet(code: u16, message: &str) -> Vec<u8> {
+    Packet::Error { code, message }.emit()
 }
 
 /// A parsed read request.
@@ -274,55 +261,38 @@ struct Request {
 /// Why a request is refused: TFTP error code and message.
 type Refusal = (u16, String);
 
-/// Parses an RRQ/WRQ: opcode, filename NUL, mode NUL, then option name/value NUL pairs.
+/// Parses an RRQ (through `kexboot_net`'s wire format) and refuses WRQs and everything else.
 fn parse_request(pkt: &[u8]) -> std::result::Result<Request, Refusal> {
-    let op = match pkt.get(..2) {
-        Some(b) => u16::from_be_bytes([b[0], b[1]]),
-        None => return Err((E_ILLEGAL, format!("packet of {} bytes", pkt.len()))),
-    };
-    match op {
-        OP_RRQ => {}
-        OP_WRQ => return Err((E_ACCESS, "read-only server: write requests refused".into())),
-        op => {
+    if pkt.get(..2) == Some(&OP_WRQ.to_be_bytes()[..]) {
+        return Err((E_ACCESS, "read-only server: write requests refused".into()));
+    }
+    let (filename, mode, options) = match Packet::parse(pkt) {
+        Ok(Packet::Rrq {
+            filename,
+            mode,
+            options,
+        }) => (filename, mode, options),
+        Ok(p) => {
             return Err((
                 E_ILLEGAL,
-                format!("opcode {op}, expected a read request (1)"),
+                format!("opcode {}, expected a read request ({OP_RRQ})", p.opcode()),
             ))
         }
-    }
-    let body = pkt.get(2..).unwrap_or_default();
-    let Some(body) = body.strip_suffix(&[0]) else {
-        return Err((E_ILLEGAL, "request does not end with NUL".into()));
+        Err(e) => return Err((E_ILLEGAL, e.to_string())),
     };
-    let mut fields = Vec::new();
-    for (i, f) in body.split(|&b| b == 0).enumerate() {
-        let s = std::str::from_utf8(f)
-            .map_err(|_| (E_ILLEGAL, format!("request field {i} is not UTF-8")))?;
-        fields.push(s.to_string());
-    }
-    if fields.len() < 2 || fields.len() % 2 != 0 {
+    let lower = mode.to_ascii_lowercase();
+    if lower != "octet" && lower != "netascii" {
         return Err((
             E_ILLEGAL,
-            format!(
-                "request has {} fields, expected file, mode and option pairs",
-                fields.len()
-            ),
+            format!("mode {mode:?}, expected octet or netascii"),
         ));
     }
-    let mode = fields[1].to_ascii_lowercase();
-    if mode != "octet" && mode != "netascii" {
-        return Err((
-            E_ILLEGAL,
-            format!("mode {:?}, expected octet or netascii", fields[1]),
-        ));
-    }
-    let options = fields[2..]
-        .chunks(2)
-        .map(|c| (c[0].to_ascii_lowercase(), c[1].clone()))
-        .collect();
     Ok(Request {
-        file: fields[0].clone(),
-        options,
+        file: filename.to_string(),
+        options: options
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect(),
     })
 }
 
@@ -408,14 +378,10 @@ fn negotiate(cfg: &Config, req: &Request, size: u64) -> Negotiated {
 }
 
 fn oack_packet(opts: &[(String, String)]) -> Vec<u8> {
-    let mut p = OP_OACK.to_be_bytes().to_vec();
-    for (k, v) in opts {
-        p.extend_from_slice(k.as_bytes());
-        p.push(0);
-        p.extend_from_slice(v.as_bytes());
-        p.push(0);
+    Packet::Oack {
+        options: opts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
     }
-    p
+    .emit()
 }
 
 /// The listener: answers requests on the well-known port, one thread per accepted transfer.
@@ -454,7 +420,7 @@ fn listen(sh: &Arc<Shared>, sock: &UdpSocket) {
         }
         if sh.active.load(Ordering::SeqCst) >= MAX_ACTIVE {
             lock(&sh.pending).remove(&key);
-            let _ = sock.send_to(&error_packet(0, "server busy"), peer);
+            let _ = sock.send_to(&error_packet(E_UNDEFINED, "server busy"), peer);
             continue;
         }
         sh.active.fetch_add(1, Ordering::SeqCst);
@@ -541,20 +507,16 @@ impl Link<'_> {
                 let _ = self.sock.send_to(&e, from);
                 continue;
             }
-            let pkt = &buf[..n];
-            match (pkt.get(..2), pkt.get(2..4)) {
-                (Some(op), Some(b)) if op == OP_ACK.to_be_bytes() && n == 4 => {
+            match Packet::parse(&buf[..n]) {
+                Ok(Packet::Ack { block }) => {
                     if self.rng.chance(self.loss) {
                         st.dropped += 1;
                         continue;
                     }
-                    return Some(Incoming::Ack(u16::from_be_bytes([b[0], b[1]])));
+                    return Some(Incoming::Ack(block));
                 }
-                (Some(op), Some(b)) if op == OP_ERROR.to_be_bytes() => {
-                    let code = u16::from_be_bytes([b[0], b[1]]);
-                    let msg = String::from_utf8_lossy(pkt.get(4..).unwrap_or_default());
-                    let msg = msg.trim_end_matches('\0');
-                    return Some(Incoming::Error(format!("client error {code}: {msg}")));
+                Ok(Packet::Error { code, message }) => {
+                    return Some(Incoming::Error(format!("client error {code}: {message}")));
                 }
                 _ => {
                     let e = error_packet(E_ILLEGAL, "expected ACK");
@@ -650,10 +612,12 @@ fn run_transfer(
             let chunk = data
                 .get(off..(off + bs).min(data.len()))
                 .unwrap_or_default();
-            let mut pkt = Vec::with_capacity(4 + chunk.len());
-            pkt.extend_from_slice(&OP_DATA.to_be_bytes());
-            pkt.extend_from_slice(&(next as u16).to_be_bytes());
-            pkt.extend_from_slice(chunk);
+            // Block numbers wrap past 65535 (RFC 7440 windows over large files).
+            let pkt = Packet::Data {
+                block: next as u16,
+                data: chunk,
+            }
+            .emit();
             if next <= highest_sent {
                 st.retransmits += 1;
             }
@@ -741,19 +705,16 @@ mod tests {
     }
 
     fn rrq(file: &str, opts: &[(&str, &str)]) -> Vec<u8> {
-        let mut p = OP_RRQ.to_be_bytes().to_vec();
-        for s in [file, "octet"]
-            .into_iter()
-            .chain(opts.iter().flat_map(|(k, v)| [*k, *v]))
-        {
-            p.extend_from_slice(s.as_bytes());
-            p.push(0);
+        Packet::Rrq {
+            filename: file,
+            mode: "octet",
+            options: opts.to_vec(),
         }
-        p
+        .emit()
     }
 
-    fn ack(b: u16) -> Vec<u8> {
-        [OP_ACK.to_be_bytes(), b.to_be_bytes()].concat()
+    fn ack(block: u16) -> Vec<u8> {
+        Packet::Ack { block }.emit()
     }
 
     /// A small windowed client: ACKs at the end of each window, re-ACKs the last good block on a
@@ -785,35 +746,29 @@ mod tests {
             };
             let t = *tid.get_or_insert(from);
             assert_eq!(from, t, "packet from a second TID");
-            let p = &buf[..n];
-            match u16::from_be_bytes([p[0], p[1]]) {
-                OP_ERROR => {
-                    let code = u16::from_be_bytes([p[2], p[3]]);
-                    return Err((code, String::from_utf8_lossy(&p[4..n - 1]).into()));
-                }
-                OP_OACK => {
-                    let f: Vec<&[u8]> = p[2..n - 1].split(|&b| b == 0).collect();
-                    for kv in f.chunks(2) {
-                        let v: usize = std::str::from_utf8(kv[1]).unwrap().parse().unwrap();
-                        match kv[0] {
-                            b"blksize" => bs = v,
-                            b"windowsize" => win = v as u16,
+            match Packet::parse(&buf[..n]).expect("the server sends well-formed packets") {
+                Packet::Error { code, message } => return Err((code, message.into())),
+                Packet::Oack { options } => {
+                    for (k, v) in options {
+                        let v: usize = v.parse().unwrap();
+                        match k {
+                            "blksize" => bs = v,
+                            "windowsize" => win = v as u16,
                             _ => {}
                         }
                     }
                     sock.send_to(&ack(0), t).unwrap();
                 }
-                OP_DATA => {
-                    let b = u16::from_be_bytes([p[2], p[3]]);
+                Packet::Data { block: b, data } => {
                     if b != expect {
                         sock.send_to(&ack(expect.wrapping_sub(1)), t).unwrap();
                         since_ack = 0;
                         continue;
                     }
-                    out.extend_from_slice(&p[4..n]);
+                    out.extend_from_slice(data);
                     expect = expect.wrapping_add(1);
                     since_ack += 1;
-                    if n - 4 < bs {
+                    if data.len() < bs {
                         // Final ACK, sent a few times as a lossy link may eat it.
                         for _ in 0..4 {
                             sock.send_to(&ack(b), t).unwrap();
@@ -825,7 +780,7 @@ mod tests {
                         since_ack = 0;
                     }
                 }
-                op => panic!("unexpected opcode {op}"),
+                p => panic!("unexpected packet {p:?}"),
             }
         }
         panic!("transfer of {file} did not finish in time");
@@ -864,6 +819,58 @@ mod tests {
         assert_eq!((st.blksize, st.windowsize, st.tsize_asked), (1468, 4, true));
         assert_eq!((st.dropped, st.retransmits, st.timeouts), (0, 0, 0));
         assert!(st.mbps() > 0.0);
+    }
+
+    /// The firmware's own client (`kexboot_net::tftp::Client`, sans-I/O) downloads through this
+    /// server: both ends speak the one wire format, options negotiated as asked.
+    #[test]
+    fn kexboot_net_client_downloads_byte_exact() {
+        use kexboot_net::tftp::{Action, Client, Options};
+        let root = Root::new("netclient");
+        let data = content(300_000, 11);
+        root.put("vmlinuz", &data);
+        let s = server(&root, |_| {});
+        let opts = Options {
+            blksize: Some(1468),
+            tsize: true,
+            timeout: Some(1),
+            windowsize: Some(8),
+        };
+        let mut c = Client::new("vmlinuz", opts, data.len()).unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let t0 = Instant::now();
+        let now = || t0.elapsed().as_micros() as u64;
+        sock.send_to(&c.start(now()), s.addr()).unwrap();
+        let (mut dest, mut buf) = (vec![0u8; data.len()], vec![0u8; 70000]);
+        let mut tid = None;
+        let size = loop {
+            assert!(t0.elapsed() < Duration::from_secs(60), "no end in time");
+            let action = match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    tid = Some(from);
+                    c.on_packet(&buf[..n], now(), &mut dest)
+                }
+                Err(_) => c.on_tick(now()),
+            };
+            match action.unwrap() {
+                Action::Send(p) => {
+                    sock.send_to(&p, tid.unwrap_or(s.addr())).unwrap();
+                }
+                Action::Wait => {}
+                Action::Done { size, ack } => {
+                    sock.send_to(&ack, tid.unwrap()).unwrap();
+                    break size;
+                }
+            }
+        };
+        assert_eq!(size, data.len());
+        assert!(dest == data, "content differs");
+        assert_eq!(c.tsize(), Some(data.len() as u64));
+        let st = stats_of(&s, "vmlinuz");
+        assert!(st.completed, "{st:?}");
+        assert_eq!((st.blksize, st.windowsize, st.tsize_asked), (1468, 8, true));
     }
 
     #[test]

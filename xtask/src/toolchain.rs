@@ -5,7 +5,7 @@
 //! `cargo` directly. So every command that builds checks the sysroot first and runs
 //! `rustup target add` for what is missing.
 
-use crate::{err, Context, Paths, Result};
+use crate::util::{err, run_status, Context, Paths, Result};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -59,7 +59,7 @@ pub fn ensure_targets(paths: &Paths) -> Result<()> {
     if let Some(tc) = std::env::var_os("RUSTUP_TOOLCHAIN") {
         cmd.arg("--toolchain").arg(tc);
     }
-    crate::run_status(&mut cmd).map_err(|e| {
+    run_status(&mut cmd).map_err(|e| {
         err!("{e}: the targets {need:?} are needed (install rustup, or add them to your toolchain)")
     })?;
     let still = missing(&root, &need);

@@ -11,11 +11,14 @@
 //! into entry `E<N>` with `kexboot.test.cycle=N+1`, via the helper, kexec-tools, or (bench
 //! baseline) kexec-tools loading `/boot/Image` + `/boot/initrd.img` directly.
 
-use crate::assets::{self, Apt, Assets};
-use crate::disk::{self, Scheme};
-use crate::e2e::{extlinux, Entry};
+use crate::apt::{self, Apt};
+use crate::disk::{Disk, Scheme};
+use crate::extlinux::{extlinux, Entry};
 use crate::initrd::{self, Extra, EXEC};
-use crate::{err, run_status, Context, Paths, Result};
+use crate::qemu;
+use crate::util::{
+    cargo, err, is_arm64_image, run_status, write_unless_same, Context, Paths, Result,
+};
 use object::elf::{FileHeader64, DT_NEEDED};
 use object::read::elf::{Dyn, FileHeader, ProgramHeader};
 use object::Endianness;
@@ -25,6 +28,8 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Machine of every warm case and bench arm.
+pub const MACHINE: &str = "virt,virtualization=on";
 /// Rust target of the Linux helper.
 pub const HELPER_TARGET: &str = "aarch64-unknown-linux-musl";
 /// Cargo package (and binary) name of the Linux helper.
@@ -214,7 +219,13 @@ pub struct WarmAssets {
 }
 
 /// Builds (or keeps, when its inputs did not change) the warm initramfs.
-pub fn ensure(paths: &Paths, apt: &mut Apt, busybox: &[u8], a: &Assets) -> Result<WarmAssets> {
+pub fn ensure(
+    paths: &Paths,
+    apt: &mut Apt,
+    busybox: &[u8],
+    image: &Path,
+    initrd: &Path,
+) -> Result<WarmAssets> {
     let debs = paths.assets.join("debs");
     let mut extra = kexec_files(apt, &debs.join("kexec"))?;
     for m in MODULES.into_iter().chain(NET_MODULES) {
@@ -228,15 +239,15 @@ pub fn ensure(paths: &Paths, apt: &mut Apt, busybox: &[u8], a: &Assets) -> Resul
     extra.push(Extra {
         path: "boot/Image".into(),
         perm: 0o644,
-        data: read(&a.image)?,
+        data: read(image)?,
     });
     extra.push(Extra {
         path: "boot/initrd.img".into(),
         perm: 0o644,
-        data: read(&a.initrd)?,
+        data: read(initrd)?,
     });
     let kexboot = match fs::read(paths.kexboot_bin()) {
-        Ok(d) if assets::is_arm64_image(&d) => {
+        Ok(d) if is_arm64_image(&d) => {
             extra.push(Extra {
                 path: "boot/kexboot.bin".into(),
                 perm: 0o644,
@@ -272,7 +283,7 @@ pub fn ensure(paths: &Paths, apt: &mut Apt, busybox: &[u8], a: &Assets) -> Resul
     for e in &extra {
         (&e.path, e.perm, &e.data).hash(&mut h);
     }
-    if assets::write_unless_same(&out, h.finish(), || {
+    if write_unless_same(&out, h.finish(), || {
         initrd::build_with(INIT_WARM, busybox, &extra).ctx("building the warm initramfs")
     })? {
         eprintln!("assets: wrote {}", out.display());
@@ -295,7 +306,7 @@ fn build_helper(paths: &Paths) -> std::result::Result<PathBuf, String> {
     if !paths.root.join("helper/Cargo.toml").is_file() {
         return Err("no helper/ crate in the workspace yet".into());
     }
-    let mut cmd = crate::cargo(paths);
+    let mut cmd = cargo(paths);
     // The host `cc` cannot link aarch64: use the toolchain's lld unless told otherwise.
     if std::env::var_os(HELPER_LINKER_ENV).is_none() {
         cmd.env(HELPER_LINKER_ENV, "rust-lld");
@@ -440,7 +451,7 @@ fn fetch(apt: &mut Apt, dir: &Path, pkg: &str) -> Result<PathBuf> {
     }
     fs::create_dir_all(dir).ctx(dir.display())?;
     apt.ensure_arm64()?;
-    let deb = assets::download(apt, dir, pkg)?;
+    let deb = apt::download(apt, dir, pkg)?;
     let _ = fs::remove_dir_all(&out);
     run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&out))?;
     fs::write(&ok, b"").ctx(ok.display())?;
@@ -721,10 +732,8 @@ pub fn build_user_dtb(paths: &Paths) -> Result<PathBuf> {
 
 /// `qemu-system-aarch64 -M <warm machine>,dumpdtb=<to> -smp 4 ...`: QEMU's own tree.
 fn dump_dtb(to: &Path) -> Result<()> {
-    let mut args = crate::e2e::machine(crate::e2e_warm::MACHINE, 4);
-    args[1] = format!("{},dumpdtb={}", crate::e2e_warm::MACHINE, to.display());
-    args.extend(["-display".into(), "none".into()]);
-    run_status(Command::new(crate::qemu::QEMU).args(&args))
+    let args = qemu::Args::dump_dtb(MACHINE, 4, to).into_vec();
+    run_status(Command::new(qemu::QEMU).args(&args))
         .map_err(|e| err!("dumping QEMU's device tree: {e}"))
 }
 
@@ -776,27 +785,29 @@ pub fn warm_extlinux(s: Scenario) -> String {
 }
 
 /// Builds (or keeps, when unchanged) one disk per scenario.
-pub fn build_disks(paths: &Paths, a: &Assets, w: &WarmAssets) -> Result<WarmDisks> {
+pub fn build_disks(
+    paths: &Paths,
+    image: &Path,
+    initrd: &Path,
+    w: &WarmAssets,
+) -> Result<WarmDisks> {
     let read = |p: &Path| fs::read(p).ctx(p.display());
-    let (image, initrd, warm) = (read(&a.image)?, read(&a.initrd)?, read(&w.initrd)?);
+    let (image, initrd, warm) = (read(image)?, read(initrd)?, read(&w.initrd)?);
     let user_dtb = read(&build_user_dtb(paths)?)?;
     let user_dtb_path = format!("/boot/{USER_DTB}");
     let mut v = Vec::new();
     for s in Scenario::ALL {
-        let conf = warm_extlinux(s);
-        let env = s.env();
-        let mut files: Vec<(&str, &[u8])> = vec![
-            ("/boot/Image", &image),
-            ("/boot/initrd.img", &initrd),
-            ("/boot/initrd-warm.img", &warm),
-            ("/extlinux/extlinux.conf", conf.as_bytes()),
-            ("/kexboot/env.txt", env.as_bytes()),
-        ];
+        let mut disk = Disk::new(Scheme::Mbr)
+            .file("/boot/Image", &image[..])
+            .file("/boot/initrd.img", &initrd[..])
+            .file("/boot/initrd-warm.img", &warm[..])
+            .extlinux(warm_extlinux(s))
+            .file("/kexboot/env.txt", s.env().into_bytes());
         if s == Scenario::UserDtb {
-            files.push((&user_dtb_path, &user_dtb));
+            disk = disk.file(&user_dtb_path, &user_dtb[..]);
         }
         let path = paths.assets.join(s.file());
-        if disk::write(&path, &files, Scheme::Mbr)? {
+        if disk.write(&path)? {
             eprintln!("assets: wrote {}", path.display());
         }
         v.push((s, path));

@@ -1,0 +1,117 @@
+//! The e2e case table: every QEMU case `cargo xtask test` runs, in order.
+
+use crate::check::CaseFn;
+use crate::e2e_el3::{CortexA72, Max};
+use crate::{e2e_boot, e2e_el3, e2e_net, e2e_probe, e2e_warm};
+
+/// One e2e case.
+pub(crate) struct Case {
+    /// Its name (`--only <name>`, `target/e2e/<name>.log`).
+    pub name: &'static str,
+    /// Whether it boots kexboot (so needs `target/kexboot.bin`).
+    pub needs_firmware: bool,
+    /// Runs it.
+    pub run: CaseFn,
+}
+
+impl Case {
+    /// A case that boots kexboot.
+    const fn fw(name: &'static str, run: CaseFn) -> Case {
+        Case {
+            name,
+            needs_firmware: true,
+            run,
+        }
+    }
+
+    /// A case without kexboot (the kernel, the disk or kexec-tools alone).
+    const fn no_fw(name: &'static str, run: CaseFn) -> Case {
+        Case {
+            name,
+            needs_firmware: false,
+            run,
+        }
+    }
+}
+
+/// Every case, in the order they run.
+#[rustfmt::skip]
+pub(crate) const CASES: &[Case] = &[
+    Case::no_fw("direct-linux", e2e_boot::case_direct),
+    Case::no_fw("uboot-image-mbr", e2e_boot::case_uboot),
+    Case::fw("el2-image-mbr", e2e_boot::case_el2_image_mbr),
+    Case::fw("el1-imagegz-gpt", e2e_boot::case_el1_imagegz_gpt),
+    Case::fw("fallback-missing-kernel", e2e_boot::case_fallback),
+    Case::fw("all-entries-bad", e2e_boot::case_all_bad),
+    Case::fw("el2-cpumax-rng-seeds", e2e_boot::case_cpumax_seeds),
+    Case::fw("exception-report", e2e_boot::case_exception_report),
+    Case::fw("boot-menu-choose-edit", e2e_boot::case_menu),
+    Case::fw("shell-saveenv-reset", e2e_boot::case_saveenv),
+    Case::fw("shell-load-booti", e2e_boot::case_load_booti),
+    Case::fw("bootlimit-altbootcmd", e2e_warm::case_bootlimit),
+    Case::no_fw("kexec-tools-direct-baseline", e2e_warm::case_direct_baseline),
+    Case::fw("warm-3-cycles-helper", e2e_warm::case_helper_3_cycles),
+    Case::fw("warm-kexec-tools-default", e2e_warm::case_tools_default),
+    Case::fw("warm-kexec-tools-append", e2e_warm::case_tools_append),
+    Case::fw("warm-el1-kexec-tools-append", e2e_warm::case_tools_append_el1),
+    Case::fw("warm-bad-entry", e2e_warm::case_bad_entry),
+    Case::fw("psci-smp4-warm-cycle", e2e_warm::case_psci_smp4_warm),
+    Case::fw("spin-table-smp4", e2e_warm::case_spin_table_smp4),
+    Case::fw("warm-3-cycles-net-rx", e2e_warm::case_net_rx_3_cycles),
+    Case::fw("spin-table-booti-user-dtb-no-map", e2e_warm::case_user_dtb_no_map),
+    Case::fw("helper-refuses-non-kexboot", e2e_warm::case_helper_refuses),
+    Case::fw("el3-psci-smp4", e2e_el3::case_smp4::<CortexA72>),
+    Case::fw("el3-psci-hotplug", e2e_el3::case_hotplug::<CortexA72>),
+    Case::fw("el3-psci-warm-cycle", e2e_el3::case_warm_cycle::<CortexA72>),
+    Case::fw("el3-psci-reboot", e2e_el3::case_reboot::<CortexA72>),
+    Case::fw("el3-spin-table-reboot", e2e_el3::case_spin_table_reboot::<CortexA72>),
+    Case::fw("el3-psci-smp4-cpumax", e2e_el3::case_smp4::<Max>),
+    Case::fw("el3-psci-hotplug-cpumax", e2e_el3::case_hotplug::<Max>),
+    Case::fw("el3-psci-warm-cycle-cpumax", e2e_el3::case_warm_cycle::<Max>),
+    Case::fw("el3-psci-reboot-cpumax", e2e_el3::case_reboot::<Max>),
+    Case::fw("el3-spin-table-reboot-cpumax", e2e_el3::case_spin_table_reboot::<Max>),
+    Case::fw("probe-cold-el2-a72", e2e_probe::case),
+    Case::fw("probe-cold-el1-a72", e2e_probe::case),
+    Case::fw("probe-cold-el2-max", e2e_probe::case),
+    Case::fw("probe-cold-el1-max", e2e_probe::case),
+    Case::fw("probe-el3-a72", e2e_probe::case),
+    Case::fw("probe-el3-max", e2e_probe::case),
+    Case::fw("probe-spin-table-el2-a72", e2e_probe::case),
+    Case::fw("probe-spin-table-el1-max", e2e_probe::case),
+    Case::fw("probe-el3-spin-table-a72", e2e_probe::case),
+    Case::fw("probe-warm-el2-a72", e2e_probe::case),
+    Case::fw("probe-warm-el1-a72", e2e_probe::case),
+    Case::fw("probe-el3-warm-a72", e2e_probe::case),
+    Case::fw("netboot-qemu-tftp", e2e_net::case_qemu_tftp),
+    Case::fw("netboot-loss5", e2e_net::case_loss5),
+    Case::fw("netboot-loss20", e2e_net::case_loss20),
+    Case::fw("netboot-dhcp-script", e2e_net::case_dhcp_script),
+    Case::fw("netboot-server-silent", e2e_net::case_server_silent),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names_are_unique() {
+        let mut names: Vec<_> = CASES.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        let all = names.len();
+        names.dedup();
+        assert_eq!(all, names.len(), "a case is listed twice");
+    }
+
+    /// Every EL3 case also runs on `-cpu max` (SVE, SME, PAuth, ... handed to the NS world).
+    #[test]
+    fn every_el3_case_has_a_cpumax_variant() {
+        let names: Vec<_> = CASES.iter().map(|c| c.name).collect();
+        let plain = names
+            .iter()
+            .filter(|n| n.starts_with("el3-") && !n.ends_with("-cpumax"));
+        for n in plain {
+            let max = format!("{n}-cpumax");
+            assert!(names.contains(&max.as_str()), "no {max}");
+        }
+    }
+}
