@@ -10,11 +10,9 @@
 extern crate alloc;
 
 pub mod arch;
-pub mod el3;
 mod error;
 mod memory;
 mod plan;
-pub mod psci;
 mod range;
 mod sim;
 

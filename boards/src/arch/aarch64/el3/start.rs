@@ -4,7 +4,7 @@
 use core::arch::asm;
 
 use kexboot_loader::dt::DtInfo;
-use kexboot_relocate::psci::{self, Psci, MAX_CPUS, MPIDR_AFF_MASK};
+use kexboot_monitor::psci::{self, Psci, MAX_CPUS, MPIDR_AFF_MASK};
 
 use super::*;
 
