@@ -127,14 +127,18 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     let tables = match unsafe { arch::mmu::enable(&mapped, &devices, &[image]) } {
         Ok(t) => t,
         Err(e) => {
-            println!("kexboot: error: cannot map {:#x}-{:#x}", e.0.start, e.0.end);
+            println!(
+                "kexboot: error: cannot map {:#x}-{:#x}",
+                e.0.start(),
+                e.0.end()
+            );
             arch::halt()
         }
     };
     core::mem::forget(tables); // live for the rest of the firmware's life
                                // SAFETY: `choose_heap` picked free RAM outside every reserved range, the image and the DTB;
                                // the MMU is on, so the heap's lock and every later write are on cacheable memory.
-    unsafe { heap::init_main(heap_range.start as usize, heap_range.len() as usize) };
+    unsafe { heap::init_main(heap_range.start() as usize, heap_range.len() as usize) };
     console::init_logger();
     timer::mark("MMU and caches on");
     log::info!("banner ({banner_ms} ms since machine reset)");
@@ -142,7 +146,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         "MMU and caches on at EL{}; heap {} MiB at {:#x}",
         el,
         heap_range.len() >> 20,
-        heap_range.start
+        heap_range.start()
     );
 
     report_cpus(&info);

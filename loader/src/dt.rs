@@ -492,7 +492,7 @@ impl DtInfo {
                                 node.compatible().and_then(|c| c.all().next()).unwrap_or("");
                             let base = reg(node, cells)
                                 .ok()
-                                .and_then(|r| r.first().map(|r| r.start));
+                                .and_then(|r| r.first().map(|r| r.start()));
                             info.stdout = base.map(|b| (compat.to_string(), b));
                         }
                     }
@@ -636,11 +636,11 @@ fn chosen_changes(f: &Fixups<'_>) -> Result<Vec<(&'static str, Change)>> {
         Some(r) => {
             v.push((
                 "linux,initrd-start",
-                Change::Set(r.start.to_be_bytes().to_vec()),
+                Change::Set(r.start().to_be_bytes().to_vec()),
             ));
             v.push((
                 "linux,initrd-end",
-                Change::Set(r.end.to_be_bytes().to_vec()),
+                Change::Set(r.end().to_be_bytes().to_vec()),
             ));
         }
         None => {
@@ -677,7 +677,7 @@ struct Writer<'f> {
 /// `reg` bytes for `r` with the given cell counts (1 or 2 each).
 fn encode_reg(r: &Range, address_cells: usize, size_cells: usize) -> Option<Vec<u8>> {
     let mut v = Vec::new();
-    for (value, cells) in [(r.start, address_cells), (r.len(), size_cells)] {
+    for (value, cells) in [(r.start(), address_cells), (r.len(), size_cells)] {
         match cells {
             1 => v.extend(u32::try_from(value).ok()?.to_be_bytes()),
             2 => v.extend(value.to_be_bytes()),
@@ -862,7 +862,7 @@ fn rebuild(
     rsv.extend(f.extra_reserved.iter().filter(|r| !r.is_empty()));
     let entries = merge_overlapping(rsv)
         .into_iter()
-        .map(|r| FdtReserveEntry::new(r.start, r.len()))
+        .map(|r| FdtReserveEntry::new(r.start(), r.len()))
         .collect::<core::result::Result<Vec<_>, _>>()
         .map_err(|why| Error::DtWrite {
             at: "/memreserve/".into(),
@@ -903,7 +903,7 @@ fn merge_overlapping(mut v: Vec<Range>) -> Vec<Range> {
     let mut out: Vec<Range> = Vec::with_capacity(v.len());
     for r in v {
         match out.last_mut() {
-            Some(last) if r.start < last.end => last.end = last.end.max(r.end),
+            Some(last) if r.start() < last.end() => *last = last.hull(&r),
             _ => out.push(r),
         }
     }

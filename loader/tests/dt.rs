@@ -58,7 +58,7 @@ fn qemu_virt_info() {
     assert!(info
         .virtio_mmio
         .iter()
-        .all(|r| r.len() == 0x200 && (0xa00_0000..0xa00_4000).contains(&r.start)));
+        .all(|r| r.len() == 0x200 && (0xa00_0000..0xa00_4000).contains(&r.start())));
     assert!(matches!(
         info.psci_method.as_deref(),
         Some("hvc") | Some("smc")

@@ -76,7 +76,7 @@ pub struct Layout<'a> {
 fn check_ranges(ranges: &[Range], what: What) -> Result<(), Error> {
     ranges
         .iter()
-        .try_for_each(|r| Range::new_as(r.start, r.end, what).map(|_| ()))
+        .try_for_each(|r| Range::new_as(r.start(), r.end(), what).map(|_| ()))
 }
 
 /// The destination and source ranges of `segments`, after checking each segment on its own.
@@ -265,7 +265,7 @@ pub fn build(
         if dest.is_empty() {
             continue;
         }
-        entries.push(dest.start | IND_DESTINATION);
+        entries.push(dest.start() | IND_DESTINATION);
         let mut off = 0;
         while off < dest.len() {
             // `off < len` keeps `src + off` inside the source range checked above.
@@ -285,12 +285,9 @@ pub fn build(
                 }
             } else if have == PAGE_SIZE
                 && is_page_aligned(src)
-                && !dests.iter().any(|d| {
-                    d.overlaps(&Range {
-                        start: src,
-                        end: src + PAGE_SIZE,
-                    })
-                })
+                && !dests
+                    .iter()
+                    .any(|d| d.overlaps(&Range::from_len_saturating(src, PAGE_SIZE)))
             {
                 src
             } else {

@@ -107,7 +107,7 @@ extern "C" fn el3_primary_main(dtb_hint: u64, image_base: u64) -> ! {
     let Some((gicd, gicc)) = gic else {
         fail("no GICv2 in the device tree (only GICv2 is supported at EL3)")
     };
-    let Some(ram) = info.memory.first().map(|r| (r.start, r.end)) else {
+    let Some(ram) = info.memory.first().map(|r| (r.start(), r.end())) else {
         fail("no memory in the device tree")
     };
     // Linker symbols: only their addresses are used.
