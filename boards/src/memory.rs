@@ -6,7 +6,7 @@ use kexboot_loader::mem::{free_regions, Range};
 
 /// Smallest heap kexboot accepts, and the share of the largest free region it takes.
 const MIN_HEAP: u64 = 32 << 20;
-const PAGE: u64 = 4096;
+use kexboot_loader::mem::PAGE_SIZE as PAGE;
 
 pub struct MemoryLayout {
     pub ram: Vec<Range>,

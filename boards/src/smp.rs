@@ -15,7 +15,7 @@ use crate::arch::{pen, regs};
 use crate::memory::MemoryLayout;
 use crate::timer::Stopwatch;
 
-const PAGE: u64 = 4096;
+use kexboot_loader::mem::PAGE_SIZE as PAGE;
 /// Mailboxes start here in the pen's page, one u64 per cpu node.
 const MAILBOX_OFFSET: u64 = 0x800;
 const MAX_CPUS: usize = ((PAGE - MAILBOX_OFFSET) / 8) as usize;

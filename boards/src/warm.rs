@@ -14,7 +14,7 @@ use kexboot_menu::env::Env;
 use crate::arch::regs;
 use crate::memory::MemoryLayout;
 
-const PAGE: u64 = 4096;
+use kexboot_loader::mem::PAGE_SIZE as PAGE;
 
 /// Decides cold or warm and says so. Runs with the MMU off: the record is read straight from
 /// memory (non-cacheable), byte by byte, which is exactly what the previous kexboot cleaned to

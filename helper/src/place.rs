@@ -126,7 +126,7 @@ mod tests {
     use crate::iomem::Iomem;
     use proptest::prelude::*;
 
-    const PAGE: u64 = 4096;
+    const PAGE: u64 = kexboot_loader::mem::PAGE_SIZE;
 
     fn r(start: u64, end: u64) -> Range {
         Range::new(start, end).unwrap()
