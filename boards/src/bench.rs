@@ -72,7 +72,7 @@ pub fn run(layout: &MemoryLayout) {
         );
         return;
     };
-    let dst = dst.start.next_multiple_of(PAGE as u64);
+    let dst = dst.start().next_multiple_of(PAGE as u64);
     let segs = [Segment {
         src: src.addr(),
         len: BENCH_BYTES as u64,

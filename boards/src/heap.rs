@@ -99,7 +99,8 @@ pub struct PageBuf {
     layout: Layout,
 }
 
-pub const PAGE: usize = 4096;
+/// The one page size (`kexboot_loader::mem::PAGE_SIZE`) as a `usize`.
+pub const PAGE: usize = kexboot_loader::mem::PAGE_SIZE as usize;
 
 impl PageBuf {
     /// `None` when the heap cannot hold `len` bytes (rounded up to pages).

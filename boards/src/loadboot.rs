@@ -34,7 +34,7 @@ pub fn default_addresses(fw: &Firmware, env: &mut Env) {
     let Some(r) = free.iter().find(|r| r.len() >= 160 * MB) else {
         return;
     };
-    let base = r.start.next_multiple_of(2 * MB);
+    let base = r.start().next_multiple_of(2 * MB);
     for (name, off) in [
         ("kernel_addr_r", 0),
         ("ramdisk_addr_r", 96 * MB),
@@ -63,7 +63,8 @@ pub fn load(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<String,
     if !writable.iter().any(|r| r.contains_range(&dst)) {
         return Err(format!(
             "load: {:#x}-{:#x} is not free RAM (kexboot, its heap, reserved memory)",
-            dst.start, dst.end
+            dst.start(),
+            dst.end()
         ));
     }
     // SAFETY: the range was just checked to be free RAM that nothing of kexboot's uses.
@@ -97,7 +98,8 @@ pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String
     if !ram_ok(&body) {
         return Err(format!(
             "booti: kernel {:#x}-{:#x} (image_size) is not in RAM kexboot may read",
-            body.start, body.end
+            body.start(),
+            body.end()
         ));
     }
     let initrd = match argv.get(2).map(String::as_str) {
@@ -108,7 +110,8 @@ pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String
             if !ram_ok(&r) {
                 return Err(format!(
                     "booti: initrd {:#x}-{:#x} is not in RAM kexboot may read",
-                    r.start, r.end
+                    r.start(),
+                    r.end()
                 ));
             }
             Some(r)
@@ -150,10 +153,9 @@ pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String
     let bootargs = env.get("bootargs").unwrap_or("");
     let fix = Fixups {
         bootargs: Some(bootargs),
-        initrd: p.initrd.map(|r| Range {
-            start: r.start,
-            end: r.start + initrd_len,
-        }),
+        initrd: p
+            .initrd
+            .map(|r| Range::from_len_saturating(r.start(), initrd_len)),
         ..Default::default()
     };
     let new_dtb = dt::fixup(&dtb_in, &fix).map_err(|e| format!("booti: device tree: {e}"))?;
@@ -162,18 +164,18 @@ pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String
     let seg = |src: u64, len: u64, dst: &Range| Segment {
         src,
         len,
-        dst: dst.start,
+        dst: dst.start(),
         memsz: dst.len(),
     };
     let mut segments = alloc::vec![seg(kaddr, header.image_size(), &p.kernel)];
     if let (Some(i), Some(d)) = (initrd, &p.initrd) {
-        segments.push(seg(i.start, i.len(), d));
+        segments.push(seg(i.start(), i.len(), d));
     }
     segments.push(seg(dtb_buf.addr(), new_dtb.len() as u64, &p.dtb));
     log::info!(
         "booti: kernel {kaddr:#x} -> {:#x}, bootargs '{bootargs}'",
-        p.kernel.start
+        p.kernel.start()
     );
-    let err = fw.jump(&segments, p.entry, p.dtb.start, "booti");
+    let err = fw.jump(&segments, p.entry, p.dtb.start(), "booti");
     Err(format!("booti: relocation plan refused: {err}"))
 }

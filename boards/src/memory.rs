@@ -6,7 +6,7 @@ use kexboot_loader::mem::{free_regions, Range};
 
 /// Smallest heap kexboot accepts, and the share of the largest free region it takes.
 const MIN_HEAP: u64 = 32 << 20;
-const PAGE: u64 = 4096;
+use kexboot_loader::mem::PAGE_SIZE as PAGE;
 
 pub struct MemoryLayout {
     pub ram: Vec<Range>,
@@ -43,7 +43,7 @@ impl MemoryLayout {
     pub fn take_high(&mut self, len: u64) -> Option<Range> {
         let free = free_regions(&self.ram, &self.avoid());
         let r = free.iter().rev().find(|r| r.len() >= len + PAGE)?;
-        let start = (r.end - len) & !(PAGE - 1);
+        let start = (r.end() - len) & !(PAGE - 1);
         let taken = Range::new(start, start + len).ok()?;
         self.kept.push(taken);
         Some(taken)
@@ -66,6 +66,6 @@ pub fn choose_heap(ram: &[Range], avoid: &[Range]) -> Option<Range> {
         return None;
     }
     let size = (len / 2).max(MIN_HEAP) & !(PAGE - 1);
-    let start = (largest.end - size).next_multiple_of(PAGE);
-    Range::new(start, largest.end).ok()
+    let start = (largest.end() - size).next_multiple_of(PAGE);
+    Range::new(start, largest.end()).ok()
 }

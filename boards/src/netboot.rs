@@ -341,7 +341,7 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
     };
     let region = crate::loadboot::writable(fw)
         .into_iter()
-        .find(|r| r.start <= addr && addr < r.end)
+        .find(|r| r.start() <= addr && addr < r.end())
         .ok_or_else(|| {
             format!("tftpboot: {addr:#x} is not free RAM (kexboot, its heap, reserved memory)")
         })?;
@@ -352,7 +352,8 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
     };
     let req = request(server, env, &file);
     println!("TFTP from {server}: '{file}' to {addr:#x}");
-    let dest_len = usize::try_from(region.end - addr).map_err(|_| "tftpboot: region too large")?;
+    let dest_len =
+        usize::try_from(region.end() - addr).map_err(|_| "tftpboot: region too large")?;
     // SAFETY: `addr..region.end` is free RAM that nothing of kexboot's uses (not kexboot, its
     // heap and stacks, the DTB, reserved or kept memory); the client writes only inside it.
     let dest = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, dest_len) };

@@ -3,7 +3,7 @@
 //! that tree; nothing is hard-coded.
 
 use alloc::vec::Vec;
-use kexboot_loader::dt::DtInfo;
+use kexboot_loader::dt::{DtInfo, Header, FDT_HEADER_LEN};
 use kexboot_loader::mem::Range;
 
 use crate::arch::regs;
@@ -18,8 +18,7 @@ extern "C" {
 
 /// Largest device tree kexboot accepts (the boot protocol's limit).
 const MAX_DTB: usize = 2 << 20;
-const FDT_MAGIC: u32 = 0xd00d_feed;
-const PAGE: u64 = 4096;
+use kexboot_loader::mem::PAGE_SIZE as PAGE;
 
 /// Frequency of QEMU virt's generic timer counter (QEMU 7.2: `NANOSECONDS_PER_SECOND /
 /// GTIMER_SCALE` = 62.5 MHz; QEMU 9.0 and later give newer machine versions 1 GHz). kexboot's EL3
@@ -40,13 +39,9 @@ unsafe fn dtb_slice(dtb: u64) -> Option<&'static [u8]> {
     if dtb == 0 || !dtb.is_multiple_of(8) {
         return None;
     }
-    // SAFETY: the caller says the header is readable; 8 bytes: magic and totalsize.
-    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, 8) };
-    let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-    let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
-    if magic != FDT_MAGIC || !(40..=MAX_DTB).contains(&size) {
-        return None;
-    }
+    // SAFETY: the caller says the header (`FDT_HEADER_LEN` bytes) is readable.
+    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, FDT_HEADER_LEN) };
+    let size = Header::parse(header, MAX_DTB).ok()?.total_size();
     // SAFETY: as above, for the whole blob.
     Some(unsafe { core::slice::from_raw_parts(dtb as *const u8, size) })
 }
@@ -127,14 +122,18 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     let tables = match unsafe { arch::mmu::enable(&mapped, &devices, &[image]) } {
         Ok(t) => t,
         Err(e) => {
-            println!("kexboot: error: cannot map {:#x}-{:#x}", e.0.start, e.0.end);
+            println!(
+                "kexboot: error: cannot map {:#x}-{:#x}",
+                e.0.start(),
+                e.0.end()
+            );
             arch::halt()
         }
     };
     core::mem::forget(tables); // live for the rest of the firmware's life
                                // SAFETY: `choose_heap` picked free RAM outside every reserved range, the image and the DTB;
                                // the MMU is on, so the heap's lock and every later write are on cacheable memory.
-    unsafe { heap::init_main(heap_range.start as usize, heap_range.len() as usize) };
+    unsafe { heap::init_main(heap_range.start() as usize, heap_range.len() as usize) };
     console::init_logger();
     timer::mark("MMU and caches on");
     log::info!("banner ({banner_ms} ms since machine reset)");
@@ -142,7 +141,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         "MMU and caches on at EL{}; heap {} MiB at {:#x}",
         el,
         heap_range.len() >> 20,
-        heap_range.start
+        heap_range.start()
     );
 
     report_cpus(&info);

@@ -9,37 +9,31 @@ use crate::heap::{PageBuf, PAGE};
 use crate::memory::MemoryLayout;
 use crate::timer::{self, mb_per_s, Stopwatch};
 
-fn conv(r: &kexboot_loader::mem::Range) -> Range {
-    Range {
-        start: r.start,
-        end: r.end,
-    }
-}
-
 /// Validates `segments` against RAM, reserved memory and kexboot's control region, and writes
 /// their entry list (and bounce pages) into fresh heap pages.
 pub fn build_list(
     segments: &[Segment],
     layout: &MemoryLayout,
 ) -> Result<EntryList, relocate::Error> {
-    let ram: Vec<Range> = layout.ram.iter().map(conv).collect();
+    let ram: Vec<Range> = layout.ram.clone();
     // Reserved memory plus what kexboot keeps across reboots (handoff page, ramoops).
     let reserved: Vec<Range> = layout
         .reserved
         .iter()
         .chain(&layout.kept)
-        .map(conv)
+        .copied()
         .collect();
-    let control: Vec<Range> = layout.control().iter().map(conv).collect();
+    let control: Vec<Range> = layout.control().to_vec();
     let plan_layout = Layout {
         ram: &ram,
         reserved: &reserved,
         control: &control,
     };
-    let window = Range {
-        start: ram.iter().map(|r| r.start).min().unwrap_or(0),
-        end: ram.iter().map(|r| r.end).max().unwrap_or(0),
-    };
+    let window = ram
+        .iter()
+        .copied()
+        .reduce(|a, b| a.hull(&b))
+        .unwrap_or_default();
     // SAFETY: all RAM is identity-mapped Normal memory; the planner only writes the pages it
     // gets from `alloc_page` (fresh heap pages) and reads sources.
     let mut mem = unsafe { PhysMemory::new(window) };
@@ -78,10 +72,7 @@ pub fn boot(
     };
     let dests: Vec<Range> = segments
         .iter()
-        .map(|s| Range {
-            start: s.dst,
-            end: s.dst + s.memsz.next_multiple_of(PAGE as u64),
-        })
+        .map(|s| Range::from_len_saturating(s.dst, s.memsz.next_multiple_of(PAGE as u64)))
         .collect();
     let tramp_len = relocate::arch::trampoline().1;
     if let Err(e) = relocate::arch::check_jump(&list, &dests, tramp, tramp_len) {

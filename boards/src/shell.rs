@@ -253,12 +253,12 @@ impl Firmware<'_> {
             .layout
             .ram
             .iter()
-            .any(|r| r.start <= start && end <= r.end)
+            .any(|r| r.start() <= start && end <= r.end())
             && !self
                 .layout
                 .reserved
                 .iter()
-                .any(|r| r.start < end && start < r.end);
+                .any(|r| r.start() < end && start < r.end());
         if !inside {
             return Err(CmdError::Msg(format!(
                 "md: {start:#x}..{end:#x} is not plain RAM"

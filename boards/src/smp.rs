@@ -15,7 +15,7 @@ use crate::arch::{pen, regs};
 use crate::memory::MemoryLayout;
 use crate::timer::Stopwatch;
 
-const PAGE: u64 = 4096;
+use kexboot_loader::mem::PAGE_SIZE as PAGE;
 /// Mailboxes start here in the pen's page, one u64 per cpu node.
 const MAILBOX_OFFSET: u64 = 0x800;
 const MAX_CPUS: usize = ((PAGE - MAILBOX_OFFSET) / 8) as usize;
@@ -58,19 +58,19 @@ impl Pen {
         // before (its /memreserve/ came back with the tree): reuse it rather than leak a page per
         // warm boot.
         let previous = info.reserved.iter().copied().find(|r| {
-            r.start % PAGE == 0
+            r.start() % PAGE == 0
                 && r.len() == PAGE
                 // Never a `no-map` region: it is not mapped, and a read would fault.
                 && layout.readable(r)
                 // SAFETY: a page-aligned page inside mapped RAM (identity-mapped Normal memory,
                 // no `no-map` region); only read.
-                && unsafe { core::slice::from_raw_parts(r.start as *const u8, code.len()) } == code
+                && unsafe { core::slice::from_raw_parts(r.start() as *const u8, code.len()) } == code
         });
         let page = match previous {
             Some(r) => {
                 log::info!(
                     "spin-table: reusing the pen page {:#x} of the previous boot",
-                    r.start
+                    r.start()
                 );
                 r
             }
@@ -80,20 +80,20 @@ impl Pen {
             .cpu_nodes
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.reg, page.start + MAILBOX_OFFSET + 8 * i as u64))
+            .map(|(i, c)| (c.reg, page.start() + MAILBOX_OFFSET + 8 * i as u64))
             .collect();
         // SAFETY: the page was just taken from free RAM for the pen alone (mapped Normal);
         // code and zeroed mailboxes are cleaned to PoC because the secondaries run them with
         // the MMU and caches off, and the I-cache is invalidated for the code.
         unsafe {
-            core::ptr::write_bytes(page.start as *mut u8, 0, PAGE as usize);
-            core::ptr::copy_nonoverlapping(code.as_ptr(), page.start as *mut u8, code.len());
-            kexboot_relocate::arch::clean_inval_dcache_range(page.start, PAGE);
+            core::ptr::write_bytes(page.start() as *mut u8, 0, PAGE as usize);
+            core::ptr::copy_nonoverlapping(code.as_ptr(), page.start() as *mut u8, code.len());
+            kexboot_relocate::arch::clean_inval_dcache_range(page.start(), PAGE);
             core::arch::asm!("ic iallu", "dsb ish", "isb", options(nostack));
         }
         let me = regs::mpidr();
         for &(mpidr, mailbox) in mailboxes.iter().filter(|(m, _)| *m != me) {
-            if let Err(e) = psci::cpu_on(info, mpidr, page.start, mailbox) {
+            if let Err(e) = psci::cpu_on(info, mpidr, page.start(), mailbox) {
                 log::warn!("CPU {mpidr:#x}: CPU_ON into the pen: {e}");
                 continue;
             }
@@ -109,7 +109,7 @@ impl Pen {
         log::info!(
             "spin-table: {} secondaries parked in kexboot's pen at {:#x}",
             mailboxes.len().saturating_sub(1),
-            page.start
+            page.start()
         );
         Ok(Pen { page, mailboxes })
     }
@@ -147,7 +147,7 @@ pub fn report_before_jump(info: &DtInfo, pen: Option<&Pen>) {
         None => log::warn!("before the jump: {on} secondaries are on outside kexboot's control"),
         Some(p) => log::info!(
             "before the jump: {on} secondaries in the spin-table pen at {:#x}",
-            p.page.start
+            p.page.start()
         ),
     }
 }

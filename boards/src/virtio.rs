@@ -158,7 +158,7 @@ impl BlockDevice for VirtioBlk {
 pub fn find_block_devices(slots: &[Range]) -> alloc::vec::Vec<VirtioBlk> {
     let mut out = alloc::vec::Vec::new();
     for slot in slots {
-        let Some(header) = NonNull::new(slot.start as *mut VirtIOHeader) else {
+        let Some(header) = NonNull::new(slot.start() as *mut VirtIOHeader) else {
             continue;
         };
         // SAFETY: the device tree names this range as a virtio-mmio register block; it is
@@ -176,9 +176,9 @@ pub fn find_block_devices(slots: &[Range]) -> alloc::vec::Vec<VirtioBlk> {
             Ok(dev) => out.push(VirtioBlk {
                 capacity: dev.capacity(),
                 dev: Some(dev),
-                base: slot.start,
+                base: slot.start(),
             }),
-            Err(e) => log::warn!("virtio-blk at {:#x}: {:?}", slot.start, e),
+            Err(e) => log::warn!("virtio-blk at {:#x}: {:?}", slot.start(), e),
         }
     }
     out
@@ -248,7 +248,7 @@ pub fn reset_all(slots: &[Range], mut seen: impl FnMut(Found)) {
         // registers; status is written only for a present device (0 = reset, virtio 1.2 2.1)
         // and read back.
         let found = unsafe {
-            let base = slot.start as *mut u32;
+            let base = slot.start() as *mut u32;
             if core::ptr::read_volatile(base.byte_add(REG_MAGIC)) != MMIO_MAGIC {
                 continue;
             }
@@ -269,7 +269,7 @@ pub fn reset_all(slots: &[Range], mut seen: impl FnMut(Found)) {
                 after = core::ptr::read_volatile(status);
             }
             Found {
-                base: slot.start,
+                base: slot.start(),
                 device_id: id,
                 status: before,
                 after,

@@ -147,7 +147,7 @@ impl Nic for VirtioNet {
 /// The first virtio-net device among the virtio-mmio slots the device tree lists.
 pub fn find(slots: &[Range]) -> Option<VirtioNet> {
     for slot in slots {
-        let Some(header) = NonNull::new(slot.start as *mut VirtIOHeader) else {
+        let Some(header) = NonNull::new(slot.start() as *mut VirtIOHeader) else {
             continue;
         };
         // SAFETY: the device tree names this range as a virtio-mmio register block; it is
@@ -162,14 +162,14 @@ pub fn find(slots: &[Range]) -> Option<VirtioNet> {
             continue;
         }
         match Raw::new(transport) {
-            Ok(dev) => match VirtioNet::new(dev, slot.start) {
+            Ok(dev) => match VirtioNet::new(dev, slot.start()) {
                 Ok(nic) => return Some(nic),
                 Err(e) => log::warn!(
                     "virtio-net at {:#x}: cannot post receive buffers: {e:?}",
-                    slot.start
+                    slot.start()
                 ),
             },
-            Err(e) => log::warn!("virtio-net at {:#x}: {:?}", slot.start, e),
+            Err(e) => log::warn!("virtio-net at {:#x}: {:?}", slot.start(), e),
         }
     }
     None

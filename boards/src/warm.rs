@@ -14,7 +14,7 @@ use kexboot_menu::env::Env;
 use crate::arch::regs;
 use crate::memory::MemoryLayout;
 
-const PAGE: u64 = 4096;
+use kexboot_loader::mem::PAGE_SIZE as PAGE;
 
 /// Decides cold or warm and says so. Runs with the MMU off: the record is read straight from
 /// memory (non-cacheable), byte by byte, which is exactly what the previous kexboot cleaned to
@@ -51,7 +51,7 @@ impl Handoff {
     /// said), else takes the highest free page.
     pub fn new(entry: &Entry, info: &DtInfo, layout: &mut MemoryLayout) -> Option<Handoff> {
         let incoming = info.handoff.map(|h| h.region).filter(|r| {
-            r.start % PAGE == 0
+            r.start() % PAGE == 0
                 && r.len() >= PAGE
                 && layout.ram.iter().any(|m| m.contains_range(r))
                 && !r.overlaps(&layout.image)
@@ -77,7 +77,7 @@ impl Handoff {
     }
 
     pub fn node_name(&self) -> String {
-        format!("kexboot-handoff@{:x}", self.page.start)
+        format!("kexboot-handoff@{:x}", self.page.start())
     }
 
     /// The `/reserved-memory` node that tells the next kexboot where to look.
@@ -100,8 +100,8 @@ impl Handoff {
         // SAFETY: the page is RAM kexboot reserved for itself (mapped: see `qemu_virt`), outside
         // every boot segment; the clean is cache maintenance by VA over it.
         unsafe {
-            core::ptr::copy_nonoverlapping(rec.as_ptr(), self.page.start as *mut u8, rec.len());
-            kexboot_relocate::arch::clean_inval_dcache_range(self.page.start, PAGE);
+            core::ptr::copy_nonoverlapping(rec.as_ptr(), self.page.start() as *mut u8, rec.len());
+            kexboot_relocate::arch::clean_inval_dcache_range(self.page.start(), PAGE);
         }
     }
 }
@@ -119,7 +119,7 @@ impl Ramoops {
     /// `ramoops_size` bytes at the top of free RAM, else none.
     pub fn plan(env: &Env, info: &DtInfo, layout: &mut MemoryLayout) -> Option<Ramoops> {
         if let Some(r) = info.ramoops {
-            log::info!("ramoops region kept at {:#x}-{:#x}", r.start, r.end);
+            log::info!("ramoops region kept at {:#x}-{:#x}", r.start(), r.end());
             return None;
         }
         let size = match env.size("ramoops_size") {
@@ -147,8 +147,8 @@ impl Ramoops {
         };
         log::info!(
             "ramoops region offered at {:#x}-{:#x} (record {record_size}, max-reason {max_reason})",
-            region.start,
-            region.end
+            region.start(),
+            region.end()
         );
         Some(Ramoops {
             region,
@@ -159,7 +159,7 @@ impl Ramoops {
     }
 
     pub fn node_name(&self) -> String {
-        format!("ramoops@{:x}", self.region.start)
+        format!("ramoops@{:x}", self.region.start())
     }
 
     pub fn node<'a>(&self, name: &'a str) -> ReservedNode<'a> {

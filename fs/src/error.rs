@@ -53,6 +53,9 @@ pub enum Error {
     AlreadyExists,
     /// A name that cannot be created as a plain 8.3 name; says why.
     BadName(&'static str),
+    /// Files read through the file trait from something that is not a disk (a TFTP server, ...)
+    /// failed there; the message is that source's own, already in words.
+    Transport(alloc::string::String),
 }
 
 impl fmt::Display for Error {
@@ -112,6 +115,20 @@ impl fmt::Display for Error {
             Error::DirectoryFull => write!(f, "directory full"),
             Error::AlreadyExists => write!(f, "file already exists"),
             Error::BadName(why) => write!(f, "name not creatable: {why}"),
+            Error::Transport(why) => f.write_str(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn transport_errors_keep_their_source_message() {
+        let e = Error::Transport("tftp: server error 2: access violation".to_string());
+        assert_eq!(e.to_string(), "tftp: server error 2: access violation");
+        assert_ne!(e, Error::Io { lba: 0 });
     }
 }

@@ -32,14 +32,14 @@ fn props(
 /// Ranges covered by the union of `set` (exact, touching ones merged).
 fn covered(r: &Range, set: &[Range]) -> bool {
     let mut v: Vec<Range> = set.to_vec();
-    v.sort_by_key(|r| r.start);
-    let mut at = r.start;
+    v.sort_by_key(|r| r.start());
+    let mut at = r.start();
     for s in v {
-        if s.start <= at && s.end > at {
-            at = s.end;
+        if s.start() <= at && s.end() > at {
+            at = s.end();
         }
     }
-    at >= r.end
+    at >= r.end()
 }
 
 fn unchanged(before: &DtInfo, after: &DtInfo) {

@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
         },
     );
     if let Some(a) = read_at {
-        assert_eq!(a, region.start);
+        assert_eq!(a, region.start());
         assert!(ram.contains_range(&region) && !avoid[0].overlaps(&region));
         assert!(region.len() >= RECORD_LEN as u64);
     }

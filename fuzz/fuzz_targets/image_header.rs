@@ -46,10 +46,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert_eq!(p.kernel.len(), h.image_size());
-    assert_eq!(p.entry, p.kernel.start);
-    assert!(p.kernel.start >= h.text_offset());
+    assert_eq!(p.entry, p.kernel.start());
+    assert!(p.kernel.start() >= h.text_offset());
     assert_eq!(
-        (p.kernel.start - h.text_offset()) % SZ_2M,
+        (p.kernel.start() - h.text_offset()) % SZ_2M,
         0,
         "base not 2 MiB aligned"
     );

@@ -20,19 +20,13 @@ const MAX_ENTRIES: u64 = 1 << 16;
 fn page_range(u: &mut Unstructured) -> Result<Range> {
     let a = u.int_in_range(0..=PAGES)?;
     let b = u.int_in_range(0..=PAGES)?;
-    Ok(Range {
-        start: BASE + a.min(b) * PAGE_SIZE,
-        end: BASE + a.max(b) * PAGE_SIZE,
-    })
+    Ok(Range::new(BASE + a.min(b) * PAGE_SIZE, BASE + a.max(b) * PAGE_SIZE).unwrap())
 }
 
 fn byte_range(u: &mut Unstructured) -> Result<Range> {
     let a = u.int_in_range(0..=SIZE)?;
     let b = u.int_in_range(0..=SIZE)?;
-    Ok(Range {
-        start: BASE + a.min(b),
-        end: BASE + a.max(b),
-    })
+    Ok(Range::new(BASE + a.min(b), BASE + a.max(b)).unwrap())
 }
 
 fn ranges(
@@ -96,10 +90,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
     let ram = {
         let mut v = ranges(u, 2, page_range)?;
         if v.is_empty() {
-            v.push(Range {
-                start: BASE,
-                end: BASE + SIZE,
-            });
+            v.push(Range::new(BASE, BASE + SIZE).unwrap());
         }
         v
     };
@@ -174,7 +165,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
     for (_, page) in changed_pages(&mem, &built_mem) {
         let inside = expected
             .iter()
-            .any(|(d, _)| d.start <= page && page < d.end);
+            .any(|(d, _)| d.start() <= page && page < d.end());
         assert!(
             inside,
             "page {page:#x} outside every destination changed by the copy"

@@ -85,7 +85,7 @@ impl Iomem {
             }
             let (depth, range, name) = parse_line(line, i + 1)?;
             lines += 1;
-            any_nonzero |= range.start != 0 || range.end != 1;
+            any_nonzero |= range.start() != 0 || range.end() != 1;
             if depth > 0 {
                 out.avoid.push(range);
             } else if name == SYSTEM_RAM {
@@ -202,7 +202,7 @@ c0000000-c00fffff : ramoops
         fn never_panics(text in "[0-9a-fA-F :\\-\nSystemRA]{0,200}") {
             if let Ok(m) = Iomem::parse(&text) {
                 prop_assert!(!m.ram.is_empty());
-                prop_assert!(m.ram.iter().chain(&m.avoid).all(|r| r.start <= r.end));
+                prop_assert!(m.ram.iter().chain(&m.avoid).all(|r| r.start() <= r.end()));
             }
         }
 

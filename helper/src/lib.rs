@@ -174,7 +174,7 @@ pub struct Plan<'a> {
 impl Plan<'_> {
     /// The kexec entry point: the purgatory page.
     pub fn entry(&self) -> u64 {
-        self.layout.purgatory.start
+        self.layout.purgatory.start()
     }
 
     /// The three segments, in address order of creation: kexboot, DTB, purgatory.
@@ -214,8 +214,8 @@ impl fmt::Display for Plan<'_> {
                 f,
                 "{:<10} {:#x}..{:#x}  memsz {:#x}, bufsz {:#x}",
                 s.name,
-                s.dest.start,
-                s.dest.end,
+                s.dest.start(),
+                s.dest.end(),
                 s.dest.len(),
                 s.buf.len()
             )?;
@@ -224,7 +224,7 @@ impl fmt::Display for Plan<'_> {
             f,
             "entry      {:#x} (purgatory: x0 = {:#x}, x1..x3 = 0, br {:#x})",
             self.entry(),
-            self.layout.dtb.start,
+            self.layout.dtb.start(),
             self.layout.kexboot_entry()
         )?;
         write!(f, "bootargs   {:?}", self.bootargs)
@@ -259,7 +259,7 @@ pub fn build_plan<'a>(i: &Inputs<'a>) -> Result<Plan<'a>, Error> {
         image_bytes: i.image,
         bootargs,
         dtb,
-        purgatory: purgatory::encode(layout.dtb.start, layout.kexboot_entry()),
+        purgatory: purgatory::encode(layout.dtb.start(), layout.kexboot_entry()),
         layout,
     })
 }

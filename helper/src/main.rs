@@ -47,7 +47,7 @@ fn kexec_load(plan: &Plan<'_>) -> Result<(), Error> {
     let segments = plan.segments().map(|s| KexecSegment {
         buf: s.buf.as_ptr().cast(),
         bufsz: s.buf.len(),
-        mem: s.dest.start as libc::size_t,
+        mem: s.dest.start() as libc::size_t,
         memsz: s.dest.len() as libc::size_t,
     });
     // SAFETY: `segments` and every buffer it points to (the image, DTB and purgatory bytes owned

@@ -26,7 +26,7 @@ pub struct Layout {
 impl Layout {
     /// The address kexboot is entered at.
     pub fn kexboot_entry(&self) -> u64 {
-        self.kexboot.start
+        self.kexboot.start()
     }
 }
 
@@ -60,7 +60,7 @@ impl fmt::Display for PlaceError {
 /// Lowest `align`-aligned start at or above `from` where `size` bytes fit in `free`.
 fn first_fit(free: &[Range], from: u64, size: u64, align: u64) -> Option<Range> {
     free.iter().find_map(|r| {
-        let start = align_up(r.start.max(from), align)?;
+        let start = align_up(r.start().max(from), align)?;
         let range = Range::from_len(start, size).ok()?;
         r.contains_range(&range).then_some(range)
     })
@@ -98,8 +98,8 @@ pub fn place(
         .iter()
         .find_map(|r| {
             // Lowest 2 MiB-aligned base whose load address (base + text_offset) is in `r`.
-            let mut base = align_up(r.start.saturating_sub(img.text_offset), SZ_2M)?;
-            if base.checked_add(img.text_offset)? < r.start {
+            let mut base = align_up(r.start().saturating_sub(img.text_offset), SZ_2M)?;
+            if base.checked_add(img.text_offset)? < r.start() {
                 base = base.checked_add(SZ_2M)?;
             }
             let range = Range::from_len(base.checked_add(img.text_offset)?, kexboot_size).ok()?;
@@ -108,10 +108,11 @@ pub fn place(
         .ok_or(no_room("kexboot", kexboot_size))?;
 
     let free = free_regions(&free, &[kexboot]);
-    let dtb = fit_after(&free, kexboot.end, dtb_size, page).ok_or(no_room("the DTB", dtb_size))?;
+    let dtb =
+        fit_after(&free, kexboot.end(), dtb_size, page).ok_or(no_room("the DTB", dtb_size))?;
     let free = free_regions(&free, &[dtb]);
     let purgatory =
-        fit_after(&free, dtb.end, page, page).ok_or(no_room("the purgatory page", page))?;
+        fit_after(&free, dtb.end(), page, page).ok_or(no_room("the purgatory page", page))?;
     Ok(Layout {
         kexboot,
         dtb,
@@ -125,7 +126,7 @@ mod tests {
     use crate::iomem::Iomem;
     use proptest::prelude::*;
 
-    const PAGE: u64 = 4096;
+    const PAGE: u64 = kexboot_loader::mem::PAGE_SIZE;
 
     fn r(start: u64, end: u64) -> Range {
         Range::new(start, end).unwrap()
@@ -267,12 +268,12 @@ mod tests {
                 let parts = [l.kexboot, l.dtb, l.purgatory];
                 // Touching RAM ranges are one stretch of RAM.
                 let ram = kexboot_loader::mem::normalize(&ram);
-                prop_assert_eq!(l.kexboot.start % SZ_2M, 0);
+                prop_assert_eq!(l.kexboot.start() % SZ_2M, 0);
                 prop_assert!(l.kexboot.len() >= i.image_size);
                 prop_assert!(l.dtb.len() >= dtb_len);
                 prop_assert_eq!(l.purgatory.len(), PAGE);
                 for (n, p) in parts.iter().enumerate() {
-                    prop_assert_eq!(p.start % PAGE, 0);
+                    prop_assert_eq!(p.start() % PAGE, 0);
                     prop_assert_eq!(p.len() % PAGE, 0);
                     prop_assert!(ram.iter().any(|m| m.contains_range(p)), "{} outside RAM", p);
                     prop_assert!(!avoid.iter().any(|a| a.overlaps(p)), "{} on a hole", p);

@@ -83,14 +83,17 @@ fn qemu_virt_plan() {
         Range::new(0x41e0_0000, 0x41e0_0000 + IMAGE_SIZE).unwrap()
     );
     assert_eq!(k.buf, &image[..]);
-    assert_eq!(d.dest.start, 0x41e0_0000 + IMAGE_SIZE);
+    assert_eq!(d.dest.start(), 0x41e0_0000 + IMAGE_SIZE);
     assert_eq!(d.dest.len(), plan.dtb.len().next_multiple_of(4096) as u64);
-    assert_eq!(p.dest, Range::from_len(d.dest.end, 4096).unwrap());
-    assert_eq!(plan.entry(), p.dest.start);
-    assert_eq!(p.buf, &purgatory::encode(d.dest.start, k.dest.start)[..]);
+    assert_eq!(p.dest, Range::from_len(d.dest.end(), 4096).unwrap());
+    assert_eq!(plan.entry(), p.dest.start());
+    assert_eq!(
+        p.buf,
+        &purgatory::encode(d.dest.start(), k.dest.start())[..]
+    );
     for s in [k, d, p] {
         assert!(s.buf.len() as u64 <= s.dest.len(), "{}", s.name);
-        assert_eq!(s.dest.start % 4096, 0);
+        assert_eq!(s.dest.start() % 4096, 0);
         assert_eq!(s.dest.len() % 4096, 0);
     }
 
@@ -130,7 +133,7 @@ fn dt_reserved_memory_is_avoided_too() {
     )
     .unwrap();
     let plan = build_plan(&inputs(&image, &fdt, IOMEM)).unwrap();
-    assert_eq!(plan.layout.kexboot.start, 0x4200_0000);
+    assert_eq!(plan.layout.kexboot.start(), 0x4200_0000);
 }
 
 #[test]

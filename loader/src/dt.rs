@@ -27,7 +27,8 @@ const FDT_END_NODE: u32 = 2;
 const FDT_PROP: u32 = 3;
 const FDT_NOP: u32 = 4;
 const FDT_END: u32 = 9;
-const HEADER_LEN: usize = 40;
+/// Size of a flattened device tree header (`struct fdt_header`, devicetree spec 5.2).
+pub const FDT_HEADER_LEN: usize = 40;
 /// Deepest nesting accepted (real trees stay below 10; `fdt` breaks at 64).
 const MAX_DEPTH: usize = 32;
 
@@ -54,6 +55,48 @@ fn bad(offset: usize, what: &'static str) -> Error {
     Error::BadDtb { offset, what }
 }
 
+/// A device tree header whose magic and `totalsize` were checked: the one place kexboot reads
+/// an untrusted `struct fdt_header` (the firmware entry, the EL3 monitor, `booti` and [`check`]
+/// all start here). It holds no reference, so a caller reading memory can copy the 40 header
+/// bytes out, check them, and only then read the `totalsize` bytes it promises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    raw: [u8; FDT_HEADER_LEN],
+    total: usize,
+}
+
+impl Header {
+    /// Checks the header at the start of `bytes` (at least [`FDT_HEADER_LEN`] of them): the
+    /// magic, and a `totalsize` no smaller than the header and no larger than `max_total`.
+    pub fn parse(bytes: &[u8], max_total: usize) -> Result<Header> {
+        let raw: [u8; FDT_HEADER_LEN] = bytes
+            .get(..FDT_HEADER_LEN)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(bad(0, "shorter than the 40-byte header"))?;
+        if be32(&raw, 0) != Some(FDT_MAGIC) {
+            return Err(bad(0, "bad magic (expected d00dfeed)"));
+        }
+        let total = be32(&raw, OFF_TOTALSIZE).unwrap_or(0) as usize;
+        if total > max_total || total < FDT_HEADER_LEN {
+            return Err(bad(
+                OFF_TOTALSIZE,
+                "totalsize larger than the blob or below the header",
+            ));
+        }
+        Ok(Header { raw, total })
+    }
+
+    /// The blob's `totalsize` in bytes (at least [`FDT_HEADER_LEN`]).
+    pub fn total_size(&self) -> usize {
+        self.total
+    }
+
+    /// The big-endian header word at byte offset `off` (one of the `OFF_*` fields).
+    fn field(&self, off: usize) -> u32 {
+        be32(&self.raw, off).unwrap_or(0)
+    }
+}
+
 /// A blob that passed [`check`], cut to its `totalsize`, without NOPs.
 struct Checked<'a> {
     bytes: Cow<'a, [u8]>,
@@ -63,17 +106,9 @@ struct Checked<'a> {
 
 /// Validates the whole blob; returns it (or a NOP-free copy) and its memory reservations.
 fn check(dtb: &[u8]) -> Result<Checked<'_>> {
-    let h = |off| be32(dtb, off).ok_or(bad(0, "shorter than the 40-byte header"));
-    if h(0)? != FDT_MAGIC {
-        return Err(bad(0, "bad magic (expected d00dfeed)"));
-    }
-    let total = h(OFF_TOTALSIZE)? as usize;
-    if total > dtb.len() || total < HEADER_LEN {
-        return Err(bad(
-            OFF_TOTALSIZE,
-            "totalsize larger than the blob or below the header",
-        ));
-    }
+    let header = Header::parse(dtb, dtb.len())?;
+    let h = |off| Ok::<u32, Error>(header.field(off));
+    let total = header.total_size();
     if h(OFF_VERSION)? < 17 || h(OFF_LAST_COMP)? > 17 {
         return Err(bad(
             OFF_VERSION,
@@ -492,7 +527,7 @@ impl DtInfo {
                                 node.compatible().and_then(|c| c.all().next()).unwrap_or("");
                             let base = reg(node, cells)
                                 .ok()
-                                .and_then(|r| r.first().map(|r| r.start));
+                                .and_then(|r| r.first().map(|r| r.start()));
                             info.stdout = base.map(|b| (compat.to_string(), b));
                         }
                     }
@@ -636,11 +671,11 @@ fn chosen_changes(f: &Fixups<'_>) -> Result<Vec<(&'static str, Change)>> {
         Some(r) => {
             v.push((
                 "linux,initrd-start",
-                Change::Set(r.start.to_be_bytes().to_vec()),
+                Change::Set(r.start().to_be_bytes().to_vec()),
             ));
             v.push((
                 "linux,initrd-end",
-                Change::Set(r.end.to_be_bytes().to_vec()),
+                Change::Set(r.end().to_be_bytes().to_vec()),
             ));
         }
         None => {
@@ -677,7 +712,7 @@ struct Writer<'f> {
 /// `reg` bytes for `r` with the given cell counts (1 or 2 each).
 fn encode_reg(r: &Range, address_cells: usize, size_cells: usize) -> Option<Vec<u8>> {
     let mut v = Vec::new();
-    for (value, cells) in [(r.start, address_cells), (r.len(), size_cells)] {
+    for (value, cells) in [(r.start(), address_cells), (r.len(), size_cells)] {
         match cells {
             1 => v.extend(u32::try_from(value).ok()?.to_be_bytes()),
             2 => v.extend(value.to_be_bytes()),
@@ -862,7 +897,7 @@ fn rebuild(
     rsv.extend(f.extra_reserved.iter().filter(|r| !r.is_empty()));
     let entries = merge_overlapping(rsv)
         .into_iter()
-        .map(|r| FdtReserveEntry::new(r.start, r.len()))
+        .map(|r| FdtReserveEntry::new(r.start(), r.len()))
         .collect::<core::result::Result<Vec<_>, _>>()
         .map_err(|why| Error::DtWrite {
             at: "/memreserve/".into(),
@@ -903,7 +938,7 @@ fn merge_overlapping(mut v: Vec<Range>) -> Vec<Range> {
     let mut out: Vec<Range> = Vec::with_capacity(v.len());
     for r in v {
         match out.last_mut() {
-            Some(last) if r.start < last.end => last.end = last.end.max(r.end),
+            Some(last) if r.start() < last.end() => *last = last.hull(&r),
             _ => out.push(r),
         }
     }

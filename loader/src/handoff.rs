@@ -121,7 +121,7 @@ pub fn classify(
     let Some(h) = handoff else { return Entry::Cold };
     let bad = |why| Entry::ColdWithWarning(Error::BadHandoff { why });
     let r = h.region;
-    if r.start % PAGE_SIZE != 0 || r.len() < RECORD_LEN as u64 {
+    if r.start() % PAGE_SIZE != 0 || r.len() < RECORD_LEN as u64 {
         return bad("handoff region misaligned or too small");
     }
     if !ram.iter().any(|m| m.contains_range(&r)) {
@@ -133,7 +133,7 @@ pub fn classify(
     let Some(boot_id) = h.boot_id else {
         return bad("handoff node has no boot id");
     };
-    match Record::decode(&read(r.start)) {
+    match Record::decode(&read(r.start())) {
         Ok(rec) if rec.boot_id != boot_id => bad("stale record (boot id differs from the tree's)"),
         Ok(rec) => Entry::Warm(rec),
         Err(e) => Entry::ColdWithWarning(e),
@@ -153,14 +153,8 @@ mod tests {
         }
     }
 
-    const RAM: Range = Range {
-        start: 0x4000_0000,
-        end: 0x8000_0000,
-    };
-    const PAGE: Range = Range {
-        start: 0x7fe0_0000,
-        end: 0x7fe0_1000,
-    };
+    const RAM: Range = Range::constant(0x4000_0000, 0x8000_0000);
+    const PAGE: Range = Range::constant(0x7fe0_0000, 0x7fe0_1000);
 
     fn node(boot_id: Option<u64>) -> Option<Handoff> {
         Some(Handoff {
@@ -218,18 +212,12 @@ mod tests {
         // outside RAM, misaligned, overlapping what must be avoided: never read
         let mut never = |_| -> Vec<u8> { panic!("read a region that failed its checks") };
         let outside = Some(Handoff {
-            region: Range {
-                start: 0x1000,
-                end: 0x2000,
-            },
+            region: Range::constant(0x1000, 0x2000),
             boot_id: Some(1),
         });
         assert!(warn(classify(outside, &[RAM], &[], &mut never)));
         let odd = Some(Handoff {
-            region: Range {
-                start: PAGE.start + 8,
-                end: PAGE.end + 8,
-            },
+            region: Range::constant(PAGE.start() + 8, PAGE.end() + 8),
             boot_id: Some(1),
         });
         assert!(warn(classify(odd, &[RAM], &[], &mut never)));

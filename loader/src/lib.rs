@@ -25,10 +25,8 @@ pub const MAX_DTB_SIZE: u64 = 2 << 20;
 /// Everything that can go wrong in this crate. Each variant carries what was expected and found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Error {
-    /// `Range::new` with `end < start`.
-    InvertedRange { start: u64, end: u64 },
-    /// `start + len` does not fit in 64 bits.
-    RangeOverflow { start: u64, len: u64 },
+    /// An address range refused by its constructor (inverted, overflowing, misaligned).
+    Range(kexboot_relocate::Error),
 
     /// The Image file is shorter than its 64-byte header.
     ImageTooShort { len: usize },
@@ -93,12 +91,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Error::*;
         match self {
-            InvertedRange { start, end } => {
-                write!(f, "range end {end:#x} is below start {start:#x}")
-            }
-            RangeOverflow { start, len } => {
-                write!(f, "range {start:#x} + {len:#x} overflows 64-bit addresses")
-            }
+            Range(e) => write!(f, "{e}"),
             ImageTooShort { len } => {
                 write!(
                     f,
@@ -188,4 +181,10 @@ impl fmt::Display for Error {
 }
 
 /// This crate's result type.
+impl From<kexboot_relocate::Error> for Error {
+    fn from(e: kexboot_relocate::Error) -> Self {
+        Error::Range(e)
+    }
+}
+
 pub type Result<T> = core::result::Result<T, Error>;

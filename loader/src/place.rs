@@ -51,21 +51,19 @@ fn highest_fit(free: &[Range], len: u64, pred: impl Fn(Range) -> bool) -> Option
             continue;
         }
         let mut candidates = [None; STEPS + 1];
-        candidates[0] = Some(align_down(f.end - span, PAGE_SIZE));
-        let mut block_end = align_down(f.end, SZ_2M);
+        candidates[0] = Some(align_down(f.end() - span, PAGE_SIZE));
+        let mut block_end = align_down(f.end(), SZ_2M);
         for c in candidates.iter_mut().skip(1) {
-            if block_end < f.start.saturating_add(span) {
+            if block_end < f.start().saturating_add(span) {
                 break;
             }
             *c = Some(align_down(block_end - span, PAGE_SIZE));
             block_end -= SZ_2M;
         }
         for start in candidates.into_iter().flatten() {
-            let r = Range {
-                start,
-                end: start + len,
-            };
-            if start >= f.start && pred(r) {
+            // `start + span <= f.end()`, so this does not saturate.
+            let r = Range::from_len_saturating(start, len);
+            if start >= f.start() && pred(r) {
                 return Some(r);
             }
         }
@@ -88,8 +86,8 @@ fn alloc_high(
     let clipped: Vec<Range> = free
         .iter()
         .filter_map(|f| {
-            let (start, end) = (f.start.max(within.start), f.end.min(within.end));
-            (start < end).then_some(Range { start, end })
+            let (start, end) = (f.start().max(within.start()), f.end().min(within.end()));
+            Range::new(start, end).ok().filter(|r| !r.is_empty())
         })
         .collect();
     let Some(r) = highest_fit(&clipped, len, &pred) else {
@@ -108,15 +106,13 @@ fn alloc_high(
 /// window starting at the initrd's, which reaches past the kernel's end when `start >= lo`).
 fn initrd_window(kernel: Range) -> Range {
     let lo = align_up(
-        kernel.end.saturating_sub(INITRD_WINDOW_SIZE),
+        kernel.end().saturating_sub(INITRD_WINDOW_SIZE),
         INITRD_WINDOW_ALIGN,
     )
     .unwrap_or(u64::MAX);
-    let hi = align_down(kernel.start, INITRD_WINDOW_ALIGN).saturating_add(INITRD_WINDOW_SIZE);
-    Range {
-        start: lo.min(hi),
-        end: hi,
-    }
+    let hi = align_down(kernel.start(), INITRD_WINDOW_ALIGN).saturating_add(INITRD_WINDOW_SIZE);
+    let start = lo.min(hi);
+    Range::from_len_saturating(start, hi - start)
 }
 
 fn take(free: &mut Vec<Range>, r: Range) {
@@ -146,12 +142,11 @@ pub fn place(
 
     let avoid = normalize(avoid);
     let blocks_clean = |r: Range| {
-        let Some(end) = align_up(r.end, SZ_2M) else {
+        let Some(end) = align_up(r.end(), SZ_2M) else {
             return false;
         };
-        let window = Range {
-            start: r.start & !(SZ_2M - 1),
-            end,
+        let Ok(window) = Range::new(align_down(r.start(), SZ_2M), end) else {
+            return false;
         };
         ram.iter().any(|m| m.contains_range(&window)) && !avoid.iter().any(|a| a.overlaps(&window))
     };
@@ -171,21 +166,18 @@ pub fn place(
         }
     };
     let refused = Error::DtbNoCleanBlock { size: dtb_len };
-    let anywhere = Range {
-        start: 0,
-        end: u64::MAX,
-    };
+    const ANYWHERE: Range = Range::constant(0, u64::MAX);
     let dtb = alloc_high(
         &mut free,
         "device tree",
         dtb_len,
-        anywhere,
+        ANYWHERE,
         blocks_clean,
         refused,
     )?;
     Ok(Placement {
         kernel: k,
-        entry: k.start,
+        entry: k.start(),
         initrd,
         dtb,
     })
@@ -200,7 +192,7 @@ fn place_kernel(free: &[Range], h: &ImageHeader, lowest: Range) -> Result<Range>
     })?;
     for f in free {
         // Lowest 2 MiB-aligned base with base + text_offset >= f.start.
-        let Some(base) = align_up(f.start.saturating_sub(to), SZ_2M) else {
+        let Some(base) = align_up(f.start().saturating_sub(to), SZ_2M) else {
             continue;
         };
         let Some(load) = base.checked_add(to) else {
@@ -209,19 +201,17 @@ fn place_kernel(free: &[Range], h: &ImageHeader, lowest: Range) -> Result<Range>
         let Some(end) = load.checked_add(span) else {
             continue;
         };
-        if end > f.end {
+        if end > f.end() {
             continue;
         }
-        if !h.any_base() && !lowest.contains_range(&Range { start: load, end }) {
+        // `load + span` did not overflow above, and `size <= span`.
+        if !h.any_base() && !lowest.contains_range(&Range::from_len_saturating(load, span)) {
             break;
         }
         if h.any_base() && end > ANY_BASE_LIMIT {
             break;
         }
-        return Ok(Range {
-            start: load,
-            end: load + size,
-        });
+        return Ok(Range::from_len_saturating(load, size));
     }
     if h.any_base() {
         Err(Error::NoRoom {
@@ -261,7 +251,7 @@ mod tests {
         let fw = [r(G, G + 3 * M)]; // kexboot itself at the start of RAM
         let p = place(&ram, &fw, &kernel(0, 30 * M, true), 7 * M, 8192).unwrap();
         assert_eq!(p.kernel, r(G + 4 * M, G + 34 * M));
-        assert_eq!(p.entry, p.kernel.start);
+        assert_eq!(p.entry, p.kernel.start());
         // The initrd goes at the top of free RAM and the DTB right below it: its 2 MiB block
         // holds only RAM and nothing kexboot must avoid.
         let i = p.initrd.unwrap();
@@ -275,7 +265,7 @@ mod tests {
         // A reserved page in the second 2 MiB block forces the kernel past it.
         let avoid = [r(G + 3 * M, G + 3 * M + 4096)];
         let p = place(&ram, &avoid, &kernel(0x8_0000, 16 * M, false), 0, 4096).unwrap();
-        assert_eq!(p.kernel.start, G + 4 * M + 0x8_0000);
+        assert_eq!(p.kernel.start(), G + 4 * M + 0x8_0000);
         assert!(!p.kernel.overlaps(&avoid[0]));
         // Text offset lets the image begin before the avoided page when it fits below it.
         let p = place(&ram, &avoid, &kernel(0x8_0000, M, false), 0, 4096).unwrap();
@@ -295,7 +285,7 @@ mod tests {
         );
         // With flag bit 3 the second bank is fine.
         let p = place(&ram, &[], &kernel(0, 100 * M, true), 0, 4096).unwrap();
-        assert_eq!(p.kernel.start, 4 * G);
+        assert_eq!(p.kernel.start(), 4 * G);
         assert_eq!(
             place(&ram, &[], &kernel(0, 100 * M, true), 0, MAX_DTB_SIZE + 1),
             Err(Error::DtbTooLarge {
@@ -336,7 +326,7 @@ mod tests {
     fn initrd_window_kernel_low_ram_top_far_above() {
         let ram = [r(2 * G, 600 * G)];
         let p = place(&ram, &[], &kernel(0, 30 * M, true), 7 * M, 8192).unwrap();
-        assert_eq!(p.kernel.start, 2 * G);
+        assert_eq!(p.kernel.start(), 2 * G);
         assert_eq!(p.initrd, Some(r(34 * G - 7 * M, 34 * G)));
         assert_eq!(p.dtb, r(600 * G - 8192, 600 * G));
     }
@@ -386,17 +376,18 @@ mod tests {
         spans.extend(p.initrd.map(|i| i.page_rounded().unwrap()));
         assert_eq!(p.kernel.len(), k.image_size());
         if let Some(i) = p.initrd {
-            let lo = p.kernel.start.min(i.start) & !(INITRD_WINDOW_ALIGN - 1);
-            let hi = p.kernel.end.max(i.end);
+            let lo = p.kernel.start().min(i.start()) & !(INITRD_WINDOW_ALIGN - 1);
+            let hi = p.kernel.end().max(i.end());
             assert!(
                 hi - lo <= INITRD_WINDOW_SIZE,
                 "initrd {i} out of the kernel's window"
             );
         }
-        let block = Range {
-            start: align_down(p.dtb.start, SZ_2M),
-            end: align_up(p.dtb.end.max(p.dtb.start + 1), SZ_2M).unwrap(),
-        };
+        let block = Range::new(
+            align_down(p.dtb.start(), SZ_2M),
+            align_up(p.dtb.end().max(p.dtb.start() + 1), SZ_2M).unwrap(),
+        )
+        .unwrap();
         assert!(
             ram.iter().any(|m| m.contains_range(&block)),
             "dtb block not RAM"
@@ -405,9 +396,9 @@ mod tests {
             !avoid.iter().any(|a| a.overlaps(&block)),
             "dtb block shared"
         );
-        assert_eq!((p.kernel.start - k.text_offset()) % SZ_2M, 0);
+        assert_eq!((p.kernel.start() - k.text_offset()) % SZ_2M, 0);
         for (i, s) in spans.iter().enumerate() {
-            assert_eq!(s.start % PAGE_SIZE, 0);
+            assert_eq!(s.start() % PAGE_SIZE, 0);
             assert!(ram.iter().any(|m| m.contains_range(s)), "{s} not in RAM");
             assert!(!avoid.iter().any(|a| a.overlaps(s)), "{s} overlaps avoid");
             for t in &spans[i + 1..] {
@@ -419,10 +410,7 @@ mod tests {
     fn layout() -> impl Strategy<Value = Vec<Range>> {
         proptest::collection::vec((0u64..64, 1u64..64), 0..6).prop_map(|v| {
             v.into_iter()
-                .map(|(s, l)| Range {
-                    start: s * 3 * M + 0x1234,
-                    end: (s + l) * 3 * M,
-                })
+                .map(|(s, l)| Range::new(s * 3 * M + 0x1234, (s + l) * 3 * M).unwrap())
                 .collect()
         })
     }

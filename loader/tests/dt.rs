@@ -6,7 +6,7 @@
 
 use fdt::node::FdtNode;
 use fdt::Fdt;
-use kexboot_loader::dt::{fixup, DtInfo, Fixups};
+use kexboot_loader::dt::{fixup, DtInfo, Fixups, Header, FDT_HEADER_LEN};
 use kexboot_loader::{Error, Range};
 use proptest::prelude::*;
 use vm_fdt::{FdtReserveEntry, FdtWriter};
@@ -58,7 +58,7 @@ fn qemu_virt_info() {
     assert!(info
         .virtio_mmio
         .iter()
-        .all(|r| r.len() == 0x200 && (0xa00_0000..0xa00_4000).contains(&r.start)));
+        .all(|r| r.len() == 0x200 && (0xa00_0000..0xa00_4000).contains(&r.start())));
     assert!(matches!(
         info.psci_method.as_deref(),
         Some("hvc") | Some("smc")
@@ -685,4 +685,35 @@ fn first_of_two_chosen_nodes_counts() {
     let info = DtInfo::read(&fixup(&dtb, &f).unwrap()).unwrap();
     assert_eq!(info.bootargs.as_deref(), Some("new"));
     assert_eq!(info.initrd, Some(initrd));
+}
+
+/// The one checked header view: magic, a `totalsize` between the header and the caller's limit.
+#[test]
+fn header_view_checks_magic_and_totalsize() {
+    let h = Header::parse(VIRT, VIRT.len()).unwrap();
+    assert_eq!(h.total_size(), VIRT.len());
+    // Only the 40 header bytes are needed; the limit is the caller's.
+    assert_eq!(Header::parse(&VIRT[..FDT_HEADER_LEN], 2 << 20), Ok(h));
+    assert!(Header::parse(&VIRT[..FDT_HEADER_LEN - 1], 2 << 20).is_err());
+    assert!(Header::parse(VIRT, VIRT.len() - 1).is_err());
+    let mut bad = VIRT[..FDT_HEADER_LEN].to_vec();
+    bad[0] ^= 1;
+    assert!(matches!(
+        Header::parse(&bad, 2 << 20),
+        Err(Error::BadDtb { offset: 0, .. })
+    ));
+    for total in [0u32, FDT_HEADER_LEN as u32 - 1] {
+        let mut small = VIRT[..FDT_HEADER_LEN].to_vec();
+        small[4..8].copy_from_slice(&total.to_be_bytes());
+        assert!(matches!(
+            Header::parse(&small, 2 << 20),
+            Err(Error::BadDtb { offset: 4, .. })
+        ));
+    }
+    let mut small = VIRT[..FDT_HEADER_LEN].to_vec();
+    small[4..8].copy_from_slice(&(FDT_HEADER_LEN as u32).to_be_bytes());
+    assert_eq!(
+        Header::parse(&small, 2 << 20).map(|h| h.total_size()),
+        Ok(FDT_HEADER_LEN)
+    );
 }

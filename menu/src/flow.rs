@@ -403,10 +403,9 @@ pub fn prepare<S: Staging>(
     }
     let fixups = Fixups {
         bootargs: Some(entry.append.as_deref().unwrap_or("")),
-        initrd: placement.initrd.map(|r| Range {
-            start: r.start,
-            end: r.start + initrd_len,
-        }),
+        initrd: placement
+            .initrd
+            .map(|r| Range::from_len_saturating(r.start(), initrd_len)),
         kaslr_seed: seeds.map(|s| s.0),
         rng_seed: seeds.as_ref().map(|s| &s.1[..]),
         extra_reserved: &[],
@@ -425,7 +424,7 @@ pub fn prepare<S: Staging>(
     let seg = |src: u64, len: usize, dst: &Range| Segment {
         src,
         len: len as u64,
-        dst: dst.start,
+        dst: dst.start(),
         memsz: dst.len(),
     };
     let mut segments = Vec::new();
@@ -444,21 +443,21 @@ pub fn prepare<S: Staging>(
     buffers.push(dtb_buf);
     log::info!(
         "placement: kernel {:#x}-{:#x}, initrd {}, dtb {:#x}",
-        placement.kernel.start,
-        placement.kernel.end,
+        placement.kernel.start(),
+        placement.kernel.end(),
         placement
             .initrd
             .map_or(String::from("none"), |r| alloc::format!(
                 "{:#x}-{:#x}",
-                r.start,
-                r.end
+                r.start(),
+                r.end()
             )),
-        placement.dtb.start
+        placement.dtb.start()
     );
     Ok(Prepared {
         label: entry.label.clone(),
         entry: placement.entry,
-        dtb: placement.dtb.start,
+        dtb: placement.dtb.start(),
         segments,
         placement,
         buffers,

@@ -67,15 +67,10 @@ pub fn check_jump(
         .iter()
         .enumerate()
         .map(|(i, r)| (What::Source(i), *r));
-    let pages = list.pages.iter().map(|&p| {
-        (
-            What::ListPage,
-            Range {
-                start: p,
-                end: p.saturating_add(PAGE_SIZE),
-            },
-        )
-    });
+    let pages = list
+        .pages
+        .iter()
+        .map(|&p| (What::ListPage, Range::from_len_saturating(p, PAGE_SIZE)));
     match dests.chain(srcs).chain(pages).find(|(_, r)| r.overlaps(&t)) {
         Some((b_what, b)) => Err(Error::Overlap {
             a: t,
@@ -314,7 +309,7 @@ pub unsafe fn execute(
     DAIF.write(DAIF::D::Masked + DAIF::A::Masked + DAIF::I::Masked + DAIF::F::Masked);
     for r in dest_ranges {
         // SAFETY: the caller guarantees the destinations are mapped.
-        unsafe { clean_inval_dcache_range(r.start, r.len()) };
+        unsafe { clean_inval_dcache_range(r.start(), r.len()) };
     }
     // SAFETY: `check_jump` showed the trampoline fits in `tramp_page`, which the caller
     // guarantees is mapped, writable and used by nothing else.

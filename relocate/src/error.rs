@@ -34,7 +34,7 @@ impl fmt::Display for What {
             What::Ram => f.write_str("RAM"),
             What::ListPage => f.write_str("relocator page"),
             What::Trampoline => f.write_str("trampoline page"),
-            What::Range => f.write_str("range"),
+            What::Range => f.write_str("given"),
         }
     }
 }

@@ -10,11 +10,9 @@
 extern crate alloc;
 
 pub mod arch;
-pub mod el3;
 mod error;
 mod memory;
 mod plan;
-pub mod psci;
 mod range;
 mod sim;
 
@@ -24,5 +22,7 @@ pub use plan::{
     build, validate, EntryList, Layout, Segment, ENTRIES_PER_PAGE, IND_DESTINATION, IND_DONE,
     IND_INDIRECTION, IND_SOURCE, MAX_PAGE_TRIES,
 };
-pub use range::{is_page_aligned, page_round_up, Range, PAGE_OFFSET_MASK, PAGE_SIZE};
+pub use range::{
+    align_down, align_up, is_page_aligned, page_round_up, Range, PAGE_OFFSET_MASK, PAGE_SIZE,
+};
 pub use sim::{simulate, SimStats};

@@ -39,10 +39,7 @@ impl VecMemory {
     /// The physical range this memory covers.
     pub fn range(&self) -> Range {
         // `new` checked that this does not overflow.
-        Range {
-            start: self.base,
-            end: self.base + self.bytes.len() as u64,
-        }
+        Range::from_len_saturating(self.base, self.bytes.len() as u64)
     }
 
     /// All bytes, index 0 being `range().start`.
@@ -57,7 +54,7 @@ impl VecMemory {
 
     /// The bytes of `r`, if it lies inside this memory.
     pub fn slice(&self, r: Range) -> Option<&[u8]> {
-        let (a, b) = self.index(r.start, r.len())?;
+        let (a, b) = self.index(r.start(), r.len())?;
         self.bytes.get(a..b)
     }
 

@@ -73,12 +73,6 @@ pub struct Layout<'a> {
     pub control: &'a [Range],
 }
 
-fn check_ranges(ranges: &[Range], what: What) -> Result<(), Error> {
-    ranges
-        .iter()
-        .try_for_each(|r| Range::new_as(r.start, r.end, what).map(|_| ()))
-}
-
 /// The destination and source ranges of `segments`, after checking each segment on its own.
 fn segment_ranges(segments: &[Segment]) -> Result<(Vec<Range>, Vec<Range>), Error> {
     let mut dests = Vec::with_capacity(segments.len());
@@ -113,9 +107,7 @@ fn segment_ranges_checked(
     segments: &[Segment],
     layout: &Layout,
 ) -> Result<(Vec<Range>, Vec<Range>), Error> {
-    check_ranges(layout.ram, What::Ram)?;
-    check_ranges(layout.reserved, What::Reserved)?;
-    check_ranges(layout.control, What::Control)?;
+    // Layout ranges need no check of their own: `Range`'s constructors refuse inverted ones.
     let (dests, srcs) = segment_ranges(segments)?;
     for (i, d) in dests.iter().enumerate() {
         let what = What::Destination(i);
@@ -265,7 +257,7 @@ pub fn build(
         if dest.is_empty() {
             continue;
         }
-        entries.push(dest.start | IND_DESTINATION);
+        entries.push(dest.start() | IND_DESTINATION);
         let mut off = 0;
         while off < dest.len() {
             // `off < len` keeps `src + off` inside the source range checked above.
@@ -285,12 +277,9 @@ pub fn build(
                 }
             } else if have == PAGE_SIZE
                 && is_page_aligned(src)
-                && !dests.iter().any(|d| {
-                    d.overlaps(&Range {
-                        start: src,
-                        end: src + PAGE_SIZE,
-                    })
-                })
+                && !dests
+                    .iter()
+                    .any(|d| d.overlaps(&Range::from_len_saturating(src, PAGE_SIZE)))
             {
                 src
             } else {

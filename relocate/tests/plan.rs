@@ -53,10 +53,7 @@ impl Case {
     }
     fn dest(&self, i: usize) -> Range {
         let s = self.segs[i];
-        Range {
-            start: s.dst,
-            end: s.dst + round_up(s.memsz),
-        }
+        Range::new(s.dst, s.dst + round_up(s.memsz)).unwrap()
     }
 }
 
@@ -103,7 +100,7 @@ fn gen_valid(seed: u64, nseg: usize, nres: usize, nctl: usize, split: bool) -> C
             Region::Res | Region::Ctl => {
                 let start = cursor + r.below(2) * P + r.below(P);
                 let range = Range::from_len(start, 1 + r.below(3 * P)).unwrap();
-                cursor = range.end;
+                cursor = range.end();
                 if matches!(region, Region::Res) {
                     reserved.push(range)
                 } else {
@@ -114,28 +111,16 @@ fn gen_valid(seed: u64, nseg: usize, nres: usize, nctl: usize, split: bool) -> C
     }
     let dest_pages: u64 = memsz.iter().map(|&m| round_up(m) / P).sum();
     let ram_end = round_up(cursor) + (dest_pages + 40 + r.below(16)) * P;
-    let mut ram = vec![Range {
-        start: base,
-        end: ram_end,
-    }];
+    let mut ram = vec![Range::new(base, ram_end).unwrap()];
     if split {
         let cut = base + r.below((ram_end - base) / P) * P;
         ram = vec![
-            Range {
-                start: cut,
-                end: ram_end,
-            },
-            Range {
-                start: base,
-                end: cut,
-            },
+            Range::new(cut, ram_end).unwrap(),
+            Range::new(base, cut).unwrap(),
         ];
     }
     // Four pages past RAM that exist in the fake memory but must never be used.
-    let mem = Range {
-        start: base,
-        end: ram_end + 4 * P,
-    };
+    let mem = Range::new(base, ram_end + 4 * P).unwrap();
     let mut segs = Vec::new();
     for i in 0..nseg {
         let len = if r.chance(3) {
@@ -144,13 +129,13 @@ fn gen_valid(seed: u64, nseg: usize, nres: usize, nctl: usize, split: bool) -> C
             r.below(memsz[i] + 1)
         };
         let mut src = match r.below(4) {
-            0 => base + r.below((mem.end - base) / P) * P,
-            1 => base + r.below(mem.end - base),
+            0 => base + r.below((mem.end() - base) / P) * P,
+            1 => base + r.below(mem.end() - base),
             2 => dst[r.below(nseg as u64) as usize] + r.below(2 * P),
             _ => dst[i],
         };
-        if src + len > mem.end {
-            src = mem.end - len;
+        if src + len > mem.end() {
+            src = mem.end() - len;
         }
         segs.push(Segment {
             src,
@@ -172,13 +157,18 @@ fn gen_valid(seed: u64, nseg: usize, nres: usize, nctl: usize, split: bool) -> C
 /// Pages of the fake memory in random order, with some garbage in front, as the allocator.
 fn allocator(case: &Case) -> impl FnMut() -> Option<u64> {
     let mut r = Rng(case.seed);
-    let mut pages: Vec<u64> = (case.mem.start / P..case.mem.end / P)
+    let mut pages: Vec<u64> = (case.mem.start() / P..case.mem.end() / P)
         .map(|p| p * P)
         .collect();
     for i in (1..pages.len()).rev() {
         pages.swap(i, r.below(i as u64 + 1) as usize);
     }
-    let garbage = [case.mem.start + 3, !(P - 1), case.mem.end + 0x10_0000, 1];
+    let garbage = [
+        case.mem.start() + 3,
+        !(P - 1),
+        case.mem.end() + 0x10_0000,
+        1,
+    ];
     let mut all: Vec<u64> = garbage.to_vec();
     all.extend(pages);
     all.reverse();
@@ -186,7 +176,7 @@ fn allocator(case: &Case) -> impl FnMut() -> Option<u64> {
 }
 
 fn filled_memory(case: &Case) -> VecMemory {
-    let mut mem = VecMemory::new(case.mem.start, case.mem.len() as usize).unwrap();
+    let mut mem = VecMemory::new(case.mem.start(), case.mem.len() as usize).unwrap();
     let mut r = Rng(case.seed ^ 0x5555);
     for chunk in mem.bytes_mut().chunks_mut(8) {
         let v = r.next().to_le_bytes();
@@ -222,10 +212,7 @@ fn check_valid(case: &Case) -> Result<(), TestCaseError> {
         "a page was handed out twice"
     );
     for &p in &list.pages {
-        let pr = Range {
-            start: p,
-            end: p + P,
-        };
+        let pr = Range::new(p, p + P).unwrap();
         prop_assert!(
             p % P == 0 && case.ram.iter().any(|m| m.contains_range(&pr)),
             "page {p:#x} not in RAM"
@@ -246,12 +233,9 @@ fn check_valid(case: &Case) -> Result<(), TestCaseError> {
         );
     }
     // build writes only to the pages it got.
-    for p in (case.mem.start / P..case.mem.end / P).map(|p| p * P) {
+    for p in (case.mem.start() / P..case.mem.end() / P).map(|p| p * P) {
         if !list_pages.contains(&p) {
-            let pr = Range {
-                start: p,
-                end: p + P,
-            };
+            let pr = Range::new(p, p + P).unwrap();
             prop_assert!(
                 bytes(&mem, pr) == bytes(&orig, pr),
                 "build changed page {p:#x}"
@@ -268,13 +252,7 @@ fn check_valid(case: &Case) -> Result<(), TestCaseError> {
         let got = bytes(&mem, Range::from_len(s.dst, s.len).unwrap());
         let want = bytes(&orig, Range::from_len(s.src, s.len).unwrap());
         prop_assert!(got == want, "destination #{i} differs from its source");
-        let pad = bytes(
-            &mem,
-            Range {
-                start: s.dst + s.len,
-                end: dests[i].end,
-            },
-        );
+        let pad = bytes(&mem, Range::new(s.dst + s.len, dests[i].end()).unwrap());
         prop_assert!(
             pad.iter().all(|&b| b == 0),
             "padding of destination #{i} not zero"
@@ -282,7 +260,7 @@ fn check_valid(case: &Case) -> Result<(), TestCaseError> {
     }
     // The simulation writes destinations only: reserved, control, list and sources are intact.
     for (k, (a, b)) in mem.bytes().iter().zip(post.bytes()).enumerate() {
-        let addr = case.mem.start + k as u64;
+        let addr = case.mem.start() + k as u64;
         if a != b {
             prop_assert!(
                 dests.iter().any(|d| d.contains(addr)),
@@ -310,7 +288,7 @@ enum Violation {
 fn violations(case: &Case) -> Vec<Violation> {
     let mut v = Vec::new();
     let all = case.ram.iter().chain(&case.reserved).chain(&case.control);
-    if all.clone().any(|r| r.end < r.start) {
+    if all.clone().any(|r| r.end() < r.start()) {
         v.push(Violation::BadLayout);
         return v;
     }
@@ -335,23 +313,20 @@ fn violations(case: &Case) -> Vec<Violation> {
     }
     let d: Vec<Range> = (0..case.segs.len()).map(|i| case.dest(i)).collect();
     for i in 0..d.len() {
-        let mut page = d[i].start;
-        while page < d[i].end {
-            let pr = Range {
-                start: page,
-                end: page + P,
-            };
+        let mut page = d[i].start();
+        while page < d[i].end() {
+            let pr = Range::new(page, page + P).unwrap();
             if !case
                 .ram
                 .iter()
-                .any(|m| m.start <= pr.start && pr.end <= m.end)
+                .any(|m| m.start() <= pr.start() && pr.end() <= m.end())
             {
                 v.push(Violation::NotInRam(i));
                 break;
             }
             page += P;
         }
-        let hit = |a: &Range, b: &Range| a.start.max(b.start) < a.end.min(b.end);
+        let hit = |a: &Range, b: &Range| a.start().max(b.start()) < a.end().min(b.end());
         for j in 0..i {
             if hit(&d[i], &d[j]) {
                 v.push(Violation::DestDest(j, i));
@@ -478,7 +453,7 @@ fn apply(case: &mut Case, brk: Break, pick: u64) -> Option<Violation> {
                 &case.reserved
             };
             let r = *list.get((pick / 7) as usize % list.len().max(1))?;
-            seg.dst = r.start / P * P;
+            seg.dst = r.start() / P * P;
             seg.memsz = seg.memsz.max(1);
             Some(if matches!(brk, Break::OverControl) {
                 Violation::Control(k, r)
@@ -494,7 +469,7 @@ fn apply(case: &mut Case, brk: Break, pick: u64) -> Option<Violation> {
             Some(Violation::DestDest(j.min(k), j.max(k)))
         }
         Break::OutsideRam => {
-            let end = case.ram.iter().map(|r| r.end).max()?;
+            let end = case.ram.iter().map(|r| r.end()).max()?;
             seg.dst = end - (pick % 2) * P; // straddling the end of RAM or wholly past it
             seg.memsz = seg.memsz.max(2 * P);
             seg.len = seg.len.min(seg.memsz);
@@ -514,22 +489,12 @@ fn gen_random(seed: u64) -> Case {
     for _ in 0..1 + r.below(3) {
         let start = cur + r.below(3) * P;
         let end = start + (1 + r.below(24)) * P;
-        ram.push(Range { start, end });
+        ram.push(Range::new(start, end).unwrap());
         cur = end;
     }
     let any_range = |r: &mut Rng| {
-        if r.chance(40) {
-            Range {
-                start: base + 2 * P,
-                end: base + P,
-            } // end before start
-        } else {
-            let start = base + r.below(span);
-            Range {
-                start,
-                end: start + r.below(3 * P),
-            }
-        }
+        let start = base + r.below(span);
+        Range::new(start, start + r.below(3 * P)).unwrap()
     };
     let reserved = (0..r.below(3)).map(|_| any_range(&mut r)).collect();
     let control = (0..r.below(3)).map(|_| any_range(&mut r)).collect();
@@ -551,10 +516,7 @@ fn gen_random(seed: u64) -> Case {
         }
         segs.push(s);
     }
-    let mem = Range {
-        start: base,
-        end: base + span + 8 * P,
-    };
+    let mem = Range::new(base, base + span + 8 * P).unwrap();
     Case {
         ram,
         reserved,
@@ -600,7 +562,7 @@ proptest! {
 
     #[test]
     fn simulate_never_hangs_or_panics_on_garbage(seed in any::<u64>(), head in any::<u64>(), max in 0u64..5000) {
-        let case = Case { ram: vec![], reserved: vec![], control: vec![], segs: vec![], mem: Range { start: 0x8000, end: 0x8000 + 8 * P }, seed };
+        let case = Case { ram: vec![], reserved: vec![], control: vec![], segs: vec![], mem: Range::new(0x8000, 0x8000 + 8 * P).unwrap(), seed };
         let mut mem = filled_memory(&case);
         // Steer some words towards plausible entries so the walk gets somewhere.
         let mut r = Rng(seed);

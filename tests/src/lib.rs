@@ -12,7 +12,6 @@ use std::io::{Cursor, Write};
 use std::rc::Rc;
 
 use kexboot_fs::{open_boot_fs, FatFs, MemDisk, PartitionDevice};
-use kexboot_loader::Range as LRange;
 use kexboot_menu::extlinux::Config;
 use kexboot_menu::flow::{self, Failure, Files, MemoryView, Platform, Prepared, Staging};
 pub use kexboot_relocate::Range;
@@ -27,39 +26,16 @@ pub const PAGE: u64 = relocate::PAGE_SIZE;
 pub const SZ_2M: u64 = 2 * MIB;
 
 /// The simulated RAM: 256 MiB at the base of QEMU virt's RAM.
-pub const RAM: Range = Range {
-    start: 0x4000_0000,
-    end: 0x5000_0000,
-};
+pub const RAM: Range = Range::constant(0x4000_0000, 0x5000_0000);
 /// Where the fake kexboot image (code, data, stack, incoming DTB) sits.
-pub const KEXBOOT_IMAGE: Range = Range {
-    start: 0x4000_0000,
-    end: 0x4020_0000,
-};
+pub const KEXBOOT_IMAGE: Range = Range::constant(0x4000_0000, 0x4020_0000);
 /// A preserved region (think ramoops) in the middle of RAM, given as reserved memory.
-pub const RAMOOPS: Range = Range {
-    start: 0x4400_0000,
-    end: 0x4410_0000,
-};
+pub const RAMOOPS: Range = Range::constant(0x4400_0000, 0x4410_0000);
 /// Default heap size: the top of RAM, where staging buffers and relocator pages come from.
 pub const HEAP_LEN: u64 = 128 * MIB;
 
 /// The made-up `kaslr-seed` the fake platform hands out.
 pub const KASLR_SEED: u64 = 0x0123_4567_89ab_cdef;
-
-pub fn lr(r: Range) -> LRange {
-    LRange {
-        start: r.start,
-        end: r.end,
-    }
-}
-
-pub fn rr(r: LRange) -> Range {
-    Range {
-        start: r.start,
-        end: r.end,
-    }
-}
 
 pub fn round_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
@@ -308,7 +284,7 @@ pub struct HostStaging {
 
 impl HostStaging {
     pub fn new(window: Range) -> Self {
-        assert!(window.start.is_multiple_of(PAGE) && window.end.is_multiple_of(PAGE));
+        assert!(window.start().is_multiple_of(PAGE) && window.end().is_multiple_of(PAGE));
         HostStaging {
             window,
             pool: Rc::default(),
@@ -322,10 +298,7 @@ impl HostStaging {
             .borrow()
             .live
             .iter()
-            .map(|(&s, &l)| Range {
-                start: s,
-                end: s + l,
-            })
+            .map(|(&s, &l)| Range::new(s, s + l).unwrap())
             .collect()
     }
 }
@@ -337,14 +310,14 @@ impl Staging for HostStaging {
         let span = round_up((len as u64).max(1), PAGE);
         let start = {
             let pool = self.pool.borrow();
-            let mut cur = self.window.start;
+            let mut cur = self.window.start();
             for (&s, &l) in &pool.live {
                 if s >= cur + span {
                     break;
                 }
                 cur = cur.max(s + l);
             }
-            (cur + span <= self.window.end).then_some(cur)?
+            (cur + span <= self.window.end()).then_some(cur)?
         };
         self.pool.borrow_mut().live.insert(start, span);
         self.log.push((start, len));
@@ -420,16 +393,13 @@ impl Machine {
     /// the top of [`RAM`].
     pub fn with_heap(heap_len: u64) -> Self {
         let info = kexboot_loader::dt::DtInfo::parse(QEMU_VIRT_DTB).expect("QEMU DTB");
-        let mut reserved: Vec<Range> = info.reserved.iter().map(|&r| rr(r)).collect();
+        let mut reserved: Vec<Range> = info.reserved.to_vec();
         reserved.push(RAMOOPS);
         Machine {
             ram: RAM,
             reserved,
             image: KEXBOOT_IMAGE,
-            heap: Range {
-                start: RAM.end - round_up(heap_len, PAGE),
-                end: RAM.end,
-            },
+            heap: Range::new(RAM.end() - round_up(heap_len, PAGE), RAM.end()).unwrap(),
             extra_avoid: Vec::new(),
             dtb: QEMU_VIRT_DTB.to_vec(),
         }
@@ -440,10 +410,10 @@ impl Machine {
     }
 
     /// What the boot images must avoid (as `MemoryLayout::avoid` in the firmware).
-    pub fn avoid(&self) -> Vec<LRange> {
-        let mut v: Vec<LRange> = self.reserved.iter().map(|&r| lr(r)).collect();
-        v.extend([lr(self.image), lr(self.heap)]);
-        v.extend(self.extra_avoid.iter().map(|&r| lr(r)));
+    pub fn avoid(&self) -> Vec<Range> {
+        let mut v: Vec<Range> = self.reserved.to_vec();
+        v.extend([self.image, self.heap]);
+        v.extend(self.extra_avoid.iter().copied());
         v
     }
 
@@ -478,7 +448,7 @@ impl Machine {
                 }
             }
         };
-        let ram = [lr(self.ram)];
+        let ram = [self.ram];
         let avoid = self.avoid();
         let mem = MemoryView {
             ram: &ram,
@@ -498,7 +468,7 @@ impl Machine {
     /// the entry list (pages from the top of the heap, as the firmware's heap would give them)
     /// and runs it with the simulator.
     pub fn relocate(&self, prepared: &Prepared<HostBuf>) -> Result<Relocated, relocate::Error> {
-        let mut mem = VecMemory::new(self.ram.start, self.ram.len() as usize)?;
+        let mut mem = VecMemory::new(self.ram.start(), self.ram.len() as usize)?;
         fill_ram(&mut mem);
         let initial = mem.clone();
         for b in &prepared.buffers {
@@ -506,8 +476,8 @@ impl Machine {
         }
         let control = self.control();
         let layout = self.layout(&control);
-        let mut next = self.heap.end;
-        let low = self.heap.start;
+        let mut next = self.heap.end();
+        let low = self.heap.start();
         let mut alloc_page = move || {
             next = next.checked_sub(PAGE).filter(|&n| n >= low)?;
             Some(next)
@@ -619,7 +589,7 @@ impl Machine {
                     n,
                 ),
             };
-        assert_eq!(prepared.entry, p.kernel.start);
+        assert_eq!(prepared.entry, p.kernel.start());
         assert_eq!(
             (prepared.entry - text_offset) % SZ_2M,
             0,
@@ -627,18 +597,12 @@ impl Machine {
             prepared.entry
         );
         assert_eq!(p.kernel.len(), image_size);
-        let at = Range {
-            start: prepared.entry,
-            end: prepared.entry + want.kernel.len() as u64,
-        };
+        let at = Range::new(prepared.entry, prepared.entry + want.kernel.len() as u64).unwrap();
         assert!(
             mem.slice(at).unwrap() == want.kernel,
             "kernel bytes differ at {at}"
         );
-        let bss = Range {
-            start: at.end,
-            end: round_up(p.kernel.end, PAGE),
-        };
+        let bss = Range::new(at.end(), round_up(p.kernel.end(), PAGE)).unwrap();
         assert!(
             mem.slice(bss).unwrap().iter().all(|&b| b == 0),
             "BSS {bss} not zeroed"
@@ -648,9 +612,9 @@ impl Machine {
         match (want.initrd, p.initrd) {
             (Some(data), Some(i)) => {
                 assert_eq!(i.len(), data.len() as u64);
-                assert_eq!(i.start % PAGE, 0);
+                assert_eq!(i.start() % PAGE, 0);
                 assert!(
-                    mem.slice(rr(i)).unwrap() == data,
+                    mem.slice(i).unwrap() == data,
                     "initrd bytes differ at {i:?}"
                 );
             }
@@ -673,22 +637,16 @@ impl Machine {
         }
 
         // DTB: 8-byte aligned, parses, /chosen carries exactly what the entry asked for.
-        assert_eq!(prepared.dtb, p.dtb.start);
+        assert_eq!(prepared.dtb, p.dtb.start());
         assert_eq!(prepared.dtb % 8, 0);
         let hdr = mem
-            .slice(Range {
-                start: prepared.dtb,
-                end: prepared.dtb + 40,
-            })
+            .slice(Range::new(prepared.dtb, prepared.dtb + 40).unwrap())
             .unwrap();
         assert_eq!(read_u32_be(hdr, 0), 0xd00d_feed);
         let total = u64::from(read_u32_be(hdr, 4));
         assert!(total <= p.dtb.len() && total <= 2 * MIB);
         let dtb = mem
-            .slice(Range {
-                start: prepared.dtb,
-                end: prepared.dtb + total,
-            })
+            .slice(Range::new(prepared.dtb, prepared.dtb + total).unwrap())
             .unwrap();
         let tree = fdt::Fdt::new(dtb).expect("fixed-up DTB parses (fdt crate)");
         let chosen = tree.find_node("/chosen").expect("/chosen");
@@ -706,7 +664,7 @@ impl Machine {
         );
         match p.initrd {
             Some(i) => {
-                assert_eq!(initrd, (Some(i.start), Some(i.end)));
+                assert_eq!(initrd, (Some(i.start()), Some(i.end())));
                 assert_eq!(info.initrd, Some(i));
             }
             None => assert_eq!(initrd, (None, None)),
@@ -740,20 +698,17 @@ pub fn assert_only_destinations_changed(before: &VecMemory, after: &VecMemory, s
     let ram = before.range();
     let mut dests: Vec<Range> = segs.iter().map(|s| s.dest_range().unwrap()).collect();
     dests.sort();
-    let mut cur = ram.start;
-    for d in dests.iter().chain([&Range {
-        start: ram.end,
-        end: ram.end,
-    }]) {
-        let gap = Range {
-            start: cur,
-            end: d.start.max(cur),
-        };
+    let mut cur = ram.start();
+    for d in dests
+        .iter()
+        .chain([&Range::new(ram.end(), ram.end()).unwrap()])
+    {
+        let gap = Range::new(cur, d.start().max(cur)).unwrap();
         assert!(
             after.slice(gap) == before.slice(gap),
             "bytes in {gap} changed outside the plan"
         );
-        cur = cur.max(d.end);
+        cur = cur.max(d.end());
     }
 }
 
@@ -763,7 +718,7 @@ pub fn segments(parts: &[(u64, u64)]) -> Vec<Segment> {
         .iter()
         .enumerate()
         .map(|(i, &(dst, memsz))| Segment {
-            src: RAM.end - (i as u64 + 1) * 16 * MIB,
+            src: RAM.end() - (i as u64 + 1) * 16 * MIB,
             len: memsz.min(PAGE),
             dst,
             memsz,

@@ -457,7 +457,7 @@ fn device_tree_that_does_not_parse() {
 
         // And `prepare` on its own says the same.
         let (path, config) = out.config.unwrap();
-        let ram = [lr(m.ram)];
+        let ram = [m.ram];
         let avoid = m.avoid();
         let view = MemoryView {
             ram: &ram,
@@ -481,20 +481,11 @@ fn device_tree_that_does_not_parse() {
 #[test]
 fn kernel_that_cannot_fit_beside_kexboot_and_reserved_memory() {
     // Only a 4 MiB hole is left in RAM outside kexboot, its heap and reserved memory.
-    let hole = Range {
-        start: 0x4500_0000,
-        end: 0x4540_0000,
-    };
+    let hole = Range::new(0x4500_0000, 0x4540_0000).unwrap();
     let mut m = Machine::default();
     m.extra_avoid = vec![
-        Range {
-            start: KEXBOOT_IMAGE.end,
-            end: hole.start,
-        },
-        Range {
-            start: hole.end,
-            end: m.heap.start,
-        },
+        Range::new(KEXBOOT_IMAGE.end(), hole.start()).unwrap(),
+        Range::new(hole.end(), m.heap.start()).unwrap(),
     ];
     let spec = KernelSpec {
         bss: 5 * MIB,
@@ -514,7 +505,7 @@ fn kernel_that_cannot_fit_beside_kexboot_and_reserved_memory() {
     );
     assert!(msg.contains(&spec.image_size().to_string()), "{msg}");
     let p = out.prepared();
-    assert!(hole.contains_range(&rr(p.placement.kernel)));
+    assert!(hole.contains_range(&p.placement.kernel));
 
     // A kernel flagged "lowest RAM only" that cannot be there.
     let spec = KernelSpec {
@@ -541,10 +532,7 @@ fn kernel_that_cannot_fit_beside_kexboot_and_reserved_memory() {
 fn image_size_not_file_size_decides_placement() {
     // Free RAM: 4 MiB after kexboot, 2 MiB below the ramoops region, then plenty above it.
     let m = Machine {
-        extra_avoid: vec![Range {
-            start: 0x4060_0000,
-            end: 0x43e0_0000,
-        }],
+        extra_avoid: vec![Range::new(0x4060_0000, 0x43e0_0000).unwrap()],
         ..Machine::default()
     };
     // The file (2.5 MiB) fits in both low holes, its image_size (6 MiB) in neither.

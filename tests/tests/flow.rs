@@ -57,7 +57,7 @@ fn image_gz_with_initrd_on_mbr_fat16() {
     };
     let r = m.boot_and_check(p, &want);
     // The kernel went to the first free 2 MiB boundary after kexboot.
-    assert_eq!(p.entry, KEXBOOT_IMAGE.end);
+    assert_eq!(p.entry, KEXBOOT_IMAGE.end());
     assert!(r.stats.pages_copied >= (k.len() + initrd.len()) as u64 / PAGE);
 }
 
@@ -207,7 +207,7 @@ fn initrds_are_concatenated_byte_exact() {
     let (_, config) = out.config.as_ref().unwrap();
     let entry = &config.entries[1];
     let mut staging = m.staging();
-    let ram = [lr(m.ram)];
+    let ram = [m.ram];
     let avoid = m.avoid();
     let view = kexboot_menu::flow::MemoryView {
         ram: &ram,
@@ -256,7 +256,7 @@ fn text_offset_and_low_ram_kernels() {
         &mut FakePlatform::default(),
     );
     let p = out.prepared();
-    assert_eq!(p.entry, KEXBOOT_IMAGE.end + 0x8_0000);
+    assert_eq!(p.entry, KEXBOOT_IMAGE.end() + 0x8_0000);
     assert_eq!(p.placement.kernel.len(), spec.image_size());
     m.boot_and_check(
         p,
@@ -308,7 +308,7 @@ fn legacy_kernel_without_image_size() {
         &mut FakePlatform::default(),
     );
     let p = out.prepared();
-    assert_eq!(p.entry, KEXBOOT_IMAGE.end + 0x8_0000);
+    assert_eq!(p.entry, KEXBOOT_IMAGE.end() + 0x8_0000);
     assert_eq!(p.placement.kernel.len(), 16 * MIB);
     m.boot_and_check(
         p,

@@ -13,7 +13,7 @@ fn refused(segs: &[relocate::Segment], m: &Machine) -> Error {
     let layout = m.layout(&control);
     let e = relocate::validate(segs, &layout).expect_err("plan must be refused");
     // `build` refuses the same way, before writing a byte or asking for a page.
-    let mut mem = VecMemory::new(RAM.start, RAM.len() as usize).unwrap();
+    let mut mem = VecMemory::new(RAM.start(), RAM.len() as usize).unwrap();
     fill_ram(&mut mem);
     let before = mem.clone();
     let mut asked = 0;
@@ -33,12 +33,9 @@ fn refused(segs: &[relocate::Segment], m: &Machine) -> Error {
 #[test]
 fn destination_over_reserved_memory() {
     let m = Machine::default();
-    let segs = segments(&[(0x4020_0000, 3 * MIB), (RAMOOPS.start - PAGE, 2 * PAGE)]);
+    let segs = segments(&[(0x4020_0000, 3 * MIB), (RAMOOPS.start() - PAGE, 2 * PAGE)]);
     let e = refused(&segs, &m);
-    let dst = Range {
-        start: RAMOOPS.start - PAGE,
-        end: RAMOOPS.start + PAGE,
-    };
+    let dst = Range::new(RAMOOPS.start() - PAGE, RAMOOPS.start() + PAGE).unwrap();
     assert_eq!(
         e,
         Error::Overlap {
@@ -57,12 +54,9 @@ fn destination_over_reserved_memory() {
 #[test]
 fn destination_over_kexboot_or_its_heap() {
     let m = Machine::default();
-    let segs = segments(&[(KEXBOOT_IMAGE.end - PAGE, MIB)]);
+    let segs = segments(&[(KEXBOOT_IMAGE.end() - PAGE, MIB)]);
     let e = refused(&segs, &m);
-    let dst = Range {
-        start: KEXBOOT_IMAGE.end - PAGE,
-        end: KEXBOOT_IMAGE.end - PAGE + MIB,
-    };
+    let dst = Range::new(KEXBOOT_IMAGE.end() - PAGE, KEXBOOT_IMAGE.end() - PAGE + MIB).unwrap();
     assert_eq!(
         e,
         Error::Overlap {
@@ -78,7 +72,7 @@ fn destination_over_kexboot_or_its_heap() {
         "{msg}"
     );
 
-    let segs = segments(&[(0x4100_0000, PAGE), (m.heap.start + 64 * MIB, 5000)]);
+    let segs = segments(&[(0x4100_0000, PAGE), (m.heap.start() + 64 * MIB, 5000)]);
     let e = refused(&segs, &m);
     assert!(
         matches!(e, Error::Overlap { a_what: What::Destination(1), b, b_what: What::Control, .. } if b == m.heap),
@@ -89,15 +83,12 @@ fn destination_over_kexboot_or_its_heap() {
 #[test]
 fn destination_outside_ram_or_over_another() {
     let m = Machine::default();
-    let segs = segments(&[(RAM.end - PAGE, 2 * PAGE)]);
+    let segs = segments(&[(RAM.end() - PAGE, 2 * PAGE)]);
     let e = refused(&segs, &m);
     assert_eq!(
         e,
         Error::NotInRam {
-            range: Range {
-                start: RAM.end - PAGE,
-                end: RAM.end + PAGE
-            },
+            range: Range::new(RAM.end() - PAGE, RAM.end() + PAGE).unwrap(),
             what: What::Destination(0)
         }
     );
@@ -143,8 +134,8 @@ fn flow_plan_moved_over_reserved_or_control_is_refused() {
     let (out, _) = booted_flow(&m);
     let p = out.prepared();
     for (i, target, what) in [
-        (2, RAMOOPS.start, What::Reserved),
-        (0, m.heap.start, What::Control),
+        (2, RAMOOPS.start(), What::Reserved),
+        (0, m.heap.start(), What::Control),
         (1, 0x4010_0000, What::Control),
     ] {
         let mut segs = p.segments.clone();
@@ -155,7 +146,7 @@ fn flow_plan_moved_over_reserved_or_control_is_refused() {
                 a, a_what, b_what, ..
             } => {
                 assert_eq!(
-                    (a.start, a_what, b_what),
+                    (a.start(), a_what, b_what),
                     (target, What::Destination(i), what)
                 );
             }
@@ -222,7 +213,7 @@ fn checker_catches_a_stray_write() {
         "list page full"
     );
     words.insert(0, first | relocate::IND_SOURCE);
-    words.insert(0, RAMOOPS.start | relocate::IND_DESTINATION);
+    words.insert(0, RAMOOPS.start() | relocate::IND_DESTINATION);
     words.truncate(page.len() / 8);
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     mem.write(first, &bytes).unwrap();

@@ -32,7 +32,7 @@ pub enum Tables {
 }
 
 fn region(r: &Range) -> MemoryRegion {
-    MemoryRegion::new(r.start as usize, r.end as usize)
+    MemoryRegion::new(r.start() as usize, r.end() as usize)
 }
 
 /// Builds the identity map and turns the MMU and caches on at the current EL.
@@ -100,7 +100,7 @@ pub unsafe fn enable(
     };
     for r in written {
         // SAFETY: the caller guarantees nothing in `written` is dirty: only stale copies go.
-        unsafe { super::dcache_inval_range(r.start, r.end) };
+        unsafe { super::dcache_inval_range(r.start(), r.end()) };
     }
     // SAFETY: the caller guarantees the map covers everything in use; the registers are set
     // for the current EL only, with TLBs invalidated before the MMU goes on.

@@ -3,8 +3,8 @@
 
 use core::arch::global_asm;
 
-use kexboot_relocate::el3;
-use kexboot_relocate::psci::{MAX_CPUS, MPIDR_AFF_MASK};
+use kexboot_monitor::el3;
+use kexboot_monitor::psci::{MAX_CPUS, MPIDR_AFF_MASK};
 
 use super::*;
 

@@ -1,8 +1,8 @@
-//! Each CPU's EL3 registers, from its ID registers ([`kexboot_relocate::el3`], host-tested).
+//! Each CPU's EL3 registers, from its ID registers ([`kexboot_monitor::el3`], host-tested).
 
 use core::arch::asm;
 
-use kexboot_relocate::el3;
+use kexboot_monitor::el3;
 
 use super::*;
 

@@ -3,7 +3,7 @@
 use core::arch::asm;
 use core::cell::UnsafeCell;
 
-use kexboot_relocate::psci::MAX_CPUS;
+use kexboot_monitor::psci::MAX_CPUS;
 
 use super::*;
 

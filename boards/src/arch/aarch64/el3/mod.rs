@@ -4,7 +4,7 @@
 //! At reset every CPU starts at the flash reset vector at EL3, MMU off. The CPU with MPIDR
 //! affinity 0 copies the image to secure RAM ([`SECURE_BASE`]) and runs the usual start-up
 //! there (relocations, BSS, stack), then `start::el3_primary_main`: it saves QEMU's device
-//! tree, builds the PSCI table ([`kexboot_relocate::psci`]) from the tree's cpu nodes, gives the
+//! tree, builds the PSCI table ([`kexboot_monitor::psci`]) from the tree's cpu nodes, gives the
 //! GIC's interrupts to the non-secure world (all but [`gic::RECALL_SGI`], kept in group 0 as an
 //! FIQ to EL3), copies the pristine image from flash to non-secure RAM and enters it at NS-EL2
 //! with x0 = DTB, x1 = [`MONITOR_MAGIC`], x2 = PSCI version. The other CPUs wait in flash until
@@ -29,7 +29,7 @@
 
 use core::cell::UnsafeCell;
 
-use kexboot_relocate::psci::{Psci, MAX_CPUS};
+use kexboot_monitor::psci::{Psci, MAX_CPUS};
 
 mod asm;
 mod cpu;

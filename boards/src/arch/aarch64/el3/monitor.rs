@@ -3,7 +3,7 @@
 
 use core::arch::asm;
 
-use kexboot_relocate::psci::{self, Action, CpuState, MAX_CPUS};
+use kexboot_monitor::psci::{self, Action, CpuState, MAX_CPUS};
 
 use super::*;
 

@@ -5,7 +5,7 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use kexboot_loader::dt::DtInfo;
-use kexboot_relocate::psci::{self, fid};
+use kexboot_monitor::psci::{self, fid};
 
 use super::*;
 

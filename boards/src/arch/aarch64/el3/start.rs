@@ -3,8 +3,8 @@
 
 use core::arch::asm;
 
-use kexboot_loader::dt::DtInfo;
-use kexboot_relocate::psci::{self, Psci, MAX_CPUS, MPIDR_AFF_MASK};
+use kexboot_loader::dt::{DtInfo, Header};
+use kexboot_monitor::psci::{self, Psci, MAX_CPUS, MPIDR_AFF_MASK};
 
 use super::*;
 
@@ -13,13 +13,18 @@ pub(super) fn dtb_len_at(addr: u64, ram: (u64, u64)) -> Option<u64> {
     if !addr.is_multiple_of(8) || addr < ram.0 || addr.checked_add(40)? > ram.1 {
         return None;
     }
-    let be = |off: u64| u32::from_be(mmio_read(addr + off)) as u64;
-    let len = be(4);
-    (be(0) == 0xd00d_feed && (40..=MAX_DTB).contains(&len) && addr + len <= ram.1).then_some(len)
+    // Word reads (the MMU is off: memory is Device, no unaligned access); the bytes keep
+    // memory order, which is what the big-endian header fields need.
+    let mut raw = [0u8; FDT_HEADER_LEN as usize];
+    for (i, w) in raw.chunks_exact_mut(4).enumerate() {
+        w.copy_from_slice(&mmio_read(addr + 4 * i as u64).to_ne_bytes());
+    }
+    let len = Header::parse(&raw, MAX_DTB as usize).ok()?.total_size() as u64;
+    (addr + len <= ram.1).then_some(len)
 }
 
 /// Size of a device tree header (`struct fdt_header`).
-pub(super) const FDT_HEADER_LEN: u64 = 40;
+pub(super) const FDT_HEADER_LEN: u64 = kexboot_loader::dt::FDT_HEADER_LEN as u64;
 
 /// Cleans and invalidates `[addr, addr + len)` to PoC by VA (= PA: the MMU is off at EL3).
 pub(super) fn clean_inval(addr: u64, len: u64) {
@@ -107,7 +112,7 @@ extern "C" fn el3_primary_main(dtb_hint: u64, image_base: u64) -> ! {
     let Some((gicd, gicc)) = gic else {
         fail("no GICv2 in the device tree (only GICv2 is supported at EL3)")
     };
-    let Some(ram) = info.memory.first().map(|r| (r.start, r.end)) else {
+    let Some(ram) = info.memory.first().map(|r| (r.start(), r.end())) else {
         fail("no memory in the device tree")
     };
     // Linker symbols: only their addresses are used.
