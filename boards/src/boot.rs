@@ -29,7 +29,7 @@ const BENCH_MARKER: &str = "/kexboot/bench";
 pub type BootFs = FatFs<PartitionDevice<VirtioBlk>>;
 
 /// The heap, handing out page-aligned buffers (identity-mapped: address = pointer).
-struct HeapStaging;
+pub(crate) struct HeapStaging;
 
 impl Staging for HeapStaging {
     type Buf = PageBuf;

@@ -6,15 +6,13 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use kexboot_loader::dt::{self, Fixups};
 use kexboot_loader::image::ImageHeader;
 use kexboot_loader::mem::{free_regions, Range};
-use kexboot_loader::{place, MAX_DTB_SIZE};
+use kexboot_loader::MAX_DTB_SIZE;
 use kexboot_menu::env::Env;
-use kexboot_relocate::Segment;
+use kexboot_menu::flow::{self, MemoryView, PlanRequest, Source};
 
-use crate::boot::Firmware;
-use crate::heap::PageBuf;
+use crate::boot::{Firmware, HeapStaging};
 
 const MB: u64 = 1 << 20;
 
@@ -137,43 +135,34 @@ pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String
                 .map_err(|e| format!("booti: device tree at {a:#x}: {e}"))?
         }
     };
-    let initrd_len = initrd.map_or(0, |r| r.len());
-    let room = (dtb_in.len() as u64 + 64 * 1024).min(MAX_DTB_SIZE);
-    let p = place::place(
-        &fw.layout.ram,
-        &fw.layout.avoid(),
-        &header,
-        initrd_len,
-        room,
-    )
-    .map_err(|e| format!("booti: {e}"))?;
     let bootargs = env.get("bootargs").unwrap_or("");
-    let fix = Fixups {
-        bootargs: Some(bootargs),
-        initrd: p.initrd.map(|r| Range {
-            start: r.start,
-            end: r.start + initrd_len,
+    let avoid = fw.layout.avoid();
+    let mem = MemoryView {
+        ram: &fw.layout.ram,
+        avoid: &avoid,
+    };
+    // The same plan as every other boot; the kernel's file length is not known here, so up to
+    // `image_size` bytes are copied from `kaddr` (checked readable above).
+    let request = PlanRequest {
+        label: "booti",
+        header: &header,
+        kernel: Source {
+            addr: kaddr,
+            len: header.image_size(),
+        },
+        initrd: initrd.map(|r| Source {
+            addr: r.start,
+            len: r.len(),
         }),
-        ..Default::default()
+        dtb: &dtb_in,
+        bootargs,
+        seeds: None,
     };
-    let new_dtb = dt::fixup(&dtb_in, &fix).map_err(|e| format!("booti: device tree: {e}"))?;
-    let mut dtb_buf = PageBuf::new(new_dtb.len()).ok_or("booti: out of memory")?;
-    dtb_buf.as_mut_slice()[..new_dtb.len()].copy_from_slice(&new_dtb);
-    let seg = |src: u64, len: u64, dst: &Range| Segment {
-        src,
-        len,
-        dst: dst.start,
-        memsz: dst.len(),
-    };
-    let mut segments = alloc::vec![seg(kaddr, header.image_size(), &p.kernel)];
-    if let (Some(i), Some(d)) = (initrd, &p.initrd) {
-        segments.push(seg(i.start, i.len(), d));
-    }
-    segments.push(seg(dtb_buf.addr(), new_dtb.len() as u64, &p.dtb));
+    let p = flow::plan(&mut HeapStaging, &mem, &request).map_err(|e| format!("booti: {e}"))?;
     log::info!(
         "booti: kernel {kaddr:#x} -> {:#x}, bootargs '{bootargs}'",
-        p.kernel.start
+        p.placement.kernel.start
     );
-    let err = fw.jump(&segments, p.entry, p.dtb.start, "booti");
+    let err = fw.jump(&p.segments, p.entry, p.dtb, "booti");
     Err(format!("booti: relocation plan refused: {err}"))
 }
