@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use kexboot_loader::image::ImageHeader;
 use kexboot_loader::mem::{free_regions, Range};
 use kexboot_loader::MAX_DTB_SIZE;
+use kexboot_menu::commands::parse_hex;
 use kexboot_menu::env::Env;
 use kexboot_menu::flow::{self, MemoryView, PlanRequest, Source};
 
@@ -17,8 +18,7 @@ use crate::boot::{Firmware, HeapStaging};
 const MB: u64 = 1 << 20;
 
 fn hex(s: &str) -> Result<u64, String> {
-    let t = s.strip_prefix("0x").unwrap_or(s);
-    u64::from_str_radix(t, 16).map_err(|_| format!("'{s}' is not a hex address"))
+    parse_hex(s).ok_or_else(|| format!("'{s}' is not a hex address"))
 }
 
 /// Free RAM a `load` may write: not kexboot, its heap, the DTB, reserved or kept memory.

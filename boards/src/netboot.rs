@@ -8,6 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use kexboot_fs::Error as FsError;
+use kexboot_menu::commands::parse_hex;
 use kexboot_menu::env::Env;
 use kexboot_menu::extlinux;
 use kexboot_menu::flow::Files;
@@ -299,10 +300,6 @@ fn fetch(
         crc
     );
     Ok(t.size)
-}
-
-fn parse_hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
 }
 
 /// `tftpboot [addr] [[server:]file]`: downloads to RAM at `addr` (default `loadaddr`, else

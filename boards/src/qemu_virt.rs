@@ -16,6 +16,9 @@ extern "C" {
     static __image_end: u8;
 }
 
+/// The board's name (`board` in the environment, `version`, the banner).
+pub const NAME: &str = "qemu-virt";
+
 /// Largest device tree kexboot accepts (the boot protocol's limit).
 const MAX_DTB: usize = 2 << 20;
 const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -85,7 +88,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     let ram_total: u64 = info.memory.iter().map(|r| r.len()).sum();
     println!();
     println!(
-        "kexboot {} (qemu-virt): entered at EL{}, RAM {} MiB, {} CPU(s), PSCI {}",
+        "kexboot {} ({NAME}): entered at EL{}, RAM {} MiB, {} CPU(s), PSCI {}",
         crate::VERSION,
         el,
         ram_total >> 20,

@@ -4,6 +4,7 @@
 extern crate alloc;
 
 pub mod bootcount;
+pub mod commands;
 pub mod console;
 pub mod env;
 pub mod envstore;
