@@ -7,7 +7,7 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 
-use kexboot_menu::bootcount::{self, BOOTCOUNT_PATH};
+use kexboot_menu::autoboot;
 use kexboot_menu::commands::{parse_hex, Command, Table};
 use kexboot_menu::env::Env;
 use kexboot_menu::envstore;
@@ -29,10 +29,6 @@ pub fn default_env() -> Env {
     env.set("ver", &format!("kexboot {}", crate::VERSION));
     env
 }
-
-/// Boot scripts looked for at boot, in order: U-Boot's `boot.scr` (legacy image) and plain text.
-const SCRIPTS: [&str; 3] = ["/boot.scr", "/boot/boot.scr", "/kexboot/boot.txt"];
-const MAX_SCRIPT_FILE: usize = 64 << 10;
 
 type Res = Result<(), CmdError>;
 
@@ -255,85 +251,24 @@ fn run_text(fw: &mut Firmware, interp: &mut Interp, env: &mut Env, name: &str, t
     }
 }
 
-fn read_script(fw: &mut Firmware) -> Option<(&'static str, String)> {
-    let fs = fw.fs.as_mut()?;
-    for path in SCRIPTS {
-        let Ok(bytes) = fs.read_file(path, MAX_SCRIPT_FILE) else {
-            continue;
-        };
-        let text = match path.ends_with(".scr") {
-            true => match script::parse_legacy_script_image(&bytes) {
-                Ok(t) => t.to_string(),
-                Err(e) => {
-                    log::error!("{path}: {e}");
-                    continue;
-                }
-            },
-            false => String::from_utf8_lossy(&bytes).into_owned(),
-        };
-        return Some((path, text));
-    }
-    None
-}
-
-/// U-Boot's boot counting: with `bootlimit` set, `/kexboot/bootcnt.txt` is incremented before each
-/// boot (Linux resets it once it is happy) and `altbootcmd` runs once it passes the limit.
-/// Returns the command to run and whether it is the alternative.
-fn counted_command(fw: &mut Firmware, env: &mut Env) -> Option<(String, bool)> {
-    env.get("bootlimit")?;
-    let fs = fw.fs.as_mut()?;
-    let stored = match fs.read_file(BOOTCOUNT_PATH, bootcount::RECORD_LEN) {
-        Ok(b) => bootcount::decode_count(&b).unwrap_or_else(|e| {
-            log::warn!("{BOOTCOUNT_PATH}: {e:?}; counting from 0");
-            0
-        }),
-        Err(_) => 0,
-    };
-    let decision = bootcount::next_boot(env, stored);
-    let record = bootcount::encode_count(decision.count);
-    let saved = match fs.stat(BOOTCOUNT_PATH) {
-        Ok(i) if i.size >= record.len() as u64 => Ok(()),
-        Ok(_) => Err(kexboot_fs::Error::TooLarge {
-            size: record.len() as u64,
-            capacity: 0,
-        }),
-        Err(_) => fs.create_file(BOOTCOUNT_PATH, record.len() as u64),
-    }
-    .and_then(|()| fs.write_in_place(BOOTCOUNT_PATH, 0, &record));
-    if let Err(e) = saved {
-        log::warn!("{BOOTCOUNT_PATH}: cannot save the boot count: {e}");
-    }
-    decision.export(env);
-    log::info!("bootcount {}: {}", decision.count, decision.reason);
-    decision
-        .command(env)
-        .map(|c| (String::from(c), decision.use_alt))
-}
-
 /// Autoboot: `bootdelay` countdown, then a boot script if present, else `bootcmd` (or
 /// `altbootcmd`); if that returns, the shell.
 pub fn autoboot(fw: &mut Firmware, env: &mut Env) -> ! {
     let mut interp = Interp::new();
     crate::loadboot::default_addresses(fw, env);
-    let counted = counted_command(fw, env);
+    let counted = autoboot::count_boot(fw.fs.as_mut(), env);
     let delay_s = env
         .get("bootdelay")
         .and_then(|d| d.parse::<u64>().ok())
         .unwrap_or(0);
     let interrupted = delay_s > 0 && countdown(delay_s);
     if !interrupted {
-        match (read_script(fw), counted) {
-            (_, Some((cmd, true))) => run_text(fw, &mut interp, env, "altbootcmd", &cmd),
-            (Some((path, text)), _) => {
-                log::info!("running boot script {path}");
-                run_text(fw, &mut interp, env, path, &text)
-            }
-            (None, Some((cmd, false))) => run_text(fw, &mut interp, env, "bootcmd", &cmd),
-            (None, None) => {
-                let cmd = env.get("bootcmd").unwrap_or("boot").to_string();
-                run_text(fw, &mut interp, env, "bootcmd", &cmd)
-            }
+        let script = fw.fs.as_mut().and_then(autoboot::find_script);
+        let run = autoboot::choose(script, counted, env);
+        if autoboot::SCRIPTS.contains(&run.name) {
+            log::info!("running boot script {}", run.name);
         }
+        run_text(fw, &mut interp, env, run.name, &run.text);
         println!("kexboot: no entry could be booted");
     }
     shell(fw, env, &mut interp)

@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), no_std)]
 extern crate alloc;
 
+pub mod autoboot;
 pub mod bootcount;
 pub mod commands;
 pub mod console;
