@@ -174,9 +174,7 @@ impl Firmware<'_> {
             .store
             .as_mut()
             .ok_or_else(|| fail("no environment store".into()))?;
-        let plan = store
-            .plan_save(ctx.env)
-            .map_err(|e| fail(format!("{e:?}")))?;
+        let plan = store.plan_save(ctx.env).map_err(|e| fail(e.to_string()))?;
         let fs = self
             .fs
             .as_mut()

@@ -5,6 +5,7 @@ extern crate alloc;
 
 pub mod autoboot;
 pub mod bootcount;
+pub mod booti;
 pub mod commands;
 pub mod console;
 pub mod env;
