@@ -12,6 +12,7 @@ use kexboot_menu::commands::parse_hex;
 use kexboot_menu::env::Env;
 use kexboot_menu::extlinux;
 use kexboot_menu::flow::Files;
+use kexboot_menu::netenv::{self, env_ip, mac_str, netmask, tftp_request};
 use kexboot_net::{pxe, tftp, Ipv4Addr, Lease, NetError, Platform, Progress, Stack, TftpRequest};
 
 use crate::boot::{ConfigBoot, Firmware, Kept, Outcome};
@@ -24,10 +25,6 @@ const DHCP_TIMEOUT_US: u64 = 15_000_000;
 const PING_TIMEOUT_US: u64 = 3_000_000;
 /// Largest PXE config or boot script fetched.
 const MAX_SMALL_FILE: usize = 1 << 20;
-/// U-Boot's default TFTP block size: a 1500-byte MTU without IP fragments.
-const DEFAULT_BLKSIZE: u16 = 1468;
-/// kexboot's default RFC 7440 window (U-Boot's default is 1; 32 measured best under QEMU).
-const DEFAULT_WINDOW: u16 = 32;
 /// Files from this size on get progress lines.
 const PROGRESS_FROM: u64 = 4 << 20;
 
@@ -72,26 +69,6 @@ impl Platform for Machine {
         LAST_KEY_CHECK_US.store(now, Relaxed);
         console::ctrl_c_pressed()
     }
-}
-
-fn mac_str(mac: [u8; 6]) -> String {
-    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-    parts.join(":")
-}
-
-fn netmask(prefix: u8) -> Ipv4Addr {
-    let bits = u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0);
-    Ipv4Addr::from(bits)
-}
-
-fn prefix_len(mask: Ipv4Addr) -> u8 {
-    u32::from(mask).leading_ones() as u8
-}
-
-fn env_ip(env: &Env, name: &str) -> Option<Ipv4Addr> {
-    env.get(name).and_then(|v| v.trim().parse().ok())
 }
 
 impl Net {
@@ -177,10 +154,7 @@ pub fn dhcp(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
 /// An address for the network commands, as U-Boot: `ipaddr`/`netmask`/`gatewayip` as they are
 /// now in the environment (DHCP sets them; `setenv` changes them), else DHCP.
 fn ensure_address(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
-    let want = env_ip(env, "ipaddr").map(|ip| {
-        let prefix = env_ip(env, "netmask").map_or(24, prefix_len);
-        (ip, prefix, env_ip(env, "gatewayip"))
-    });
+    let want = netenv::static_address(env);
     let applied = fw.net.applied;
     let stack = fw.net.stack(fw.info)?;
     env.set("ethaddr", &mac_str(stack.mac()));
@@ -215,39 +189,11 @@ pub fn dhcp_cmd(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
     Ok(())
 }
 
-/// TFTP options from the environment (U-Boot's names): `tftpblocksize`, `tftpwindowsize`,
-/// `tftptimeout` (ms, as U-Boot; sent as whole seconds), always `tsize`.
-fn options(env: &Env) -> tftp::Options {
-    let num = |name: &str| env.get(name).and_then(|v| v.trim().parse::<u32>().ok());
-    let blksize = num("tftpblocksize").map_or(DEFAULT_BLKSIZE, |b| b.clamp(8, 65464) as u16);
-    let window = num("tftpwindowsize").map_or(DEFAULT_WINDOW, |w| w.clamp(1, 256) as u16);
-    let timeout = num("tftptimeout").map_or(1, |ms| (ms / 1000).clamp(1, 255) as u8);
-    tftp::Options {
-        blksize: Some(blksize),
-        tsize: true,
-        timeout: Some(timeout),
-        windowsize: Some(window),
-    }
-}
-
 /// The server: `serverip`, else the lease's TFTP server.
 fn server(fw: &Firmware, env: &Env) -> Result<Ipv4Addr, String> {
     env_ip(env, "serverip")
         .or_else(|| fw.net.lease.as_ref().map(Lease::tftp_server))
         .ok_or_else(|| "no TFTP server: set serverip or run dhcp".to_string())
-}
-
-/// A download of `file` from `server` with the environment's port (`tftpdstp`) and options.
-fn request<'f>(server: Ipv4Addr, env: &Env, file: &'f str) -> TftpRequest<'f> {
-    TftpRequest {
-        server,
-        port: env
-            .get("tftpdstp")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(69),
-        file,
-        options: options(env),
-    }
 }
 
 /// Downloads `file` into `dest` and prints the summary line (size, time, rate, crc32).
@@ -347,7 +293,7 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
         Some(s) => s,
         None => server(fw, env)?,
     };
-    let req = request(server, env, &file);
+    let req = tftp_request(server, env, &file);
     println!("TFTP from {server}: '{file}' to {addr:#x}");
     let dest_len = usize::try_from(region.end - addr).map_err(|_| "tftpboot: region too large")?;
     // SAFETY: `addr..region.end` is free RAM that nothing of kexboot's uses (not kexboot, its
@@ -370,7 +316,7 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
 /// A small file (config, script) into a fresh buffer.
 fn fetch_small(fw: &mut Firmware, env: &Env, file: &str) -> Result<Vec<u8>, NetError> {
     let server = server(fw, env).map_err(|_| NetError::NotConfigured)?;
-    let req = request(server, env, file);
+    let req = tftp_request(server, env, file);
     let mut buf = alloc::vec![0u8; MAX_SMALL_FILE];
     let stack = fw.net.stack(fw.info).map_err(|_| NetError::NotConfigured)?;
     let got = fetch(stack, &req, &mut buf);
@@ -505,7 +451,7 @@ pub fn pxe_boot(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
         log::warn!("{}: {note}", cfg.path);
     }
     log::info!("{}: {} entries", cfg.path, config.entries.len());
-    let template = request(server(fw, env)?, env, "");
+    let template = tftp_request(server(fw, env)?, env, "");
     let stack = fw.net.stack.as_mut().ok_or("pxe boot: no network device")?;
     let mut files = TftpFiles {
         stack,

@@ -13,6 +13,7 @@ pub mod envstore;
 pub mod extlinux;
 pub mod flow;
 pub mod line;
+pub mod netenv;
 pub mod script;
 pub mod ui;
 
