@@ -206,9 +206,9 @@ impl Firmware<'_> {
     }
 
     /// Runs the extlinux flow (optionally for one label); returns only when nothing booted.
-    pub fn boot(&mut self, label: Option<&str>, force_menu: bool) -> Result<(), &'static str> {
+    pub fn boot(&mut self, label: Option<&str>, force_menu: bool) -> Result<(), DiskBootError> {
         let Some(fs) = self.fs.as_mut() else {
-            return Err("no disk with a FAT boot partition");
+            return Err(DiskBootError::NoDisk);
         };
         let mut request = self.request.clone();
         if let Some(l) = label {
@@ -223,9 +223,26 @@ impl Firmware<'_> {
             &kept,
             force_menu,
         ) {
-            Outcome::Failed => Err("no entry could be booted"),
+            Outcome::Failed => Err(DiskBootError::NothingBooted),
             Outcome::Shell => Ok(()),
         }
+    }
+}
+
+/// Why `boot` (the disk's extlinux flow) came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBootError {
+    NoDisk,
+    /// Every entry failed (each said why as it was tried).
+    NothingBooted,
+}
+
+impl core::fmt::Display for DiskBootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DiskBootError::NoDisk => "no disk with a FAT boot partition",
+            DiskBootError::NothingBooted => "no entry could be booted",
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use kexboot_fs::Error as FsError;
 use kexboot_menu::commands::parse_hex;
 use kexboot_menu::env::Env;
 use kexboot_menu::extlinux;
-use kexboot_menu::flow::Files;
+use kexboot_menu::flow::{FileError, Files};
 use kexboot_menu::netenv::{self, env_ip, mac_str, netmask, tftp_request};
 use kexboot_net::{pxe, tftp, Ipv4Addr, Lease, NetError, Platform, Progress, Stack, TftpRequest};
 
@@ -366,17 +366,6 @@ struct TftpFiles<'a> {
     cached: Option<(String, Vec<u8>)>,
 }
 
-fn fs_error(e: NetError) -> FsError {
-    match e {
-        NetError::Tftp(tftp::Error::Remote { code: 1, .. }) => FsError::NotFound,
-        NetError::Tftp(tftp::Error::TooLarge { size, capacity }) => FsError::TooLarge {
-            size,
-            capacity: capacity as u64,
-        },
-        _ => FsError::Io { lba: 0 },
-    }
-}
-
 impl TftpFiles<'_> {
     fn request<'p>(&self, path: &'p str) -> TftpRequest<'p> {
         TftpRequest {
@@ -387,7 +376,7 @@ impl TftpFiles<'_> {
 }
 
 impl Files for TftpFiles<'_> {
-    fn size(&mut self, path: &str) -> Result<u64, FsError> {
+    fn size(&mut self, path: &str) -> Result<u64, FileError> {
         let path = pxe::resolve(&self.prefix, path);
         if let Some((p, data)) = &self.cached {
             if *p == path {
@@ -405,23 +394,24 @@ impl Files for TftpFiles<'_> {
                     return Err(FsError::TooLarge {
                         size: cap as u64,
                         capacity: 0,
-                    });
+                    }
+                    .into());
                 }
                 buf.resize(cap, 0);
                 let req = self.request(&path);
-                let n = fetch(self.stack, &req, &mut buf).map_err(fs_error)?;
+                let n = fetch(self.stack, &req, &mut buf)?;
                 buf.truncate(n);
                 self.cached = Some((path, buf));
                 Ok(n as u64)
             }
             Err(e) => {
                 log::error!("TFTP '{path}': {e}");
-                Err(fs_error(e))
+                Err(e.into())
             }
         }
     }
 
-    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FsError> {
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
         let path = pxe::resolve(&self.prefix, path);
         if let Some((p, data)) = self.cached.take() {
             if p == path {
@@ -429,13 +419,13 @@ impl Files for TftpFiles<'_> {
                     size: data.len() as u64,
                     capacity: dst.len() as u64,
                 };
-                let out = dst.get_mut(..data.len()).ok_or(too_large)?;
+                let out = dst.get_mut(..data.len()).ok_or(FileError::Fs(too_large))?;
                 out.copy_from_slice(&data);
                 return Ok(data.len());
             }
         }
         let req = self.request(&path);
-        fetch(self.stack, &req, dst).map_err(fs_error)
+        Ok(fetch(self.stack, &req, dst)?)
     }
 }
 

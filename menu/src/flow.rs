@@ -16,6 +16,7 @@ use kexboot_loader::dt::{self, Fixups};
 use kexboot_loader::image::ImageHeader;
 use kexboot_loader::place::{self, Placement};
 use kexboot_loader::{Range, MAX_DTB_SIZE};
+use kexboot_net::NetError;
 use kexboot_relocate::Segment;
 
 use crate::extlinux::{self, Config, Entry};
@@ -32,24 +33,52 @@ pub const DTB_GROWTH: u64 = 64 << 10;
 /// Deflate's largest expansion ratio (RFC 1951: a 258-byte match per 2 bits, about 1032:1).
 const MAX_DEFLATE_RATIO: u64 = 1032;
 
-/// Read access to the boot file system.
+/// Why a boot file could not be read: from a disk's file system, or over the network (PXE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileError {
+    Fs(fs::Error),
+    Net(NetError),
+}
+
+impl From<fs::Error> for FileError {
+    fn from(e: fs::Error) -> Self {
+        FileError::Fs(e)
+    }
+}
+
+impl From<NetError> for FileError {
+    fn from(e: NetError) -> Self {
+        FileError::Net(e)
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::Fs(e) => write!(f, "{e}"),
+            FileError::Net(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Read access to the boot files (a disk's file system, or a TFTP server for PXE).
 pub trait Files {
-    fn size(&mut self, path: &str) -> Result<u64, fs::Error>;
+    fn size(&mut self, path: &str) -> Result<u64, FileError>;
     /// Reads the whole file into `dst`; refuses (before writing) a file larger than `dst`.
-    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, fs::Error>;
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError>;
 }
 
 impl<D: fs::BlockDevice> Files for fs::FatFs<D> {
-    fn size(&mut self, path: &str) -> Result<u64, fs::Error> {
+    fn size(&mut self, path: &str) -> Result<u64, FileError> {
         let info = self.stat(path)?;
         if info.is_dir {
-            return Err(fs::Error::NotAFile);
+            return Err(fs::Error::NotAFile.into());
         }
         Ok(info.size)
     }
 
-    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, fs::Error> {
-        self.read_file_into(path, dst)
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
+        Ok(self.read_file_into(path, dst)?)
     }
 }
 
@@ -90,7 +119,7 @@ pub enum BootError {
     NoKernel,
     File {
         path: String,
-        err: fs::Error,
+        err: FileError,
     },
     NoMemory {
         path: String,
@@ -157,7 +186,7 @@ pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), Boot
     for path in CONFIG_PATHS {
         let size = match files.size(path) {
             Ok(s) => s,
-            Err(fs::Error::NotFound) => continue,
+            Err(FileError::Fs(fs::Error::NotFound)) => continue,
             Err(err) => {
                 return Err(BootError::File {
                     path: path.into(),
@@ -172,7 +201,7 @@ pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), Boot
             };
             return Err(BootError::File {
                 path: path.into(),
-                err,
+                err: err.into(),
             });
         }
         let mut buf = alloc::vec![0u8; size as usize];
