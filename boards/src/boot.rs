@@ -5,11 +5,10 @@
 use alloc::vec::Vec;
 
 use alloc::string::String;
-use kexboot_fs::{open_boot_fs, FatFs, PartitionDevice};
+use kexboot_fs::{FatFs, PartitionDevice};
 use kexboot_loader::dt::{self, CpuProps, DtInfo, Fixups, ReservedNode};
-use kexboot_loader::handoff;
 use kexboot_loader::mem::Range;
-use kexboot_menu::env::{BootRequest, Env, ENV_PATH, MAX_ENV};
+use kexboot_menu::env::{BootRequest, Env};
 use kexboot_menu::envstore;
 use kexboot_menu::flow::{self, MemoryView, Platform, Staging};
 
@@ -21,7 +20,8 @@ use kexboot_menu::line::Term;
 use kexboot_menu::ui::{Menu, MenuAction};
 use kexboot_menu::{Clock, Console};
 
-use crate::{relocation, shell, smp, term, timer, warm};
+use crate::net_state::Net;
+use crate::{relocation, smp, term, timer, warm};
 
 /// A file that asks for the in-guest copy benchmark before booting.
 const BENCH_MARKER: &str = "/kexboot/bench";
@@ -47,9 +47,10 @@ impl Staging for HeapStaging {
     }
 }
 
-struct Machine;
+/// The flow's clock and random source: the generic timer and `rndr`.
+struct FlowPlatform;
 
-impl Platform for Machine {
+impl Platform for FlowPlatform {
     fn now_us(&self) -> u64 {
         timer::since_start_us()
     }
@@ -62,87 +63,6 @@ impl Platform for Machine {
         }
         Some((kaslr, rng))
     }
-}
-
-fn open_disk(disks: Vec<VirtioBlk>) -> Option<BootFs> {
-    for disk in disks {
-        let base = disk.base;
-        match open_boot_fs(disk, None) {
-            Ok((part, fs)) => {
-                log::info!(
-                    "disk at {:#x}: partition {} ({} MiB), FAT file system",
-                    base,
-                    part.number,
-                    part.num_sectors >> 11
-                );
-                return Some(fs);
-            }
-            Err(e) => log::warn!("disk at {base:#x}: no boot file system: {e}"),
-        }
-    }
-    None
-}
-
-fn read_env(fs: &mut BootFs) -> Env {
-    match fs.read_file(ENV_PATH, MAX_ENV as usize) {
-        Ok(bytes) => {
-            let (env, notes) = Env::parse(&String::from_utf8_lossy(&bytes));
-            for n in notes {
-                log::warn!("{ENV_PATH}: {n}");
-            }
-            env
-        }
-        Err(kexboot_fs::Error::NotFound) => Env::default(),
-        Err(e) => {
-            log::warn!("{ENV_PATH}: {e}");
-            Env::default()
-        }
-    }
-}
-
-pub fn run(
-    mut layout: MemoryLayout,
-    dtb: &[u8],
-    disks: Vec<VirtioBlk>,
-    info: &DtInfo,
-    entry: handoff::Entry,
-) -> ! {
-    let mut fs = open_disk(disks);
-    let env = fs.as_mut().map(read_env).unwrap_or_default();
-    // What this boot reserves for the next: the handoff page, and a ramoops region if asked.
-    let handoff = warm::Handoff::new(&entry, info, &mut layout);
-    let ramoops = warm::Ramoops::plan(&env, info, &mut layout);
-    // spin-table, when asked: the secondaries go to kexboot's pen now, their nodes say so, and
-    // the pen's page is a /memreserve/.
-    let pen = match smp::wants_spin_table(&env) {
-        false => None,
-        true => smp::Pen::start(info, &mut layout)
-            .map_err(|e| log::warn!("spin-table: {e}; CPUs stay as the platform has them"))
-            .ok(),
-    };
-    let own = OwnFixups::new(handoff.as_ref(), ramoops, pen.as_ref(), info);
-    let base_dtb = match own.apply(dtb) {
-        Ok(d) => d,
-        Err(e) => {
-            log::error!("device tree: cannot add kexboot's reserved nodes: {e}");
-            dtb.to_vec()
-        }
-    };
-    let request = BootRequest::from_bootargs(info.bootargs.as_deref().unwrap_or(""));
-    let mut fw = Firmware {
-        fs,
-        layout,
-        base_dtb,
-        request,
-        handoff,
-        pen,
-        own,
-        info,
-        store: None,
-        net: Default::default(),
-    };
-    let mut env = fw.load_env(env);
-    shell::autoboot(&mut fw, &mut env)
 }
 
 /// Everything the boot commands and the shell act on.
@@ -159,14 +79,18 @@ pub struct Firmware<'a> {
     /// The saved environment's copies (for `saveenv`), once read.
     pub store: Option<envstore::Loaded>,
     /// The network, once a network command needed it.
-    pub net: crate::netboot::Net,
+    pub net: Net,
+    /// The board's name (`version`, the `board` variable).
+    pub board: &'static str,
+    /// The board's default environment (`env default`).
+    pub defaults: Env,
 }
 
 impl Firmware<'_> {
     /// The environment: the saved one (`/kexboot/env.bin`, two copies with CRC and sequence)
     /// when it has a valid copy, else board defaults plus `/kexboot/env.txt`.
-    fn load_env(&mut self, from_txt: Env) -> Env {
-        let mut defaults = shell::default_env();
+    pub fn load_env(&mut self, from_txt: Env) -> Env {
+        let mut defaults = self.defaults.clone();
         for (k, v) in from_txt.iter_sorted() {
             defaults.set(k, v);
         }
@@ -260,7 +184,7 @@ pub struct OwnFixups {
 }
 
 impl OwnFixups {
-    fn new(
+    pub fn new(
         handoff: Option<&warm::Handoff>,
         ramoops: Option<warm::Ramoops>,
         pen: Option<&smp::Pen>,
@@ -464,7 +388,7 @@ impl ConfigBoot<'_> {
             let (found, _failures) = flow::next_bootable(
                 files,
                 &mut HeapStaging,
-                &mut Machine,
+                &mut FlowPlatform,
                 &mem,
                 dtb,
                 path,

@@ -13,11 +13,12 @@ use kexboot_menu::env::Env;
 use kexboot_menu::extlinux;
 use kexboot_menu::flow::{FileError, Files};
 use kexboot_menu::netenv::{self, env_ip, mac_str, netmask, tftp_request};
-use kexboot_net::{pxe, tftp, Ipv4Addr, Lease, NetError, Platform, Progress, Stack, TftpRequest};
+use kexboot_net::{pxe, tftp, Ipv4Addr, Lease, NetError, Progress, Stack, TftpRequest};
 
 use crate::boot::{ConfigBoot, Firmware, Kept, Outcome};
-use crate::virtio_net::{self, VirtioNet};
-use crate::{console, timer};
+use crate::net_state::{NetPlatform, PxeConfig};
+use crate::timer;
+use crate::virtio_net::VirtioNet;
 
 /// How long `dhcp` waits for a lease.
 const DHCP_TIMEOUT_US: u64 = 15_000_000;
@@ -28,88 +29,13 @@ const MAX_SMALL_FILE: usize = 1 << 20;
 /// Files from this size on get progress lines.
 const PROGRESS_FROM: u64 = 4 << 20;
 
-/// The network state the commands share: the stack once a command needed it, the lease, the
-/// config `pxe get` found.
-#[derive(Default)]
-pub struct Net {
-    stack: Option<Stack<VirtioNet>>,
-    probed: bool,
-    lease: Option<Lease>,
-    pxe: Option<PxeConfig>,
-    /// The address, prefix and gateway last given to the stack (from DHCP or the environment).
-    applied: Option<(Ipv4Addr, u8, Option<Ipv4Addr>)>,
-}
-
-#[derive(Clone)]
-struct PxeConfig {
-    path: String,
-    prefix: String,
-    text: Vec<u8>,
-}
-
-/// The stack's clock and Ctrl-C (the UART is read at most every 10 ms: under emulation each
-/// device register read is costly, and the stack asks once per loop turn).
-struct Machine;
-
-/// When the UART was last read for Ctrl-C.
-static LAST_KEY_CHECK_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-const KEY_CHECK_US: u64 = 10_000;
-
-impl Platform for Machine {
-    fn now_us(&mut self) -> u64 {
-        timer::since_start_us()
-    }
-
-    fn interrupted(&mut self) -> bool {
-        use core::sync::atomic::Ordering::Relaxed;
-        let now = timer::since_start_us();
-        if now.saturating_sub(LAST_KEY_CHECK_US.load(Relaxed)) < KEY_CHECK_US {
-            return false;
-        }
-        LAST_KEY_CHECK_US.store(now, Relaxed);
-        console::ctrl_c_pressed()
-    }
-}
-
-impl Net {
-    /// After a device failure the stack is dropped (the device reset): the next command
-    /// probes and initialises it again.
-    fn failed(&mut self, e: &NetError) {
-        if matches!(e, NetError::Nic(_)) {
-            log::warn!("network device failed ({e}); it is set up again on the next command");
-            *self = Net::default();
-        }
-    }
-
-    /// The stack on the first virtio-net device (probed once, again after a failure).
-    fn stack(
-        &mut self,
-        info: &kexboot_loader::dt::DtInfo,
-    ) -> Result<&mut Stack<VirtioNet>, String> {
-        if self.stack.is_none() && !self.probed {
-            self.probed = true;
-            if let Some(nic) = virtio_net::find(&info.virtio_mmio) {
-                log::info!(
-                    "virtio-net at {:#x}, MAC {}",
-                    nic.base,
-                    mac_str(kexboot_net::Nic::mac(&nic))
-                );
-                self.stack = Some(Stack::new(nic, timer::since_start_us()));
-            }
-        }
-        self.stack
-            .as_mut()
-            .ok_or_else(|| "no network device (virtio-net)".to_string())
-    }
-}
-
 /// `dhcp`: a lease; sets `ipaddr`, `netmask`, `gatewayip`, `dnsip`, `serverip`, `bootfile`.
 pub fn dhcp(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
     let t0 = timer::since_start_us();
     let stack = fw.net.stack(fw.info)?;
     let mac = stack.mac();
     env.set("ethaddr", &mac_str(mac));
-    let lease = match stack.dhcp(&mut Machine, DHCP_TIMEOUT_US) {
+    let lease = match stack.dhcp(&mut NetPlatform, DHCP_TIMEOUT_US) {
         Ok(l) => l,
         Err(e) => {
             fw.net.failed(&e);
@@ -221,7 +147,7 @@ fn fetch(
             _ => println!("TFTP '{file}': {:.1} MiB", mib(p.received)),
         }
     };
-    let t = match stack.tftp_get(&mut Machine, req, dest, &mut progress) {
+    let t = match stack.tftp_get(&mut NetPlatform, req, dest, &mut progress) {
         Ok(t) => t,
         Err(e) => {
             // The server's own refusals (not found, access) are the caller's to tell: PXE
@@ -383,7 +309,7 @@ impl Files for TftpFiles<'_> {
                 return Ok(data.len() as u64);
             }
         }
-        match self.stack.tftp_size(&mut Machine, &self.request(&path)) {
+        match self.stack.tftp_size(&mut NetPlatform, &self.request(&path)) {
             Ok(Some(n)) => Ok(n),
             Ok(None) => {
                 // No tsize: fetch it whole into the heap, within what the heap can spare.
@@ -476,7 +402,7 @@ pub fn ping(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(), Str
         .map_err(|_| format!("'{target}' is not an IPv4 address"))?;
     ensure_address(fw, env)?;
     let stack = fw.net.stack(fw.info)?;
-    let got = stack.ping(&mut Machine, ip, PING_TIMEOUT_US);
+    let got = stack.ping(&mut NetPlatform, ip, PING_TIMEOUT_US);
     if let Err(e) = &got {
         fw.net.failed(e);
     }

@@ -9,7 +9,7 @@ use kexboot_loader::mem::Range;
 use crate::arch::regs;
 use crate::arch::{self, current_el};
 use crate::memory::{self, MemoryLayout};
-use crate::{boot, console, heap, timer, virtio, warm};
+use crate::{console, heap, start, timer, virtio, warm};
 
 extern "C" {
     /// End of kexboot's image, BSS and stack (linker script).
@@ -162,7 +162,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     let disks = virtio::find_block_devices(&info.virtio_mmio);
     timer::mark("disks probed");
     log::info!("{} virtio-blk disk(s) found", disks.len());
-    boot::run(layout, &dtb_copy, disks, &info, entry)
+    start::run(NAME, layout, &dtb_copy, disks, &info, entry)
 }
 
 /// Says which CPUs are where: with PSCI, every secondary must be off (the kernel starts them

@@ -21,11 +21,11 @@ use crate::term::{Serial, Timer};
 
 /// Board defaults (U-Boot's default environment): `boot` runs the disk's extlinux.conf flow,
 /// `netboot` (DHCP, then a boot script or PXE) when the disk had nothing to boot.
-pub fn default_env() -> Env {
+pub fn default_env(board: &str) -> Env {
     let mut env = Env::default();
     env.set("bootcmd", "boot || netboot");
     env.set("bootdelay", "0");
-    env.set("board", crate::board::NAME);
+    env.set("board", board);
     env.set("ver", &format!("kexboot {}", crate::VERSION));
     env
 }
@@ -87,8 +87,8 @@ fn commands<'a>() -> [Command<Firmware<'a>>; 18] {
             fw.md(argv.get(1).map(String::as_str), argv.get(2).map(String::as_str), ctx)
         }),
         c("bootstage", &[], "bootstage - time since kexboot's entry and since machine reset", bootstage),
-        c("version", &[], "version - print kexboot's version", |_, _, ctx| {
-            say(ctx, &format!("kexboot {} ({})", crate::VERSION, crate::board::NAME));
+        c("version", &[], "version - print kexboot's version", |fw, _, ctx| {
+            say(ctx, &format!("kexboot {} ({})", crate::VERSION, fw.board));
             Ok(())
         }),
         c("reset", &[], "reset - reset the machine (PSCI SYSTEM_RESET)", |fw, _, _| psci::system_reset(fw.info).map_err(msg)),
@@ -102,10 +102,10 @@ fn commands<'a>() -> [Command<Firmware<'a>>; 18] {
     ]
 }
 
-fn env_cmd(_: &mut Firmware, argv: &[String], ctx: &mut Ctx) -> Res {
+fn env_cmd(fw: &mut Firmware, argv: &[String], ctx: &mut Ctx) -> Res {
     match argv.get(1).map(String::as_str) {
         Some("default") => {
-            *ctx.env = default_env();
+            *ctx.env = fw.defaults.clone();
             say(ctx, "## Resetting to default environment");
             Ok(())
         }
