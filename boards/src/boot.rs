@@ -1,24 +1,24 @@
-//! The firmware side of the boot flow (`kexboot_menu::flow`): the boot disk, the heap as
+//! The firmware side of the boot flow (`kexboot_boot::flow`): the boot disk, the heap as
 //! staging memory, the generic timer as the clock, `rndr` as the random source. The flow tries
 //! the entries in order; each plan it yields goes to the one relocator.
 
 use alloc::vec::Vec;
 
 use alloc::string::String;
+use kexboot_boot::env::{BootRequest, Env};
+use kexboot_boot::envstore;
+use kexboot_boot::flow::{self, MemoryView, Platform, Staging};
 use kexboot_fs::{FatFs, PartitionDevice};
 use kexboot_loader::dt::{self, CpuProps, DtInfo, Fixups, ReservedNode};
 use kexboot_loader::mem::Range;
-use kexboot_menu::env::{BootRequest, Env};
-use kexboot_menu::envstore;
-use kexboot_menu::flow::{self, MemoryView, Platform, Staging};
 
 use crate::arch::regs;
 use crate::heap::{self, PageBuf};
 use crate::memory::MemoryLayout;
 use crate::virtio::VirtioBlk;
-use kexboot_menu::line::Term;
-use kexboot_menu::ui::{Menu, MenuAction};
-use kexboot_menu::{Clock, Console};
+use kexboot_boot::line::Term;
+use kexboot_boot::ui::{Menu, MenuAction};
+use kexboot_boot::{Clock, Console};
 
 use crate::net_state::Net;
 use crate::{relocation, smp, term, timer, warm};
@@ -291,7 +291,7 @@ pub fn probe_term() -> Term {
 }
 
 /// Shows the boot menu if the config asks for one (timeout/prompt), else boots the default.
-fn show_menu(config: &kexboot_menu::extlinux::Config, always: bool) -> MenuAction {
+fn show_menu(config: &kexboot_boot::extlinux::Config, always: bool) -> MenuAction {
     let immediate = config.timeout_ds.unwrap_or(0) == 0 && !config.prompt && !always;
     let term = if immediate { Term::DUMB } else { probe_term() };
     let mut menu = match always {
@@ -351,7 +351,7 @@ impl ConfigBoot<'_> {
         &self,
         files: &mut dyn flow::Files,
         path: &str,
-        mut config: kexboot_menu::extlinux::Config,
+        mut config: kexboot_boot::extlinux::Config,
     ) -> Outcome {
         let (layout, dtb, request, kept, force_menu) = (
             self.layout,

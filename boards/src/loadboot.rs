@@ -7,11 +7,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use alloc::string::ToString;
+use kexboot_boot::booti;
+use kexboot_boot::commands::parse_hex;
+use kexboot_boot::env::Env;
+use kexboot_boot::flow::MemoryView;
 use kexboot_loader::mem::{free_regions, Range};
-use kexboot_menu::booti;
-use kexboot_menu::commands::parse_hex;
-use kexboot_menu::env::Env;
-use kexboot_menu::flow::MemoryView;
 
 use crate::boot::{Firmware, HeapStaging};
 use crate::memory::MemoryLayout;

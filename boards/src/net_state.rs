@@ -5,7 +5,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use kexboot_menu::netenv::mac_str;
+use kexboot_boot::netenv::mac_str;
 use kexboot_net::{Ipv4Addr, Lease, NetError, Platform, Stack};
 
 use crate::virtio_net::{self, VirtioNet};

@@ -7,12 +7,12 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use kexboot_boot::commands::parse_hex;
+use kexboot_boot::env::Env;
+use kexboot_boot::extlinux;
+use kexboot_boot::flow::{FileError, Files};
+use kexboot_boot::netenv::{self, env_ip, mac_str, netmask, tftp_request};
 use kexboot_fs::Error as FsError;
-use kexboot_menu::commands::parse_hex;
-use kexboot_menu::env::Env;
-use kexboot_menu::extlinux;
-use kexboot_menu::flow::{FileError, Files};
-use kexboot_menu::netenv::{self, env_ip, mac_str, netmask, tftp_request};
 use kexboot_net::{pxe, tftp, Ipv4Addr, Lease, NetError, Progress, Stack, TftpRequest};
 
 use crate::boot::{ConfigBoot, Firmware, Kept, Outcome};
@@ -437,7 +437,7 @@ pub fn netboot(fw: &mut Firmware, env: &mut Env) -> Result<Next, String> {
         let bytes =
             fetch_small(fw, env, &bootfile).map_err(|e| format!("TFTP '{bootfile}': {e}"))?;
         let text = match bootfile.ends_with(".scr") {
-            true => kexboot_menu::script::parse_legacy_script_image(&bytes)
+            true => kexboot_boot::script::parse_legacy_script_image(&bytes)
                 .map_err(|e| format!("{bootfile}: {e}"))?
                 .to_string(),
             false => String::from_utf8_lossy(&bytes).into_owned(),

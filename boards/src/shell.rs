@@ -1,19 +1,19 @@
 //! The command shell and autoboot, in U-Boot's habits: an environment (`printenv`, `setenv`,
 //! `saveenv`, `env default`), `bootcmd` run at boot (or `altbootcmd` once `bootcount` passed
 //! `bootlimit`), a boot script when the partition has one, and a `kexboot>` prompt with line
-//! editing and history. The language is `kexboot_menu::script`; this file supplies the
+//! editing and history. The language is `kexboot_boot::script`; this file supplies the
 //! firmware's commands.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 
-use kexboot_menu::autoboot;
-use kexboot_menu::commands::{parse_hex, Command, Table};
-use kexboot_menu::env::Env;
-use kexboot_menu::envstore;
-use kexboot_menu::line::LineEditor;
-use kexboot_menu::script::{self, CmdError, Ctx, Interp};
-use kexboot_menu::{Clock, Console};
+use kexboot_boot::autoboot;
+use kexboot_boot::commands::{parse_hex, Command, Table};
+use kexboot_boot::env::Env;
+use kexboot_boot::envstore;
+use kexboot_boot::line::LineEditor;
+use kexboot_boot::script::{self, CmdError, Ctx, Interp};
+use kexboot_boot::{Clock, Console};
 
 use crate::arch::psci;
 use crate::boot::Firmware;

@@ -5,10 +5,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use kexboot_boot::env::{BootRequest, Env, ENV_PATH, MAX_ENV};
 use kexboot_fs::open_boot_fs;
 use kexboot_loader::dt::DtInfo;
 use kexboot_loader::handoff;
-use kexboot_menu::env::{BootRequest, Env, ENV_PATH, MAX_ENV};
 
 use crate::boot::{BootFs, Firmware, OwnFixups};
 use crate::memory::MemoryLayout;

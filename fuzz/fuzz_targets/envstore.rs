@@ -6,8 +6,8 @@
 #![no_main]
 
 use kexboot_fuzz::split_trailer;
-use kexboot_menu::env::Env;
-use kexboot_menu::envstore::{load, Source, HEADER_LEN};
+use kexboot_boot::env::Env;
+use kexboot_boot::envstore::{load, Source, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 const COPY_SIZES: [usize; 4] = [64, 256, 1024, 16 << 10];

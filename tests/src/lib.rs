@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 use std::rc::Rc;
 
+use kexboot_boot::extlinux::Config;
+use kexboot_boot::flow::{self, Failure, Files, MemoryView, Platform, Prepared, Staging};
 use kexboot_fs::{open_boot_fs, FatFs, MemDisk, PartitionDevice};
 use kexboot_loader::Range as LRange;
-use kexboot_menu::extlinux::Config;
-use kexboot_menu::flow::{self, Failure, Files, MemoryView, Platform, Prepared, Staging};
 pub use kexboot_relocate::Range;
 use kexboot_relocate::{self as relocate, EntryList, Layout, Segment, SimStats, VecMemory};
 

@@ -1,9 +1,9 @@
 //! Autoboot order and boot counting on the host, over a FAT disk image: what runs at power-on
 //! (`altbootcmd` / boot script / `bootcmd` / `boot`) and the counter saved on the partition.
 
-use kexboot_menu::autoboot::{choose, count_boot, find_script, Autorun};
-use kexboot_menu::bootcount::BOOTCOUNT_PATH;
-use kexboot_menu::env::Env;
+use kexboot_boot::autoboot::{choose, count_boot, find_script, Autorun};
+use kexboot_boot::bootcount::BOOTCOUNT_PATH;
+use kexboot_boot::env::Env;
 use kexboot_tests::*;
 
 fn env(pairs: &[(&str, &str)]) -> Env {
@@ -50,7 +50,7 @@ fn bootlimit_switches_to_altbootcmd_and_the_count_is_saved() {
         }
     );
     let saved = fs.read_file(BOOTCOUNT_PATH, 64).unwrap();
-    assert_eq!(kexboot_menu::bootcount::decode_count(&saved), Ok(3));
+    assert_eq!(kexboot_boot::bootcount::decode_count(&saved), Ok(3));
     // Linux resets the counter: back to the script.
     fs.write_in_place(BOOTCOUNT_PATH, 0, b"0\n              ")
         .unwrap();

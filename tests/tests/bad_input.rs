@@ -2,8 +2,8 @@
 //! entry fail with the right `BootError`, whose message names the file and what was wrong; the
 //! next entry then boots, and the relocation of that entry writes nothing outside its plan.
 
+use kexboot_boot::flow::{self, BootError, FileError, MemoryView, STAGING_MARGIN};
 use kexboot_loader::Error as LErr;
-use kexboot_menu::flow::{self, BootError, FileError, MemoryView, STAGING_MARGIN};
 use kexboot_tests::*;
 
 const CONF: &str = "/boot/extlinux/extlinux.conf";
@@ -699,7 +699,7 @@ fn config_of_garbage_bytes() {
     );
     let e = out.config_error.expect("garbage refused");
     assert!(
-        matches!(e, BootError::Config { path: CONF, err: kexboot_menu::Error::InvalidUtf8 { offset, line: 3 } } if offset == bad_at),
+        matches!(e, BootError::Config { path: CONF, err: kexboot_boot::Error::InvalidUtf8 { offset, line: 3 } } if offset == bad_at),
         "{e:?}"
     );
     assert!(

@@ -3,9 +3,9 @@
 
 use std::cell::Cell;
 
+use kexboot_boot::booti::{self, Error, Ram};
+use kexboot_boot::flow::{MemoryView, Staging};
 use kexboot_loader::Range as LRange;
-use kexboot_menu::booti::{self, Error, Ram};
-use kexboot_menu::flow::{MemoryView, Staging};
 use kexboot_tests::*;
 
 /// Readable RAM: the buffers `load` filled; everything else stands for `no-map` memory.

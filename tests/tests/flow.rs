@@ -209,12 +209,12 @@ fn initrds_are_concatenated_byte_exact() {
     let mut staging = m.staging();
     let ram = [lr(m.ram)];
     let avoid = m.avoid();
-    let view = kexboot_menu::flow::MemoryView {
+    let view = kexboot_boot::flow::MemoryView {
         ram: &ram,
         avoid: &avoid,
     };
     let mut fs = open(mbr_fat16(&files));
-    let p = kexboot_menu::flow::prepare(
+    let p = kexboot_boot::flow::prepare(
         &mut fs,
         &mut staging,
         &mut FakePlatform::default(),
@@ -380,7 +380,7 @@ fn empty_initrd_file() {
 /// `image_size` bytes, so the relocator accepts it and the kernel arrives byte-exact.
 #[test]
 fn plan_from_ram_copies_at_most_image_size() {
-    use kexboot_menu::flow::{self, PlanRequest, Source, Staging};
+    use kexboot_boot::flow::{self, PlanRequest, Source, Staging};
     let spec = KernelSpec::new(MIB as usize + 777, 31);
     let k = spec.build();
     let initrd = pattern(32, 54321);
