@@ -50,11 +50,13 @@ impl Staging for HeapStaging {
 /// The flow's clock and random source: the generic timer and `rndr`.
 struct FlowPlatform;
 
-impl Platform for FlowPlatform {
+impl Clock for FlowPlatform {
     fn now_us(&self) -> u64 {
         timer::since_start_us()
     }
+}
 
+impl Platform for FlowPlatform {
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])> {
         let kaslr = regs::hw_random()?;
         let mut rng = [0u8; 64];

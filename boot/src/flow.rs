@@ -20,6 +20,7 @@ use kexboot_net::NetError;
 use kexboot_relocate::Segment;
 
 use crate::extlinux::{self, Config, Entry};
+use crate::Clock;
 
 /// Where U-Boot's distro boot and Debian's u-boot-menu put the config.
 pub const CONFIG_PATHS: [&str; 2] = ["/extlinux/extlinux.conf", "/boot/extlinux/extlinux.conf"];
@@ -94,9 +95,8 @@ pub trait Staging {
     fn free_bytes(&self) -> u64;
 }
 
-/// The machine: time (microseconds, any origin) and randomness.
-pub trait Platform {
-    fn now_us(&self) -> u64;
+/// The machine: its clock (the one [`Clock`] the menu and shell use too) and randomness.
+pub trait Platform: Clock {
     /// `(kaslr-seed, rng-seed)` from a hardware random source, if there is one.
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])>;
 }

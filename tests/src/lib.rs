@@ -382,13 +382,15 @@ impl Default for FakePlatform {
     }
 }
 
-impl Platform for FakePlatform {
+impl kexboot_boot::Clock for FakePlatform {
     fn now_us(&self) -> u64 {
         let t = self.clock_us.get() + 1000;
         self.clock_us.set(t);
         t
     }
+}
 
+impl Platform for FakePlatform {
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])> {
         self.seeds
     }
