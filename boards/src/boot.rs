@@ -1,27 +1,27 @@
-//! The firmware side of the boot flow (`kexboot_menu::flow`): the boot disk, the heap as
+//! The firmware side of the boot flow (`kexboot_boot::flow`): the boot disk, the heap as
 //! staging memory, the generic timer as the clock, `rndr` as the random source. The flow tries
 //! the entries in order; each plan it yields goes to the one relocator.
 
 use alloc::vec::Vec;
 
 use alloc::string::String;
-use kexboot_fs::{open_boot_fs, FatFs, PartitionDevice};
+use kexboot_boot::env::{BootRequest, Env};
+use kexboot_boot::envstore;
+use kexboot_boot::flow::{self, MemoryView, Platform, Staging};
+use kexboot_fs::{FatFs, PartitionDevice};
 use kexboot_loader::dt::{self, CpuProps, DtInfo, Fixups, ReservedNode};
-use kexboot_loader::handoff;
 use kexboot_loader::mem::Range;
-use kexboot_menu::env::{BootRequest, Env, ENV_PATH, MAX_ENV};
-use kexboot_menu::envstore;
-use kexboot_menu::flow::{self, MemoryView, Platform, Staging};
 
 use crate::arch::regs;
 use crate::heap::{self, PageBuf};
 use crate::memory::MemoryLayout;
 use crate::virtio::VirtioBlk;
-use kexboot_menu::line::Term;
-use kexboot_menu::ui::{Menu, MenuAction};
-use kexboot_menu::{Clock, Console};
+use kexboot_boot::line::Term;
+use kexboot_boot::ui::{Menu, MenuAction};
+use kexboot_boot::{Clock, Console};
 
-use crate::{relocation, shell, smp, term, timer, warm};
+use crate::net_state::Net;
+use crate::{relocation, smp, term, timer, warm};
 
 /// A file that asks for the in-guest copy benchmark before booting.
 const BENCH_MARKER: &str = "/kexboot/bench";
@@ -29,7 +29,7 @@ const BENCH_MARKER: &str = "/kexboot/bench";
 pub type BootFs = FatFs<PartitionDevice<VirtioBlk>>;
 
 /// The heap, handing out page-aligned buffers (identity-mapped: address = pointer).
-struct HeapStaging;
+pub(crate) struct HeapStaging;
 
 impl Staging for HeapStaging {
     type Buf = PageBuf;
@@ -47,13 +47,16 @@ impl Staging for HeapStaging {
     }
 }
 
-struct Machine;
+/// The flow's clock and random source: the generic timer and `rndr`.
+struct FlowPlatform;
 
-impl Platform for Machine {
+impl Clock for FlowPlatform {
     fn now_us(&self) -> u64 {
         timer::since_start_us()
     }
+}
 
+impl Platform for FlowPlatform {
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])> {
         let kaslr = regs::hw_random()?;
         let mut rng = [0u8; 64];
@@ -62,87 +65,6 @@ impl Platform for Machine {
         }
         Some((kaslr, rng))
     }
-}
-
-fn open_disk(disks: Vec<VirtioBlk>) -> Option<BootFs> {
-    for disk in disks {
-        let base = disk.base;
-        match open_boot_fs(disk, None) {
-            Ok((part, fs)) => {
-                log::info!(
-                    "disk at {:#x}: partition {} ({} MiB), FAT file system",
-                    base,
-                    part.number,
-                    part.num_sectors >> 11
-                );
-                return Some(fs);
-            }
-            Err(e) => log::warn!("disk at {base:#x}: no boot file system: {e}"),
-        }
-    }
-    None
-}
-
-fn read_env(fs: &mut BootFs) -> Env {
-    match fs.read_file(ENV_PATH, MAX_ENV as usize) {
-        Ok(bytes) => {
-            let (env, notes) = Env::parse(&String::from_utf8_lossy(&bytes));
-            for n in notes {
-                log::warn!("{ENV_PATH}: {n}");
-            }
-            env
-        }
-        Err(kexboot_fs::Error::NotFound) => Env::default(),
-        Err(e) => {
-            log::warn!("{ENV_PATH}: {e}");
-            Env::default()
-        }
-    }
-}
-
-pub fn run(
-    mut layout: MemoryLayout,
-    dtb: &[u8],
-    disks: Vec<VirtioBlk>,
-    info: &DtInfo,
-    entry: handoff::Entry,
-) -> ! {
-    let mut fs = open_disk(disks);
-    let env = fs.as_mut().map(read_env).unwrap_or_default();
-    // What this boot reserves for the next: the handoff page, and a ramoops region if asked.
-    let handoff = warm::Handoff::new(&entry, info, &mut layout);
-    let ramoops = warm::Ramoops::plan(&env, info, &mut layout);
-    // spin-table, when asked: the secondaries go to kexboot's pen now, their nodes say so, and
-    // the pen's page is a /memreserve/.
-    let pen = match smp::wants_spin_table(&env) {
-        false => None,
-        true => smp::Pen::start(info, &mut layout)
-            .map_err(|e| log::warn!("spin-table: {e}; CPUs stay as the platform has them"))
-            .ok(),
-    };
-    let own = OwnFixups::new(handoff.as_ref(), ramoops, pen.as_ref(), info);
-    let base_dtb = match own.apply(dtb) {
-        Ok(d) => d,
-        Err(e) => {
-            log::error!("device tree: cannot add kexboot's reserved nodes: {e}");
-            dtb.to_vec()
-        }
-    };
-    let request = BootRequest::from_bootargs(info.bootargs.as_deref().unwrap_or(""));
-    let mut fw = Firmware {
-        fs,
-        layout,
-        base_dtb,
-        request,
-        handoff,
-        pen,
-        own,
-        info,
-        store: None,
-        net: Default::default(),
-    };
-    let mut env = fw.load_env(env);
-    shell::autoboot(&mut fw, &mut env)
 }
 
 /// Everything the boot commands and the shell act on.
@@ -159,14 +81,18 @@ pub struct Firmware<'a> {
     /// The saved environment's copies (for `saveenv`), once read.
     pub store: Option<envstore::Loaded>,
     /// The network, once a network command needed it.
-    pub net: crate::netboot::Net,
+    pub net: Net,
+    /// The board's name (`version`, the `board` variable).
+    pub board: &'static str,
+    /// The board's default environment (`env default`).
+    pub defaults: Env,
 }
 
 impl Firmware<'_> {
     /// The environment: the saved one (`/kexboot/env.bin`, two copies with CRC and sequence)
     /// when it has a valid copy, else board defaults plus `/kexboot/env.txt`.
-    fn load_env(&mut self, from_txt: Env) -> Env {
-        let mut defaults = shell::default_env();
+    pub fn load_env(&mut self, from_txt: Env) -> Env {
+        let mut defaults = self.defaults.clone();
         for (k, v) in from_txt.iter_sorted() {
             defaults.set(k, v);
         }
@@ -206,9 +132,9 @@ impl Firmware<'_> {
     }
 
     /// Runs the extlinux flow (optionally for one label); returns only when nothing booted.
-    pub fn boot(&mut self, label: Option<&str>, force_menu: bool) -> Result<(), &'static str> {
+    pub fn boot(&mut self, label: Option<&str>, force_menu: bool) -> Result<(), DiskBootError> {
         let Some(fs) = self.fs.as_mut() else {
-            return Err("no disk with a FAT boot partition");
+            return Err(DiskBootError::NoDisk);
         };
         let mut request = self.request.clone();
         if let Some(l) = label {
@@ -223,9 +149,26 @@ impl Firmware<'_> {
             &kept,
             force_menu,
         ) {
-            Outcome::Failed => Err("no entry could be booted"),
+            Outcome::Failed => Err(DiskBootError::NothingBooted),
             Outcome::Shell => Ok(()),
         }
+    }
+}
+
+/// Why `boot` (the disk's extlinux flow) came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskBootError {
+    NoDisk,
+    /// Every entry failed (each said why as it was tried).
+    NothingBooted,
+}
+
+impl core::fmt::Display for DiskBootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DiskBootError::NoDisk => "no disk with a FAT boot partition",
+            DiskBootError::NothingBooted => "no entry could be booted",
+        })
     }
 }
 
@@ -243,7 +186,7 @@ pub struct OwnFixups {
 }
 
 impl OwnFixups {
-    fn new(
+    pub fn new(
         handoff: Option<&warm::Handoff>,
         ramoops: Option<warm::Ramoops>,
         pen: Option<&smp::Pen>,
@@ -350,7 +293,7 @@ pub fn probe_term() -> Term {
 }
 
 /// Shows the boot menu if the config asks for one (timeout/prompt), else boots the default.
-fn show_menu(config: &kexboot_menu::extlinux::Config, always: bool) -> MenuAction {
+fn show_menu(config: &kexboot_boot::extlinux::Config, always: bool) -> MenuAction {
     let immediate = config.timeout_ds.unwrap_or(0) == 0 && !config.prompt && !always;
     let term = if immediate { Term::DUMB } else { probe_term() };
     let mut menu = match always {
@@ -410,7 +353,7 @@ impl ConfigBoot<'_> {
         &self,
         files: &mut dyn flow::Files,
         path: &str,
-        mut config: kexboot_menu::extlinux::Config,
+        mut config: kexboot_boot::extlinux::Config,
     ) -> Outcome {
         let (layout, dtb, request, kept, force_menu) = (
             self.layout,
@@ -447,7 +390,7 @@ impl ConfigBoot<'_> {
             let (found, _failures) = flow::next_bootable(
                 files,
                 &mut HeapStaging,
-                &mut Machine,
+                &mut FlowPlatform,
                 &mem,
                 dtb,
                 path,

@@ -6,21 +6,20 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use kexboot_loader::dt::{self, Fixups};
-use kexboot_loader::image::ImageHeader;
+use alloc::string::ToString;
+use kexboot_boot::booti;
+use kexboot_boot::commands::parse_hex;
+use kexboot_boot::env::Env;
+use kexboot_boot::flow::MemoryView;
 use kexboot_loader::mem::{free_regions, Range};
-use kexboot_loader::{place, MAX_DTB_SIZE};
-use kexboot_menu::env::Env;
-use kexboot_relocate::Segment;
 
-use crate::boot::Firmware;
-use crate::heap::PageBuf;
+use crate::boot::{Firmware, HeapStaging};
+use crate::memory::MemoryLayout;
 
 const MB: u64 = 1 << 20;
 
 fn hex(s: &str) -> Result<u64, String> {
-    let t = s.strip_prefix("0x").unwrap_or(s);
-    u64::from_str_radix(t, 16).map_err(|_| format!("'{s}' is not a hex address"))
+    parse_hex(s).ok_or_else(|| format!("'{s}' is not a hex address"))
 }
 
 /// Free RAM a `load` may write: not kexboot, its heap, the DTB, reserved or kept memory.
@@ -76,106 +75,41 @@ pub fn load(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<String,
     Ok(format!("{n} bytes read"))
 }
 
+/// RAM as `booti` may read it: what kexboot mapped, never a `no-map` region.
+struct MappedRam<'a>(&'a MemoryLayout);
+
+impl booti::Ram for MappedRam<'_> {
+    fn read(&self, r: Range) -> Option<&[u8]> {
+        if !self.0.readable(&r) {
+            return None;
+        }
+        let len = usize::try_from(r.len()).ok()?;
+        // SAFETY: `r` lies in RAM kexboot mapped (checked above); nothing of kexboot's writes
+        // it while a command runs (one CPU, one command at a time).
+        Some(unsafe { core::slice::from_raw_parts(r.start() as *const u8, len) })
+    }
+}
+
 /// `booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]`, with `bootargs` from the
 /// environment and kexboot's device tree when no fdt is named; a named one gets kexboot's own
 /// changes first (`boot::OwnFixups`), as every tree kexboot hands over.
 pub fn booti(fw: &mut Firmware, argv: &[String], env: &Env) -> Result<(), String> {
-    let usage = "usage: booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]";
-    let kaddr = hex(argv.get(1).ok_or(usage)?)?;
-    // Only RAM kexboot mapped is read: never a `no-map` region (a translation fault).
-    let ram_ok = |r: &Range| fw.layout.readable(r);
-    let head = Range::from_len(kaddr, 64).map_err(|_| usage)?;
-    if !ram_ok(&head) {
-        return Err(format!(
-            "booti: {kaddr:#x} is not in RAM kexboot may read (no-map memory is never touched)"
-        ));
-    }
-    // SAFETY: 64 bytes at a mapped RAM address checked above.
-    let header = ImageHeader::parse(unsafe { core::slice::from_raw_parts(kaddr as *const u8, 64) })
-        .map_err(|e| format!("booti: {e}"))?;
-    // The relocator reads `image_size` bytes from there: all of them must be readable too.
-    let body = Range::from_len(kaddr, header.image_size()).map_err(|_| usage)?;
-    if !ram_ok(&body) {
-        return Err(format!(
-            "booti: kernel {:#x}-{:#x} (image_size) is not in RAM kexboot may read",
-            body.start(),
-            body.end()
-        ));
-    }
-    let initrd = match argv.get(2).map(String::as_str) {
-        None | Some("-") => None,
-        Some(spec) => {
-            let (a, s) = spec.split_once(':').ok_or(usage)?;
-            let r = Range::from_len(hex(a)?, hex(s)?).map_err(|_| usage)?;
-            if !ram_ok(&r) {
-                return Err(format!(
-                    "booti: initrd {:#x}-{:#x} is not in RAM kexboot may read",
-                    r.start(),
-                    r.end()
-                ));
-            }
-            Some(r)
-        }
-    };
-    let dtb_in: Vec<u8> = match argv.get(3) {
-        None => fw.base_dtb.clone(),
-        Some(a) => {
-            let a = hex(a)?;
-            let h = Range::from_len(a, 8).map_err(|_| usage)?;
-            if !ram_ok(&h) {
-                return Err(format!("booti: fdt {a:#x} is not in RAM kexboot may read"));
-            }
-            // SAFETY: 8 header bytes in mapped RAM, then at most MAX_DTB_SIZE checked the same way.
-            let hdr = unsafe { core::slice::from_raw_parts(a as *const u8, 8) };
-            let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as u64;
-            let r = Range::from_len(a, len.min(MAX_DTB_SIZE)).map_err(|_| usage)?;
-            if !ram_ok(&r) {
-                return Err("booti: fdt runs out of RAM".into());
-            }
-            // SAFETY: checked above.
-            let user = unsafe { core::slice::from_raw_parts(a as *const u8, r.len() as usize) };
-            // The person's tree gets kexboot's own changes like every other (pen, handoff).
-            fw.own
-                .apply(user)
-                .map_err(|e| format!("booti: device tree at {a:#x}: {e}"))?
-        }
-    };
-    let initrd_len = initrd.map_or(0, |r| r.len());
-    let room = (dtb_in.len() as u64 + 64 * 1024).min(MAX_DTB_SIZE);
-    let p = place::place(
-        &fw.layout.ram,
-        &fw.layout.avoid(),
-        &header,
-        initrd_len,
-        room,
-    )
-    .map_err(|e| format!("booti: {e}"))?;
+    let args = booti::parse(argv, &MappedRam(&fw.layout), &fw.base_dtb, &|d| {
+        fw.own.apply(d)
+    })
+    .map_err(|e| e.to_string())?;
     let bootargs = env.get("bootargs").unwrap_or("");
-    let fix = Fixups {
-        bootargs: Some(bootargs),
-        initrd: p
-            .initrd
-            .map(|r| Range::from_len_saturating(r.start(), initrd_len)),
-        ..Default::default()
+    let avoid = fw.layout.avoid();
+    let mem = MemoryView {
+        ram: &fw.layout.ram,
+        avoid: &avoid,
     };
-    let new_dtb = dt::fixup(&dtb_in, &fix).map_err(|e| format!("booti: device tree: {e}"))?;
-    let mut dtb_buf = PageBuf::new(new_dtb.len()).ok_or("booti: out of memory")?;
-    dtb_buf.as_mut_slice()[..new_dtb.len()].copy_from_slice(&new_dtb);
-    let seg = |src: u64, len: u64, dst: &Range| Segment {
-        src,
-        len,
-        dst: dst.start(),
-        memsz: dst.len(),
-    };
-    let mut segments = alloc::vec![seg(kaddr, header.image_size(), &p.kernel)];
-    if let (Some(i), Some(d)) = (initrd, &p.initrd) {
-        segments.push(seg(i.start(), i.len(), d));
-    }
-    segments.push(seg(dtb_buf.addr(), new_dtb.len() as u64, &p.dtb));
+    let p = booti::plan(&args, &mut HeapStaging, &mem, bootargs).map_err(|e| e.to_string())?;
     log::info!(
-        "booti: kernel {kaddr:#x} -> {:#x}, bootargs '{bootargs}'",
-        p.kernel.start()
+        "booti: kernel {:#x} -> {:#x}, bootargs '{bootargs}'",
+        args.kernel.addr,
+        p.placement.kernel.start()
     );
-    let err = fw.jump(&segments, p.entry, p.dtb.start(), "booti");
+    let err = fw.jump(&p.segments, p.entry, p.dtb, booti::LABEL);
     Err(format!("booti: relocation plan refused: {err}"))
 }

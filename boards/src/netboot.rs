@@ -7,15 +7,18 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use kexboot_boot::commands::parse_hex;
+use kexboot_boot::env::Env;
+use kexboot_boot::extlinux;
+use kexboot_boot::flow::{FileError, Files};
+use kexboot_boot::netenv::{self, env_ip, mac_str, netmask, tftp_request};
 use kexboot_fs::Error as FsError;
-use kexboot_menu::env::Env;
-use kexboot_menu::extlinux;
-use kexboot_menu::flow::Files;
-use kexboot_net::{pxe, tftp, Ipv4Addr, Lease, NetError, Platform, Progress, Stack, TftpRequest};
+use kexboot_net::{pxe, tftp, Ipv4Addr, Lease, NetError, Progress, Stack, TftpRequest};
 
 use crate::boot::{ConfigBoot, Firmware, Kept, Outcome};
-use crate::virtio_net::{self, VirtioNet};
-use crate::{console, timer};
+use crate::net_state::{NetPlatform, PxeConfig};
+use crate::timer;
+use crate::virtio_net::VirtioNet;
 
 /// How long `dhcp` waits for a lease.
 const DHCP_TIMEOUT_US: u64 = 15_000_000;
@@ -23,107 +26,8 @@ const DHCP_TIMEOUT_US: u64 = 15_000_000;
 const PING_TIMEOUT_US: u64 = 3_000_000;
 /// Largest PXE config or boot script fetched.
 const MAX_SMALL_FILE: usize = 1 << 20;
-/// U-Boot's default TFTP block size: a 1500-byte MTU without IP fragments.
-const DEFAULT_BLKSIZE: u16 = 1468;
-/// kexboot's default RFC 7440 window (U-Boot's default is 1; 32 measured best under QEMU).
-const DEFAULT_WINDOW: u16 = 32;
 /// Files from this size on get progress lines.
 const PROGRESS_FROM: u64 = 4 << 20;
-
-/// The network state the commands share: the stack once a command needed it, the lease, the
-/// config `pxe get` found.
-#[derive(Default)]
-pub struct Net {
-    stack: Option<Stack<VirtioNet>>,
-    probed: bool,
-    lease: Option<Lease>,
-    pxe: Option<PxeConfig>,
-    /// The address, prefix and gateway last given to the stack (from DHCP or the environment).
-    applied: Option<(Ipv4Addr, u8, Option<Ipv4Addr>)>,
-}
-
-#[derive(Clone)]
-struct PxeConfig {
-    path: String,
-    prefix: String,
-    text: Vec<u8>,
-}
-
-/// The stack's clock and Ctrl-C (the UART is read at most every 10 ms: under emulation each
-/// device register read is costly, and the stack asks once per loop turn).
-struct Machine;
-
-/// When the UART was last read for Ctrl-C.
-static LAST_KEY_CHECK_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-const KEY_CHECK_US: u64 = 10_000;
-
-impl Platform for Machine {
-    fn now_us(&mut self) -> u64 {
-        timer::since_start_us()
-    }
-
-    fn interrupted(&mut self) -> bool {
-        use core::sync::atomic::Ordering::Relaxed;
-        let now = timer::since_start_us();
-        if now.saturating_sub(LAST_KEY_CHECK_US.load(Relaxed)) < KEY_CHECK_US {
-            return false;
-        }
-        LAST_KEY_CHECK_US.store(now, Relaxed);
-        console::ctrl_c_pressed()
-    }
-}
-
-fn mac_str(mac: [u8; 6]) -> String {
-    let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-    parts.join(":")
-}
-
-fn netmask(prefix: u8) -> Ipv4Addr {
-    let bits = u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0);
-    Ipv4Addr::from(bits)
-}
-
-fn prefix_len(mask: Ipv4Addr) -> u8 {
-    u32::from(mask).leading_ones() as u8
-}
-
-fn env_ip(env: &Env, name: &str) -> Option<Ipv4Addr> {
-    env.get(name).and_then(|v| v.trim().parse().ok())
-}
-
-impl Net {
-    /// After a device failure the stack is dropped (the device reset): the next command
-    /// probes and initialises it again.
-    fn failed(&mut self, e: &NetError) {
-        if matches!(e, NetError::Nic(_)) {
-            log::warn!("network device failed ({e}); it is set up again on the next command");
-            *self = Net::default();
-        }
-    }
-
-    /// The stack on the first virtio-net device (probed once, again after a failure).
-    fn stack(
-        &mut self,
-        info: &kexboot_loader::dt::DtInfo,
-    ) -> Result<&mut Stack<VirtioNet>, String> {
-        if self.stack.is_none() && !self.probed {
-            self.probed = true;
-            if let Some(nic) = virtio_net::find(&info.virtio_mmio) {
-                log::info!(
-                    "virtio-net at {:#x}, MAC {}",
-                    nic.base,
-                    mac_str(kexboot_net::Nic::mac(&nic))
-                );
-                self.stack = Some(Stack::new(nic, timer::since_start_us()));
-            }
-        }
-        self.stack
-            .as_mut()
-            .ok_or_else(|| "no network device (virtio-net)".to_string())
-    }
-}
 
 /// `dhcp`: a lease; sets `ipaddr`, `netmask`, `gatewayip`, `dnsip`, `serverip`, `bootfile`.
 pub fn dhcp(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
@@ -131,7 +35,7 @@ pub fn dhcp(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
     let stack = fw.net.stack(fw.info)?;
     let mac = stack.mac();
     env.set("ethaddr", &mac_str(mac));
-    let lease = match stack.dhcp(&mut Machine, DHCP_TIMEOUT_US) {
+    let lease = match stack.dhcp(&mut NetPlatform, DHCP_TIMEOUT_US) {
         Ok(l) => l,
         Err(e) => {
             fw.net.failed(&e);
@@ -176,10 +80,7 @@ pub fn dhcp(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
 /// An address for the network commands, as U-Boot: `ipaddr`/`netmask`/`gatewayip` as they are
 /// now in the environment (DHCP sets them; `setenv` changes them), else DHCP.
 fn ensure_address(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
-    let want = env_ip(env, "ipaddr").map(|ip| {
-        let prefix = env_ip(env, "netmask").map_or(24, prefix_len);
-        (ip, prefix, env_ip(env, "gatewayip"))
-    });
+    let want = netenv::static_address(env);
     let applied = fw.net.applied;
     let stack = fw.net.stack(fw.info)?;
     env.set("ethaddr", &mac_str(stack.mac()));
@@ -214,39 +115,11 @@ pub fn dhcp_cmd(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
     Ok(())
 }
 
-/// TFTP options from the environment (U-Boot's names): `tftpblocksize`, `tftpwindowsize`,
-/// `tftptimeout` (ms, as U-Boot; sent as whole seconds), always `tsize`.
-fn options(env: &Env) -> tftp::Options {
-    let num = |name: &str| env.get(name).and_then(|v| v.trim().parse::<u32>().ok());
-    let blksize = num("tftpblocksize").map_or(DEFAULT_BLKSIZE, |b| b.clamp(8, 65464) as u16);
-    let window = num("tftpwindowsize").map_or(DEFAULT_WINDOW, |w| w.clamp(1, 256) as u16);
-    let timeout = num("tftptimeout").map_or(1, |ms| (ms / 1000).clamp(1, 255) as u8);
-    tftp::Options {
-        blksize: Some(blksize),
-        tsize: true,
-        timeout: Some(timeout),
-        windowsize: Some(window),
-    }
-}
-
 /// The server: `serverip`, else the lease's TFTP server.
 fn server(fw: &Firmware, env: &Env) -> Result<Ipv4Addr, String> {
     env_ip(env, "serverip")
         .or_else(|| fw.net.lease.as_ref().map(Lease::tftp_server))
         .ok_or_else(|| "no TFTP server: set serverip or run dhcp".to_string())
-}
-
-/// A download of `file` from `server` with the environment's port (`tftpdstp`) and options.
-fn request<'f>(server: Ipv4Addr, env: &Env, file: &'f str) -> TftpRequest<'f> {
-    TftpRequest {
-        server,
-        port: env
-            .get("tftpdstp")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(69),
-        file,
-        options: options(env),
-    }
 }
 
 /// Downloads `file` into `dest` and prints the summary line (size, time, rate, crc32).
@@ -274,7 +147,7 @@ fn fetch(
             _ => println!("TFTP '{file}': {:.1} MiB", mib(p.received)),
         }
     };
-    let t = match stack.tftp_get(&mut Machine, req, dest, &mut progress) {
+    let t = match stack.tftp_get(&mut NetPlatform, req, dest, &mut progress) {
         Ok(t) => t,
         Err(e) => {
             // The server's own refusals (not found, access) are the caller's to tell: PXE
@@ -299,10 +172,6 @@ fn fetch(
         crc
     );
     Ok(t.size)
-}
-
-fn parse_hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
 }
 
 /// `tftpboot [addr] [[server:]file]`: downloads to RAM at `addr` (default `loadaddr`, else
@@ -350,7 +219,7 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
         Some(s) => s,
         None => server(fw, env)?,
     };
-    let req = request(server, env, &file);
+    let req = tftp_request(server, env, &file);
     println!("TFTP from {server}: '{file}' to {addr:#x}");
     let dest_len =
         usize::try_from(region.end() - addr).map_err(|_| "tftpboot: region too large")?;
@@ -374,7 +243,7 @@ pub fn tftpboot(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(),
 /// A small file (config, script) into a fresh buffer.
 fn fetch_small(fw: &mut Firmware, env: &Env, file: &str) -> Result<Vec<u8>, NetError> {
     let server = server(fw, env).map_err(|_| NetError::NotConfigured)?;
-    let req = request(server, env, file);
+    let req = tftp_request(server, env, file);
     let mut buf = alloc::vec![0u8; MAX_SMALL_FILE];
     let stack = fw.net.stack(fw.info).map_err(|_| NetError::NotConfigured)?;
     let got = fetch(stack, &req, &mut buf);
@@ -424,17 +293,6 @@ struct TftpFiles<'a> {
     cached: Option<(String, Vec<u8>)>,
 }
 
-fn fs_error(e: NetError) -> FsError {
-    match e {
-        NetError::Tftp(tftp::Error::Remote { code: 1, .. }) => FsError::NotFound,
-        NetError::Tftp(tftp::Error::TooLarge { size, capacity }) => FsError::TooLarge {
-            size,
-            capacity: capacity as u64,
-        },
-        _ => FsError::Io { lba: 0 },
-    }
-}
-
 impl TftpFiles<'_> {
     fn request<'p>(&self, path: &'p str) -> TftpRequest<'p> {
         TftpRequest {
@@ -445,14 +303,14 @@ impl TftpFiles<'_> {
 }
 
 impl Files for TftpFiles<'_> {
-    fn size(&mut self, path: &str) -> Result<u64, FsError> {
+    fn size(&mut self, path: &str) -> Result<u64, FileError> {
         let path = pxe::resolve(&self.prefix, path);
         if let Some((p, data)) = &self.cached {
             if *p == path {
                 return Ok(data.len() as u64);
             }
         }
-        match self.stack.tftp_size(&mut Machine, &self.request(&path)) {
+        match self.stack.tftp_size(&mut NetPlatform, &self.request(&path)) {
             Ok(Some(n)) => Ok(n),
             Ok(None) => {
                 // No tsize: fetch it whole into the heap, within what the heap can spare.
@@ -463,23 +321,24 @@ impl Files for TftpFiles<'_> {
                     return Err(FsError::TooLarge {
                         size: cap as u64,
                         capacity: 0,
-                    });
+                    }
+                    .into());
                 }
                 buf.resize(cap, 0);
                 let req = self.request(&path);
-                let n = fetch(self.stack, &req, &mut buf).map_err(fs_error)?;
+                let n = fetch(self.stack, &req, &mut buf)?;
                 buf.truncate(n);
                 self.cached = Some((path, buf));
                 Ok(n as u64)
             }
             Err(e) => {
                 log::error!("TFTP '{path}': {e}");
-                Err(fs_error(e))
+                Err(e.into())
             }
         }
     }
 
-    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FsError> {
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
         let path = pxe::resolve(&self.prefix, path);
         if let Some((p, data)) = self.cached.take() {
             if p == path {
@@ -487,13 +346,13 @@ impl Files for TftpFiles<'_> {
                     size: data.len() as u64,
                     capacity: dst.len() as u64,
                 };
-                let out = dst.get_mut(..data.len()).ok_or(too_large)?;
+                let out = dst.get_mut(..data.len()).ok_or(FileError::Fs(too_large))?;
                 out.copy_from_slice(&data);
                 return Ok(data.len());
             }
         }
         let req = self.request(&path);
-        fetch(self.stack, &req, dst).map_err(fs_error)
+        Ok(fetch(self.stack, &req, dst)?)
     }
 }
 
@@ -509,7 +368,7 @@ pub fn pxe_boot(fw: &mut Firmware, env: &mut Env) -> Result<(), String> {
         log::warn!("{}: {note}", cfg.path);
     }
     log::info!("{}: {} entries", cfg.path, config.entries.len());
-    let template = request(server(fw, env)?, env, "");
+    let template = tftp_request(server(fw, env)?, env, "");
     let stack = fw.net.stack.as_mut().ok_or("pxe boot: no network device")?;
     let mut files = TftpFiles {
         stack,
@@ -544,7 +403,7 @@ pub fn ping(fw: &mut Firmware, argv: &[String], env: &mut Env) -> Result<(), Str
         .map_err(|_| format!("'{target}' is not an IPv4 address"))?;
     ensure_address(fw, env)?;
     let stack = fw.net.stack(fw.info)?;
-    let got = stack.ping(&mut Machine, ip, PING_TIMEOUT_US);
+    let got = stack.ping(&mut NetPlatform, ip, PING_TIMEOUT_US);
     if let Err(e) = &got {
         fw.net.failed(e);
     }
@@ -579,7 +438,7 @@ pub fn netboot(fw: &mut Firmware, env: &mut Env) -> Result<Next, String> {
         let bytes =
             fetch_small(fw, env, &bootfile).map_err(|e| format!("TFTP '{bootfile}': {e}"))?;
         let text = match bootfile.ends_with(".scr") {
-            true => kexboot_menu::script::parse_legacy_script_image(&bytes)
+            true => kexboot_boot::script::parse_legacy_script_image(&bytes)
                 .map_err(|e| format!("{bootfile}: {e}"))?
                 .to_string(),
             false => String::from_utf8_lossy(&bytes).into_owned(),

@@ -9,12 +9,15 @@ use kexboot_loader::mem::Range;
 use crate::arch::regs;
 use crate::arch::{self, current_el};
 use crate::memory::{self, MemoryLayout};
-use crate::{boot, console, heap, timer, virtio, warm};
+use crate::{console, heap, start, timer, virtio, warm};
 
 extern "C" {
     /// End of kexboot's image, BSS and stack (linker script).
     static __image_end: u8;
 }
+
+/// The board's name (`board` in the environment, `version`, the banner).
+pub const NAME: &str = "qemu-virt";
 
 /// Largest device tree kexboot accepts (the boot protocol's limit).
 const MAX_DTB: usize = 2 << 20;
@@ -80,7 +83,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     let ram_total: u64 = info.memory.iter().map(|r| r.len()).sum();
     println!();
     println!(
-        "kexboot {} (qemu-virt): entered at EL{}, RAM {} MiB, {} CPU(s), PSCI {}",
+        "kexboot {} ({NAME}): entered at EL{}, RAM {} MiB, {} CPU(s), PSCI {}",
         crate::VERSION,
         el,
         ram_total >> 20,
@@ -158,7 +161,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     let disks = virtio::find_block_devices(&info.virtio_mmio);
     timer::mark("disks probed");
     log::info!("{} virtio-blk disk(s) found", disks.len());
-    boot::run(layout, &dtb_copy, disks, &info, entry)
+    start::run(NAME, layout, &dtb_copy, disks, &info, entry)
 }
 
 /// Says which CPUs are where: with PSCI, every secondary must be off (the kernel starts them

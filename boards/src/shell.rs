@@ -1,18 +1,19 @@
 //! The command shell and autoboot, in U-Boot's habits: an environment (`printenv`, `setenv`,
 //! `saveenv`, `env default`), `bootcmd` run at boot (or `altbootcmd` once `bootcount` passed
 //! `bootlimit`), a boot script when the partition has one, and a `kexboot>` prompt with line
-//! editing and history. The language is `kexboot_menu::script`; this file supplies the
+//! editing and history. The language is `kexboot_boot::script`; this file supplies the
 //! firmware's commands.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 
-use kexboot_menu::bootcount::{self, BOOTCOUNT_PATH};
-use kexboot_menu::env::Env;
-use kexboot_menu::envstore;
-use kexboot_menu::line::LineEditor;
-use kexboot_menu::script::{self, CmdError, Commands, Ctx, Interp, BUILTINS};
-use kexboot_menu::{Clock, Console};
+use kexboot_boot::autoboot;
+use kexboot_boot::commands::{parse_hex, Command, Table};
+use kexboot_boot::env::Env;
+use kexboot_boot::envstore;
+use kexboot_boot::line::LineEditor;
+use kexboot_boot::script::{self, CmdError, Ctx, Interp};
+use kexboot_boot::{Clock, Console};
 
 use crate::arch::psci;
 use crate::boot::Firmware;
@@ -20,195 +21,150 @@ use crate::term::{Serial, Timer};
 
 /// Board defaults (U-Boot's default environment): `boot` runs the disk's extlinux.conf flow,
 /// `netboot` (DHCP, then a boot script or PXE) when the disk had nothing to boot.
-pub fn default_env() -> Env {
+pub fn default_env(board: &str) -> Env {
     let mut env = Env::default();
     env.set("bootcmd", "boot || netboot");
     env.set("bootdelay", "0");
-    env.set("board", "qemu-virt");
+    env.set("board", board);
     env.set("ver", &format!("kexboot {}", crate::VERSION));
     env
 }
 
-/// Boot scripts looked for at boot, in order: U-Boot's `boot.scr` (legacy image) and plain text.
-const SCRIPTS: [&str; 3] = ["/boot.scr", "/boot/boot.scr", "/kexboot/boot.txt"];
-const MAX_SCRIPT_FILE: usize = 64 << 10;
-
-/// The firmware's commands beside the language's built-ins.
-const COMMANDS: &[(&str, &str)] = &[
-    (
-        "boot",
-        "boot [label] - run the extlinux.conf boot flow (optionally one entry)",
-    ),
-    ("bootmenu", "bootmenu - show the boot menu"),
-    ("load", "load virtio <dev[:part]> <addr> <path> - read a file to RAM, set filesize"),
-    ("booti", "booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>] - boot an arm64 Image from RAM"),
-    (
-        "saveenv",
-        "saveenv - save the environment (two copies, power-cut safe)",
-    ),
-    (
-        "env",
-        "env default [-a] - reset the environment to the defaults",
-    ),
-    ("ls", "ls [path] - list a directory of the boot partition"),
-    ("dhcp", "dhcp [addr] [[server:]file] - get an address (serverip, bootfile) by DHCP, then load the file unless autoload=no"),
-    ("tftpboot", "tftpboot [addr] [[server:]file] - download a file by TFTP, set filesize"),
-    ("pxe", "pxe get | pxe boot - find the PXELINUX config on the TFTP server / boot it"),
-    ("ping", "ping <ip> - send an ICMP echo request"),
-    ("netboot", "netboot - dhcp, then the boot script DHCP names, else pxe get + pxe boot"),
-    ("md", "md <address> [count] - display RAM (32-bit words)"),
-    (
-        "bootstage",
-        "bootstage - time since kexboot's entry and since machine reset",
-    ),
-    ("version", "version - print kexboot's version"),
-    ("reset", "reset - reset the machine (PSCI SYSTEM_RESET)"),
-    ("poweroff", "poweroff - power off (PSCI SYSTEM_OFF)"),
-    (
-        "exception",
-        "exception undefined - raise an exception (tests the report)",
-    ),
-    ("help", "help - this list"),
-];
+type Res = Result<(), CmdError>;
 
 fn say(ctx: &mut Ctx, s: &str) {
     ctx.console.write_str(s);
     ctx.console.write_str("\n");
 }
 
-fn number(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
-        None => u64::from_str_radix(s, 16).ok(), // U-Boot: addresses are hex
+fn msg(e: impl core::fmt::Display) -> CmdError {
+    CmdError::Msg(e.to_string())
+}
+
+/// The firmware's commands beside the language's built-ins: the one list dispatch and `help`
+/// read (`help` itself is the table's).
+fn commands<'a>() -> [Command<Firmware<'a>>; 18] {
+    let c = |name, aliases, help, run| Command {
+        name,
+        aliases,
+        help,
+        run,
+    };
+    [
+        c("boot", &["sysboot"], "boot [label] - run the extlinux.conf boot flow (optionally one entry)", |fw, argv, _| {
+            fw.boot(argv.get(1).map(String::as_str), false).map_err(msg)
+        }),
+        c("bootmenu", &[], "bootmenu - show the boot menu", |fw, _, _| fw.boot(None, true).map_err(msg)),
+        c("load", &[], "load virtio <dev[:part]> <addr> <path> - read a file to RAM, set filesize", |fw, argv, ctx| {
+            let said = crate::loadboot::load(fw, argv, ctx.env).map_err(CmdError::Msg)?;
+            say(ctx, &said);
+            Ok(())
+        }),
+        c("booti", &[], "booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>] - boot an arm64 Image from RAM", |fw, argv, ctx| {
+            crate::loadboot::booti(fw, argv, ctx.env).map_err(CmdError::Msg)
+        }),
+        c("saveenv", &[], "saveenv - save the environment (two copies, power-cut safe)", |fw, _, ctx| fw.saveenv(ctx)),
+        c("env", &[], "env default [-a] - reset the environment to the defaults", env_cmd),
+        c("ls", &[], "ls [path] - list a directory of the boot partition", ls),
+        c("dhcp", &[], "dhcp [addr] [[server:]file] - get an address (serverip, bootfile) by DHCP, then load the file unless autoload=no", |fw, argv, ctx| {
+            crate::netboot::dhcp_cmd(fw, argv, ctx.env).map_err(CmdError::Msg)
+        }),
+        c("tftpboot", &["tftp"], "tftpboot [addr] [[server:]file] - download a file by TFTP, set filesize", |fw, argv, ctx| {
+            crate::netboot::tftpboot(fw, argv, ctx.env).map_err(CmdError::Msg)
+        }),
+        c("pxe", &[], "pxe get | pxe boot - find the PXELINUX config on the TFTP server / boot it", |fw, argv, ctx| {
+            match argv.get(1).map(String::as_str) {
+                Some("get") => crate::netboot::pxe_get(fw, ctx.env).map_err(CmdError::Msg),
+                Some("boot") => crate::netboot::pxe_boot(fw, ctx.env).map_err(CmdError::Msg),
+                _ => Err(CmdError::Msg("usage: pxe get | pxe boot".into())),
+            }
+        }),
+        c("ping", &[], "ping <ip> - send an ICMP echo request", |fw, argv, ctx| {
+            crate::netboot::ping(fw, argv, ctx.env).map_err(CmdError::Msg)
+        }),
+        c("netboot", &[], "netboot - dhcp, then the boot script DHCP names, else pxe get + pxe boot", netboot),
+        c("md", &[], "md <address> [count] - display RAM (32-bit words)", |fw, argv, ctx| {
+            fw.md(argv.get(1).map(String::as_str), argv.get(2).map(String::as_str), ctx)
+        }),
+        c("bootstage", &[], "bootstage - time since kexboot's entry and since machine reset", bootstage),
+        c("version", &[], "version - print kexboot's version", |fw, _, ctx| {
+            say(ctx, &format!("kexboot {} ({})", crate::VERSION, fw.board));
+            Ok(())
+        }),
+        c("reset", &[], "reset - reset the machine (PSCI SYSTEM_RESET)", |fw, _, _| psci::system_reset(fw.info).map_err(msg)),
+        c("poweroff", &[], "poweroff - power off (PSCI SYSTEM_OFF)", |fw, _, _| psci::system_off(fw.info).map_err(msg)),
+        c("exception", &[], "exception undefined - raise an exception (tests the report)", |_, argv, _| {
+            match argv.get(1).map(String::as_str) {
+                Some("undefined") => crate::arch::undefined_instruction(),
+                _ => Err(CmdError::Msg("usage: exception undefined".into())),
+            }
+        }),
+    ]
+}
+
+fn env_cmd(fw: &mut Firmware, argv: &[String], ctx: &mut Ctx) -> Res {
+    match argv.get(1).map(String::as_str) {
+        Some("default") => {
+            *ctx.env = fw.defaults.clone();
+            say(ctx, "## Resetting to default environment");
+            Ok(())
+        }
+        _ => Err(CmdError::Msg("usage: env default [-a]".into())),
     }
 }
 
-impl Commands for Firmware<'_> {
-    fn names(&self) -> &[&str] {
-        &[
-            "boot",
-            "sysboot",
-            "bootmenu",
-            "load",
-            "booti",
-            "saveenv",
-            "env",
-            "ls",
-            "dhcp",
-            "tftpboot",
-            "tftp",
-            "pxe",
-            "ping",
-            "netboot",
-            "md",
-            "bootstage",
-            "version",
-            "reset",
-            "poweroff",
-            "exception",
-            "help",
-        ]
+fn ls(fw: &mut Firmware, argv: &[String], ctx: &mut Ctx) -> Res {
+    let path = argv.get(1).map_or("/", String::as_str);
+    let fs = fw
+        .fs
+        .as_mut()
+        .ok_or(CmdError::Msg("no boot partition".into()))?;
+    let list = fs
+        .read_dir(path)
+        .map_err(|e| CmdError::Msg(format!("{path}: {e}")))?;
+    for e in list {
+        let line = match e.is_dir {
+            true => format!("            {}/", e.name),
+            false => format!("  {:>10}  {}", e.size, e.name),
+        };
+        say(ctx, &line);
     }
+    Ok(())
+}
 
-    fn call(&mut self, argv: &[String], ctx: &mut Ctx) -> Result<(), CmdError> {
-        let arg = |i: usize| argv.get(i).map(String::as_str);
-        match arg(0).unwrap_or("") {
-            "boot" | "sysboot" => self
-                .boot(arg(1), false)
-                .map_err(|e| CmdError::Msg(e.into())),
-            "bootmenu" => self.boot(None, true).map_err(|e| CmdError::Msg(e.into())),
-            "load" => {
-                let said = crate::loadboot::load(self, argv, ctx.env).map_err(CmdError::Msg)?;
-                say(ctx, &said);
-                Ok(())
-            }
-            "booti" => crate::loadboot::booti(self, argv, ctx.env).map_err(CmdError::Msg),
-            "saveenv" => self.saveenv(ctx),
-            "env" => match (arg(1), arg(2)) {
-                (Some("default"), _) => {
-                    *ctx.env = default_env();
-                    say(ctx, "## Resetting to default environment");
-                    Ok(())
-                }
-                _ => Err(CmdError::Msg("usage: env default [-a]".into())),
-            },
-            "ls" => {
-                let path = arg(1).unwrap_or("/");
-                let fs = self
-                    .fs
-                    .as_mut()
-                    .ok_or(CmdError::Msg("no boot partition".into()))?;
-                let list = fs
-                    .read_dir(path)
-                    .map_err(|e| CmdError::Msg(format!("{path}: {e}")))?;
-                for e in list {
-                    let line = match e.is_dir {
-                        true => format!("            {}/", e.name),
-                        false => format!("  {:>10}  {}", e.size, e.name),
-                    };
-                    say(ctx, &line);
-                }
-                Ok(())
-            }
-            "dhcp" => crate::netboot::dhcp_cmd(self, argv, ctx.env).map_err(CmdError::Msg),
-            "tftpboot" | "tftp" => {
-                crate::netboot::tftpboot(self, argv, ctx.env).map_err(CmdError::Msg)
-            }
-            "pxe" => match arg(1) {
-                Some("get") => crate::netboot::pxe_get(self, ctx.env).map_err(CmdError::Msg),
-                Some("boot") => crate::netboot::pxe_boot(self, ctx.env).map_err(CmdError::Msg),
-                _ => Err(CmdError::Msg("usage: pxe get | pxe boot".into())),
-            },
-            "ping" => crate::netboot::ping(self, argv, ctx.env).map_err(CmdError::Msg),
-            "netboot" => match crate::netboot::netboot(self, ctx.env) {
-                Ok(crate::netboot::Next::Script { name, text }) => {
-                    match Interp::new().run(&name, &text, ctx, self) {
-                        Ok(script::Outcome::Success) => Ok(()),
-                        Ok(script::Outcome::Stopped) => Err(CmdError::Stop),
-                        Ok(script::Outcome::Failure) => Err(CmdError::Msg(format!(
-                            "netboot failed: boot script {name} did not boot"
-                        ))),
-                        Err(e) => Err(CmdError::Msg(format!("netboot failed: {e}"))),
-                    }
-                }
-                Ok(crate::netboot::Next::Shell) => Ok(()),
+fn netboot(fw: &mut Firmware, _: &[String], ctx: &mut Ctx) -> Res {
+    match crate::netboot::netboot(fw, ctx.env) {
+        Ok(crate::netboot::Next::Script { name, text }) => {
+            let table = commands();
+            match Interp::new().run(&name, &text, ctx, &mut Table::new(fw, &table)) {
+                Ok(script::Outcome::Success) => Ok(()),
+                Ok(script::Outcome::Stopped) => Err(CmdError::Stop),
+                Ok(script::Outcome::Failure) => Err(CmdError::Msg(format!(
+                    "netboot failed: boot script {name} did not boot"
+                ))),
                 Err(e) => Err(CmdError::Msg(format!("netboot failed: {e}"))),
-            },
-            "md" => self.md(arg(1), arg(2), ctx),
-            "bootstage" => {
-                say(ctx, "Timer summary in microseconds since kexboot's entry:");
-                say(ctx, "       Mark  Stage");
-                for (name, us) in crate::timer::stages() {
-                    say(ctx, &format!("{us:>11}  {name}"));
-                }
-                let now = crate::timer::since_start_us();
-                say(
-                    ctx,
-                    &format!(
-                        "{now:>11}  now ({} ms since machine reset)",
-                        crate::timer::since_reset_us() / 1000
-                    ),
-                );
-                Ok(())
             }
-            "version" => {
-                say(ctx, &format!("kexboot {} (qemu-virt)", crate::VERSION));
-                Ok(())
-            }
-            "reset" => psci::system_reset(self.info).map_err(|e| CmdError::Msg(e.to_string())),
-            "poweroff" => psci::system_off(self.info).map_err(|e| CmdError::Msg(e.to_string())),
-            "exception" if arg(1) == Some("undefined") => crate::arch::undefined_instruction(),
-            "help" => {
-                for (_, help) in COMMANDS.iter().chain(BUILTINS) {
-                    say(ctx, help);
-                }
-                Ok(())
-            }
-            other => Err(CmdError::Msg(format!(
-                "Unknown command '{other}' - try 'help'"
-            ))),
         }
+        Ok(crate::netboot::Next::Shell) => Ok(()),
+        Err(e) => Err(CmdError::Msg(format!("netboot failed: {e}"))),
     }
+}
+
+fn bootstage(_: &mut Firmware, _: &[String], ctx: &mut Ctx) -> Res {
+    say(ctx, "Timer summary in microseconds since kexboot's entry:");
+    say(ctx, "       Mark  Stage");
+    for (name, us) in crate::timer::stages() {
+        say(ctx, &format!("{us:>11}  {name}"));
+    }
+    let now = crate::timer::since_start_us();
+    say(
+        ctx,
+        &format!(
+            "{now:>11}  now ({} ms since machine reset)",
+            crate::timer::since_reset_us() / 1000
+        ),
+    );
+    Ok(())
 }
 
 impl Firmware<'_> {
@@ -218,9 +174,7 @@ impl Firmware<'_> {
             .store
             .as_mut()
             .ok_or_else(|| fail("no environment store".into()))?;
-        let plan = store
-            .plan_save(ctx.env)
-            .map_err(|e| fail(format!("{e:?}")))?;
+        let plan = store.plan_save(ctx.env).map_err(|e| fail(e.to_string()))?;
         let fs = self
             .fs
             .as_mut()
@@ -242,9 +196,9 @@ impl Firmware<'_> {
 
     fn md(&self, addr: Option<&str>, count: Option<&str>, ctx: &mut Ctx) -> Result<(), CmdError> {
         let usage = || CmdError::Msg("usage: md <address> [count]".into());
-        let start = addr.and_then(number).ok_or_else(usage)? & !3;
+        let start = addr.and_then(parse_hex).ok_or_else(usage)? & !3;
         let words = count
-            .map(|c| number(c).ok_or_else(usage))
+            .map(|c| parse_hex(c).ok_or_else(usage))
             .transpose()?
             .unwrap_or(64)
             .min(4096);
@@ -288,64 +242,11 @@ fn ctx<'a>(env: &'a mut Env, con: &'a mut Serial, clock: &'a Timer) -> Ctx<'a> {
 /// Runs `text` and prints a parse/bound error with its position.
 fn run_text(fw: &mut Firmware, interp: &mut Interp, env: &mut Env, name: &str, text: &str) {
     let (mut con, clock) = (Serial, Timer);
-    if let Err(e) = interp.run(name, text, &mut ctx(env, &mut con, &clock), fw) {
+    let table = commands();
+    let mut cmds = Table::new(fw, &table);
+    if let Err(e) = interp.run(name, text, &mut ctx(env, &mut con, &clock), &mut cmds) {
         log::error!("{e}");
     }
-}
-
-fn read_script(fw: &mut Firmware) -> Option<(&'static str, String)> {
-    let fs = fw.fs.as_mut()?;
-    for path in SCRIPTS {
-        let Ok(bytes) = fs.read_file(path, MAX_SCRIPT_FILE) else {
-            continue;
-        };
-        let text = match path.ends_with(".scr") {
-            true => match script::parse_legacy_script_image(&bytes) {
-                Ok(t) => t.to_string(),
-                Err(e) => {
-                    log::error!("{path}: {e}");
-                    continue;
-                }
-            },
-            false => String::from_utf8_lossy(&bytes).into_owned(),
-        };
-        return Some((path, text));
-    }
-    None
-}
-
-/// U-Boot's boot counting: with `bootlimit` set, `/kexboot/bootcnt.txt` is incremented before each
-/// boot (Linux resets it once it is happy) and `altbootcmd` runs once it passes the limit.
-/// Returns the command to run and whether it is the alternative.
-fn counted_command(fw: &mut Firmware, env: &mut Env) -> Option<(String, bool)> {
-    env.get("bootlimit")?;
-    let fs = fw.fs.as_mut()?;
-    let stored = match fs.read_file(BOOTCOUNT_PATH, bootcount::RECORD_LEN) {
-        Ok(b) => bootcount::decode_count(&b).unwrap_or_else(|e| {
-            log::warn!("{BOOTCOUNT_PATH}: {e:?}; counting from 0");
-            0
-        }),
-        Err(_) => 0,
-    };
-    let decision = bootcount::next_boot(env, stored);
-    let record = bootcount::encode_count(decision.count);
-    let saved = match fs.stat(BOOTCOUNT_PATH) {
-        Ok(i) if i.size >= record.len() as u64 => Ok(()),
-        Ok(_) => Err(kexboot_fs::Error::TooLarge {
-            size: record.len() as u64,
-            capacity: 0,
-        }),
-        Err(_) => fs.create_file(BOOTCOUNT_PATH, record.len() as u64),
-    }
-    .and_then(|()| fs.write_in_place(BOOTCOUNT_PATH, 0, &record));
-    if let Err(e) = saved {
-        log::warn!("{BOOTCOUNT_PATH}: cannot save the boot count: {e}");
-    }
-    decision.export(env);
-    log::info!("bootcount {}: {}", decision.count, decision.reason);
-    decision
-        .command(env)
-        .map(|c| (String::from(c), decision.use_alt))
 }
 
 /// Autoboot: `bootdelay` countdown, then a boot script if present, else `bootcmd` (or
@@ -353,25 +254,19 @@ fn counted_command(fw: &mut Firmware, env: &mut Env) -> Option<(String, bool)> {
 pub fn autoboot(fw: &mut Firmware, env: &mut Env) -> ! {
     let mut interp = Interp::new();
     crate::loadboot::default_addresses(fw, env);
-    let counted = counted_command(fw, env);
+    let counted = autoboot::count_boot(fw.fs.as_mut(), env);
     let delay_s = env
         .get("bootdelay")
         .and_then(|d| d.parse::<u64>().ok())
         .unwrap_or(0);
     let interrupted = delay_s > 0 && countdown(delay_s);
     if !interrupted {
-        match (read_script(fw), counted) {
-            (_, Some((cmd, true))) => run_text(fw, &mut interp, env, "altbootcmd", &cmd),
-            (Some((path, text)), _) => {
-                log::info!("running boot script {path}");
-                run_text(fw, &mut interp, env, path, &text)
-            }
-            (None, Some((cmd, false))) => run_text(fw, &mut interp, env, "bootcmd", &cmd),
-            (None, None) => {
-                let cmd = env.get("bootcmd").unwrap_or("boot").to_string();
-                run_text(fw, &mut interp, env, "bootcmd", &cmd)
-            }
+        let script = fw.fs.as_mut().and_then(autoboot::find_script);
+        let run = autoboot::choose(script, counted, env);
+        if autoboot::SCRIPTS.contains(&run.name) {
+            log::info!("running boot script {}", run.name);
         }
+        run_text(fw, &mut interp, env, run.name, &run.text);
         println!("kexboot: no entry could be booted");
     }
     shell(fw, env, &mut interp)

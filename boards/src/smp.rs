@@ -6,9 +6,9 @@
 
 use alloc::vec::Vec;
 
+use kexboot_boot::env::Env;
 use kexboot_loader::dt::{CpuProps, DtInfo};
 use kexboot_loader::mem::Range;
-use kexboot_menu::env::Env;
 
 use crate::arch::psci::{self, CpuState};
 use crate::arch::{pen, regs};

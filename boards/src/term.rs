@@ -1,9 +1,9 @@
-//! The firmware's side of `kexboot_menu`'s sans-I/O traits: the PL011 as a `Console` and the
+//! The firmware's side of `kexboot_boot`'s sans-I/O traits: the PL011 as a `Console` and the
 //! generic timer as a `Clock`.
 
 use core::fmt::Write;
 
-use kexboot_menu::{Clock, Console};
+use kexboot_boot::{Clock, Console};
 
 use crate::{console, timer};
 

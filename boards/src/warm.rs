@@ -6,10 +6,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use kexboot_boot::env::Env;
 use kexboot_loader::dt::{DtInfo, ReservedNode, HANDOFF_BOOT_ID, HANDOFF_COMPATIBLE};
 use kexboot_loader::handoff::{self, Entry, Record, RECORD_LEN};
 use kexboot_loader::mem::Range;
-use kexboot_menu::env::Env;
 
 use crate::arch::regs;
 use crate::memory::MemoryLayout;
@@ -126,7 +126,7 @@ impl Ramoops {
             Ok(Some(s)) if s > 0 => s.next_multiple_of(PAGE),
             Ok(_) => return None,
             Err(e) => {
-                log::warn!("{}: {e}", kexboot_menu::env::ENV_PATH);
+                log::warn!("{}: {e}", kexboot_boot::env::ENV_PATH);
                 return None;
             }
         };
@@ -134,7 +134,7 @@ impl Ramoops {
             Ok(Some(v)) => u32::try_from(v).unwrap_or(default),
             Ok(None) => default,
             Err(e) => {
-                log::warn!("{}: {e}", kexboot_menu::env::ENV_PATH);
+                log::warn!("{}: {e}", kexboot_boot::env::ENV_PATH);
                 default
             }
         };

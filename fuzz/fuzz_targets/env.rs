@@ -2,8 +2,8 @@
 //! variable; `envstore::encode` then `decode` gives the same variables and sequence number.
 #![no_main]
 
-use kexboot_menu::env::Env;
-use kexboot_menu::envstore::{decode, encode, Error, COPY_SIZE};
+use kexboot_boot::env::Env;
+use kexboot_boot::envstore::{decode, encode, Error, COPY_SIZE};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,9 +5,9 @@
 //! region; a trailer (its length in the last byte) holds `name=value` lines to save.
 #![no_main]
 
+use kexboot_boot::env::Env;
+use kexboot_boot::envstore::{load, Source, HEADER_LEN};
 use kexboot_fuzz::split_trailer;
-use kexboot_menu::env::Env;
-use kexboot_menu::envstore::{load, Source, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 const COPY_SIZES: [usize; 4] = [64, 256, 1024, 16 << 10];

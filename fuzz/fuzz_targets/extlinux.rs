@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use kexboot_menu::extlinux::{parse, parse_bytes, Config};
+use kexboot_boot::extlinux::{parse, parse_bytes, Config};
 use libfuzzer_sys::fuzz_target;
 
 /// The config as a file, one key per line.

@@ -5,11 +5,11 @@
 #![no_main]
 
 use arbitrary::Unstructured;
+use kexboot_boot::bootcount::{decode_count, encode_count, BOOTCOUNT_PATH};
+use kexboot_boot::env::Env;
+use kexboot_boot::envstore::{encode, COPY_SIZE, REGION_SIZE, STORE_PATH};
 use kexboot_fs::{open_boot_fs, BlockDevice, FatFs};
 use kexboot_fuzz::{split_trailer, SparseDisk};
-use kexboot_menu::bootcount::{decode_count, encode_count, BOOTCOUNT_PATH};
-use kexboot_menu::env::Env;
-use kexboot_menu::envstore::{encode, COPY_SIZE, REGION_SIZE, STORE_PATH};
 use libfuzzer_sys::fuzz_target;
 
 /// Creates `path` of `size` bytes when missing, then writes `data` at `offset`, as the shell does.
@@ -81,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
             .expect("boot count does not read back");
         assert_eq!(
             decode_count(&back[..record.len()]),
-            Ok(count.min(kexboot_menu::bootcount::MAX_COUNT))
+            Ok(count.min(kexboot_boot::bootcount::MAX_COUNT))
         );
         written.push((BOOTCOUNT_PATH, 0, record.to_vec()));
     }

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
 use std::rc::Rc;
 
+use kexboot_boot::extlinux::Config;
+use kexboot_boot::flow::{self, Failure, Files, MemoryView, Platform, Prepared, Staging};
 use kexboot_fs::{open_boot_fs, FatFs, MemDisk, PartitionDevice};
-use kexboot_menu::extlinux::Config;
-use kexboot_menu::flow::{self, Failure, Files, MemoryView, Platform, Prepared, Staging};
 pub use kexboot_relocate::Range;
 use kexboot_relocate::{self as relocate, EntryList, Layout, Segment, SimStats, VecMemory};
 
@@ -355,13 +355,15 @@ impl Default for FakePlatform {
     }
 }
 
-impl Platform for FakePlatform {
+impl kexboot_boot::Clock for FakePlatform {
     fn now_us(&self) -> u64 {
         let t = self.clock_us.get() + 1000;
         self.clock_us.set(t);
         t
     }
+}
 
+impl Platform for FakePlatform {
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])> {
         self.seeds
     }

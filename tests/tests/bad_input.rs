@@ -2,8 +2,8 @@
 //! entry fail with the right `BootError`, whose message names the file and what was wrong; the
 //! next entry then boots, and the relocation of that entry writes nothing outside its plan.
 
+use kexboot_boot::flow::{self, BootError, FileError, MemoryView, STAGING_MARGIN};
 use kexboot_loader::Error as LErr;
-use kexboot_menu::flow::{self, BootError, MemoryView, STAGING_MARGIN};
 use kexboot_tests::*;
 
 const CONF: &str = "/boot/extlinux/extlinux.conf";
@@ -614,7 +614,7 @@ fn missing_kernel_initrd_and_kernel_line() {
     );
     let (e, msg) = out.failure("bad");
     assert!(
-        matches!(e, BootError::File { path, err: kexboot_fs::Error::NotFound } if path == "/boot/vmlinuz-gone"),
+        matches!(e, BootError::File { path, err: FileError::Fs(kexboot_fs::Error::NotFound) } if path == "/boot/vmlinuz-gone"),
         "{e:?}"
     );
     assert_eq!(msg, "/boot/vmlinuz-gone: file not found");
@@ -629,7 +629,7 @@ fn missing_kernel_initrd_and_kernel_line() {
     );
     let (e, msg) = out.failure("bad");
     assert!(
-        matches!(e, BootError::File { path, err: kexboot_fs::Error::NotFound } if path == "/nope"),
+        matches!(e, BootError::File { path, err: FileError::Fs(kexboot_fs::Error::NotFound) } if path == "/nope"),
         "{e:?}"
     );
     assert_eq!(msg, "/nope: file not found");
@@ -641,7 +641,7 @@ fn missing_kernel_initrd_and_kernel_line() {
         matches!(
             e,
             BootError::File {
-                err: kexboot_fs::Error::NotAFile,
+                err: FileError::Fs(kexboot_fs::Error::NotAFile),
                 ..
             }
         ),
@@ -687,7 +687,7 @@ fn config_of_garbage_bytes() {
     );
     let e = out.config_error.expect("garbage refused");
     assert!(
-        matches!(e, BootError::Config { path: CONF, err: kexboot_menu::Error::InvalidUtf8 { offset, line: 3 } } if offset == bad_at),
+        matches!(e, BootError::Config { path: CONF, err: kexboot_boot::Error::InvalidUtf8 { offset, line: 3 } } if offset == bad_at),
         "{e:?}"
     );
     assert!(

@@ -209,12 +209,12 @@ fn initrds_are_concatenated_byte_exact() {
     let mut staging = m.staging();
     let ram = [m.ram];
     let avoid = m.avoid();
-    let view = kexboot_menu::flow::MemoryView {
+    let view = kexboot_boot::flow::MemoryView {
         ram: &ram,
         avoid: &avoid,
     };
     let mut fs = open(mbr_fat16(&files));
-    let p = kexboot_menu::flow::prepare(
+    let p = kexboot_boot::flow::prepare(
         &mut fs,
         &mut staging,
         &mut FakePlatform::default(),
@@ -372,4 +372,59 @@ fn empty_initrd_file() {
         },
     );
     assert_eq!(out.prepared().segments.len(), 2);
+}
+
+/// `booti`'s case through the one plan builder: kernel and initrd already in RAM (as `load` put
+/// them), known by address and a length that may run past the kernel's `image_size` (booti only
+/// knows `image_size`; a file may carry bytes after its image). The plan copies at most
+/// `image_size` bytes, so the relocator accepts it and the kernel arrives byte-exact.
+#[test]
+fn plan_from_ram_copies_at_most_image_size() {
+    use kexboot_boot::flow::{self, PlanRequest, Source, Staging};
+    let spec = KernelSpec::new(MIB as usize + 777, 31);
+    let k = spec.build();
+    let initrd = pattern(32, 54321);
+    let m = Machine::default();
+    let mut staging = m.staging();
+    let past = spec.image_size() + 2 * PAGE;
+    let mut kbuf = staging.alloc(past as usize).unwrap();
+    kbuf.data[..k.len()].copy_from_slice(&k);
+    let mut ibuf = staging.alloc(initrd.len()).unwrap();
+    ibuf.data.copy_from_slice(&initrd);
+    let ram = [m.ram];
+    let avoid = m.avoid();
+    let mem = flow::MemoryView {
+        ram: &ram,
+        avoid: &avoid,
+    };
+    let header = kexboot_loader::image::ImageHeader::parse(&k).unwrap();
+    let seeds = FakePlatform::default().seeds;
+    let req = PlanRequest {
+        label: "booti",
+        header: &header,
+        kernel: Source {
+            addr: kbuf.addr,
+            len: past,
+        },
+        initrd: Some(Source {
+            addr: ibuf.addr,
+            len: initrd.len() as u64,
+        }),
+        dtb: &m.dtb,
+        bootargs: "console=ttyAMA0",
+        seeds: seeds.as_ref(),
+    };
+    let mut p = flow::plan(&mut staging, &mem, &req).expect("plan");
+    assert_eq!(p.segments[0].len, spec.image_size());
+    p.buffers.insert(0, kbuf);
+    p.buffers.insert(1, ibuf);
+    m.boot_and_check(
+        &p,
+        &Expect {
+            kernel: &k,
+            initrd: Some(&initrd),
+            append: "console=ttyAMA0",
+            label: "booti",
+        },
+    );
 }

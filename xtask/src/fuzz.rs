@@ -340,7 +340,7 @@ fn mkimage_script(paths: &Paths, text: &str) -> Vec<u8> {
             .is_ok_and(|s| s.success());
     match made.then(|| fs::read(&out).ok()).flatten() {
         Some(b) => b,
-        None => kexboot_menu::script::make_legacy_script_image(text, "fuzz seed"),
+        None => kexboot_boot::script::make_legacy_script_image(text, "fuzz seed"),
     }
 }
 
@@ -454,18 +454,18 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
     seed(root, "handoff", "record", &rec.encode())?;
 
     // Disks: the test disks' layout (MBR, GPT) and small FAT12/FAT16 volumes.
-    let env = kexboot_menu::env::Env::parse("bootdelay=2\nbootlimit=3\n").0;
-    let store = kexboot_menu::envstore::encode(&env, 1, kexboot_menu::envstore::COPY_SIZE)
+    let env = kexboot_boot::env::Env::parse("bootdelay=2\nbootlimit=3\n").0;
+    let store = kexboot_boot::envstore::encode(&env, 1, kexboot_boot::envstore::COPY_SIZE)
         .map_err(|e| err!("encoding the seed environment: {e}"))?;
     let mut region = store.clone();
-    region.resize(kexboot_menu::envstore::REGION_SIZE, 0);
-    let count = kexboot_menu::bootcount::encode_count(2);
+    region.resize(kexboot_boot::envstore::REGION_SIZE, 0);
+    let count = kexboot_boot::bootcount::encode_count(2);
     let scr = mkimage_script(paths, BOOT_CMD);
     let files: [(&str, &[u8]); 5] = [
         ("/extlinux/extlinux.conf", conf.as_bytes()),
         ("/boot/Image", &hdr),
-        (kexboot_menu::envstore::STORE_PATH, &region),
-        (kexboot_menu::bootcount::BOOTCOUNT_PATH, &count),
+        (kexboot_boot::envstore::STORE_PATH, &region),
+        (kexboot_boot::bootcount::BOOTCOUNT_PATH, &count),
         ("/boot.scr", &scr),
     ];
     let disks = [
@@ -500,10 +500,10 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
         "# kexboot settings\nbootdelay=2\nramoops_size=0x100000\nbootcmd=run distro_bootcmd\n";
     seed(root, "env", "text", env_txt.as_bytes())?;
     for (sel, size) in [(0u8, 64usize), (2, 1024)] {
-        let small = kexboot_menu::env::Env::parse("a=1\nb=2\n").0;
-        let a = kexboot_menu::envstore::encode(&small, 7, size)
+        let small = kexboot_boot::env::Env::parse("a=1\nb=2\n").0;
+        let a = kexboot_boot::envstore::encode(&small, 7, size)
             .map_err(|e| err!("encoding the seed store: {e}"))?;
-        let b = kexboot_menu::envstore::encode(&env, 8, size).unwrap_or_else(|_| vec![0; size]);
+        let b = kexboot_boot::envstore::encode(&env, 8, size).unwrap_or_else(|_| vec![0; size]);
         let mut s = vec![sel];
         s.extend(a);
         s.extend(b);

@@ -766,10 +766,10 @@ impl fmt::Display for CmdError {
 
 /// The firmware's commands (everything that is not a built-in).
 pub trait Commands {
-    /// Runs `argv` (`argv[0]` is one of [`Commands::names`]).
+    /// Runs `argv` (`argv[0]` is a name [`Commands::has`] accepts).
     fn call(&mut self, argv: &[String], ctx: &mut Ctx) -> Result<(), CmdError>;
-    /// The command names `call` accepts.
-    fn names(&self) -> &[&str];
+    /// Whether `call` accepts the command `name`.
+    fn has(&self, name: &str) -> bool;
 }
 
 /// No firmware commands: only the built-ins.
@@ -779,8 +779,8 @@ impl Commands for NoCommands {
     fn call(&mut self, _: &[String], _: &mut Ctx) -> Result<(), CmdError> {
         Err(CmdError::Failed)
     }
-    fn names(&self) -> &[&str] {
-        &[]
+    fn has(&self, _: &str) -> bool {
+        false
     }
 }
 
@@ -1111,7 +1111,7 @@ impl Interp {
                 return Ok(Flow::Exit);
             }
             "run" => return self.run_vars(args, ctx, cmds),
-            name if cmds.names().contains(&name) => match cmds.call(argv, ctx) {
+            name if cmds.has(name) => match cmds.call(argv, ctx) {
                 Ok(()) => true,
                 Err(CmdError::Stop) => return Ok(Flow::Stop),
                 Err(CmdError::Failed) => false,

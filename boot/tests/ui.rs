@@ -1,10 +1,10 @@
 //! The boot menu driven through a fake console on made-up time (nothing sleeps). ANSI output is
 //! replayed on a small terminal model, so the tests check what a person would see.
 
-use kexboot_menu::extlinux::{self, Config};
-use kexboot_menu::line::{Term, ESC_TIMEOUT_US};
-use kexboot_menu::ui::{Menu, MenuAction, MAX_CMDLINE, PROMPT_TIMEOUT_DS};
-use kexboot_menu::{FakeClock, FakeConsole};
+use kexboot_boot::extlinux::{self, Config};
+use kexboot_boot::line::{Term, ESC_TIMEOUT_US};
+use kexboot_boot::ui::{Menu, MenuAction, MAX_CMDLINE, PROMPT_TIMEOUT_DS};
+use kexboot_boot::{FakeClock, FakeConsole};
 use proptest::prelude::*;
 
 const CONF: &str = "\
@@ -178,7 +178,7 @@ fn countdown_boots_the_default_on_time() {
 }
 
 fn clock_now(clock: &FakeClock) -> u64 {
-    use kexboot_menu::Clock;
+    use kexboot_boot::Clock;
     clock.now_us()
 }
 

@@ -1,8 +1,8 @@
 //! The line editor, driven byte by byte through a fake console, its output replayed on a tiny
 //! one-line terminal model to prove the screen always shows the line and the cursor.
 
-use kexboot_menu::line::{LineEditor, LineEvent, ReadError, Term, ESC_TIMEOUT_US, MAX_HISTORY};
-use kexboot_menu::{Console, FakeClock, FakeConsole};
+use kexboot_boot::line::{LineEditor, LineEvent, ReadError, Term, ESC_TIMEOUT_US, MAX_HISTORY};
+use kexboot_boot::{Console, FakeClock, FakeConsole};
 use proptest::prelude::*;
 
 /// What a terminal shows for the output: the last row and the cursor column, and bells rung.

@@ -16,9 +16,11 @@ use kexboot_loader::dt::{self, Fixups};
 use kexboot_loader::image::ImageHeader;
 use kexboot_loader::place::{self, Placement};
 use kexboot_loader::{Range, MAX_DTB_SIZE};
+use kexboot_net::NetError;
 use kexboot_relocate::Segment;
 
 use crate::extlinux::{self, Config, Entry};
+use crate::Clock;
 
 /// Where U-Boot's distro boot and Debian's u-boot-menu put the config.
 pub const CONFIG_PATHS: [&str; 2] = ["/extlinux/extlinux.conf", "/boot/extlinux/extlinux.conf"];
@@ -32,24 +34,52 @@ pub const DTB_GROWTH: u64 = 64 << 10;
 /// Deflate's largest expansion ratio (RFC 1951: a 258-byte match per 2 bits, about 1032:1).
 const MAX_DEFLATE_RATIO: u64 = 1032;
 
-/// Read access to the boot file system.
+/// Why a boot file could not be read: from a disk's file system, or over the network (PXE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileError {
+    Fs(fs::Error),
+    Net(NetError),
+}
+
+impl From<fs::Error> for FileError {
+    fn from(e: fs::Error) -> Self {
+        FileError::Fs(e)
+    }
+}
+
+impl From<NetError> for FileError {
+    fn from(e: NetError) -> Self {
+        FileError::Net(e)
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::Fs(e) => write!(f, "{e}"),
+            FileError::Net(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Read access to the boot files (a disk's file system, or a TFTP server for PXE).
 pub trait Files {
-    fn size(&mut self, path: &str) -> Result<u64, fs::Error>;
+    fn size(&mut self, path: &str) -> Result<u64, FileError>;
     /// Reads the whole file into `dst`; refuses (before writing) a file larger than `dst`.
-    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, fs::Error>;
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError>;
 }
 
 impl<D: fs::BlockDevice> Files for fs::FatFs<D> {
-    fn size(&mut self, path: &str) -> Result<u64, fs::Error> {
+    fn size(&mut self, path: &str) -> Result<u64, FileError> {
         let info = self.stat(path)?;
         if info.is_dir {
-            return Err(fs::Error::NotAFile);
+            return Err(fs::Error::NotAFile.into());
         }
         Ok(info.size)
     }
 
-    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, fs::Error> {
-        self.read_file_into(path, dst)
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
+        Ok(self.read_file_into(path, dst)?)
     }
 }
 
@@ -65,9 +95,8 @@ pub trait Staging {
     fn free_bytes(&self) -> u64;
 }
 
-/// The machine: time (microseconds, any origin) and randomness.
-pub trait Platform {
-    fn now_us(&self) -> u64;
+/// The machine: its clock (the one [`Clock`] the menu and shell use too) and randomness.
+pub trait Platform: Clock {
     /// `(kaslr-seed, rng-seed)` from a hardware random source, if there is one.
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])>;
 }
@@ -90,7 +119,7 @@ pub enum BootError {
     NoKernel,
     File {
         path: String,
-        err: fs::Error,
+        err: FileError,
     },
     NoMemory {
         path: String,
@@ -157,7 +186,7 @@ pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), Boot
     for path in CONFIG_PATHS {
         let size = match files.size(path) {
             Ok(s) => s,
-            Err(fs::Error::NotFound) => continue,
+            Err(FileError::Fs(fs::Error::NotFound)) => continue,
             Err(err) => {
                 return Err(BootError::File {
                     path: path.into(),
@@ -172,7 +201,7 @@ pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), Boot
             };
             return Err(BootError::File {
                 path: path.into(),
-                err,
+                err: err.into(),
             });
         }
         let mut buf = alloc::vec![0u8; size as usize];
@@ -387,12 +416,6 @@ pub fn prepare<S: Staging>(
             .collect();
         Some(load_files(files, staging, platform, &paths, "initrd")?)
     };
-    let initrd_len = initrd.as_ref().map_or(0, |i| i.len as u64);
-
-    let dtb_room = (dtb.len() as u64 + DTB_GROWTH).min(MAX_DTB_SIZE);
-    let placement = place::place(mem.ram, mem.avoid, &header, initrd_len, dtb_room)
-        .map_err(BootError::Placement)?;
-
     let seeds = platform.random_seeds();
     if seeds.is_some() {
         log::info!("kaslr-seed and rng-seed set from the CPU's random source");
@@ -401,18 +424,79 @@ pub fn prepare<S: Staging>(
             "no random source: kaslr-seed/rng-seed left as the incoming device tree has them"
         );
     }
+    let request = PlanRequest {
+        label: &entry.label,
+        header: &header,
+        kernel: Source {
+            addr: staging.addr(&kernel.buf),
+            len: kernel.len as u64,
+        },
+        initrd: initrd.as_ref().map(|i| Source {
+            addr: staging.addr(&i.buf),
+            len: i.len as u64,
+        }),
+        dtb,
+        bootargs: entry.append.as_deref().unwrap_or(""),
+        seeds: seeds.as_ref(),
+    };
+    let mut prepared = plan(staging, mem, &request)?;
+    // The staging buffers the segments copy from: they must live until the jump.
+    prepared.buffers.insert(0, kernel.buf);
+    if let (Some(i), Some(_)) = (initrd, prepared.placement.initrd) {
+        prepared.buffers.insert(1, i.buf);
+    }
+    Ok(prepared)
+}
+
+/// Where a boot image's bytes are before the jump: a staging buffer, or RAM a `load` wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub addr: u64,
+    /// Bytes of image there.
+    pub len: u64,
+}
+
+/// What one boot is made of, wherever its files came from (the extlinux flow, PXE, `booti`).
+pub struct PlanRequest<'a> {
+    /// Names the boot in logs and in the handoff record.
+    pub label: &'a str,
+    pub header: &'a ImageHeader,
+    pub kernel: Source,
+    pub initrd: Option<Source>,
+    /// The device tree to hand over, before the boot's own fixups (bootargs, initrd, seeds).
+    pub dtb: &'a [u8],
+    pub bootargs: &'a str,
+    /// `(kaslr-seed, rng-seed)`, when there is a random source.
+    pub seeds: Option<&'a (u64, [u8; 64])>,
+}
+
+/// The one boot-plan builder: places the kernel, initrd and DTB per the arm64 boot protocol,
+/// fixes the device tree up (bootargs, initrd, seeds), checks that the fixed-up tree still fits
+/// its place, stages it, and returns the relocator's segments. The kernel segment copies
+/// `min(kernel.len, image_size)` bytes: past `image_size` nothing is part of the image.
+/// `buffers` of the result holds only the staged DTB; the caller adds the buffers its sources
+/// live in.
+pub fn plan<S: Staging>(
+    staging: &mut S,
+    mem: &MemoryView,
+    req: &PlanRequest,
+) -> Result<Prepared<S::Buf>, BootError> {
+    let initrd_len = req.initrd.map_or(0, |i| i.len);
+    let dtb_room = (req.dtb.len() as u64 + DTB_GROWTH).min(MAX_DTB_SIZE);
+    let placement = place::place(mem.ram, mem.avoid, req.header, initrd_len, dtb_room)
+        .map_err(BootError::Placement)?;
     let fixups = Fixups {
-        bootargs: Some(entry.append.as_deref().unwrap_or("")),
+        bootargs: Some(req.bootargs),
         initrd: placement
             .initrd
             .map(|r| Range::from_len_saturating(r.start(), initrd_len)),
-        kaslr_seed: seeds.map(|s| s.0),
-        rng_seed: seeds.as_ref().map(|s| &s.1[..]),
+        kaslr_seed: req.seeds.map(|s| s.0),
+        rng_seed: req.seeds.map(|s| &s.1[..]),
         extra_reserved: &[],
         reserved_nodes: &[],
         cpu_props: &[],
     };
-    let new_dtb = dt::fixup(dtb, &fixups).map_err(BootError::Dtb)?;
+    let new_dtb = dt::fixup(req.dtb, &fixups).map_err(BootError::Dtb)?;
     if new_dtb.len() as u64 > placement.dtb.len() {
         return Err(BootError::Dtb(kexboot_loader::Error::DtbTooLarge {
             size: new_dtb.len() as u64,
@@ -421,26 +505,25 @@ pub fn prepare<S: Staging>(
     let mut dtb_buf = alloc_for(staging, "device tree", new_dtb.len() as u64)?;
     dtb_buf.as_mut()[..new_dtb.len()].copy_from_slice(&new_dtb);
 
-    let seg = |src: u64, len: usize, dst: &Range| Segment {
-        src,
-        len: len as u64,
+    let seg = |src: Source, dst: &Range| Segment {
+        src: src.addr,
+        len: src.len,
         dst: dst.start(),
         memsz: dst.len(),
     };
-    let mut segments = Vec::new();
-    let mut buffers = Vec::new();
-    segments.push(seg(
-        staging.addr(&kernel.buf),
-        kernel.len,
-        &placement.kernel,
-    ));
-    buffers.push(kernel.buf);
-    if let (Some(i), Some(r)) = (initrd, &placement.initrd) {
-        segments.push(seg(staging.addr(&i.buf), i.len, r));
-        buffers.push(i.buf);
+    let kernel = Source {
+        len: req.kernel.len.min(req.header.image_size()),
+        ..req.kernel
+    };
+    let mut segments = alloc::vec![seg(kernel, &placement.kernel)];
+    if let (Some(i), Some(r)) = (req.initrd, &placement.initrd) {
+        segments.push(seg(i, r));
     }
-    segments.push(seg(staging.addr(&dtb_buf), new_dtb.len(), &placement.dtb));
-    buffers.push(dtb_buf);
+    let dtb_src = Source {
+        addr: staging.addr(&dtb_buf),
+        len: new_dtb.len() as u64,
+    };
+    segments.push(seg(dtb_src, &placement.dtb));
     log::info!(
         "placement: kernel {:#x}-{:#x}, initrd {}, dtb {:#x}",
         placement.kernel.start(),
@@ -455,11 +538,11 @@ pub fn prepare<S: Staging>(
         placement.dtb.start()
     );
     Ok(Prepared {
-        label: entry.label.clone(),
+        label: req.label.into(),
         entry: placement.entry,
         dtb: placement.dtb.start(),
         segments,
         placement,
-        buffers,
+        buffers: alloc::vec![dtb_buf],
     })
 }

@@ -1,15 +1,23 @@
-//! What the person or script says: the boot configuration (`extlinux.conf`), and later the
-//! interactive menu, shell and environment, all spoken through a [`Console`].
+//! kexboot's boot logic, sans-I/O and host-tested: the boot configuration (`extlinux.conf`) and
+//! the flow that boots it, the one boot-plan builder ([`flow::plan`]: the extlinux flow, PXE and
+//! `booti`), `booti` ([`booti`]), the environment and its store, boot counting and what autoboot
+//! runs ([`autoboot`]), the script language and the command table ([`commands`]), the network
+//! settings the environment holds ([`netenv`]), the menu and line editor; spoken through a
+//! [`Console`]. The firmware (`boards/`) supplies the devices, memory and the jump.
 #![cfg_attr(not(test), no_std)]
 extern crate alloc;
 
+pub mod autoboot;
 pub mod bootcount;
+pub mod booti;
+pub mod commands;
 pub mod console;
 pub mod env;
 pub mod envstore;
 pub mod extlinux;
 pub mod flow;
 pub mod line;
+pub mod netenv;
 pub mod script;
 pub mod ui;
 

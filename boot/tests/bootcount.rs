@@ -1,9 +1,9 @@
 //! Boot counting: U-Boot's bootlimit/altbootcmd decision and the counter record.
 
-use kexboot_menu::bootcount::{
+use kexboot_boot::bootcount::{
     decode_count, encode_count, next_boot, Error, MAX_COUNT, RECORD_LEN,
 };
-use kexboot_menu::env::Env;
+use kexboot_boot::env::Env;
 use proptest::prelude::*;
 
 fn env(text: &str) -> Env {

@@ -1,8 +1,8 @@
 //! extlinux.conf parsing: real-world files (Debian `u-boot-menu`, Fedora), every synonym, notes,
 //! default selection, boot order, path resolution, limits, and garbage that must not panic.
 
-use kexboot_menu::extlinux::{parse, parse_bytes, resolve_path, Config, MAX_ENTRIES, MAX_LINE_LEN};
-use kexboot_menu::Error;
+use kexboot_boot::extlinux::{parse, parse_bytes, resolve_path, Config, MAX_ENTRIES, MAX_LINE_LEN};
+use kexboot_boot::Error;
 use proptest::prelude::*;
 
 /// As Debian's `u-boot-update` (package u-boot-menu) writes it: tab-indented, a tab-only line.
@@ -265,7 +265,7 @@ fn notes_not_errors() {
 fn note_flood_is_capped() {
     let text = "bogus\n".repeat(1000);
     let c = ok(&text);
-    assert_eq!(c.notes.len(), kexboot_menu::extlinux::MAX_NOTES + 1);
+    assert_eq!(c.notes.len(), kexboot_boot::extlinux::MAX_NOTES + 1);
     let last = c.notes.last().unwrap();
     assert!(last.text.contains("936 further notes"), "{last}");
 }

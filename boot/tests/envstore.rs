@@ -3,8 +3,8 @@
 mod common;
 use common::crc;
 
-use kexboot_menu::env::Env;
-use kexboot_menu::envstore::{self, decode, encode, load, Error, Source, COPY_SIZE, REGION_SIZE};
+use kexboot_boot::env::Env;
+use kexboot_boot::envstore::{self, decode, encode, load, Error, Source, COPY_SIZE, REGION_SIZE};
 use proptest::prelude::*;
 
 fn env(pairs: &[(&str, &str)]) -> Env {

@@ -1,0 +1,178 @@
+//! U-Boot's `booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]`: an arm64 Image and
+//! perhaps an initrd and a device tree already in RAM (put there by `load` or `tftpboot`), read
+//! through [`Ram`] (only memory kexboot may read: never a `no-map` region) and planned by the
+//! one plan builder, [`flow::plan`].
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use kexboot_loader::image::ImageHeader;
+use kexboot_loader::{Range, MAX_DTB_SIZE};
+
+use crate::commands::parse_hex;
+use crate::flow::{self, BootError, MemoryView, PlanRequest, Prepared, Source, Staging};
+
+/// Bytes of an arm64 Image header.
+const IMAGE_HEADER_LEN: u64 = 64;
+/// Bytes of a flattened device tree header up to and including `totalsize`.
+const FDT_SIZE_END: u64 = 8;
+/// The label `booti` boots under (logs, the handoff record).
+pub const LABEL: &str = "booti";
+pub const USAGE: &str = "usage: booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]";
+
+/// RAM as a command may read it.
+pub trait Ram {
+    /// The bytes of `r`, or `None` when any of it is not RAM kexboot may read.
+    fn read(&self, r: Range) -> Option<&[u8]>;
+}
+
+/// kexboot's own changes to a device tree the person names (`OwnFixups` in the firmware).
+pub type OwnFixups<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, kexboot_loader::Error> + 'a;
+
+/// Why `booti` did not boot.
+#[derive(Debug)]
+pub enum Error {
+    Usage,
+    NotHex(String),
+    /// The kernel's header address is not readable RAM.
+    KernelAddr(u64),
+    /// The kernel's `image_size` bytes are not all readable RAM.
+    KernelBody(Range),
+    /// The initrd is not readable RAM.
+    Initrd(Range),
+    /// The fdt's header address is not readable RAM.
+    FdtAddr(u64),
+    /// The fdt header's `totalsize` runs past readable RAM.
+    FdtOutOfRam,
+    Kernel(kexboot_loader::Error),
+    /// kexboot's own fixups refused the tree at `addr`.
+    Fdt {
+        addr: u64,
+        err: kexboot_loader::Error,
+    },
+    Plan(BootError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage => f.write_str(USAGE),
+            Error::NotHex(s) => write!(f, "booti: '{s}' is not a hex address"),
+            Error::KernelAddr(a) => write!(
+                f,
+                "booti: {a:#x} is not in RAM kexboot may read (no-map memory is never touched)"
+            ),
+            Error::KernelBody(r) => write!(
+                f,
+                "booti: kernel {:#x}-{:#x} (image_size) is not in RAM kexboot may read",
+                r.start(),
+                r.end()
+            ),
+            Error::Initrd(r) => write!(
+                f,
+                "booti: initrd {:#x}-{:#x} is not in RAM kexboot may read",
+                r.start(),
+                r.end()
+            ),
+            Error::FdtAddr(a) => write!(f, "booti: fdt {a:#x} is not in RAM kexboot may read"),
+            Error::FdtOutOfRam => f.write_str("booti: fdt runs out of RAM"),
+            Error::Kernel(e) => write!(f, "booti: {e}"),
+            Error::Fdt { addr, err } => write!(f, "booti: device tree at {addr:#x}: {err}"),
+            Error::Plan(e) => write!(f, "booti: {e}"),
+        }
+    }
+}
+
+fn hex(s: &str) -> Result<u64, Error> {
+    parse_hex(s).ok_or_else(|| Error::NotHex(s.into()))
+}
+
+fn range(start: u64, len: u64) -> Result<Range, Error> {
+    Range::from_len(start, len).map_err(|_| Error::Usage)
+}
+
+/// What `booti`'s arguments name, checked readable: the kernel's header and where it is, the
+/// initrd, and the device tree to start from (`base_dtb` when none is named; a named one goes
+/// through `own_fixups`, kexboot's changes to every tree it hands over).
+pub struct Args {
+    pub header: ImageHeader,
+    pub kernel: Source,
+    pub initrd: Option<Source>,
+    pub dtb: Vec<u8>,
+}
+
+/// Reads and checks `argv`.
+pub fn parse(
+    argv: &[String],
+    ram: &dyn Ram,
+    base_dtb: &[u8],
+    own_fixups: &OwnFixups,
+) -> Result<Args, Error> {
+    let kaddr = hex(argv.get(1).ok_or(Error::Usage)?)?;
+    let head = ram
+        .read(range(kaddr, IMAGE_HEADER_LEN)?)
+        .ok_or(Error::KernelAddr(kaddr))?;
+    let header = ImageHeader::parse(head).map_err(Error::Kernel)?;
+    // The plan copies up to `image_size` bytes from there (the file's length is not known
+    // here): all of them must be readable.
+    let body = range(kaddr, header.image_size())?;
+    if ram.read(body).is_none() {
+        return Err(Error::KernelBody(body));
+    }
+    let initrd = match argv.get(2).map(String::as_str) {
+        None | Some("-") => None,
+        Some(spec) => {
+            let (a, s) = spec.split_once(':').ok_or(Error::Usage)?;
+            let r = range(hex(a)?, hex(s)?)?;
+            if ram.read(r).is_none() {
+                return Err(Error::Initrd(r));
+            }
+            Some(Source {
+                addr: r.start(),
+                len: r.len(),
+            })
+        }
+    };
+    let dtb = match argv.get(3) {
+        None => base_dtb.to_vec(),
+        Some(a) => {
+            let a = hex(a)?;
+            let h = range(a, FDT_SIZE_END)?;
+            let hdr = ram.read(h).ok_or(Error::FdtAddr(a))?;
+            let len = u64::from(u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]));
+            let user = ram
+                .read(range(a, len.min(MAX_DTB_SIZE))?)
+                .ok_or(Error::FdtOutOfRam)?;
+            own_fixups(user).map_err(|err| Error::Fdt { addr: a, err })?
+        }
+    };
+    Ok(Args {
+        kernel: Source {
+            addr: kaddr,
+            len: header.image_size(),
+        },
+        header,
+        initrd,
+        dtb,
+    })
+}
+
+/// The boot plan for `args`, with `bootargs`.
+pub fn plan<S: Staging>(
+    args: &Args,
+    staging: &mut S,
+    mem: &MemoryView,
+    bootargs: &str,
+) -> Result<Prepared<S::Buf>, Error> {
+    let request = PlanRequest {
+        label: LABEL,
+        header: &args.header,
+        kernel: args.kernel,
+        initrd: args.initrd,
+        dtb: &args.dtb,
+        bootargs,
+        seeds: None,
+    };
+    flow::plan(staging, mem, &request).map_err(Error::Plan)
+}

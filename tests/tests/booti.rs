@@ -1,0 +1,108 @@
+//! `booti` on the host: a kernel, initrd and device tree in simulated RAM (as `load` leaves
+//! them), read only where RAM is readable, planned by the one plan builder and relocated.
+
+use std::cell::Cell;
+
+use kexboot_boot::booti::{self, Error, Ram};
+use kexboot_boot::flow::{MemoryView, Staging};
+use kexboot_loader::Range as LRange;
+use kexboot_tests::*;
+
+/// Readable RAM: the buffers `load` filled; everything else stands for `no-map` memory.
+struct Loaded<'a>(&'a [HostBuf]);
+
+impl Ram for Loaded<'_> {
+    fn read(&self, r: LRange) -> Option<&[u8]> {
+        self.0.iter().find_map(|b| {
+            let end = b.addr + b.data.len() as u64;
+            (b.addr <= r.start() && r.end() <= end)
+                .then(|| &b.data[(r.start() - b.addr) as usize..(r.end() - b.addr) as usize])
+        })
+    }
+}
+
+fn argv(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+#[test]
+fn booti_kernel_initrd_and_named_fdt() {
+    let spec = KernelSpec::new(MIB as usize + 4321, 41);
+    let k = spec.build();
+    let initrd = pattern(42, 99_999);
+    let m = Machine::default();
+    let mut staging = m.staging();
+    let mut kbuf = staging.alloc(spec.image_size() as usize).unwrap();
+    kbuf.data[..k.len()].copy_from_slice(&k);
+    let mut ibuf = staging.alloc(initrd.len()).unwrap();
+    ibuf.data.copy_from_slice(&initrd);
+    let mut dbuf = staging.alloc(m.dtb.len()).unwrap();
+    dbuf.data.copy_from_slice(&m.dtb);
+    let loaded = [kbuf, ibuf, dbuf];
+    let cmd = format!(
+        "booti {:#x} {:x}:{:x} {:#x}",
+        loaded[0].addr,
+        loaded[1].addr,
+        initrd.len(),
+        loaded[2].addr
+    );
+    let fixed = Cell::new(0);
+    let own = |d: &[u8]| {
+        fixed.set(fixed.get() + 1);
+        Ok(d.to_vec())
+    };
+    let args = booti::parse(&argv(&cmd), &Loaded(&loaded), b"not used", &own).expect("parse");
+    assert_eq!(fixed.get(), 1, "a named tree gets kexboot's own fixups");
+    let ram = [m.ram];
+    let avoid = m.avoid();
+    let mem = MemoryView {
+        ram: &ram,
+        avoid: &avoid,
+    };
+    let mut p = booti::plan(&args, &mut staging, &mem, "console=ttyAMA0 x").expect("plan");
+    let [kbuf, ibuf, _] = loaded;
+    p.buffers.insert(0, kbuf);
+    p.buffers.insert(1, ibuf);
+    // booti sets no seeds: the DTB keeps what it had (the expected seed is the test DTB's).
+    let r = m.relocate(&p).expect("relocation");
+    let at = LRange::from_len(p.entry, k.len() as u64).unwrap();
+    assert!(r.mem.slice(at).unwrap() == k, "kernel byte-exact");
+    let i = p.placement.initrd.unwrap();
+    let at = LRange::from_len(i.start(), initrd.len() as u64).unwrap();
+    assert!(r.mem.slice(at).unwrap() == initrd, "initrd byte-exact");
+    let dtb = r
+        .mem
+        .slice(LRange::from_len(p.dtb, p.segments[2].len).unwrap())
+        .unwrap()
+        .to_vec();
+    let info = kexboot_loader::dt::DtInfo::parse(&dtb).unwrap();
+    assert_eq!(info.bootargs.as_deref(), Some("console=ttyAMA0 x"));
+    assert_eq!(
+        info.initrd,
+        Some(LRange::from_len(i.start(), initrd.len() as u64).unwrap())
+    );
+}
+
+#[test]
+fn booti_refuses_what_it_may_not_read_and_says_why() {
+    let none = |_: &[u8]| -> Result<Vec<u8>, kexboot_loader::Error> { unreachable!() };
+    let nothing = Loaded(&[]);
+    let err = |cmd: &str| {
+        booti::parse(&argv(cmd), &nothing, &[], &none)
+            .err()
+            .expect("refused")
+    };
+    // The e2e case (spin-table-booti-user-dtb-no-map) waits for this very line.
+    let e = err("booti 0x40001000");
+    assert!(matches!(e, Error::KernelAddr(0x4000_1000)));
+    assert_eq!(
+        e.to_string(),
+        "booti: 0x40001000 is not in RAM kexboot may read (no-map memory is never touched)"
+    );
+    assert_eq!(err("booti").to_string(), booti::USAGE);
+    assert_eq!(
+        err("booti 0xzz").to_string(),
+        "booti: '0xzz' is not a hex address"
+    );
+    assert_eq!(err("booti ffffffffffffffff").to_string(), booti::USAGE);
+}
