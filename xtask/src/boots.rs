@@ -481,23 +481,7 @@ pub fn direct_expect(via: &str) -> Expect<'static> {
 mod tests {
     use super::*;
 
-    fn lines(v: &[(f64, &str)]) -> Vec<Line> {
-        v.iter()
-            .map(|(t, s)| Line {
-                at: Duration::from_secs_f64(*t),
-                text: s.to_string(),
-            })
-            .collect()
-    }
-
-    fn tr(l: Vec<Line>) -> Transcript {
-        Transcript {
-            lines: l,
-            timed_out: false,
-            status: None,
-            stderr: String::new(),
-        }
-    }
+    use crate::check::fake::{lines, transcript as tr};
 
     fn boot(entered: &str, entry: &str, cycle: u32, pstore: &str) -> Vec<(f64, String)> {
         let a = Scenario::Helper3.append(entry);

@@ -28,6 +28,31 @@ pub(crate) struct Transcript {
     pub stderr: String,
 }
 
+/// Test helpers: console lines stamped at the given seconds, and a finished run made of them.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::{Line, Transcript};
+    use std::time::Duration;
+
+    pub(crate) fn lines(v: &[(f64, &str)]) -> Vec<Line> {
+        v.iter()
+            .map(|(t, s)| Line {
+                at: Duration::from_secs_f64(*t),
+                text: s.to_string(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn transcript(l: Vec<Line>) -> Transcript {
+        Transcript {
+            lines: l,
+            timed_out: false,
+            status: None,
+            stderr: String::new(),
+        }
+    }
+}
+
 impl Transcript {
     pub(crate) fn find(&self, pred: impl Fn(&str) -> bool) -> Option<(usize, &Line)> {
         self.lines.iter().enumerate().find(|(_, l)| pred(&l.text))

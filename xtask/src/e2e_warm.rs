@@ -451,25 +451,8 @@ pub fn case_bootlimit(c: &Ctx, name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::boots::END;
-    use crate::qemu::Line;
 
-    fn lines(v: &[(f64, &str)]) -> Vec<Line> {
-        v.iter()
-            .map(|(t, s)| Line {
-                at: Duration::from_secs_f64(*t),
-                text: s.to_string(),
-            })
-            .collect()
-    }
-
-    fn tr(l: Vec<Line>) -> Transcript {
-        Transcript {
-            lines: l,
-            timed_out: false,
-            status: None,
-            stderr: String::new(),
-        }
-    }
+    use crate::check::fake::{lines, transcript as tr};
 
     #[test]
     fn net_boot_checks() {
