@@ -199,7 +199,7 @@ pub fn run(paths: &Paths, targets: &[&str], secs: u64, runs: Option<u64>) -> Res
         let artifacts = artifacts_root.join(t);
         fs::create_dir_all(&corpus).ctx(corpus.display())?;
         fs::create_dir_all(&artifacts).ctx(artifacts.display())?;
-        let before = count_files(&artifacts);
+        let before = count_findings(&artifacts);
         let log = logs.join(format!("{t}.log"));
         let log_file = fs::File::create(&log).ctx(log.display())?;
         let mut cmd = nightly_cargo(paths);
@@ -223,7 +223,7 @@ pub fn run(paths: &Paths, targets: &[&str], secs: u64, runs: Option<u64>) -> Res
         s.target = t.to_string();
         s.secs = t0.elapsed().as_secs_f64();
         s.corpus = count_files(&corpus);
-        s.crashes = count_files(&artifacts).saturating_sub(before);
+        s.crashes = count_findings(&artifacts).saturating_sub(before);
         s.ok = st.success() && s.crashes == 0;
         if !s.ok {
             eprintln!("fuzz: {t} FAILED ({st}); tail of {}:", log.display());
@@ -239,6 +239,26 @@ pub fn run(paths: &Paths, targets: &[&str], secs: u64, runs: Option<u64>) -> Res
 
 fn count_files(dir: &Path) -> usize {
     fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// libFuzzer's report of an input that merely took long (`slow-unit-…`, written past
+/// `-report_slow_units` seconds of wall time: on a loaded machine a starved process writes them
+/// for inputs that run in milliseconds). A hang is a `timeout-…` artifact and fails the run.
+const SLOW_UNIT_PREFIX: &str = "slow-unit-";
+
+/// Artifacts that are findings (crash, timeout, leak, out-of-memory), not slow-unit reports.
+fn count_findings(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    !e.file_name()
+                        .to_string_lossy()
+                        .starts_with(SLOW_UNIT_PREFIX)
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Reads libFuzzer's `-print_final_stats=1` lines (`stat::name: value`).
@@ -533,6 +553,20 @@ mod tests {
         assert_eq!(&s[4..8], &2u32.to_le_bytes());
         assert_eq!(s.len(), 8 + SECTOR);
         assert_eq!(s[8 + 5], 7);
+    }
+
+    #[test]
+    fn slow_unit_reports_are_not_findings() {
+        let dir = std::env::temp_dir().join(format!("xtask-fuzz-artifacts-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("slow-unit-445f"), b"x").unwrap();
+        assert_eq!(count_findings(&dir), 0);
+        for kind in ["crash-1", "timeout-2", "leak-3", "oom-4"] {
+            fs::write(dir.join(kind), b"x").unwrap();
+        }
+        assert_eq!(count_findings(&dir), 4);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
