@@ -7,8 +7,8 @@ use kexboot_loader::mem::free_regions;
 use kexboot_relocate::{self as relocate, Segment};
 
 use crate::heap::{PageBuf, PAGE};
-use crate::memory::MemoryLayout;
 use crate::timer::{mb_per_s, Stopwatch};
+use kexboot_boot::memory::Layout;
 
 /// Bytes copied per round, and rounds (the best round counts).
 const BENCH_BYTES: usize = 64 << 20;
@@ -56,7 +56,7 @@ unsafe fn copy_ldp_stp_q(dst: *mut u8, src: *const u8, len: usize) {
     }
 }
 
-pub fn run(layout: &MemoryLayout) {
+pub fn run(layout: &Layout) {
     let Some(mut src) = PageBuf::new(BENCH_BYTES) else {
         log::warn!("bench: no room for {} MiB", BENCH_BYTES >> 20);
         return;

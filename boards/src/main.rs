@@ -12,15 +12,10 @@ mod console;
 #[path = "arch/aarch64/mod.rs"]
 mod arch;
 mod bench;
-mod boot;
+mod firmware;
 mod heap;
-mod loadboot;
-mod memory;
-mod net_state;
-mod netboot;
 mod qemu_virt;
 mod relocation;
-mod shell;
 mod smp;
 mod start;
 mod term;

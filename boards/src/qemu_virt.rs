@@ -8,8 +8,8 @@ use kexboot_loader::mem::Range;
 
 use crate::arch::regs;
 use crate::arch::{self, current_el};
-use crate::memory::{self, MemoryLayout};
 use crate::{console, heap, start, timer, virtio, warm};
+use kexboot_boot::memory::{self, Layout};
 
 extern "C" {
     /// End of kexboot's image, BSS and stack (linker script).
@@ -148,7 +148,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     );
 
     report_cpus(&info);
-    let layout = MemoryLayout {
+    let layout = Layout {
         ram: info.memory.clone(),
         reserved: info.reserved.clone(),
         image,

@@ -3,18 +3,15 @@
 //! the MMU and caches are on, then let the same trampoline clean, turn the MMU off and jump.
 
 use alloc::vec::Vec;
-use kexboot_relocate::{self as relocate, EntryList, Layout, PhysMemory, Range, Segment};
+use kexboot_relocate::{self as relocate, EntryList, PhysMemory, Range, Segment};
 
 use crate::heap::{PageBuf, PAGE};
-use crate::memory::MemoryLayout;
 use crate::timer::{self, mb_per_s, Stopwatch};
+use kexboot_boot::memory::Layout;
 
 /// Validates `segments` against RAM, reserved memory and kexboot's control region, and writes
 /// their entry list (and bounce pages) into fresh heap pages.
-pub fn build_list(
-    segments: &[Segment],
-    layout: &MemoryLayout,
-) -> Result<EntryList, relocate::Error> {
+pub fn build_list(segments: &[Segment], layout: &Layout) -> Result<EntryList, relocate::Error> {
     let ram: Vec<Range> = layout.ram.clone();
     // Reserved memory plus what kexboot keeps across reboots (handoff page, ramoops).
     let reserved: Vec<Range> = layout
@@ -24,7 +21,7 @@ pub fn build_list(
         .copied()
         .collect();
     let control: Vec<Range> = layout.control().to_vec();
-    let plan_layout = Layout {
+    let plan_layout = relocate::Layout {
         ram: &ram,
         reserved: &reserved,
         control: &control,
@@ -47,7 +44,7 @@ pub fn build_list(
 /// writes the handoff record.
 pub fn boot(
     segments: &[Segment],
-    layout: &MemoryLayout,
+    layout: &Layout,
     entry: u64,
     dtb: u64,
     before_jump: &mut dyn FnMut(),

@@ -12,8 +12,8 @@ use kexboot_loader::mem::Range;
 
 use crate::arch::psci::{self, CpuState};
 use crate::arch::{pen, regs};
-use crate::memory::MemoryLayout;
 use crate::timer::Stopwatch;
+use kexboot_boot::memory::Layout;
 
 use kexboot_loader::mem::PAGE_SIZE as PAGE;
 /// Mailboxes start here in the pen's page, one u64 per cpu node.
@@ -43,7 +43,7 @@ pub struct Pen {
 impl Pen {
     /// Writes the pen, starts every secondary into it with PSCI CPU_ON and waits until each is
     /// on. Refused (nothing started) when there is no PSCI or too many CPUs.
-    pub fn start(info: &DtInfo, layout: &mut MemoryLayout) -> Result<Pen, &'static str> {
+    pub fn start(info: &DtInfo, layout: &mut Layout) -> Result<Pen, &'static str> {
         if info.psci_method.is_none() {
             return Err("no PSCI to take the secondaries with");
         }

@@ -1,21 +1,21 @@
 //! From the board's start to autoboot: the boot disk and its environment, what this boot
 //! keeps for the next (handoff page, ramoops, spin-table pen), kexboot's own device-tree
-//! changes, then the shell's autoboot.
+//! changes, then the shell (`kexboot_boot::shell`): autoboot, then the prompt.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 
-use kexboot_boot::env::{BootRequest, Env, ENV_PATH, MAX_ENV};
+use kexboot_boot::env::BootRequest;
+use kexboot_boot::memory::Layout;
+use kexboot_boot::shell::{self, BootFs, Parts, Shell};
 use kexboot_fs::open_boot_fs;
 use kexboot_loader::dt::DtInfo;
 use kexboot_loader::handoff;
 
-use crate::boot::{BootFs, Firmware, OwnFixups};
-use crate::memory::MemoryLayout;
+use crate::firmware::{Firmware, HeapStaging, OwnFixups};
 use crate::virtio::VirtioBlk;
-use crate::{shell, smp, warm};
+use crate::{smp, warm};
 
-fn open_disk(disks: Vec<VirtioBlk>) -> Option<BootFs> {
+fn open_disk(disks: Vec<VirtioBlk>) -> Option<BootFs<VirtioBlk>> {
     for disk in disks {
         let base = disk.base;
         match open_boot_fs(disk, None) {
@@ -34,34 +34,17 @@ fn open_disk(disks: Vec<VirtioBlk>) -> Option<BootFs> {
     None
 }
 
-fn read_env(fs: &mut BootFs) -> Env {
-    match fs.read_file(ENV_PATH, MAX_ENV as usize) {
-        Ok(bytes) => {
-            let (env, notes) = Env::parse(&String::from_utf8_lossy(&bytes));
-            for n in notes {
-                log::warn!("{ENV_PATH}: {n}");
-            }
-            env
-        }
-        Err(kexboot_fs::Error::NotFound) => Env::default(),
-        Err(e) => {
-            log::warn!("{ENV_PATH}: {e}");
-            Env::default()
-        }
-    }
-}
-
 /// Runs the boot logic on board `board` (its name); never returns.
 pub fn run(
     board: &'static str,
-    mut layout: MemoryLayout,
+    mut layout: Layout,
     dtb: &[u8],
     disks: Vec<VirtioBlk>,
     info: &DtInfo,
     entry: handoff::Entry,
 ) -> ! {
     let mut fs = open_disk(disks);
-    let env = fs.as_mut().map(read_env).unwrap_or_default();
+    let env = fs.as_mut().map(shell::env_txt).unwrap_or_default();
     // What this boot reserves for the next: the handoff page, and a ramoops region if asked.
     let handoff = warm::Handoff::new(&entry, info, &mut layout);
     let ramoops = warm::Ramoops::plan(&env, info, &mut layout);
@@ -82,20 +65,24 @@ pub fn run(
         }
     };
     let request = BootRequest::from_bootargs(info.bootargs.as_deref().unwrap_or(""));
-    let mut fw = Firmware {
-        fs,
-        layout,
-        base_dtb,
-        request,
+    let firmware = Firmware {
+        name: board,
+        info,
         handoff,
         pen,
         own,
-        info,
-        store: None,
-        net: Default::default(),
-        board,
-        defaults: shell::default_env(board),
+        mapped: layout.mapped.clone(),
+        writable: layout.writable(),
     };
-    let mut env = fw.load_env(env);
-    shell::autoboot(&mut fw, &mut env)
+    let mut shell = Shell::new(Parts {
+        board: firmware,
+        staging: HeapStaging,
+        fs,
+        layout,
+        dtb: base_dtb,
+        request,
+    });
+    let mut env = shell.load_env(env);
+    shell.autoboot(&mut env);
+    shell.prompt(&mut env)
 }

@@ -18,9 +18,27 @@ impl Console for Serial {
     fn read_byte(&mut self) -> Option<u8> {
         console::try_read_byte()
     }
+
+    /// Ctrl-C, with the UART read at most every 10 ms: under emulation each device register
+    /// read is costly, and the network stack asks once per loop turn.
+    fn interrupted(&mut self) -> bool {
+        use core::sync::atomic::Ordering::Relaxed;
+        let now = timer::since_start_us();
+        if now.saturating_sub(LAST_KEY_CHECK_US.load(Relaxed)) < KEY_CHECK_US {
+            return false;
+        }
+        LAST_KEY_CHECK_US.store(now, Relaxed);
+        console::ctrl_c_pressed()
+    }
 }
 
+/// When the UART was last read for Ctrl-C.
+static LAST_KEY_CHECK_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// How often, at most, the UART is read for Ctrl-C.
+const KEY_CHECK_US: u64 = 10_000;
+
 /// Microseconds since kexboot's entry.
+#[derive(Clone, Copy)]
 pub struct Timer;
 
 impl Clock for Timer {

@@ -12,7 +12,7 @@ use kexboot_loader::handoff::{self, Entry, Record, RECORD_LEN};
 use kexboot_loader::mem::Range;
 
 use crate::arch::regs;
-use crate::memory::MemoryLayout;
+use kexboot_boot::memory::Layout;
 
 use kexboot_loader::mem::PAGE_SIZE as PAGE;
 
@@ -49,7 +49,7 @@ pub struct Handoff {
 impl Handoff {
     /// Reuses the incoming page when it is in RAM and clear of kexboot (whatever its record
     /// said), else takes the highest free page.
-    pub fn new(entry: &Entry, info: &DtInfo, layout: &mut MemoryLayout) -> Option<Handoff> {
+    pub fn new(entry: &Entry, info: &DtInfo, layout: &mut Layout) -> Option<Handoff> {
         let incoming = info.handoff.map(|h| h.region).filter(|r| {
             r.start() % PAGE == 0
                 && r.len() >= PAGE
@@ -117,7 +117,7 @@ pub struct Ramoops {
 impl Ramoops {
     /// The incoming region when there is one (kept as it is), else a new one of
     /// `ramoops_size` bytes at the top of free RAM, else none.
-    pub fn plan(env: &Env, info: &DtInfo, layout: &mut MemoryLayout) -> Option<Ramoops> {
+    pub fn plan(env: &Env, info: &DtInfo, layout: &mut Layout) -> Option<Ramoops> {
         if let Some(r) = info.ramoops {
             log::info!("ramoops region kept at {:#x}-{:#x}", r.start(), r.end());
             return None;

@@ -6,6 +6,11 @@ use alloc::{collections::VecDeque, string::String};
 pub trait Console {
     fn write_str(&mut self, s: &str);
     fn read_byte(&mut self) -> Option<u8>;
+    /// True when Ctrl-C was typed (any other byte typed stays for `read_byte`): asked while
+    /// a download waits. A console may check the device less often than asked.
+    fn interrupted(&mut self) -> bool {
+        false
+    }
 }
 
 /// Test double: records everything written, replays scripted input.
@@ -38,6 +43,12 @@ impl Console for FakeConsole {
 
     fn read_byte(&mut self) -> Option<u8> {
         self.input.pop_front()
+    }
+
+    fn interrupted(&mut self) -> bool {
+        let before = self.input.len();
+        self.input.retain(|&b| b != 0x03);
+        self.input.len() != before
     }
 }
 

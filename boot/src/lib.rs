@@ -3,11 +3,14 @@
 //! `booti`), `booti` ([`booti`]), the environment and its store, boot counting and what autoboot
 //! runs ([`autoboot`]), the script language and the command table ([`commands`]), the network
 //! settings the environment holds ([`netenv`]), the menu and line editor; spoken through a
-//! [`Console`]. The firmware (`boards/`) supplies the devices, memory and the jump.
+//! [`Console`]; the shell itself ([`shell`]: its state, ONE command table, autoboot, `load`,
+//! `booti`, netboot and PXE) over the one [`board::Board`] trait, which `boards/` implements
+//! for each machine (devices, clock, RAM, the jump) and host tests implement over simulation.
 #![cfg_attr(not(test), no_std)]
 extern crate alloc;
 
 pub mod autoboot;
+pub mod board;
 pub mod bootcount;
 pub mod booti;
 pub mod commands;
@@ -17,8 +20,10 @@ pub mod envstore;
 pub mod extlinux;
 pub mod flow;
 pub mod line;
+pub mod memory;
 pub mod netenv;
 pub mod script;
+pub mod shell;
 pub mod ui;
 
 pub use console::{Clock, Console, FakeClock, FakeConsole};

@@ -1,14 +1,18 @@
-//! The firmware's view of RAM: what the device tree says, what kexboot itself occupies, and
-//! where its heap goes. Boot segments are later placed only in what is left.
+//! The machine's RAM as kexboot sees it: what the device tree says, what kexboot itself
+//! occupies, where its heap goes and what it keeps across reboots. Boot segments are placed,
+//! and `load`/`tftpboot` write, only in what is left.
 
 use alloc::vec::Vec;
 use kexboot_loader::mem::{free_regions, Range};
+
+use crate::flow::MemoryView;
 
 /// Smallest heap kexboot accepts, and the share of the largest free region it takes.
 const MIN_HEAP: u64 = 32 << 20;
 use kexboot_loader::mem::PAGE_SIZE as PAGE;
 
-pub struct MemoryLayout {
+#[derive(Debug, Clone)]
+pub struct Layout {
     pub ram: Vec<Range>,
     /// `/memreserve/` and `/reserved-memory`: never written, passed on to the kernel.
     pub reserved: Vec<Range>,
@@ -25,7 +29,7 @@ pub struct MemoryLayout {
     pub mapped: Vec<Range>,
 }
 
-impl MemoryLayout {
+impl Layout {
     /// Everything a boot segment must not overlap.
     pub fn avoid(&self) -> Vec<Range> {
         let mut v = self.reserved.clone();
@@ -47,6 +51,25 @@ impl MemoryLayout {
         let taken = Range::new(start, start + len).ok()?;
         self.kept.push(taken);
         Some(taken)
+    }
+
+    /// Free RAM a `load` or `tftpboot` may write: not kexboot, its heap, the DTB, reserved or
+    /// kept memory.
+    pub fn writable(&self) -> Vec<Range> {
+        free_regions(&self.ram, &self.avoid())
+    }
+
+    /// `r` lies wholly in free RAM (see [`Layout::writable`]).
+    pub fn is_writable(&self, r: &Range) -> bool {
+        self.writable().iter().any(|w| w.contains_range(r))
+    }
+
+    /// The view the boot-plan builder places segments in; `avoid` is [`Layout::avoid`].
+    pub fn view<'a>(&'a self, avoid: &'a [Range]) -> MemoryView<'a> {
+        MemoryView {
+            ram: &self.ram,
+            avoid,
+        }
     }
 
     /// The relocator's control region: kexboot itself and its heap (trampoline page, entry list,

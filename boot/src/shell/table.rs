@@ -1,0 +1,145 @@
+//! The shell's commands beside the language's built-ins: the one list that dispatch, `help` and
+//! completion read (`help` itself is the table's).
+
+use alloc::format;
+use alloc::string::String;
+
+use crate::board::{Board, PowerError};
+use crate::commands::{Command, Table};
+use crate::script::{self, CmdError, Ctx, Interp};
+
+use super::net::Next;
+use super::{Error, Shell, VERSION};
+
+type Res = Result<(), CmdError>;
+
+fn say(ctx: &mut Ctx, s: &str) {
+    ctx.console.write_str(s);
+    ctx.console.write_str("\n");
+}
+
+fn arg(argv: &[String], i: usize) -> Option<&str> {
+    argv.get(i).map(String::as_str)
+}
+
+/// Every command of the shell, for a board `B`.
+pub fn commands<B: Board>() -> [Command<Shell<B>>; 18] {
+    let c = |name, aliases, help, run| Command {
+        name,
+        aliases,
+        help,
+        run,
+    };
+    [
+        c("boot", &["sysboot"], "boot [label] - run the extlinux.conf boot flow (optionally one entry)", |sh, argv, _| {
+            sh.boot_disk(arg(argv, 1), false).map_err(disk_boot)
+        }),
+        c("bootmenu", &[], "bootmenu - show the boot menu", |sh, _, _| sh.boot_disk(None, true).map_err(disk_boot)),
+        c("load", &[], "load virtio <dev[:part]> <addr> <path> - read a file to RAM, set filesize", |sh, argv, ctx| {
+            let said = sh.load(argv, ctx.env)?;
+            say(ctx, &said);
+            Ok(())
+        }),
+        c("booti", &[], "booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>] - boot an arm64 Image from RAM", |sh, argv, ctx| {
+            Ok(sh.booti(argv, ctx.env)?)
+        }),
+        c("saveenv", &[], "saveenv - save the environment (two copies, power-cut safe)", |sh, _, ctx| {
+            Ok(sh.saveenv(ctx.env, ctx.console)?)
+        }),
+        c("env", &[], "env default [-a] - reset the environment to the defaults", |sh, argv, ctx| {
+            match arg(argv, 1) {
+                Some("default") => {
+                    *ctx.env = sh.defaults.clone();
+                    say(ctx, "## Resetting to default environment");
+                    Ok(())
+                }
+                _ => Err(Error::Usage("env default [-a]").into()),
+            }
+        }),
+        c("ls", &[], "ls [path] - list a directory of the boot partition", |sh, argv, ctx| {
+            Ok(sh.ls(arg(argv, 1).unwrap_or("/"), ctx.console)?)
+        }),
+        c("dhcp", &[], "dhcp [addr] [[server:]file] - get an address (serverip, bootfile) by DHCP, then load the file unless autoload=no", |sh, argv, ctx| {
+            Ok(sh.dhcp_cmd(argv, ctx.env)?)
+        }),
+        c("tftpboot", &["tftp"], "tftpboot [addr] [[server:]file] - download a file by TFTP, set filesize", |sh, argv, ctx| {
+            Ok(sh.tftpboot(argv, ctx.env)?)
+        }),
+        c("pxe", &[], "pxe get | pxe boot - find the PXELINUX config on the TFTP server / boot it", |sh, argv, ctx| {
+            match arg(argv, 1) {
+                Some("get") => Ok(sh.pxe_get(ctx.env)?),
+                Some("boot") => Ok(sh.pxe_boot(ctx.env)?),
+                _ => Err(Error::Usage("pxe get | pxe boot").into()),
+            }
+        }),
+        c("ping", &[], "ping <ip> - send an ICMP echo request", |sh, argv, ctx| {
+            let said = sh.ping(argv, ctx.env)?;
+            say(ctx, &said);
+            Ok(())
+        }),
+        c("netboot", &[], "netboot - dhcp, then the boot script DHCP names, else pxe get + pxe boot", netboot),
+        c("md", &[], "md <address> [count] - display RAM (32-bit words)", |sh, argv, ctx| {
+            Ok(sh.md(arg(argv, 1), arg(argv, 2), ctx.console)?)
+        }),
+        c("bootstage", &[], "bootstage - time since kexboot's entry and since machine reset", bootstage),
+        c("version", &[], "version - print kexboot's version", |sh, _, ctx| {
+            say(ctx, &format!("kexboot {VERSION} ({})", sh.board.name()));
+            Ok(())
+        }),
+        c("reset", &[], "reset - reset the machine (PSCI SYSTEM_RESET)", |sh, _, _| power(sh.board.reset())),
+        c("poweroff", &[], "poweroff - power off (PSCI SYSTEM_OFF)", |sh, _, _| power(sh.board.power_off())),
+        c("exception", &[], "exception undefined - raise an exception (tests the report)", |sh, argv, _| {
+            match arg(argv, 1) {
+                Some("undefined") => {
+                    sh.board.raise_exception();
+                    Err(Error::Refused("exception: this board cannot raise one").into())
+                }
+                _ => Err(Error::Usage("exception undefined").into()),
+            }
+        }),
+    ]
+}
+
+fn disk_boot(e: super::DiskBootError) -> CmdError {
+    CmdError::Msg(alloc::string::ToString::to_string(&e))
+}
+
+fn power(e: PowerError) -> Res {
+    Err(Error::Power(e).into())
+}
+
+fn netboot<B: Board>(sh: &mut Shell<B>, _: &[String], ctx: &mut Ctx) -> Res {
+    let failed = |e: &dyn core::fmt::Display| CmdError::Msg(format!("netboot failed: {e}"));
+    match sh.netboot(ctx.env) {
+        Ok(Next::Script { name, text }) => {
+            let table = commands::<B>();
+            match Interp::new().run(&name, &text, ctx, &mut Table::new(sh, &table)) {
+                Ok(script::Outcome::Success) => Ok(()),
+                Ok(script::Outcome::Stopped) => Err(CmdError::Stop),
+                Ok(script::Outcome::Failure) => {
+                    Err(failed(&format_args!("boot script {name} did not boot")))
+                }
+                Err(e) => Err(failed(&e)),
+            }
+        }
+        Ok(Next::Shell) => Ok(()),
+        Err(e) => Err(failed(&e)),
+    }
+}
+
+fn bootstage<B: Board>(sh: &mut Shell<B>, _: &[String], ctx: &mut Ctx) -> Res {
+    say(ctx, "Timer summary in microseconds since kexboot's entry:");
+    say(ctx, "       Mark  Stage");
+    for (name, us) in sh.board.stages() {
+        say(ctx, &format!("{us:>11}  {name}"));
+    }
+    let now = ctx.clock.now_us();
+    say(
+        ctx,
+        &format!(
+            "{now:>11}  now ({} ms since machine reset)",
+            sh.board.since_reset_us() / 1000
+        ),
+    );
+    Ok(())
+}
