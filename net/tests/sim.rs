@@ -1,10 +1,8 @@
 //! Host tests: the TFTP client against an in-process TFTP server over a simulated link with
 //! seeded, deterministic loss, duplication and reordering. Time is simulated (microseconds).
 
-mod common;
-
-use common::{random_file, Link, Server};
 use kexboot_net::tftp::{Action, Client, Error, Options, Packet};
+use kexboot_testnet::{random_file, Link, Server, PLAIN};
 
 /// Link impairments: loss probability, duplication probability, reordering.
 struct Net(f64, f64, bool);
@@ -115,12 +113,6 @@ fn check(
     o
 }
 
-const PLAIN: Options = Options {
-    blksize: None,
-    tsize: false,
-    timeout: None,
-    windowsize: None,
-};
 const BIG: Options = Options {
     blksize: Some(1468),
     tsize: true,

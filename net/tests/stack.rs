@@ -1,602 +1,22 @@
-//! Host tests of [`Stack`]: a test NIC carries Ethernet frames to an in-process network (ARP,
-//! a DHCP server, a windowed TFTP server with one session per transfer ID, ICMP echo) over a
-//! link with seeded loss, duplication and reordering. Time is virtual: the test platform
-//! advances its clock 50 µs per reading and jumps ahead when the stack is idle.
+//! Host tests of [`Stack`] over `kexboot-testnet`'s in-process network: a test NIC carries
+//! Ethernet frames to ARP, a DHCP server, a windowed TFTP server with one session per transfer
+//! ID and ICMP echo, over a link with seeded loss, duplication and reordering. Time is virtual:
+//! the test platform advances its clock 50 µs per reading and jumps ahead when the stack is idle.
 
-mod common;
-
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::net::Ipv4Addr;
 use std::rc::Rc;
 
-use common::{random_file, Link, Rng, Server};
 use kexboot_net::tftp::{self, Options, Packet};
-use kexboot_net::{NetError, Nic, NicError, Platform, Progress, Stack, TftpRequest, MAX_FRAME};
-use proptest::prelude::*;
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr,
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-    IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+use kexboot_net::{NetError, Nic, Progress, Stack, TftpRequest, MAX_FRAME};
+use kexboot_testnet::{
+    random_file, udp_frame, Dhcp, Network, TestNic, TestPlatform, World, CLIENT_IP, CLIENT_MAC,
+    PLAIN, SERVER_IP,
 };
+use proptest::prelude::*;
+use smoltcp::wire::EthernetAddress;
 
-const CLIENT_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
-const SERVER_MAC: EthernetAddress = EthernetAddress([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
-const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
-const STEP_US: u64 = 50;
 const MIB: usize = 1 << 20;
-const DHCP_OPT_RENEWAL_TIME: u8 = 58;
-const DHCP_OPT_REBINDING_TIME: u8 = 59;
-
-/// DHCP server settings.
-#[derive(Clone)]
-struct Dhcp {
-    enabled: bool,
-    siaddr: Ipv4Addr,
-    opt66: Option<&'static str>,
-    opt67: Option<&'static str>,
-    file: Option<&'static str>,
-    /// Send short, wrong-op, wrong-xid, wrong-MAC and garbage-option offers first.
-    bad_offers: bool,
-    /// Unicast replies to yiaddr instead of broadcast.
-    unicast: bool,
-    /// Lease time (option 51), renewal time T1 (option 58), rebinding time T2 (option 59).
-    lease: Option<u32>,
-    t1: Option<u32>,
-    t2: Option<u32>,
-}
-
-impl Default for Dhcp {
-    fn default() -> Self {
-        Dhcp {
-            enabled: true,
-            siaddr: Ipv4Addr::new(10, 0, 2, 4),
-            opt66: Some("tftp.example"),
-            opt67: Some("pxelinux/pxelinux.0"),
-            file: Some("ignored.efi"),
-            bad_offers: false,
-            unicast: false,
-            lease: Some(86400),
-            t1: None,
-            t2: None,
-        }
-    }
-}
-
-/// One TFTP session of the server, keyed by its port (the server's TID).
-struct Session {
-    client_port: u16,
-    server: Server,
-    responses: usize,
-}
-
-/// The simulated link and everything on the other side of it.
-struct World {
-    now: Rc<Cell<u64>>,
-    link: Link,
-    inbox: std::collections::VecDeque<Vec<u8>>,
-    dhcp: Dhcp,
-    files: HashMap<String, Vec<u8>>,
-    honour_options: bool,
-    max_window: u16,
-    sessions: HashMap<u16, Session>,
-    next_port: u16,
-    /// TFTP sessions never answer.
-    tftp_silent: bool,
-    /// Sessions fall silent after this many responses.
-    stop_after: Option<usize>,
-    /// Extra OACK option the client did not ask for.
-    oack_extra: bool,
-    /// Payloads sent from the session's TID right after its first response.
-    inject: Vec<Vec<u8>>,
-    /// Also send a DATA block 1 from another port after the first response.
-    stranger: bool,
-    /// Raw frames handed to the client once, at the first RRQ.
-    garbage: Vec<Vec<u8>>,
-    /// Drop this many ARP replies before answering.
-    drop_arp_replies: usize,
-    // What the server side saw.
-    arp_requests: usize,
-    rrqs: usize,
-    to_unknown_port: Vec<(u16, Vec<u8>)>,
-    aborts: Vec<(u16, String)>,
-    echo_requests: usize,
-}
-
-impl World {
-    fn new(seed: u64, loss: f64, dup: f64, reorder: bool) -> Self {
-        World {
-            now: Rc::new(Cell::new(1_000_000)),
-            link: Link::new(seed, loss, dup, reorder, 200),
-            inbox: Default::default(),
-            dhcp: Dhcp::default(),
-            files: HashMap::new(),
-            honour_options: true,
-            max_window: 64,
-            sessions: HashMap::new(),
-            next_port: 30000,
-            tftp_silent: false,
-            stop_after: None,
-            oack_extra: false,
-            inject: vec![],
-            stranger: false,
-            garbage: vec![],
-            drop_arp_replies: 0,
-            arp_requests: 0,
-            rrqs: 0,
-            to_unknown_port: vec![],
-            aborts: vec![],
-            echo_requests: 0,
-        }
-    }
-
-    fn send(&mut self, to_client: bool, frame: Vec<u8>) {
-        let now = self.now.get();
-        self.link.send(now, to_client, frame);
-    }
-
-    /// Next time something happens on the network side.
-    fn next_event(&self) -> Option<u64> {
-        let q = self.link.next_at();
-        let s = self
-            .sessions
-            .values()
-            .filter_map(|s| s.server.deadline())
-            .min();
-        q.into_iter().chain(s).min()
-    }
-
-    fn step(&mut self) {
-        let now = self.now.get();
-        for (to_client, frame) in self.link.take_due(now) {
-            if to_client {
-                self.inbox.push_back(frame);
-            } else {
-                self.server_frame(&frame);
-            }
-        }
-        let ports: Vec<u16> = self.sessions.keys().copied().collect();
-        for port in ports {
-            let s = self.sessions.get_mut(&port).unwrap();
-            let out = s.server.on_tick(now);
-            let cport = s.client_port;
-            for p in out {
-                self.session_send(port, cport, p);
-            }
-        }
-    }
-
-    fn udp_frame(
-        &self,
-        dst_mac: EthernetAddress,
-        src: (Ipv4Addr, u16),
-        dst: (Ipv4Addr, u16),
-        payload: &[u8],
-    ) -> Vec<u8> {
-        let udp = UdpRepr {
-            src_port: src.1,
-            dst_port: dst.1,
-        };
-        let ip = Ipv4Repr {
-            src_addr: src.0,
-            dst_addr: dst.0,
-            next_header: IpProtocol::Udp,
-            payload_len: 8 + payload.len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 14 + 20 + 8 + payload.len()];
-        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-        EthernetRepr {
-            src_addr: SERVER_MAC,
-            dst_addr: dst_mac,
-            ethertype: EthernetProtocol::Ipv4,
-        }
-        .emit(&mut f);
-        let mut ipp = Ipv4Packet::new_unchecked(f.payload_mut());
-        ip.emit(&mut ipp, &ChecksumCapabilities::default());
-        let mut up = UdpPacket::new_unchecked(ipp.payload_mut());
-        udp.emit(
-            &mut up,
-            &src.0.into(),
-            &dst.0.into(),
-            payload.len(),
-            |b| b.copy_from_slice(payload),
-            &ChecksumCapabilities::default(),
-        );
-        buf
-    }
-
-    fn tftp_to_client(&mut self, from_port: u16, client_port: u16, payload: &[u8]) {
-        let f = self.udp_frame(
-            EthernetAddress(CLIENT_MAC),
-            (SERVER_IP, from_port),
-            (CLIENT_IP, client_port),
-            payload,
-        );
-        self.send(true, f);
-    }
-
-    fn session_send(&mut self, port: u16, client_port: u16, mut p: Vec<u8>) {
-        let s = self.sessions.get_mut(&port).unwrap();
-        s.responses += 1;
-        let first = s.responses == 1;
-        if self.stop_after.is_some_and(|n| s.responses > n) {
-            s.server.silent = true;
-            return;
-        }
-        if first && self.oack_extra {
-            if let Ok(Packet::Oack { options }) = Packet::parse(&p) {
-                let mut o = options.clone();
-                o.push(("multicast", "1"));
-                p = Packet::Oack { options: o }.emit();
-            }
-        }
-        self.tftp_to_client(port, client_port, &p);
-        if first {
-            for inj in self.inject.clone() {
-                self.tftp_to_client(port, client_port, &inj);
-            }
-            if self.stranger {
-                let d = Packet::Data {
-                    block: 1,
-                    data: &[0xEE; 100],
-                }
-                .emit();
-                self.tftp_to_client(port + 1000, client_port, &d);
-            }
-        }
-    }
-
-    fn server_frame(&mut self, frame: &[u8]) {
-        let eth = EthernetFrame::new_checked(frame).expect("client sent a bad frame");
-        match eth.ethertype() {
-            EthernetProtocol::Arp => {
-                let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
-                let ArpRepr::EthernetIpv4 {
-                    operation: ArpOperation::Request,
-                    source_hardware_addr,
-                    source_protocol_addr,
-                    target_protocol_addr,
-                    ..
-                } = arp
-                else {
-                    return;
-                };
-                self.arp_requests += 1;
-                // The server answers for its own address and, as the router, for 10.0.2.2-9.
-                let ours = target_protocol_addr.octets()[..3] == [10, 0, 2]
-                    && (2..10).contains(&target_protocol_addr.octets()[3]);
-                if !ours {
-                    return;
-                }
-                if self.drop_arp_replies > 0 {
-                    self.drop_arp_replies -= 1;
-                    return;
-                }
-                let reply = ArpRepr::EthernetIpv4 {
-                    operation: ArpOperation::Reply,
-                    source_hardware_addr: SERVER_MAC,
-                    source_protocol_addr: target_protocol_addr,
-                    target_hardware_addr: source_hardware_addr,
-                    target_protocol_addr: source_protocol_addr,
-                };
-                let mut buf = vec![0u8; 14 + reply.buffer_len()];
-                let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-                EthernetRepr {
-                    src_addr: SERVER_MAC,
-                    dst_addr: source_hardware_addr,
-                    ethertype: EthernetProtocol::Arp,
-                }
-                .emit(&mut f);
-                reply.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
-                self.send(true, buf);
-            }
-            EthernetProtocol::Ipv4 => {
-                let ipp = Ipv4Packet::new_checked(eth.payload()).unwrap();
-                let ip = Ipv4Repr::parse(&ipp, &ChecksumCapabilities::default())
-                    .expect("bad IPv4 header from client");
-                match ip.next_header {
-                    IpProtocol::Udp => {
-                        let up = UdpPacket::new_checked(ipp.payload()).unwrap();
-                        let udp = UdpRepr::parse(
-                            &up,
-                            &ip.src_addr.into(),
-                            &ip.dst_addr.into(),
-                            &ChecksumCapabilities::default(),
-                        )
-                        .expect("bad UDP checksum from client");
-                        self.udp(ip.src_addr, udp.src_port, udp.dst_port, up.payload());
-                    }
-                    IpProtocol::Icmp => {
-                        let ip_payload = ipp.payload();
-                        let icmp = Icmpv4Packet::new_checked(ip_payload).unwrap();
-                        if let Ok(Icmpv4Repr::EchoRequest {
-                            ident,
-                            seq_no,
-                            data,
-                        }) = Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default())
-                        {
-                            self.echo_requests += 1;
-                            let r = Icmpv4Repr::EchoReply {
-                                ident,
-                                seq_no,
-                                data,
-                            };
-                            let mut buf = vec![0u8; 14 + 20 + r.buffer_len()];
-                            let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-                            EthernetRepr {
-                                src_addr: SERVER_MAC,
-                                dst_addr: EthernetAddress(CLIENT_MAC),
-                                ethertype: EthernetProtocol::Ipv4,
-                            }
-                            .emit(&mut f);
-                            let mut ipp = Ipv4Packet::new_unchecked(f.payload_mut());
-                            Ipv4Repr {
-                                src_addr: ip.dst_addr,
-                                dst_addr: ip.src_addr,
-                                next_header: IpProtocol::Icmp,
-                                payload_len: r.buffer_len(),
-                                hop_limit: 64,
-                            }
-                            .emit(&mut ipp, &ChecksumCapabilities::default());
-                            r.emit(
-                                &mut Icmpv4Packet::new_unchecked(ipp.payload_mut()),
-                                &ChecksumCapabilities::default(),
-                            );
-                            self.send(true, buf);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn udp(&mut self, src: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) {
-        match dport {
-            67 => self.dhcp(payload),
-            69 => {
-                let Ok(Packet::Rrq { filename, .. }) = Packet::parse(payload) else {
-                    panic!("bad RRQ");
-                };
-                assert_eq!(src, CLIENT_IP);
-                self.rrqs += 1;
-                let port = self.next_port;
-                self.next_port += 1;
-                for g in std::mem::take(&mut self.garbage) {
-                    self.send(true, g);
-                }
-                let Some(file) = self.files.get(filename).cloned() else {
-                    let e = Packet::Error {
-                        code: 1,
-                        message: "File not found",
-                    }
-                    .emit();
-                    self.tftp_to_client(port, sport, &e);
-                    return;
-                };
-                let mut server = Server::new(file, self.honour_options, self.max_window);
-                server.strict = false;
-                server.silent = self.tftp_silent;
-                self.sessions.insert(
-                    port,
-                    Session {
-                        client_port: sport,
-                        server,
-                        responses: 0,
-                    },
-                );
-                self.session_packet(port, sport, payload);
-            }
-            p if self.sessions.contains_key(&p) => self.session_packet(p, sport, payload),
-            p => self.to_unknown_port.push((p, payload.to_vec())),
-        }
-    }
-
-    fn session_packet(&mut self, port: u16, sport: u16, payload: &[u8]) {
-        let now = self.now.get();
-        let s = self.sessions.get_mut(&port).unwrap();
-        assert_eq!(s.client_port, sport, "client changed its port mid-transfer");
-        let out = s.server.on_packet(payload, now);
-        if let Some(a) = s.server.aborted.take() {
-            self.aborts.push(a);
-        }
-        for p in out {
-            self.session_send(port, sport, p);
-        }
-    }
-
-    fn dhcp(&mut self, payload: &[u8]) {
-        if !self.dhcp.enabled {
-            return;
-        }
-        let pkt = DhcpPacket::new_checked(payload).unwrap();
-        let req = DhcpRepr::parse(&pkt).expect("bad DHCP from client");
-        let prl = req.parameter_request_list.unwrap_or(&[]).to_vec();
-        assert!(
-            prl.contains(&66) && prl.contains(&67),
-            "options 66/67 not requested: {prl:?}"
-        );
-        // A PXE client for arm64 U-Boot-style loaders (RFC 4578): vendor class and arch 0x16.
-        let opt = |kind: u8| {
-            pkt.options()
-                .find(|o| o.kind == kind)
-                .map(|o| o.data.to_vec())
-        };
-        assert_eq!(
-            opt(60).as_deref(),
-            Some(&b"PXEClient:Arch:00022:UNDI:003000"[..]),
-            "vendor class"
-        );
-        assert_eq!(opt(93).as_deref(), Some(&[0x00, 0x16][..]), "client arch");
-        let cfg = self.dhcp.clone();
-        let (kind, yiaddr) = match req.message_type {
-            DhcpMessageType::Discover => (DhcpMessageType::Offer, CLIENT_IP),
-            DhcpMessageType::Request
-                if req.requested_ip == Some(CLIENT_IP)
-                    && req.server_identifier == Some(SERVER_IP) =>
-            {
-                (DhcpMessageType::Ack, CLIENT_IP)
-            }
-            DhcpMessageType::Request => (DhcpMessageType::Nak, Ipv4Addr::UNSPECIFIED),
-            _ => return,
-        };
-        let mut extra = vec![DhcpOption {
-            kind: 6,
-            data: &[10, 0, 2, 3, 10, 0, 2, 5],
-        }];
-        // smoltcp's DhcpRepr does not emit T1/T2: raw options.
-        let (t1, t2) = (cfg.t1.map(u32::to_be_bytes), cfg.t2.map(u32::to_be_bytes));
-        for (kind, t) in [(DHCP_OPT_RENEWAL_TIME, &t1), (DHCP_OPT_REBINDING_TIME, &t2)] {
-            if let Some(t) = t {
-                extra.push(DhcpOption { kind, data: t });
-            }
-        }
-        if let Some(s) = cfg.opt66 {
-            extra.push(DhcpOption {
-                kind: 66,
-                data: s.as_bytes(),
-            });
-        }
-        if let Some(s) = cfg.opt67 {
-            extra.push(DhcpOption {
-                kind: 67,
-                data: s.as_bytes(),
-            });
-        }
-        let reply = |xid: u32, mac: EthernetAddress, yiaddr: Ipv4Addr| {
-            let repr = DhcpRepr {
-                message_type: kind,
-                transaction_id: xid,
-                secs: 0,
-                client_hardware_address: mac,
-                client_ip: Ipv4Addr::UNSPECIFIED,
-                your_ip: yiaddr,
-                server_ip: cfg.siaddr,
-                router: Some(SERVER_IP),
-                subnet_mask: Some(Ipv4Addr::new(255, 255, 255, 0)),
-                relay_agent_ip: Ipv4Addr::UNSPECIFIED,
-                broadcast: false,
-                requested_ip: None,
-                client_identifier: None,
-                server_identifier: Some(SERVER_IP),
-                parameter_request_list: None,
-                dns_servers: None,
-                max_size: None,
-                lease_duration: cfg.lease,
-                renew_duration: None,
-                rebind_duration: None,
-                additional_options: &extra,
-            };
-            let mut buf = vec![0u8; repr.buffer_len()];
-            repr.emit(&mut DhcpPacket::new_unchecked(&mut buf[..]))
-                .unwrap();
-            if let Some(f) = cfg.file {
-                buf[108..108 + f.len()].copy_from_slice(f.as_bytes());
-            }
-            buf
-        };
-        let (dst_mac, dst_ip) = if cfg.unicast && kind != DhcpMessageType::Nak {
-            (EthernetAddress(CLIENT_MAC), yiaddr)
-        } else {
-            (EthernetAddress::BROADCAST, Ipv4Addr::BROADCAST)
-        };
-        let mac = req.client_hardware_address;
-        let mut out = vec![];
-        if cfg.bad_offers && kind == DhcpMessageType::Offer {
-            let good = reply(req.transaction_id, mac, Ipv4Addr::new(10, 0, 2, 66));
-            out.push(good[..100].to_vec()); // short
-            let mut wrong_op = good.clone();
-            wrong_op[0] = 1; // BOOTREQUEST
-            out.push(wrong_op);
-            out.push(reply(
-                req.transaction_id ^ 1,
-                mac,
-                Ipv4Addr::new(10, 0, 2, 67),
-            ));
-            out.push(reply(
-                req.transaction_id,
-                EthernetAddress([2, 0, 0, 0, 0, 1]),
-                Ipv4Addr::new(10, 0, 2, 68),
-            ));
-            let mut garbage = good.clone();
-            garbage.truncate(240);
-            // client id with an unknown hardware type, then a valid-looking offer
-            garbage.extend_from_slice(&[
-                61, 7, 99, 1, 2, 3, 4, 5, 6, 53, 1, 2, 54, 4, 10, 0, 2, 2, 1, 4, 255, 255, 255, 0,
-                255,
-            ]);
-            out.push(garbage);
-            let mut random = good.clone();
-            let mut r = Rng(77);
-            for b in &mut random[240..] {
-                // No second message-type or server-id option by chance.
-                *b = match r.next() as u8 {
-                    53 | 54 => 0,
-                    x => x,
-                };
-            }
-            random[240..243].copy_from_slice(&[53, 1, 7]); // "RELEASE": wrong type for a reply
-            out.push(random);
-        }
-        out.push(reply(req.transaction_id, mac, yiaddr));
-        for p in out {
-            let f = self.udp_frame(dst_mac, (SERVER_IP, 67), (dst_ip, 68), &p);
-            self.send(true, f);
-        }
-    }
-}
-
-struct TestNic {
-    world: Rc<RefCell<World>>,
-}
-
-impl Nic for TestNic {
-    fn mac(&self) -> [u8; 6] {
-        CLIENT_MAC
-    }
-    fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
-        assert!(frame.len() <= MAX_FRAME);
-        self.world.borrow_mut().send(false, frame.to_vec());
-        Ok(())
-    }
-    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let mut w = self.world.borrow_mut();
-        w.step();
-        let f = w.inbox.pop_front()?;
-        buf[..f.len()].copy_from_slice(&f);
-        Some(f.len())
-    }
-}
-
-struct TestPlatform {
-    world: Rc<RefCell<World>>,
-    now: Rc<Cell<u64>>,
-    /// Report Ctrl-C once the clock passes this.
-    interrupt_at: Option<u64>,
-    readings: u64,
-}
-
-impl Platform for TestPlatform {
-    fn now_us(&mut self) -> u64 {
-        self.readings += 1;
-        assert!(self.readings < 200_000_000, "stack spins without end");
-        self.now.set(self.now.get() + STEP_US);
-        self.now.get()
-    }
-    fn interrupted(&mut self) -> bool {
-        self.interrupt_at.is_some_and(|t| self.now.get() >= t)
-    }
-    fn idle(&mut self, until_us: u64) {
-        let now = self.now.get();
-        assert!(until_us > now, "idle until the past");
-        let next = self.world.borrow().next_event().unwrap_or(u64::MAX);
-        self.now.set(until_us.min(next).max(now));
-    }
-}
 
 struct Rig {
     world: Rc<RefCell<World>>,
@@ -606,20 +26,12 @@ struct Rig {
 
 impl Rig {
     fn new(world: World) -> Self {
-        let now = world.now.clone();
-        let world = Rc::new(RefCell::new(world));
-        let stack = Stack::new(
-            TestNic {
-                world: world.clone(),
-            },
-            now.get(),
-        );
-        let p = TestPlatform {
-            world: world.clone(),
-            now,
-            interrupt_at: None,
-            readings: 0,
-        };
+        let Network {
+            world,
+            nic,
+            platform: p,
+        } = Network::with_world(world);
+        let stack = Stack::new(nic, p.now.get());
         Rig { world, stack, p }
     }
 
@@ -627,7 +39,7 @@ impl Rig {
     fn configured(world: World, files: &[(&str, &[u8])]) -> Self {
         let mut r = Rig::new(world);
         for (n, f) in files {
-            r.world.borrow_mut().files.insert(n.to_string(), f.to_vec());
+            r.world.borrow_mut().add_file(n, f);
         }
         r.stack.configure(CLIENT_IP, 24, Some(SERVER_IP));
         r
@@ -639,9 +51,8 @@ impl Rig {
 
     /// Lets the frames still on the link arrive, then shows the network side.
     fn settled(&self) -> std::cell::RefMut<'_, World> {
-        self.p.now.set(self.p.now.get() + 20_000);
         let mut w = self.world.borrow_mut();
-        w.step();
+        w.settle();
         w
     }
 
@@ -665,12 +76,6 @@ impl Rig {
     }
 }
 
-const PLAIN: Options = Options {
-    blksize: None,
-    tsize: false,
-    timeout: None,
-    windowsize: None,
-};
 const BIG: Options = Options {
     blksize: Some(1468),
     tsize: true,
@@ -899,13 +304,13 @@ fn download_no_loss_window_1_and_16() {
         (512, 1, 0, None)
     );
     assert_eq!(p.len(), MIB / 512 + 1, "one progress call per window");
-    assert_eq!(w.rrqs, 1);
+    assert_eq!(w.rrqs(), 1);
     let (t, p, w) = download(11, 4 * MIB, 0.0, 0.0, false, BIG);
     assert_eq!((t.blksize, t.window, t.timeouts), (1468, 16, 0));
     assert_eq!(t.tsize, Some(4 * MIB as u64));
     assert!(p.len() < 4 * MIB / 1468 / 8, "{} windows", p.len());
     assert_eq!(p[0].total, Some(4 * MIB as u64));
-    assert_eq!(w.rrqs, 1);
+    assert_eq!(w.rrqs(), 1);
     // Windowed is much faster in virtual time than lock-step.
     assert!(t.elapsed_us < 4_000_000, "{} µs", t.elapsed_us);
 }
@@ -979,7 +384,7 @@ fn rrq_sent_as_soon_as_arp_resolves() {
     let t = r.get("f", PLAIN, &mut dest).0.unwrap();
     let w = r.world.borrow();
     assert_eq!(
-        (w.arp_requests, w.rrqs),
+        (w.arp_requests, w.rrqs()),
         (2, 1),
         "RRQ duplicated while waiting for ARP"
     );
@@ -1090,7 +495,7 @@ fn silent_server_times_out_in_bounded_time() {
     );
     let took = r.now() - t0;
     assert!(took < 70_000_000, "took {took} µs");
-    assert_eq!(r.world.borrow().rrqs, 1 + tftp::MAX_RETRIES as usize);
+    assert_eq!(r.world.borrow().rrqs(), 1 + tftp::MAX_RETRIES as usize);
     // Stops answering mid-transfer.
     let mut w = World::new(44, 0.0, 0.0, false);
     w.stop_after = Some(5);
@@ -1326,16 +731,15 @@ fn same_lease_twice_keeps_arp() {
 // ---------------------------------------------------------------- garbage
 
 fn frame_to_client(payload: &[u8], port: u16, proto_udp: bool) -> Vec<u8> {
-    let w = World::new(0, 0.0, 0.0, false);
     if proto_udp {
-        w.udp_frame(
+        udp_frame(
             EthernetAddress(CLIENT_MAC),
             (SERVER_IP, 30000),
             (CLIENT_IP, port),
             payload,
         )
     } else {
-        let mut f = w.udp_frame(
+        let mut f = udp_frame(
             EthernetAddress(CLIENT_MAC),
             (SERVER_IP, 1),
             (CLIENT_IP, port),

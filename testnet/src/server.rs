@@ -1,106 +1,36 @@
-//! Shared by the host tests: a seeded PRNG, a lossy link (seeded loss, duplication, reordering)
-//! and a windowed in-process TFTP server (sans-I/O, RFC 1350/2347/2348/2349/7440), driven by the
-//! packet-level simulation in `sim.rs` and the frame-level network in `stack.rs`.
-#![allow(dead_code)]
+//! A windowed in-process TFTP server (sans-I/O, RFC 1350/2347/2348/2349/7440): driven packet by
+//! packet by `net/tests/sim.rs`, and one per transfer ID by the frame-level [`crate::World`].
 
 use kexboot_net::tftp::Packet;
 
-/// xorshift64* PRNG: deterministic per seed.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
-    }
-}
-
-/// A simulated link in both directions: each packet is lost, duplicated or delayed (reordered
-/// by up to 3 ms of jitter) by a PRNG seeded per test, so every run is the same.
-pub struct Link {
-    rng: Rng,
-    loss: f64,
-    dup: f64,
-    reorder: bool,
-    delay_us: u64,
-    seq: u64,
-    /// (deliver at, sequence, to client, packet)
-    queue: Vec<(u64, u64, bool, Vec<u8>)>,
-    /// Packets offered, from the client [0] and to it [1].
-    pub sent: [usize; 2],
-    pub dropped: usize,
-}
-
-impl Link {
-    pub fn new(seed: u64, loss: f64, dup: f64, reorder: bool, delay_us: u64) -> Self {
-        Link {
-            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-            loss,
-            dup,
-            reorder,
-            delay_us,
-            seq: 0,
-            queue: vec![],
-            sent: [0; 2],
-            dropped: 0,
-        }
-    }
-
-    pub fn send(&mut self, now: u64, to_client: bool, p: Vec<u8>) {
-        self.sent[to_client as usize] += 1;
-        if self.rng.chance(self.loss) {
-            self.dropped += 1;
-            return;
-        }
-        let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
-        for _ in 0..copies {
-            let jitter = if self.reorder {
-                self.rng.next() % 3000
-            } else {
-                0
-            };
-            self.seq += 1;
-            self.queue
-                .push((now + self.delay_us + jitter, self.seq, to_client, p.clone()));
-        }
-    }
-
-    /// When the next packet arrives, if one is under way.
-    pub fn next_at(&self) -> Option<u64> {
-        self.queue.iter().map(|e| e.0).min()
-    }
-
-    /// The packets arrived by `now`, in order: (to client, packet).
-    pub fn take_due(&mut self, now: u64) -> Vec<(bool, Vec<u8>)> {
-        self.queue.sort_by_key(|e| (e.0, e.1));
-        let n = self.queue.iter().take_while(|e| e.0 <= now).count();
-        self.queue.drain(..n).map(|e| (e.2, e.3)).collect()
-    }
-}
-
-pub fn random_file(len: usize, seed: u64) -> Vec<u8> {
-    let mut r = Rng(seed | 1);
-    (0..len).map(|_| r.next() as u8).collect()
-}
+/// Resends after which a session gives up on the client.
+pub const GIVE_UP_RETRIES: u32 = 50;
 
 /// A windowed TFTP server (RFC 1350/2347/2348/2349/7440), sans-I/O like the client.
 pub struct Server {
+    /// The file served.
     pub file: Vec<u8>,
+    /// Grant the options a client asks for (an OACK); otherwise answer an RRQ with DATA.
     pub honour_options: bool,
+    /// The largest window size granted.
     pub max_window: u16,
+    /// Block size in force (512 until an option changes it).
     pub blksize: usize,
+    /// Window size in force (1 until an option changes it).
     pub window: u64,
     /// First unacknowledged block (absolute).
     pub base: u64,
+    /// Number of blocks in the file (the last one short, possibly empty).
     pub total: u64,
+    /// The OACK sent and not yet acknowledged with ACK 0.
     pub oack: Option<Vec<u8>>,
+    /// When the last window (or OACK) was sent.
     pub last_send: u64,
+    /// Resends since the last progress.
     pub retries: u32,
+    /// Retransmission timeout in µs (1 s, or the client's `timeout` option).
     pub rto: u64,
+    /// Answers nothing (set to simulate a dead server, or after the client's ERROR).
     pub silent: bool,
     /// Panic when the client stops answering (sim.rs); otherwise give up quietly.
     pub strict: bool,
@@ -109,6 +39,8 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server for `file` that grants options when `honour_options`, windows up to
+    /// `max_window`; `strict`, not silent.
     pub fn new(file: Vec<u8>, honour_options: bool, max_window: u16) -> Self {
         Server {
             file,
@@ -147,6 +79,8 @@ impl Server {
         (self.base..=last).map(|n| self.block(n)).collect()
     }
 
+    /// Handles a packet from the client at `now`; returns the packets to send back. Panics on a
+    /// malformed packet or one a correct client never sends (this is a test of the client).
     pub fn on_packet(&mut self, pkt: &[u8], now: u64) -> Vec<Vec<u8>> {
         if self.silent {
             if let Ok(Packet::Error { code, message }) = Packet::parse(pkt) {
@@ -222,17 +156,20 @@ impl Server {
         }
     }
 
+    /// When the server resends if nothing comes; `None` when it waits for nothing.
     pub fn deadline(&self) -> Option<u64> {
         (!self.silent && self.total != 0 && self.base <= self.total)
             .then_some(self.last_send + self.rto)
     }
 
+    /// Resends the window (or OACK) once the deadline has passed; gives up after
+    /// [`GIVE_UP_RETRIES`] resends.
     pub fn on_tick(&mut self, now: u64) -> Vec<Vec<u8>> {
         if self.deadline().is_none_or(|d| now < d) {
             return vec![];
         }
         self.retries += 1;
-        if self.retries >= 50 {
+        if self.retries >= GIVE_UP_RETRIES {
             assert!(!self.strict, "server gave up");
             self.silent = true;
             return vec![];
