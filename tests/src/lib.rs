@@ -6,6 +6,8 @@
 //! [`Booted::check`] asserts everything the arm64 boot protocol and the relocator contract
 //! promise about the result.
 
+pub mod board;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
