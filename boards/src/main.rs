@@ -36,7 +36,7 @@ pub const HANDOFF_VERSION: u32 = 1;
 #[no_mangle]
 extern "C" fn kexboot_main(dtb: u64, image_base: u64) -> ! {
     timer::init();
-    board::start(dtb, image_base)
+    start::start(dtb, image_base)
 }
 
 #[panic_handler]

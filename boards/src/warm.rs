@@ -97,7 +97,7 @@ impl Handoff {
             label: label.into(),
         }
         .encode();
-        // SAFETY: the page is RAM kexboot reserved for itself (mapped: see `qemu_virt`), outside
+        // SAFETY: the page is RAM kexboot reserved for itself (mapped: see `start`), outside
         // every boot segment; the clean is cache maintenance by VA over it.
         unsafe {
             core::ptr::copy_nonoverlapping(rec.as_ptr(), self.page.start() as *mut u8, rec.len());

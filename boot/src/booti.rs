@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use kexboot_loader::dt::{Header, FDT_HEADER_LEN};
 use kexboot_loader::image::ImageHeader;
 use kexboot_loader::{Range, MAX_DTB_SIZE};
 
@@ -15,8 +16,6 @@ use crate::flow::{self, BootError, MemoryView, PlanRequest, Prepared, Source, St
 
 /// Bytes of an arm64 Image header.
 const IMAGE_HEADER_LEN: u64 = 64;
-/// Bytes of a flattened device tree header up to and including `totalsize`.
-const FDT_SIZE_END: u64 = 8;
 /// The label `booti` boots under (logs, the handoff record).
 pub const LABEL: &str = "booti";
 pub const USAGE: &str = "usage: booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]";
@@ -138,11 +137,12 @@ pub fn parse(
         None => base_dtb.to_vec(),
         Some(a) => {
             let a = hex(a)?;
-            let h = range(a, FDT_SIZE_END)?;
+            let h = range(a, FDT_HEADER_LEN as u64)?;
             let hdr = ram.read(h).ok_or(Error::FdtAddr(a))?;
-            let len = u64::from(u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]));
+            let fdt_err = |err| Error::Fdt { addr: a, err };
+            let len = Header::parse(hdr, MAX_DTB_SIZE as usize).map_err(fdt_err)?;
             let user = ram
-                .read(range(a, len.min(MAX_DTB_SIZE))?)
+                .read(range(a, len.total_size() as u64)?)
                 .ok_or(Error::FdtOutOfRam)?;
             own_fixups(user).map_err(|err| Error::Fdt { addr: a, err })?
         }

@@ -106,3 +106,27 @@ fn booti_refuses_what_it_may_not_read_and_says_why() {
     );
     assert_eq!(err("booti ffffffffffffffff").to_string(), booti::USAGE);
 }
+
+#[test]
+fn booti_checks_a_named_fdt_header_before_reading_it() {
+    let spec = KernelSpec::new(64 * KIB as usize, 43);
+    let k = spec.build();
+    let mut staging = Machine::default().staging();
+    let mut kbuf = staging.alloc(spec.image_size() as usize).unwrap();
+    kbuf.data[..k.len()].copy_from_slice(&k);
+    let mut not_fdt = staging.alloc(4096).unwrap();
+    not_fdt.data[..8].copy_from_slice(b"\xd0\x0d\xfe\xedXXXX"); // magic, then a huge totalsize
+    not_fdt.data[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut garbage = staging.alloc(4096).unwrap();
+    garbage.data.fill(0x5a);
+    let loaded = [kbuf, not_fdt, garbage];
+    let own = |_: &[u8]| -> Result<Vec<u8>, kexboot_loader::Error> { unreachable!() };
+    for (i, want) in [(1, "totalsize"), (2, "bad magic")] {
+        let cmd = format!("booti {:#x} - {:#x}", loaded[0].addr, loaded[i].addr);
+        let e = booti::parse(&argv(&cmd), &Loaded(&loaded), b"", &own)
+            .err()
+            .expect("refused");
+        assert!(matches!(e, Error::Fdt { .. }), "{e}");
+        assert!(e.to_string().contains(want), "{e}");
+    }
+}

@@ -46,12 +46,10 @@ use gic::*;
 use lock::*;
 use start::*;
 
-/// QEMU virt's secure RAM (`secram@e000000`, 16 MiB; `hw/arm/virt.c` `VIRT_SECURE_MEM`).
-pub const SECURE_BASE: u64 = 0x0e00_0000;
-const SECURE_SIZE: u64 = 0x0100_0000;
+/// The board's secure RAM, where the monitor runs.
+pub use crate::board::{SECURE_BASE, SECURE_SIZE};
 /// Where the monitor keeps QEMU's device tree (secure RAM, above the image).
 const SAVED_DTB: u64 = SECURE_BASE + (8 << 20);
-const MAX_DTB: u64 = 2 << 20;
 /// The words secondaries poll in flash until the monitor is ready (last page of secure RAM):
 /// [`READY_MAGIC`], then the GIC distributor's address.
 ///
@@ -65,12 +63,10 @@ const MAX_DTB: u64 = 2 << 20;
 const READY_ADDR: u64 = SECURE_BASE + SECURE_SIZE - 0x1000;
 const READY_GICD: u64 = READY_ADDR + 8;
 const READY_MAGIC: u64 = 0x5245_4144_5933_4c45; // "EL3YDAER"
-/// Where QEMU puts the device tree for firmware (start of RAM) when x0 does not say.
-const QEMU_VIRT_RAM_BASE: u64 = 0x4000_0000;
-/// The secure PL061 (`secure-status = "okay"` in QEMU's tree): pin 0 powers off, pin 1 resets.
-const SECURE_GPIO: u64 = 0x090b_0000;
-const GPIO_POWEROFF_PIN: u32 = 0;
-const GPIO_RESTART_PIN: u32 = 1;
+/// The board's secure PL061 and its power-off and restart pins; its RAM base (where the
+/// device tree is when x0 does not say).
+use crate::board::{GPIO_POWEROFF_PIN, GPIO_RESTART_PIN, RAM_BASE, SECURE_GPIO};
+/// PL061 direction register.
 const PL061_DIR: u64 = 0x400;
 
 /// x1 at the NS-EL2 entry when kexboot's own monitor started it ("KEXBOOT3").

@@ -19,7 +19,9 @@ pub(super) fn dtb_len_at(addr: u64, ram: (u64, u64)) -> Option<u64> {
     for (i, w) in raw.chunks_exact_mut(4).enumerate() {
         w.copy_from_slice(&mmio_read(addr + 4 * i as u64).to_ne_bytes());
     }
-    let len = Header::parse(&raw, MAX_DTB as usize).ok()?.total_size() as u64;
+    let len = Header::parse(&raw, kexboot_loader::MAX_DTB_SIZE as usize)
+        .ok()?
+        .total_size() as u64;
     (addr + len <= ram.1).then_some(len)
 }
 
@@ -78,12 +80,8 @@ pub(super) fn install_ns_image(m: &Monitor) {
 /// continues as kexboot at NS-EL2.
 #[no_mangle]
 extern "C" fn el3_primary_main(dtb_hint: u64, image_base: u64) -> ! {
-    let dtb = if dtb_hint != 0 {
-        dtb_hint
-    } else {
-        QEMU_VIRT_RAM_BASE
-    };
-    let any_ram = (QEMU_VIRT_RAM_BASE, u64::MAX);
+    let dtb = if dtb_hint != 0 { dtb_hint } else { RAM_BASE };
+    let any_ram = (RAM_BASE, u64::MAX);
     let Some(dtb_len) = dtb_len_at(dtb, any_ram) else {
         crate::arch::halt() // no device tree, no console: nothing can be said
     };
