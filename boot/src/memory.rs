@@ -92,3 +92,66 @@ pub fn choose_heap(ram: &[Range], avoid: &[Range]) -> Option<Range> {
     let start = (largest.end() - size).next_multiple_of(PAGE);
     Range::new(start, largest.end()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn r(start: u64, end: u64) -> Range {
+        Range::new(start, end).unwrap()
+    }
+
+    fn layout() -> Layout {
+        let ram = r(0x4000_0000, 0x8000_0000);
+        let image = r(0x4000_0000, 0x4020_0000);
+        let reserved = vec![r(0x4400_0000, 0x4410_0000)];
+        let mut avoid = reserved.clone();
+        avoid.push(image);
+        let heap = choose_heap(&[ram], &avoid).unwrap();
+        Layout {
+            ram: vec![ram],
+            reserved,
+            image,
+            dtb: r(0x4800_0000, 0x4801_0000),
+            heap,
+            kept: Vec::new(),
+            mapped: vec![ram],
+        }
+    }
+
+    #[test]
+    fn heap_is_the_upper_half_of_the_largest_free_region() {
+        let l = layout();
+        // Largest free region: 0x4410_0000..0x8000_0000; the heap is its upper half.
+        let largest = 0x8000_0000 - 0x4410_0000;
+        assert_eq!(l.heap.end(), 0x8000_0000);
+        assert_eq!(l.heap.len(), (largest / 2) & !(PAGE - 1));
+        let small = [r(0x4000_0000, 0x4000_0000 + MIN_HEAP - PAGE)];
+        assert_eq!(choose_heap(&small, &[]), None, "below MIN_HEAP: no heap");
+    }
+
+    #[test]
+    fn taken_pages_are_kept_and_never_writable() {
+        let mut l = layout();
+        let before = l.writable();
+        let page = l.take_high(PAGE).unwrap();
+        assert!(l.kept.contains(&page));
+        assert!(page.end() <= l.heap.start(), "taken below the heap");
+        assert!(!l.is_writable(&page));
+        assert!(before.iter().any(|w| w.contains_range(&page)));
+        for w in l.writable() {
+            for a in l.avoid() {
+                assert!(!w.overlaps(&a), "{w:?} overlaps {a:?}");
+            }
+        }
+        // A load into free RAM is writable; across the reserved region it is not.
+        assert!(l.is_writable(&r(0x4100_0000, 0x4100_0000 + MIB)));
+        assert!(!l.is_writable(&r(0x43ff_0000, 0x4401_0000)));
+        assert!(
+            l.readable(&r(0x43ff_0000, 0x4401_0000)),
+            "mapped, so readable"
+        );
+    }
+}

@@ -93,6 +93,8 @@ pub struct Shell<B: Board> {
     /// The board's default environment (`env default`).
     defaults: Env,
     interp: Interp,
+    /// A boot script fetched by `netboot` is running (it may not run `netboot` again).
+    in_net_script: bool,
 }
 
 impl<B: Board> Shell<B> {
@@ -109,6 +111,7 @@ impl<B: Board> Shell<B> {
             net: net::Net::default(),
             defaults,
             interp: Interp::new(),
+            in_net_script: false,
         }
     }
 

@@ -110,10 +110,17 @@ fn power(e: PowerError) -> Res {
 
 fn netboot<B: Board>(sh: &mut Shell<B>, _: &[String], ctx: &mut Ctx) -> Res {
     let failed = |e: &dyn core::fmt::Display| CmdError::Msg(format!("netboot failed: {e}"));
+    // A boot script from the network that says `netboot` would fetch itself again, without end.
+    if sh.in_net_script {
+        return Err(failed(&"a boot script from the network cannot run netboot"));
+    }
     match sh.netboot(ctx.env) {
         Ok(Next::Script { name, text }) => {
             let table = commands::<B>();
-            match Interp::new().run(&name, &text, ctx, &mut Table::new(sh, &table)) {
+            sh.in_net_script = true;
+            let ran = Interp::new().run(&name, &text, ctx, &mut Table::new(sh, &table));
+            sh.in_net_script = false;
+            match ran {
                 Ok(script::Outcome::Success) => Ok(()),
                 Ok(script::Outcome::Stopped) => Err(CmdError::Stop),
                 Ok(script::Outcome::Failure) => {

@@ -1,7 +1,10 @@
 //! The GICv2 as the monitor sets it up: every interrupt non-secure but the recall SGI.
 
 // This driver is for a GICv2; a board with another GIC needs another driver.
-const _: () = assert!(crate::board::GIC_VERSION == 2, "the EL3 monitor drives a GICv2");
+const _: () = assert!(
+    crate::board::GIC_VERSION == 2,
+    "the EL3 monitor drives a GICv2"
+);
 
 /// The SGI kept secure (group 0, FIQ) to recall CPUs for SYSTEM_RESET; Linux uses SGIs 0-7.
 pub(super) const RECALL_SGI: u32 = 15;
