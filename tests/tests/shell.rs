@@ -5,6 +5,7 @@ use kexboot_boot::board::Board;
 use kexboot_boot::bootcount::{decode_count, BOOTCOUNT_PATH};
 use kexboot_boot::commands::parse_hex;
 use kexboot_boot::env::Env;
+use kexboot_boot::envstore::{COPY_SIZE, HEADER_LEN, REGION_SIZE, STORE_PATH};
 use kexboot_boot::script::Outcome;
 use kexboot_boot::shell::{commands, Shell, VERSION};
 use kexboot_tests::board::*;
@@ -188,35 +189,48 @@ fn md_shows_the_words_load_wrote_and_refuses_what_is_not_plain_ram() {
 
 #[test]
 fn saveenv_survives_power_cycles() {
-    let (mut sh, mut env) = shell_on(
-        TestBoard::new(),
-        Some(mbr_fat16(&[("/kexboot/env.txt", b"")])),
-    );
+    let disk = mbr_fat16(&[("/kexboot/env.txt", b"")]);
+    let (mut sh, mut env) = shell_on(TestBoard::new(), Some(disk));
     let (out, said) = run(&mut sh, &mut env, "setenv answer 42; saveenv");
     assert_eq!(out, Outcome::Success, "{said}");
     assert!(
-        said.contains("Saving Environment to FAT /kexboot/env.bin"),
+        said.starts_with("Saving Environment to FAT /kexboot/env.bin"),
         "{said}"
     );
     assert!(said.ends_with("OK\n"), "{said}");
     // Power on again over the same disk bytes: the saved variable is back.
     let (mut sh, mut env) = shell_on(TestBoard::new(), Some(disk_bytes(&mut sh)));
     assert_eq!(env.get("answer"), Some("42"));
-    // A second save (into the other copy) wins over the first on the next power-on.
-    assert_eq!(
-        run(&mut sh, &mut env, "setenv answer 43; saveenv").0,
-        Outcome::Success
-    );
-    let (_, env) = shell_on(TestBoard::new(), Some(disk_bytes(&mut sh)));
-    assert_eq!(env.get("answer"), Some("43"));
     // Without saveenv nothing reaches the disk.
-    let (mut sh, mut env) = shell_on(TestBoard::new(), Some(mbr_fat16(&[])));
     assert_eq!(
         run(&mut sh, &mut env, "setenv answer 44").0,
         Outcome::Success
     );
     let (_, env) = shell_on(TestBoard::new(), Some(disk_bytes(&mut sh)));
-    assert_eq!(env.get("answer"), None);
+    assert_eq!(env.get("answer"), Some("42"));
+}
+
+#[test]
+fn saveenv_twice_keeps_the_older_copy_for_a_power_cut() {
+    let disk = mbr_fat16(&[]);
+    let (mut sh, mut env) = shell_on(TestBoard::new(), Some(disk));
+    let line = "setenv answer 42; saveenv; setenv answer 43; saveenv";
+    assert_eq!(run(&mut sh, &mut env, line).0, Outcome::Success);
+    let (_, env) = shell_on(TestBoard::new(), Some(disk_bytes(&mut sh)));
+    assert_eq!(env.get("answer"), Some("43"), "the newer copy wins");
+    // The second save went to the other copy: damage the newest one (a write cut short) and
+    // the first save is what the next power-on finds.
+    let mut fs = open(disk_bytes(&mut sh));
+    let region = fs.read_file(STORE_PATH, REGION_SIZE).unwrap();
+    let newest = region
+        .chunks(COPY_SIZE)
+        .position(|c| c.windows(9).any(|w| w == b"answer=43"))
+        .expect("a copy holds the last save");
+    let data_at = (newest * COPY_SIZE + HEADER_LEN) as u64;
+    fs.write_in_place(STORE_PATH, data_at, b"X").unwrap();
+    let bytes = fs.into_inner().into_inner().into_inner();
+    let (_, env) = shell_on(TestBoard::new(), Some(bytes));
+    assert_eq!(env.get("answer"), Some("42"));
 }
 
 #[test]
