@@ -81,6 +81,7 @@ pub struct TestBoard {
     pub jumps: Vec<Jumped>,
     pub marks: Vec<(&'static str, u64)>,
     pub resets: usize,
+    pub power_offs: usize,
     pub exceptions: usize,
 }
 
@@ -108,6 +109,7 @@ impl TestBoard {
             jumps: Vec::new(),
             marks: Vec::new(),
             resets: 0,
+            power_offs: 0,
             exceptions: 0,
         }
     }
@@ -204,6 +206,7 @@ impl Board for TestBoard {
     }
 
     fn power_off(&mut self) -> PowerError {
+        self.power_offs += 1;
         PowerError::Returned(-1)
     }
 
@@ -228,6 +231,22 @@ pub fn shell_on(board: TestBoard, disk: Option<Vec<u8>>) -> (Shell<TestBoard>, E
     });
     let env = sh.load_env(txt);
     (sh, env)
+}
+
+/// The boot disk's bytes as the shell left them: what the next power-on (a fresh
+/// [`shell_on`]) finds.
+pub fn disk_bytes(sh: &mut Shell<TestBoard>) -> Vec<u8> {
+    let fs = sh.fs().expect("a boot disk");
+    fs.device_mut().inner_mut().data().to_vec()
+}
+
+/// A board on `net`: its NIC, and its clock on the network's virtual time (keep a clone of
+/// `net.world` to add files and read what the server saw).
+pub fn on_network(net: kexboot_testnet::Network) -> TestBoard {
+    let mut board = TestBoard::new();
+    board.clock = SharedClock(net.world.borrow().now.clone());
+    board.nic = Some(net.nic);
+    board
 }
 
 /// Bytes of simulated RAM at `addr`.
