@@ -310,3 +310,29 @@ fn netboot_runs_the_boot_script_dhcp_names() {
     assert_eq!(world.borrow().requested, ["scripts/boot.txt", "payload"]);
     assert!(sh.board().jumps.is_empty());
 }
+
+#[test]
+fn a_network_boot_script_cannot_start_netboot_again() {
+    let net = Network::new(13);
+    let world = net.world.clone();
+    world.borrow_mut().dhcp.opt67 = Some("loop.txt");
+    // A hostile (or careless) server: the script it names runs netboot, which would fetch and
+    // run the same script again, without end.
+    world
+        .borrow_mut()
+        .add_file("loop.txt", b"echo round\nnetboot\necho after\n");
+    let (mut sh, mut env) = shell_on(on_network(net), None);
+    let (out, said) = run(&mut sh, &mut env, "netboot");
+    // The inner netboot fails; the script goes on (as U-Boot's do) and its last line succeeds.
+    assert_eq!(out, Outcome::Success, "{said}");
+    assert!(said.ends_with("after\n"), "{said}");
+    assert_eq!(said.matches("round\n").count(), 1, "{said}");
+    assert!(
+        said.contains("netboot failed: a boot script from the network cannot run netboot"),
+        "{said}"
+    );
+    assert_eq!(world.borrow().requested, ["loop.txt"]);
+    // The shell is usable after: a later netboot runs the script once more.
+    let (_, said) = run(&mut sh, &mut env, "netboot");
+    assert_eq!(said.matches("round\n").count(), 1, "{said}");
+}
