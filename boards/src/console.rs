@@ -1,5 +1,6 @@
-//! The serial console: a PL011 UART found through `/chosen/stdout-path`, and the `log` backend
-//! that prints every record with a boot-stage timestamp.
+//! The serial console: the UART `/chosen/stdout-path` names (a PL011, or the BCM2835 mini UART
+//! of a Raspberry Pi), and the `log` backend that prints every record with a boot-stage
+//! timestamp.
 
 use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
@@ -13,14 +14,73 @@ const UARTFR: usize = 0x018;
 const FR_RXFE: u32 = 1 << 4;
 const FR_TXFF: u32 = 1 << 5;
 
-/// Base address of the PL011, 0 until the device tree named one.
-static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+/// BCM2835 mini UART (auxiliary peripherals, BCM2835 ARM Peripherals §2.2) register offsets
+/// from its `reg` (AUX_MU_IO_REG at 0x7e215040) and line-status bits. Its baud rate follows the
+/// VPU core clock; the Pi firmware sets it up (`enable_uart=1`, which also fixes the core
+/// clock), as U-Boot assumes (`skip-init`): kexboot does not touch its configuration.
+const MU_IO: usize = 0x00;
+const MU_LSR: usize = 0x14;
+const LSR_DATA_READY: u32 = 1 << 0;
+const LSR_TX_EMPTY: u32 = 1 << 5;
 
-/// Starts using the PL011 at `base` (identity-mapped device memory).
+/// A UART's data and status registers and the tests on its status word.
+type Regs = (usize, usize, fn(u32) -> bool, fn(u32) -> bool);
+
+/// Which UART the console drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uart {
+    Pl011,
+    /// The BCM2835 auxiliary mini UART (`brcm,bcm2835-aux-uart`).
+    MiniUart,
+}
+
+impl Uart {
+    /// The driver for a device tree `compatible`, if kexboot has one.
+    pub fn for_compatible(compatible: &str) -> Option<Uart> {
+        match compatible {
+            "arm,pl011" => Some(Uart::Pl011),
+            "brcm,bcm2835-aux-uart" => Some(Uart::MiniUart),
+            _ => None,
+        }
+    }
+
+    /// (data register, status register, "can send" test, "byte waiting" test).
+    fn regs(self) -> Regs {
+        match self {
+            Uart::Pl011 => (
+                UARTDR,
+                UARTFR,
+                |fr| fr & FR_TXFF == 0,
+                |fr| fr & FR_RXFE == 0,
+            ),
+            Uart::MiniUart => (
+                MU_IO,
+                MU_LSR,
+                |lsr| lsr & LSR_TX_EMPTY != 0,
+                |lsr| lsr & LSR_DATA_READY != 0,
+            ),
+        }
+    }
+}
+
+/// Base address of the UART, 0 until the device tree named one.
+static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+/// Which UART: 0 = PL011, 1 = mini UART.
+static UART_KIND: AtomicU8 = AtomicU8::new(0);
+
+fn kind() -> Uart {
+    match UART_KIND.load(Ordering::Relaxed) {
+        1 => Uart::MiniUart,
+        _ => Uart::Pl011,
+    }
+}
+
+/// Starts using the UART of kind `uart` at `base` (identity-mapped device memory).
 ///
 /// # Safety
-/// `base` must be the MMIO base of a PL011 that nothing else drives.
-pub unsafe fn init(base: usize) {
+/// `base` must be the MMIO base of a UART of that kind that nothing else drives.
+pub unsafe fn init(uart: Uart, base: usize) {
+    UART_KIND.store(u8::from(uart == Uart::MiniUart), Ordering::Relaxed);
     UART_BASE.store(base, Ordering::Relaxed);
 }
 
@@ -29,15 +89,17 @@ fn put_byte(b: u8) {
     if base == 0 {
         return;
     }
-    // SAFETY: `init`'s caller guaranteed `base` is a PL011; FR and DR are its registers.
+    let (data, status, can_send, _) = kind().regs();
+    // SAFETY: `init`'s caller guaranteed `base` is a UART of this kind; these are its
+    // registers.
     unsafe {
         // Bounded wait: a UART that never drains must not hang the boot.
         for _ in 0..1_000_000 {
-            if read_volatile((base + UARTFR) as *const u32) & FR_TXFF == 0 {
+            if can_send(read_volatile((base + status) as *const u32)) {
                 break;
             }
         }
-        write_volatile((base + UARTDR) as *mut u32, u32::from(b));
+        write_volatile((base + data) as *mut u32, u32::from(b));
     }
 }
 
@@ -88,12 +150,13 @@ fn uart_byte() -> Option<u8> {
     if base == 0 {
         return None;
     }
+    let (data, status, _, waiting) = kind().regs();
     // SAFETY: as in `put_byte`.
     unsafe {
-        if read_volatile((base + UARTFR) as *const u32) & FR_RXFE != 0 {
+        if !waiting(read_volatile((base + status) as *const u32)) {
             return None;
         }
-        Some(read_volatile((base + UARTDR) as *const u32) as u8)
+        Some(read_volatile((base + data) as *const u32) as u8)
     }
 }
 

@@ -12,10 +12,12 @@ mod console;
 #[path = "arch/aarch64/mod.rs"]
 mod arch;
 mod bench;
+mod board;
 mod firmware;
 mod heap;
 mod qemu_virt;
 mod relocation;
+mod rpi3;
 mod smp;
 mod start;
 mod term;
@@ -23,9 +25,6 @@ mod timer;
 mod virtio;
 mod virtio_net;
 mod warm;
-
-/// The board this build runs on. One module per board; today there is one.
-use qemu_virt as board;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -8,6 +8,9 @@
 /// The board's name (`board` in the environment, `version`, the banner).
 pub const NAME: &str = "qemu-virt";
 
+/// Root `compatible` strings that name this board.
+pub const COMPATIBLE: &[&str] = &["linux,dummy-virt"];
+
 /// Frequency of QEMU virt's generic timer counter (QEMU 7.2: `NANOSECONDS_PER_SECOND /
 /// GTIMER_SCALE` = 62.5 MHz; QEMU 9.0 and later give newer machine versions 1 GHz). kexboot's EL3
 /// monitor programs CNTFRQ_EL0 with it, as `booting.rst` requires of firmware: on a real core

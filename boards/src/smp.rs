@@ -129,9 +129,70 @@ impl Pen {
     }
 }
 
+/// Without PSCI (a Raspberry Pi's firmware): the secondaries' `cpu-release-addr`s, where the
+/// firmware parks them for the kernel to release; and how many have neither PSCI nor one.
+pub fn firmware_spin_table(info: &DtInfo) -> (Vec<u64>, usize) {
+    let me = regs::mpidr();
+    let mut parked = Vec::new();
+    let mut stranded = 0;
+    for c in info.cpu_nodes.iter().filter(|c| c.reg != me) {
+        match (c.enable_method.as_deref(), c.release_addr) {
+            (Some("spin-table"), Some(addr)) => parked.push(addr),
+            _ => stranded += 1,
+        }
+    }
+    (parked, stranded)
+}
+
+/// Says where the secondaries wait when there is no PSCI to ask.
+fn report_spin_table(info: &DtInfo, when: &str) {
+    let (parked, stranded) = firmware_spin_table(info);
+    let mut addrs = alloc::string::String::new();
+    for a in &parked {
+        addrs += &alloc::format!(" {a:#x}");
+    }
+    log::info!(
+        "{when}: {} secondaries on the firmware's spin-table (cpu-release-addr{addrs}); the kernel releases them",
+        parked.len(),
+    );
+    if stranded > 0 {
+        log::warn!("{when}: {stranded} secondaries have neither PSCI nor a spin-table: the kernel cannot start them");
+    }
+}
+
+/// At start: which CPUs are where. With PSCI, every secondary must be off (the kernel starts
+/// them with CPU_ON; after a warm reboot Linux must have returned them with CPU_OFF); without,
+/// they wait on the firmware's spin-table.
+pub fn report_at_start(info: &DtInfo) {
+    let me = regs::mpidr();
+    if info.psci_method.is_none() {
+        return report_spin_table(info, "CPUs");
+    }
+    let mut off = 0;
+    for cpu in info.cpu_nodes.iter().filter(|c| c.reg != me) {
+        match psci::affinity_info(info, cpu.reg) {
+            Ok(CpuState::Off) => off += 1,
+            Ok(state) => log::warn!(
+                "CPU {:#x} is {:?}: it is not under kexboot's control and cannot be handed to the kernel",
+                cpu.reg,
+                state
+            ),
+            Err(e) => log::warn!("CPU {:#x}: AFFINITY_INFO: {e}", cpu.reg),
+        }
+    }
+    log::info!(
+        "CPUs: boot CPU {me:#x} here, {off} of {} secondaries off (PSCI AFFINITY_INFO)",
+        info.cpu_nodes.len().saturating_sub(1)
+    );
+}
+
 /// Before the jump: with PSCI every secondary must be off (the kernel starts them); with the
-/// pen they must all be in it. Reports either way.
+/// pen they must all be in it; without PSCI they wait on the firmware's spin-table. Reports
+/// either way.
 pub fn report_before_jump(info: &DtInfo, pen: Option<&Pen>) {
+    if pen.is_none() && info.psci_method.is_none() {
+        return report_spin_table(info, "before the jump");
+    }
     let me = regs::mpidr();
     let secondaries = info.cpu_nodes.iter().filter(|c| c.reg != me);
     let (mut off, mut on) = (0, 0);

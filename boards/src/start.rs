@@ -7,7 +7,6 @@
 use alloc::vec::Vec;
 use kexboot_loader::dt::{DtInfo, Header, FDT_HEADER_LEN};
 
-use crate::arch::regs;
 use crate::arch::{self, current_el};
 use crate::{board, console, heap, timer, virtio, warm};
 use kexboot_boot::env::BootRequest;
@@ -134,9 +133,9 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         Err(_) => arch::halt(), // no console without a device tree: nothing can be said
     };
     if let Some((compat, base)) = &info.stdout {
-        if compat.contains("pl011") {
-            // SAFETY: the device tree's stdout-path names this PL011.
-            unsafe { console::init(*base as usize) };
+        if let Some(uart) = console::Uart::for_compatible(compat) {
+            // SAFETY: the device tree's stdout-path names this UART.
+            unsafe { console::init(uart, *base as usize) };
         }
     }
     // Before any memory is chosen or the MMU goes on: stop every virtio-mmio device. A previous
@@ -158,7 +157,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     println!(
         "kexboot {} ({}): entered at EL{}, RAM {} MiB, {} CPU(s), PSCI {}",
         crate::VERSION,
-        board::NAME,
+        board::name(&info),
         el,
         ram_total >> 20,
         info.cpus,
@@ -185,6 +184,16 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     };
 
     let mut devices: Vec<Range> = info.virtio_mmio.clone();
+    let page_of = |r: &Range| {
+        let start = r.start() & !(PAGE - 1);
+        Range::new(start, r.end().next_multiple_of(PAGE)).ok()
+    };
+    devices.extend(
+        info.devices
+            .iter()
+            .filter(|d| board::DRIVEN.contains(&d.compatible.as_str()))
+            .filter_map(|d| page_of(&d.reg)),
+    );
     if let Some((_, base)) = &info.stdout {
         devices.push(Range::from_len(*base & !(PAGE - 1), PAGE).expect("uart page"));
     }
@@ -221,7 +230,7 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         heap_range.start()
     );
 
-    report_cpus(&info);
+    smp::report_at_start(&info);
     let layout = Layout {
         ram: info.memory.clone(),
         reserved: info.reserved.clone(),
@@ -235,27 +244,5 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     let disks = virtio::find_block_devices(&info.virtio_mmio);
     timer::mark("disks probed");
     log::info!("{} virtio-blk disk(s) found", disks.len());
-    run(board::NAME, layout, &dtb_copy, disks, &info, entry)
-}
-
-/// Says which CPUs are where: with PSCI, every secondary must be off (the kernel starts them
-/// with CPU_ON; after a warm reboot Linux must have returned them with CPU_OFF).
-fn report_cpus(info: &DtInfo) {
-    let me = regs::mpidr();
-    let mut off = 0;
-    for cpu in info.cpu_nodes.iter().filter(|c| c.reg != me) {
-        match arch::psci::affinity_info(info, cpu.reg) {
-            Ok(arch::psci::CpuState::Off) => off += 1,
-            Ok(state) => log::warn!(
-                "CPU {:#x} is {:?}: it is not under kexboot's control and cannot be handed to the kernel",
-                cpu.reg,
-                state
-            ),
-            Err(e) => log::warn!("CPU {:#x}: AFFINITY_INFO: {e}", cpu.reg),
-        }
-    }
-    log::info!(
-        "CPUs: boot CPU {me:#x} here, {off} of {} secondaries off (PSCI AFFINITY_INFO)",
-        info.cpu_nodes.len().saturating_sub(1)
-    );
+    run(board::name(&info), layout, &dtb_copy, disks, &info, entry)
 }

@@ -291,6 +291,10 @@ pub struct DtInfo {
     pub stdout: Option<(String, u64)>,
     /// `reg` of every node compatible with "virtio,mmio", in tree order.
     pub virtio_mmio: Vec<Range>,
+    /// Every enabled device node with a `reg`, at its CPU address (`ranges` applied).
+    pub devices: Vec<Device>,
+    /// The root node's `compatible` strings: the board, most specific first.
+    pub compatible: Vec<String>,
     /// `/psci` `method`: "hvc" or "smc".
     pub psci_method: Option<String>,
     /// Number of cpu nodes under `/cpus`.
@@ -365,8 +369,69 @@ fn parent_cells(n: FdtNode<'_, '_>) -> CellSizes {
     n.cell_sizes()
 }
 
-/// Finds `path` (absolute, or starting with an alias), returning the node and its parent's cells.
-fn resolve<'b, 'a>(root: FdtNode<'b, 'a>, path: &str) -> Option<(FdtNode<'b, 'a>, CellSizes)> {
+/// One `ranges` entry: `child..child+len` on a bus is `parent..` on the bus above.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    child: u64,
+    parent: u64,
+    len: u64,
+}
+
+/// Decodes the `ranges` of bus node `n` (child cells: `n`'s; parent cells: `parent`'s): None
+/// for an empty `ranges` (the identity); no windows at all when `n` has no `ranges` (its
+/// children are not memory-mapped: an I2C bus's `reg` is a bus address).
+fn windows(n: FdtNode<'_, '_>, parent: CellSizes) -> Option<Vec<Window>> {
+    let Some(p) = n.property("ranges") else {
+        return Some(Vec::new());
+    };
+    let v = p.value;
+    if v.is_empty() {
+        return None;
+    }
+    let own = n.cell_sizes();
+    let (ca, pa, cs) = (own.address_cells, parent.address_cells, own.size_cells);
+    if !(1..=2).contains(&ca) || !(1..=2).contains(&pa) || !(1..=2).contains(&cs) {
+        return Some(Vec::new()); // beyond 64 bits: nothing translates
+    }
+    let num = |b: &[u8], cells: usize| match cells {
+        1 => be32(b, 0).map(u64::from),
+        _ => be64(b, 0),
+    };
+    let stride = (ca + pa + cs) * 4;
+    Some(
+        v.chunks_exact(stride)
+            .filter_map(|e| {
+                Some(Window {
+                    child: num(e, ca)?,
+                    parent: num(&e[ca * 4..], pa)?,
+                    len: num(&e[(ca + pa) * 4..], cs)?,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The address windows of the buses above a node, outermost first (None: the identity).
+type Buses = Vec<Option<Vec<Window>>>;
+
+/// `addr` on the innermost bus of `buses` (outermost first) as the CPU sees it; None when a
+/// bus's `ranges` do not cover it.
+fn translate(addr: u64, buses: &[Option<Vec<Window>>]) -> Option<u64> {
+    buses.iter().rev().try_fold(addr, |a, bus| match bus {
+        None => Some(a),
+        Some(ws) => ws.iter().find_map(|w| {
+            let off = a.checked_sub(w.child)?;
+            (off < w.len).then(|| w.parent.checked_add(off))?
+        }),
+    })
+}
+
+/// Finds `path` (absolute, or starting with an alias), returning the node, its parent's cells
+/// and the address windows of the buses above it (outermost first).
+fn resolve<'b, 'a>(
+    root: FdtNode<'b, 'a>,
+    path: &str,
+) -> Option<(FdtNode<'b, 'a>, CellSizes, Buses)> {
     let owned;
     let path = if path.starts_with('/') {
         path
@@ -389,6 +454,8 @@ fn resolve<'b, 'a>(root: FdtNode<'b, 'a>, path: &str) -> Option<(FdtNode<'b, 'a>
         address_cells: 2,
         size_cells: 1,
     };
+    let mut buses = Vec::new();
+    let mut at_root = true;
     for part in path.split('/').filter(|p| !p.is_empty()) {
         let exact = part.contains('@');
         let child = node.children().find(|c| {
@@ -398,10 +465,15 @@ fn resolve<'b, 'a>(root: FdtNode<'b, 'a>, path: &str) -> Option<(FdtNode<'b, 'a>
                 base_name(c.name) == part
             }
         })?;
+        // The root's children are addressed as the CPU sees them; below, each bus translates.
+        if !at_root {
+            buses.push(windows(node, cells));
+        }
+        at_root = false;
         cells = parent_cells(node);
         node = child;
     }
-    Some((node, cells))
+    Some((node, cells, buses))
 }
 
 fn root_of<'b, 'a>(fdt: &'b Fdt<'a>) -> Result<FdtNode<'b, 'a>> {
@@ -451,6 +523,10 @@ impl DtInfo {
             ..DtInfo::default()
         };
 
+        info.compatible = root
+            .compatible()
+            .map(|c| c.all().take(MAX_COMPATIBLE).map(String::from).collect())
+            .unwrap_or_default();
         // Linux (libfdt's path lookup, `of_find_node_by_path`) uses the first `/chosen` of a
         // tree that has several, and so does `fixup`: the others are ignored here too.
         let mut seen_chosen = false;
@@ -522,12 +598,13 @@ impl DtInfo {
                         prop_str(n, "stdout-path").or_else(|| prop_str(n, "linux,stdout-path"));
                     if let Some(path) = path {
                         let path = path.split(':').next().unwrap_or(path);
-                        if let Some((node, cells)) = resolve(root, path) {
+                        if let Some((node, cells, buses)) = resolve(root, path) {
                             let compat =
                                 node.compatible().and_then(|c| c.all().next()).unwrap_or("");
                             let base = reg(node, cells)
                                 .ok()
-                                .and_then(|r| r.first().map(|r| r.start()));
+                                .and_then(|r| r.first().map(|r| r.start()))
+                                .and_then(|b| translate(b, &buses));
                             info.stdout = base.map(|b| (compat.to_string(), b));
                         }
                     }
@@ -536,7 +613,63 @@ impl DtInfo {
             }
         }
         collect_virtio(root, root_cells, &mut info.virtio_mmio, 0)?;
+        collect_devices(root, root_cells, &mut Vec::new(), &mut info.devices);
         Ok(info)
+    }
+
+    /// The first enabled device compatible with `compatible`.
+    pub fn device(&self, compatible: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.compatible == compatible)
+    }
+}
+
+/// A device node: its first `compatible` and its first `reg`, as the CPU addresses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub compatible: String,
+    pub reg: Range,
+}
+
+/// Most root `compatible` strings kept.
+const MAX_COMPATIBLE: usize = 16;
+
+/// Most device nodes kept (a hostile tree cannot make the list grow without end).
+const MAX_DEVICES: usize = 512;
+
+/// Every enabled node with a `compatible` and a `reg`, its address translated through the
+/// `ranges` of the buses above it (a Raspberry Pi's `/soc` maps bus 0x7e000000 to 0x3f000000).
+fn collect_devices<'b, 'a>(
+    n: FdtNode<'b, 'a>,
+    my_cells: CellSizes,
+    buses: &mut Buses,
+    out: &mut Vec<Device>,
+) {
+    if buses.len() > MAX_DEPTH {
+        return;
+    }
+    for child in n.children() {
+        if out.len() >= MAX_DEVICES {
+            return;
+        }
+        let okay = prop_str(child, "status").is_none_or(|s| s == "okay" || s == "ok");
+        if !okay {
+            continue;
+        }
+        let compat = child.compatible().and_then(|c| c.all().next());
+        let first = reg(child, my_cells).ok().and_then(|r| r.first().copied());
+        if let (Some(c), Some(r)) = (compat, first) {
+            if let Some(start) = translate(r.start(), buses) {
+                if let Ok(reg) = Range::from_len(start, r.len()) {
+                    out.push(Device {
+                        compatible: c.to_string(),
+                        reg,
+                    });
+                }
+            }
+        }
+        buses.push(windows(child, my_cells));
+        collect_devices(child, child.cell_sizes(), buses, out);
+        buses.pop();
     }
 }
 

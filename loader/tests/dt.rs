@@ -717,3 +717,38 @@ fn header_view_checks_magic_and_totalsize() {
         Ok(FDT_HEADER_LEN)
     );
 }
+
+/// `data/soc-bus.dts`, compiled with dtc: devices behind a bus with `ranges`.
+const SOC_BUS: &[u8] = include_bytes!("data/soc-bus.dtb");
+
+#[test]
+fn bus_addresses_are_translated_through_ranges() {
+    let info = DtInfo::parse(SOC_BUS).unwrap();
+    assert_eq!(info.compatible, ["raspberrypi,3-model-b", "brcm,bcm2837"]);
+    // stdout-path names the mini UART by alias; its bus address 0x7e215040 is 0x3f215040.
+    assert_eq!(
+        info.stdout,
+        Some(("brcm,bcm2835-aux-uart".to_string(), 0x3f21_5040))
+    );
+    let at = |c: &str| info.device(c).map(|d| (d.reg.start(), d.reg.len()));
+    assert_eq!(at("brcm,bcm2835-sdhost"), Some((0x3f20_2000, 0x100)));
+    assert_eq!(at("arm,pl011"), Some((0x3f20_1000, 0x200)));
+    // The second window maps the ARM local peripherals 1:1.
+    assert_eq!(at("brcm,bcm2836-l1-intc"), Some((0x4000_0000, 0x100)));
+    // Disabled nodes, I2C children (bus addresses, not memory) and addresses no window covers
+    // are not devices the CPU can reach.
+    assert_eq!(at("brcm,bcm2835-sdhci"), None);
+    assert_eq!(at("atmel,24c32"), None);
+    assert_eq!(at("test,outside-ranges"), None);
+    assert_eq!(at("brcm,bcm2835-i2c"), Some((0x3f80_4000, 0x1000)));
+}
+
+#[test]
+fn devices_at_the_root_keep_their_addresses() {
+    let info = DtInfo::parse(VIRT).unwrap();
+    assert_eq!(
+        info.device("arm,pl011").map(|d| d.reg.start()),
+        Some(0x0900_0000)
+    );
+    assert_eq!(info.stdout.as_ref().map(|s| s.1), Some(0x0900_0000));
+}

@@ -72,7 +72,7 @@ extern "C" fn el3_cpu_setup() {
             cptr = in(reg) r.cptr,
             scr = in(reg) r.scr,
             mdcr = in(reg) r.mdcr,
-            freq = in(reg) crate::board::CNTFRQ_HZ,
+            freq = in(reg) crate::qemu_virt::CNTFRQ_HZ,
             fp = in(reg) fp_area,
             options(nostack, preserves_flags),
         );

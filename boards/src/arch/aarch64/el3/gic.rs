@@ -2,7 +2,7 @@
 
 // This driver is for a GICv2; a board with another GIC needs another driver.
 const _: () = assert!(
-    crate::board::GIC_VERSION == 2,
+    crate::qemu_virt::GIC_VERSION == 2,
     "the EL3 monitor drives a GICv2"
 );
 

@@ -47,7 +47,7 @@ use lock::*;
 use start::*;
 
 /// The board's secure RAM, where the monitor runs.
-pub use crate::board::{SECURE_BASE, SECURE_SIZE};
+pub use crate::qemu_virt::{SECURE_BASE, SECURE_SIZE};
 /// Where the monitor keeps QEMU's device tree (secure RAM, above the image).
 const SAVED_DTB: u64 = SECURE_BASE + (8 << 20);
 /// The words secondaries poll in flash until the monitor is ready (last page of secure RAM):
@@ -65,7 +65,7 @@ const READY_GICD: u64 = READY_ADDR + 8;
 const READY_MAGIC: u64 = 0x5245_4144_5933_4c45; // "EL3YDAER"
 /// The board's secure PL061 and its power-off and restart pins; its RAM base (where the
 /// device tree is when x0 does not say).
-use crate::board::{GPIO_POWEROFF_PIN, GPIO_RESTART_PIN, RAM_BASE, SECURE_GPIO};
+use crate::qemu_virt::{GPIO_POWEROFF_PIN, GPIO_RESTART_PIN, RAM_BASE, SECURE_GPIO};
 /// PL061 direction register.
 const PL061_DIR: u64 = 0x400;
 

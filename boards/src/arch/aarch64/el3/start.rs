@@ -91,9 +91,9 @@ extern "C" fn el3_primary_main(dtb_hint: u64, image_base: u64) -> ! {
         crate::arch::halt()
     };
     if let Some((compat, base)) = &info.stdout {
-        if compat.contains("pl011") {
-            // SAFETY: the tree's stdout-path names this PL011 (reachable from the secure side).
-            unsafe { crate::console::init(*base as usize) };
+        if let Some(uart) = crate::console::Uart::for_compatible(compat) {
+            // SAFETY: the tree's stdout-path names this UART (reachable from the secure side).
+            unsafe { crate::console::init(uart, *base as usize) };
         }
     }
     let fail = |why: &str| -> ! {
