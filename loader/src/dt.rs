@@ -378,11 +378,12 @@ struct Window {
 }
 
 /// Decodes the `ranges` of bus node `n` (child cells: `n`'s; parent cells: `parent`'s): None
-/// for an empty `ranges` (the identity); no windows at all when `n` has no `ranges` (its
-/// children are not memory-mapped: an I2C bus's `reg` is a bus address).
+/// (the identity) for an empty `ranges`, and for none at all on a bus whose children have a
+/// size (lenient: trees omit it on simple buses, and a console beats none); no windows when
+/// the children's `reg` has no size (an I2C or SPI bus: bus addresses, not memory).
 fn windows(n: FdtNode<'_, '_>, parent: CellSizes) -> Option<Vec<Window>> {
     let Some(p) = n.property("ranges") else {
-        return Some(Vec::new());
+        return (n.cell_sizes().size_cells == 0).then(Vec::new);
     };
     let v = p.value;
     if v.is_empty() {
