@@ -16,6 +16,8 @@ mod error;
 pub mod regs;
 pub mod sdhci;
 
+pub use sdhci::{Sdhci, SdhciConfig};
+
 pub use card::{Card, CardInfo, CardKind, Options, CMD_DATA_BLOCKS_MAX};
 pub use error::{Cmd, Error, HostError, StatusBits};
 
