@@ -177,10 +177,10 @@ impl<H: Host, D: DelayNs> Card<H, D> {
 
     fn app_cmd(&mut self, rca: u16) -> Result<(), Error> {
         let status = self.short(
-            Cmd::cmd(55),
+            Cmd::new(55),
             command(common_cmd::app_cmd(rca), ResponseType::R1),
         )?;
-        check_status(Cmd::cmd(55), status)?;
+        check_status(Cmd::new(55), status)?;
         Ok(())
     }
 
@@ -191,15 +191,15 @@ impl<H: Host, D: DelayNs> Card<H, D> {
         let host_err = |cmd| move |e| Error::from_host(cmd, e);
         self.host
             .set_bus_width(BusWidth::One)
-            .map_err(host_err(Cmd::cmd(0)))?;
+            .map_err(host_err(Cmd::new(0)))?;
         self.host
             .set_clock(IDENT_CLOCK_HZ)
-            .map_err(host_err(Cmd::cmd(0)))?;
+            .map_err(host_err(Cmd::new(0)))?;
         self.delay.delay_us(POWER_UP_DELAY_US);
 
         // CMD0: every card to idle.
         self.send(
-            Cmd::cmd(0),
+            Cmd::new(0),
             command(common_cmd::idle(), ResponseType::None),
             Data::None,
         )?;
@@ -209,11 +209,11 @@ impl<H: Host, D: DelayNs> Card<H, D> {
             sd_cmd::send_if_cond(CMD8_VHS_27_36, CMD8_CHECK_PATTERN),
             ResponseType::R7,
         );
-        let v2 = match self.short(Cmd::cmd(8), cmd8) {
+        let v2 = match self.short(Cmd::new(8), cmd8) {
             Ok(r7) => {
                 if r7 & 0xFFF != cmd8.arg & 0xFFF {
                     return Err(Error::Response {
-                        cmd: Cmd::cmd(8),
+                        cmd: Cmd::new(8),
                         why: "check pattern or voltage not echoed",
                     });
                 }
@@ -263,13 +263,13 @@ impl<H: Host, D: DelayNs> Card<H, D> {
 
         // CMD2 (CID), CMD3 (RCA).
         let cid = self.long(
-            Cmd::cmd(2),
+            Cmd::new(2),
             command(common_cmd::all_send_cid(), ResponseType::R2),
         )?;
         let mut rca = 0;
         for _ in 0..RCA_ATTEMPTS {
             let r6 = self.short(
-                Cmd::cmd(3),
+                Cmd::new(3),
                 command(sd_cmd::send_relative_address(), ResponseType::R6),
             )?;
             let status = R6_ERROR_BITS
@@ -278,7 +278,7 @@ impl<H: Host, D: DelayNs> Card<H, D> {
                 .fold(0, |s, (_, bit)| s | bit);
             if let Some(errors) = StatusBits::errors(status) {
                 return Err(Error::CardStatus {
-                    cmd: Cmd::cmd(3),
+                    cmd: Cmd::new(3),
                     status: errors,
                 });
             }
@@ -289,14 +289,14 @@ impl<H: Host, D: DelayNs> Card<H, D> {
         }
         if rca == 0 {
             return Err(Error::Response {
-                cmd: Cmd::cmd(3),
+                cmd: Cmd::new(3),
                 why: "the card keeps publishing RCA 0",
             });
         }
 
         // CMD9 (CSD): capacity.
         let csd_raw = self.long(
-            Cmd::cmd(9),
+            Cmd::new(9),
             command(common_cmd::send_csd(rca), ResponseType::R2),
         )?;
         let blocks = capacity_blocks(kind, csd_raw)?;
@@ -304,17 +304,17 @@ impl<H: Host, D: DelayNs> Card<H, D> {
         let clock_hz = self
             .host
             .set_clock(opts.max_clock_hz.min(DEFAULT_SPEED_HZ))
-            .map_err(host_err(Cmd::cmd(7)))?;
+            .map_err(host_err(Cmd::new(7)))?;
 
         // CMD7: select; the card moves to the transfer state.
         self.r1(
-            Cmd::cmd(7),
+            Cmd::new(7),
             command(common_cmd::select_card(rca), ResponseType::R1b),
             Data::None,
         )?;
         if kind != CardKind::Sdhc {
             self.r1(
-                Cmd::cmd(16),
+                Cmd::new(16),
                 command(
                     common_cmd::set_block_length(BLOCK_SIZE as u32),
                     ResponseType::R1,
@@ -392,10 +392,10 @@ impl<H: Host, D: DelayNs> Card<H, D> {
             let addr = self.address(at)?;
             if chunk.len() == BLOCK_SIZE {
                 let cmd = command(common_cmd::read_single_block(addr), ResponseType::R1);
-                self.r1(Cmd::cmd(17), cmd, Data::Read(chunk))?;
+                self.r1(Cmd::new(17), cmd, Data::Read(chunk))?;
             } else {
                 let cmd = command(common_cmd::read_multiple_blocks(addr), ResponseType::R1);
-                let read = self.r1(Cmd::cmd(18), cmd, Data::Read(chunk));
+                let read = self.r1(Cmd::new(18), cmd, Data::Read(chunk));
                 let stop = self.stop();
                 read?;
                 stop?;
@@ -417,11 +417,11 @@ impl<H: Host, D: DelayNs> Card<H, D> {
             let addr = self.address(at)?;
             let name;
             if chunk.len() == BLOCK_SIZE {
-                name = Cmd::cmd(24);
+                name = Cmd::new(24);
                 let cmd = command(common_cmd::write_single_block(addr), ResponseType::R1);
                 self.r1(name, cmd, Data::Write(chunk))?;
             } else {
-                name = Cmd::cmd(25);
+                name = Cmd::new(25);
                 let cmd = command(common_cmd::write_multiple_blocks(addr), ResponseType::R1);
                 let written = self.r1(name, cmd, Data::Write(chunk));
                 let stop = self.stop();
@@ -436,7 +436,7 @@ impl<H: Host, D: DelayNs> Card<H, D> {
     /// CMD12: ends a multi-block transfer.
     fn stop(&mut self) -> Result<(), Error> {
         let cmd = command(common_cmd::stop_transmission(), ResponseType::R1b);
-        self.r1(Cmd::cmd(12), cmd, Data::None).map(|_| ())
+        self.r1(Cmd::new(12), cmd, Data::None).map(|_| ())
     }
 
     /// Polls CMD13 until the card is back in the transfer state and ready for data (its
@@ -448,7 +448,7 @@ impl<H: Host, D: DelayNs> Card<H, D> {
         );
         let mut waited_us = 0;
         loop {
-            let status = self.r1(Cmd::cmd(13), cmd, Data::None)?;
+            let status = self.r1(Cmd::new(13), cmd, Data::None)?;
             let state = (status >> R1_STATE_SHIFT) & R1_STATE_MASK;
             if status & R1_READY_FOR_DATA != 0 && state == R1_STATE_TRAN {
                 return Ok(());
@@ -480,7 +480,7 @@ fn check_status(cmd: Cmd, status: u32) -> Result<u32, Error> {
 /// SDHC/SDXC; the version must match what ACMD41 said.
 fn capacity_blocks(kind: CardKind, raw: u128) -> Result<u64, Error> {
     let csd: CSD<SD> = raw.into();
-    let cmd = Cmd::cmd(9);
+    let cmd = Cmd::new(9);
     let bytes = match (csd.version(), kind) {
         (0, CardKind::SdscV1 | CardKind::SdscV2) | (1, CardKind::Sdhc) => csd.card_size(),
         (0 | 1, _) => {

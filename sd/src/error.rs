@@ -145,7 +145,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    pub const fn cmd(index: u8) -> Self {
+    pub const fn new(index: u8) -> Self {
         Cmd { index, app: false }
     }
     pub const fn acmd(index: u8) -> Self {

@@ -195,7 +195,12 @@ impl<R: Regs, D: DelayNs> Sdhci<R, D> {
     }
 
     /// Waits for any of `bits` in INT_STATUS or an error; clears the bits seen.
-    fn wait_int(&mut self, bits: u32, timeout_us: u32, what: &'static str) -> Result<(), HostError> {
+    fn wait_int(
+        &mut self,
+        bits: u32,
+        timeout_us: u32,
+        what: &'static str,
+    ) -> Result<(), HostError> {
         let mut st = 0;
         self.wait(timeout_us, what, |s| {
             st = s.regs.read32(INT_STATUS);
@@ -308,7 +313,9 @@ impl<R: Regs, D: DelayNs> Host for Sdhci<R, D> {
         let blocks = len / BLOCK_SIZE;
         let has_data = !matches!(data, Data::None);
         if has_data && (len == 0 || len % BLOCK_SIZE != 0 || blocks > MAX_BLOCKS) {
-            return Err(HostError::Unsupported("transfer other than 1..=65535 whole blocks"));
+            return Err(HostError::Unsupported(
+                "transfer other than 1..=65535 whole blocks",
+            ));
         }
         let inhibit = if has_data || cmd.resp == ResponseType::R1b {
             PS_CMD_INHIBIT | PS_DAT_INHIBIT
@@ -334,7 +341,10 @@ impl<R: Regs, D: DelayNs> Host for Sdhci<R, D> {
             word |= CMD_INDEX_CHECK;
         }
         if has_data {
-            self.write(BLOCK_SIZE_COUNT, ((blocks as u32) << 16) | BLOCK_SIZE as u32);
+            self.write(
+                BLOCK_SIZE_COUNT,
+                ((blocks as u32) << 16) | BLOCK_SIZE as u32,
+            );
             word |= CMD_DATA | TM_BLOCK_COUNT_EN;
             if blocks > 1 {
                 word |= TM_MULTI;

@@ -68,7 +68,11 @@ fn sdsc_v2_and_v1_init_set_block_length() {
         let sim = c.into_host();
         assert!(indices(&sim.log).contains(&16), "CMD16 on SDSC");
         let hcs = sim.log.iter().find(|c| c.0 == 41).unwrap().1 & (1 << 30);
-        assert_eq!(hcs != 0, kind == Kind::SdscV2, "HCS only after CMD8 answered");
+        assert_eq!(
+            hcs != 0,
+            kind == Kind::SdscV2,
+            "HCS only after CMD8 answered"
+        );
     }
 }
 
@@ -95,7 +99,11 @@ fn round_trip(kind: Kind, blocks: u64) {
     let sim = c.into_host();
     let scale = if kind == Kind::Sdhc { 1 } else { 512 };
     let reads: Vec<_> = sim.log.iter().filter(|c| c.0 == 18 || c.0 == 17).collect();
-    assert_eq!(reads[0].1, 100 * scale, "address unit: blocks on SDHC, bytes on SDSC");
+    assert_eq!(
+        reads[0].1,
+        100 * scale,
+        "address unit: blocks on SDHC, bytes on SDSC"
+    );
     assert_eq!(reads[1].0, 17, "one block: CMD17");
     let after_18 = sim.log.iter().position(|c| c.0 == 18).unwrap();
     assert_eq!(sim.log[after_18 + 1].0, 12, "CMD18 is stopped by CMD12");
@@ -148,7 +156,7 @@ fn write_busy_forever_is_bounded() {
     assert_eq!(
         c.last_error(),
         Some(&Error::Busy {
-            cmd: Cmd::cmd(24),
+            cmd: Cmd::new(24),
             waited_ms: 500
         })
     );
@@ -192,7 +200,12 @@ fn timeout_names_the_command() {
         let (mut sim, clock) = card(Kind::Sdhc, SDHC_BLOCKS);
         sim.timeout_on.push(index);
         let e = init_err(sim, clock);
-        assert_eq!(e, Error::Timeout { cmd: Cmd::cmd(index) });
+        assert_eq!(
+            e,
+            Error::Timeout {
+                cmd: Cmd::new(index)
+            }
+        );
         assert_eq!(e.to_string(), format!("sd: no response to CMD{index}"));
     }
 }
@@ -202,7 +215,7 @@ fn crc_error_names_the_command() {
     let (mut sim, clock) = card(Kind::Sdhc, SDHC_BLOCKS);
     sim.crc_on = Some((9, 1));
     let e = init_err(sim, clock);
-    assert_eq!(e, Error::Crc { cmd: Cmd::cmd(9) });
+    assert_eq!(e, Error::Crc { cmd: Cmd::new(9) });
     assert_eq!(e.to_string(), "sd: CRC error in the response to CMD9");
 }
 
@@ -211,7 +224,9 @@ fn mmc_card_is_unsupported() {
     let (sim, clock) = card(Kind::Mmc, SDSC_BLOCKS);
     let e = init_err(sim, clock);
     assert!(matches!(e, Error::Unsupported(_)), "{e:?}");
-    assert!(e.to_string().starts_with("sd: unsupported card: no answer to CMD8"));
+    assert!(e
+        .to_string()
+        .starts_with("sd: unsupported card: no answer to CMD8"));
 }
 
 /// A host that rewrites one command's response.
@@ -239,47 +254,81 @@ impl<F: FnMut(&Command, Response) -> Result<Response, HostError>> Host for Tampe
     }
 }
 
-fn tampered(
-    f: impl FnMut(&Command, Response) -> Result<Response, HostError>,
-) -> Result<(), Error> {
+fn tampered(f: impl FnMut(&Command, Response) -> Result<Response, HostError>) -> Result<(), Error> {
     let (sim, clock) = card(Kind::Sdhc, SDHC_BLOCKS);
     Card::init(Tamper { sim, f }, clock, Options::default()).map(|_| ())
 }
 
 #[test]
 fn response_errors() {
-    let e = tampered(|c, r| Ok(if c.index == 8 { Response::Short(0x1AB) } else { r }));
+    let e = tampered(|c, r| {
+        Ok(if c.index == 8 {
+            Response::Short(0x1AB)
+        } else {
+            r
+        })
+    });
     assert_eq!(
         e,
         Err(Error::Response {
-            cmd: Cmd::cmd(8),
+            cmd: Cmd::new(8),
             why: "check pattern or voltage not echoed"
         })
     );
-    let e = tampered(|c, r| if c.index == 3 { Err(HostError::CommandIndex) } else { Ok(r) });
+    let e = tampered(|c, r| {
+        if c.index == 3 {
+            Err(HostError::CommandIndex)
+        } else {
+            Ok(r)
+        }
+    });
     assert_eq!(
         e.unwrap_err().to_string(),
         "sd: bad response to CMD3: wrong command index"
     );
     let e = tampered(|c, r| Ok(if c.index == 9 { Response::Short(0) } else { r }));
-    assert!(matches!(e, Err(Error::Response { cmd, .. }) if cmd == Cmd::cmd(9)));
+    assert!(matches!(e, Err(Error::Response { cmd, .. }) if cmd == Cmd::new(9)));
     // A CSD 1.0 from a card that said it is high capacity.
-    let e = tampered(|c, r| Ok(if c.index == 9 { Response::Long(9 << 80) } else { r }));
-    assert!(matches!(e, Err(Error::Response { cmd, .. }) if cmd == Cmd::cmd(9)));
+    let e = tampered(|c, r| {
+        Ok(if c.index == 9 {
+            Response::Long(9 << 80)
+        } else {
+            r
+        })
+    });
+    assert!(matches!(e, Err(Error::Response { cmd, .. }) if cmd == Cmd::new(9)));
     // SDUC (CSD 3.0).
-    let e = tampered(|c, r| Ok(if c.index == 9 { Response::Long(2 << 126) } else { r }));
+    let e = tampered(|c, r| {
+        Ok(if c.index == 9 {
+            Response::Long(2 << 126)
+        } else {
+            r
+        })
+    });
     assert_eq!(e, Err(Error::Unsupported("SDUC cards (CSD 3.0)")));
     // RCA 0 for ever.
     let e = tampered(|c, r| Ok(if c.index == 3 { Response::Short(0) } else { r }));
-    assert!(matches!(e, Err(Error::Response { cmd, .. }) if cmd == Cmd::cmd(3)));
+    assert!(matches!(e, Err(Error::Response { cmd, .. }) if cmd == Cmd::new(3)));
     // Error bits in R6.
-    let e = tampered(|c, r| Ok(if c.index == 3 { Response::Short(1 << 13) } else { r }));
+    let e = tampered(|c, r| {
+        Ok(if c.index == 3 {
+            Response::Short(1 << 13)
+        } else {
+            r
+        })
+    });
     assert_eq!(
         e.unwrap_err().to_string(),
         "sd: card reports ERROR after CMD3"
     );
     // The controller gives up on CMD7's busy.
-    let e = tampered(|c, r| if c.index == 7 { Err(HostError::Stuck("busy end")) } else { Ok(r) });
+    let e = tampered(|c, r| {
+        if c.index == 7 {
+            Err(HostError::Stuck("busy end"))
+        } else {
+            Ok(r)
+        }
+    });
     assert_eq!(
         e.unwrap_err().to_string(),
         "sd: CMD7: controller stuck: busy end"
@@ -291,7 +340,10 @@ fn write_protect_switch() {
     let (mut sim, clock) = card(Kind::Sdhc, SDHC_BLOCKS);
     sim.wp_switch = true;
     let mut c = init(sim, clock).unwrap();
-    assert_eq!(c.write_sectors(0, &[0; 512]), Err(kexboot_fs::Error::ReadOnly));
+    assert_eq!(
+        c.write_sectors(0, &[0; 512]),
+        Err(kexboot_fs::Error::ReadOnly)
+    );
     assert_eq!(c.last_error(), Some(&Error::WriteProtected));
     assert!(!c.into_host().log.iter().any(|c| c.0 == 24));
 }
@@ -305,13 +357,17 @@ fn card_status_error_bits() {
     assert_eq!(
         e,
         Error::CardStatus {
-            cmd: Cmd::cmd(25),
+            cmd: Cmd::new(25),
             status: StatusBits(1 << 26)
         }
     );
     assert_eq!(e.to_string(), "sd: card reports WP_VIOLATION after CMD25");
     let sim = c.into_host();
-    assert_eq!(sim.log.last().unwrap().0, 12, "the transfer is still stopped");
+    assert_eq!(
+        sim.log.last().unwrap().0,
+        12,
+        "the transfer is still stopped"
+    );
 }
 
 #[test]
@@ -320,8 +376,11 @@ fn data_crc_and_out_of_range() {
     sim.data_crc_on_read = true;
     let mut c = init(sim, clock).unwrap();
     let mut buf = vec![0; 1024];
-    assert_eq!(c.read_sectors(8, &mut buf), Err(kexboot_fs::Error::Io { lba: 8 }));
-    assert_eq!(c.last_error(), Some(&Error::DataCrc { cmd: Cmd::cmd(18) }));
+    assert_eq!(
+        c.read_sectors(8, &mut buf),
+        Err(kexboot_fs::Error::Io { lba: 8 })
+    );
+    assert_eq!(c.last_error(), Some(&Error::DataCrc { cmd: Cmd::new(18) }));
     assert_eq!(
         c.read_sectors(SDHC_BLOCKS - 1, &mut buf),
         Err(kexboot_fs::Error::OutOfRange {
@@ -335,11 +394,16 @@ fn data_crc_and_out_of_range() {
         Err(kexboot_fs::Error::BadBuffer { len: 100 })
     );
     assert_eq!(
-        Error::OutOfRange { lba: 9, count: 2, blocks: 10 }.to_string(),
+        Error::OutOfRange {
+            lba: 9,
+            count: 2,
+            blocks: 10
+        }
+        .to_string(),
         "sd: 2 blocks at 9 are outside the card (10 blocks)"
     );
     assert_eq!(
-        Error::DataTimeout { cmd: Cmd::cmd(17) }.to_string(),
+        Error::DataTimeout { cmd: Cmd::new(17) }.to_string(),
         "sd: data timeout in CMD17"
     );
 }

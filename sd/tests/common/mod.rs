@@ -148,7 +148,7 @@ impl SimCard {
         let lba = if self.high_capacity() {
             u64::from(arg)
         } else {
-            if arg % 512 != 0 {
+            if !arg.is_multiple_of(512) {
                 return Err(ADDRESS_ERROR);
             }
             u64::from(arg) / 512
@@ -188,8 +188,8 @@ impl SimCard {
             (41, true) => {
                 self.hcs = cmd.arg & (1 << 30) != 0;
                 let mut ocr = 0x00FF_8000;
-                let ready = self.clock.now_ns() >= self.ready_at_ns
-                    && (self.hcs || !self.high_capacity());
+                let ready =
+                    self.clock.now_ns() >= self.ready_at_ns && (self.hcs || !self.high_capacity());
                 if ready {
                     ocr |= 1 << 31;
                     if self.high_capacity() {
@@ -205,7 +205,9 @@ impl SimCard {
             }
             (3, _) if matches!(self.state, State::Ident | State::Stby) => {
                 self.state = State::Stby;
-                Ok(Response::Short((u32::from(RCA) << 16) | (self.status() & 0x1E00)))
+                Ok(Response::Short(
+                    (u32::from(RCA) << 16) | (self.status() & 0x1E00),
+                ))
             }
             (9, _) if self.state == State::Stby => Ok(Response::Long(self.csd())),
             (7, _) if cmd.arg >> 16 == u32::from(RCA) => {
