@@ -163,6 +163,11 @@ impl<R: Regs, D: DelayNs> Sdhci<R, D> {
         Ok(s)
     }
 
+    /// Gives the registers back.
+    pub fn into_regs(self) -> R {
+        self.regs
+    }
+
     fn write(&mut self, offset: usize, value: u32) {
         self.regs.write32(offset, value);
         if self.cfg.space_writes {
