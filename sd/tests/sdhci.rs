@@ -105,10 +105,6 @@ impl SimSdhci {
                 self.resp = [0, 1, 2, 3].map(|i| (r >> (32 * i)) as u32);
             }
             Ok(Response::None) => {}
-            Err(e @ HostError::DataCrc) => {
-                self.raise(INT_CMD_DONE | Self::error_bit(e));
-                return;
-            }
             Err(e) => {
                 self.raise(INT_CMD_DONE | Self::error_bit(e));
                 return;
@@ -133,7 +129,7 @@ impl Regs for SimSdhci {
                 b[..w.len()].copy_from_slice(&w);
                 if self.rd.is_empty() {
                     self.raise(INT_XFER_DONE);
-                } else if self.rd.len() % 512 == 0 {
+                } else if self.rd.len().is_multiple_of(512) {
                     self.raise(INT_RD_READY);
                 }
                 u32::from_le_bytes(b)
@@ -169,7 +165,7 @@ impl Regs for SimSdhci {
                     let data = std::mem::take(&mut self.wr);
                     let _ = self.card.command(&cmd, Data::Write(&data));
                     self.raise(INT_XFER_DONE);
-                } else if self.wr.len() % 512 == 0 {
+                } else if self.wr.len().is_multiple_of(512) {
                     self.raise(INT_WR_READY);
                 }
             }
