@@ -41,6 +41,23 @@ impl Stopwatch {
     }
 }
 
+/// The generic timer as an `embedded_hal` delay, for drivers generic over `DelayNs` (SD host,
+/// UART and virtio waits). It busy-waits on the counter, so it needs no interrupt and works at
+/// any exception level; a wait is at least as long as asked (rounded up to a counter tick).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delay;
+
+impl embedded_hal::delay::DelayNs for Delay {
+    fn delay_ns(&mut self, ns: u32) {
+        let freq = u128::from(regs::counter_freq().max(1));
+        let ticks = (u128::from(ns) * freq).div_ceil(1_000_000_000) as u64;
+        let start = regs::counter();
+        while regs::counter().wrapping_sub(start) < ticks {
+            core::hint::spin_loop();
+        }
+    }
+}
+
 /// MB/s (10^6 bytes per second) for `bytes` moved in `us` microseconds.
 pub fn mb_per_s(bytes: u64, us: u64) -> u64 {
     bytes / us.max(1)
