@@ -13,9 +13,9 @@ use kexboot_loader::dt::{self, CpuProps, DtInfo, Fixups, ReservedNode};
 use kexboot_loader::mem::Range;
 
 use crate::arch::{psci, regs};
+use crate::disk::Disk;
 use crate::heap::{self, PageBuf};
 use crate::term::{Serial, Timer};
-use crate::virtio::VirtioBlk;
 use crate::virtio_net::{self, VirtioNet};
 use crate::{relocation, smp, timer, warm};
 
@@ -132,7 +132,7 @@ fn power(r: Result<(), psci::PsciError>) -> PowerError {
 impl Board for Firmware<'_> {
     type Console = Serial;
     type Clock = Timer;
-    type Disk = VirtioBlk;
+    type Disk = Disk;
     type Nic = VirtioNet;
     type Staging = HeapStaging;
 

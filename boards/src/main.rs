@@ -11,8 +11,10 @@ extern crate alloc;
 mod console;
 #[path = "arch/aarch64/mod.rs"]
 mod arch;
+mod bcm2835_gpio;
 mod bench;
 mod board;
+mod disk;
 mod firmware;
 mod heap;
 mod mmio;

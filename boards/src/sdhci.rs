@@ -15,7 +15,6 @@ use crate::mmio::Mmio;
 use crate::timer::Delay;
 
 /// The DT `compatible` of this controller.
-#[allow(dead_code)] // probed by the rpi3 board module, which is not in this build yet
 pub const COMPATIBLE: &str = "brcm,bcm2835-sdhci";
 /// Size of its register block (the DT `reg` says 0x100).
 const REG_LEN: usize = 0x100;
@@ -31,7 +30,6 @@ pub type SdCard = Card<Sdhci<Mmio, Delay>, Delay>;
 /// # Safety
 /// `base` must be this controller's register block from the DT, Device-mapped in kexboot's
 /// identity map, and not in use by anything else.
-#[allow(dead_code)] // called by the rpi3 board module, which is not in this build yet
 pub unsafe fn open(base: usize, emmc_clock_hz: Option<u32>, qemu: bool) -> Result<SdCard, Error> {
     // SAFETY: the caller vouches for `base` (see `# Safety`).
     let regs = unsafe { Mmio::new(base, REG_LEN) };

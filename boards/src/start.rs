@@ -16,13 +16,13 @@ use kexboot_fs::open_boot_fs;
 use kexboot_loader::handoff;
 use kexboot_loader::mem::{Range, PAGE_SIZE as PAGE};
 
+use crate::disk::{self, Disk};
 use crate::firmware::{Firmware, HeapStaging, OwnFixups};
 use crate::smp;
-use crate::virtio::VirtioBlk;
 
-fn open_disk(disks: Vec<VirtioBlk>) -> Option<BootFs<VirtioBlk>> {
+fn open_disk(disks: Vec<Disk>) -> Option<BootFs<Disk>> {
     for disk in disks {
-        let base = disk.base;
+        let base = disk.base();
         match open_boot_fs(disk, None) {
             Ok((part, fs)) => {
                 log::info!(
@@ -44,7 +44,7 @@ pub fn run(
     board: &'static str,
     mut layout: Layout,
     dtb: &[u8],
-    disks: Vec<VirtioBlk>,
+    disks: Vec<Disk>,
     info: &DtInfo,
     entry: handoff::Entry,
 ) -> ! {
@@ -241,8 +241,12 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
         mapped: ram_mapped,
     };
     let dtb_copy: Vec<u8> = blob.to_vec();
-    let disks = virtio::find_block_devices(&info.virtio_mmio);
+    let disks = disk::probe(&info);
     timer::mark("disks probed");
-    log::info!("{} virtio-blk disk(s) found", disks.len());
+    let virtio = disks
+        .iter()
+        .filter(|d| matches!(d, Disk::Virtio(_)))
+        .count();
+    log::info!("{virtio} virtio-blk disk(s) found");
     run(board::name(&info), layout, &dtb_copy, disks, &info, entry)
 }

@@ -60,7 +60,7 @@ pub fn ensure(paths: &Paths) -> Result<Assets> {
         fs::create_dir_all(&debs).ctx(debs.display())?;
         let mut wanted = Vec::new();
         if need_kernel {
-            let pkg = kernel_package(&mut apt)?;
+            let pkg = kernel_package(&mut apt, CLOUD)?;
             wanted.push((pkg, "kernel"));
         }
         if need_busybox {
@@ -162,7 +162,7 @@ fn is_arm64_image_file(p: &Path) -> bool {
 }
 
 /// Finds `boot/vmlinuz-*` in the unpacked kernel package and writes it as an uncompressed Image.
-fn install_kernel(unpacked: &Path, image: &Path) -> Result<()> {
+pub(crate) fn install_kernel(unpacked: &Path, image: &Path) -> Result<()> {
     let boot = unpacked.join("boot");
     let vmlinuz = fs::read_dir(&boot)
         .ctx(boot.display())?
@@ -225,29 +225,46 @@ fn host_packages(apt: &mut Apt) -> Result<()> {
     )
 }
 
-/// Picks the exact kernel package (`linux-image-<ver>-cloud-arm64[-unsigned]`) from the
-/// `apt-cache depends` output of the metapackage.
-pub fn parse_kernel_depends(out: &str) -> Option<String> {
+/// Debian's kernel flavours: `cloud-arm64` (virtio machines, what the virt cases boot) and
+/// the generic `arm64` (with the Broadcom device trees and drivers, for the Raspberry Pi).
+pub const CLOUD: &str = "cloud-arm64";
+pub const GENERIC: &str = "arm64";
+
+/// Picks the exact kernel package of `flavour` (`linux-image-<ver>-<flavour>[-unsigned]`) from
+/// the `apt-cache depends` output of its metapackage.
+pub fn parse_kernel_depends(out: &str, flavour: &str) -> Option<String> {
+    let meta = format!("linux-image-{flavour}");
+    let (plain, unsigned) = (format!("-{flavour}"), format!("-{flavour}-unsigned"));
     out.lines()
         .filter_map(|l| l.trim().strip_prefix("Depends:"))
         .map(|d| d.trim().trim_start_matches('<').trim_end_matches('>'))
         .map(|d| d.split(':').next().unwrap_or(d))
         .find(|d| {
-            d.starts_with("linux-image-")
-                && (d.ends_with("-cloud-arm64") || d.ends_with("-cloud-arm64-unsigned"))
-                && d != &"linux-image-cloud-arm64"
+            // linux-image-<version>-<flavour>: the version is digits, dots and dashes only (so
+            // `arm64` does not take `6.1.0-56-cloud-arm64`).
+            let version = d.strip_prefix("linux-image-").and_then(|v| {
+                v.strip_suffix(unsigned.as_str())
+                    .or_else(|| v.strip_suffix(plain.as_str()))
+            });
+            *d != meta
+                && version.is_some_and(|v| {
+                    v.starts_with(|c: char| c.is_ascii_digit())
+                        && v.chars()
+                            .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+                })
         })
         .map(str::to_string)
 }
 
-/// Resolves `linux-image-cloud-arm64:arm64` to the exact kernel package name.
-fn kernel_package(apt: &mut Apt) -> Result<String> {
+/// Resolves `linux-image-<flavour>:arm64` to the exact kernel package name.
+pub(crate) fn kernel_package(apt: &mut Apt, flavour: &str) -> Result<String> {
+    let meta = format!("linux-image-{flavour}:arm64");
     for attempt in 0..2 {
         let out = Command::new("apt-cache")
-            .args(["depends", "linux-image-cloud-arm64:arm64"])
+            .args(["depends", &meta])
             .output()
             .ctx("apt-cache depends")?;
-        if let Some(p) = parse_kernel_depends(&String::from_utf8_lossy(&out.stdout)) {
+        if let Some(p) = parse_kernel_depends(&String::from_utf8_lossy(&out.stdout), flavour) {
             eprintln!("assets: kernel package {p}");
             return Ok(p);
         }
@@ -256,7 +273,7 @@ fn kernel_package(apt: &mut Apt) -> Result<String> {
         }
     }
     Err(err!(
-        "apt-cache depends linux-image-cloud-arm64:arm64 names no linux-image-*-cloud-arm64 package"
+        "apt-cache depends {meta} names no versioned linux-image-*-{flavour} package"
     ))
 }
 
@@ -269,15 +286,26 @@ mod tests {
         let out =
             "linux-image-cloud-arm64:arm64\n  Depends: linux-image-6.1.0-56-cloud-arm64:arm64\n";
         assert_eq!(
-            parse_kernel_depends(out).as_deref(),
+            parse_kernel_depends(out, CLOUD).as_deref(),
             Some("linux-image-6.1.0-56-cloud-arm64")
         );
         let unsigned = "x\n  Depends: <linux-image-6.1.0-9-cloud-arm64-unsigned>\n";
         assert_eq!(
-            parse_kernel_depends(unsigned).as_deref(),
+            parse_kernel_depends(unsigned, CLOUD).as_deref(),
             Some("linux-image-6.1.0-9-cloud-arm64-unsigned")
         );
-        assert_eq!(parse_kernel_depends("  Depends: linux-base\n"), None);
-        assert_eq!(parse_kernel_depends(""), None);
+        assert_eq!(parse_kernel_depends("  Depends: linux-base\n", CLOUD), None);
+        assert_eq!(parse_kernel_depends("", CLOUD), None);
+        // The generic flavour: not the cloud one, not the metapackage.
+        let generic = "linux-image-arm64:arm64\n  Depends: linux-image-6.1.0-57-arm64:arm64\n";
+        assert_eq!(
+            parse_kernel_depends(generic, GENERIC).as_deref(),
+            Some("linux-image-6.1.0-57-arm64")
+        );
+        assert_eq!(parse_kernel_depends(out, GENERIC), None);
+        assert_eq!(
+            parse_kernel_depends("  Depends: linux-image-arm64\n", GENERIC),
+            None
+        );
     }
 }

@@ -123,6 +123,8 @@ pub const EXTLINUX_CONF: &str = "/extlinux/extlinux.conf";
 pub struct Disk<'a> {
     scheme: Scheme,
     files: Vec<(&'a str, Cow<'a, [u8]>)>,
+    /// Whole-image size, when it must be one (an SD card: QEMU takes only powers of two).
+    size: Option<u64>,
 }
 
 impl<'a> Disk<'a> {
@@ -131,7 +133,14 @@ impl<'a> Disk<'a> {
         Disk {
             scheme,
             files: Vec::new(),
+            size: None,
         }
+    }
+
+    /// Pads the image with zeros to `bytes` (MBR only: GPT keeps its backup at the end).
+    pub fn size(mut self, bytes: u64) -> Self {
+        self.size = Some(bytes);
+        self
     }
 
     /// Adds the file `path` (absolute, like `/boot/Image`).
@@ -155,7 +164,26 @@ impl<'a> Disk<'a> {
     /// Writes it to `path` ([`write`]); returns whether it wrote.
     pub fn write(&self, path: &Path) -> Result<bool> {
         let refs: Vec<(&str, &[u8])> = self.files.iter().map(|(p, d)| (*p, &d[..])).collect();
-        write(path, &refs, self.scheme)
+        let Some(size) = self.size else {
+            return write(path, &refs, self.scheme);
+        };
+        if self.scheme != Scheme::Mbr {
+            return Err(err!("{}: only an MBR image can be padded", path.display()));
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&refs, PART_BYTES, size).hash(&mut h);
+        write_unless_same(path, h.finish(), || {
+            let mut img = build(&refs, self.scheme).ctx(path.display())?;
+            if (img.len() as u64) > size {
+                return Err(err!(
+                    "{}: {} bytes do not fit {size}",
+                    path.display(),
+                    img.len()
+                ));
+            }
+            img.resize(size as usize, 0);
+            Ok(img)
+        })
     }
 }
 

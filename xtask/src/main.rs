@@ -26,6 +26,7 @@ mod firmware;
 mod fuzz;
 mod initrd;
 mod qemu;
+mod rpi3;
 mod tftpd;
 mod toolchain;
 mod util;
@@ -37,8 +38,13 @@ use util::{err, run_status, Context, Paths, Result};
 const USAGE: &str = "usage: cargo xtask <command>
   assets                 install QEMU/U-Boot, fetch Debian's arm64 kernel + busybox, build Image,
                          Image.gz, initrd.img and the test disks under target/assets/
-  build [--release]      build the firmware and write target/kexboot.bin (always release)
-  run [-- QEMU ARGS]     assets + build, then boot kexboot in QEMU on this console (Ctrl-A x quits)
+  build [--release] [--board qemu-virt|rpi3]
+                         build the firmware and write target/kexboot.bin (always release; one
+                         image for every board, which it tells from the device tree); with
+                         --board rpi3 also the Raspberry Pi 3 files (SD image, kernel8.img)
+  run [--board qemu-virt|rpi3] [-- QEMU ARGS]
+                         assets + build, then boot kexboot in QEMU on this console (Ctrl-A x
+                         quits): QEMU virt from a virtio disk, or raspi3b from an SD card
   test [--no-e2e] [--no-clippy] [--only CASE]
                          host tests, firmware build, clippy, QEMU end-to-end cases
   bench [--rounds N] [--warm-only | --no-warm] [--net-only | --no-net]
@@ -77,11 +83,7 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        "build" => check_flags(rest, &["--release"])
-            .and_then(|_| firmware::build(&paths))
-            .and_then(|fw| Ok((fw, firmware::build_probe(&paths)?)))
-            // The firmware's path stays the last line (scripts read it).
-            .map(|(fw, probe)| println!("{}\n{}", probe.display(), fw.display())),
+        "build" => cmd_build(&paths, rest),
         "run" => cmd_run(&paths, rest),
         "test" => e2e::cmd_test(&paths, rest),
         "bench" => bench::cmd_bench(&paths, rest),
@@ -110,14 +112,79 @@ fn check_flags(args: &[String], allowed: &[&str]) -> Result<()> {
     }
 }
 
-/// `run`: boot kexboot from the MBR test disk with the console on this terminal.
+/// The boards `--board` names.
+const BOARDS: [&str; 2] = ["qemu-virt", "rpi3"];
+
+/// Splits off `--board NAME` (default `qemu-virt`); the rest are returned in order.
+fn board_arg(args: &[String]) -> Result<(&str, Vec<String>)> {
+    let mut board = BOARDS[0];
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            rest.push(a.clone());
+            rest.extend(it.cloned());
+            break;
+        }
+        if a == "--board" {
+            let b = it.next().ok_or_else(|| err!("--board needs a name"))?;
+            board = BOARDS
+                .iter()
+                .find(|n| *n == b)
+                .ok_or_else(|| err!("unknown board {b}; boards: {}", BOARDS.join(", ")))?;
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    Ok((board, rest))
+}
+
+/// `build [--board B]`: the firmware (one image for every board) and the probe; for `rpi3`
+/// also its SD image and `kernel8.img`. The image's path is the last line (scripts read it).
+fn cmd_build(paths: &Paths, args: &[String]) -> Result<()> {
+    let (board, rest) = board_arg(args)?;
+    check_flags(&rest, &["--release"])?;
+    let fw = firmware::build(paths)?;
+    let probe = firmware::build_probe(paths)?;
+    println!("{}", probe.display());
+    if board == "rpi3" {
+        let a = assets::ensure(paths)?;
+        let r = rpi3::ensure(paths, &a.initrd)?;
+        println!("{}", r.sd.display());
+        println!("{}", rpi3::kernel8(paths)?.display());
+    } else {
+        println!("{}", fw.display());
+    }
+    Ok(())
+}
+
+/// `run`: boot kexboot from the MBR test disk (or, `--board rpi3`, QEMU raspi3b's SD card) with
+/// the console on this terminal.
 fn cmd_run(paths: &Paths, args: &[String]) -> Result<()> {
-    let extra = match args.first().map(String::as_str) {
-        Some("--") => &args[1..],
-        _ => args,
+    let (board, rest) = board_arg(args)?;
+    let extra = match rest.first().map(String::as_str) {
+        Some("--") => &rest[1..],
+        _ => &rest[..],
     };
     let assets = assets::ensure(paths)?;
     let bin = firmware::build(paths)?;
+    if board == "rpi3" {
+        let r = rpi3::ensure(paths, &assets.initrd)?;
+        // -nographic would put the monitor on the first serial port; the tree's console is
+        // the second (the mini UART).
+        let args = rpi3::args(&r, &bin).args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "mon:stdio",
+        ]);
+        let mut cmd = Command::new(qemu::QEMU);
+        cmd.args(args.args(extra).into_vec());
+        eprintln!("xtask run: {cmd:?}");
+        return run_status(&mut cmd);
+    }
     let disks = disks::build_disks(paths, &assets)?;
     // The user's own disk: what `saveenv` writes stays there, and test images stay pristine.
     let run_disk = paths.assets.join("disk-run.img");

@@ -33,6 +33,12 @@ impl Args {
         a.args(["-m", MEMORY])
     }
 
+    /// `-M <machine> -m 1G`: a machine whose CPU and core count are fixed (QEMU's `raspi3b`:
+    /// four Cortex-A53).
+    pub fn bare(machine: &str) -> Args {
+        Args(Vec::new()).args(["-M", machine, "-m", MEMORY])
+    }
+
     /// [`Args::new`] on [`DEFAULT_CPU`] with `smp` cores.
     pub fn machine(machine: &str, smp: u32) -> Args {
         Args::new(machine, DEFAULT_CPU, Some(smp))
@@ -87,6 +93,15 @@ impl Args {
             format!("if=none,format=raw,file={},id=hd0{opts}", disk.display()),
             "-device".to_string(),
             "virtio-blk-device,drive=hd0".to_string(),
+        ])
+    }
+
+    /// The SD card (a Raspberry Pi's slot); writes go to a temporary overlay, as for
+    /// [`Args::disk`].
+    pub fn sd(self, image: &Path) -> Args {
+        self.args([
+            "-drive".to_string(),
+            format!("if=sd,format=raw,file={},snapshot=on", image.display()),
         ])
     }
 
