@@ -2,7 +2,7 @@
 
 use crate::check::CaseFn;
 use crate::e2e_el3::{CortexA72, Max};
-use crate::{e2e_boot, e2e_el3, e2e_net, e2e_probe, e2e_warm};
+use crate::{e2e_boot, e2e_el3, e2e_net, e2e_probe, e2e_rpi3, e2e_warm};
 
 /// One e2e case.
 pub(crate) struct Case {
@@ -82,6 +82,8 @@ pub(crate) const CASES: &[Case] = &[
     Case::fw("probe-warm-el2-a72", e2e_probe::case),
     Case::fw("probe-warm-el1-a72", e2e_probe::case),
     Case::fw("probe-el3-warm-a72", e2e_probe::case),
+    Case::no_fw("rpi3-uboot-sd", e2e_rpi3::case_uboot_sd),
+    Case::fw("rpi3-sd-cold-4cpus", e2e_rpi3::case_cold_sd),
     Case::fw("netboot-qemu-tftp", e2e_net::case_qemu_tftp),
     Case::fw("netboot-loss5", e2e_net::case_loss5),
     Case::fw("netboot-loss20", e2e_net::case_loss20),

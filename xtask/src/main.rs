@@ -20,6 +20,7 @@ mod e2e_boot;
 mod e2e_el3;
 mod e2e_net;
 mod e2e_probe;
+mod e2e_rpi3;
 mod e2e_warm;
 mod extlinux;
 mod firmware;
