@@ -4,6 +4,7 @@
 
 use crate::check::{
     boot, expect_banner, expect_kexboot_started, expect_userspace, Ctx, Transcript,
+    KEXBOOT_STARTING,
 };
 use crate::rpi3::{self, CMDLINE_RPI3};
 
@@ -17,7 +18,10 @@ fn stand(c: &Ctx) -> Result<rpi3::Rpi3, String> {
 /// spin-table by the kernel), at EL2.
 pub(crate) fn case_cold_sd(c: &Ctx, name: &str) -> Result<(), String> {
     let r = stand(c)?;
-    let t = boot(rpi3::args(&r, &c.paths.kexboot_bin()).into_vec(), &c.log(name))?;
+    let t = boot(
+        rpi3::args(&r, &c.paths.kexboot_bin()).into_vec(),
+        &c.log(name),
+    )?;
     expect_board(&t)?;
     expect_banner(&t, "EL2")?;
     expect_userspace(&t, CMDLINE_RPI3, Some("EL2"), Some(4))?;
@@ -25,6 +29,40 @@ pub(crate) fn case_cold_sd(c: &Ctx, name: &str) -> Result<(), String> {
     t.find(|l| l.contains("SD card at ") && l.contains("MiB"))
         .map(|_| ())
         .ok_or_else(|| "no \"SD card at\" line".to_string())
+}
+
+/// The same with the kernel as `Image.gz`: decompressed by kexboot.
+pub(crate) fn case_imagegz_sd(c: &Ctx, name: &str) -> Result<(), String> {
+    let r = stand(c)?;
+    let t = boot(
+        rpi3::args_on(&r, &r.sd_gz, &c.paths.kexboot_bin()).into_vec(),
+        &c.log(name),
+    )?;
+    expect_board(&t)?;
+    expect_userspace(&t, CMDLINE_RPI3, Some("EL2"), Some(4))?;
+    expect_kexboot_started(&t)?;
+    t.find(|l| l.contains("Image.gz") && l.contains("loaded kernel"))
+        .map(|_| ())
+        .ok_or_else(|| "no \"loaded kernel /Image.gz\" line".to_string())
+}
+
+/// A card whose FAT boot sector is garbage: one clear line, no kernel, the prompt.
+pub(crate) fn case_corrupt_sd(c: &Ctx, name: &str) -> Result<(), String> {
+    let r = stand(c)?;
+    let a = rpi3::args_on(&r, &r.sd_corrupt, &c.paths.kexboot_bin());
+    let t = boot(a.into_vec(), &c.log(name))?;
+    expect_board(&t)?;
+    if !t.has_prompt() {
+        return Err(format!("no kexboot> prompt: {}", t.ending()));
+    }
+    if let Some((_, l)) = t.find(|l| l.contains(KEXBOOT_STARTING)) {
+        return Err(format!("a kernel was started: {:?}", l.text.trim()));
+    }
+    t.find(|l| l.contains("SD card at ") && l.contains("MiB"))
+        .ok_or("the card itself was not found")?;
+    t.find(|l| l.contains("no boot file system"))
+        .map(|_| ())
+        .ok_or_else(|| "no \"no boot file system\" line".to_string())
 }
 
 /// Debian's U-Boot `rpi_3` boots the same card: proves the card and the stand.

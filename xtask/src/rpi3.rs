@@ -11,11 +11,13 @@
 
 use crate::apt::{self, Apt};
 use crate::assets::{self, GENERIC};
-use crate::disk::{Disk, Scheme};
+use crate::disk::{Disk, Scheme, PART_START_LBA, SECTOR};
 use crate::extlinux::{extlinux, Entry};
 use crate::qemu::Args;
 use crate::util::{err, run_status, write_atomic, Context, Paths, Result};
+use flate2::write::GzEncoder;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,6 +25,8 @@ use std::process::Command;
 pub const MACHINE: &str = "raspi3b";
 /// The tree as the kernel package ships it, and where `fdtdir` finds it.
 pub const DTB_PATH: &str = "broadcom/bcm2837-rpi-3-b.dtb";
+/// Its place on the SD card.
+const DTB_FILE: &str = "/broadcom/bcm2837-rpi-3-b.dtb";
 /// The Linux console on the mini UART (`serial1`, the tree's `stdout-path`).
 pub const CMDLINE_RPI3: &str = "console=ttyS1,115200 kexboot.test=rpi3 quiet";
 /// SD image size: QEMU takes only powers of two.
@@ -41,6 +45,10 @@ pub struct Rpi3 {
     pub uboot: PathBuf,
     /// The SD card: extlinux.conf booting the kernel with the initramfs.
     pub sd: PathBuf,
+    /// The same with the kernel as `Image.gz`.
+    pub sd_gz: PathBuf,
+    /// The same card with its FAT boot sector overwritten: no boot file system.
+    pub sd_corrupt: PathBuf,
 }
 
 /// Makes sure the stand's files exist, downloading the packages when missing.
@@ -52,6 +60,8 @@ pub fn ensure(paths: &Paths, initrd: &Path) -> Result<Rpi3> {
         dtb: dir.join("bcm2837-rpi-3-b.dtb"),
         uboot: dir.join("u-boot.bin"),
         sd: dir.join("sd.img"),
+        sd_gz: dir.join("sd-gz.img"),
+        sd_corrupt: dir.join("sd-corrupt.img"),
     };
     let debs = paths.assets.join("debs");
     let mut apt = Apt::default();
@@ -71,30 +81,64 @@ pub fn ensure(paths: &Paths, initrd: &Path) -> Result<Rpi3> {
         let bin = out.join("usr/lib/u-boot/rpi_3/u-boot.bin");
         fs::copy(&bin, &r.uboot).ctx(bin.display())?;
     }
-    let conf = extlinux(
-        "rpi3",
-        &[Entry {
-            label: "rpi3",
-            linux: "/Image",
-            initrd: "/initrd.img",
-            append: CMDLINE_RPI3,
-        }],
-    );
     let (image, initrd_bytes, dtb) = (
         fs::read(&r.image).ctx(r.image.display())?,
         fs::read(initrd).ctx(initrd.display())?,
         fs::read(&r.dtb).ctx(r.dtb.display())?,
     );
-    let dtb_path = format!("/{DTB_PATH}");
+    let image_gz = gzip(&image)?;
+    for (path, kernel, data) in [
+        (&r.sd, "/Image", &image),
+        (&r.sd_gz, "/Image.gz", &image_gz),
+    ] {
+        sd_card(kernel, data, &initrd_bytes, &dtb).write(path)?;
+    }
+    corrupt(&r.sd, &r.sd_corrupt)?;
+    Ok(r)
+}
+
+/// An SD card as the Pi's firmware finds it: `config.txt`, the kernel at `kernel`, the
+/// initramfs, the DTB where `fdtdir` looks, and an extlinux.conf booting them.
+fn sd_card<'a>(kernel: &'a str, image: &'a [u8], initrd: &'a [u8], dtb: &'a [u8]) -> Disk<'a> {
+    let conf = extlinux(
+        "rpi3",
+        &[Entry {
+            label: "rpi3",
+            linux: kernel,
+            initrd: "/initrd.img",
+            append: CMDLINE_RPI3,
+        }],
+    );
     Disk::new(Scheme::Mbr)
         .file("/config.txt", CONFIG_TXT.as_bytes())
-        .file("/Image", &image[..])
-        .file("/initrd.img", &initrd_bytes[..])
-        .file(&dtb_path, &dtb[..])
+        .file(kernel, image)
+        .file("/initrd.img", initrd)
+        .file(DTB_FILE, dtb)
         .extlinux(conf)
         .size(SD_BYTES)
-        .write(&r.sd)?;
-    Ok(r)
+}
+
+/// `good` with the first sectors of its FAT partition overwritten: a card whose partition
+/// table is fine but whose file system is not.
+fn corrupt(good: &Path, out: &Path) -> Result<()> {
+    let mut img = fs::read(good).ctx(good.display())?;
+    let start = (PART_START_LBA * SECTOR) as usize;
+    let junk: Vec<u8> = (0..4 * SECTOR as usize)
+        .map(|i| (i * 151 % 251) as u8)
+        .collect();
+    img.get_mut(start..start + junk.len())
+        .ok_or_else(|| err!("{}: shorter than its partition", good.display()))?
+        .copy_from_slice(&junk);
+    if fs::read(out).ok().as_deref() != Some(&img[..]) {
+        write_atomic(out, &img)?;
+    }
+    Ok(())
+}
+
+fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data)?;
+    Ok(enc.finish()?)
 }
 
 /// Downloads `pkg` (arm64) into `debs` and unpacks it to `debs/<dir>`.
@@ -118,9 +162,14 @@ fn find_under(root: &Path, rel: &str) -> Option<PathBuf> {
 /// `-M raspi3b -m 1G -dtb <tree> -drive if=sd,... -serial null -kernel <image>`: `image` is
 /// kexboot (or U-Boot, or a kernel) as the Pi firmware would start it.
 pub fn args(r: &Rpi3, image: &Path) -> Args {
+    args_on(r, &r.sd, image)
+}
+
+/// [`args`] with another SD card image.
+pub fn args_on(r: &Rpi3, sd: &Path, image: &Path) -> Args {
     Args::bare(MACHINE)
         .dtb(&r.dtb)
-        .sd(&r.sd)
+        .sd(sd)
         .args(["-serial", "null"])
         .kernel(image)
 }
