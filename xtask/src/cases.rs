@@ -86,6 +86,7 @@ pub(crate) const CASES: &[Case] = &[
     Case::fw("rpi3-sd-cold-4cpus", e2e_rpi3::case_cold_sd),
     Case::fw("rpi3-sd-imagegz", e2e_rpi3::case_imagegz_sd),
     Case::fw("rpi3-sd-corrupt", e2e_rpi3::case_corrupt_sd),
+    Case::fw("rpi3-warm-nr-cpus-1", e2e_rpi3::case_warm_one_cpu),
     Case::fw("netboot-qemu-tftp", e2e_net::case_qemu_tftp),
     Case::fw("netboot-loss5", e2e_net::case_loss5),
     Case::fw("netboot-loss20", e2e_net::case_loss20),

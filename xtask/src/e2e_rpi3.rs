@@ -2,6 +2,7 @@
 //! card, with the firmware's device tree, through kexboot (and through Debian's U-Boot for the
 //! Pi, the anchor).
 
+use crate::boots::{run_boots, seg, warm_assets, warm_timeout};
 use crate::check::{
     boot, expect_banner, expect_kexboot_started, expect_userspace, Ctx, Transcript,
     KEXBOOT_STARTING,
@@ -63,6 +64,39 @@ pub(crate) fn case_corrupt_sd(c: &Ctx, name: &str) -> Result<(), String> {
     t.find(|l| l.contains("no boot file system"))
         .map(|_| ())
         .ok_or_else(|| "no \"no boot file system\" line".to_string())
+}
+
+/// Warm re-entry on the Pi with one CPU: Linux (`nr_cpus=1`, the secondaries never leave the
+/// firmware's spin-table) `kexec -l`s kexboot with `--dtb=/sys/firmware/fdt`; kexboot enters
+/// warm, finds the card again and boots the entry with the next cycle's arguments.
+pub(crate) fn case_warm_one_cpu(c: &Ctx, name: &str) -> Result<(), String> {
+    let r = stand(c)?;
+    let w = warm_assets(c)?;
+    if !w.kexboot {
+        return Err("target/kexboot.bin was not in the warm initramfs (firmware not built)".into());
+    }
+    let sd = rpi3::ensure_warm(c.paths, &r, &w.initrd).map_err(|e| e.to_string())?;
+    let a = rpi3::args_on(&r, &sd, &c.paths.kexboot_bin()).into_vec();
+    let b = run_boots(&a, &c.log(name), 2, warm_timeout())?;
+    let first = seg(&b, 1)?;
+    expect_board(first)?;
+    need(first, "KEXBOOT-E2E cycle=1/2 via=tools")?;
+    need(first, "KEXBOOT-E2E cpus=1")?;
+    need(first, "kexboot: cold entry")?;
+    let second = seg(&b, 2)?;
+    expect_board(second)?;
+    need(second, "kexboot: warm entry")?;
+    need(second, "KEXBOOT-E2E cycle=2/2 via=tools")?;
+    need(second, "KEXBOOT-E2E cpus=1")?;
+    need(second, "SD card at ")?;
+    Ok(())
+}
+
+/// A line containing `what`.
+fn need(t: &Transcript, what: &str) -> Result<(), String> {
+    t.find(|l| l.contains(what))
+        .map(|_| ())
+        .ok_or_else(|| format!("no {what:?} line: {}", t.ending()))
 }
 
 /// Debian's U-Boot `rpi_3` boots the same card: proves the card and the stand.

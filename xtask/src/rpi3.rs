@@ -141,6 +141,43 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     Ok(enc.finish()?)
 }
 
+/// Command line of the warm-re-entry card's entry: one CPU, two boots, the second through
+/// kexec-tools into kexboot (the warm initramfs's `/init` reads the `kexboot.test.*` words).
+/// Linux cannot take spin-table CPUs offline, so kexec refuses while more than one CPU is
+/// *possible* ("Can't kexec: CPUs are stuck in the kernel", arm64 `cpus_are_stuck_in_kernel`):
+/// `maxcpus=1` (one CPU online, four possible) is not enough, `nr_cpus=1` is.
+pub const CMDLINE_RPI3_WARM: &str = "console=ttyS1,115200 kexboot.test=warm-a quiet nr_cpus=1 \
+    kexboot.test.cycles=2 kexboot.test.via=tools kexboot.test.entries=warm-a";
+
+/// The SD card for warm re-entry on the Pi: entry `warm-a` with the warm initramfs (kexec-tools
+/// and `/boot/kexboot.bin`).
+pub fn ensure_warm(paths: &Paths, r: &Rpi3, warm_initrd: &Path) -> Result<PathBuf> {
+    let out = paths.assets.join("rpi3").join("sd-warm.img");
+    let conf = extlinux(
+        "warm-a",
+        &[Entry {
+            label: "warm-a",
+            linux: "/Image",
+            initrd: "/initrd-warm.img",
+            append: CMDLINE_RPI3_WARM,
+        }],
+    );
+    let (image, initrd, dtb) = (
+        fs::read(&r.image).ctx(r.image.display())?,
+        fs::read(warm_initrd).ctx(warm_initrd.display())?,
+        fs::read(&r.dtb).ctx(r.dtb.display())?,
+    );
+    Disk::new(Scheme::Mbr)
+        .file("/config.txt", CONFIG_TXT.as_bytes())
+        .file("/Image", &image[..])
+        .file("/initrd-warm.img", &initrd[..])
+        .file(DTB_FILE, &dtb[..])
+        .extlinux(conf)
+        .size(SD_BYTES)
+        .write(&out)?;
+    Ok(out)
+}
+
 /// Downloads `pkg` (arm64) into `debs` and unpacks it to `debs/<dir>`.
 fn unpack(apt: &mut Apt, debs: &Path, pkg: &str, dir: &str) -> Result<PathBuf> {
     let deb = apt::download(apt, debs, pkg)?;
