@@ -13,7 +13,8 @@ use crate::virtio::{self, VirtioBlk};
 /// One disk, and where it is (for the console).
 pub enum Disk {
     Virtio(VirtioBlk),
-    Sd(SdCard),
+    /// The card, and its controller's base.
+    Sd(SdCard, u64),
 }
 
 impl Disk {
@@ -21,7 +22,7 @@ impl Disk {
     pub fn base(&self) -> u64 {
         match self {
             Disk::Virtio(v) => v.base,
-            Disk::Sd(_) => 0,
+            Disk::Sd(_, base) => *base,
         }
     }
 }
@@ -30,21 +31,21 @@ impl BlockDevice for Disk {
     fn num_sectors(&self) -> u64 {
         match self {
             Disk::Virtio(d) => d.num_sectors(),
-            Disk::Sd(d) => d.num_sectors(),
+            Disk::Sd(d, _) => d.num_sectors(),
         }
     }
 
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
         match self {
             Disk::Virtio(d) => d.read_sectors(lba, buf),
-            Disk::Sd(d) => d.read_sectors(lba, buf),
+            Disk::Sd(d, _) => d.read_sectors(lba, buf),
         }
     }
 
     fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
         match self {
             Disk::Virtio(d) => d.write_sectors(lba, buf),
-            Disk::Sd(d) => d.write_sectors(lba, buf),
+            Disk::Sd(d, _) => d.write_sectors(lba, buf),
         }
     }
 }
@@ -73,7 +74,7 @@ pub fn probe(info: &DtInfo) -> Vec<Disk> {
                     dev.reg.start(),
                     card.num_sectors() >> 11
                 );
-                disks.push(Disk::Sd(card));
+                disks.push(Disk::Sd(card, dev.reg.start()));
             }
             Err(e) => log::warn!("SD card at {:#x}: {e}", dev.reg.start()),
         }
