@@ -299,8 +299,18 @@ fn fixup_creates_chosen_and_keeps_memreserve() {
     assert_eq!(b.last().unwrap().0, "/chosen");
     assert_eq!(prop(&b, "/chosen", "bootargs"), Some(&b"quiet\0"[..]));
     assert_eq!(prop(&b, "/chosen", "linux,initrd-start"), None);
-    // Overlapping reservations are merged (the writer refuses overlaps); coverage is kept.
-    assert_eq!(rsv(&out), [(0x8000_0000, 0x3000), (0x8010_0000, 0x2000)]);
+    // The tree's own reservations pass through as they were; kexboot's are added after them
+    // (overlaps are allowed: Linux reserves the union).
+    assert_eq!(
+        rsv(&out),
+        [
+            (0x8000_0000, 0x1000),
+            (0x8010_0000, 0x2000),
+            (0x8000_0800, 0x2800)
+        ]
+    );
+    // Asking again adds nothing twice.
+    assert_eq!(rsv(&fixup(&out, &f).unwrap()), rsv(&out));
     let a = flatten(&dtb);
     assert_eq!(&b[..b.len() - 1], &a[..]);
     assert_eq!(
