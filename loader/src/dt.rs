@@ -313,6 +313,8 @@ pub struct DtInfo {
     pub has_rng_seed: bool,
     /// The blob's `totalsize`.
     pub total_size: usize,
+    /// The root node's `compatible` strings (the board, most specific first).
+    pub compatible: Vec<String>,
 }
 
 fn base_name(name: &str) -> &str {
@@ -454,6 +456,17 @@ impl DtInfo {
         let mut info = DtInfo {
             reserved: c.rsv.clone(),
             total_size: fdt.total_size(),
+            compatible: root
+                .property("compatible")
+                .map(|p| {
+                    p.value
+                        .split(|&b| b == 0)
+                        .filter(|s| !s.is_empty())
+                        .filter_map(|s| core::str::from_utf8(s).ok())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
             ..DtInfo::default()
         };
 
@@ -858,6 +871,50 @@ pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
         let entry = MemoryReservation::new(r.start(), r.len());
         if !t.tree.memory_reservations.contains(&entry) {
             t.tree.memory_reservations.push(entry);
+        }
+    }
+    t.store()
+}
+
+/// `into` (a tree named in place of the firmware's) with the memory the firmware's tree
+/// `from` keeps: every `/memreserve/` entry of `from` that `into` lacks, and every
+/// `/reserved-memory` child of `from` whose name `into` lacks (`/reserved-memory` is created
+/// with `from`'s cells and `ranges` when `into` has none). Both trees are checked first.
+pub fn keep_reserved(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
+    let f = Tree::load(from)?;
+    let mut t = Tree::load(into)?;
+    for r in f.tree.memory_reservations {
+        if !t.tree.memory_reservations.contains(&r) {
+            t.tree.memory_reservations.push(r);
+        }
+    }
+    if let Some(frm) = f.tree.root.child("reserved-memory") {
+        let rm = match t.tree.root.child_mut("reserved-memory") {
+            Some(rm) => rm,
+            None => {
+                let mut rm = DeviceTreeNode::new_unchecked("reserved-memory");
+                for name in ["#address-cells", "#size-cells", "ranges"] {
+                    if let Some(p) = frm.property(name) {
+                        set(&mut rm, name, p.value().to_vec());
+                    }
+                }
+                t.tree.root.add_child_mut(rm)
+            }
+        };
+        let same_cells = ["#address-cells", "#size-cells"].iter().all(|n| {
+            rm.property(n).map(|p| p.value().to_vec()) == frm.property(n).map(|p| p.value().to_vec())
+        });
+        for child in frm.children() {
+            if rm.child(child.name()).is_some() {
+                continue;
+            }
+            if !same_cells {
+                return Err(write_err(
+                    alloc::format!("/reserved-memory/{}", child.name()),
+                    "the named tree's /reserved-memory uses other #address-cells/#size-cells",
+                ));
+            }
+            rm.add_child(child.clone());
         }
     }
     t.store()
