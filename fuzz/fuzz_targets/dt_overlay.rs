@@ -1,0 +1,43 @@
+//! Device tree overlays (`apply_overlay`) and a named tree keeping the firmware's reserved
+//! memory (`keep_reserved`): hostile base and overlay never panic; a result fits the 2 MiB the
+//! boot protocol allows, re-parses (kexboot's checked reader and the `fdt` crate), keeps every
+//! `/memreserve/` entry of the base, and goes through `fixup` like any firmware tree.
+//! Input: the base's length (u16 LE), the base, then the overlay.
+#![no_main]
+
+use kexboot_loader::dt::{apply_overlay, fixup, keep_reserved, DtInfo, Fixups};
+use kexboot_loader::MAX_DTB_SIZE;
+use libfuzzer_sys::fuzz_target;
+
+fn check_result(base: &[u8], out: &[u8]) {
+    assert!(out.len() as u64 <= MAX_DTB_SIZE, "{} bytes out", out.len());
+    assert!(fdt::Fdt::new(out).is_ok(), "result rejected by fdt");
+    let after = DtInfo::read(out).expect("result does not re-parse");
+    if let Ok(before) = DtInfo::read(base) {
+        for r in &before.reserved {
+            assert!(after.reserved.contains(r), "reservation {r} lost");
+        }
+    }
+    let _ = fixup(out, &Fixups::default());
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some(len) = data.get(..2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize) else {
+        return;
+    };
+    let rest = &data[2..];
+    let (base, overlay) = rest.split_at(len.min(rest.len()));
+    if let Ok(out) = apply_overlay(base, overlay) {
+        check_result(base, &out);
+    }
+    // `overlay` stands for a tree an entry names, `base` for the firmware's.
+    if let Ok(out) = keep_reserved(base, overlay) {
+        check_result(overlay, &out);
+        if let Ok(fw) = DtInfo::read(base) {
+            let after = DtInfo::read(&out).unwrap();
+            for r in &fw.reserved {
+                assert!(after.reserved.contains(r), "firmware reservation {r} not kept");
+            }
+        }
+    }
+});
