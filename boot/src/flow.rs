@@ -114,10 +114,22 @@ pub trait Platform: Clock {
 /// (`arch/arm64/boot/dts/`), as Debian's kernel packages install them.
 pub const FDTFILES: [(&str, &str); 7] = [
     ("raspberrypi,3-model-b", "broadcom/bcm2837-rpi-3-b.dtb"),
-    ("raspberrypi,3-model-b-plus", "broadcom/bcm2837-rpi-3-b-plus.dtb"),
-    ("raspberrypi,3-model-a-plus", "broadcom/bcm2837-rpi-3-a-plus.dtb"),
-    ("raspberrypi,3-compute-module", "broadcom/bcm2837-rpi-cm3-io3.dtb"),
-    ("raspberrypi,model-zero-2-w", "broadcom/bcm2837-rpi-zero-2-w.dtb"),
+    (
+        "raspberrypi,3-model-b-plus",
+        "broadcom/bcm2837-rpi-3-b-plus.dtb",
+    ),
+    (
+        "raspberrypi,3-model-a-plus",
+        "broadcom/bcm2837-rpi-3-a-plus.dtb",
+    ),
+    (
+        "raspberrypi,3-compute-module",
+        "broadcom/bcm2837-rpi-cm3-io3.dtb",
+    ),
+    (
+        "raspberrypi,model-zero-2-w",
+        "broadcom/bcm2837-rpi-zero-2-w.dtb",
+    ),
     ("raspberrypi,4-model-b", "broadcom/bcm2711-rpi-4-b.dtb"),
     ("raspberrypi,400", "broadcom/bcm2711-rpi-400.dtb"),
 ];
@@ -531,14 +543,19 @@ fn entry_dtb<'d>(
             let file = platform.fdtfile().or_else(|| fdtfile_for(&compatible));
             match file {
                 Some(file) => {
-                    let slash = if dir.is_empty() || dir.ends_with('/') { "" } else { "/" };
+                    let slash = if dir.is_empty() || dir.ends_with('/') {
+                        ""
+                    } else {
+                        "/"
+                    };
                     let joined = alloc::format!("{dir}{slash}{file}");
                     Some((extlinux::resolve_path(cfg_path, &joined), false))
                 }
                 None => {
+                    let board = compatible.first().map_or("", String::as_str);
                     log::warn!(
                         "entry '{label}': fdtdir {dir}: no $fdtfile, and no file known for \
-                         compatible {compatible:?}; using the firmware's device tree"
+                         compatible \"{board}\"; using the firmware's device tree"
                     );
                     None
                 }

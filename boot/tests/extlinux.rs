@@ -543,6 +543,9 @@ proptest! {
 #[test]
 fn fdtoverlays_list() {
     let c = ok("label k\n fdtoverlays /a.dtbo  overlays/b.dtbo\tc.dtbo\n fdtoverlays /d.dtbo\n");
-    assert_eq!(c.entries[0].fdtoverlays, ["/a.dtbo", "overlays/b.dtbo", "c.dtbo"]);
+    assert_eq!(
+        c.entries[0].fdtoverlays,
+        ["/a.dtbo", "overlays/b.dtbo", "c.dtbo"]
+    );
     assert!(has_note(&c, 3, "repeated 'fdtoverlays' ignored"));
 }

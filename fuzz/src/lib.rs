@@ -165,3 +165,32 @@ pub fn next_chunk<'a>(data: &mut &'a [u8], max: usize) -> Option<&'a [u8]> {
     *data = tail;
     Some(chunk)
 }
+
+/// Whether some node of `dtb` (a blob `kexboot_loader::dt::DtInfo::read` accepted, so its
+/// depth is bounded) has two children of the same name. The DT spec forbids it and dtc refuses
+/// it; kexboot's writer keeps the first of them (the one Linux's path lookup finds) and drops
+/// the others, so what `DtInfo` counted over all of them may shrink.
+pub fn has_duplicate_siblings(dtb: &[u8]) -> bool {
+    fn walk(n: fdt::node::FdtNode<'_, '_>) -> bool {
+        let names: Vec<&str> = n.children().map(|c| c.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted.len() != names.len() || n.children().any(walk)
+    }
+    let Ok(f) = fdt::Fdt::new(dtb) else {
+        return false;
+    };
+    f.find_node("/").is_some_and(walk)
+}
+
+/// The `/memreserve/` entries of `dtb` (empty when the `fdt` crate refuses it).
+pub fn memreserve(dtb: &[u8]) -> Vec<(u64, u64)> {
+    fdt::Fdt::new(dtb)
+        .map(|f| {
+            f.memory_reservations()
+                .map(|r| (r.address() as u64, r.size() as u64))
+                .collect()
+        })
+        .unwrap_or_default()
+}

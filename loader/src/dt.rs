@@ -16,13 +16,13 @@ use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use fdt::node::{CellSizes, FdtNode};
-use fdt::Fdt;
 use dtoolkit::memreserve::MemoryReservation;
 use dtoolkit::model::overlay::OverlayApplier;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use dtoolkit::overlay::{NODE_FIXUPS, NODE_SYMBOLS};
 use dtoolkit::{Node as _, Property as _};
+use fdt::node::{CellSizes, FdtNode};
+use fdt::Fdt;
 
 use crate::mem::Range;
 use crate::{Error, Result, MAX_DTB_SIZE};
@@ -759,7 +759,11 @@ fn fix_chosen(root: &mut DeviceTreeNode, f: &Fixups<'_>) -> Result<()> {
     }
     match f.initrd {
         Some(r) => {
-            set(chosen, "linux,initrd-start", r.start().to_be_bytes().to_vec());
+            set(
+                chosen,
+                "linux,initrd-start",
+                r.start().to_be_bytes().to_vec(),
+            );
             set(chosen, "linux,initrd-end", r.end().to_be_bytes().to_vec());
         }
         None => {
@@ -817,7 +821,10 @@ fn fix_reserved(root: &mut DeviceTreeNode, f: &Fixups<'_>) -> Result<()> {
             return Err(write_err(at(), "not a node name"));
         }
         let reg = encode_reg(&rn.reg, ac, sc).ok_or_else(|| {
-            write_err(at(), "reg does not fit the node's #address-cells/#size-cells")
+            write_err(
+                at(),
+                "reg does not fit the node's #address-cells/#size-cells",
+            )
         })?;
         let mut node = DeviceTreeNode::new_unchecked(rn.name);
         set(&mut node, "reg", reg);
@@ -902,7 +909,8 @@ pub fn keep_reserved(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
             }
         };
         let same_cells = ["#address-cells", "#size-cells"].iter().all(|n| {
-            rm.property(n).map(|p| p.value().to_vec()) == frm.property(n).map(|p| p.value().to_vec())
+            rm.property(n).map(|p| p.value().to_vec())
+                == frm.property(n).map(|p| p.value().to_vec())
         });
         for child in frm.children() {
             if rm.child(child.name()).is_some() {
@@ -1046,7 +1054,7 @@ fn check_fixups(base: &DeviceTree, overlay: &DeviceTree) -> Result<()> {
             let offset: usize = offset
                 .parse()
                 .map_err(|_| bad(location, "offset is not a decimal number"))?;
-            if offset % 4 != 0 {
+            if !offset.is_multiple_of(4) {
                 return Err(bad(location, "offset is not a multiple of 4"));
             }
             let target = overlay
@@ -1080,8 +1088,9 @@ fn map_overlay_error(e: dtoolkit::error::OverlayError) -> Error {
             location: String::from("?"),
             what: "malformed",
         },
-        other => OverlayError::Merged {
-            what: other.to_string(),
+        // `Parse`, `Model`, `MalformedData`: the checks before the applier rule these out.
+        _ => OverlayError::Merged {
+            what: String::from("refused by the overlay applier"),
         },
     })
 }

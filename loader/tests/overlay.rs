@@ -106,11 +106,16 @@ fn overlay_applies_as_libfdt_does() {
     let gpio = u32s(get(&base, "/soc/gpio@3f200000", "phandle"))[0];
     assert_eq!(u32s(get(&t, &rtc, "reset-gpios")), [gpio, 4, 0, gpio, 5, 0]);
     // and the overlay's labels join the base's, at the nodes' new paths.
-    assert_eq!(get(&t, "/__symbols__", "rtc"), format!("{rtc}\0").as_bytes());
+    assert_eq!(
+        get(&t, "/__symbols__", "rtc"),
+        format!("{rtc}\0").as_bytes()
+    );
     assert_eq!(get(&t, "/__symbols__", "uart0"), b"/soc/serial@3f201000\0");
     assert_eq!(rsv(&out), rsv(BASE));
     // Nothing of the overlay's own bookkeeping reaches the tree.
-    assert!(!t.keys().any(|k| k.contains("fragment") || k.contains("fixups")));
+    assert!(!t
+        .keys()
+        .any(|k| k.contains("fragment") || k.contains("fixups")));
     // Every base node is still there.
     assert!(base.keys().all(|k| t.contains_key(k)));
 
@@ -150,7 +155,10 @@ fn bad_overlays_are_typed_errors_and_leave_the_base() {
     );
     let mut bad_magic = OVERLAY.to_vec();
     bad_magic[0] ^= 0xff;
-    assert!(matches!(err(&bad_magic), OverlayError::Blob { offset: 0, .. }));
+    assert!(matches!(
+        err(&bad_magic),
+        OverlayError::Blob { offset: 0, .. }
+    ));
     assert!(matches!(err(&OVERLAY[..100]), OverlayError::Blob { .. }));
     // A base compiled without `-@` has no __symbols__: every label is unresolved.
     let plain = fixup_strip_symbols(BASE);
@@ -166,11 +174,17 @@ fn bad_overlays_are_typed_errors_and_leave_the_base() {
     ));
     assert!(matches!(
         err(BAD_FIXUP_STRING),
-        OverlayError::BadFixup { what: "not path:property:offset", .. }
+        OverlayError::BadFixup {
+            what: "not path:property:offset",
+            ..
+        }
     ));
     assert!(matches!(
         err(BAD_FIXUP_OFFSET),
-        OverlayError::BadFixup { what: "offset past the property's end", .. }
+        OverlayError::BadFixup {
+            what: "offset past the property's end",
+            ..
+        }
     ));
     assert_eq!(
         err(BAD_LOCAL_FIXUP),
@@ -184,10 +198,7 @@ fn bad_overlays_are_typed_errors_and_leave_the_base() {
 /// `BASE` with `/__symbols__` renamed out of reach (same length, so the blob stays valid).
 fn fixup_strip_symbols(dtb: &[u8]) -> Vec<u8> {
     let mut b = dtb.to_vec();
-    let at = b
-        .windows(12)
-        .position(|w| w == b"__symbols__\0")
-        .unwrap();
+    let at = b.windows(12).position(|w| w == b"__symbols__\0").unwrap();
     b[at..at + 11].copy_from_slice(b"xxsymbolsxx");
     b
 }

@@ -449,11 +449,15 @@ fn small_tree(compatible: &[&str], firmware: bool) -> Vec<u8> {
     let root = w.begin_node("").unwrap();
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
-    w.property_string_list("compatible", compatible.iter().map(|s| s.to_string()).collect())
-        .unwrap();
+    w.property_string_list(
+        "compatible",
+        compatible.iter().map(|s| s.to_string()).collect(),
+    )
+    .unwrap();
     let mem = w.begin_node("memory@40000000").unwrap();
     w.property_string("device_type", "memory").unwrap();
-    w.property_array_u64("reg", &[RAM.start(), RAM.len()]).unwrap();
+    w.property_array_u64("reg", &[RAM.start(), RAM.len()])
+        .unwrap();
     w.end_node(mem).unwrap();
     if firmware {
         let rm = w.begin_node("reserved-memory").unwrap();
@@ -462,7 +466,8 @@ fn small_tree(compatible: &[&str], firmware: bool) -> Vec<u8> {
         w.property_null("ranges").unwrap();
         let r = w.begin_node("ramoops@44000000").unwrap();
         w.property_string("compatible", "ramoops").unwrap();
-        w.property_array_u64("reg", &[RAMOOPS.start(), RAMOOPS.len()]).unwrap();
+        w.property_array_u64("reg", &[RAMOOPS.start(), RAMOOPS.len()])
+            .unwrap();
         w.end_node(r).unwrap();
         w.end_node(rm).unwrap();
     }
@@ -527,7 +532,10 @@ fn fdt_line_loads_the_named_tree() {
     assert_eq!(compatible(&dtb), ["test,named"]);
     let rsv = memreserve(&dtb);
     assert!(rsv.contains(&FIRMWARE_MEMRESERVE), "{rsv:x?}");
-    assert!(rsv.contains(&(OWN_MEMRESERVE.start(), OWN_MEMRESERVE.len())), "{rsv:x?}");
+    assert!(
+        rsv.contains(&(OWN_MEMRESERVE.start(), OWN_MEMRESERVE.len())),
+        "{rsv:x?}"
+    );
     let info = kexboot_loader::dt::DtInfo::parse(&dtb).unwrap();
     assert_eq!(info.ramoops, Some(RAMOOPS));
     assert_eq!(info.bootargs.as_deref(), Some("a=1"));
@@ -577,7 +585,10 @@ fn fdtdir_picks_the_boards_file() {
     assert_eq!(boot(&rpi3, &mut env), ["test,custom"]);
     // No file known for the board: the firmware's tree.
     let other = small_tree(&["test,unknown-board"], true);
-    assert_eq!(boot(&other, &mut FakePlatform::default()), ["test,unknown-board"]);
+    assert_eq!(
+        boot(&other, &mut FakePlatform::default()),
+        ["test,unknown-board"]
+    );
     // A file that is not there: the firmware's tree too (U-Boot boots on without it).
     let mut missing = FakePlatform {
         fdtfile: Some("none.dtb".into()),
@@ -596,13 +607,19 @@ fn fdtoverlays_apply_and_bad_ones_are_skipped() {
     let out = boot_with(
         small_tree(&["test,firmware"], true),
         "label l\n kernel /boot/Image\n fdtoverlays /o/bad-path.dtbo /o/none.dtbo /o/chosen.dtbo\n",
-        &[("/o/chosen.dtbo", OVERLAY_CHOSEN), ("/o/bad-path.dtbo", OVERLAY_BAD_PATH)],
+        &[
+            ("/o/chosen.dtbo", OVERLAY_CHOSEN),
+            ("/o/bad-path.dtbo", OVERLAY_BAD_PATH),
+        ],
         &mut FakePlatform::default(),
     );
     assert!(out.failures.is_empty(), "{:#?}", out.failures);
     let dtb = staged_dtb(out.prepared());
     let tree = fdt::Fdt::new(&dtb).unwrap();
     let chosen = tree.find_node("/chosen").unwrap();
-    assert_eq!(chosen.property("kexboot,overlay").unwrap().value, b"chosen\0");
+    assert_eq!(
+        chosen.property("kexboot,overlay").unwrap().value,
+        b"chosen\0"
+    );
     assert_eq!(memreserve(&dtb), [FIRMWARE_MEMRESERVE]);
 }
