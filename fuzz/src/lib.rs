@@ -166,22 +166,55 @@ pub fn next_chunk<'a>(data: &mut &'a [u8], max: usize) -> Option<&'a [u8]> {
     Some(chunk)
 }
 
-/// Whether some node of `dtb` (a blob `kexboot_loader::dt::DtInfo::read` accepted, so its
-/// depth is bounded) has two children of the same name. The DT spec forbids it and dtc refuses
-/// it; kexboot's writer keeps the first of them (the one Linux's path lookup finds) and drops
-/// the others, so what `DtInfo` counted over all of them may shrink.
+/// Whether some node of `dtb` has two children of the same name. The DT spec forbids it and
+/// dtc refuses it; kexboot's writer keeps the first of them (the one Linux's path lookup finds)
+/// and drops the others, so what `DtInfo` counted over all of them may shrink. A raw token walk
+/// (the `fdt` crate panics on the NOPs kexboot's reader accepts); `false` on anything malformed.
 pub fn has_duplicate_siblings(dtb: &[u8]) -> bool {
-    fn walk(n: fdt::node::FdtNode<'_, '_>) -> bool {
-        let names: Vec<&str> = n.children().map(|c| c.name).collect();
-        let mut sorted = names.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        sorted.len() != names.len() || n.children().any(walk)
-    }
-    let Ok(f) = fdt::Fdt::new(dtb) else {
+    let be32 = |off: usize| -> Option<usize> {
+        Some(u32::from_be_bytes(dtb.get(off..off.checked_add(4)?)?.try_into().ok()?) as usize)
+    };
+    let Some(mut pos) = be32(8) else {
         return false;
     };
-    f.find_node("/").is_some_and(walk)
+    // Names of the children seen so far, per open node.
+    let mut open: Vec<Vec<&[u8]>> = Vec::new();
+    while let Some(tok) = be32(pos) {
+        pos += 4;
+        match tok {
+            1 => {
+                let Some(rest) = dtb.get(pos..) else {
+                    return false;
+                };
+                let Some(len) = rest.iter().position(|&b| b == 0) else {
+                    return false;
+                };
+                let name = &rest[..len];
+                if let Some(siblings) = open.last_mut() {
+                    if siblings.contains(&name) {
+                        return true;
+                    }
+                    siblings.push(name);
+                }
+                open.push(Vec::new());
+                pos = (pos + len + 1 + 3) & !3;
+            }
+            2 => {
+                if open.pop().is_none() {
+                    return false;
+                }
+            }
+            3 => {
+                let Some(len) = be32(pos) else {
+                    return false;
+                };
+                pos = (pos + 8 + len + 3) & !3;
+            }
+            4 => {}
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The `/memreserve/` entries of `dtb` (empty when the `fdt` crate refuses it).
