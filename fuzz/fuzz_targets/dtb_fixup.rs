@@ -113,11 +113,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(after.initrd, initrd);
         assert!(kaslr_seed.is_none() || after.has_kaslr_seed);
         assert!(rng_seed.is_none() || after.has_rng_seed);
-        for r in extra
+        // Of two requested nodes with one name the later replaces the earlier, as a node of
+        // that name already in the tree is replaced.
+        let last_of_name = nodes
             .iter()
-            .chain(nodes.iter().map(|n| &n.reg))
-            .filter(|r| !r.is_empty())
-        {
+            .enumerate()
+            .filter(|(i, n)| !nodes[i + 1..].iter().any(|m| m.name == n.name))
+            .map(|(_, n)| &n.reg);
+        for r in extra.iter().chain(last_of_name).filter(|r| !r.is_empty()) {
             assert!(
                 covered(r, &after.reserved),
                 "reservation {r} not in the output"

@@ -694,7 +694,8 @@ fn model_node(n: FdtNode<'_, '_>, name: &str) -> DeviceTreeNode {
         }
     }
     for c in n.children() {
-        if out.child(c.name).is_none() {
+        // `child_mut` looks the exact name up; `child` would take `foo` for `foo@1`.
+        if out.child_mut(c.name).is_none() {
             out.add_child(model_node(c, c.name));
         }
     }
@@ -913,7 +914,7 @@ pub fn keep_reserved(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
                 == frm.property(n).map(|p| p.value().to_vec())
         });
         for child in frm.children() {
-            if rm.child(child.name()).is_some() {
+            if rm.child_mut(child.name()).is_some() {
                 continue;
             }
             if !same_cells {
@@ -1007,13 +1008,18 @@ fn ov(e: OverlayError) -> Error {
     Error::Overlay(e)
 }
 
+/// The child named exactly `name` (the model's `child` takes `foo` for `foo@1` too).
+fn exact_child<'n>(n: &'n DeviceTreeNode, name: &str) -> Option<&'n DeviceTreeNode> {
+    n.children().find(|c| c.name() == name)
+}
+
 /// Checks every `__fixups__` entry of `overlay` against `base` before the overlay is applied,
 /// so each fault gets its own error (libfdt: `overlay_fixup_phandles`).
 fn check_fixups(base: &DeviceTree, overlay: &DeviceTree) -> Result<()> {
-    let Some(fixups) = overlay.root.child(NODE_FIXUPS) else {
+    let Some(fixups) = exact_child(&overlay.root, NODE_FIXUPS) else {
         return Ok(());
     };
-    let symbols = base.root.child(NODE_SYMBOLS);
+    let symbols = exact_child(&base.root, NODE_SYMBOLS);
     for p in fixups.properties() {
         let label = p.name();
         let sym = symbols.and_then(|s| s.property(label));

@@ -202,3 +202,22 @@ fn fixup_strip_symbols(dtb: &[u8]) -> Vec<u8> {
     b[at..at + 11].copy_from_slice(b"xxsymbolsxx");
     b
 }
+
+/// Found by the `dtb_fixup` fuzz target: the tree model's `child("chosen")` also matches
+/// `chosen@9020000`, so a `/chosen` after a `chosen@...` sibling was taken for a duplicate and
+/// dropped with its `stdout-path`. Siblings are told apart by their exact names.
+#[test]
+fn unit_address_sibling_does_not_hide_a_node() {
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    let a = w.begin_node("chosen@9020000").unwrap();
+    w.property_string("compatible", "qemu,fw-cfg-mmio").unwrap();
+    w.end_node(a).unwrap();
+    let c = w.begin_node("chosen").unwrap();
+    w.property_string("bootargs", "keep").unwrap();
+    w.end_node(c).unwrap();
+    w.end_node(root).unwrap();
+    let dtb = w.finish().unwrap();
+    let out = fixup(&dtb, &Fixups::default()).unwrap();
+    assert_eq!(tree(&out), tree(&dtb));
+}
