@@ -102,7 +102,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(out) = fixup(dtb, &f) {
         assert!(out.len() as u64 <= MAX_DTB_SIZE, "{} bytes out", out.len());
         assert!(fdt::Fdt::new(&out).is_ok(), "fixed-up tree rejected by fdt");
-        let after = DtInfo::read(&out).expect("fixed-up tree does not re-parse");
+        let after = match DtInfo::read(&out) {
+            Ok(a) => a,
+            // The first of two `#address-cells` is kept; it may not decode `reg`.
+            Err(_) if dup => return,
+            Err(e) => panic!("fixed-up tree does not re-parse: {e}"),
+        };
         if !dup {
             unchanged(&before, &after);
         }
@@ -130,7 +135,10 @@ fuzz_target!(|data: &[u8]| {
     let method = u.arbitrary::<&str>().unwrap_or("smc");
     if let Ok(out) = set_psci(dtb, method) {
         assert!(out.len() as u64 <= MAX_DTB_SIZE);
-        let after = DtInfo::read(&out).expect("set_psci output does not re-parse");
+        let Ok(after) = DtInfo::read(&out) else {
+            assert!(dup, "set_psci output does not re-parse");
+            return;
+        };
         if !dup {
             unchanged(&before, &after);
         }
