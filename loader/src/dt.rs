@@ -131,7 +131,16 @@ fn check(dtb: &[u8]) -> Result<Checked<'_>> {
             .ok_or(bad(off_field, "block extends past totalsize"))
     };
     let st = block(OFF_DT_STRUCT, OFF_SIZE_STRUCT)?;
-    let strings = &blob[block(OFF_DT_STRINGS, OFF_SIZE_STRINGS)?];
+    let strings_range = block(OFF_DT_STRINGS, OFF_SIZE_STRINGS)?;
+    // Dropping NOPs rewrites the structure block in place: a strings block sharing its bytes
+    // would change after it was checked (and the `fdt` crate then panics on a name).
+    if st.start < strings_range.end && strings_range.start < st.end {
+        return Err(bad(
+            OFF_DT_STRINGS,
+            "strings block overlaps the structure block",
+        ));
+    }
+    let strings = &blob[strings_range];
 
     // Memory reservation block: (u64 address, u64 size) pairs up to a (0, 0) entry.
     let mut rsv = Vec::new();

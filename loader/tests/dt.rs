@@ -727,3 +727,19 @@ fn header_view_checks_magic_and_totalsize() {
         Ok(FDT_HEADER_LEN)
     );
 }
+
+/// Found by the `dt_overlay` fuzz target: a blob whose strings block overlaps its structure
+/// block, with NOPs in it. Dropping the NOPs rewrote the structure block in place, and with
+/// it strings that had been checked, so the `fdt` crate then panicked on a property name.
+#[test]
+fn overlapping_blocks_are_refused() {
+    let dtb = include_bytes!("data/overlapping-blocks.dtb");
+    assert!(matches!(
+        DtInfo::read(dtb),
+        Err(Error::BadDtb {
+            what: "strings block overlaps the structure block",
+            ..
+        })
+    ));
+    assert!(fixup(dtb, &Fixups::default()).is_err());
+}
