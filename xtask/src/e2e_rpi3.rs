@@ -99,6 +99,61 @@ fn need(t: &Transcript, what: &str) -> Result<(), String> {
         .ok_or_else(|| format!("no {what:?} line: {}", t.ending()))
 }
 
+/// The firmware's tree as the Pi's firmware builds its own (labels, `__symbols__`) reaches the
+/// kernel with its `__symbols__` intact.
+pub(crate) fn case_symbols(c: &Ctx, name: &str) -> Result<(), String> {
+    let r = stand(c)?;
+    let d = rpi3::ensure_dt(c.paths, &r, &c.assets.initrd).map_err(|e| e.to_string())?;
+    let a = rpi3::Args::bare(rpi3::MACHINE)
+        .dtb(&d.symbols_dtb)
+        .sd(&r.sd)
+        .args(["-serial", "null"])
+        .kernel(&c.paths.kexboot_bin());
+    let t = boot(a.into_vec(), &c.log(name))?;
+    expect_userspace(&t, CMDLINE_RPI3, Some("EL2"), Some(4))?;
+    // The three labels the stand gave the tree (Linux may list a `name` entry beside them).
+    let n: usize = t
+        .marker("symbols")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no symbols marker")?;
+    match n >= 3 {
+        true => Ok(()),
+        false => Err(format!(
+            "{n} entries in /proc/device-tree/__symbols__, expected the 3 labels"
+        )),
+    }
+}
+
+/// `fdtdir /` loads `broadcom/bcm2837-rpi-3-b.dtb` (U-Boot's name for the board's compatible)
+/// instead of the firmware's tree, and `fdtoverlays` applies the test overlay to it.
+pub(crate) fn case_fdtdir_overlay(c: &Ctx, name: &str) -> Result<(), String> {
+    let r = stand(c)?;
+    let d = rpi3::ensure_dt(c.paths, &r, &c.assets.initrd).map_err(|e| e.to_string())?;
+    let a = rpi3::args_on(&r, &d.fdtdir_sd, &c.paths.kexboot_bin());
+    let t = boot(a.into_vec(), &c.log(name))?;
+    expect_userspace(&t, CMDLINE_RPI3, Some("EL2"), Some(4))?;
+    marker_is(&t, "model", rpi3::MODEL_FDTDIR)?;
+    marker_is(&t, "overlay", "overlay-applied")
+}
+
+/// `fdt /custom.dtb` loads that tree instead of the firmware's.
+pub(crate) fn case_fdt(c: &Ctx, name: &str) -> Result<(), String> {
+    let r = stand(c)?;
+    let d = rpi3::ensure_dt(c.paths, &r, &c.assets.initrd).map_err(|e| e.to_string())?;
+    let a = rpi3::args_on(&r, &d.fdt_sd, &c.paths.kexboot_bin());
+    let t = boot(a.into_vec(), &c.log(name))?;
+    expect_userspace(&t, CMDLINE_RPI3, Some("EL2"), Some(4))?;
+    marker_is(&t, "model", rpi3::MODEL_FDT)
+}
+
+/// The initramfs marker `key` says `want`.
+fn marker_is(t: &Transcript, key: &str, want: &str) -> Result<(), String> {
+    match t.marker(key).map(str::trim) {
+        Some(got) if got == want => Ok(()),
+        got => Err(format!("{key}={got:?}, expected {want:?}")),
+    }
+}
+
 /// Debian's U-Boot `rpi_3` boots the same card: proves the card and the stand.
 pub(crate) fn case_uboot_sd(c: &Ctx, name: &str) -> Result<(), String> {
     let r = stand(c)?;

@@ -13,7 +13,7 @@ use crate::apt::{self, Apt};
 use crate::assets::{self, GENERIC};
 use crate::disk::{Disk, Scheme, PART_START_LBA, SECTOR};
 use crate::extlinux::{extlinux, Entry};
-use crate::qemu::Args;
+pub use crate::qemu::Args;
 use crate::util::{err, run_status, write_atomic, Context, Paths, Result};
 use flate2::write::GzEncoder;
 use std::fs;
@@ -141,6 +141,117 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     Ok(enc.finish()?)
 }
 
+/// The test overlay (a `/plugin/` for the Pi's `soc` label): a node whose marker the
+/// initramfs prints when the overlay reached the kernel's tree.
+const OVERLAY_DTS: &str = "/dts-v1/;\n/plugin/;\n&soc {\n\tkexboot-test {\n\t\t\
+    compatible = \"kexboot,overlay-test\";\n\t\tkexboot,marker = \"overlay-applied\";\n\t};\n};\n";
+/// `model` of the tree `fdtdir` finds, and of the one `fdt` names.
+pub const MODEL_FDTDIR: &str = "Raspberry Pi 3 Model B (kexboot fdtdir test)";
+pub const MODEL_FDT: &str = "Raspberry Pi 3 Model B (kexboot fdt test)";
+/// Labels given to the firmware's tree before it is compiled with `__symbols__`.
+const LABELS: [(&str, &str); 3] = [
+    ("\tsoc {", "\tsoc: soc {"),
+    ("serial@7e215040 {", "uart1: serial@7e215040 {"),
+    ("serial@7e201000 {", "uart0: serial@7e201000 {"),
+];
+
+/// The device-tree cases' files: the firmware's tree with labels and `__symbols__` (as the Pi
+/// firmware's own trees are built), and SD cards whose entry names a tree by `fdtdir` (with
+/// the overlay) or by `fdt`.
+pub struct DtCards {
+    pub symbols_dtb: PathBuf,
+    pub fdtdir_sd: PathBuf,
+    pub fdt_sd: PathBuf,
+}
+
+/// Builds [`DtCards`] with `dtc` (xtask installs `device-tree-compiler`).
+pub fn ensure_dt(paths: &Paths, r: &Rpi3, initrd: &Path) -> Result<DtCards> {
+    let dir = paths.assets.join("rpi3");
+    let out = DtCards {
+        symbols_dtb: dir.join("bcm2837-rpi-3-b-symbols.dtb"),
+        fdtdir_sd: dir.join("sd-fdtdir.img"),
+        fdt_sd: dir.join("sd-fdt.img"),
+    };
+    let dts = dtc(
+        &["-I", "dtb", "-O", "dts"],
+        &fs::read(&r.dtb).ctx(r.dtb.display())?,
+    )?;
+    let mut labelled = String::from_utf8(dts).map_err(|_| err!("dtc wrote non-UTF-8"))?;
+    for (from, to) in LABELS {
+        if !labelled.contains(from) {
+            return Err(err!("{}: no {from:?} to label", r.dtb.display()));
+        }
+        labelled = labelled.replacen(from, to, 1);
+    }
+    let compile = |text: &str| dtc(&["-@", "-I", "dts", "-O", "dtb"], text.as_bytes());
+    let model = |m: &str| {
+        labelled.replacen(
+            "model = \"Raspberry Pi 3 Model B\";",
+            &format!("model = \"{m}\";"),
+            1,
+        )
+    };
+    let symbols = compile(&labelled)?;
+    if fs::read(&out.symbols_dtb).ok().as_deref() != Some(&symbols[..]) {
+        write_atomic(&out.symbols_dtb, &symbols)?;
+    }
+    let fdtdir_tree = compile(&model(MODEL_FDTDIR))?;
+    let fdt_tree = compile(&model(MODEL_FDT))?;
+    let overlay = dtc(&["-@", "-I", "dts", "-O", "dtb"], OVERLAY_DTS.as_bytes())?;
+    let (image, initrd_bytes) = (
+        fs::read(&r.image).ctx(r.image.display())?,
+        fs::read(initrd).ctx(initrd.display())?,
+    );
+    let card = |extra: &str, tree: &[u8], path: &Path| -> Result<()> {
+        let conf = extlinux(
+            "rpi3",
+            &[Entry {
+                label: "rpi3",
+                linux: "/Image",
+                initrd: "/initrd.img",
+                append: CMDLINE_RPI3,
+            }],
+        ) + extra;
+        let card = sd_card("/Image", &image, &initrd_bytes, tree)
+            .file("/overlays/kexboot-test.dtbo", overlay.clone())
+            .file("/custom.dtb", fdt_tree.clone());
+        card.extlinux(conf).write(path).map(|_| ())
+    };
+    card(
+        "    fdtdir /\n    fdtoverlays /overlays/kexboot-test.dtbo\n",
+        &fdtdir_tree,
+        &out.fdtdir_sd,
+    )?;
+    card("    fdt /custom.dtb\n", &r.dtb_bytes()?, &out.fdt_sd)?;
+    Ok(out)
+}
+
+/// Runs `dtc` with `args` on `input` (stdin), returning its output.
+fn dtc(args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
+    let mut child = Command::new("dtc")
+        .args(args)
+        .args(["-q", "-o", "-", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ctx("dtc (device-tree-compiler)")?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| err!("dtc: no stdin"))?
+        .write_all(input)?;
+    let out = child.wait_with_output().ctx("dtc")?;
+    if !out.status.success() {
+        return Err(err!(
+            "dtc {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(out.stdout)
+}
+
 /// Command line of the warm-re-entry card's entry: one CPU, two boots, the second through
 /// kexec-tools into kexboot (the warm initramfs's `/init` reads the `kexboot.test.*` words).
 /// Linux cannot take spin-table CPUs offline, so kexec refuses while more than one CPU is
@@ -176,6 +287,12 @@ pub fn ensure_warm(paths: &Paths, r: &Rpi3, warm_initrd: &Path) -> Result<PathBu
         .size(SD_BYTES)
         .write(&out)?;
     Ok(out)
+}
+
+impl Rpi3 {
+    fn dtb_bytes(&self) -> Result<Vec<u8>> {
+        Ok(fs::read(&self.dtb).ctx(self.dtb.display())?)
+    }
 }
 
 /// Downloads `pkg` (arm64) into `debs` and unpacks it to `debs/<dir>`.
