@@ -255,6 +255,22 @@ pub fn ram_at(sh: &Shell<TestBoard>, addr: u64, len: usize) -> &[u8] {
     sh.board().ram(r).expect("readable RAM")
 }
 
+/// Runs `line` in the shell; its outcome and what the console showed meanwhile.
+pub fn run(
+    sh: &mut Shell<TestBoard>,
+    env: &mut Env,
+    line: &str,
+) -> (kexboot_boot::script::Outcome, String) {
+    let before = sh.board().output().len();
+    let out = sh.run(env, "t", line).expect("the line parses");
+    (out, sh.board().output()[before..].to_string())
+}
+
+/// A hex address variable of `env`.
+pub fn var(env: &Env, name: &str) -> u64 {
+    kexboot_boot::commands::parse_hex(env.get(name).expect(name)).expect("hex")
+}
+
 /// A MiB count in bytes (for readability in tests).
 pub const fn mib(n: u64) -> u64 {
     n * MIB

@@ -5,7 +5,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use kexboot_boot::commands::parse_hex;
 use kexboot_boot::env::Env;
 use kexboot_boot::script::Outcome;
 use kexboot_boot::shell::Shell;
@@ -29,16 +28,6 @@ fn netshell(seed: u64, files: &[(&str, &[u8])]) -> (Sh, Env, Rc<RefCell<World>>)
     let (sh, mut env) = shell_on(on_network(net), None);
     sh.default_addresses(&mut env);
     (sh, env, world)
-}
-
-fn run(sh: &mut Sh, env: &mut Env, line: &str) -> (Outcome, String) {
-    let before = sh.board().output().len();
-    let out = sh.run(env, "t", line).expect("the line parses");
-    (out, sh.board().output()[before..].to_string())
-}
-
-fn var(env: &Env, name: &str) -> u64 {
-    parse_hex(env.get(name).expect(name)).expect("hex")
 }
 
 #[test]

@@ -3,7 +3,6 @@
 
 use kexboot_boot::board::Board;
 use kexboot_boot::bootcount::{decode_count, BOOTCOUNT_PATH};
-use kexboot_boot::commands::parse_hex;
 use kexboot_boot::env::Env;
 use kexboot_boot::envstore::{COPY_SIZE, HEADER_LEN, REGION_SIZE, STORE_PATH};
 use kexboot_boot::script::Outcome;
@@ -12,18 +11,6 @@ use kexboot_tests::board::*;
 use kexboot_tests::*;
 
 type Sh = Shell<TestBoard>;
-
-/// Runs `line`; its outcome and what the console showed meanwhile.
-fn run(sh: &mut Sh, env: &mut Env, line: &str) -> (Outcome, String) {
-    let before = sh.board().output().len();
-    let out = sh.run(env, "t", line).expect("the line parses");
-    (out, sh.board().output()[before..].to_string())
-}
-
-/// A hex address variable of `env`.
-fn var(env: &Env, name: &str) -> u64 {
-    parse_hex(env.get(name).expect(name)).expect("hex")
-}
 
 /// A shell over `files` on an MBR FAT16 disk, with U-Boot's load addresses set.
 fn shell(files: &[(&str, &[u8])]) -> (Sh, Env) {
