@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use kexboot_loader::dt::{DtInfo, Header, FDT_HEADER_LEN};
 
 use crate::arch::{self, current_el};
-use crate::{board, console, heap, timer, virtio, warm};
+use crate::{bcm2835_mbox, board, console, heap, timer, virtio, warm};
 use kexboot_boot::env::BootRequest;
 use kexboot_boot::memory::{self, Layout};
 use kexboot_boot::shell::{self, BootFs, Parts, Shell};
@@ -144,6 +144,11 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     virtio::reset_all(&info.virtio_mmio, |found| println!("kexboot: {found}"));
     // Issue 4 (EL3 return path): under kexboot's own EL3 monitor, PSCI is its `smc`.
     arch::el3::adopt(&mut info);
+    if info.memory.is_empty() {
+        // A Pi's firmware knows the ARM's share of the RAM even when the tree does not say it
+        // (the MMU is off: the mailbox needs no mapping yet).
+        info.memory.extend(bcm2835_mbox::arm_memory(&info));
+    }
     if info.memory.is_empty() {
         println!(
             "kexboot: error: {}; stopping",

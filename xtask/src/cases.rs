@@ -84,6 +84,7 @@ pub(crate) const CASES: &[Case] = &[
     Case::fw("probe-el3-warm-a72", e2e_probe::case),
     Case::no_fw("rpi3-uboot-sd", e2e_rpi3::case_uboot_sd),
     Case::fw("rpi3-sd-cold-4cpus", e2e_rpi3::case_cold_sd),
+    Case::fw("rpi3-saveenv-reset", e2e_rpi3::case_saveenv_reset),
     Case::fw("netboot-qemu-tftp", e2e_net::case_qemu_tftp),
     Case::fw("netboot-loss5", e2e_net::case_loss5),
     Case::fw("netboot-loss20", e2e_net::case_loss20),

@@ -97,6 +97,27 @@ pub fn ensure(paths: &Paths, initrd: &Path) -> Result<Rpi3> {
     Ok(r)
 }
 
+/// A card with the stand's `config.txt` and an `extlinux.conf` whose one entry names a kernel
+/// that is not there: kexboot ends at its prompt, with a FAT file system to `saveenv` on.
+pub fn shell_sd(paths: &Paths) -> Result<PathBuf> {
+    let out = paths.assets.join("rpi3").join("sd-shell.img");
+    let conf = extlinux(
+        "missing",
+        &[Entry {
+            label: "missing",
+            linux: "/no-such-Image",
+            initrd: "/no-such-initrd.img",
+            append: CMDLINE_RPI3,
+        }],
+    );
+    Disk::new(Scheme::Mbr)
+        .file("/config.txt", CONFIG_TXT.as_bytes())
+        .extlinux(conf)
+        .size(SD_BYTES)
+        .write(&out)?;
+    Ok(out)
+}
+
 /// Downloads `pkg` (arm64) into `debs` and unpacks it to `debs/<dir>`.
 fn unpack(apt: &mut Apt, debs: &Path, pkg: &str, dir: &str) -> Result<PathBuf> {
     let deb = apt::download(apt, debs, pkg)?;
@@ -118,9 +139,14 @@ fn find_under(root: &Path, rel: &str) -> Option<PathBuf> {
 /// `-M raspi3b -m 1G -dtb <tree> -drive if=sd,... -serial null -kernel <image>`: `image` is
 /// kexboot (or U-Boot, or a kernel) as the Pi firmware would start it.
 pub fn args(r: &Rpi3, image: &Path) -> Args {
+    args_with_sd(r, &r.sd, image)
+}
+
+/// [`args`] with another SD card image.
+pub fn args_with_sd(r: &Rpi3, sd: &Path, image: &Path) -> Args {
     Args::bare(MACHINE)
         .dtb(&r.dtb)
-        .sd(&r.sd)
+        .sd(sd)
         .args(["-serial", "null"])
         .kernel(image)
 }
