@@ -146,7 +146,11 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     arch::el3::adopt(&mut info);
     if info.memory.is_empty() {
         // A Pi's firmware knows the ARM's share of the RAM even when the tree does not say it
-        // (the MMU is off: the mailbox needs no mapping yet).
+        // (the MMU is off: the mailbox needs no mapping yet). QEMU cannot show this path: its
+        // loader (hw/arm/boot.c `arm_load_dtb`) replaces every `/memory` node of the `-dtb`
+        // with its own; the message is host-tested (`kexboot_loader::mailbox`), the transport
+        // is the one the EMMC clock query uses on raspi3b. The tree handed to the kernel is
+        // not given a `/memory` here (the Pi firmware always writes one).
         info.memory.extend(bcm2835_mbox::arm_memory(&info));
     }
     if info.memory.is_empty() {
