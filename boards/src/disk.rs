@@ -15,7 +15,8 @@ use crate::{bcm2835_gpio, bcm2835_mbox};
 pub enum Disk {
     /// Boxed: the virtio-blk handle (its queue state) is far larger than the SD card's.
     Virtio(Box<VirtioBlk>),
-    Sd(SdCard),
+    /// The card, and its controller's base.
+    Sd(SdCard, u64),
 }
 
 impl Disk {
@@ -23,7 +24,7 @@ impl Disk {
     pub fn base(&self) -> u64 {
         match self {
             Disk::Virtio(v) => v.base,
-            Disk::Sd(_) => 0,
+            Disk::Sd(_, base) => *base,
         }
     }
 }
@@ -32,21 +33,21 @@ impl BlockDevice for Disk {
     fn num_sectors(&self) -> u64 {
         match self {
             Disk::Virtio(d) => d.num_sectors(),
-            Disk::Sd(d) => d.num_sectors(),
+            Disk::Sd(d, _) => d.num_sectors(),
         }
     }
 
     fn read_sectors(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
         match self {
             Disk::Virtio(d) => d.read_sectors(lba, buf),
-            Disk::Sd(d) => d.read_sectors(lba, buf),
+            Disk::Sd(d, _) => d.read_sectors(lba, buf),
         }
     }
 
     fn write_sectors(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
         match self {
             Disk::Virtio(d) => d.write_sectors(lba, buf),
-            Disk::Sd(d) => d.write_sectors(lba, buf),
+            Disk::Sd(d, _) => d.write_sectors(lba, buf),
         }
     }
 }
@@ -77,7 +78,7 @@ pub fn probe(info: &DtInfo) -> Vec<Disk> {
                     dev.reg.start(),
                     card.num_sectors() >> 11
                 );
-                disks.push(Disk::Sd(card));
+                disks.push(Disk::Sd(card, dev.reg.start()));
             }
             Err(e) => log::warn!("SD card at {:#x}: {e}", dev.reg.start()),
         }

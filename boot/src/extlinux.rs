@@ -5,7 +5,8 @@
 //! of the line (so label names and menu labels may hold spaces; quotes are not special). A `#` as
 //! the first non-blank character starts a comment; elsewhere it is part of the value, as in U-Boot.
 //! `label` opens an entry; the entry keys that follow (`kernel`/`linux`, `initrd`, `append`,
-//! `fdt`/`devicetree`, `fdtdir`/`devicetreedir`, `localboot`, `menu label`, `menu default`) belong
+//! `fdt`/`devicetree`, `fdtdir`/`devicetreedir`, `fdtoverlays`, `localboot`, `menu label`,
+//! `menu default`) belong
 //! to it. Global keys (`default`, `timeout`, `prompt`, `menu title`) may appear anywhere.
 //!
 //! Anything the firmware would print and skip (unknown keys, entry keys outside a label, features
@@ -13,7 +14,7 @@
 //! configuration could mean (overlong lines, too many labels, bad UTF-8) is an [`Error`].
 //!
 //! Repeats follow U-Boot: a later `append`, `kernel`, `default`, `timeout` wins; for `initrd`,
-//! `fdt` and `fdtdir` the first wins. An entry with no `initrd` line naming a file takes its
+//! `fdt`, `fdtdir` and `fdtoverlays` the first wins. An entry with no `initrd` line naming a file takes its
 //! initrds from an `initrd=` word in its `append`, as U-Boot and syslinux do; the `append` text
 //! itself is kept exactly as written (the kernel ignores `initrd=`).
 
@@ -65,6 +66,8 @@ pub struct Entry {
     pub fdt: Option<String>,
     /// `fdtdir`/`devicetreedir DIR`: the DTB is `DIR/$fdtfile`.
     pub fdtdir: Option<String>,
+    /// `fdtoverlays A B ...`: overlays applied in this order to the entry's device tree.
+    pub fdtoverlays: Vec<String>,
     /// `menu default` was given in this label.
     pub menu_default: bool,
     /// `localboot N`: boot from the local disk instead of loading a kernel.
@@ -207,6 +210,7 @@ enum EntryKey {
     Append,
     Fdt,
     FdtDir,
+    FdtOverlays,
     LocalBoot,
     MenuLabel,
     MenuDefault,
@@ -238,6 +242,7 @@ impl Parser {
             "append" => self.entry_key(line, word, EntryKey::Append, value),
             "fdt" | "devicetree" => self.entry_key(line, word, EntryKey::Fdt, value),
             "fdtdir" | "devicetreedir" => self.entry_key(line, word, EntryKey::FdtDir, value),
+            "fdtoverlays" => self.entry_key(line, word, EntryKey::FdtOverlays, value),
             "localboot" => self.entry_key(line, word, EntryKey::LocalBoot, value),
             "menu" => self.menu(line, value),
             "default" => {
@@ -259,7 +264,7 @@ impl Parser {
                 Ok(n) => self.cfg.prompt = n != 0,
                 Err(_) => self.note(line, format!("'prompt {value}': expected 0 or 1, ignored")),
             },
-            "include" | "ontimeout" | "fdtoverlays" | "kaslrseed" | "ipappend" => {
+            "include" | "ontimeout" | "kaslrseed" | "ipappend" => {
                 self.note(line, format!("'{text}' not supported yet, ignored"));
             }
             "text" if value.eq_ignore_ascii_case("help") => {
@@ -378,7 +383,12 @@ impl Parser {
                 e.fdtdir = Some(owned);
                 false
             }
-            EntryKey::Initrd | EntryKey::Fdt | EntryKey::FdtDir => true,
+            EntryKey::FdtOverlays if e.fdtoverlays.is_empty() => {
+                // U-Boot splits the list at single spaces; runs of blanks name nothing.
+                e.fdtoverlays = value.split_whitespace().map(String::from).collect();
+                false
+            }
+            EntryKey::Initrd | EntryKey::Fdt | EntryKey::FdtDir | EntryKey::FdtOverlays => true,
         };
         if repeated {
             self.note(

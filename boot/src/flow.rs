@@ -95,10 +95,51 @@ pub trait Staging {
     fn free_bytes(&self) -> u64;
 }
 
-/// The machine: its clock (the one [`Clock`] the menu and shell use too) and randomness.
+/// The machine: its clock (the one [`Clock`] the menu and shell use too), randomness, and its
+/// own device-tree changes.
 pub trait Platform: Clock {
     /// `(kaslr-seed, rng-seed)` from a hardware random source, if there is one.
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])>;
+    /// The board's own changes ([`crate::board::Board::own_fixups`]), which a tree an entry
+    /// names (`fdt`, `fdtdir`) gets as the firmware's tree already has them.
+    fn own_fixups(&self, dtb: &[u8]) -> Result<Vec<u8>, kexboot_loader::Error>;
+    /// The environment's `fdtfile`: the file `fdtdir` picks, when set.
+    fn fdtfile(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// U-Boot's `fdtfile` for boards known by their root `compatible` (U-Boot's Raspberry Pi board
+/// code sets it the same way from the board revision); the file paths are Linux's
+/// (`arch/arm64/boot/dts/`), as Debian's kernel packages install them.
+pub const FDTFILES: [(&str, &str); 7] = [
+    ("raspberrypi,3-model-b", "broadcom/bcm2837-rpi-3-b.dtb"),
+    (
+        "raspberrypi,3-model-b-plus",
+        "broadcom/bcm2837-rpi-3-b-plus.dtb",
+    ),
+    (
+        "raspberrypi,3-model-a-plus",
+        "broadcom/bcm2837-rpi-3-a-plus.dtb",
+    ),
+    (
+        "raspberrypi,3-compute-module",
+        "broadcom/bcm2837-rpi-cm3-io3.dtb",
+    ),
+    (
+        "raspberrypi,model-zero-2-w",
+        "broadcom/bcm2837-rpi-zero-2-w.dtb",
+    ),
+    ("raspberrypi,4-model-b", "broadcom/bcm2711-rpi-4-b.dtb"),
+    ("raspberrypi,400", "broadcom/bcm2711-rpi-400.dtb"),
+];
+
+/// The `fdtfile` for a board whose root `compatible` strings are `compatible` (most specific
+/// first), when [`FDTFILES`] knows one.
+pub fn fdtfile_for(compatible: &[String]) -> Option<&'static str> {
+    compatible
+        .iter()
+        .find_map(|c| FDTFILES.iter().find(|(k, _)| k == c).map(|(_, f)| *f))
 }
 
 /// What the boot images must stay clear of.
@@ -136,6 +177,11 @@ pub enum BootError {
     },
     Placement(kexboot_loader::Error),
     Dtb(kexboot_loader::Error),
+    /// The device tree file an entry names is not one.
+    DtbFile {
+        path: String,
+        err: kexboot_loader::Error,
+    },
     Relocate(kexboot_relocate::Error),
 }
 
@@ -156,6 +202,7 @@ impl fmt::Display for BootError {
             Self::Unsupported { path, what } => write!(f, "{path}: {what} is not supported"),
             Self::Placement(e) => write!(f, "cannot place the boot images: {e}"),
             Self::Dtb(e) => write!(f, "device tree: {e}"),
+            Self::DtbFile { path, err } => write!(f, "{path}: {err}"),
             Self::Relocate(e) => write!(f, "relocation plan refused: {e}"),
         }
     }
@@ -400,12 +447,8 @@ pub fn prepare<S: Staging>(
         "kernel",
     )?;
     let (kernel, header) = kernel_image(staging, platform, &kpath, file)?;
-    if entry.fdt.is_some() || entry.fdtdir.is_some() {
-        log::warn!(
-            "entry '{}': fdt/fdtdir ignored; the firmware's device tree is used",
-            entry.label
-        );
-    }
+    let tree = entry_dtb(files, platform, dtb, cfg_path, entry)?;
+    let dtb = &tree[..];
     let initrd = if entry.initrds.is_empty() {
         None
     } else {
@@ -446,6 +489,116 @@ pub fn prepare<S: Staging>(
         prepared.buffers.insert(1, i.buf);
     }
     Ok(prepared)
+}
+
+/// Reads a device tree file (at most the 2 MiB the boot protocol allows) into memory.
+fn read_dtb(files: &mut dyn Files, path: &str) -> Result<Vec<u8>, BootError> {
+    let file_err = |err| BootError::File {
+        path: path.into(),
+        err,
+    };
+    let size = files.size(path).map_err(file_err)?;
+    if size > MAX_DTB_SIZE {
+        return Err(file_err(FileError::Fs(fs::Error::TooLarge {
+            size,
+            capacity: MAX_DTB_SIZE,
+        })));
+    }
+    let mut buf = alloc::vec![0u8; size as usize];
+    let n = files.read_into(path, &mut buf).map_err(file_err)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The device tree an entry boots with, before the boot's own fixups, as U-Boot's
+/// `label_boot` picks it (`boot/pxe_utils.c`):
+/// - `fdt FILE` loads FILE; when it cannot be loaded the entry fails ("Skipping ... for
+///   failure retrieving FDT") and the next one is tried.
+/// - else `fdtdir DIR` loads `DIR/$fdtfile`, `fdtfile` from the environment or, unlike U-Boot's
+///   `$soc-$board.dtb`, from the board's root `compatible` ([`fdtfile_for`]); when that cannot
+///   be loaded, or no file is known, the firmware's tree is used, with a note.
+/// - else the firmware's tree.
+///
+/// A named tree keeps the firmware tree's `/memreserve/` entries and `/reserved-memory`
+/// nodes and gets the board's own changes. Then `fdtoverlays` are applied in order; one that
+/// cannot be loaded or applied is skipped with a one-line error and the tree stays as it was
+/// (U-Boot: "Failed to apply overlay ..., skipping"). U-Boot applies overlays only with an
+/// `fdt`/`fdtdir` line; kexboot applies them to the firmware's tree too, which on the
+/// Raspberry Pi carries the `__symbols__` they need.
+fn entry_dtb<'d>(
+    files: &mut dyn Files,
+    platform: &dyn Platform,
+    firmware: &'d [u8],
+    cfg_path: &str,
+    entry: &Entry,
+) -> Result<alloc::borrow::Cow<'d, [u8]>, BootError> {
+    use alloc::borrow::Cow;
+    let label = &entry.label;
+    let named = match (&entry.fdt, &entry.fdtdir) {
+        (Some(f), _) => Some((extlinux::resolve_path(cfg_path, f), true)),
+        (None, Some(dir)) => {
+            let compatible = dt::DtInfo::read(firmware)
+                .map(|i| i.compatible)
+                .unwrap_or_default();
+            let file = platform.fdtfile().or_else(|| fdtfile_for(&compatible));
+            match file {
+                Some(file) => {
+                    let slash = if dir.is_empty() || dir.ends_with('/') {
+                        ""
+                    } else {
+                        "/"
+                    };
+                    let joined = alloc::format!("{dir}{slash}{file}");
+                    Some((extlinux::resolve_path(cfg_path, &joined), false))
+                }
+                None => {
+                    let board = compatible.first().map_or("", String::as_str);
+                    log::warn!(
+                        "entry '{label}': fdtdir {dir}: no $fdtfile, and no file known for \
+                         compatible \"{board}\"; using the firmware's device tree"
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let mut tree = Cow::Borrowed(firmware);
+    if let Some((path, required)) = named {
+        let loaded = read_dtb(files, &path).and_then(|user| {
+            let dtb_err = |err| BootError::DtbFile {
+                path: path.clone(),
+                err,
+            };
+            let kept = dt::keep_reserved(firmware, &user).map_err(dtb_err)?;
+            platform.own_fixups(&kept).map_err(dtb_err)
+        });
+        match loaded {
+            Ok(t) => {
+                log::info!("entry '{label}': device tree {path}");
+                tree = Cow::Owned(t);
+            }
+            Err(e) if required => return Err(e),
+            Err(e) => log::warn!("entry '{label}': fdtdir: {e}; using the firmware's device tree"),
+        }
+    }
+    for o in &entry.fdtoverlays {
+        let path = extlinux::resolve_path(cfg_path, o);
+        let applied = read_dtb(files, &path).and_then(|overlay| {
+            dt::apply_overlay(&tree, &overlay).map_err(|err| BootError::DtbFile {
+                path: path.clone(),
+                err,
+            })
+        });
+        match applied {
+            Ok(t) => {
+                log::info!("entry '{label}': applied overlay {path}");
+                tree = Cow::Owned(t);
+            }
+            Err(e) => log::error!("entry '{label}': overlay skipped: {e}"),
+        }
+    }
+    Ok(tree)
 }
 
 /// Where a boot image's bytes are before the jump: a staging buffer, or RAM a `load` wrote.

@@ -246,15 +246,16 @@ fn notes_not_errors() {
     assert!(has_note(&c, 6, "'ontimeout l0' not supported yet"));
     assert!(has_note(&c, 7, "without a name"));
     assert!(has_note(&c, 8, "'append' outside any label"));
-    assert!(has_note(&c, 10, "fdtoverlays"));
+    assert!(!c.notes.iter().any(|n| n.line == 10), "fdtoverlays is read");
     assert!(has_note(&c, 11, "unknown menu command 'menu color'"));
     assert!(has_note(&c, 12, "'menu' without a command"));
     assert!(has_note(&c, 13, "timeout soon"));
     assert!(has_note(&c, 14, "prompt maybe"));
     assert!(has_note(&c, 15, "'kernel' without a value"));
-    assert_eq!(c.notes.len(), 14, "{:?}", c.notes);
+    assert_eq!(c.notes.len(), 13, "{:?}", c.notes);
     assert_eq!(c.entries.len(), 1);
     assert_eq!(c.entries[0].kernel, None);
+    assert_eq!(c.entries[0].fdtoverlays, ["/o.dtbo"]);
     assert_eq!(c.timeout_ds, None);
     assert_eq!(c.default, None, "ontimeout must not set the default");
     // Notes render with their line.
@@ -536,4 +537,15 @@ proptest! {
         let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
         prop_assert_eq!(parse(&crlf).unwrap(), c);
     }
+}
+
+/// `fdtoverlays` is a blank-separated list; the first line wins, as in U-Boot.
+#[test]
+fn fdtoverlays_list() {
+    let c = ok("label k\n fdtoverlays /a.dtbo  overlays/b.dtbo\tc.dtbo\n fdtoverlays /d.dtbo\n");
+    assert_eq!(
+        c.entries[0].fdtoverlays,
+        ["/a.dtbo", "overlays/b.dtbo", "c.dtbo"]
+    );
+    assert!(has_note(&c, 3, "repeated 'fdtoverlays' ignored"));
 }

@@ -165,3 +165,82 @@ pub fn next_chunk<'a>(data: &mut &'a [u8], max: usize) -> Option<&'a [u8]> {
     *data = tail;
     Some(chunk)
 }
+
+/// Whether some node of `dtb` has two children, or two properties, of the same name. The DT
+/// spec forbids both and dtc refuses them; kexboot's writer keeps the first (the one Linux's
+/// lookups find) and drops the others, so what `DtInfo` read over all of them (the `fdt`
+/// crate's cell sizes take the last `#address-cells`) may change. A raw token walk (the `fdt`
+/// crate panics on the NOPs kexboot's reader accepts); `false` on anything malformed.
+pub fn has_duplicate_siblings(dtb: &[u8]) -> bool {
+    let be32 = |off: usize| -> Option<usize> {
+        Some(u32::from_be_bytes(dtb.get(off..off.checked_add(4)?)?.try_into().ok()?) as usize)
+    };
+    let Some(mut pos) = be32(8) else {
+        return false;
+    };
+    let Some(strings) = be32(12) else {
+        return false;
+    };
+    let cstr = |off: usize| -> Option<&[u8]> {
+        let rest = dtb.get(off..)?;
+        Some(&rest[..rest.iter().position(|&b| b == 0)?])
+    };
+    // Names of the children and of the properties seen so far, per open node.
+    let mut open: Vec<Vec<&[u8]>> = Vec::new();
+    let mut props: Vec<Vec<&[u8]>> = Vec::new();
+    while let Some(tok) = be32(pos) {
+        pos += 4;
+        match tok {
+            1 => {
+                let Some(rest) = dtb.get(pos..) else {
+                    return false;
+                };
+                let Some(len) = rest.iter().position(|&b| b == 0) else {
+                    return false;
+                };
+                let name = &rest[..len];
+                if let Some(siblings) = open.last_mut() {
+                    if siblings.contains(&name) {
+                        return true;
+                    }
+                    siblings.push(name);
+                }
+                open.push(Vec::new());
+                props.push(Vec::new());
+                pos = (pos + len + 1 + 3) & !3;
+            }
+            2 => {
+                if open.pop().is_none() || props.pop().is_none() {
+                    return false;
+                }
+            }
+            3 => {
+                let (Some(len), Some(nameoff)) = (be32(pos), be32(pos + 4)) else {
+                    return false;
+                };
+                let (Some(name), Some(seen)) = (cstr(strings + nameoff), props.last_mut()) else {
+                    return false;
+                };
+                if seen.contains(&name) {
+                    return true;
+                }
+                seen.push(name);
+                pos = (pos + 8 + len + 3) & !3;
+            }
+            4 => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The `/memreserve/` entries of `dtb` (empty when the `fdt` crate refuses it).
+pub fn memreserve(dtb: &[u8]) -> Vec<(u64, u64)> {
+    fdt::Fdt::new(dtb)
+        .map(|f| {
+            f.memory_reservations()
+                .map(|r| (r.address() as u64, r.size() as u64))
+                .collect()
+        })
+        .unwrap_or_default()
+}

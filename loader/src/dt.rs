@@ -7,16 +7,22 @@
 //! normalised copy. Path lookups (stdout-path, aliases) are done here, one alias level deep,
 //! never through `fdt`'s recursive alias fallback.
 //!
-//! Writing rebuilds the whole tree with `vm-fdt`: every node and property copied in order, the
-//! memory reservations kept, and `/chosen` updated.
+//! Writing edits the checked tree in `dtoolkit`'s model ([`fixup`], [`set_psci`],
+//! [`apply_overlay`]): every node, property and memory reservation passes through as it was
+//! (`__symbols__`, `__fixups__`, `__local_fixups__`, phandles), only what kexboot changes is
+//! changed.
 
 use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use dtoolkit::memreserve::MemoryReservation;
+use dtoolkit::model::overlay::OverlayApplier;
+use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
+use dtoolkit::overlay::{NODE_FIXUPS, NODE_SYMBOLS};
+use dtoolkit::{Node as _, Property as _};
 use fdt::node::{CellSizes, FdtNode};
 use fdt::Fdt;
-use vm_fdt::{FdtReserveEntry, FdtWriter};
 
 use crate::mem::Range;
 use crate::{Error, Result, MAX_DTB_SIZE};
@@ -125,7 +131,16 @@ fn check(dtb: &[u8]) -> Result<Checked<'_>> {
             .ok_or(bad(off_field, "block extends past totalsize"))
     };
     let st = block(OFF_DT_STRUCT, OFF_SIZE_STRUCT)?;
-    let strings = &blob[block(OFF_DT_STRINGS, OFF_SIZE_STRINGS)?];
+    let strings_range = block(OFF_DT_STRINGS, OFF_SIZE_STRINGS)?;
+    // Dropping NOPs rewrites the structure block in place: a strings block sharing its bytes
+    // would change after it was checked (and the `fdt` crate then panics on a name).
+    if st.start < strings_range.end && strings_range.start < st.end {
+        return Err(bad(
+            OFF_DT_STRINGS,
+            "strings block overlaps the structure block",
+        ));
+    }
+    let strings = &blob[strings_range];
 
     // Memory reservation block: (u64 address, u64 size) pairs up to a (0, 0) entry.
     let mut rsv = Vec::new();
@@ -779,68 +794,126 @@ impl<'a> ReservedNode<'a> {
     }
 }
 
-enum Change {
-    Set(Vec<u8>),
-    Remove,
-}
-
 /// `/chosen` properties only a kdump kernel may see, which [`fixup`] always removes.
 pub const KDUMP_CHOSEN: [&str; 2] = ["linux,usable-memory-range", "linux,elfcorehdr"];
 
-/// The `/chosen` changes, in the order new properties are appended.
-fn chosen_changes(f: &Fixups<'_>) -> Result<Vec<(&'static str, Change)>> {
-    let mut v = Vec::new();
-    if let Some(b) = f.bootargs {
-        if b.contains('\0') {
-            return Err(Error::DtWrite {
-                at: "/chosen/bootargs".into(),
-                why: vm_fdt::Error::InvalidString,
+/// Cells `reg` uses under a node without `#address-cells`/`#size-cells` (devicetree spec 2.3.5).
+const DEFAULT_ADDRESS_CELLS: u32 = 2;
+const DEFAULT_SIZE_CELLS: u32 = 1;
+
+fn write_err(at: impl Into<String>, why: &'static str) -> Error {
+    Error::DtWrite { at: at.into(), why }
+}
+
+/// A checked blob as an editable tree (`dtoolkit`'s model), its `/memreserve/` entries kept.
+struct Tree {
+    tree: DeviceTree,
+    boot_cpuid: u32,
+}
+
+/// Copies `n` and its subtree into the model. Names and values go in unchanged (the model's
+/// name rules would refuse real trees: Linux's own DTBs carry property names above 31
+/// characters). A second sibling of the same name is dropped: the model keys children by name,
+/// and Linux and libfdt's path lookup use the first, as [`DtInfo`] does. `check` bounded the
+/// depth, so the recursion is bounded.
+fn model_node(n: FdtNode<'_, '_>, name: &str) -> DeviceTreeNode {
+    let mut out = DeviceTreeNode::new_unchecked(name);
+    for p in n.properties() {
+        if out.property(p.name).is_none() {
+            out.add_property(DeviceTreeProperty::new_unchecked(p.name, p.value.to_vec()));
+        }
+    }
+    for c in n.children() {
+        // `child_mut` looks the exact name up; `child` would take `foo` for `foo@1`.
+        if out.child_mut(c.name).is_none() {
+            out.add_child(model_node(c, c.name));
+        }
+    }
+    out
+}
+
+impl Tree {
+    /// Checks `dtb` completely, then reads it into the model.
+    fn load(dtb: &[u8]) -> Result<Tree> {
+        let c = check(dtb)?;
+        let fdt = open(&c)?;
+        let mut tree = DeviceTree::new();
+        tree.root = model_node(root_of(&fdt)?, "");
+        tree.memory_reservations = c
+            .rsv
+            .iter()
+            .map(|r| MemoryReservation::new(r.start(), r.len()))
+            .collect();
+        Ok(Tree {
+            tree,
+            boot_cpuid: c.boot_cpuid,
+        })
+    }
+
+    /// Serialises the tree (version 17), keeping the blob's `boot_cpuid_phys`. Refuses an
+    /// output above the 2 MiB the boot protocol allows.
+    fn store(&self) -> Result<Vec<u8>> {
+        let mut out = self.tree.to_dtb();
+        if out.len() as u64 > MAX_DTB_SIZE {
+            return Err(Error::DtbTooLarge {
+                size: out.len() as u64,
             });
         }
+        // The model writes a zero `boot_cpuid_phys`; the header is at least 40 bytes.
+        if let Some(field) = out.get_mut(OFF_BOOT_CPUID..OFF_BOOT_CPUID + 4) {
+            field.copy_from_slice(&self.boot_cpuid.to_be_bytes());
+        }
+        Ok(out)
+    }
+}
+
+fn set(node: &mut DeviceTreeNode, name: &str, value: Vec<u8>) {
+    node.add_property(DeviceTreeProperty::new_unchecked(name, value));
+}
+
+fn cells(node: &DeviceTreeNode, name: &str, default: u32) -> usize {
+    node.property(name)
+        .and_then(|p| be32(p.value(), 0))
+        .unwrap_or(default) as usize
+}
+
+/// The `/chosen` changes of `f`.
+fn fix_chosen(root: &mut DeviceTreeNode, f: &Fixups<'_>) -> Result<()> {
+    if f.bootargs.is_some_and(|b| b.contains('\0')) {
+        return Err(write_err("/chosen/bootargs", "contains a NUL byte"));
+    }
+    let chosen = root.add_child_mut(DeviceTreeNode::new_unchecked("chosen"));
+    if let Some(b) = f.bootargs {
         let mut bytes = b.as_bytes().to_vec();
         bytes.push(0);
-        v.push(("bootargs", Change::Set(bytes)));
+        set(chosen, "bootargs", bytes);
     }
     match f.initrd {
         Some(r) => {
-            v.push((
+            set(
+                chosen,
                 "linux,initrd-start",
-                Change::Set(r.start().to_be_bytes().to_vec()),
-            ));
-            v.push((
-                "linux,initrd-end",
-                Change::Set(r.end().to_be_bytes().to_vec()),
-            ));
+                r.start().to_be_bytes().to_vec(),
+            );
+            set(chosen, "linux,initrd-end", r.end().to_be_bytes().to_vec());
         }
         None => {
-            v.push(("linux,initrd-start", Change::Remove));
-            v.push(("linux,initrd-end", Change::Remove));
+            chosen.remove_property("linux,initrd-start");
+            chosen.remove_property("linux,initrd-end");
         }
     }
     // A tree from Linux's crash path (`kexec -p`) tells a dump kernel where the crashed one's
     // memory is; no kernel kexboot boots is one: it would run confined to the crash region.
     for kdump_only in KDUMP_CHOSEN {
-        v.push((kdump_only, Change::Remove));
+        chosen.remove_property(kdump_only);
     }
     if let Some(s) = f.kaslr_seed {
-        v.push(("kaslr-seed", Change::Set(s.to_be_bytes().to_vec())));
+        set(chosen, "kaslr-seed", s.to_be_bytes().to_vec());
     }
     if let Some(s) = f.rng_seed {
-        v.push(("rng-seed", Change::Set(s.to_vec())));
+        set(chosen, "rng-seed", s.to_vec());
     }
-    Ok(v)
-}
-
-struct Writer<'f> {
-    w: FdtWriter,
-    changes: Vec<(&'static str, Change)>,
-    done: Vec<&'static str>,
-    path: String,
-    reserved_nodes: &'f [ReservedNode<'f>],
-    cpu_props: &'f [CpuProps<'f>],
-    in_cpus: bool,
-    /// Replaces `/psci` with a node of this method ([`set_psci`]).
-    psci_method: Option<&'f str>,
+    Ok(())
 }
 
 /// `reg` bytes for `r` with the given cell counts (1 or 2 each).
@@ -856,225 +929,350 @@ fn encode_reg(r: &Range, address_cells: usize, size_cells: usize) -> Option<Vec<
     Some(v)
 }
 
-impl Writer<'_> {
-    /// Writes the requested `/reserved-memory` children.
-    fn reserved_children(&mut self, address_cells: usize, size_cells: usize) -> Result<()> {
-        for rn in self.reserved_nodes {
-            let reg = encode_reg(&rn.reg, address_cells, size_cells)
-                .ok_or_else(|| self.err(rn.name, vm_fdt::Error::InvalidMemoryReservation))?;
-            let h = self
-                .w
-                .begin_node(rn.name)
-                .map_err(|e| self.err(rn.name, e))?;
-            self.prop("reg", &reg)?;
-            for (name, value) in &rn.props {
-                self.prop(name, value)?;
-            }
-            self.w.end_node(h).map_err(|e| self.err(rn.name, e))?;
-        }
-        Ok(())
+/// Writes `f.reserved_nodes` under `/reserved-memory` (created with 2/2 cells and `ranges`
+/// when absent), each replacing a child of its name.
+fn fix_reserved(root: &mut DeviceTreeNode, f: &Fixups<'_>) -> Result<()> {
+    if f.reserved_nodes.is_empty() {
+        return Ok(());
     }
-
-    fn err(&self, name: &str, why: vm_fdt::Error) -> Error {
-        Error::DtWrite {
-            at: alloc::format!("{}/{}", self.path, name),
-            why,
+    let rm = if let Some(rm) = root.child_mut("reserved-memory") {
+        rm
+    } else {
+        let mut rm = DeviceTreeNode::new_unchecked("reserved-memory");
+        set(&mut rm, "#address-cells", 2u32.to_be_bytes().to_vec());
+        set(&mut rm, "#size-cells", 2u32.to_be_bytes().to_vec());
+        set(&mut rm, "ranges", Vec::new());
+        root.add_child_mut(rm)
+    };
+    let ac = cells(rm, "#address-cells", DEFAULT_ADDRESS_CELLS);
+    let sc = cells(rm, "#size-cells", DEFAULT_SIZE_CELLS);
+    for rn in f.reserved_nodes {
+        let at = || alloc::format!("/reserved-memory/{}", rn.name);
+        if rn.name.is_empty() || rn.name.contains(['/', '\0']) {
+            return Err(write_err(at(), "not a node name"));
         }
+        let reg = encode_reg(&rn.reg, ac, sc).ok_or_else(|| {
+            write_err(
+                at(),
+                "reg does not fit the node's #address-cells/#size-cells",
+            )
+        })?;
+        let mut node = DeviceTreeNode::new_unchecked(rn.name);
+        set(&mut node, "reg", reg);
+        for (name, value) in &rn.props {
+            if name.is_empty() || name.contains('\0') {
+                return Err(write_err(at(), "property name empty or with a NUL byte"));
+            }
+            set(&mut node, name, value.clone());
+        }
+        rm.remove_child(rn.name);
+        rm.add_child(node);
     }
-
-    fn prop(&mut self, name: &str, value: &[u8]) -> Result<()> {
-        self.w.property(name, value).map_err(|e| self.err(name, e))
-    }
-
-    /// Writes change `i` unless it removes a property or was written already.
-    fn emit(&mut self, i: usize) -> Result<()> {
-        let (name, change) = &self.changes[i];
-        if let (Change::Set(v), false) = (change, self.done.contains(name)) {
-            self.w.property(name, v).map_err(|why| Error::DtWrite {
-                at: alloc::format!("{}/{}", self.path, name),
-                why,
-            })?;
-            self.done.push(name);
-        }
-        Ok(())
-    }
-
-    fn node(&mut self, n: FdtNode<'_, '_>, depth: usize) -> Result<()> {
-        let name = if depth == 0 { "" } else { n.name };
-        let handle = self.w.begin_node(name).map_err(|e| self.err(name, e))?;
-        let saved = self.path.len();
-        if depth > 0 {
-            self.path.push('/');
-            self.path.push_str(name);
-        }
-        let chosen = depth == 1 && name == "chosen";
-        // A cpu node under /cpus whose `reg` has overrides: those replace its properties.
-        let cpu = (self.in_cpus && depth == 2)
-            .then(|| prop_num(n, "reg"))
-            .flatten()
-            .and_then(|reg| self.cpu_props.iter().find(|c| c.reg == reg));
-        if let Some(c) = cpu {
-            for p in n
-                .properties()
-                .filter(|p| !c.props.iter().any(|(k, _)| *k == p.name))
-            {
-                self.prop(p.name, p.value)?;
-            }
-            for (k, v) in &c.props {
-                self.prop(k, v)?;
-            }
-        }
-        for p in n.properties().filter(|_| cpu.is_none()) {
-            let change = if chosen {
-                self.changes.iter().position(|(c, _)| *c == p.name)
-            } else {
-                None
-            };
-            match change {
-                None => self.prop(p.name, p.value)?,
-                Some(i) => self.emit(i)?,
-            }
-        }
-        if chosen {
-            (0..self.changes.len()).try_for_each(|i| self.emit(i))?;
-        }
-        let reserved = depth == 1 && name == "reserved-memory";
-        let saved_cpus = self.in_cpus;
-        self.in_cpus = depth == 1 && name == "cpus";
-        let mut has_chosen = false;
-        let mut has_reserved = false;
-        for child in n.children() {
-            has_chosen |= depth == 0 && child.name == "chosen";
-            has_reserved |= depth == 0 && child.name == "reserved-memory";
-            if reserved && self.reserved_nodes.iter().any(|r| r.name == child.name) {
-                continue; // replaced below
-            }
-            if depth == 0 && child.name == "psci" && self.psci_method.is_some() {
-                continue; // replaced below
-            }
-            self.node(child, depth + 1)?;
-        }
-        self.in_cpus = saved_cpus;
-        if reserved {
-            let cells = n.cell_sizes();
-            self.reserved_children(cells.address_cells, cells.size_cells)?;
-        }
-        if depth == 0 && !has_reserved && !self.reserved_nodes.is_empty() {
-            let h = self
-                .w
-                .begin_node("reserved-memory")
-                .map_err(|e| self.err("reserved-memory", e))?;
-            self.prop("#address-cells", &2u32.to_be_bytes())?;
-            self.prop("#size-cells", &2u32.to_be_bytes())?;
-            self.prop("ranges", &[])?;
-            self.reserved_children(2, 2)?;
-            self.w
-                .end_node(h)
-                .map_err(|e| self.err("reserved-memory", e))?;
-        }
-        if let (0, Some(method)) = (depth, self.psci_method) {
-            let h = self.w.begin_node("psci").map_err(|e| self.err("psci", e))?;
-            self.path.push_str("/psci");
-            self.prop("compatible", PSCI_COMPATIBLE)?;
-            let mut m = method.as_bytes().to_vec();
-            m.push(0);
-            self.prop("method", &m)?;
-            self.path.truncate(saved);
-            self.w.end_node(h).map_err(|e| self.err("psci", e))?;
-        }
-        if depth == 0 && !has_chosen {
-            let c = self
-                .w
-                .begin_node("chosen")
-                .map_err(|e| self.err("chosen", e))?;
-            self.path.push_str("/chosen");
-            (0..self.changes.len()).try_for_each(|i| self.emit(i))?;
-            self.w.end_node(c).map_err(|e| self.err("", e))?;
-        }
-        self.path.truncate(saved);
-        self.w.end_node(handle).map_err(|e| self.err("", e))
-    }
+    Ok(())
 }
 
-/// Rebuilds `dtb` with the changes in `f`: every node and property copied in order, every
-/// `/memreserve/` kept (overlapping ones merged, as the writer requires) plus
-/// `f.extra_reserved`, `/chosen` created if absent, the kdump-only [`KDUMP_CHOSEN`] properties
-/// dropped. Refuses an output above 2 MiB.
+/// Sets `f.cpu_props` on the `/cpus` children whose `reg` (one or two cells) matches.
+fn fix_cpus(root: &mut DeviceTreeNode, f: &Fixups<'_>) -> Result<()> {
+    let Some(cpus) = root.child_mut("cpus") else {
+        return Ok(());
+    };
+    for cpu in cpus.children_mut() {
+        let reg = cpu.property("reg").and_then(|p| match p.value().len() {
+            4 => be32(p.value(), 0).map(u64::from),
+            8 => be64(p.value(), 0),
+            _ => None,
+        });
+        let Some(c) = reg.and_then(|reg| f.cpu_props.iter().find(|c| c.reg == reg)) else {
+            continue;
+        };
+        for (name, value) in &c.props {
+            if name.is_empty() || name.contains('\0') {
+                return Err(write_err("/cpus", "property name empty or with a NUL byte"));
+            }
+            set(cpu, name, value.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Edits `dtb` with the changes in `f` and nothing else: every other node and property
+/// (`__symbols__`, `__fixups__`, `__local_fixups__`, phandles included) and every
+/// `/memreserve/` entry pass through unchanged, `f.extra_reserved` is added (an entry equal to
+/// one already there is not repeated), `/chosen` is created if absent, the kdump-only
+/// [`KDUMP_CHOSEN`] properties are dropped. Refuses an output above 2 MiB.
 pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
-    rebuild(dtb, f, chosen_changes(f)?, None)
+    let mut t = Tree::load(dtb)?;
+    fix_chosen(&mut t.tree.root, f)?;
+    fix_reserved(&mut t.tree.root, f)?;
+    fix_cpus(&mut t.tree.root, f)?;
+    for r in f.extra_reserved.iter().filter(|r| !r.is_empty()) {
+        let entry = MemoryReservation::new(r.start(), r.len());
+        if !t.tree.memory_reservations.contains(&entry) {
+            t.tree.memory_reservations.push(entry);
+        }
+    }
+    t.store()
 }
 
-/// Rebuilds `dtb` with `/psci` written for kexboot's own EL3 monitor: `compatible =
+/// `into` (a tree named in place of the firmware's) with the memory the firmware's tree
+/// `from` keeps: every `/memreserve/` entry of `from` that `into` lacks, and every
+/// `/reserved-memory` child of `from` whose name `into` lacks (`/reserved-memory` is created
+/// with `from`'s cells and `ranges` when `into` has none). Both trees are checked first.
+pub fn keep_reserved(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
+    let f = Tree::load(from)?;
+    let mut t = Tree::load(into)?;
+    for r in f.tree.memory_reservations {
+        if !t.tree.memory_reservations.contains(&r) {
+            t.tree.memory_reservations.push(r);
+        }
+    }
+    if let Some(frm) = f.tree.root.child("reserved-memory") {
+        let rm = match t.tree.root.child_mut("reserved-memory") {
+            Some(rm) => rm,
+            None => {
+                let mut rm = DeviceTreeNode::new_unchecked("reserved-memory");
+                for name in ["#address-cells", "#size-cells", "ranges"] {
+                    if let Some(p) = frm.property(name) {
+                        set(&mut rm, name, p.value().to_vec());
+                    }
+                }
+                t.tree.root.add_child_mut(rm)
+            }
+        };
+        let same_cells = ["#address-cells", "#size-cells"].iter().all(|n| {
+            rm.property(n).map(|p| p.value().to_vec())
+                == frm.property(n).map(|p| p.value().to_vec())
+        });
+        for child in frm.children() {
+            if rm.child_mut(child.name()).is_some() {
+                continue;
+            }
+            if !same_cells {
+                return Err(write_err(
+                    alloc::format!("/reserved-memory/{}", child.name()),
+                    "the named tree's /reserved-memory uses other #address-cells/#size-cells",
+                ));
+            }
+            rm.add_child(child.clone());
+        }
+    }
+    t.store()
+}
+
+/// Edits `dtb` with `/psci` written for kexboot's own EL3 monitor: `compatible =
 /// "arm,psci-1.0", "arm,psci-0.2"` and `method` (e.g. `"smc"`), replacing any `/psci` the tree
-/// has. Everything else is copied as it is.
+/// has. Everything else passes through unchanged.
 pub fn set_psci(dtb: &[u8], method: &str) -> Result<Vec<u8>> {
     if method.is_empty() || method.contains('\0') {
-        return Err(Error::DtWrite {
-            at: "/psci/method".into(),
-            why: vm_fdt::Error::InvalidString,
-        });
+        return Err(write_err("/psci/method", "empty or with a NUL byte"));
     }
-    rebuild(dtb, &Fixups::default(), Vec::new(), Some(method))
+    let mut t = Tree::load(dtb)?;
+    let mut psci = DeviceTreeNode::new_unchecked("psci");
+    set(&mut psci, "compatible", PSCI_COMPATIBLE.to_vec());
+    let mut m = method.as_bytes().to_vec();
+    m.push(0);
+    set(&mut psci, "method", m);
+    t.tree.root.remove_child("psci");
+    t.tree.root.add_child(psci);
+    t.store()
 }
 
-fn rebuild(
-    dtb: &[u8],
-    f: &Fixups<'_>,
-    changes: Vec<(&'static str, Change)>,
-    psci_method: Option<&str>,
-) -> Result<Vec<u8>> {
-    let c = check(dtb)?;
-    let fdt = open(&c)?;
-    let root = root_of(&fdt)?;
-
-    let mut rsv: Vec<Range> = c.rsv.clone();
-    rsv.extend(f.extra_reserved.iter().filter(|r| !r.is_empty()));
-    let entries = merge_overlapping(rsv)
-        .into_iter()
-        .map(|r| FdtReserveEntry::new(r.start(), r.len()))
-        .collect::<core::result::Result<Vec<_>, _>>()
-        .map_err(|why| Error::DtWrite {
-            at: "/memreserve/".into(),
-            why,
-        })?;
-    let mut w = FdtWriter::new_with_mem_reserv(&entries).map_err(|why| Error::DtWrite {
-        at: "/memreserve/".into(),
-        why,
-    })?;
-    w.set_boot_cpuid_phys(c.boot_cpuid);
-
-    let mut wr = Writer {
-        w,
-        changes,
-        done: Vec::new(),
-        path: String::new(),
-        reserved_nodes: f.reserved_nodes,
-        cpu_props: f.cpu_props,
-        psci_method,
-        in_cpus: false,
-    };
-    wr.node(root, 0)?;
-    let out = wr.w.finish().map_err(|why| Error::DtWrite {
-        at: "/".into(),
-        why,
-    })?;
-    if out.len() as u64 > MAX_DTB_SIZE {
-        return Err(Error::DtbTooLarge {
-            size: out.len() as u64,
-        });
-    }
-    Ok(out)
+/// Why an overlay cannot be applied (what libfdt's `fdt_overlay_apply` refuses, named).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OverlayError {
+    /// The overlay blob is not a device tree: `what` at byte `offset`.
+    Blob { offset: usize, what: &'static str },
+    /// Fragment `fragment` has neither `target` nor `target-path`, both, or one that does not
+    /// decode (a 4-byte phandle, a string).
+    FragmentTarget { fragment: String },
+    /// The node `target` a fragment (or a `__symbols__` entry) names is not in the base tree.
+    TargetNotFound { target: String },
+    /// `__fixups__` refers to `label`, which the base tree's `__symbols__` does not have (a
+    /// base tree compiled without `dtc -@` has none).
+    UnresolvedLabel { label: String },
+    /// A `__fixups__` location of `label` ("path:property:offset") is malformed or points
+    /// outside the overlay.
+    BadFixup {
+        label: String,
+        location: String,
+        what: &'static str,
+    },
+    /// A `__local_fixups__` entry for property `prop` points at `offset`, outside it.
+    BadLocalFixup { prop: String, offset: usize },
+    /// Renumbering the overlay's phandles above the base's overflows 32 bits.
+    PhandleOverflow,
+    /// The merged tree is not a valid device tree (e.g. nested too deeply): `what`.
+    Merged { what: String },
 }
 
-/// Sorts and merges only overlapping ranges (touching ones stay separate entries).
-fn merge_overlapping(mut v: Vec<Range>) -> Vec<Range> {
-    v.sort_unstable();
-    let mut out: Vec<Range> = Vec::with_capacity(v.len());
-    for r in v {
-        match out.last_mut() {
-            Some(last) if r.start() < last.end() => *last = last.hull(&r),
-            _ => out.push(r),
+impl core::fmt::Display for OverlayError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use OverlayError::*;
+        match self {
+            Blob { offset, what } => write!(f, "not a device tree at offset {offset:#x}: {what}"),
+            FragmentTarget { fragment } => write!(
+                f,
+                "{fragment}: needs exactly one of target (a phandle) or target-path (a string)"
+            ),
+            TargetNotFound { target } => write!(f, "target {target} is not in the base tree"),
+            UnresolvedLabel { label } => write!(
+                f,
+                "label {label} (from __fixups__) is not in the base tree's __symbols__"
+            ),
+            BadFixup {
+                label,
+                location,
+                what,
+            } => write!(f, "__fixups__/{label} entry \"{location}\": {what}"),
+            BadLocalFixup { prop, offset } => write!(
+                f,
+                "__local_fixups__ of property {prop}: offset {offset} is outside it"
+            ),
+            PhandleOverflow => write!(f, "phandles overflow 32 bits when renumbered"),
+            Merged { what } => write!(f, "the merged tree is not valid: {what}"),
         }
     }
-    out
+}
+
+fn ov(e: OverlayError) -> Error {
+    Error::Overlay(e)
+}
+
+/// The child named exactly `name` (the model's `child` takes `foo` for `foo@1` too).
+fn exact_child<'n>(n: &'n DeviceTreeNode, name: &str) -> Option<&'n DeviceTreeNode> {
+    n.children().find(|c| c.name() == name)
+}
+
+/// Checks every `__fixups__` entry of `overlay` against `base` before the overlay is applied,
+/// so each fault gets its own error (libfdt: `overlay_fixup_phandles`).
+fn check_fixups(base: &DeviceTree, overlay: &DeviceTree) -> Result<()> {
+    let Some(fixups) = exact_child(&overlay.root, NODE_FIXUPS) else {
+        return Ok(());
+    };
+    let symbols = exact_child(&base.root, NODE_SYMBOLS);
+    for p in fixups.properties() {
+        let label = p.name();
+        let sym = symbols.and_then(|s| s.property(label));
+        let path = sym
+            .as_ref()
+            .and_then(|s| s.value().strip_suffix(&[0]))
+            .and_then(|s| core::str::from_utf8(s).ok())
+            .ok_or_else(|| {
+                ov(OverlayError::UnresolvedLabel {
+                    label: label.to_string(),
+                })
+            })?;
+        if base.find_node(path).is_none() {
+            return Err(ov(OverlayError::TargetNotFound {
+                target: path.to_string(),
+            }));
+        }
+        let bad = |location: &str, what| {
+            ov(OverlayError::BadFixup {
+                label: label.to_string(),
+                location: location.to_string(),
+                what,
+            })
+        };
+        let value = p.value().strip_suffix(&[0]).ok_or_else(|| {
+            bad(
+                &String::from_utf8_lossy(p.value()),
+                "not NUL-terminated strings",
+            )
+        })?;
+        for raw in value.split(|&b| b == 0) {
+            let location = core::str::from_utf8(raw).map_err(|_| bad("?", "not UTF-8"))?;
+            let mut parts = location.rsplitn(3, ':');
+            let (Some(offset), Some(prop), Some(node)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad(location, "not path:property:offset"));
+            };
+            let offset: usize = offset
+                .parse()
+                .map_err(|_| bad(location, "offset is not a decimal number"))?;
+            if !offset.is_multiple_of(4) {
+                return Err(bad(location, "offset is not a multiple of 4"));
+            }
+            let target = overlay
+                .find_node(node)
+                .ok_or_else(|| bad(location, "no such node in the overlay"))?
+                .property(prop)
+                .ok_or_else(|| bad(location, "no such property in the overlay"))?;
+            if offset
+                .checked_add(4)
+                .is_none_or(|end| end > target.value().len())
+            {
+                return Err(bad(location, "offset past the property's end"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn map_overlay_error(e: dtoolkit::error::OverlayError) -> Error {
+    use dtoolkit::error::OverlayError as E;
+    ov(match e {
+        E::InvalidFragmentTarget | E::Property(_) => OverlayError::FragmentTarget {
+            fragment: String::from("a fragment"),
+        },
+        E::PhandleOverflow => OverlayError::PhandleOverflow,
+        E::UnresolvedSymbol(label) => OverlayError::UnresolvedLabel { label },
+        E::TargetNotFound(target) => OverlayError::TargetNotFound { target },
+        E::InvalidLocalFixup { prop, offset } => OverlayError::BadLocalFixup { prop, offset },
+        E::InvalidFixupLocation => OverlayError::BadFixup {
+            label: String::from("?"),
+            location: String::from("?"),
+            what: "malformed",
+        },
+        // `Parse`, `Model`, `MalformedData`: the checks before the applier rule these out.
+        _ => OverlayError::Merged {
+            what: String::from("refused by the overlay applier"),
+        },
+    })
+}
+
+/// Applies the overlay `overlay` to the tree `base` as libfdt's `fdt_overlay_apply` does: the
+/// overlay's phandles are renumbered above the base's largest, `__local_fixups__` adjusted,
+/// `__fixups__` resolved through the base's `__symbols__`, each `fragment@N`'s `__overlay__`
+/// merged into its `target` (a phandle) or `target-path` (a path, or a label of the base's
+/// `__symbols__` or `/aliases`), and the overlay's `__symbols__` merged into the base's, their
+/// paths rewritten to where the nodes landed. `base` itself is never changed: on any error the
+/// caller still has it as it was.
+///
+/// One difference from libfdt: a label whose node has no phandle gets a new one (libfdt
+/// refuses); `dtc -@` gives every referenced node one, so real trees do not tell the two apart.
+pub fn apply_overlay(base: &[u8], overlay: &[u8]) -> Result<Vec<u8>> {
+    let mut b = Tree::load(base)?;
+    let o = Tree::load(overlay).map_err(|e| match e {
+        Error::BadDtb { offset, what } => ov(OverlayError::Blob { offset, what }),
+        other => other,
+    })?;
+    check_fixups(&b.tree, &o.tree)?;
+    for frag in o.tree.root.children() {
+        if frag.name().split('@').next() != Some("fragment") {
+            continue;
+        }
+        let target = frag.property("target").map(|p| p.value().len() == 4);
+        let path = frag.property("target-path").map(|p| {
+            p.value()
+                .strip_suffix(&[0])
+                .is_some_and(|s| core::str::from_utf8(s).is_ok())
+        });
+        if !matches!((target, path), (Some(true), None) | (None, Some(true))) {
+            return Err(ov(OverlayError::FragmentTarget {
+                fragment: frag.name().to_string(),
+            }));
+        }
+    }
+    OverlayApplier::new(&mut b.tree)
+        .apply_overlay_tree(o.tree)
+        .map_err(map_overlay_error)?;
+    let out = b.store()?;
+    // The merge can nest nodes deeper than either tree: the result must pass the same check.
+    check(&out).map_err(|e| {
+        ov(OverlayError::Merged {
+            what: e.to_string(),
+        })
+    })?;
+    Ok(out)
 }

@@ -84,8 +84,10 @@ pub enum Error {
     NoMemoryNode,
     /// A `reg`-like value in node `node` cannot be decoded.
     BadReg { node: String, what: &'static str },
-    /// The device-tree writer refused node or property `at`.
-    DtWrite { at: String, why: vm_fdt::Error },
+    /// A change to node or property `at` cannot be written: `why`.
+    DtWrite { at: String, why: &'static str },
+    /// A device tree overlay cannot be applied; the base tree is left as it was.
+    Overlay(dt::OverlayError),
 
     /// The Raspberry Pi firmware's property answer says `code`, not success (0 = never
     /// processed, 0x80000001 = the firmware could not parse the request).
@@ -193,6 +195,7 @@ impl fmt::Display for Error {
             NoMemoryNode => write!(f, "device tree has no /memory node with a usable reg"),
             BadReg { node, what } => write!(f, "device tree node {node}: {what}"),
             DtWrite { at, why } => write!(f, "cannot write device tree at {at}: {why}"),
+            Overlay(e) => write!(f, "device tree overlay: {e}"),
             MailboxCode { code } => write!(
                 f,
                 "firmware mailbox: answer code {code:#010x}, not success (0x80000000)"

@@ -299,8 +299,18 @@ fn fixup_creates_chosen_and_keeps_memreserve() {
     assert_eq!(b.last().unwrap().0, "/chosen");
     assert_eq!(prop(&b, "/chosen", "bootargs"), Some(&b"quiet\0"[..]));
     assert_eq!(prop(&b, "/chosen", "linux,initrd-start"), None);
-    // Overlapping reservations are merged (the writer refuses overlaps); coverage is kept.
-    assert_eq!(rsv(&out), [(0x8000_0000, 0x3000), (0x8010_0000, 0x2000)]);
+    // The tree's own reservations pass through as they were; kexboot's are added after them
+    // (overlaps are allowed: Linux reserves the union).
+    assert_eq!(
+        rsv(&out),
+        [
+            (0x8000_0000, 0x1000),
+            (0x8010_0000, 0x2000),
+            (0x8000_0800, 0x2800)
+        ]
+    );
+    // Asking again adds nothing twice.
+    assert_eq!(rsv(&fixup(&out, &f).unwrap()), rsv(&out));
     let a = flatten(&dtb);
     assert_eq!(&b[..b.len() - 1], &a[..]);
     assert_eq!(
@@ -751,4 +761,20 @@ fn devices_at_the_root_keep_their_addresses() {
         Some(0x0900_0000)
     );
     assert_eq!(info.stdout.as_ref().map(|s| s.1), Some(0x0900_0000));
+}
+
+/// Found by the `dt_overlay` fuzz target: a blob whose strings block overlaps its structure
+/// block, with NOPs in it. Dropping the NOPs rewrote the structure block in place, and with
+/// it strings that had been checked, so the `fdt` crate then panicked on a property name.
+#[test]
+fn overlapping_blocks_are_refused() {
+    let dtb = include_bytes!("data/overlapping-blocks.dtb");
+    assert!(matches!(
+        DtInfo::read(dtb),
+        Err(Error::BadDtb {
+            what: "strings block overlaps the structure block",
+            ..
+        })
+    ));
+    assert!(fixup(dtb, &Fixups::default()).is_err());
 }

@@ -344,7 +344,13 @@ impl Staging for HostStaging {
 pub struct FakePlatform {
     pub clock_us: Cell<u64>,
     pub seeds: Option<(u64, [u8; 64])>,
+    /// The environment's `fdtfile`.
+    pub fdtfile: Option<String>,
 }
+
+/// The `/memreserve/` entry [`FakePlatform`]'s own fixups add (inside kexboot's image, which
+/// placement avoids anyway), so a test sees that a tree went through them.
+pub const OWN_MEMRESERVE: Range = Range::constant(0x4000_0000, 0x4000_1000);
 
 impl Default for FakePlatform {
     fn default() -> Self {
@@ -353,6 +359,7 @@ impl Default for FakePlatform {
         FakePlatform {
             clock_us: Cell::new(1_000_000),
             seeds: Some((KASLR_SEED, rng)),
+            fdtfile: None,
         }
     }
 }
@@ -368,6 +375,20 @@ impl kexboot_boot::Clock for FakePlatform {
 impl Platform for FakePlatform {
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])> {
         self.seeds
+    }
+
+    fn own_fixups(&self, dtb: &[u8]) -> Result<Vec<u8>, kexboot_loader::Error> {
+        kexboot_loader::dt::fixup(
+            dtb,
+            &kexboot_loader::dt::Fixups {
+                extra_reserved: &[OWN_MEMRESERVE],
+                ..Default::default()
+            },
+        )
+    }
+
+    fn fdtfile(&self) -> Option<&str> {
+        self.fdtfile.as_deref()
     }
 }
 

@@ -428,3 +428,198 @@ fn plan_from_ram_copies_at_most_image_size() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Device trees an entry names: `fdt`, `fdtdir`, `fdtoverlays`
+
+const OVERLAY_CHOSEN: &[u8] = include_bytes!("../../loader/tests/data/overlay/chosen.dtbo");
+const OVERLAY_BAD_PATH: &[u8] = include_bytes!("../../loader/tests/data/overlay/bad-path.dtbo");
+/// A `/memreserve/` entry of the firmware's tree (inside kexboot's image, avoided anyway).
+const FIRMWARE_MEMRESERVE: (u64, u64) = (0x4000_2000, 0x1000);
+
+/// A small tree over the test machine's RAM: root `compatible`, `/memory`, and (for a
+/// firmware tree) a `/memreserve/` entry and a `/reserved-memory` child.
+fn small_tree(compatible: &[&str], firmware: bool) -> Vec<u8> {
+    use vm_fdt::{FdtReserveEntry, FdtWriter};
+    let rsv = match firmware {
+        true => vec![FdtReserveEntry::new(FIRMWARE_MEMRESERVE.0, FIRMWARE_MEMRESERVE.1).unwrap()],
+        false => vec![],
+    };
+    let mut w = FdtWriter::new_with_mem_reserv(&rsv).unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.property_string_list(
+        "compatible",
+        compatible.iter().map(|s| s.to_string()).collect(),
+    )
+    .unwrap();
+    let mem = w.begin_node("memory@40000000").unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    w.property_array_u64("reg", &[RAM.start(), RAM.len()])
+        .unwrap();
+    w.end_node(mem).unwrap();
+    if firmware {
+        let rm = w.begin_node("reserved-memory").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        w.property_null("ranges").unwrap();
+        let r = w.begin_node("ramoops@44000000").unwrap();
+        w.property_string("compatible", "ramoops").unwrap();
+        w.property_array_u64("reg", &[RAMOOPS.start(), RAMOOPS.len()])
+            .unwrap();
+        w.end_node(r).unwrap();
+        w.end_node(rm).unwrap();
+    }
+    let chosen = w.begin_node("chosen").unwrap();
+    w.end_node(chosen).unwrap();
+    w.end_node(root).unwrap();
+    w.finish().unwrap()
+}
+
+/// The DTB the plan stages (the last buffer), cut to its `totalsize`.
+fn staged_dtb(p: &kexboot_boot::flow::Prepared<HostBuf>) -> Vec<u8> {
+    let b = p.buffers.last().unwrap().as_ref();
+    let total = u32::from_be_bytes(b[4..8].try_into().unwrap()) as usize;
+    b[..total].to_vec()
+}
+
+fn compatible(dtb: &[u8]) -> Vec<String> {
+    kexboot_loader::dt::DtInfo::read(dtb).unwrap().compatible
+}
+
+fn memreserve(dtb: &[u8]) -> Vec<(u64, u64)> {
+    fdt::Fdt::new(dtb)
+        .unwrap()
+        .memory_reservations()
+        .map(|r| (r.address() as u64, r.size() as u64))
+        .collect()
+}
+
+/// Boots the config `body` from a disk that also holds `extra` files, on a machine whose
+/// firmware tree is `firmware`.
+fn boot_with(
+    firmware: Vec<u8>,
+    body: &str,
+    extra: &[(&str, &[u8])],
+    platform: &mut FakePlatform,
+) -> Outcome {
+    let k = kernel(MIB as usize, 3);
+    let cfg = conf(body);
+    let mut files: Vec<(&str, &[u8])> = vec![(CONF, &cfg), ("/boot/Image", &k)];
+    files.extend_from_slice(extra);
+    let m = Machine {
+        dtb: firmware,
+        ..Machine::default()
+    };
+    let mut staging = m.staging();
+    m.run(&mut open(mbr_fat16(&files)), &mut staging, platform)
+}
+
+/// `fdt FILE` boots with FILE instead of the firmware's tree; the firmware tree's
+/// `/memreserve/` and `/reserved-memory` nodes and the board's own changes still apply.
+#[test]
+fn fdt_line_loads_the_named_tree() {
+    let named = small_tree(&["test,named"], false);
+    let out = boot_with(
+        small_tree(&["test,firmware"], true),
+        "label l\n kernel /boot/Image\n fdt ../dtbs/named.dtb\n append a=1\n",
+        &[("/boot/dtbs/named.dtb", &named)],
+        &mut FakePlatform::default(),
+    );
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    let dtb = staged_dtb(out.prepared());
+    assert_eq!(compatible(&dtb), ["test,named"]);
+    let rsv = memreserve(&dtb);
+    assert!(rsv.contains(&FIRMWARE_MEMRESERVE), "{rsv:x?}");
+    assert!(
+        rsv.contains(&(OWN_MEMRESERVE.start(), OWN_MEMRESERVE.len())),
+        "{rsv:x?}"
+    );
+    let info = kexboot_loader::dt::DtInfo::parse(&dtb).unwrap();
+    assert_eq!(info.ramoops, Some(RAMOOPS));
+    assert_eq!(info.bootargs.as_deref(), Some("a=1"));
+}
+
+/// A missing `fdt` file fails the entry (U-Boot: "Skipping ... for failure retrieving FDT")
+/// and the next entry boots with the firmware's tree.
+#[test]
+fn missing_fdt_file_fails_the_entry() {
+    let out = boot_with(
+        small_tree(&["test,firmware"], true),
+        "label a\n kernel /boot/Image\n devicetree /dtbs/none.dtb\nlabel b\n kernel /boot/Image\n",
+        &[],
+        &mut FakePlatform::default(),
+    );
+    let (err, text) = out.failure("a");
+    assert!(
+        matches!(err, kexboot_boot::flow::BootError::File { path, .. } if path == "/dtbs/none.dtb"),
+        "{text}"
+    );
+    assert_eq!(out.prepared().label, "b");
+    assert_eq!(compatible(&staged_dtb(out.prepared())), ["test,firmware"]);
+}
+
+/// `fdtdir DIR` picks `DIR/$fdtfile`: from the environment when set, else U-Boot's name for
+/// the board's `compatible`; with no known name or no such file, the firmware's tree.
+#[test]
+fn fdtdir_picks_the_boards_file() {
+    let rpi3 = small_tree(&["raspberrypi,3-model-b", "brcm,bcm2837"], true);
+    let named = small_tree(&["test,named"], false);
+    let custom = small_tree(&["test,custom"], false);
+    let files: [(&str, &[u8]); 2] = [
+        ("/dtbs/broadcom/bcm2837-rpi-3-b.dtb", &named),
+        ("/dtbs/custom.dtb", &custom),
+    ];
+    let cfg = "label l\n kernel /boot/Image\n fdtdir /dtbs\n";
+    let boot = |firmware: &[u8], platform: &mut FakePlatform| {
+        let out = boot_with(firmware.to_vec(), cfg, &files, platform);
+        assert!(out.failures.is_empty(), "{:#?}", out.failures);
+        compatible(&staged_dtb(out.prepared()))
+    };
+    assert_eq!(boot(&rpi3, &mut FakePlatform::default()), ["test,named"]);
+    let mut env = FakePlatform {
+        fdtfile: Some("custom.dtb".into()),
+        ..Default::default()
+    };
+    assert_eq!(boot(&rpi3, &mut env), ["test,custom"]);
+    // No file known for the board: the firmware's tree.
+    let other = small_tree(&["test,unknown-board"], true);
+    assert_eq!(
+        boot(&other, &mut FakePlatform::default()),
+        ["test,unknown-board"]
+    );
+    // A file that is not there: the firmware's tree too (U-Boot boots on without it).
+    let mut missing = FakePlatform {
+        fdtfile: Some("none.dtb".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        boot(&rpi3, &mut missing),
+        ["raspberrypi,3-model-b", "brcm,bcm2837"]
+    );
+}
+
+/// `fdtoverlays` apply in order; one that cannot be loaded or applied is skipped and the tree
+/// stays as the others left it.
+#[test]
+fn fdtoverlays_apply_and_bad_ones_are_skipped() {
+    let out = boot_with(
+        small_tree(&["test,firmware"], true),
+        "label l\n kernel /boot/Image\n fdtoverlays /o/bad-path.dtbo /o/none.dtbo /o/chosen.dtbo\n",
+        &[
+            ("/o/chosen.dtbo", OVERLAY_CHOSEN),
+            ("/o/bad-path.dtbo", OVERLAY_BAD_PATH),
+        ],
+        &mut FakePlatform::default(),
+    );
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    let dtb = staged_dtb(out.prepared());
+    let tree = fdt::Fdt::new(&dtb).unwrap();
+    let chosen = tree.find_node("/chosen").unwrap();
+    assert_eq!(
+        chosen.property("kexboot,overlay").unwrap().value,
+        b"chosen\0"
+    );
+    assert_eq!(memreserve(&dtb), [FIRMWARE_MEMRESERVE]);
+}

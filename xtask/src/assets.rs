@@ -203,7 +203,8 @@ fn on_path(prog: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
 }
 
-/// Installs QEMU and Debian's U-Boot if they are missing.
+/// Installs QEMU, Debian's U-Boot and the device-tree compiler (`fdtoverlay`, which the
+/// overlay host tests compare kexboot with) if they are missing.
 fn host_packages(apt: &mut Apt) -> Result<()> {
     let mut pkgs = Vec::new();
     if !on_path(qemu::QEMU) {
@@ -212,6 +213,9 @@ fn host_packages(apt: &mut Apt) -> Result<()> {
     }
     if !Path::new(UBOOT_BIN).is_file() {
         pkgs.push("u-boot-qemu");
+    }
+    if !on_path("fdtoverlay") {
+        pkgs.push("device-tree-compiler");
     }
     if pkgs.is_empty() {
         return Ok(());

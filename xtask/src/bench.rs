@@ -9,7 +9,7 @@ use crate::check::{CMDLINE_DIRECT, KEXBOOT_STARTING};
 use crate::disks::{self, Disks};
 use crate::qemu::{self, Session, Wait};
 use crate::util::{err, Context, Paths, Result};
-use crate::{bench_net, bench_warm, firmware};
+use crate::{bench_net, bench_warm, firmware, rpi3};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,9 @@ impl Arm {
 struct Sample {
     kernel: Option<Duration>,
     user: Option<Duration>,
+    /// How long the kernel file took to read (host time between the console lines that
+    /// bracket it).
+    load: Option<Duration>,
     bench_lines: Vec<String>,
     banner: Option<String>,
     error: Option<String>,
@@ -50,14 +53,9 @@ fn machine() -> qemu::Args {
     qemu::Args::new("virt", qemu::DEFAULT_CPU, None)
 }
 
-fn run_one(
-    paths: &Paths,
-    arm: Arm,
-    round: usize,
-    disk: &std::path::Path,
-    a: &assets::Assets,
-) -> Sample {
-    let args = match arm {
+/// The QEMU virt command line of `arm` booting `disk`.
+fn virt_args(paths: &Paths, arm: Arm, disk: &std::path::Path, a: &assets::Assets) -> Vec<String> {
+    match arm {
         Arm::Kexboot => machine().kernel(&paths.kexboot_bin()).disk(disk),
         Arm::UBoot => machine().bios(std::path::Path::new(UBOOT_BIN)).disk(disk),
         Arm::Direct => machine()
@@ -65,8 +63,39 @@ fn run_one(
             .initrd(&a.initrd)
             .append(CMDLINE_DIRECT),
     }
-    .into_vec();
-    let name = format!("bench-{}-{}", format!("{arm:?}").to_lowercase(), round + 1);
+    .into_vec()
+}
+
+/// The raspi3b command line of `arm`, all from the same SD card.
+fn rpi3_args(paths: &Paths, arm: Arm, r: &rpi3::Rpi3, a: &assets::Assets) -> Vec<String> {
+    match arm {
+        Arm::Kexboot => rpi3::args(r, &paths.kexboot_bin()),
+        Arm::UBoot => rpi3::args(r, &r.uboot),
+        Arm::Direct => rpi3::args(r, &r.image)
+            .initrd(&a.initrd)
+            .append(rpi3::CMDLINE_RPI3),
+    }
+    .into_vec()
+}
+
+/// Host time between the first line matching `from` and the line after the first matching
+/// `to_or_next` (or, for `None`, simply the next line).
+fn between(s: &Session, from: &str, to: Option<&str>) -> Option<Duration> {
+    let lines = s.lines();
+    let i = lines.iter().position(|l| l.text.contains(from))?;
+    let end = match to {
+        Some(t) => lines[i..].iter().find(|l| l.text.contains(t))?,
+        None => lines.get(i + 1)?,
+    };
+    end.at.checked_sub(lines[i].at)
+}
+
+fn run_one(paths: &Paths, arm: Arm, round: usize, args: Vec<String>, tag: &str) -> Sample {
+    let name = format!(
+        "bench{tag}-{}-{}",
+        format!("{arm:?}").to_lowercase(),
+        round + 1
+    );
     let log = paths.e2e.join(format!("{name}.log"));
     let mut smp = Sample::default();
     let mut s = match Session::spawn(&args, Some(&log)) {
@@ -98,6 +127,7 @@ fn run_one(
             let w = s.wait_for_prompt(deadline, |l| {
                 l.contains("Hit any key to stop autoboot")
                     || l.trim_start().starts_with("=>")
+                    || l.trim_start().starts_with("U-Boot>")
                     || l.contains("Starting kernel")
             });
             match w {
@@ -136,6 +166,11 @@ fn run_one(
         s.wait_exit(Instant::now() + Duration::from_secs(15));
     }
     s.kill();
+    smp.load = match arm {
+        Arm::Kexboot => between(&s, "booting entry", Some("loaded kernel")),
+        Arm::UBoot => between(&s, "Retrieving file: /Image", None),
+        Arm::Direct => None,
+    };
     smp.bench_lines = s
         .lines()
         .iter()
@@ -154,9 +189,15 @@ fn run_one(
 pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     let mut rounds = 3usize;
     let (mut cold, mut warm, mut net) = (true, true, true);
+    let mut rpi3 = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--board" => match it.next().map(String::as_str) {
+                Some("rpi3") => rpi3 = true,
+                Some("qemu-virt") => rpi3 = false,
+                other => return Err(err!("--board: qemu-virt or rpi3, not {other:?}")),
+            },
             "--rounds" => {
                 rounds = it
                     .next()
@@ -180,9 +221,18 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
         eprintln!("bench: firmware build failed, kexboot arms skipped: {e}");
     }
     let a = assets::ensure(paths)?;
-    let disks = disks::build_disks(paths, &a)?;
     std::fs::create_dir_all(&paths.e2e).ctx(paths.e2e.display())?;
     let mut md = String::from("# kexboot boot-time bench\n\n");
+    if rpi3 {
+        // The Pi's figures alone (its own kernel, card and U-Boot).
+        md += &rpi3_bench(paths, rounds, &a, fw.is_ok())?;
+        print!("\n{md}");
+        let out = paths.target.join("bench-rpi3.md");
+        std::fs::write(&out, &md).ctx(out.display())?;
+        println!("\nwritten to {}", out.display());
+        return Ok(());
+    }
+    let disks = disks::build_disks(paths, &a)?;
     if cold {
         md += &cold_bench(paths, rounds, &a, &fw, &disks);
     }
@@ -206,28 +256,28 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The cold-boot arms: kexboot, U-Boot and Linux direct from QEMU spawn. Returns the markdown.
-fn cold_bench(
+/// Every arm `rounds` times, interleaved; `args` gives an arm's QEMU command line.
+fn measure(
     paths: &Paths,
     rounds: usize,
-    a: &assets::Assets,
-    fw: &Result<std::path::PathBuf>,
-    disks: &Disks,
-) -> String {
-    let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
+    arms: &[Arm],
+    fw_ok: bool,
+    tag: &str,
+    args: impl Fn(Arm) -> Vec<String>,
+) -> Vec<Vec<Sample>> {
     let mut samples: Vec<Vec<Sample>> = arms.iter().map(|_| Vec::new()).collect();
     for r in 0..rounds {
         for (i, arm) in arms.iter().enumerate() {
-            let smp = if *arm == Arm::Kexboot && fw.is_err() {
+            let smp = if *arm == Arm::Kexboot && !fw_ok {
                 Sample {
                     error: Some("firmware build failed".into()),
                     ..Default::default()
                 }
             } else {
-                run_one(paths, *arm, r, &disks.mbr, a)
+                run_one(paths, *arm, r, args(*arm), tag)
             };
             eprintln!(
-                "bench: round {} {:<8} kernel {:>7}s userspace {:>7}s{}",
+                "bench{tag}: round {} {:<8} kernel {:>7}s userspace {:>7}s{}",
                 r + 1,
                 format!("{arm:?}"),
                 secs(smp.kernel),
@@ -240,8 +290,12 @@ fn cold_bench(
             samples[i].push(smp);
         }
     }
+    samples
+}
 
-    let med: Vec<(Option<Duration>, Option<Duration>)> = samples
+/// The medians (kernel starts, userspace marker) of each arm.
+fn medians(samples: &[Vec<Sample>]) -> Vec<(Option<Duration>, Option<Duration>)> {
+    samples
         .iter()
         .map(|s| {
             (
@@ -249,7 +303,104 @@ fn cold_bench(
                 median(s.iter().map(|x| x.user)),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The table of kernel-start and userspace times, one row an arm.
+fn times_table(md: &mut String, arms: &[Arm], samples: &[Vec<Sample>], rounds: usize) {
+    let med = medians(samples);
+    let _ = writeln!(
+        md,
+        "| boot path | kernel starts, s: median (min–max) | userspace marker, s: median (min–max) | ok rounds |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    for (i, arm) in arms.iter().enumerate() {
+        let ok = samples[i].iter().filter(|s| s.error.is_none()).count();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {ok}/{rounds} |",
+            arm.label(),
+            cell(med[i].0, samples[i].iter().map(|x| x.kernel)),
+            cell(med[i].1, samples[i].iter().map(|x| x.user))
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// Banners and failed rounds, as list items.
+fn notes(md: &mut String, arms: &[Arm], samples: &[Vec<Sample>]) {
+    for (i, arm) in arms.iter().enumerate() {
+        if let Some(b) = samples[i].iter().find_map(|s| s.banner.clone()) {
+            let _ = writeln!(md, "- {arm:?} banner: `{b}`");
+        }
+        for (r, s) in samples[i].iter().enumerate() {
+            if let Some(e) = &s.error {
+                let _ = writeln!(md, "- {arm:?} round {}: {e}", r + 1);
+            }
+        }
+    }
+}
+
+/// The Raspberry Pi 3 arms on QEMU raspi3b, all from the same SD card: kexboot, Debian's U-Boot
+/// `rpi_3`, Linux direct. Also the kernel file's read time, as SD MB/s. Returns the markdown.
+fn rpi3_bench(paths: &Paths, rounds: usize, a: &assets::Assets, fw_ok: bool) -> Result<String> {
+    let r = rpi3::ensure(paths, &a.initrd)?;
+    let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
+    let samples = measure(paths, rounds, &arms, fw_ok, "-rpi3", |arm| {
+        rpi3_args(paths, arm, &r, a)
+    });
+    let med = medians(&samples);
+    let image = std::fs::metadata(&r.image).map(|m| m.len()).unwrap_or(0);
+    let mut md = String::from("## Raspberry Pi 3 (QEMU raspi3b)\n\n");
+    let _ = writeln!(
+        md,
+        "QEMU TCG `{} {}`, Debian's generic arm64 kernel ({image} bytes), the same initramfs and \
+         SD card (`{}`), the firmware's `bcm2837-rpi-3-b.dtb`; host time from QEMU spawn; \
+         median of {rounds} rounds.\n",
+        qemu::QEMU,
+        qemu::Args::bare(rpi3::MACHINE).into_vec().join(" "),
+        r.sd.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+    );
+    times_table(&mut md, &arms, &samples, rounds);
+    let _ = writeln!(
+        md,
+        "- kexboot / U-Boot: kernel start {}, userspace {}",
+        ratio(med[0].0, med[1].0),
+        ratio(med[0].1, med[1].1)
+    );
+    for (i, arm) in arms.iter().take(2).enumerate() {
+        let load = median(samples[i].iter().map(|x| x.load));
+        let mbps = load
+            .filter(|d| !d.is_zero())
+            .map(|d| format!("{:.1} MB/s", image as f64 / d.as_secs_f64() / 1e6))
+            .unwrap_or_else(|| "n/a".into());
+        let _ = writeln!(
+            md,
+            "- {arm:?}: kernel read from SD in {} s median, {mbps}",
+            secs(load)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "- \\* U-Boot's times include the keystroke round trip that skips its autoboot countdown."
+    );
+    notes(&mut md, &arms, &samples);
+    Ok(md)
+}
+
+/// The cold-boot arms: kexboot, U-Boot and Linux direct from QEMU spawn. Returns the markdown.
+fn cold_bench(
+    paths: &Paths,
+    rounds: usize,
+    a: &assets::Assets,
+    fw: &Result<std::path::PathBuf>,
+    disks: &Disks,
+) -> String {
+    let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
+    let samples = measure(paths, rounds, &arms, fw.is_ok(), "", |arm| {
+        virt_args(paths, arm, &disks.mbr, a)
+    });
+    let med = medians(&samples);
     let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).ok();
     let kb_size = fw.as_ref().ok().and_then(|p| size(p));
     let ub_size = size(std::path::Path::new(UBOOT_BIN));
@@ -269,22 +420,7 @@ fn cold_bench(
             .and_then(|n| n.to_str())
             .unwrap_or("?"),
     );
-    let _ = writeln!(
-        md,
-        "| boot path | kernel starts, s: median (min–max) | userspace marker, s: median (min–max) | ok rounds |"
-    );
-    let _ = writeln!(md, "|---|---:|---:|---:|");
-    for (i, arm) in arms.iter().enumerate() {
-        let ok = samples[i].iter().filter(|s| s.error.is_none()).count();
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {ok}/{rounds} |",
-            arm.label(),
-            cell(med[i].0, samples[i].iter().map(|x| x.kernel)),
-            cell(med[i].1, samples[i].iter().map(|x| x.user))
-        );
-    }
-    let _ = writeln!(md);
+    times_table(&mut md, &arms, &samples, rounds);
     let _ = writeln!(
         md,
         "- kexboot / U-Boot: kernel start {}, userspace {}",
@@ -315,19 +451,16 @@ fn cold_bench(
         "- \\* U-Boot's times include the keystroke round trip that skips its autoboot countdown \
          (a key at \"Hit any key\", then `boot` at `=>`)."
     );
-    for (i, arm) in arms.iter().enumerate() {
-        if let Some(b) = samples[i].iter().find_map(|s| s.banner.clone()) {
-            let _ = writeln!(md, "- {arm:?} banner: `{b}`");
-        }
-        for (r, s) in samples[i].iter().enumerate() {
-            if let Some(e) = &s.error {
-                let _ = writeln!(md, "- {arm:?} round {}: {e}", r + 1);
-            }
-        }
-    }
+    notes(&mut md, &arms, &samples);
     // One more kexboot run on the disk that asks for the in-guest copy benchmark.
     let copy_run = match &fw {
-        Ok(_) => run_one(paths, Arm::Kexboot, rounds, &disks.bench, a),
+        Ok(_) => run_one(
+            paths,
+            Arm::Kexboot,
+            rounds,
+            virt_args(paths, Arm::Kexboot, &disks.bench, a),
+            "",
+        ),
         Err(_) => Sample::default(),
     };
     if copy_run.bench_lines.is_empty() {

@@ -15,11 +15,12 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Every target in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: [&str; 15] = [
+pub const TARGETS: [&str; 16] = [
     "image_header",
     "gzip",
     "dtb_read",
     "dtb_fixup",
+    "dt_overlay",
     "handoff",
     "partitions",
     "fat_read",
@@ -462,6 +463,21 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
             seed(root, "dtb_read", name, &dtb)?;
             // An empty fixup trailer (its length byte, 0) after the blob.
             seed(root, "dtb_fixup", name, &with_empty_trailer(&dtb))?;
+        }
+    }
+
+    // Overlays: the host tests' base tree with each of their overlays (good and bad).
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../loader/tests/data/overlay");
+    let base = fs::read(data.join("base.dtb"))?;
+    for e in fs::read_dir(&data)? {
+        let path = e?.path();
+        if path.extension().is_some_and(|x| x == "dtbo") {
+            let len = u16::try_from(base.len()).map_err(|_| err!("base.dtb above 64 KiB"))?;
+            let mut s = len.to_le_bytes().to_vec();
+            s.extend_from_slice(&base);
+            s.extend(fs::read(&path)?);
+            let name = path.file_stem().unwrap_or_default().to_string_lossy();
+            seed(root, "dt_overlay", &name, &s)?;
         }
     }
 

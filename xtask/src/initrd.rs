@@ -1,5 +1,6 @@
 //! The test initramfs: a gzip'd newc cpio with Debian's static busybox, a `/dev/console` node and
-//! an `/init` that prints the `KEXBOOT-E2E` markers (command line, boot EL, CPU count) and powers off.
+//! an `/init` that prints the `KEXBOOT-E2E` markers (command line, boot EL, CPU count, the
+//! device tree's model, its `__symbols__` count and the test overlay's marker) and powers off.
 //! [`build_with`] makes other archives (the warm re-entry one) with their own `/init` and files.
 
 use cpio::newc::{trailer, Builder, ModeFileType};
@@ -19,6 +20,10 @@ el=$(dmesg | grep "started at EL" | head -n 1)
 echo "KEXBOOT-E2E el=${el:-unknown}"
 cpus=$(nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo)
 echo "KEXBOOT-E2E cpus=$cpus"
+dt=/proc/device-tree
+echo "KEXBOOT-E2E model=$(tr -d '\000' <$dt/model 2>/dev/null)"
+echo "KEXBOOT-E2E symbols=$(ls $dt/__symbols__ 2>/dev/null | wc -l)"
+echo "KEXBOOT-E2E overlay=$(tr -d '\000' <$dt/soc/kexboot-test/kexboot,marker 2>/dev/null)"
 echo KEXBOOT-E2E-END
 poweroff -f
 "#;
@@ -237,6 +242,9 @@ mod tests {
             "cmdline=",
             "el=",
             "cpus=",
+            "model=",
+            "symbols=",
+            "overlay=",
             "KEXBOOT-E2E-END",
             "poweroff -f",
         ] {

@@ -2,6 +2,7 @@
 //! network (`pxe boot`): the menu when the config asks for one, then every entry in boot order
 //! through the one boot-plan builder ([`flow`]) and the board's jump.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::board::{Board, Jump};
@@ -66,10 +67,12 @@ pub fn probe_term(con: &mut dyn Console, clock: &dyn Clock) -> Term {
     Term::DUMB
 }
 
-/// The flow's clock and random source: the board's.
+/// The flow's clock, random source and device-tree changes: the board's; `fdtfile` from the
+/// environment.
 struct FlowPlatform<'a, B: Board> {
     board: &'a mut B,
     clock: B::Clock,
+    fdtfile: Option<&'a str>,
 }
 
 impl<B: Board> Clock for FlowPlatform<'_, B> {
@@ -82,6 +85,14 @@ impl<B: Board> Platform for FlowPlatform<'_, B> {
     fn random_seeds(&mut self) -> Option<(u64, [u8; 64])> {
         self.board.random_seeds()
     }
+
+    fn own_fixups(&self, dtb: &[u8]) -> Result<Vec<u8>, kexboot_loader::Error> {
+        self.board.own_fixups(dtb)
+    }
+
+    fn fdtfile(&self) -> Option<&str> {
+        self.fdtfile
+    }
 }
 
 /// One boot through an extlinux-format config: what it needs of the shell's state.
@@ -92,6 +103,8 @@ pub(super) struct ConfigBoot<'a, B: Board> {
     pub dtb: &'a [u8],
     pub request: &'a BootRequest,
     pub force_menu: bool,
+    /// The environment's `fdtfile`: the file an entry's `fdtdir` names.
+    pub fdtfile: Option<&'a str>,
 }
 
 impl<B: Board> ConfigBoot<'_, B> {
@@ -143,6 +156,7 @@ impl<B: Board> ConfigBoot<'_, B> {
             let mut platform = FlowPlatform {
                 clock: self.board.clock(),
                 board: &mut *self.board,
+                fdtfile: self.fdtfile,
             };
             let (found, _failures) = flow::next_bootable(
                 files,
@@ -181,6 +195,7 @@ impl<B: Board> Shell<B> {
         &mut self,
         label: Option<&str>,
         force_menu: bool,
+        fdtfile: Option<&str>,
     ) -> Result<(), DiskBootError> {
         let Shell {
             board,
@@ -215,6 +230,7 @@ impl<B: Board> Shell<B> {
             dtb: base_dtb,
             request: &request,
             force_menu,
+            fdtfile,
         };
         match boot.run(fs, path, config) {
             Outcome::Failed => Err(DiskBootError::NothingBooted),

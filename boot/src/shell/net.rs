@@ -541,6 +541,7 @@ impl<B: Board> Shell<B> {
             dtb: base_dtb,
             request,
             force_menu: false,
+            fdtfile: env.get("fdtfile"),
         };
         match boot.run(&mut files, "", config) {
             Outcome::Failed => Err(Error::NotBooted(format!(

@@ -31,10 +31,12 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 18] {
         run,
     };
     [
-        c("boot", &["sysboot"], "boot [label] - run the extlinux.conf boot flow (optionally one entry)", |sh, argv, _| {
-            sh.boot_disk(arg(argv, 1), false).map_err(disk_boot)
+        c("boot", &["sysboot"], "boot [label] - run the extlinux.conf boot flow (optionally one entry)", |sh, argv, ctx| {
+            sh.boot_disk(arg(argv, 1), false, ctx.env.get("fdtfile")).map_err(disk_boot)
         }),
-        c("bootmenu", &[], "bootmenu - show the boot menu", |sh, _, _| sh.boot_disk(None, true).map_err(disk_boot)),
+        c("bootmenu", &[], "bootmenu - show the boot menu", |sh, _, ctx| {
+            sh.boot_disk(None, true, ctx.env.get("fdtfile")).map_err(disk_boot)
+        }),
         c("load", &[], "load virtio <dev[:part]> <addr> <path> - read a file to RAM, set filesize", |sh, argv, ctx| {
             let said = sh.load(argv, ctx.env)?;
             say(ctx, &said);
