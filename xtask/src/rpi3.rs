@@ -291,7 +291,7 @@ pub fn ensure_warm(paths: &Paths, r: &Rpi3, warm_initrd: &Path) -> Result<PathBu
 
 impl Rpi3 {
     fn dtb_bytes(&self) -> Result<Vec<u8>> {
-        Ok(fs::read(&self.dtb).ctx(self.dtb.display())?)
+        fs::read(&self.dtb).ctx(self.dtb.display())
     }
 }
 
