@@ -27,4 +27,7 @@ pub const DRIVEN: &[&str] = &[
     "brcm,bcm2835-sdhost",
     "brcm,bcm2835-sdhci",
     "brcm,bcm2835-gpio",
+    crate::bcm2835_mbox::COMPATIBLE,
+    crate::bcm2835_pm::COMPATIBLE[0],
+    crate::bcm2835_pm::COMPATIBLE[1],
 ];

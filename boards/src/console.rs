@@ -11,6 +11,7 @@ use crate::timer;
 /// PL011 register offsets and flag bits (Arm PrimeCell UART TRM).
 const UARTDR: usize = 0x000;
 const UARTFR: usize = 0x018;
+const FR_BUSY: u32 = 1 << 3;
 const FR_RXFE: u32 = 1 << 4;
 const FR_TXFF: u32 = 1 << 5;
 
@@ -22,9 +23,19 @@ const MU_IO: usize = 0x00;
 const MU_LSR: usize = 0x14;
 const LSR_DATA_READY: u32 = 1 << 0;
 const LSR_TX_EMPTY: u32 = 1 << 5;
+const LSR_TX_IDLE: u32 = 1 << 6;
+/// Status reads before a UART that never drains is given up on (a boot must not hang on it).
+const TX_POLLS: u32 = 1_000_000;
 
-/// A UART's data and status registers and the tests on its status word.
-type Regs = (usize, usize, fn(u32) -> bool, fn(u32) -> bool);
+/// A UART's data and status registers and the tests on its status word: can send, byte
+/// waiting, everything sent.
+type Regs = (
+    usize,
+    usize,
+    fn(u32) -> bool,
+    fn(u32) -> bool,
+    fn(u32) -> bool,
+);
 
 /// Which UART the console drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +55,7 @@ impl Uart {
         }
     }
 
-    /// (data register, status register, "can send" test, "byte waiting" test).
+    /// (data register, status register, "can send", "byte waiting", "all sent" tests).
     fn regs(self) -> Regs {
         match self {
             Uart::Pl011 => (
@@ -52,12 +63,14 @@ impl Uart {
                 UARTFR,
                 |fr| fr & FR_TXFF == 0,
                 |fr| fr & FR_RXFE == 0,
+                |fr| fr & FR_BUSY == 0,
             ),
             Uart::MiniUart => (
                 MU_IO,
                 MU_LSR,
                 |lsr| lsr & LSR_TX_EMPTY != 0,
                 |lsr| lsr & LSR_DATA_READY != 0,
+                |lsr| lsr & LSR_TX_IDLE != 0,
             ),
         }
     }
@@ -89,12 +102,12 @@ fn put_byte(b: u8) {
     if base == 0 {
         return;
     }
-    let (data, status, can_send, _) = kind().regs();
+    let (data, status, can_send, _, _) = kind().regs();
     // SAFETY: `init`'s caller guaranteed `base` is a UART of this kind; these are its
     // registers.
     unsafe {
         // Bounded wait: a UART that never drains must not hang the boot.
-        for _ in 0..1_000_000 {
+        for _ in 0..TX_POLLS {
             if can_send(read_volatile((base + status) as *const u32)) {
                 break;
             }
@@ -133,7 +146,7 @@ pub fn ctrl_c_pressed() -> bool {
 }
 
 /// One received byte, if any is waiting (type-ahead first).
-pub fn try_read_byte() -> Option<u8> {
+fn try_read_byte() -> Option<u8> {
     let (head, tail) = (
         AHEAD_HEAD.load(Ordering::Relaxed),
         AHEAD_TAIL.load(Ordering::Relaxed),
@@ -145,12 +158,38 @@ pub fn try_read_byte() -> Option<u8> {
     uart_byte()
 }
 
+/// Whether a byte is waiting (type-ahead or at the UART), without taking it.
+fn byte_waiting() -> bool {
+    if AHEAD_HEAD.load(Ordering::Relaxed) != AHEAD_TAIL.load(Ordering::Relaxed) {
+        return true;
+    }
+    let base = UART_BASE.load(Ordering::Relaxed);
+    let (_, status, _, waiting, _) = kind().regs();
+    // SAFETY: as in `put_byte`.
+    base != 0 && waiting(unsafe { read_volatile((base + status) as *const u32) })
+}
+
+/// Waits (bounded) until the UART has sent everything.
+fn flush_tx() {
+    let base = UART_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        return;
+    }
+    let (_, status, _, _, all_sent) = kind().regs();
+    for _ in 0..TX_POLLS {
+        // SAFETY: as in `put_byte`.
+        if all_sent(unsafe { read_volatile((base + status) as *const u32) }) {
+            return;
+        }
+    }
+}
+
 fn uart_byte() -> Option<u8> {
     let base = UART_BASE.load(Ordering::Relaxed);
     if base == 0 {
         return None;
     }
-    let (data, status, _, waiting) = kind().regs();
+    let (data, status, _, waiting, _) = kind().regs();
     // SAFETY: as in `put_byte`.
     unsafe {
         if !waiting(read_volatile((base + status) as *const u32)) {
@@ -160,16 +199,81 @@ fn uart_byte() -> Option<u8> {
     }
 }
 
+/// The console UART (PL011 or mini UART) as `embedded-io` byte streams: raw bytes, no newline
+/// translation, for code generic over `embedded_io::{Read, Write}`. Reads take the type-ahead
+/// first. Without a UART (no `stdout-path`), writes vanish and reads return 0 (end of input).
+pub struct Port;
+
+impl embedded_io::ErrorType for Port {
+    /// A UART that never drains drops bytes after a bounded wait instead of failing.
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io::Write for Port {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        buf.iter().for_each(|&b| put_byte(b));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        flush_tx();
+        Ok(())
+    }
+}
+
+impl embedded_io::WriteReady for Port {
+    fn write_ready(&mut self) -> Result<bool, Self::Error> {
+        let base = UART_BASE.load(Ordering::Relaxed);
+        let (_, status, can_send, _, _) = kind().regs();
+        // SAFETY: as in `put_byte`.
+        Ok(base == 0 || can_send(unsafe { read_volatile((base + status) as *const u32) }))
+    }
+}
+
+impl embedded_io::Read for Port {
+    /// Waits for the first byte (embedded-io's contract: callers that must not wait ask
+    /// [`embedded_io::ReadReady`] first), then takes what else is waiting, up to `buf.len()`.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        if buf.is_empty() || UART_BASE.load(Ordering::Relaxed) == 0 {
+            return Ok(0);
+        }
+        let mut n = 0;
+        while n < buf.len() {
+            match try_read_byte() {
+                Some(b) => {
+                    buf[n] = b;
+                    n += 1;
+                }
+                None if n > 0 => break,
+                None => core::hint::spin_loop(),
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl embedded_io::ReadReady for Port {
+    fn read_ready(&mut self) -> Result<bool, Self::Error> {
+        Ok(byte_waiting())
+    }
+}
+
 /// A `fmt::Write` over the console, turning `\n` into `\r\n`.
 pub struct Console;
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                put_byte(b'\r');
+        let mut port = Port;
+        for line in s.split_inclusive('\n') {
+            match line.strip_suffix('\n') {
+                Some(text) => {
+                    let _ = embedded_io::Write::write_all(&mut port, text.as_bytes());
+                    let _ = embedded_io::Write::write_all(&mut port, b"\r\n");
+                }
+                None => {
+                    let _ = embedded_io::Write::write_all(&mut port, line.as_bytes());
+                }
             }
-            put_byte(b);
         }
         Ok(())
     }

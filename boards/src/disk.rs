@@ -1,18 +1,20 @@
 //! The disks the boot file system may be on: virtio-blk devices (QEMU virt) and the SD card
 //! (a Raspberry Pi), each found through the device tree, behind one `BlockDevice`.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use kexboot_fs::{BlockDevice, Error};
 use kexboot_loader::dt::DtInfo;
 
-use crate::bcm2835_gpio;
 use crate::sdhci::{self, SdCard};
 use crate::virtio::{self, VirtioBlk};
+use crate::{bcm2835_gpio, bcm2835_mbox};
 
 /// One disk, and where it is (for the console).
 pub enum Disk {
-    Virtio(VirtioBlk),
+    /// Boxed: the virtio-blk handle (its queue state) is far larger than the SD card's.
+    Virtio(Box<VirtioBlk>),
     /// The card, and its controller's base.
     Sd(SdCard, u64),
 }
@@ -56,18 +58,20 @@ impl BlockDevice for Disk {
 pub fn probe(info: &DtInfo) -> Vec<Disk> {
     let mut disks: Vec<Disk> = virtio::find_block_devices(&info.virtio_mmio)
         .into_iter()
-        .map(Disk::Virtio)
+        .map(|v| Disk::Virtio(Box::new(v)))
         .collect();
     if let Some(dev) = info.device(sdhci::COMPATIBLE) {
         if let Some(gpio) = info.device(bcm2835_gpio::COMPATIBLE) {
             // SAFETY: the tree names this GPIO block; start() mapped it (`board::DRIVEN`).
             unsafe { bcm2835_gpio::route_sd_to_sdhci(gpio.reg.start() as usize) };
         }
+        // The real Pi's Arasan reports no base clock: the firmware knows it.
+        let emmc_clock_hz = bcm2835_mbox::emmc_clock_hz(info);
         // SAFETY: the tree names this SDHCI; start() mapped it as device memory (it is in
         // `board::DRIVEN`), and nothing else drives it. No card-detect or write-protect line is
         // trusted (the Pi 3's slot wires neither to it), and writes are spaced as a real
         // Arasan needs.
-        match unsafe { sdhci::open(dev.reg.start() as usize, None, false) } {
+        match unsafe { sdhci::open(dev.reg.start() as usize, emmc_clock_hz, false) } {
             Ok(card) => {
                 log::info!(
                     "SD card at {:#x}: {} MiB",

@@ -13,6 +13,7 @@ use kexboot_loader::dt::{self, CpuProps, DtInfo, Fixups, ReservedNode};
 use kexboot_loader::mem::Range;
 
 use crate::arch::{psci, regs};
+use crate::bcm2835_pm::{self, Watchdog};
 use crate::disk::Disk;
 use crate::heap::{self, PageBuf};
 use crate::term::{Serial, Timer};
@@ -108,6 +109,20 @@ pub struct Firmware<'a> {
 }
 
 impl Firmware<'_> {
+    /// The BCM2835 power-management watchdog, when the tree has one and no PSCI (a Raspberry
+    /// Pi's firmware gives none; kexboot's own EL3 monitor, when it runs, does).
+    fn watchdog(&self) -> Option<Watchdog> {
+        if self.info.psci_method.is_some() {
+            return None;
+        }
+        let dev = bcm2835_pm::COMPATIBLE
+            .iter()
+            .find_map(|c| self.info.device(c))?;
+        // SAFETY: the tree names this PM block; start() mapped it as Device memory (it is in
+        // `board::DRIVEN`), and nothing else drives it.
+        Some(unsafe { Watchdog::new(dev.reg.start() as usize) })
+    }
+
     /// What every jump does once nothing can fail any more: reset every virtio device (disk,
     /// network: no DMA into the next kernel), check the secondaries, leave the handoff record,
     /// and tell an EL3 monitor which DTB a SYSTEM_RESET should bring back.
@@ -119,6 +134,12 @@ impl Firmware<'_> {
         }
         crate::arch::el3::note_next_dtb(dtb);
     }
+}
+
+/// The watchdog reset or halt returned: the machine is still running.
+fn watchdog_failed() -> PowerError {
+    log::error!("the BCM2835 watchdog did not reset the machine");
+    PowerError::Returned(0)
 }
 
 fn power(r: Result<(), psci::PsciError>) -> PowerError {
@@ -209,11 +230,23 @@ impl Board for Firmware<'_> {
     }
 
     fn reset(&mut self) -> PowerError {
-        power(psci::system_reset(self.info))
+        match self.watchdog() {
+            Some(mut w) => {
+                w.reset();
+                watchdog_failed()
+            }
+            None => power(psci::system_reset(self.info)),
+        }
     }
 
     fn power_off(&mut self) -> PowerError {
-        power(psci::system_off(self.info))
+        match self.watchdog() {
+            Some(mut w) => {
+                w.power_off();
+                watchdog_failed()
+            }
+            None => power(psci::system_off(self.info)),
+        }
     }
 
     fn raise_exception(&mut self) {

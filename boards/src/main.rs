@@ -12,6 +12,8 @@ mod console;
 #[path = "arch/aarch64/mod.rs"]
 mod arch;
 mod bcm2835_gpio;
+mod bcm2835_mbox;
+mod bcm2835_pm;
 mod bench;
 mod board;
 mod disk;

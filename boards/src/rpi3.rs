@@ -17,3 +17,16 @@ pub const NAME: &str = "rpi3";
 
 /// Root `compatible` strings that name this board.
 pub const COMPATIBLE: &[&str] = &["raspberrypi,3-model-b", "raspberrypi,3-model-b-plus"];
+
+/// Where the VideoCore sees the ARM's RAM: the Pi 3's firmware maps ARM physical 0..1 GiB at
+/// bus 0xc0000000 (the L2-uncached alias; the tree's `/soc` `dma-ranges` says the same, and
+/// U-Boot's `phys_to_bus` on BCM2837 adds it). QEMU's `raspi3b` aliases RAM at every 1 GiB of
+/// the bus, so the real board's value works there too.
+const VC_BUS_ALIAS: u32 = 0xc000_0000;
+/// The VideoCore's bus reaches the first 1 GiB of ARM RAM only.
+const VC_BUS_REACH: u64 = 1 << 30;
+
+/// The VideoCore bus address of ARM physical address `addr`, or `None` beyond its reach.
+pub fn vc_bus_address(addr: u64) -> Option<u32> {
+    (addr < VC_BUS_REACH).then_some(addr as u32 | VC_BUS_ALIAS)
+}

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use kexboot_loader::dt::{DtInfo, Header, FDT_HEADER_LEN};
 
 use crate::arch::{self, current_el};
-use crate::{board, console, heap, timer, virtio, warm};
+use crate::{bcm2835_mbox, board, console, heap, timer, virtio, warm};
 use kexboot_boot::env::BootRequest;
 use kexboot_boot::memory::{self, Layout};
 use kexboot_boot::shell::{self, BootFs, Parts, Shell};
@@ -144,6 +144,15 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
     virtio::reset_all(&info.virtio_mmio, |found| println!("kexboot: {found}"));
     // Issue 4 (EL3 return path): under kexboot's own EL3 monitor, PSCI is its `smc`.
     arch::el3::adopt(&mut info);
+    if info.memory.is_empty() {
+        // A Pi's firmware knows the ARM's share of the RAM even when the tree does not say it
+        // (the MMU is off: the mailbox needs no mapping yet). QEMU cannot show this path: its
+        // loader (hw/arm/boot.c `arm_load_dtb`) replaces every `/memory` node of the `-dtb`
+        // with its own; the message is host-tested (`kexboot_loader::mailbox`), the transport
+        // is the one the EMMC clock query uses on raspi3b. The tree handed to the kernel is
+        // not given a `/memory` here (the Pi firmware always writes one).
+        info.memory.extend(bcm2835_mbox::arm_memory(&info));
+    }
     if info.memory.is_empty() {
         println!(
             "kexboot: error: {}; stopping",

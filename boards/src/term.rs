@@ -1,7 +1,9 @@
-//! The firmware's side of `kexboot_boot`'s sans-I/O traits: the PL011 as a `Console` and the
-//! generic timer as a `Clock`.
+//! The firmware's side of `kexboot_boot`'s sans-I/O traits: the console UART (through its
+//! `embedded-io` [`console::Port`]) as a `Console` and the generic timer as a `Clock`.
 
 use core::fmt::Write;
+
+use embedded_io::{Read, ReadReady};
 
 use kexboot_boot::{Clock, Console};
 
@@ -15,8 +17,17 @@ impl Console for Serial {
         let _ = console::Console.write_str(s);
     }
 
+    /// One byte if one is waiting, through the UART's `embedded-io` `ReadReady` + `Read`.
     fn read_byte(&mut self) -> Option<u8> {
-        console::try_read_byte()
+        let mut port = console::Port;
+        if !port.read_ready().unwrap_or(false) {
+            return None;
+        }
+        let mut b = [0u8];
+        match port.read(&mut b) {
+            Ok(1) => Some(b[0]),
+            _ => None,
+        }
     }
 
     /// Ctrl-C, with the UART read at most every 10 ms: under emulation each device register

@@ -11,6 +11,7 @@ pub mod compress;
 pub mod dt;
 pub mod handoff;
 pub mod image;
+pub mod mailbox;
 pub mod mem;
 pub mod place;
 
@@ -87,6 +88,22 @@ pub enum Error {
     DtWrite { at: String, why: &'static str },
     /// A device tree overlay cannot be applied; the base tree is left as it was.
     Overlay(dt::OverlayError),
+
+    /// The Raspberry Pi firmware's property answer says `code`, not success (0 = never
+    /// processed, 0x80000001 = the firmware could not parse the request).
+    MailboxCode { code: u32 },
+    /// The firmware processed the message but did not answer tag `tag` (it does not know it).
+    MailboxUnanswered { tag: u32 },
+    /// Tag `tag`'s answer has `len` bytes, fewer than the `expected`.
+    MailboxShort {
+        tag: u32,
+        len: usize,
+        expected: usize,
+    },
+    /// The firmware does not know clock `clock` (its rate is 0).
+    MailboxNoClock { clock: u32 },
+    /// A property answer that makes no sense: `what`.
+    MailboxMessage { what: &'static str },
 }
 
 impl fmt::Display for Error {
@@ -179,6 +196,19 @@ impl fmt::Display for Error {
             BadReg { node, what } => write!(f, "device tree node {node}: {what}"),
             DtWrite { at, why } => write!(f, "cannot write device tree at {at}: {why}"),
             Overlay(e) => write!(f, "device tree overlay: {e}"),
+            MailboxCode { code } => write!(
+                f,
+                "firmware mailbox: answer code {code:#010x}, not success (0x80000000)"
+            ),
+            MailboxUnanswered { tag } => {
+                write!(f, "firmware mailbox: tag {tag:#010x} not answered")
+            }
+            MailboxShort { tag, len, expected } => write!(
+                f,
+                "firmware mailbox: tag {tag:#010x} answered {len} bytes, expected {expected}"
+            ),
+            MailboxNoClock { clock } => write!(f, "firmware mailbox: no clock {clock}"),
+            MailboxMessage { what } => write!(f, "firmware mailbox: bad answer: {what}"),
         }
     }
 }

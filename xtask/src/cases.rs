@@ -90,6 +90,8 @@ pub(crate) const CASES: &[Case] = &[
     Case::fw("rpi3-fdtdir-overlay", e2e_rpi3::case_fdtdir_overlay),
     Case::fw("rpi3-fdt-line", e2e_rpi3::case_fdt),
     Case::fw("rpi3-warm-nr-cpus-1", e2e_rpi3::case_warm_one_cpu),
+    Case::fw("rpi3-saveenv-reset", e2e_rpi3::case_saveenv_reset),
+    Case::fw("rpi3-poweroff", e2e_rpi3::case_poweroff),
     Case::fw("netboot-qemu-tftp", e2e_net::case_qemu_tftp),
     Case::fw("netboot-loss5", e2e_net::case_loss5),
     Case::fw("netboot-loss20", e2e_net::case_loss20),

@@ -187,7 +187,14 @@ pub(crate) fn case_menu(c: &Ctx, name: &str) -> std::result::Result<(), String> 
 /// is still there (read back from the saved environment's newer copy).
 pub(crate) fn case_saveenv(c: &Ctx, name: &str) -> std::result::Result<(), String> {
     let args = c.kexboot("virt,virtualization=on", 1, &c.disks.allbad);
-    let mut s = Session::spawn(&args, Some(&c.log(name))).map_err(|e| e.to_string())?;
+    saveenv_reset(&args, &c.log(name))
+}
+
+/// The saveenv round trip on the machine `args` starts, whose boot disk has no bootable entry
+/// (kexboot ends at its prompt) and survives a guest reset: at the prompt `setenv` a variable,
+/// `saveenv`, `reset`; after the new cold entry `printenv` shows the variable.
+pub(crate) fn saveenv_reset(args: &[String], log: &Path) -> std::result::Result<(), String> {
+    let mut s = Session::spawn(args, Some(log)).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + case_timeout();
     let result = (|| {
         // Each command ends at a fresh `kexboot> ` (a prompt has no newline, so wait for it).

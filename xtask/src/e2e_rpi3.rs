@@ -4,10 +4,13 @@
 
 use crate::boots::{run_boots, seg, warm_assets, warm_timeout};
 use crate::check::{
-    boot, expect_banner, expect_kexboot_started, expect_userspace, Ctx, Transcript,
-    KEXBOOT_STARTING,
+    boot, case_timeout, expect_banner, expect_kexboot_started, expect_userspace, is_prompt, Ctx,
+    Transcript, KEXBOOT_STARTING,
 };
+use crate::e2e_boot::saveenv_reset;
+use crate::qemu::{Session, Wait};
 use crate::rpi3::{self, CMDLINE_RPI3};
+use std::time::Instant;
 
 /// The stand's files, made on first use (the generic kernel is its own download).
 fn stand(c: &Ctx) -> Result<rpi3::Rpi3, String> {
@@ -27,6 +30,9 @@ pub(crate) fn case_cold_sd(c: &Ctx, name: &str) -> Result<(), String> {
     expect_banner(&t, "EL2")?;
     expect_userspace(&t, CMDLINE_RPI3, Some("EL2"), Some(4))?;
     expect_kexboot_started(&t)?;
+    // The SDHCI's base clock from the VideoCore firmware (QEMU's property channel answers).
+    t.find(|l| l.contains("EMMC clock ") && l.contains(" Hz (firmware mailbox)"))
+        .ok_or("no \"EMMC clock ... (firmware mailbox)\" line")?;
     t.find(|l| l.contains("SD card at ") && l.contains("MiB"))
         .map(|_| ())
         .ok_or_else(|| "no \"SD card at\" line".to_string())
@@ -170,4 +176,37 @@ fn expect_board(t: &Transcript) -> Result<(), String> {
         true => Ok(()),
         false => Err(format!("banner {:?} does not name rpi3", l.text.trim())),
     }
+}
+
+/// The shell on the Pi: `setenv`, `saveenv` to the SD card, `reset` through the BCM2835
+/// watchdog (the tree has no PSCI), and the value is there after the new cold entry (QEMU's
+/// `snapshot=on` overlay outlives guest resets).
+pub(crate) fn case_saveenv_reset(c: &Ctx, name: &str) -> Result<(), String> {
+    let r = stand(c)?;
+    let sd = rpi3::shell_sd(c.paths).map_err(|e| format!("rpi3 shell SD: {e}"))?;
+    let args = rpi3::args_on(&r, &sd, &c.paths.kexboot_bin()).into_vec();
+    saveenv_reset(&args, &c.log(name))
+}
+
+/// `poweroff` on the Pi: the BCM2835 watchdog with partition 63 ("halt") in PM_RSTS, which
+/// QEMU's power-management model turns into a guest shutdown: QEMU exits, successfully.
+pub(crate) fn case_poweroff(c: &Ctx, name: &str) -> Result<(), String> {
+    let r = stand(c)?;
+    let sd = rpi3::shell_sd(c.paths).map_err(|e| format!("rpi3 shell SD: {e}"))?;
+    let args = rpi3::args_on(&r, &sd, &c.paths.kexboot_bin()).into_vec();
+    let mut s = Session::spawn(&args, Some(&c.log(name))).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + case_timeout();
+    let result = (|| {
+        if !matches!(s.wait_for_prompt(deadline, is_prompt), Wait::Found(_)) {
+            return Err("no kexboot> prompt".to_string());
+        }
+        s.send(b"poweroff\r");
+        match s.wait_exit(deadline) {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(format!("QEMU exited with {status}")),
+            None => Err("QEMU still runs after poweroff".into()),
+        }
+    })();
+    s.kill();
+    result
 }

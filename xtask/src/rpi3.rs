@@ -291,8 +291,29 @@ pub fn ensure_warm(paths: &Paths, r: &Rpi3, warm_initrd: &Path) -> Result<PathBu
 
 impl Rpi3 {
     fn dtb_bytes(&self) -> Result<Vec<u8>> {
-        Ok(fs::read(&self.dtb).ctx(self.dtb.display())?)
+        fs::read(&self.dtb).ctx(self.dtb.display())
     }
+}
+
+/// A card with the stand's `config.txt` and an `extlinux.conf` whose one entry names a kernel
+/// that is not there: kexboot ends at its prompt, with a FAT file system to `saveenv` on.
+pub fn shell_sd(paths: &Paths) -> Result<PathBuf> {
+    let out = paths.assets.join("rpi3").join("sd-shell.img");
+    let conf = extlinux(
+        "missing",
+        &[Entry {
+            label: "missing",
+            linux: "/no-such-Image",
+            initrd: "/no-such-initrd.img",
+            append: CMDLINE_RPI3,
+        }],
+    );
+    Disk::new(Scheme::Mbr)
+        .file("/config.txt", CONFIG_TXT.as_bytes())
+        .extlinux(conf)
+        .size(SD_BYTES)
+        .write(&out)?;
+    Ok(out)
 }
 
 /// Downloads `pkg` (arm64) into `debs` and unpacks it to `debs/<dir>`.
