@@ -570,7 +570,7 @@ fn entry_dtb<'d>(
                 path: path.clone(),
                 err,
             };
-            let kept = dt::keep_reserved(firmware, &user).map_err(dtb_err)?;
+            let kept = dt::keep_firmware_memory(firmware, &user).map_err(dtb_err)?;
             platform.own_fixups(&kept).map_err(dtb_err)
         });
         match loaded {

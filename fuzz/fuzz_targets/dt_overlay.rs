@@ -1,12 +1,12 @@
 //! Device tree overlays (`apply_overlay`) and a named tree keeping the firmware's reserved
-//! memory (`keep_reserved`): hostile base and overlay never panic; a result fits the 2 MiB the
+//! memory (`keep_firmware_memory`): hostile base and overlay never panic; a result fits the 2 MiB the
 //! boot protocol allows, re-parses (kexboot's checked reader and the `fdt` crate), keeps every
 //! `/memreserve/` entry it must, and goes through `fixup` like any firmware tree.
 //! Input: the base's length (u16 LE), the base, then the overlay.
 #![no_main]
 
 use kexboot_fuzz::memreserve;
-use kexboot_loader::dt::{apply_overlay, fixup, keep_reserved, DtInfo, Fixups};
+use kexboot_loader::dt::{apply_overlay, fixup, keep_firmware_memory, DtInfo, Fixups};
 use kexboot_loader::{Error, MAX_DTB_SIZE};
 use libfuzzer_sys::fuzz_target;
 
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // `overlay` stands for a tree an entry names, `base` for the firmware's: both trees'
     // reservations are in the result.
-    if let Ok(out) = keep_reserved(base, overlay) {
+    if let Ok(out) = keep_firmware_memory(base, overlay) {
         check_result(base, &out);
         check_result(overlay, &out);
     }

@@ -1014,13 +1014,55 @@ pub fn fixup(dtb: &[u8], f: &Fixups<'_>) -> Result<Vec<u8>> {
     t.store()
 }
 
+/// Whether a root child is a memory node (`device_type = "memory"`, or named `memory`).
+fn is_memory_node(n: &DeviceTreeNode) -> bool {
+    n.property("device_type")
+        .is_some_and(|p| p.value().split(|&b| b == 0).next() == Some(b"memory"))
+        || base_name(n.name()) == "memory"
+}
+
 /// `into` (a tree named in place of the firmware's) with the memory the firmware's tree
-/// `from` keeps: every `/memreserve/` entry of `from` that `into` lacks, and every
-/// `/reserved-memory` child of `from` whose name `into` lacks (`/reserved-memory` is created
-/// with `from`'s cells and `ranges` when `into` has none). Both trees are checked first.
-pub fn keep_reserved(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
+/// `from` describes, as U-Boot does for a tree an entry names (`fdt_fixup_memory_banks`): the
+/// firmware's `/memory` nodes replace the named tree's (a tree from a file says what a board
+/// of its kind may have, the firmware what this one has: a Pi 3's file says 1 GiB, its
+/// firmware 960 MiB, the rest being the VideoCore's), every `/memreserve/` entry of `from` that
+/// `into` lacks, and every `/reserved-memory` child of `from` whose name `into` lacks
+/// (`/reserved-memory` is created with `from`'s cells and `ranges` when `into` has none). Both
+/// trees are checked first.
+pub fn keep_firmware_memory(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
     let f = Tree::load(from)?;
     let mut t = Tree::load(into)?;
+    let memory: Vec<DeviceTreeNode> = f
+        .tree
+        .root
+        .children()
+        .filter(|n| is_memory_node(n))
+        .cloned()
+        .collect();
+    if !memory.is_empty() {
+        let cells = |r: &DeviceTreeNode| {
+            ["#address-cells", "#size-cells"].map(|n| r.property(n).map(|p| p.value().to_vec()))
+        };
+        if cells(&f.tree.root) != cells(&t.tree.root) {
+            return Err(write_err(
+                "/memory",
+                "the named tree's root uses other #address-cells/#size-cells",
+            ));
+        }
+        let old: Vec<String> = t
+            .tree
+            .root
+            .children()
+            .filter(|n| is_memory_node(n))
+            .map(|n| String::from(n.name()))
+            .collect();
+        for name in old {
+            t.tree.root.remove_child(&name);
+        }
+        for m in memory {
+            t.tree.root.add_child(m);
+        }
+    }
     for r in f.tree.memory_reservations {
         if !t.tree.memory_reservations.contains(&r) {
             t.tree.memory_reservations.push(r);

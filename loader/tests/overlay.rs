@@ -221,3 +221,22 @@ fn unit_address_sibling_does_not_hide_a_node() {
     let out = fixup(&dtb, &Fixups::default()).unwrap();
     assert_eq!(tree(&out), tree(&dtb));
 }
+
+/// A named tree gets the firmware's memory: its `/memory` replaced by the firmware tree's
+/// (the file describes the board's kind, the firmware this board), as U-Boot does.
+#[test]
+fn named_tree_gets_the_firmware_memory() {
+    use kexboot_loader::dt::{keep_firmware_memory, DtInfo};
+    use kexboot_loader::Range;
+    let firmware = include_bytes!("data/soc-bus-960m.dtb");
+    let named = include_bytes!("data/soc-bus.dtb");
+    let mem = |d: &[u8]| DtInfo::parse(d).unwrap().memory;
+    assert_eq!(mem(named), [Range::new(0, 0x4000_0000).unwrap()]);
+    let out = keep_firmware_memory(firmware, named).unwrap();
+    assert_eq!(mem(&out), [Range::new(0, 0x3c00_0000).unwrap()]);
+    // Everything else is the named tree's.
+    assert_eq!(
+        DtInfo::parse(&out).unwrap().devices,
+        DtInfo::parse(named).unwrap().devices
+    );
+}
