@@ -1023,7 +1023,7 @@ fn is_memory_node(n: &DeviceTreeNode) -> bool {
 
 /// `into` (a tree named in place of the firmware's) with the memory the firmware's tree
 /// `from` describes, as U-Boot does for a tree an entry names (`fdt_fixup_memory_banks`): the
-/// firmware's `/memory` nodes replace the named tree's (a tree from a file says what a board
+/// firmware's RAM replaces the named tree's `/memory` nodes (a tree from a file says what a board
 /// of its kind may have, the firmware what this one has: a Pi 3's file says 1 GiB, its
 /// firmware 960 MiB, the rest being the VideoCore's), every `/memreserve/` entry of `from` that
 /// `into` lacks, and every `/reserved-memory` child of `from` whose name `into` lacks
@@ -1032,22 +1032,19 @@ fn is_memory_node(n: &DeviceTreeNode) -> bool {
 pub fn keep_firmware_memory(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
     let f = Tree::load(from)?;
     let mut t = Tree::load(into)?;
-    let memory: Vec<DeviceTreeNode> = f
-        .tree
-        .root
-        .children()
-        .filter(|n| is_memory_node(n))
-        .cloned()
-        .collect();
-    if !memory.is_empty() {
-        let cells = |r: &DeviceTreeNode| {
-            ["#address-cells", "#size-cells"].map(|n| r.property(n).map(|p| p.value().to_vec()))
-        };
-        if cells(&f.tree.root) != cells(&t.tree.root) {
-            return Err(write_err(
-                "/memory",
-                "the named tree's root uses other #address-cells/#size-cells",
-            ));
+    // The firmware's RAM, re-encoded in the named tree's cells (one node, as U-Boot writes).
+    let ram = DtInfo::read(from)?.memory;
+    if let Some(first) = ram.first() {
+        let ac = cells(&t.tree.root, "#address-cells", DEFAULT_ADDRESS_CELLS);
+        let sc = cells(&t.tree.root, "#size-cells", DEFAULT_SIZE_CELLS);
+        let mut reg = Vec::new();
+        for r in &ram {
+            reg.extend(encode_reg(r, ac, sc).ok_or_else(|| {
+                write_err(
+                    "/memory",
+                    "the firmware's RAM does not fit the named tree's #address-cells/#size-cells",
+                )
+            })?);
         }
         let old: Vec<String> = t
             .tree
@@ -1059,9 +1056,10 @@ pub fn keep_firmware_memory(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
         for name in old {
             t.tree.root.remove_child(&name);
         }
-        for m in memory {
-            t.tree.root.add_child(m);
-        }
+        let mut node = DeviceTreeNode::new_unchecked(&alloc::format!("memory@{:x}", first.start()));
+        set(&mut node, "device_type", b"memory\0".to_vec());
+        set(&mut node, "reg", reg);
+        t.tree.root.add_child(node);
     }
     for r in f.tree.memory_reservations {
         if !t.tree.memory_reservations.contains(&r) {

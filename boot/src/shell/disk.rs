@@ -101,14 +101,20 @@ impl<B: Board> Shell<B> {
 
     /// `booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]`, with `bootargs` from the
     /// environment and kexboot's device tree when no fdt is named; a named one gets the
-    /// board's own changes first, as every tree kexboot hands over.
+    /// firmware's memory and reserved regions and the board's own changes first, as every tree
+    /// kexboot hands over.
     pub(super) fn booti(&mut self, argv: &[String], env: &Env) -> Result<(), Error> {
         let ram = MappedRam {
             board: &self.board,
             layout: &self.layout,
         };
-        let args = booti::parse(argv, &ram, &self.base_dtb, &|d| self.board.own_fixups(d))
-            .map_err(Error::Booti)?;
+        // A named tree gets the firmware's memory (as U-Boot's booti: fdt_fixup_memory_banks)
+        // and the board's own changes, as a tree an extlinux entry names.
+        let fixups = |d: &[u8]| {
+            let kept = kexboot_loader::dt::keep_firmware_memory(&self.base_dtb, d)?;
+            self.board.own_fixups(&kept)
+        };
+        let args = booti::parse(argv, &ram, &self.base_dtb, &fixups).map_err(Error::Booti)?;
         let bootargs = env.get("bootargs").unwrap_or("");
         let avoid = self.layout.avoid();
         let mem = self.layout.view(&avoid);
