@@ -1056,7 +1056,7 @@ pub fn keep_firmware_memory(from: &[u8], into: &[u8]) -> Result<Vec<u8>> {
         for name in old {
             t.tree.root.remove_child(&name);
         }
-        let mut node = DeviceTreeNode::new_unchecked(&alloc::format!("memory@{:x}", first.start()));
+        let mut node = DeviceTreeNode::new_unchecked(alloc::format!("memory@{:x}", first.start()));
         set(&mut node, "device_type", b"memory\0".to_vec());
         set(&mut node, "reg", reg);
         t.tree.root.add_child(node);
