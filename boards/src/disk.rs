@@ -21,6 +21,14 @@ pub enum Disk {
 
 impl Disk {
     /// The MMIO base of its controller.
+    /// The interface U-Boot's commands name it by (`virtio 0`, `mmc 0`).
+    pub fn interface(&self) -> &'static str {
+        match self {
+            Disk::Virtio(_) => "virtio",
+            Disk::Sd(..) => "mmc",
+        }
+    }
+
     pub fn base(&self) -> u64 {
         match self {
             Disk::Virtio(v) => v.base,

@@ -11,33 +11,15 @@ use crate::arch::{self, current_el};
 use crate::{bcm2835_mbox, board, console, heap, timer, virtio, warm};
 use kexboot_boot::env::BootRequest;
 use kexboot_boot::memory::{self, Layout};
-use kexboot_boot::shell::{self, BootFs, Parts, Shell};
-use kexboot_fs::open_boot_fs;
+use kexboot_boot::shell::{self, Parts, Shell};
+use kexboot_boot::storage::Storage;
+use kexboot_fs::BlockDevice;
 use kexboot_loader::handoff;
 use kexboot_loader::mem::{Range, PAGE_SIZE as PAGE};
 
 use crate::disk::{self, Disk};
 use crate::firmware::{Firmware, HeapStaging, OwnFixups};
 use crate::smp;
-
-fn open_disk(disks: Vec<Disk>) -> Option<BootFs<Disk>> {
-    for disk in disks {
-        let base = disk.base();
-        match open_boot_fs(disk, None) {
-            Ok((part, fs)) => {
-                log::info!(
-                    "disk at {:#x}: partition {} ({} MiB), FAT file system",
-                    base,
-                    part.number,
-                    part.num_sectors >> 11
-                );
-                return Some(fs);
-            }
-            Err(e) => log::warn!("disk at {base:#x}: no boot file system: {e}"),
-        }
-    }
-    None
-}
 
 /// Runs the boot logic on board `board` (its name); never returns.
 pub fn run(
@@ -48,8 +30,19 @@ pub fn run(
     info: &DtInfo,
     entry: handoff::Entry,
 ) -> ! {
-    let mut fs = open_disk(disks);
-    let env = fs.as_mut().map(shell::env_txt).unwrap_or_default();
+    // The disks as U-Boot's commands name them; the home volume (environment, boot count) is
+    // the first FAT volume.
+    for d in &disks {
+        log::info!(
+            "{} disk at {:#x}: {} MiB",
+            d.interface(),
+            d.base(),
+            d.num_sectors() >> 11
+        );
+    }
+    let mut storage = Storage::new(disks.into_iter().map(|d| (d.interface(), d)).collect());
+    storage.find_home();
+    let env = storage.home().map(shell::env_txt).unwrap_or_default();
     // What this boot reserves for the next: the handoff page, and a ramoops region if asked.
     let handoff = warm::Handoff::new(&entry, info, &mut layout);
     let ramoops = warm::Ramoops::plan(&env, info, &mut layout);
@@ -82,7 +75,7 @@ pub fn run(
     let mut shell = Shell::new(Parts {
         board: firmware,
         staging: HeapStaging,
-        fs,
+        storage,
         layout,
         dtb: base_dtb,
         request,

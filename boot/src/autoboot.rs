@@ -6,6 +6,8 @@ use alloc::string::{String, ToString};
 
 use kexboot_fs::{BlockDevice, Error as FsError, FatFs};
 
+use crate::flow::Files;
+
 use crate::bootcount::{self, BOOTCOUNT_PATH};
 use crate::env::Env;
 use crate::script;
@@ -16,11 +18,23 @@ pub const SCRIPTS: [&str; 3] = ["/boot.scr", "/boot/boot.scr", "/kexboot/boot.tx
 pub const MAX_SCRIPT_FILE: usize = 64 << 10;
 
 /// The first boot script of [`SCRIPTS`] that reads and (for `.scr`) unwraps: its path and text.
-pub fn find_script<D: BlockDevice>(fs: &mut FatFs<D>) -> Option<(&'static str, String)> {
+pub fn find_script(fs: &mut dyn Files) -> Option<(&'static str, String)> {
     for path in SCRIPTS {
-        let Ok(bytes) = fs.read_file(path, MAX_SCRIPT_FILE) else {
+        let Ok(size) = fs.size(path) else {
             continue;
         };
+        if size > MAX_SCRIPT_FILE as u64 {
+            log::error!("{path}: {size} bytes, larger than a boot script may be");
+            continue;
+        }
+        let mut bytes = alloc::vec![0u8; size as usize];
+        match fs.read_into(path, &mut bytes) {
+            Ok(n) => bytes.truncate(n),
+            Err(e) => {
+                log::error!("{path}: {e}");
+                continue;
+            }
+        }
         let text = match path.ends_with(".scr") {
             true => match script::parse_legacy_script_image(&bytes) {
                 Ok(t) => t.to_string(),

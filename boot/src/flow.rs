@@ -69,6 +69,20 @@ pub trait Files {
     fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError>;
 }
 
+impl<D: fs::BlockDevice> Files for fs::Volume<D> {
+    fn size(&mut self, path: &str) -> Result<u64, FileError> {
+        let info = self.stat(path)?;
+        if info.is_dir {
+            return Err(fs::Error::NotAFile.into());
+        }
+        Ok(info.size)
+    }
+
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
+        Ok(self.read_file_into(path, dst)?)
+    }
+}
+
 impl<D: fs::BlockDevice> Files for fs::FatFs<D> {
     fn size(&mut self, path: &str) -> Result<u64, FileError> {
         let info = self.stat(path)?;

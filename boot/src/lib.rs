@@ -24,6 +24,7 @@ pub mod memory;
 pub mod netenv;
 pub mod script;
 pub mod shell;
+pub mod storage;
 pub mod ui;
 
 pub use console::{Clock, Console, FakeClock, FakeConsole};

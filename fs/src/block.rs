@@ -51,7 +51,7 @@ pub(crate) fn check_read(lba: u64, buf_len: usize, size: u64) -> Result<u64, Err
 }
 
 /// Checks that `part` lies inside a device of `dev_sectors` sectors.
-pub(crate) fn check_fits(part: &Partition, dev_sectors: u64) -> Result<(), Error> {
+pub fn check_fits(part: &Partition, dev_sectors: u64) -> Result<(), Error> {
     match part.first_lba.checked_add(part.num_sectors) {
         Some(end) if end <= dev_sectors && part.num_sectors > 0 => Ok(()),
         _ => Err(Error::OutOfRange {

@@ -13,6 +13,7 @@ extern crate alloc;
 pub mod block;
 pub mod fat;
 pub mod part;
+pub mod volume;
 
 mod error;
 
@@ -20,6 +21,7 @@ pub use block::{BlockDevice, MemDisk, PartitionDevice, MAX_READ_BYTES, SECTOR_SI
 pub use error::Error;
 pub use fat::{DirEntry, FatFs, FatType, FileInfo};
 pub use part::{partitions, Partition, PartitionKind};
+pub use volume::Volume;
 
 /// Which partition [`open_boot_fs`] should use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

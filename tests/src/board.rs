@@ -12,12 +12,13 @@ use kexboot_boot::board::{Board, Jump, PowerError};
 use kexboot_boot::env::{BootRequest, Env};
 use kexboot_boot::memory::Layout;
 use kexboot_boot::shell::{self, Parts, Shell};
+use kexboot_boot::storage::Storage;
 use kexboot_boot::{Clock, Console, FakeConsole};
 use kexboot_fs::MemDisk;
 use kexboot_relocate::{self as relocate, Segment};
 use kexboot_testnet::TestNic;
 
-use crate::{pattern, BootFs, HostStaging, Range, KASLR_SEED, MIB, QEMU_VIRT_DTB};
+use crate::{pattern, HostStaging, Range, KASLR_SEED, MIB, QEMU_VIRT_DTB};
 
 /// The shell board's RAM: QEMU virt's 1 GiB.
 pub const BOARD_RAM: Range = Range::constant(0x4000_0000, 0x8000_0000);
@@ -218,13 +219,25 @@ impl Board for TestBoard {
 /// A shell on a [`TestBoard`] booting from `disk` (a whole disk image), with its environment
 /// loaded as the firmware loads it (defaults, `env.txt`, the saved store).
 pub fn shell_on(board: TestBoard, disk: Option<Vec<u8>>) -> (Shell<TestBoard>, Env) {
-    let mut fs: Option<BootFs> = disk.map(crate::open);
-    let txt = fs.as_mut().map(shell::env_txt).unwrap_or_default();
+    shell_on_disks(board, disk.into_iter().collect())
+}
+
+/// A shell on a [`TestBoard`] with several disks (`virtio 0`, `virtio 1`, ...), the home
+/// volume found as the firmware finds it.
+pub fn shell_on_disks(board: TestBoard, disks: Vec<Vec<u8>>) -> (Shell<TestBoard>, Env) {
+    let mut storage = Storage::new(
+        disks
+            .into_iter()
+            .map(|d| ("virtio", MemDisk::new(d)))
+            .collect(),
+    );
+    storage.find_home();
+    let txt = storage.home().map(shell::env_txt).unwrap_or_default();
     let layout = board.layout.clone();
     let mut sh = Shell::new(Parts {
         board,
         staging: HostStaging::new(BOARD_HEAP),
-        fs,
+        storage,
         layout,
         dtb: QEMU_VIRT_DTB.to_vec(),
         request: BootRequest::default(),

@@ -77,11 +77,28 @@ fn load_refuses_kexboot_memory_missing_files_and_bad_arguments() {
         ),
         (
             "load mmc 0:1 0x48000000 /boot/blob".into(),
-            "load: interface 'mmc' not supported",
+            "no disk on interface 'mmc'",
         ),
         (
             "load virtio 0:1 0x48000000".into(),
-            "usage: load <interface> <dev[:part]> <addr> <path>",
+            "load: no file name and no bootfile",
+        ),
+        // Another partition or device is an error, never the boot partition's file.
+        (
+            "load virtio 0:2 0x48000000 /boot/blob".into(),
+            "** Invalid partition 2 **",
+        ),
+        (
+            "load virtio 1:1 0x48000000 /boot/blob".into(),
+            "** Bad device virtio 1 **",
+        ),
+        (
+            "load virtio 0:zz 0x48000000 /boot/blob".into(),
+            "** Bad device specification virtio 0:zz **",
+        ),
+        (
+            "ext4load virtio 0:1 0x48000000 /boot/blob".into(),
+            "** Unrecognized filesystem type **",
         ),
     ];
     for (line, want) in &cases {

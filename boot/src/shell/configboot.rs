@@ -3,7 +3,6 @@
 //! through the one boot-plan builder ([`flow`]) and the board's jump.
 
 use alloc::vec::Vec;
-use core::fmt;
 
 use crate::board::{Board, Jump};
 use crate::env::BootRequest;
@@ -11,6 +10,7 @@ use crate::extlinux::Config;
 use crate::flow::{self, Files, Platform};
 use crate::line::Term;
 use crate::memory::Layout;
+use crate::storage::Loc;
 use crate::ui::{Menu, MenuAction};
 use crate::{Clock, Console};
 
@@ -22,24 +22,8 @@ const BENCH_MARKER: &str = "/kexboot/bench";
 /// How long a terminal may take to answer the cursor-position query.
 const TERM_PROBE_US: u64 = 30_000;
 
-/// Why `boot` (the disk's extlinux flow) came back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskBootError {
-    NoDisk,
-    /// Every entry failed (each said why as it was tried).
-    NothingBooted,
-}
-
-impl fmt::Display for DiskBootError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DiskBootError::NoDisk => "no disk with a FAT boot partition",
-            DiskBootError::NothingBooted => "no entry could be booted",
-        })
-    }
-}
-
 /// Why the boot flow came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Outcome {
     /// No entry could be booted.
     Failed,
@@ -189,34 +173,32 @@ impl<B: Board> ConfigBoot<'_, B> {
 }
 
 impl<B: Board> Shell<B> {
-    /// `boot [label]`, `bootmenu`: the disk's extlinux flow (optionally for one label);
-    /// returns only when nothing booted or the person asked for the shell.
-    pub(super) fn boot_disk(
+    /// The extlinux flow from `config` (read from `path` on the volume at `loc`), optionally
+    /// for one label; returns only when nothing booted or the person asked for the shell.
+    pub(super) fn boot_config(
         &mut self,
+        loc: Loc,
+        path: &str,
+        config: Config,
         label: Option<&str>,
         force_menu: bool,
         fdtfile: Option<&str>,
-    ) -> Result<(), DiskBootError> {
+    ) -> Outcome {
         let Shell {
             board,
             staging,
-            fs,
+            storage,
             layout,
             base_dtb,
             request,
             ..
         } = self;
-        let fs = fs.as_mut().ok_or(DiskBootError::NoDisk)?;
+        let Ok(fs) = storage.open(loc) else {
+            return Outcome::Failed;
+        };
         if fs.stat(BENCH_MARKER).is_ok() {
             board.copy_benchmark(layout);
         }
-        let (path, config) = match flow::load_config(fs) {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("{e}");
-                return Err(DiskBootError::NothingBooted);
-            }
-        };
         board.mark("config read");
         log::info!("{path}: {} entries", config.entries.len());
         let mut request = request.clone();
@@ -232,9 +214,6 @@ impl<B: Board> Shell<B> {
             force_menu,
             fdtfile,
         };
-        match boot.run(fs, path, config) {
-            Outcome::Failed => Err(DiskBootError::NothingBooted),
-            Outcome::Shell => Ok(()),
-        }
+        boot.run(fs, path, config)
     }
 }

@@ -15,9 +15,10 @@ use crate::commands::parse_hex;
 use crate::env::Env;
 use crate::envstore;
 use crate::memory::Layout;
+use crate::storage::{Error as StorageError, Loc};
 use crate::Console;
 
-use super::{Error, Shell};
+use super::{BootFs, Error, Shell};
 
 const MB: u64 = 1 << 20;
 /// Largest `md` dump, in 32-bit words.
@@ -63,25 +64,74 @@ impl<B: Board> Shell<B> {
         }
     }
 
-    /// `load <interface> <dev[:part]> <addr> <path>`: reads a file of the boot partition to
-    /// `addr` and sets `filesize` (hex), refusing anything that would leave free RAM.
-    pub(super) fn load(&mut self, argv: &[String], env: &mut Env) -> Result<String, Error> {
-        let [_, iface, _dev, addr, path] = argv else {
-            return Err(Error::Usage("load <interface> <dev[:part]> <addr> <path>"));
+    /// The volume `iface dev[:part]` names, checked to be of the kind `cmd` reads
+    /// (`fatload` FAT, `ext4load` ext2/3/4, `load` any).
+    pub(super) fn volume_for(
+        &mut self,
+        cmd: &str,
+        iface: &str,
+        spec: &str,
+    ) -> Result<(Loc, &mut BootFs<B::Disk>), Error> {
+        let loc = self.storage.locate(iface, spec).map_err(Error::Storage)?;
+        let name = self.storage.name(loc);
+        let vol = self.storage.open(loc).map_err(Error::Storage)?;
+        let wanted = match cmd {
+            "fatload" | "fatls" | "fatsize" => Some(true),
+            "ext4load" | "ext4ls" | "ext4size" | "ext2load" | "ext2ls" => Some(false),
+            _ => None,
         };
-        if iface != "virtio" {
-            return Err(Error::Interface(iface.clone()));
+        if let Some(fat) = wanted {
+            if vol.fat_mut().is_some() != fat {
+                return Err(Error::WrongFs {
+                    cmd: cmd.into(),
+                    name,
+                    kind: vol.kind_name(),
+                });
+            }
         }
-        let addr = hex(addr)?;
-        let fs = self
-            .fs
-            .as_mut()
-            .ok_or(Error::Refused("load: no boot partition"))?;
+        Ok((loc, vol))
+    }
+
+    /// `load <interface> <dev[:part]> [<addr> [<path>]]` (and `fatload`, `ext4load`): reads a
+    /// file of that partition to `addr` (default `loadaddr`; path default `bootfile`) and sets
+    /// `filesize` (hex), refusing anything that would leave free RAM.
+    pub(super) fn load(&mut self, argv: &[String], env: &mut Env) -> Result<String, Error> {
+        let cmd = argv[0].as_str();
+        let (iface, spec) = match argv {
+            [_, iface, spec, ..] if argv.len() <= 5 => (iface, spec),
+            _ => {
+                return Err(Error::Usage(
+                    "load <interface> <dev[:part]> [<addr> [<path>]]",
+                ))
+            }
+        };
+        let addr = match argv.get(3).map(String::as_str).or(env.get("loadaddr")) {
+            Some(a) => hex(a)?,
+            None => return Err(Error::Refused("load: no address and no loadaddr")),
+        };
+        let path = match argv.get(4).map(String::as_str).or(env.get("bootfile")) {
+            Some(p) => String::from(p),
+            None => return Err(Error::Refused("load: no file name and no bootfile")),
+        };
+        let (_, _) = self.volume_for(cmd, iface, spec)?;
+        let Shell {
+            storage,
+            layout,
+            board,
+            ..
+        } = self;
+        let fs = storage
+            .open(storage.open_loc().expect("opened"))
+            .map_err(Error::Storage)?;
         let file_err = |err: kexboot_fs::Error| Error::File {
             path: path.clone(),
             err: err.into(),
         };
-        let size = fs.stat(path).map_err(file_err)?.size;
+        let size = fs.stat(&path).map_err(file_err)?;
+        if size.is_dir {
+            return Err(file_err(kexboot_fs::Error::NotAFile));
+        }
+        let size = size.size;
         let dst = Range::from_len(addr, size.max(1))
             .map_err(|_| Error::Refused("load: address overflows"))?;
         let not_free = Error::NotFree {
@@ -89,14 +139,118 @@ impl<B: Board> Shell<B> {
             start: dst.start(),
             end: Some(dst.end()),
         };
-        if !self.layout.is_writable(&dst) {
+        if !layout.is_writable(&dst) {
             return Err(not_free);
         }
-        let buf = self.board.ram_mut(dst).ok_or(not_free)?;
+        let buf = board.ram_mut(dst).ok_or(not_free)?;
         let len = usize::try_from(size).map_err(|_| Error::Refused("load: file too large"))?;
-        let n = fs.read_file_into(path, &mut buf[..len]).map_err(file_err)?;
+        let n = fs
+            .read_file_into(&path, &mut buf[..len])
+            .map_err(file_err)?;
         env.set("filesize", &format!("{n:x}"));
         Ok(format!("{n} bytes read"))
+    }
+
+    /// `size <interface> <dev[:part]> <path>`: sets `filesize` (hex) to the file's size.
+    pub(super) fn size(&mut self, argv: &[String], env: &mut Env) -> Result<(), Error> {
+        let [cmd, iface, spec, path] = argv else {
+            return Err(Error::Usage("size <interface> <dev[:part]> <path>"));
+        };
+        let (_, fs) = self.volume_for(cmd, iface, spec)?;
+        let info = fs.stat(path).map_err(|err| Error::File {
+            path: path.clone(),
+            err: err.into(),
+        })?;
+        env.set("filesize", &format!("{:x}", info.size));
+        Ok(())
+    }
+
+    /// `test -e <interface> <dev[:part]> <path>`: the file (or directory) exists. A device or
+    /// partition that does not exist is an error, not a "no".
+    pub(crate) fn file_exists(
+        &mut self,
+        iface: &str,
+        spec: &str,
+        path: &str,
+    ) -> Result<bool, Error> {
+        let (_, fs) = self.volume_for("test", iface, spec)?;
+        match fs.stat(path) {
+            Ok(_) => Ok(true),
+            Err(kexboot_fs::Error::NotFound | kexboot_fs::Error::NotADirectory) => Ok(false),
+            Err(err) => Err(Error::File {
+                path: path.into(),
+                err: err.into(),
+            }),
+        }
+    }
+
+    /// `part list <interface> <dev> [-bootable] [varname]`, `part uuid <interface>
+    /// <dev:part> [varname]`: the partition table, as U-Boot's `part`.
+    pub(super) fn part(
+        &mut self,
+        argv: &[String],
+        env: &mut Env,
+        con: &mut dyn Console,
+    ) -> Result<(), Error> {
+        const USAGE: &str = "part list <interface> <dev> [-bootable] [varname] | part uuid <interface> <dev:part> [varname]";
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match args.as_slice() {
+            ["part", "uuid", iface, spec, rest @ ..] if rest.len() <= 1 => {
+                let loc = self.storage.locate(iface, spec).map_err(Error::Storage)?;
+                let p = self.storage.partition(loc).map_err(Error::Storage)?;
+                let uuid = crate::storage::part_uuid(&p).ok_or_else(|| {
+                    Error::NotBooted(format!(
+                        "{}: the partition table gives no UUID",
+                        self.storage.name(loc)
+                    ))
+                })?;
+                match rest.first() {
+                    Some(var) => env.set(var, &uuid),
+                    None => con.write_str(&format!("{uuid}\n")),
+                }
+                Ok(())
+            }
+            ["part", "list", iface, dev, rest @ ..] if rest.len() <= 2 => {
+                let bootable_only = rest.first() == Some(&"-bootable");
+                let var = rest.iter().find(|a| !a.starts_with('-'));
+                let dev = u32::from_str_radix(dev, 16)
+                    .map_err(|_| Error::Storage(StorageError::BadSpec(format!("{iface} {dev}"))))?;
+                let slot = self.storage.slot(iface, dev).map_err(Error::Storage)?;
+                let parts = self.storage.partitions(slot).map_err(Error::Storage)?;
+                let chosen: Vec<_> = parts
+                    .iter()
+                    .filter(|p| !bootable_only || crate::storage::bootable(p))
+                    .collect();
+                match var {
+                    Some(var) => {
+                        let list: Vec<String> =
+                            chosen.iter().map(|p| format!("{:x}", p.number)).collect();
+                        env.set(var, &list.join(" "));
+                    }
+                    None => {
+                        con.write_str(&format!("\nPartition Map for {iface} device {dev}\n\n"));
+                        con.write_str("Part\tStart LBA\tEnd LBA\t\tName / UUID\n");
+                        for p in chosen {
+                            con.write_str(&format!(
+                                "{:3x}\t0x{:08x}\t0x{:08x}\t\"{}\" {}{}\n",
+                                p.number,
+                                p.first_lba,
+                                p.first_lba + p.num_sectors.saturating_sub(1),
+                                p.name.as_deref().unwrap_or(""),
+                                crate::storage::part_uuid(p).unwrap_or_default(),
+                                if crate::storage::bootable(p) {
+                                    " bootable"
+                                } else {
+                                    ""
+                                },
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(Error::Usage(USAGE)),
+        }
     }
 
     /// `booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>]`, with `bootargs` from the
@@ -136,23 +290,42 @@ impl<B: Board> Shell<B> {
         )))
     }
 
-    /// `ls [path]`: a directory of the boot partition.
-    pub(super) fn ls(&mut self, path: &str, con: &mut dyn Console) -> Result<(), Error> {
-        let fs = self
-            .fs
-            .as_mut()
-            .ok_or(Error::Refused("no boot partition"))?;
+    /// `ls <interface> <dev[:part]> [path]` (and `fatls`, `ext4ls`), or `ls [path]` on the
+    /// home volume: a directory listing.
+    pub(super) fn ls(&mut self, argv: &[String], con: &mut dyn Console) -> Result<(), Error> {
+        let path = match argv {
+            [_] => "/",
+            [_, p] => p.as_str(),
+            [_, _, _] => "/",
+            [_, _, _, p] => p.as_str(),
+            _ => return Err(Error::Usage("ls [<interface> <dev[:part]>] [path]")),
+        };
+        let fs = match argv {
+            [cmd, iface, spec, ..] => self.volume_for(cmd, iface, spec)?.1,
+            _ => self
+                .storage
+                .home()
+                .ok_or(Error::Refused("no boot partition"))?,
+        };
         let list = fs.read_dir(path).map_err(|err| Error::File {
             path: path.into(),
             err: err.into(),
         })?;
+        let (mut files, mut dirs) = (0, 0);
         for e in list {
             let line = match e.is_dir {
-                true => format!("            {}/\n", e.name),
-                false => format!("  {:>10}  {}\n", e.size, e.name),
+                true => {
+                    dirs += 1;
+                    format!("            {}/\n", e.name)
+                }
+                false => {
+                    files += 1;
+                    format!("  {:>10}  {}\n", e.size, e.name)
+                }
             };
             con.write_str(&line);
         }
+        con.write_str(&format!("\n{files} file(s), {dirs} dir(s)\n\n"));
         Ok(())
     }
 
@@ -164,7 +337,11 @@ impl<B: Board> Shell<B> {
             .as_mut()
             .ok_or_else(|| fail(&"no environment store"))?;
         let plan = store.plan_save(env).map_err(|e| fail(&e))?;
-        let fs = self.fs.as_mut().ok_or_else(|| fail(&"no boot partition"))?;
+        let fs = self
+            .storage
+            .home()
+            .and_then(|v| v.fat_mut())
+            .ok_or_else(|| fail(&"no FAT boot partition"))?;
         con.write_str(&format!(
             "Saving Environment to FAT {}... \n",
             envstore::STORE_PATH

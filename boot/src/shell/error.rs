@@ -29,6 +29,14 @@ pub enum Error {
     NotPlainRam { start: u64, end: u64 },
     /// `load` over an interface kexboot has no driver for.
     Interface(String),
+    /// A disk, partition or volume named by `<interface> <dev[:part]>` could not be had.
+    Storage(crate::storage::Error),
+    /// `fatload` on an ext4 volume and the like.
+    WrongFs {
+        cmd: String,
+        name: String,
+        kind: &'static str,
+    },
     /// A file could not be read (from the disk, or by TFTP).
     File { path: String, err: FileError },
     /// `saveenv` failed.
@@ -73,6 +81,13 @@ impl fmt::Display for Error {
                 write!(f, "md: {start:#x}..{end:#x} is not plain RAM")
             }
             Error::Interface(i) => write!(f, "load: interface '{i}' not supported (virtio)"),
+            Error::Storage(e) => write!(f, "{e}"),
+            Error::WrongFs { cmd, name, kind } => {
+                write!(
+                    f,
+                    "{cmd}: {name} holds {kind}: ** Unrecognized filesystem type **"
+                )
+            }
             Error::File { path, err } => write!(f, "{path}: {err}"),
             Error::Save(e) => write!(f, "saveenv: {e}"),
             Error::Dhcp(e) => write!(f, "DHCP: {e}"),

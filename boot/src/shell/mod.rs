@@ -6,6 +6,7 @@
 
 mod configboot;
 mod disk;
+mod distro;
 mod error;
 mod net;
 mod table;
@@ -14,7 +15,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use kexboot_fs::{BlockDevice, FatFs, PartitionDevice};
+use kexboot_fs::{BlockDevice, Volume};
 
 use crate::autoboot;
 use crate::board::Board;
@@ -24,17 +25,18 @@ use crate::envstore;
 use crate::line::LineEditor;
 use crate::memory::Layout;
 use crate::script::{self, Ctx, Interp};
+use crate::storage::{DiskVolume, Storage};
 use crate::{Clock, Console};
 
-pub use configboot::{probe_term, DiskBootError};
+pub use configboot::probe_term;
 pub use error::Error;
 pub use table::commands;
 
 /// kexboot's version (`version`, the `ver` variable).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The boot file system: FAT on a partition of one of the board's disks.
-pub type BootFs<D> = FatFs<PartitionDevice<D>>;
+/// A file system on a partition of one of the board's disks.
+pub type BootFs<D> = DiskVolume<D>;
 
 /// Board defaults (U-Boot's default environment): `boot` runs the disk's extlinux.conf flow,
 /// `netboot` (DHCP, then a boot script or PXE) when the disk had nothing to boot.
@@ -48,7 +50,7 @@ pub fn default_env(board: &str) -> Env {
 }
 
 /// `/kexboot/env.txt` of the boot partition (empty when it has none).
-pub fn env_txt<D: BlockDevice>(fs: &mut BootFs<D>) -> Env {
+pub fn env_txt<D: BlockDevice>(fs: &mut Volume<D>) -> Env {
     match fs.read_file(ENV_PATH, MAX_ENV as usize) {
         Ok(bytes) => {
             let (env, notes) = Env::parse(&String::from_utf8_lossy(&bytes));
@@ -69,8 +71,8 @@ pub fn env_txt<D: BlockDevice>(fs: &mut BootFs<D>) -> Env {
 pub struct Parts<B: Board> {
     pub board: B,
     pub staging: B::Staging,
-    /// The boot partition's file system, when a disk has one.
-    pub fs: Option<BootFs<B::Disk>>,
+    /// The board's disks, the home volume (environment, boot count) found.
+    pub storage: Storage<B::Disk>,
     pub layout: Layout,
     /// The device tree handed over when an entry names none, with the board's own changes.
     pub dtb: Vec<u8>,
@@ -83,7 +85,7 @@ pub struct Parts<B: Board> {
 pub struct Shell<B: Board> {
     board: B,
     staging: B::Staging,
-    fs: Option<BootFs<B::Disk>>,
+    storage: Storage<B::Disk>,
     layout: Layout,
     base_dtb: Vec<u8>,
     request: BootRequest,
@@ -95,6 +97,8 @@ pub struct Shell<B: Board> {
     interp: Interp,
     /// A boot script fetched by `netboot` is running (it may not run `netboot` again).
     in_net_script: bool,
+    /// A boot script of a disk is running (a `boot` it says runs no script again).
+    in_disk_script: bool,
 }
 
 impl<B: Board> Shell<B> {
@@ -103,7 +107,7 @@ impl<B: Board> Shell<B> {
         Shell {
             board: p.board,
             staging: p.staging,
-            fs: p.fs,
+            storage: p.storage,
             layout: p.layout,
             base_dtb: p.dtb,
             request: p.request,
@@ -112,6 +116,7 @@ impl<B: Board> Shell<B> {
             defaults,
             interp: Interp::new(),
             in_net_script: false,
+            in_disk_script: false,
         }
     }
 
@@ -127,8 +132,13 @@ impl<B: Board> Shell<B> {
         &self.layout
     }
 
+    /// The home volume (environment, boot count, boot script), opened.
     pub fn fs(&mut self) -> Option<&mut BootFs<B::Disk>> {
-        self.fs.as_mut()
+        self.storage.home()
+    }
+
+    pub fn storage(&mut self) -> &mut Storage<B::Disk> {
+        &mut self.storage
     }
 
     /// The environment: the saved one (`/kexboot/env.bin`, two copies with CRC and sequence)
@@ -139,8 +149,8 @@ impl<B: Board> Shell<B> {
             defaults.set(k, v);
         }
         let region = match self
-            .fs
-            .as_mut()
+            .storage
+            .home()
             .map(|fs| fs.read_file(envstore::STORE_PATH, envstore::REGION_SIZE))
         {
             Some(Ok(r)) => r,
@@ -188,7 +198,8 @@ impl<B: Board> Shell<B> {
     /// that booted nothing or a key stopped it: the prompt is next.
     pub fn autoboot(&mut self, env: &mut Env) {
         self.default_addresses(env);
-        let counted = autoboot::count_boot(self.fs.as_mut(), env);
+        let home = self.storage.home().and_then(Volume::fat_mut);
+        let counted = autoboot::count_boot(home, env);
         let delay_s = env
             .get("bootdelay")
             .and_then(|d| d.parse::<u64>().ok())
@@ -196,7 +207,7 @@ impl<B: Board> Shell<B> {
         if delay_s > 0 && self.countdown(delay_s) {
             return;
         }
-        let script = self.fs.as_mut().and_then(autoboot::find_script);
+        let script = self.storage.home().and_then(|v| autoboot::find_script(v));
         let run = autoboot::choose(script, counted, env);
         if autoboot::SCRIPTS.contains(&run.name) {
             log::info!("running boot script {}", run.name);

@@ -23,7 +23,7 @@ fn arg(argv: &[String], i: usize) -> Option<&str> {
 }
 
 /// Every command of the shell, for a board `B`.
-pub fn commands<B: Board>() -> [Command<Shell<B>>; 18] {
+pub fn commands<B: Board>() -> [Command<Shell<B>>; 21] {
     let c = |name, aliases, help, run| Command {
         name,
         aliases,
@@ -31,16 +31,23 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 18] {
         run,
     };
     [
-        c("boot", &["sysboot"], "boot [label] - run the extlinux.conf boot flow (optionally one entry)", |sh, argv, ctx| {
-            sh.boot_disk(arg(argv, 1), false, ctx.env.get("fdtfile")).map_err(disk_boot)
+        c("boot", &[], "boot [label] - distro boot: every disk and partition's extlinux.conf, else boot.scr", |sh, argv, ctx| {
+            super::distro::boot(sh, arg(argv, 1), false, ctx)
         }),
+        c("sysboot", &[], "sysboot [-p] <interface> <dev[:part]> <any|fat|ext4> [addr] [file] - boot that partition's extlinux.conf", super::distro::sysboot),
         c("bootmenu", &[], "bootmenu - show the boot menu", |sh, _, ctx| {
-            sh.boot_disk(None, true, ctx.env.get("fdtfile")).map_err(disk_boot)
+            super::distro::boot(sh, None, true, ctx)
         }),
-        c("load", &[], "load virtio <dev[:part]> <addr> <path> - read a file to RAM, set filesize", |sh, argv, ctx| {
+        c("load", &["fatload", "ext4load", "ext2load"], "load <interface> <dev[:part]> [addr [path]] - read a file to RAM, set filesize", |sh, argv, ctx| {
             let said = sh.load(argv, ctx.env)?;
             say(ctx, &said);
             Ok(())
+        }),
+        c("size", &["fatsize", "ext4size"], "size <interface> <dev[:part]> <path> - set filesize to a file's size", |sh, argv, ctx| {
+            Ok(sh.size(argv, ctx.env)?)
+        }),
+        c("part", &[], "part list <interface> <dev> [-bootable] [var] | part uuid <interface> <dev:part> [var] - partition table", |sh, argv, ctx| {
+            Ok(sh.part(argv, ctx.env, ctx.console)?)
         }),
         c("booti", &[], "booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>] - boot an arm64 Image from RAM", |sh, argv, ctx| {
             Ok(sh.booti(argv, ctx.env)?)
@@ -58,8 +65,8 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 18] {
                 _ => Err(Error::Usage("env default [-a]").into()),
             }
         }),
-        c("ls", &[], "ls [path] - list a directory of the boot partition", |sh, argv, ctx| {
-            Ok(sh.ls(arg(argv, 1).unwrap_or("/"), ctx.console)?)
+        c("ls", &["fatls", "ext4ls", "ext2ls"], "ls [<interface> <dev[:part]>] [path] - list a directory", |sh, argv, ctx| {
+            Ok(sh.ls(argv, ctx.console)?)
         }),
         c("dhcp", &[], "dhcp [addr] [[server:]file] - get an address (serverip, bootfile) by DHCP, then load the file unless autoload=no", |sh, argv, ctx| {
             Ok(sh.dhcp_cmd(argv, ctx.env)?)
@@ -100,10 +107,6 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 18] {
             }
         }),
     ]
-}
-
-fn disk_boot(e: super::DiskBootError) -> CmdError {
-    CmdError::Msg(alloc::string::ToString::to_string(&e))
 }
 
 fn power(e: PowerError) -> Res {
