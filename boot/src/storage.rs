@@ -48,7 +48,7 @@ impl fmt::Display for Error {
                 write!(f, "** Invalid partition {part} ** ({name} has none)")
             }
             Error::Table { name, err } => write!(f, "{name}: partition table: {err}"),
-            Error::Mount { name, err } => write!(f, "{name}: {err}"),
+            Error::Mount { name, err } => write!(f, "{name}: {}", why_not_fs(err)),
         }
     }
 }
@@ -348,12 +348,15 @@ impl<D: BlockDevice> Storage<D> {
 /// Why a partition holds nothing kexboot reads, in a few words (`unknown file system`).
 pub fn why_not(e: &Error) -> String {
     match e {
-        Error::Mount {
-            err: fs::Error::NotFat(_),
-            ..
-        } => "unknown file system".into(),
-        Error::Mount { err, .. } => err.to_string(),
+        Error::Mount { err, .. } => why_not_fs(err),
         e => e.to_string(),
+    }
+}
+
+fn why_not_fs(err: &fs::Error) -> String {
+    match err {
+        fs::Error::NotFat(_) => "unknown file system".into(),
+        err => err.to_string(),
     }
 }
 

@@ -222,6 +222,47 @@ pub fn disk(table: Table, volume: &[u8]) -> Vec<u8> {
     disk
 }
 
+/// One partition of [`mbr_disk`]: its MBR type byte, the active (bootable) flag, its bytes.
+pub struct Part<'a> {
+    pub sys: u8,
+    pub bootable: bool,
+    pub data: &'a [u8],
+}
+
+/// An MBR disk holding `parts` as primary partitions 1.., each starting on a 1 MiB boundary.
+pub fn mbr_disk(parts: &[Part]) -> Vec<u8> {
+    let mut lba = PART_START_LBA;
+    let mut spans = Vec::new();
+    for p in parts {
+        let sectors = (p.data.len() as u64).div_ceil(512);
+        spans.push((lba, sectors));
+        lba = round_up(lba + sectors, PART_START_LBA);
+    }
+    let size = (lba * 512) as usize;
+    let mut cur = Cursor::new(vec![0u8; size]);
+    let mut mbr = mbrman::MBR::new_from(&mut cur, 512, [0x6b, 0x65, 0x78, 0x62]).expect("mbr");
+    for (i, (p, &(first, sectors))) in parts.iter().zip(&spans).enumerate() {
+        mbr[i + 1] = mbrman::MBRPartitionEntry {
+            boot: match p.bootable {
+                true => mbrman::BOOT_ACTIVE,
+                false => mbrman::BOOT_INACTIVE,
+            },
+            first_chs: mbrman::CHS::empty(),
+            sys: p.sys,
+            last_chs: mbrman::CHS::empty(),
+            starting_lba: first as u32,
+            sectors: sectors as u32,
+        };
+    }
+    mbr.write_into(&mut cur).expect("write mbr");
+    let mut disk = cur.into_inner();
+    for (p, &(first, _)) in parts.iter().zip(&spans) {
+        let at = (first * 512) as usize;
+        disk[at..at + p.data.len()].copy_from_slice(p.data);
+    }
+    disk
+}
+
 /// A 16 MiB FAT16 volume with `files` on an MBR disk: the common case.
 pub fn mbr_fat16(files: &[(&str, &[u8])]) -> Vec<u8> {
     disk(

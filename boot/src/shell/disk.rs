@@ -23,6 +23,8 @@ use super::{BootFs, Error, Shell};
 const MB: u64 = 1 << 20;
 /// Largest `md` dump, in 32-bit words.
 const MD_MAX_WORDS: u64 = 4096;
+/// `kernel_comp_size`: the largest compressed kernel `booti` takes by default.
+const COMP_SIZE: u64 = 64 * MB;
 /// `md`'s default count, in 32-bit words.
 const MD_WORDS: u64 = 64;
 
@@ -46,20 +48,32 @@ impl<B: Board> booti::Ram for MappedRam<'_, B> {
 }
 
 impl<B: Board> Shell<B> {
-    /// U-Boot's `kernel_addr_r`, `ramdisk_addr_r`, `fdt_addr_r`, chosen in free RAM at start.
+    /// U-Boot's load addresses, chosen in free RAM at start: `kernel_addr_r`, `ramdisk_addr_r`,
+    /// `fdt_addr_r`, `scriptaddr`, `pxefile_addr_r`, and where `booti` may decompress a
+    /// compressed Image (`kernel_comp_addr_r`, `kernel_comp_size`), as U-Boot's distro boot
+    /// environment has them; `fdtcontroladdr` is kexboot's own tree. Set ones are kept.
     pub fn default_addresses(&self, env: &mut Env) {
         let free = self.layout.writable();
         let Some(r) = free.iter().find(|r| r.len() >= 160 * MB) else {
             return;
         };
         let base = r.start().next_multiple_of(2 * MB);
-        for (name, off) in [
-            ("kernel_addr_r", 0),
-            ("ramdisk_addr_r", 96 * MB),
-            ("fdt_addr_r", 150 * MB),
-        ] {
+        let mut vars = alloc::vec![
+            ("kernel_addr_r", base),
+            ("ramdisk_addr_r", base + 96 * MB),
+            ("fdt_addr_r", base + 150 * MB),
+            ("scriptaddr", base + 151 * MB),
+            ("pxefile_addr_r", base + 152 * MB),
+        ];
+        // Room for a compressed kernel beside the rest (Debian's vmlinuz is gzip).
+        if r.end() >= base + (160 + COMP_SIZE / MB) * MB {
+            vars.push(("kernel_comp_addr_r", base + 160 * MB));
+            vars.push(("kernel_comp_size", COMP_SIZE));
+        }
+        vars.push(("fdtcontroladdr", self.base_dtb.as_ptr() as u64));
+        for (name, value) in vars {
             if env.get(name).is_none() {
-                env.set(name, &format!("0x{:x}", base + off));
+                env.set(name, &format!("0x{value:x}"));
             }
         }
     }

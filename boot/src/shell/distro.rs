@@ -11,10 +11,11 @@ use alloc::vec::Vec;
 use crate::autoboot;
 use crate::board::Board;
 use crate::commands::Table;
+use crate::env::Env;
 use crate::extlinux::{self, Config};
 use crate::flow::{self, BootError, Files};
 use crate::script::{self, CmdError, Ctx, Interp};
-use crate::storage::{why_not, Loc};
+use crate::storage::{why_not, Loc, Storage};
 
 use super::configboot::Outcome;
 use super::{table::commands, Error, Shell};
@@ -49,19 +50,24 @@ fn probe(files: &mut dyn Files, scripts: bool) -> Found {
 }
 
 /// The environment U-Boot's distro boot gives a boot script found at `path` on `loc`.
-fn script_env<B: Board>(sh: &Shell<B>, loc: Loc, path: &str, ctx: &mut Ctx) {
-    if let Some((iface, num)) = sh.storage.id(loc.slot) {
-        ctx.env.set("devtype", iface);
-        ctx.env.set("devnum", &format!("{num}"));
+pub(super) fn script_env<D: kexboot_fs::BlockDevice>(
+    storage: &Storage<D>,
+    loc: Loc,
+    path: &str,
+    env: &mut Env,
+) {
+    if let Some((iface, num)) = storage.id(loc.slot) {
+        env.set("devtype", iface);
+        env.set("devnum", &format!("{num}"));
     }
-    ctx.env.set("distro_bootpart", &format!("{:x}", loc.part));
-    ctx.env.set("bootpart", &format!("{:x}", loc.part));
+    env.set("distro_bootpart", &format!("{:x}", loc.part));
+    env.set("bootpart", &format!("{:x}", loc.part));
     let prefix = path.rsplit_once('/').map_or("/", |(d, _)| d);
     let prefix = match prefix {
         "" => "/".to_string(),
         p => format!("{p}/"),
     };
-    ctx.env.set("prefix", &prefix);
+    env.set("prefix", &prefix);
 }
 
 /// Runs the boot script `text` (`path` on `loc`) in the shell; true when it asked to stop.
@@ -72,7 +78,7 @@ fn run_script<B: Board>(
     text: &str,
     ctx: &mut Ctx,
 ) -> bool {
-    script_env(sh, loc, path, ctx);
+    script_env(&sh.storage, loc, path, ctx.env);
     let table = commands::<B>();
     sh.in_disk_script = true;
     let name = format!("{}:{path}", sh.storage.name(loc));

@@ -211,6 +211,10 @@ impl<B: Board> Shell<B> {
         let run = autoboot::choose(script, counted, env);
         if autoboot::SCRIPTS.contains(&run.name) {
             log::info!("running boot script {}", run.name);
+            // The variables U-Boot's distro boot gives a script it found.
+            if let Some(loc) = self.storage.home_loc() {
+                distro::script_env(&self.storage, loc, run.name, env);
+            }
         }
         let _ = self.run(env, run.name, &run.text);
         self.board
