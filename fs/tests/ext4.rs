@@ -21,9 +21,12 @@ fn pat(start: usize, len: usize) -> Vec<u8> {
     (start..start + len).map(|i| (i % 251) as u8).collect()
 }
 
+/// Decompressed images by name.
+type Cache = std::sync::Mutex<Vec<(String, Vec<u8>)>>;
+
 /// The decompressed image `name` (cached).
 pub fn image(name: &str) -> Vec<u8> {
-    static CACHE: OnceLock<std::sync::Mutex<Vec<(String, Vec<u8>)>>> = OnceLock::new();
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap();
     if let Some((_, d)) = c.iter().find(|(n, _)| n == name) {
