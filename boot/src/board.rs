@@ -58,7 +58,7 @@ pub trait Board {
     /// A handle on the clock: microseconds since kexboot's entry.
     type Clock: Clock;
     /// A disk the boot file system may be on.
-    type Disk: BlockDevice;
+    type Disk: BlockDevice + 'static;
     /// The network interface.
     type Nic: Nic;
     /// Page-aligned buffers at known physical addresses, for boot images.

@@ -69,7 +69,7 @@ pub trait Files {
     fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError>;
 }
 
-impl<D: fs::BlockDevice> Files for fs::Volume<D> {
+impl<D: fs::BlockDevice + 'static> Files for fs::Volume<D> {
     fn size(&mut self, path: &str) -> Result<u64, FileError> {
         let info = self.stat(path)?;
         if info.is_dir {

@@ -66,14 +66,14 @@ struct Open<D> {
 }
 
 /// The board's disks and the one volume open on them.
-pub struct Storage<D: BlockDevice> {
+pub struct Storage<D: BlockDevice + 'static> {
     slots: Vec<Slot<D>>,
     open: Option<Open<D>>,
     /// The volume the environment and boot count live on (FAT), when one was found.
     home: Option<Loc>,
 }
 
-impl<D: BlockDevice> Default for Storage<D> {
+impl<D: BlockDevice + 'static> Default for Storage<D> {
     fn default() -> Self {
         Storage {
             slots: Vec::new(),
@@ -83,7 +83,7 @@ impl<D: BlockDevice> Default for Storage<D> {
     }
 }
 
-impl<D: BlockDevice> Storage<D> {
+impl<D: BlockDevice + 'static> Storage<D> {
     /// The disks, each with its interface name; devices are numbered per interface in order.
     pub fn new(disks: Vec<(&'static str, D)>) -> Self {
         let mut slots: Vec<Slot<D>> = Vec::new();
@@ -187,22 +187,22 @@ impl<D: BlockDevice> Storage<D> {
         }))
     }
 
-    /// The disk of `slot`, wherever it is now (in its slot or inside the open volume).
-    fn disk_mut(&mut self, slot: usize) -> Option<&mut D> {
-        if let Some(o) = self.open.as_mut().filter(|o| o.loc.slot == slot) {
-            return Some(o.vol.device_mut().inner_mut());
-        }
-        self.slots.get_mut(slot)?.dev.as_mut()
-    }
-
-    /// The partition table of the disk in `slot` (a whole-disk volume is partition 1).
+    /// The partition table of the disk in `slot` (a whole-disk volume is partition 1), read
+    /// wherever the disk is now (in its slot or inside the open volume).
     pub fn partitions(&mut self, slot: usize) -> Result<Vec<Partition>, Error> {
         let name = self.disk_name(slot);
-        let dev = self.disk_mut(slot).ok_or(Error::NoDevice {
-            iface: name.clone(),
-            dev: 0,
-        })?;
-        fs::partitions(dev).map_err(|err| Error::Table { name, err })
+        let read = |dev: &mut D| fs::partitions(dev).map_err(|err| Error::Table { name, err });
+        if let Some(o) = self.open.as_mut().filter(|o| o.loc.slot == slot) {
+            let mut dev = o.vol.device_mut();
+            return read(dev.inner_mut());
+        }
+        match self.slots.get_mut(slot).and_then(|s| s.dev.as_mut()) {
+            Some(dev) => read(dev),
+            None => Err(Error::NoDevice {
+                iface: String::from("disk"),
+                dev: slot as u32,
+            }),
+        }
     }
 
     /// The table's entry for `loc`.
@@ -361,11 +361,11 @@ fn why_not_fs(err: &fs::Error) -> String {
 }
 
 /// The partition table marks it bootable (MBR's active flag, GPT's legacy-BIOS-bootable bit).
-pub fn bootable(_p: &Partition) -> bool {
-    false // LEAD-TODO: p.bootable once kexboot-fs has it
+pub fn bootable(p: &Partition) -> bool {
+    p.bootable
 }
 
 /// The partition's UUID as U-Boot's `part uuid` prints it.
-pub fn part_uuid(_p: &Partition) -> Option<String> {
-    None // LEAD-TODO: p.uuid once kexboot-fs has it
+pub fn part_uuid(p: &Partition) -> Option<String> {
+    p.uuid.clone()
 }

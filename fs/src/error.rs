@@ -56,7 +56,20 @@ pub enum Error {
     /// Files read through the file trait from something that is not a disk (a TFTP server, ...)
     /// failed there; the message is that source's own, already in words.
     Transport(alloc::string::String),
+    /// Neither a FAT nor an ext2/3/4 file system; says what the FAT check found.
+    UnknownFs(&'static str),
+    /// An ext2/3/4 volume is inconsistent (bad checksum, block outside the volume, ...); the
+    /// message is the reader's.
+    Ext4Corrupt(alloc::string::String),
+    /// A file system feature (or an encrypted file) this reader does not support.
+    Unsupported(alloc::string::String),
+    /// Symlinks nest deeper than 40 levels (a loop).
+    SymlinkLoop,
+    /// A path that cannot name a file; says why.
+    BadPath(&'static str),
 }
+
+impl core::error::Error for Error {}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -116,6 +129,11 @@ impl fmt::Display for Error {
             Error::AlreadyExists => write!(f, "file already exists"),
             Error::BadName(why) => write!(f, "name not creatable: {why}"),
             Error::Transport(why) => f.write_str(why),
+            Error::UnknownFs(why) => write!(f, "unknown file system ({why})"),
+            Error::Ext4Corrupt(why) => write!(f, "corrupt ext2/3/4 file system: {why}"),
+            Error::Unsupported(what) => write!(f, "unsupported: {what}"),
+            Error::SymlinkLoop => write!(f, "too many levels of symbolic links"),
+            Error::BadPath(why) => write!(f, "bad path: {why}"),
         }
     }
 }

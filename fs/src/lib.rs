@@ -3,7 +3,9 @@
 //! A [`BlockDevice`] (512-byte sectors) is split into [`Partition`]s by [`partitions`] (GPT, MBR
 //! with logical partitions, or a whole-disk "superfloppy"), and a FAT12/16/32 volume on one of them
 //! is read by [`FatFs`], which can also overwrite files in place and create small 8.3-named files
-//! (the saved environment, a boot counter). [`open_boot_fs`] is the firmware's entry point.
+//! (the saved environment, a boot counter); an ext2/ext3/ext4 volume is read by [`Ext4Fs`]
+//! (through the `ext4-view` crate), and [`Volume`] is either. [`open_boot_fs`] is the firmware's
+//! entry point.
 //!
 //! The FAT code is our own: `embedded-sdmmc` 0.10 refuses FAT12 and `fatfs` does not build
 //! `no_std` on stable Rust, so a compact implementation lives in [`fat`].
@@ -11,6 +13,7 @@
 extern crate alloc;
 
 pub mod block;
+pub mod ext4;
 pub mod fat;
 pub mod part;
 pub mod volume;
@@ -19,6 +22,7 @@ mod error;
 
 pub use block::{BlockDevice, MemDisk, PartitionDevice, MAX_READ_BYTES, SECTOR_SIZE};
 pub use error::Error;
+pub use ext4::{DeviceMut, Ext4Fs};
 pub use fat::{DirEntry, FatFs, FatType, FileInfo};
 pub use part::{partitions, Partition, PartitionKind};
 pub use volume::Volume;

@@ -49,6 +49,37 @@ pub struct Partition {
     pub kind: PartitionKind,
     /// GPT partition name, if any.
     pub name: Option<String>,
+    /// MBR boot indicator 0x80, or GPT attribute bit 2 ("legacy BIOS bootable"): what
+    /// U-Boot's distro boot looks for first.
+    pub bootable: bool,
+    /// As U-Boot's `part uuid` prints it: GPT the unique partition GUID (lowercase
+    /// 8-4-4-4-12); MBR the disk signature as 8 hex digits, `-`, the 2-digit partition number
+    /// (`1234abcd-01`). `None` for a whole-disk volume.
+    pub uuid: Option<String>,
+}
+
+/// GPT attribute bit 2: legacy BIOS bootable.
+const GPT_ATTR_LEGACY_BOOTABLE: u64 = 1 << 2;
+/// Offset of the MBR disk signature.
+const MBR_DISK_SIGNATURE: usize = 440;
+
+/// The text form of a GUID stored on disk in mixed-endian order.
+pub fn guid_text(g: &[u8; 16]) -> String {
+    use core::fmt::Write;
+    let mut s = String::with_capacity(36);
+    let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+    for (i, &at) in order.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        let _ = write!(s, "{:02x}", g[at]);
+    }
+    s
+}
+
+/// U-Boot's MBR partition "uuid": disk signature and partition number.
+fn mbr_uuid(signature: u32, number: u32) -> Option<String> {
+    Some(alloc::format!("{signature:08x}-{number:02x}"))
 }
 
 const MBR_SIGNATURE: [u8; 2] = [0x55, 0xAA];
@@ -79,6 +110,8 @@ pub fn partitions(dev: &mut dyn BlockDevice) -> Result<Vec<Partition>, Error> {
             num_sectors: n,
             kind: PartitionKind::Whole,
             name: None,
+            bootable: false,
+            uuid: None,
         }]);
     }
     if s0[510..512] != MBR_SIGNATURE {
@@ -88,13 +121,14 @@ pub fn partitions(dev: &mut dyn BlockDevice) -> Result<Vec<Partition>, Error> {
     if entries.iter().any(|e| e.kind == MBR_PROTECTIVE) {
         return gpt(dev, n);
     }
-    mbr(dev, n, &entries)
+    mbr(dev, n, &entries, le32(&s0, MBR_DISK_SIGNATURE))
 }
 
 /// One MBR/EBR slot.
 #[derive(Clone, Copy)]
 struct MbrEntry {
     kind: u8,
+    boot: bool,
     lba: u64,
     count: u64,
 }
@@ -102,6 +136,7 @@ struct MbrEntry {
 fn mbr_entries(sector: &[u8; SECTOR_SIZE]) -> Result<[MbrEntry; 4], Error> {
     let mut out = [MbrEntry {
         kind: 0,
+        boot: false,
         lba: 0,
         count: 0,
     }; 4];
@@ -112,6 +147,7 @@ fn mbr_entries(sector: &[u8; SECTOR_SIZE]) -> Result<[MbrEntry; 4], Error> {
         }
         *e = MbrEntry {
             kind: raw[4],
+            boot: raw[0] == 0x80,
             lba: u64::from(le32(raw, 8)),
             count: u64::from(le32(raw, 12)),
         };
@@ -127,6 +163,7 @@ fn mbr(
     dev: &mut dyn BlockDevice,
     n: u64,
     entries: &[MbrEntry; 4],
+    signature: u32,
 ) -> Result<Vec<Partition>, Error> {
     let mut out = Vec::new();
     let mut extended = None;
@@ -160,10 +197,12 @@ fn mbr(
             num_sectors: e.count,
             kind: PartitionKind::Mbr(e.kind),
             name: None,
+            bootable: e.boot,
+            uuid: mbr_uuid(signature, i as u32 + 1),
         });
     }
     if let Some(ext) = extended {
-        logical(dev, n, ext, &mut out)?;
+        logical(dev, n, ext, signature, &mut out)?;
     }
     Ok(out)
 }
@@ -173,6 +212,7 @@ fn logical(
     dev: &mut dyn BlockDevice,
     n: u64,
     ext: MbrEntry,
+    signature: u32,
     out: &mut Vec<Partition>,
 ) -> Result<(), Error> {
     let mut ebr = ext.lba;
@@ -199,6 +239,8 @@ fn logical(
                 num_sectors: part.count,
                 kind: PartitionKind::Mbr(part.kind),
                 name: None,
+                bootable: part.boot,
+                uuid: mbr_uuid(signature, number),
             });
             number += 1;
         }
@@ -301,6 +343,8 @@ fn gpt_at(dev: &mut dyn BlockDevice, lba: u64, n: u64) -> Result<Vec<Partition>,
             num_sectors: last - first + 1,
             kind: PartitionKind::Gpt(kind),
             name: (!name.is_empty()).then_some(name),
+            bootable: le64(e, 48) & GPT_ATTR_LEGACY_BOOTABLE != 0,
+            uuid: Some(guid_text(e[16..32].try_into().unwrap_or(&[0; 16]))),
         });
     }
     Ok(out)

@@ -438,6 +438,8 @@ fn memdisk_and_partition_device_bounds() {
         num_sectors: 4,
         kind: kexboot_fs::PartitionKind::Mbr(0x0C),
         name: None,
+        bootable: false,
+        uuid: None,
     };
     let mut p = kexboot_fs::PartitionDevice::new(&mut d, &part).unwrap();
     assert_eq!(p.num_sectors(), 4);

@@ -49,6 +49,7 @@ fn mbr_disk() -> (Vec<u8>, Files, Files) {
     let mut mbr = mbrman::MBR::new_from(&mut cur, 512, [0x12, 0x34, 0x56, 0x78]).unwrap();
     mbr[1] = entry(0x83, 2048, 4096);
     mbr[2] = entry(0x0E, 6144, 32768);
+    mbr[2].boot = mbrman::BOOT_ACTIVE;
     mbr[3] = entry(0x0F, 38912, 81920 - 38912);
     mbr.logical_partitions
         .push(logical(38912, None, entry(0x01, 40960, 8192)));
@@ -84,6 +85,21 @@ fn mbr_primary_and_logical() {
             (2, 6144, 32768, PartitionKind::Mbr(0x0E)),
             (5, 40960, 8192, PartitionKind::Mbr(0x01)),
             (6, 51200, 2048, PartitionKind::Mbr(0x83)),
+        ]
+    );
+    // `part uuid` as U-Boot prints it: the disk signature (stored 12 34 56 78, read as a
+    // little-endian u32) and the partition number; only partition 2 has the 0x80 flag.
+    let facts: Vec<(Option<&str>, bool)> = parts
+        .iter()
+        .map(|p| (p.uuid.as_deref(), p.bootable))
+        .collect();
+    assert_eq!(
+        facts,
+        [
+            (Some("78563412-01"), false),
+            (Some("78563412-02"), true),
+            (Some("78563412-05"), false),
+            (Some("78563412-06"), false),
         ]
     );
     // First FAT partition by default, skipping the Linux one.
@@ -157,7 +173,7 @@ fn gpt_disk() -> (Vec<u8>, Files, Vec<gpt::partition::Partition>) {
         "boot",
         16 * MIB as u64,
         gpt::partition_types::BASIC,
-        0,
+        1 << 2, // legacy BIOS bootable
         None,
     )
     .unwrap();
@@ -183,7 +199,10 @@ fn gpt_partitions_and_names() {
             PartitionKind::Gpt(w.part_type_guid.guid.to_bytes_le())
         );
         assert_eq!(p.name.as_deref(), Some(w.name.as_str()));
+        let guid = w.part_guid.hyphenated().to_string().to_lowercase();
+        assert_eq!(p.uuid.as_deref(), Some(guid.as_str()));
     }
+    assert_eq!((parts[0].bootable, parts[1].bootable), (false, true));
     assert_eq!(parts[1].kind, PartitionKind::Gpt(GPT_BASIC_DATA));
     let (p, mut fs) = open_boot_fs(&mut dev, Some(PartSel::parse("boot"))).unwrap();
     assert_eq!(p.number, 2);
@@ -289,4 +308,12 @@ fn no_partition_table() {
 fn crc32_known_answer() {
     assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     assert_eq!(crc32(b""), 0);
+}
+
+#[test]
+fn guid_text_is_lowercase_8_4_4_4_12() {
+    assert_eq!(
+        kexboot_fs::part::guid_text(&kexboot_fs::part::GPT_ESP),
+        "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+    );
 }

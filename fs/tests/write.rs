@@ -538,6 +538,8 @@ fn partition_writes_are_bounded() {
         num_sectors: 20,
         kind: PartitionKind::Mbr(0x0C),
         name: None,
+        bootable: false,
+        uuid: None,
     };
     let mut p = PartitionDevice::new(&mut disk, &part).unwrap();
     p.write_sectors(19, &[7u8; 512]).unwrap();

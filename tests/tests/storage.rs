@@ -182,4 +182,6 @@ fn a_boot_script_gets_the_distro_boot_variables() {
         "{said}"
     );
     assert!(said.contains("dev=virtio 0:2 prefix=/boot/"), "{said}");
+    // The bootable partition is scanned first, as U-Boot's distro boot does.
+    assert!(said.starts_with("Scanning virtio 0:2..."), "{said}");
 }

@@ -50,7 +50,7 @@ pub fn default_env(board: &str) -> Env {
 }
 
 /// `/kexboot/env.txt` of the boot partition (empty when it has none).
-pub fn env_txt<D: BlockDevice>(fs: &mut Volume<D>) -> Env {
+pub fn env_txt<D: BlockDevice + 'static>(fs: &mut Volume<D>) -> Env {
     match fs.read_file(ENV_PATH, MAX_ENV as usize) {
         Ok(bytes) => {
             let (env, notes) = Env::parse(&String::from_utf8_lossy(&bytes));
