@@ -185,3 +185,59 @@ fn a_boot_script_gets_the_distro_boot_variables() {
     // The bootable partition is scanned first, as U-Boot's distro boot does.
     assert!(said.starts_with("Scanning virtio 0:2..."), "{said}");
 }
+
+/// The fs crate's ext4 test image (see fs/tests/data/mkext.sh for what it holds).
+fn ext4_image() -> Vec<u8> {
+    use std::io::Read;
+    let gz = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fs/tests/data/ext4.img.gz"
+    ))
+    .expect("ext4 test image");
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut out)
+        .expect("gunzip");
+    out
+}
+
+#[test]
+fn ext4_partitions_are_scanned_and_read_through_symlinks() {
+    let empty = fat(&[("/x", b"x")]);
+    let ext4 = ext4_image();
+    let d0 = mbr_disk(&[part(0x0c, false, &empty), part(0x83, false, &ext4)]);
+    let (mut sh, mut env) = shell_on_disks(TestBoard::new(), vec![d0]);
+    // The image's config names /boot/vmlinuz, a symlink to a file that is no arm64 Image.
+    let (out, said) = run(&mut sh, &mut env, "boot");
+    assert_eq!(out, Outcome::Failure, "{said}");
+    assert!(
+        said.contains("Scanning virtio 0:2...\nFound /extlinux/extlinux.conf"),
+        "{said}"
+    );
+    let addr = 0x4800_0000u64;
+    let (out, said) = run(
+        &mut sh,
+        &mut env,
+        &format!("ext4load virtio 0:2 {addr:#x} /boot/vmlinuz"),
+    );
+    assert_eq!(out, Outcome::Success, "{said}");
+    assert_eq!(env.get("filesize"), Some(format!("{:x}", 300_000).as_str()));
+    let want: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(ram_at(&sh, addr, want.len()), &want[..]);
+    let (out, said) = run(
+        &mut sh,
+        &mut env,
+        "fatload virtio 0:2 0x48000000 /boot/vmlinuz",
+    );
+    assert_eq!(out, Outcome::Failure);
+    assert!(said.contains("Unrecognized filesystem type"), "{said}");
+    let (out, said) = run(&mut sh, &mut env, "ext4ls virtio 0:2 /boot");
+    assert_eq!(out, Outcome::Success, "{said}");
+    assert!(said.contains("vmlinuz-6.1.0-test"), "{said}");
+    let (out, said) = run(&mut sh, &mut env, "load virtio 0:2 0x48000000 /loop_a");
+    assert_eq!(out, Outcome::Failure);
+    assert!(said.contains("/loop_a: "), "{said}");
+    // The FAT partition is still the home volume (the environment's store).
+    let (out, said) = run(&mut sh, &mut env, "saveenv");
+    assert_eq!(out, Outcome::Success, "{said}");
+}
