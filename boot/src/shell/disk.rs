@@ -180,6 +180,48 @@ impl<B: Board> Shell<B> {
         Ok(())
     }
 
+    /// `test -e <iface> <dev[:part]> <path>`: whether `path` exists. For now only the boot
+    /// partition's file system over virtio, whatever `dev[:part]` says (as `load`).
+    pub(crate) fn file_exists(
+        &mut self,
+        iface: &str,
+        dev: &str,
+        path: &str,
+    ) -> Result<bool, Error> {
+        if iface != "virtio" {
+            return Err(Error::NoDevice {
+                iface: iface.into(),
+                dev: dev.into(),
+            });
+        }
+        let fs = self
+            .fs
+            .as_mut()
+            .ok_or(Error::Refused("test -e: no boot partition"))?;
+        match fs.stat(path) {
+            Ok(_) => Ok(true),
+            Err(kexboot_fs::Error::NotFound) => Ok(false),
+            Err(err) => Err(Error::File {
+                path: path.into(),
+                err: err.into(),
+            }),
+        }
+    }
+
+    /// `len` bytes of plain RAM at `start` (never reserved memory): what `md` shows and
+    /// `source` reads.
+    pub(super) fn plain_ram(&self, start: u64, len: u64) -> Result<&[u8], Error> {
+        let end = start.saturating_add(len);
+        let not_plain = || Error::NotPlainRam { start, end };
+        let range = Range::new(start, end).map_err(|_| not_plain())?;
+        let inside = self.layout.ram.iter().any(|r| r.contains_range(&range))
+            && !self.layout.reserved.iter().any(|r| r.overlaps(&range));
+        if !inside {
+            return Err(not_plain());
+        }
+        self.board.ram(range).ok_or_else(not_plain)
+    }
+
     /// `md <address> [count]`: 32-bit words of plain RAM (never reserved memory).
     pub(super) fn md(
         &self,
@@ -194,18 +236,11 @@ impl<B: Board> Shell<B> {
             .transpose()?
             .unwrap_or(MD_WORDS)
             .min(MD_MAX_WORDS);
-        let end = start.checked_add(words * 4).ok_or_else(usage)?;
-        let not_plain = || Error::NotPlainRam { start, end };
+        start.checked_add(words * 4).ok_or_else(usage)?;
         if words == 0 {
             return Ok(());
         }
-        let range = Range::new(start, end).map_err(|_| not_plain())?;
-        let inside = self.layout.ram.iter().any(|r| r.contains_range(&range))
-            && !self.layout.reserved.iter().any(|r| r.overlaps(&range));
-        if !inside {
-            return Err(not_plain());
-        }
-        let bytes = self.board.ram(range).ok_or_else(not_plain)?;
+        let bytes = self.plain_ram(start, words * 4)?;
         let words: Vec<u32> = bytes
             .chunks_exact(4)
             .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))

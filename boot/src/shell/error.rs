@@ -29,6 +29,8 @@ pub enum Error {
     NotPlainRam { start: u64, end: u64 },
     /// `load` over an interface kexboot has no driver for.
     Interface(String),
+    /// A device that is not there (U-Boot's "Bad device specification").
+    NoDevice { iface: String, dev: String },
     /// A file could not be read (from the disk, or by TFTP).
     File { path: String, err: FileError },
     /// `saveenv` failed.
@@ -73,6 +75,9 @@ impl fmt::Display for Error {
                 write!(f, "md: {start:#x}..{end:#x} is not plain RAM")
             }
             Error::Interface(i) => write!(f, "load: interface '{i}' not supported (virtio)"),
+            Error::NoDevice { iface, dev } => {
+                write!(f, "** Bad device specification {iface} {dev} **")
+            }
             Error::File { path, err } => write!(f, "{path}: {err}"),
             Error::Save(e) => write!(f, "saveenv: {e}"),
             Error::Dhcp(e) => write!(f, "DHCP: {e}"),
