@@ -4,7 +4,9 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
+use crate::env::Env;
 use crate::script::{CmdError, Commands, Ctx, BUILTINS};
 
 /// The name of the command the table answers itself: every command's help line, then the
@@ -23,6 +25,29 @@ pub struct Command<T: ?Sized> {
     /// One line: usage, ` - `, what it does.
     pub help: &'static str,
     pub run: Handler<T>,
+}
+
+/// What the language's built-ins need of the state a table runs on (see the same methods of
+/// [`Commands`], which the table forwards here): `None`, the default, is "this firmware has
+/// none".
+pub trait Services {
+    /// `test -e <iface> <dev[:part]> <path>`.
+    fn file_exists(
+        &mut self,
+        _iface: &str,
+        _dev: &str,
+        _path: &str,
+    ) -> Option<Result<bool, String>> {
+        None
+    }
+    /// `source`: `len` bytes of RAM at `addr`.
+    fn read_memory(&mut self, _addr: u64, _len: usize) -> Option<Result<Vec<u8>, String>> {
+        None
+    }
+    /// `env default`.
+    fn default_env(&self) -> Option<Env> {
+        None
+    }
 }
 
 /// A command table over the state `T` it runs on: what the interpreter calls.
@@ -60,7 +85,7 @@ impl<'a, T: ?Sized> Table<'a, T> {
     }
 }
 
-impl<T: ?Sized> Commands for Table<'_, T> {
+impl<T: ?Sized + Services> Commands for Table<'_, T> {
     fn has(&self, name: &str) -> bool {
         name == HELP || self.find(name).is_some()
     }
@@ -81,6 +106,18 @@ impl<T: ?Sized> Commands for Table<'_, T> {
             ))),
         }
     }
+
+    fn file_exists(&mut self, iface: &str, dev: &str, path: &str) -> Option<Result<bool, String>> {
+        self.state.file_exists(iface, dev, path)
+    }
+
+    fn read_memory(&mut self, addr: u64, len: usize) -> Option<Result<Vec<u8>, String>> {
+        self.state.read_memory(addr, len)
+    }
+
+    fn default_env(&self) -> Option<Env> {
+        self.state.default_env()
+    }
 }
 
 /// U-Boot's number syntax for addresses and sizes: hex, with or without `0x`.
@@ -91,7 +128,6 @@ pub fn parse_hex(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::Env;
     use crate::script::{Interp, Outcome};
     use crate::{FakeClock, FakeConsole};
     use alloc::vec::Vec;
@@ -99,6 +135,12 @@ mod tests {
     #[derive(Default)]
     struct State {
         seen: Vec<Vec<String>>,
+    }
+
+    impl Services for State {
+        fn file_exists(&mut self, _: &str, _: &str, path: &str) -> Option<Result<bool, String>> {
+            Some(Ok(path == "/there"))
+        }
     }
 
     fn record(s: &mut State, argv: &[String], _: &mut Ctx) -> Result<(), CmdError> {
@@ -166,5 +208,21 @@ mod tests {
         let (out, said) = run("nope", &mut s);
         assert_eq!(out, Outcome::Failure);
         assert_eq!(said, "Unknown command 'nope' - try 'help'\n");
+    }
+
+    #[test]
+    fn the_table_forwards_what_built_ins_need() {
+        let mut s = State::default();
+        let (out, _) = run("test -e virtio 0:1 /there", &mut s);
+        assert_eq!(out, Outcome::Success);
+        let (out, _) = run("test -e virtio 0:1 /gone", &mut s);
+        assert_eq!(out, Outcome::Failure);
+        // What the state does not provide, the built-in says it lacks.
+        let (out, said) = run("source 1000", &mut s);
+        assert_eq!(out, Outcome::Failure);
+        assert!(said.contains("cannot read RAM"), "{said}");
+        let (out, said) = run("env default -a", &mut s);
+        assert_eq!(out, Outcome::Failure);
+        assert!(said.contains("no default environment"), "{said}");
     }
 }

@@ -1,20 +1,22 @@
-//! The command language of the shell and of boot scripts: a small, loop-free subset of U-Boot's
-//! hush. Commands are separated by `;` or newlines and chained with `&&` / `||`;
-//! `if <list>; then <list>; [elif <list>; then <list>;] [else <list>;] fi` nests; `$name`,
-//! `${name}` and `$?` expand from the [`Env`] (unquoted expansions split on blanks, `"..."`
-//! keeps one word, `'...'` expands nothing); `#` starts a comment; `\` escapes one character.
+//! The command language of the shell and of boot scripts: the part of U-Boot's hush that boot
+//! scripts use. Commands are separated by `;` or newlines and chained with `&&` / `||`;
+//! `if <list>; then <list>; [elif <list>; then <list>;] [else <list>;] fi`,
+//! `for name in words...; do <list>; done`, `while <list>; do <list>; done` and `until` nest;
+//! `$name`, `${name}` and `$?` expand (a `for` variable, a hush local as in U-Boot, first, then
+//! the [`Env`]; unquoted expansions split on blanks, `"..."` keeps one word, `'...'` expands
+//! nothing); `#` starts a comment; `\` escapes one character.
 //!
 //! Built-ins: `echo [-n]`, `setenv name [value...]` (no value = delete), `printenv [name...]`,
-//! `run var...`, `sleep N[.frac]`, `test`, `true`, `false`, `exit [n]`. Every other command goes
-//! to the firmware's [`Commands`]; an unknown one fails with U-Boot's "Unknown command 'x' - try
-//! 'help'" and the script goes on, as in U-Boot.
+//! `env exists|set|print|delete|default`, `run var...`, `source [addr]`, `sleep N[.frac]`,
+//! `test` (U-Boot's, [`cond`]), `itest` and `setexpr` ([`expr`]), `true`, `false`, `exit [n]`.
+//! Every other command goes to the firmware's [`Commands`]; an unknown one fails with U-Boot's
+//! "Unknown command 'x' - try 'help'" and the script goes on, as in U-Boot.
 //!
 //! A whole text is parsed before anything runs, so a script with a syntax error runs nothing and
 //! the error says where (`script:3:12: unexpected 'fi'`). Everything is bounded: text length,
-//! `if` nesting, `run` depth, arguments, expanded bytes, and the work one call may do: a step
-//! budget charged for every command executed and for every byte parsed, expanded or printed
-//! (the language has no loops, but `run` can fan out, and each `run` parses its variable's text
-//! again).
+//! nesting, `run` and `source` depth, arguments, expanded bytes, and the work one call may do: a
+//! step budget charged for every command executed, every loop iteration, and every byte parsed,
+//! expanded or printed (`run` can fan out, and each `run` parses its variable's text again).
 //!
 //! [`parse_legacy_script_image`] unwraps U-Boot's `boot.scr` (a `mkimage -T script` image).
 
@@ -26,12 +28,20 @@ use core::fmt;
 use crate::console::{Clock, Console};
 use crate::env::Env;
 
+mod cond;
+mod expr;
+mod regex;
+
 /// Longest script text accepted.
 pub const MAX_SCRIPT: usize = 64 << 10;
-/// Deepest `if` nesting in one text.
+/// Deepest nesting of `if`, `for`, `while` and `until` in one text.
 pub const MAX_IF_NESTING: usize = 16;
 /// Deepest `run` nesting (U-Boot: "run: nesting too deep").
 pub const MAX_RUN_DEPTH: usize = 16;
+/// Deepest `source` nesting (a script image that sources itself stops here).
+pub const MAX_SOURCE_DEPTH: usize = 8;
+/// Most `for` variables (hush locals) one interpreter keeps.
+pub const MAX_LOCALS: usize = 32;
 /// Deepest combined nesting (`if` inside `run` inside `if`...) while running.
 pub const MAX_DEPTH: usize = 64;
 /// Most arguments of one command, after expansion (U-Boot's `CONFIG_SYS_MAXARGS`).
@@ -39,7 +49,7 @@ pub const MAX_ARGS: usize = 64;
 /// Most bytes of one command's arguments after expansion.
 pub const MAX_EXPANDED: usize = 32 << 10;
 /// The step budget of one top-level call ([`Interp::run`], [`Interp::exec`]): every command
-/// executed costs one step, and every [`BYTES_PER_STEP`] bytes of text parsed (the script, and
+/// executed and every loop iteration costs one step, and every [`BYTES_PER_STEP`] bytes of text parsed (the script, and
 /// the variable of every `run`), of arguments expanded or of `printenv` output cost one more. So
 /// one call parses, expands and prints at most `MAX_STEPS * BYTES_PER_STEP` bytes (1.25 MiB, plus
 /// the one command that crosses the line), whatever the fan-out.
@@ -57,12 +67,31 @@ pub const MAX_ENV_BYTES: usize = 64 << 10;
 /// Built-in commands and a one-line help for each (for the firmware's `help`).
 pub const BUILTINS: &[(&str, &str)] = &[
     ("echo", "echo args to console"),
+    (
+        "env",
+        "env exists name | set name [value...] | print [name...] | delete name... | default [-a | name...] - environment handling commands",
+    ),
     ("exit", "exit script"),
     ("false", "do nothing, unsuccessfully"),
+    (
+        "itest",
+        "itest[.b, .w, .l, .q, .s] value1 <op> value2 - return true/false on integer (hex) compare",
+    ),
     ("printenv", "print environment variables"),
     ("run", "run commands in an environment variable"),
+    (
+        "setexpr",
+        "setexpr[.b, .w, .l, .q] name value1 [<op> value2] | setexpr name [g]sub r s [t] - set a variable to an expression (hex)",
+    ),
     ("setenv", "set environment variables"),
-    ("sleep", "delay execution for some time"),
+    (
+        "sleep",
+        "delay execution for some time",
+    ),
+    (
+        "source",
+        "source [addr] - run the script image (mkimage -T script) at addr (default ${loadaddr}, else ${scriptaddr})",
+    ),
     ("test", "minimal test like /bin/sh"),
     ("true", "do nothing, successfully"),
 ];
@@ -80,9 +109,9 @@ pub enum Syntax {
     Unterminated(&'static str),
     /// `${}` or a `${...}` name with characters a variable cannot have.
     BadSubstitution,
-    /// A construct of full hush this language leaves out (`for`, `while`, `|`...).
+    /// A construct of full hush this language leaves out (`case`, `|`...).
     Unsupported(&'static str),
-    /// `if` nested deeper than `max`.
+    /// `if`/`for`/`while`/`until` nested deeper than `max`.
     NestingTooDeep { max: usize },
     /// A command with more than `max` words.
     TooManyArgs { max: usize },
@@ -98,7 +127,9 @@ impl fmt::Display for Syntax {
             Syntax::Unterminated(what) => write!(f, "unterminated {what}"),
             Syntax::BadSubstitution => write!(f, "bad substitution"),
             Syntax::Unsupported(what) => write!(f, "{what} is not supported"),
-            Syntax::NestingTooDeep { max } => write!(f, "'if' nested deeper than {max}"),
+            Syntax::NestingTooDeep { max } => {
+                write!(f, "'if'/'for'/'while' nested deeper than {max}")
+            }
             Syntax::TooManyArgs { max } => write!(f, "more than {max} words in one command"),
         }
     }
@@ -122,6 +153,10 @@ pub enum Error {
     },
     /// `run` nested deeper than `max`.
     RunTooDeep { max: usize },
+    /// `source` nested deeper than `max`.
+    SourceTooDeep { max: usize },
+    /// More than `max` distinct `for` variables.
+    TooManyLocals { max: usize },
     /// `if`/`run` nested deeper than `max` while running.
     NestingTooDeep { max: usize },
     /// The call used up its budget of `max` steps ([`MAX_STEPS`]); `used` says on what.
@@ -163,6 +198,12 @@ impl fmt::Display for Error {
                 write!(f, "{name}: {len} bytes long, expected at most {max}")
             }
             Error::RunTooDeep { max } => write!(f, "run: nesting too deep (more than {max})"),
+            Error::SourceTooDeep { max } => {
+                write!(f, "source: nesting too deep (more than {max})")
+            }
+            Error::TooManyLocals { max } => {
+                write!(f, "script: more than {max} distinct 'for' variables")
+            }
             Error::NestingTooDeep { max } => {
                 write!(f, "script: nesting too deep (more than {max})")
             }
@@ -247,6 +288,18 @@ enum Command {
     If {
         branches: Vec<(Vec<AndOr>, Vec<AndOr>)>,
         otherwise: Option<Vec<AndOr>>,
+    },
+    /// `for var in words; do body; done`.
+    For {
+        var: String,
+        words: Vec<Word>,
+        body: Vec<AndOr>,
+    },
+    /// `while cond; do body; done` (`until`: the condition negated).
+    Loop {
+        until: bool,
+        cond: Vec<AndOr>,
+        body: Vec<AndOr>,
     },
 }
 
@@ -524,13 +577,7 @@ fn describe(tok: &Tok) -> String {
     }
 }
 
-const UNSUPPORTED_KEYWORDS: &[(&str, &str)] = &[
-    ("for", "'for' (scripts have no loops)"),
-    ("while", "'while' (scripts have no loops)"),
-    ("until", "'until' (scripts have no loops)"),
-    ("case", "'case'"),
-    ("function", "'function'"),
-];
+const UNSUPPORTED_KEYWORDS: &[(&str, &str)] = &[("case", "'case'"), ("function", "'function'")];
 
 impl<'a> Parser<'a> {
     fn peek(&mut self) -> PResult<&Token> {
@@ -625,6 +672,8 @@ impl<'a> Parser<'a> {
         };
         match first.keyword() {
             Some("if") => return self.if_rest(t.line, t.col),
+            Some("for") => return self.for_rest(t.line, t.col),
+            Some(k @ ("while" | "until")) => return self.loop_rest(k == "until", t.line, t.col),
             Some(k @ ("then" | "elif" | "else" | "fi" | "do" | "done")) => {
                 return Err((t.line, t.col, Syntax::Unexpected(k.to_string())));
             }
@@ -651,7 +700,8 @@ impl<'a> Parser<'a> {
         Ok(Command::Simple(words))
     }
 
-    fn if_rest(&mut self, line: u32, col: u32) -> PResult<Command> {
+    /// One more level of compound command at `line:col`.
+    fn nest(&mut self, line: u32, col: u32) -> PResult<()> {
         self.nesting += 1;
         if self.nesting > MAX_IF_NESTING {
             return Err((
@@ -662,6 +712,84 @@ impl<'a> Parser<'a> {
                 },
             ));
         }
+        Ok(())
+    }
+
+    /// After `for`: `name [in words...]` up to a separator, then `do <list> done`.
+    fn for_rest(&mut self, line: u32, col: u32) -> PResult<Command> {
+        self.nest(line, col)?;
+        let t = self.next()?;
+        let var = match &t.tok {
+            Tok::Word(w) => match w.keyword() {
+                Some(k) if !k.is_empty() && k.chars().all(is_name_char) => k.to_string(),
+                _ => return Err((t.line, t.col, Syntax::Unexpected(describe(&t.tok)))),
+            },
+            Tok::Eof => return Err(self.end_error("name")),
+            other => return Err((t.line, t.col, Syntax::Unexpected(describe(other)))),
+        };
+        let mut words = Vec::new();
+        if let Tok::Word(w) = &self.peek()?.tok {
+            if w.keyword() != Some("in") {
+                let t = self.next()?;
+                return Err((t.line, t.col, Syntax::Unexpected(describe(&t.tok))));
+            }
+            self.next()?;
+            loop {
+                let t = self.next()?;
+                match t.tok {
+                    Tok::Word(w) if words.len() < MAX_ARGS => words.push(w),
+                    Tok::Word(_) => {
+                        return Err((t.line, t.col, Syntax::TooManyArgs { max: MAX_ARGS }))
+                    }
+                    Tok::Sep(_) => break,
+                    Tok::Eof => return Err(self.end_error("do")),
+                    other => return Err((t.line, t.col, Syntax::Unexpected(describe(&other)))),
+                }
+            }
+        }
+        let body = self.do_done()?;
+        self.nesting -= 1;
+        Ok(Command::For { var, words, body })
+    }
+
+    /// After `while`/`until`: `<list> do <list> done`.
+    fn loop_rest(&mut self, until: bool, line: u32, col: u32) -> PResult<Command> {
+        self.nest(line, col)?;
+        let cond = match self.list(&["do"])? {
+            (c, Some((_, l, cl))) if c.is_empty() => {
+                return Err((l, cl, Syntax::Unexpected("do".to_string())));
+            }
+            (c, Some(_)) => c,
+            (_, None) => return Err(self.end_error("do")),
+        };
+        let (body, end) = self.list(&["done"])?;
+        if end.is_none() {
+            return Err(self.end_error("done"));
+        }
+        self.nesting -= 1;
+        Ok(Command::Loop { until, cond, body })
+    }
+
+    /// Separators, `do`, the body, `done`.
+    fn do_done(&mut self) -> PResult<Vec<AndOr>> {
+        while let Tok::Sep(_) = self.peek()?.tok {
+            self.next()?;
+        }
+        let t = self.next()?;
+        match &t.tok {
+            Tok::Word(w) if w.keyword() == Some("do") => {}
+            Tok::Eof => return Err(self.end_error("do")),
+            other => return Err((t.line, t.col, Syntax::Unexpected(describe(other)))),
+        }
+        let (body, end) = self.list(&["done"])?;
+        if end.is_none() {
+            return Err(self.end_error("done"));
+        }
+        Ok(body)
+    }
+
+    fn if_rest(&mut self, line: u32, col: u32) -> PResult<Command> {
+        self.nest(line, col)?;
         let mut branches = Vec::new();
         let mut otherwise = None;
         loop {
@@ -764,12 +892,32 @@ impl fmt::Display for CmdError {
     }
 }
 
-/// The firmware's commands (everything that is not a built-in).
+/// The firmware's commands (everything that is not a built-in), and what the built-ins need of
+/// the firmware: storage for `test -e`, RAM for `source`, the defaults for `env default`. Each
+/// of those answers `None` by default: "this firmware has none".
 pub trait Commands {
     /// Runs `argv` (`argv[0]` is a name [`Commands::has`] accepts).
     fn call(&mut self, argv: &[String], ctx: &mut Ctx) -> Result<(), CmdError>;
     /// Whether `call` accepts the command `name`.
     fn has(&self, name: &str) -> bool;
+    /// `test -e <iface> <dev[:part]> <path>`: whether the file exists; the error says why the
+    /// device or file system could not be read.
+    fn file_exists(
+        &mut self,
+        _iface: &str,
+        _dev: &str,
+        _path: &str,
+    ) -> Option<Result<bool, String>> {
+        None
+    }
+    /// `source`: `len` bytes of RAM at `addr`; the error says why they may not be read.
+    fn read_memory(&mut self, _addr: u64, _len: usize) -> Option<Result<Vec<u8>, String>> {
+        None
+    }
+    /// `env default`: the firmware's default environment.
+    fn default_env(&self) -> Option<Env> {
+        None
+    }
 }
 
 /// No firmware commands: only the built-ins.
@@ -833,7 +981,10 @@ pub struct Interp {
     status: bool,
     used: Usage,
     run_depth: usize,
+    source_depth: usize,
     depth: usize,
+    /// `for` variables (hush locals: looked up before the environment, never saved).
+    locals: Vec<(String, String)>,
 }
 
 impl Default for Interp {
@@ -853,7 +1004,9 @@ impl Interp {
             status: true,
             used: Usage::default(),
             run_depth: 0,
+            source_depth: 0,
             depth: 0,
+            locals: Vec::new(),
         }
     }
 
@@ -896,6 +1049,7 @@ impl Interp {
     fn reset(&mut self) {
         self.used = Usage::default();
         self.run_depth = 0;
+        self.source_depth = 0;
         self.depth = 0;
     }
 
@@ -1002,7 +1156,87 @@ impl Interp {
                 self.depth -= 1;
                 Ok(flow)
             }
+            Command::For { var, words, body } => {
+                let values = self.expand(words, ctx.env)?;
+                let expanded: usize = values.iter().map(String::len).sum();
+                self.used.expanded_bytes = self.used.expanded_bytes.saturating_add(expanded as u64);
+                self.check_budget()?;
+                self.enter()?;
+                self.status = true;
+                let mut flow = Flow::Normal;
+                for v in values {
+                    if !self.iteration(ctx)? {
+                        break;
+                    }
+                    self.set_local(var, v)?;
+                    flow = self.list(body, ctx, cmds)?;
+                    if flow != Flow::Normal {
+                        break;
+                    }
+                }
+                self.depth -= 1;
+                Ok(flow)
+            }
+            Command::Loop { until, cond, body } => {
+                self.enter()?;
+                let mut status = true;
+                let mut flow = Flow::Normal;
+                loop {
+                    if !self.iteration(ctx)? {
+                        status = false;
+                        break;
+                    }
+                    flow = self.list(cond, ctx, cmds)?;
+                    if flow != Flow::Normal || self.status == *until {
+                        break;
+                    }
+                    flow = self.list(body, ctx, cmds)?;
+                    status = self.status;
+                    if flow != Flow::Normal {
+                        break;
+                    }
+                }
+                if flow == Flow::Normal {
+                    self.status = status;
+                }
+                self.depth -= 1;
+                Ok(flow)
+            }
         }
+    }
+
+    /// The start of one loop iteration: charged a step, so a loop that runs no command still
+    /// ends; false (the loop stops, `$?` 1) when Ctrl-C was typed.
+    fn iteration(&mut self, ctx: &mut Ctx) -> Result<bool, Error> {
+        self.used.commands = self.used.commands.saturating_add(1);
+        self.check_budget()?;
+        if ctx.console.interrupted() {
+            ctx.console.write_str("<INTERRUPT>\n");
+            self.status = false;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn set_local(&mut self, name: &str, value: String) -> Result<(), Error> {
+        if let Some(slot) = self.locals.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = value;
+            return Ok(());
+        }
+        if self.locals.len() >= MAX_LOCALS {
+            return Err(Error::TooManyLocals { max: MAX_LOCALS });
+        }
+        self.locals.push((name.to_string(), value));
+        Ok(())
+    }
+
+    /// A variable's value: a `for` variable first (as hush's locals), then the environment.
+    fn lookup<'e>(&'e self, name: &str, env: &'e Env) -> Option<&'e str> {
+        self.locals
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .or_else(|| env.get(name))
     }
 
     fn enter(&mut self) -> Result<(), Error> {
@@ -1027,7 +1261,7 @@ impl Interp {
                     Part::Var { name, quoted } if name == "?" => {
                         (if self.status { "0" } else { "1" }, *quoted)
                     }
-                    Part::Var { name, quoted } => (env.get(name).unwrap_or(""), *quoted),
+                    Part::Var { name, quoted } => (self.lookup(name, env).unwrap_or(""), *quoted),
                 };
                 if used + cur.len() + value.len() > MAX_EXPANDED {
                     return Err(Error::ExpansionTooLong { max: MAX_EXPANDED });
@@ -1092,20 +1326,41 @@ impl Interp {
                 true
             }
             "setenv" => setenv(args, ctx),
-            "printenv" => {
-                let (ok, printed) = printenv(args, ctx);
-                self.used.printed_bytes = self.used.printed_bytes.saturating_add(printed as u64);
-                self.check_budget()?;
-                ok
-            }
+            "printenv" => self.printenv(args, ctx)?,
+            "env" => return self.env(args, ctx, cmds),
             "sleep" => sleep(args, ctx),
-            "test" => match eval_test(args) {
-                Ok(v) => v,
-                Err(msg) => {
-                    ctx.console.write_str(&format!("test: {msg}\n"));
-                    false
+            "test" => {
+                let mut exists = |iface: &str, dev: &str, path: &str| {
+                    cmds.file_exists(iface, dev, path)
+                        .unwrap_or_else(|| Err("-e: no storage to look in".to_string()))
+                };
+                match cond::eval(args, &mut exists) {
+                    Ok(v) => v,
+                    Err(msg) => {
+                        ctx.console.write_str(&format!("test: {msg}\n"));
+                        false
+                    }
                 }
-            },
+            }
+            name if name == "setexpr" || name.starts_with("setexpr.") => {
+                let suffix = name.split_once('.').map(|(_, s)| s);
+                let env = &*ctx.env;
+                let current = |n: &str| self.lookup(n, env).map(str::to_string);
+                match expr::setexpr(suffix, args, &current, MAX_EXPANDED) {
+                    Ok(a) => set_var(&a.name, &a.value, ctx),
+                    Err(msg) => say(ctx, &msg),
+                }
+            }
+            name if name == "itest" || name.starts_with("itest.") => {
+                let suffix = name.split_once('.').map(|(_, s)| s);
+                let env = &*ctx.env;
+                let var = |n: &str| self.lookup(n, env).map(str::to_string);
+                match expr::itest(suffix, args, &var) {
+                    Ok(v) => v,
+                    Err(msg) => say(ctx, &msg),
+                }
+            }
+            "source" => return self.source(args, ctx, cmds),
             "exit" => {
                 self.status = args.first().is_none_or(|a| a.trim() == "0");
                 return Ok(Flow::Exit);
@@ -1167,6 +1422,160 @@ impl Interp {
         }
         Ok(Flow::Normal)
     }
+
+    /// `printenv [name...]`, charged for what it prints.
+    fn printenv(&mut self, args: &[String], ctx: &mut Ctx) -> Result<bool, Error> {
+        let (ok, printed) = printenv(args, ctx);
+        self.used.printed_bytes = self.used.printed_bytes.saturating_add(printed as u64);
+        self.check_budget()?;
+        Ok(ok)
+    }
+
+    /// `env exists|set|print|delete|default`: `set` and `print` are `setenv` and `printenv`.
+    fn env(
+        &mut self,
+        args: &[String],
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Flow, Error> {
+        let rest = args.get(1..).unwrap_or_default();
+        let ok = match args.first().map(String::as_str) {
+            Some("exists") => match rest {
+                [name] => ctx.env.get(name).is_some(),
+                _ => say(ctx, "Usage: env exists name"),
+            },
+            Some("set") => setenv(rest, ctx),
+            Some("print") => self.printenv(rest, ctx)?,
+            Some("delete") => {
+                let names: Vec<&String> = rest.iter().filter(|a| *a != "-f").collect();
+                for n in &names {
+                    ctx.env.unset(n);
+                }
+                !names.is_empty() || say(ctx, "Usage: env delete [-f] name...")
+            }
+            Some("default") => env_default(rest, ctx, cmds),
+            _ => say(
+                ctx,
+                "Usage: env exists name | set name [value...] | print [name...] | \
+                 delete [-f] name... | default [-f] -a | default [-f] name...",
+            ),
+        };
+        self.status = ok;
+        Ok(Flow::Normal)
+    }
+
+    /// `source [addr]`: runs the `mkimage -T script` image at `addr` (default `loadaddr`, else
+    /// `scriptaddr`) here, with this call's budget and variables; a bad image or text fails
+    /// the command (the caller goes on), as U-Boot's.
+    fn source(
+        &mut self,
+        args: &[String],
+        ctx: &mut Ctx,
+        cmds: &mut dyn Commands,
+    ) -> Result<Flow, Error> {
+        self.status = false;
+        let from_env = || {
+            ctx.env
+                .get("loadaddr")
+                .or_else(|| ctx.env.get("scriptaddr"))
+        };
+        let Some(arg) = args
+            .first()
+            .map(String::as_str)
+            .or_else(from_env)
+            .map(str::to_string)
+        else {
+            say(
+                ctx,
+                "source: no address given, and neither loadaddr nor scriptaddr is set",
+            );
+            return Ok(Flow::Normal);
+        };
+        let addr = match expr::hex(&arg) {
+            Ok(a) => a,
+            Err(m) => {
+                say(ctx, &format!("source: {m}"));
+                return Ok(Flow::Normal);
+            }
+        };
+        ctx.console
+            .write_str(&format!("## Executing script at {addr:08x}\n"));
+        let text = match read_script_image(addr, cmds) {
+            Ok(t) => t,
+            Err(m) => {
+                say(ctx, &format!("source: {addr:#x}: {m}"));
+                return Ok(Flow::Normal);
+            }
+        };
+        let script = match self.parse_charged(&format!("script@{addr:#x}"), &text) {
+            Ok(s) => s,
+            Err(e @ Error::TooManySteps { .. }) => return Err(e),
+            Err(e) => {
+                say(ctx, &format!("source: {e}"));
+                return Ok(Flow::Normal);
+            }
+        };
+        self.source_depth += 1;
+        if self.source_depth > MAX_SOURCE_DEPTH {
+            return Err(Error::SourceTooDeep {
+                max: MAX_SOURCE_DEPTH,
+            });
+        }
+        self.enter()?;
+        let flow = self.list(&script.items, ctx, cmds)?;
+        self.depth -= 1;
+        self.source_depth -= 1;
+        // `exit` ends the sourced script, not its caller.
+        Ok(match flow {
+            Flow::Exit => Flow::Normal,
+            f => f,
+        })
+    }
+}
+
+/// The script text of the legacy image at `addr`: its header first, for the size, then the
+/// whole image, which must fit [`MAX_SCRIPT`] and its size table.
+fn read_script_image(addr: u64, cmds: &mut dyn Commands) -> Result<String, String> {
+    let mut read = |len: usize| {
+        cmds.read_memory(addr, len)
+            .unwrap_or_else(|| Err("this firmware cannot read RAM for scripts".to_string()))
+    };
+    let header = read(IH_HEADER_LEN)?;
+    let size = be32(&header, 12).ok_or("short read")? as usize;
+    let max = MAX_SCRIPT + 4 * (MAX_SIZE_TABLE + 1);
+    if size > max {
+        return Err(format!(
+            "script image of {size} bytes, expected at most {max}"
+        ));
+    }
+    let image = read(IH_HEADER_LEN + size)?;
+    parse_legacy_script_image(&image)
+        .map(str::to_string)
+        .map_err(|e| e.to_string())
+}
+
+/// `env default -a` (everything) or `env default name...` (those variables), from the
+/// firmware's defaults; `-f` is accepted and means nothing (no variable is protected).
+fn env_default(args: &[String], ctx: &mut Ctx, cmds: &mut dyn Commands) -> bool {
+    let Some(defaults) = cmds.default_env() else {
+        return say(ctx, "## Error: this firmware has no default environment");
+    };
+    let names: Vec<&String> = args.iter().filter(|a| *a != "-f").collect();
+    if names.is_empty() || names.iter().any(|n| *n == "-a") {
+        *ctx.env = defaults;
+        ctx.console
+            .write_str("## Resetting to default environment\n");
+        return true;
+    }
+    for n in names {
+        match defaults.get(n) {
+            Some(v) => ctx.env.set(n, v),
+            None => {
+                ctx.env.unset(n);
+            }
+        }
+    }
+    true
 }
 
 fn valid_env_name(n: &str) -> bool {
@@ -1188,7 +1597,17 @@ fn setenv(args: &[String], ctx: &mut Ctx) -> bool {
         ctx.env.unset(name);
         return true;
     }
-    let value = args[1..].join(" ");
+    set_var(name, &args[1..].join(" "), ctx)
+}
+
+/// Sets one variable within [`MAX_ENV_BYTES`]: what `setenv`, `env set` and `setexpr` store
+/// through.
+fn set_var(name: &str, value: &str, ctx: &mut Ctx) -> bool {
+    if !valid_env_name(name) {
+        ctx.console
+            .write_str(&format!("## Error: illegal variable name \"{name}\"\n"));
+        return false;
+    }
     let old = ctx.env.get(name).map_or(0, |v| name.len() + v.len() + 2);
     if ctx.env.bytes() - old + name.len() + value.len() + 2 > MAX_ENV_BYTES {
         ctx.console.write_str(&format!(
@@ -1196,8 +1615,15 @@ fn setenv(args: &[String], ctx: &mut Ctx) -> bool {
         ));
         return false;
     }
-    ctx.env.set(name, &value);
+    ctx.env.set(name, value);
     true
+}
+
+/// Prints `msg` and a newline; false, for a failed built-in.
+fn say(ctx: &mut Ctx, msg: &str) -> bool {
+    ctx.console.write_str(msg);
+    ctx.console.write_str("\n");
+    false
 }
 
 /// Whether every variable asked for exists, and the bytes printed.
@@ -1270,102 +1696,6 @@ fn sleep(args: &[String], ctx: &mut Ctx) -> bool {
         }
     }
     true
-}
-
-fn parse_int(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let (neg, digits) = match t.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, t),
-    };
-    let v = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        Some(hex) => i64::from_str_radix(hex, 16),
-        None => digits.parse::<i64>(),
-    }
-    .map_err(|_| format!("'{s}': integer expected"))?;
-    Ok(if neg { -v } else { v })
-}
-
-/// `test`'s expression: `-o` binds looser than `-a`, `!` negates, primaries are `-z s`, `-n s`,
-/// `a OP b` and a lone string (true when not empty).
-fn eval_test(args: &[String]) -> Result<bool, String> {
-    if args.is_empty() {
-        return Ok(false);
-    }
-    let mut pos = 0;
-    let v = test_or(args, &mut pos)?;
-    match args.get(pos) {
-        None => Ok(v),
-        Some(extra) => Err(format!("unexpected '{extra}'")),
-    }
-}
-
-fn test_or(a: &[String], pos: &mut usize) -> Result<bool, String> {
-    let mut v = test_and(a, pos)?;
-    while a.get(*pos).is_some_and(|s| s == "-o") {
-        *pos += 1;
-        v |= test_and(a, pos)?;
-    }
-    Ok(v)
-}
-
-fn test_and(a: &[String], pos: &mut usize) -> Result<bool, String> {
-    let mut v = test_not(a, pos)?;
-    while a.get(*pos).is_some_and(|s| s == "-a") {
-        *pos += 1;
-        v &= test_not(a, pos)?;
-    }
-    Ok(v)
-}
-
-fn test_not(a: &[String], pos: &mut usize) -> Result<bool, String> {
-    // Iterative: `! ! ! x` cannot recurse deeper than the argument count allows anyway.
-    let mut negate = false;
-    while a.get(*pos).is_some_and(|s| s == "!") && *pos + 1 < a.len() {
-        negate = !negate;
-        *pos += 1;
-    }
-    Ok(test_primary(a, pos)? != negate)
-}
-
-fn test_primary(a: &[String], pos: &mut usize) -> Result<bool, String> {
-    let Some(first) = a.get(*pos) else {
-        return Err("argument expected".to_string());
-    };
-    if let (Some(op), Some(rhs)) = (a.get(*pos + 1), a.get(*pos + 2)) {
-        let (l, r) = (first.as_str(), rhs.as_str());
-        let v = match op.as_str() {
-            "=" | "==" => Some(l == r),
-            "!=" => Some(l != r),
-            "<" => Some(l < r),
-            ">" => Some(l > r),
-            "-eq" | "-ne" | "-lt" | "-gt" | "-le" | "-ge" => {
-                let (x, y) = (parse_int(l)?, parse_int(r)?);
-                Some(match op.as_str() {
-                    "-eq" => x == y,
-                    "-ne" => x != y,
-                    "-lt" => x < y,
-                    "-gt" => x > y,
-                    "-le" => x <= y,
-                    _ => x >= y,
-                })
-            }
-            _ => None,
-        };
-        if let Some(v) = v {
-            *pos += 3;
-            return Ok(v);
-        }
-    }
-    if let (Some(op @ ("-z" | "-n")), Some(s)) = (Some(first.as_str()), a.get(*pos + 1)) {
-        *pos += 2;
-        return Ok((op == "-z") == s.is_empty());
-    }
-    *pos += 1;
-    Ok(!first.is_empty())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,10 +11,14 @@ use kexboot_boot::script::{
 use kexboot_boot::{Clock, Console, FakeClock, FakeConsole};
 use proptest::prelude::*;
 
-/// Firmware commands for tests: records every call; `fail` fails, `boot` stops.
+/// Firmware commands for tests: records every call; `fail` fails, `boot` stops. Files for
+/// `test -e` (on `virtio` only), RAM for `source`, defaults for `env default`.
 #[derive(Default)]
 struct Rec {
     calls: Vec<Vec<String>>,
+    files: Vec<&'static str>,
+    ram: Vec<(u64, Vec<u8>)>,
+    defaults: Option<Env>,
 }
 
 impl Commands for Rec {
@@ -22,7 +26,7 @@ impl Commands for Rec {
         self.calls.push(argv.to_vec());
         match argv[0].as_str() {
             "fail" => Err(CmdError::Msg("fail: it failed".into())),
-            "boot" => Err(CmdError::Stop),
+            "boot" | "booti" => Err(CmdError::Stop),
             _ => {
                 ctx.console.write_str("<load>");
                 Ok(())
@@ -30,7 +34,23 @@ impl Commands for Rec {
         }
     }
     fn has(&self, name: &str) -> bool {
-        ["load", "fail", "boot"].contains(&name)
+        ["load", "fail", "boot", "booti"].contains(&name)
+    }
+    fn file_exists(&mut self, iface: &str, dev: &str, path: &str) -> Option<Result<bool, String>> {
+        Some(match iface {
+            "virtio" => Ok(self.files.contains(&path)),
+            _ => Err(format!("** Bad device specification {iface} {dev} **")),
+        })
+    }
+    fn read_memory(&mut self, addr: u64, len: usize) -> Option<Result<Vec<u8>, String>> {
+        let found = self.ram.iter().find_map(|(at, bytes)| {
+            let off = usize::try_from(addr.checked_sub(*at)?).ok()?;
+            bytes.get(off..off.checked_add(len)?).map(<[u8]>::to_vec)
+        });
+        Some(found.ok_or_else(|| format!("{addr:#x}: not RAM")))
+    }
+    fn default_env(&self) -> Option<Env> {
+        self.defaults.clone()
     }
 }
 
@@ -162,16 +182,36 @@ fn builtins_printenv_setenv_test() {
         ("test 5 -le 5 -a 5 -ge 6", false),
         ("test 5 -le 5 -o 5 -ge 6", true),
         ("test ! 1 -ne 1", true),
+        // As U-Boot: fewer than two arguments is false, numbers are strtol's (junk is 0).
         ("test", false),
-        ("test x", true),
-        ("test -z", true),
+        ("test x", false),
+        ("test -z", false),
         ("test x -eq 1", false),
+        ("test x -eq 0", true),
+        ("test '' -eq 0", true),
+        ("test 010 -eq 8", true),
+        ("test a = b -o c = c -a d = e", false),
+        ("test a = a -o b = c -a c = d", false),
+        ("test b '<' c", true),
+        ("test b '>' c", false),
         ("test a b c", false),
     ] {
         let got = w.run(t).unwrap() == Outcome::Success;
         assert_eq!(got, want, "{t}");
     }
-    assert!(w.out().contains("test: 'x': integer expected"));
+    assert!(w.out().contains("test: unexpected 'a'\n"));
+    // `-e` asks the firmware; a device it cannot read makes the test false, with its word.
+    assert_eq!(w.run("test -e mmc 0:1 /vmlinuz").unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "test: ** Bad device specification mmc 0:1 **\n");
+    // Firmware without storage: the test says so and is false.
+    let mut ctx = Ctx {
+        env: &mut w.env,
+        console: &mut w.con,
+        clock: &w.clock,
+    };
+    let r = script::run_script("test -e virtio 0:1 /vmlinuz", &mut ctx, &mut NoCommands);
+    assert_eq!(r.unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "test: -e: no storage to look in\n");
 }
 
 #[test]
@@ -407,10 +447,25 @@ fn syntax_errors_have_line_and_column() {
             "echo a & b",
             "script:1:8: '&' (background jobs) is not supported",
         ),
+        ("case x in", "script:1:1: 'case' is not supported"),
+        ("for i in 1; echo; done", "script:1:13: unexpected 'echo'"),
+        ("for 1-x in a; do done", "script:1:5: unexpected '1-x'"),
+        ("for i of a; do done", "script:1:7: unexpected 'of'"),
         (
-            "for i in 1; do echo; done",
-            "script:1:1: 'for' (scripts have no loops) is not supported",
+            "for i in a b",
+            "script:1:13: unexpected end of script, expected 'do'",
         ),
+        (
+            "for i in a; do echo",
+            "script:1:20: unexpected end of script, expected 'done'",
+        ),
+        ("for i in a && b; do done", "script:1:12: unexpected '&&'"),
+        ("while; do done", "script:1:8: unexpected 'do'"),
+        (
+            "until false",
+            "script:1:12: unexpected end of script, expected 'do'",
+        ),
+        ("done", "script:1:1: unexpected 'done'"),
         (
             "if true; then echo; fi echo",
             "script:1:24: unexpected 'echo'",
@@ -551,4 +606,270 @@ proptest! {
         img[flip.0 % n] ^= flip.1 | 1;
         prop_assert!(parse_legacy_script_image(&img).is_err());
     }
+}
+
+#[test]
+fn for_loops_split_words_and_keep_a_local() {
+    let env = "list=/ /boot/\nempty=\n";
+    assert_eq!(echo("for x in a b c; do echo $x; done", env), "a\nb\nc\n");
+    assert_eq!(
+        echo("for p in ${list}\ndo\n  echo \"[$p]\"\ndone", env),
+        "[/]\n[/boot/]\n"
+    );
+    assert_eq!(
+        echo("for p in \"${list}\"; do echo \"[$p]\"; done", env),
+        "[/ /boot/]\n"
+    );
+    assert_eq!(
+        echo("for p in $empty; do echo never; done; echo $?", env),
+        "0\n"
+    );
+    assert_eq!(
+        echo(
+            "for a in 1 2; do for b in x y; do echo -n $a$b' '; done; done",
+            env
+        ),
+        "1x 1y 2x 2y "
+    );
+    // The variable is a hush local: seen by expansion, not in the environment.
+    let mut w = World::new(env);
+    let out = w
+        .run("for v in one two; do true; done; echo $v; printenv v")
+        .unwrap();
+    assert_eq!(out, Outcome::Failure);
+    assert_eq!(w.out(), "two\n## Error: \"v\" not defined\n");
+    assert_eq!(w.env.get("v"), None);
+    // The status is the body's last; exit leaves the loop and the script.
+    assert_eq!(
+        w.run("for v in a; do false; done").unwrap(),
+        Outcome::Failure
+    );
+    assert_eq!(
+        w.run("for v in a b; do echo $v; exit; done; echo after")
+            .unwrap(),
+        Outcome::Success
+    );
+    assert_eq!(w.out(), "a\n");
+}
+
+#[test]
+fn while_and_until_with_setexpr_and_itest() {
+    let counting = "setexpr i 0; while itest $i < 3; do echo -n $i; setexpr i $i + 1; done; echo";
+    assert_eq!(echo(counting, ""), "012\n");
+    let down = "setenv i 3; until itest $i == 0; do echo -n $i; setexpr i $i - 1; done; echo";
+    assert_eq!(echo(down, ""), "321\n");
+    // A loop whose condition is false at once succeeds, having run nothing.
+    assert_eq!(echo("while false; do echo x; done; echo $?", ""), "0\n");
+}
+
+#[test]
+fn loops_are_bounded_by_the_budget_and_ctrl_c() {
+    for text in [
+        "while true; do done",
+        "until false; do echo -n; done",
+        // A condition that runs no command still costs a step per iteration.
+        "while for x in; do done; do done",
+        // Fan-out: 60^3 iterations.
+        "setenv w \"$w60\"; for a in $w; do for b in $w; do for c in $w; do true; done; done; done",
+    ] {
+        let mut w = World::new(&format!("w60={}\n", "w ".repeat(60)));
+        let mut interp = Interp::new();
+        let e = w.run_in(&mut interp, text).unwrap_err();
+        assert!(
+            matches!(e, Error::TooManySteps { max: MAX_STEPS, .. }),
+            "{text}: {e}"
+        );
+        assert!(interp.usage().steps() <= u64::from(MAX_STEPS) + 1, "{text}");
+    }
+    let mut w = World::new("");
+    w.con = FakeConsole::new(b"\x03");
+    assert_eq!(
+        w.run("while true; do echo x; done").unwrap(),
+        Outcome::Failure
+    );
+    assert_eq!(w.out(), "<INTERRUPT>\n");
+}
+
+#[test]
+fn setexpr_and_itest_in_scripts() {
+    let mut w = World::new("bootargs=console=ttyS0 quiet\n");
+    let r = w.run("setexpr a 0x40000000 + 0x1000; setexpr b ${a} '&' fff; echo $a $b");
+    assert_eq!(r.unwrap(), Outcome::Success);
+    assert_eq!(w.out(), "40001000 0\n");
+    assert_eq!(
+        w.run("setexpr bootargs gsub ttyS ttyAMA").unwrap(),
+        Outcome::Success
+    );
+    assert_eq!(w.env.get("bootargs"), Some("console=ttyAMA0 quiet"));
+    assert_eq!(w.run("setexpr.l a 1 / 0").unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "setexpr: division by zero\n");
+    assert_eq!(w.env.get("a"), Some("40001000"), "unchanged");
+    assert_eq!(
+        w.run("setexpr a sub nomatch x abc").unwrap(),
+        Outcome::Failure
+    );
+    assert_eq!(w.out(), "abc: No match\n");
+    assert_eq!(w.run("setexpr a=b 1").unwrap(), Outcome::Failure);
+    assert!(w.out().contains("illegal variable name"));
+    assert_eq!(
+        w.run("itest.b 1ff == ff && echo same").unwrap(),
+        Outcome::Success
+    );
+    assert_eq!(w.out(), "same\n");
+    assert_eq!(w.run("itest 1g -eq 1").unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "'1g' is not a hex number\n");
+    assert_eq!(w.run("itest.x 1 -eq 1").unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "Invalid data width specifier '.x'\n");
+    // The result goes through setenv's bound on the environment.
+    w.env.set("big", &"y".repeat(20_000));
+    w.env.set("small", &"y".repeat(5_000));
+    let r = w.run("setenv c \"$big\"; setenv d \"$big\"; setexpr e gsub y z \"$small\"");
+    assert_eq!(r.unwrap(), Outcome::Failure);
+    assert!(w.out().contains("environment full"));
+    assert_eq!(w.env.get("e"), None);
+    let r = w.run("setexpr e gsub y yyy \"$big\"");
+    assert_eq!(r.unwrap(), Outcome::Failure);
+    assert!(w
+        .out()
+        .starts_with("## error: substitution buffer overflow"));
+}
+
+#[test]
+fn env_subcommands_are_setenv_and_printenv() {
+    let mut w = World::new("a=1\n");
+    w.cmds.defaults = Some(Env::parse("bootcmd=boot\na=0\n").0);
+    assert_eq!(w.run("env exists a").unwrap(), Outcome::Success);
+    assert_eq!(w.run("env exists nope").unwrap(), Outcome::Failure);
+    assert_eq!(
+        w.run("env set b two words; env print b").unwrap(),
+        Outcome::Success
+    );
+    assert_eq!(w.out(), "b=two words\n");
+    assert_eq!(w.run("env set a=b c").unwrap(), Outcome::Failure);
+    assert!(w.out().contains("illegal variable name"));
+    assert_eq!(w.run("env print nope").unwrap(), Outcome::Failure);
+    assert_eq!(w.out(), "## Error: \"nope\" not defined\n");
+    assert_eq!(
+        w.run("env delete -f b; env exists b").unwrap(),
+        Outcome::Failure
+    );
+    assert_eq!(w.run("env default a").unwrap(), Outcome::Success);
+    assert_eq!(w.env.get("a"), Some("0"));
+    w.env.set("extra", "1");
+    assert_eq!(w.run("env default -f -a").unwrap(), Outcome::Success);
+    assert_eq!(w.out(), "## Resetting to default environment\n");
+    assert_eq!(w.env.get("extra"), None);
+    assert_eq!(w.env.get("bootcmd"), Some("boot"));
+    assert_eq!(w.run("env frob").unwrap(), Outcome::Failure);
+    assert!(w.out().starts_with("Usage: env exists name"));
+}
+
+#[test]
+fn source_runs_a_script_image_from_ram_here() {
+    let mut w = World::new("");
+    let img = make_legacy_script_image("echo in $where; setenv from_image 1; exit; echo not", "s");
+    w.cmds.ram.push((0x4000_0000, img.clone()));
+    let r = w.run("setenv where image; source 40000000 && echo back $from_image");
+    assert_eq!(r.unwrap(), Outcome::Success);
+    assert_eq!(
+        w.out(),
+        "## Executing script at 40000000\nin image\nback 1\n"
+    );
+    // Default address: loadaddr, else scriptaddr.
+    w.env.set("scriptaddr", "0x40000000");
+    assert_eq!(w.run("source").unwrap(), Outcome::Success);
+    assert!(w.out().contains("in image"));
+    w.env.unset("scriptaddr");
+    assert_eq!(w.run("source").unwrap(), Outcome::Failure);
+    assert!(w.out().contains("neither loadaddr nor scriptaddr"));
+    // A damaged image, a missing one, a text that does not parse: the command fails, the
+    // caller goes on.
+    let mut bad = img.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    w.cmds.ram.push((0x5000_0000, bad));
+    let syntax = make_legacy_script_image("if true; then echo", "s");
+    w.cmds.ram.push((0x6000_0000, syntax));
+    for (line, want) in [
+        (
+            "source 50000000",
+            "source: 0x50000000: boot.scr: bad data CRC32",
+        ),
+        ("source 70000000", "source: 0x70000000: 0x70000000: not RAM"),
+        ("source zz", "source: 'zz' is not a hex number"),
+        (
+            "source 60000000",
+            "source: script@0x60000000:1:19: unexpected end of script, expected 'fi'",
+        ),
+    ] {
+        let r = w.run(&format!("{line}; echo next"));
+        assert_eq!(r.unwrap(), Outcome::Success, "{line}");
+        let out = w.out();
+        assert!(out.contains(want), "{line}: {out}");
+        assert!(out.ends_with("next\n"), "{line}: {out}");
+    }
+    // An image that sources itself stops at the depth bound.
+    let mut w = World::new("");
+    w.cmds
+        .ram
+        .push((0x1000, make_legacy_script_image("source 1000", "loop")));
+    assert_eq!(
+        w.run("source 1000").unwrap_err(),
+        Error::SourceTooDeep {
+            max: script::MAX_SOURCE_DEPTH
+        }
+    );
+}
+
+/// Debian's flash-kernel generic boot script (tests/data/README.md), as shipped and rendered.
+const FLASH_KERNEL_TEMPLATE: &str = include_str!("../../tests/data/bootscr.uboot-generic");
+const FLASH_KERNEL_SCRIPT: &str = include_str!("../../tests/data/boot.cmd.flash-kernel-generic");
+
+#[test]
+fn flash_kernel_generic_script_parses_and_runs_to_its_loads() {
+    for text in [FLASH_KERNEL_TEMPLATE, FLASH_KERNEL_SCRIPT] {
+        parse("boot.scr", text).unwrap();
+    }
+    let env = "devtype=virtio\ndevnum=0\ndistro_bootpart=1\nprefix=/boot/\n\
+               fdtfile=vendor/board.dtb\nkernel_addr_r=0x40400000\nfdt_addr_r=0x49000000\n\
+               ramdisk_addr_r=0x4a000000\nconsole=ttyAMA0\n";
+    let mut w = World::new(env);
+    w.cmds.files = vec!["/boot/vmlinuz-6.1.0-18-arm64"];
+    let out = w.run(FLASH_KERNEL_SCRIPT).unwrap();
+    assert_eq!(out, Outcome::Stopped, "{}", w.out());
+    assert_eq!(w.cmds.calls.len(), 4);
+    assert_eq!(
+        w.cmds.calls[3],
+        ["booti", "0x40400000", "0x4a000000:", "0x49000000"],
+        "Rec sets no filesize"
+    );
+    assert_eq!(
+        w.cmds.calls[..3],
+        [
+            [
+                "load",
+                "virtio",
+                "0:1",
+                "0x40400000",
+                "/boot/vmlinuz-6.1.0-18-arm64"
+            ],
+            [
+                "load",
+                "virtio",
+                "0:1",
+                "0x49000000",
+                "/boot/dtbs/6.1.0-18-arm64/vendor/board.dtb"
+            ],
+            [
+                "load",
+                "virtio",
+                "0:1",
+                "0x4a000000",
+                "/boot/initrd.img-6.1.0-18-arm64"
+            ],
+        ]
+    );
+    assert_eq!(w.env.get("bootargs"), Some("  console=ttyAMA0 quiet"));
+    assert!(w
+        .out()
+        .contains("Booting Debian 6.1.0-18-arm64 from virtio 0:1...\n"));
 }

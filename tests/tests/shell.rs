@@ -120,7 +120,13 @@ fn help_lists_every_table_command() {
     let (out, said) = run(&mut sh, &mut env, "help");
     assert_eq!(out, Outcome::Success);
     let table = commands::<TestBoard>();
-    assert!(table.len() >= 18);
+    assert!(table.len() >= 17);
+    for (name, _) in kexboot_boot::script::BUILTINS {
+        assert!(
+            table.iter().all(|c| c.name != *name),
+            "'{name}' is a built-in and a table command"
+        );
+    }
     for c in &table {
         assert!(
             said.lines().any(|l| l == c.help),
@@ -254,7 +260,16 @@ fn env_default_restores_the_board_defaults() {
     assert_eq!(env.get("board"), Some("host-test"));
     let (out, said) = run(&mut sh, &mut env, "env");
     assert_eq!(out, Outcome::Failure);
-    assert_eq!(said, "usage: env default [-a]\n");
+    assert!(said.starts_with("Usage: env exists name"), "{said}");
+    // One variable back to its default, another (with none) deleted.
+    let (out, _) = run(
+        &mut sh,
+        &mut env,
+        "setenv bootcmd x; setenv extra 1; env default bootcmd extra",
+    );
+    assert_eq!(out, Outcome::Success);
+    assert_eq!(env.get("bootcmd"), Some("boot || netboot"));
+    assert_eq!(env.get("extra"), None);
 }
 
 #[test]
@@ -496,4 +511,133 @@ fn bootlimit_switches_to_altbootcmd_and_the_count_survives_power_ons() {
         );
         disk = disk_bytes(&mut sh);
     }
+}
+
+#[test]
+fn test_e_looks_on_the_boot_partition() {
+    let (mut sh, mut env) = shell(&[("/boot/vmlinuz", b"k")]);
+    for (line, want) in [
+        ("test -e virtio 0:1 /boot/vmlinuz", Outcome::Success),
+        ("test -e virtio 0:1 /boot/nope", Outcome::Failure),
+        ("test ! -e virtio 0:1 /boot/nope", Outcome::Success),
+    ] {
+        assert_eq!(run(&mut sh, &mut env, line).0, want, "{line}");
+    }
+    let (out, said) = run(&mut sh, &mut env, "test -e mmc 0:1 /boot/vmlinuz");
+    assert_eq!(out, Outcome::Failure);
+    assert_eq!(said, "test: no disk on interface 'mmc'\n");
+    let (mut sh, mut env) = shell_on(TestBoard::new(), None);
+    let (out, said) = run(&mut sh, &mut env, "test -e virtio 0:1 /x");
+    assert_eq!(out, Outcome::Failure);
+    assert_eq!(said, "test: no disk on interface 'virtio'\n");
+}
+
+#[test]
+fn source_runs_a_boot_scr_loaded_to_ram() {
+    let scr = kexboot_boot::script::make_legacy_script_image(
+        "echo sourced from ${devtype}\nsetenv sourced yes\n",
+        "boot script",
+    );
+    let (mut sh, mut env) = shell(&[("/boot/boot.scr", &scr)]);
+    env.set("scriptaddr", "0x50000000");
+    env.set("devtype", "virtio");
+    let (out, said) = run(
+        &mut sh,
+        &mut env,
+        "load virtio 0:1 ${scriptaddr} /boot/boot.scr && source ${scriptaddr}",
+    );
+    assert_eq!(out, Outcome::Success, "{said}");
+    assert!(
+        said.ends_with("## Executing script at 50000000\nsourced from virtio\n"),
+        "{said}"
+    );
+    assert_eq!(env.get("sourced"), Some("yes"));
+    // RAM that is not plain RAM is refused, as md refuses it.
+    let (out, said) = run(&mut sh, &mut env, "source 1000");
+    assert_eq!(out, Outcome::Failure);
+    assert!(
+        said.contains("md: 0x1000..0x1040 is not plain RAM"),
+        "{said}"
+    );
+}
+
+/// Debian's flash-kernel generic boot script (tests/data/README.md), rendered for arm64.
+const FLASH_KERNEL_SCRIPT: &str = include_str!("../data/boot.cmd.flash-kernel-generic");
+const FK_KVERS: &str = "6.1.0-18-arm64";
+
+/// U-Boot's distro_boot variables for virtio 0:1, as `scan_dev_for_scripts` leaves them.
+fn distro_boot_vars(env: &mut Env) {
+    for (k, v) in [
+        ("devtype", "virtio"),
+        ("devnum", "0"),
+        ("distro_bootpart", "1"),
+        ("prefix", "/"),
+        ("scriptaddr", "0x4fc00000"),
+        ("fdtfile", "qemu/virt.dtb"),
+        ("fdtcontroladdr", "0x7ff00000"),
+    ] {
+        env.set(k, v);
+    }
+}
+
+#[test]
+fn flash_kernel_generic_boot_scr_runs_unmodified_to_booti() {
+    let spec = KernelSpec::new(MIB as usize + 999, 71);
+    let k = spec.build();
+    let initrd = pattern(72, 300_000);
+    let scr = kexboot_boot::script::make_legacy_script_image(FLASH_KERNEL_SCRIPT, "boot script");
+    let files: [(String, &[u8]); 4] = [
+        (format!("/vmlinuz-{FK_KVERS}"), &k),
+        (format!("/initrd.img-{FK_KVERS}"), &initrd),
+        (format!("/dtbs/{FK_KVERS}/qemu/virt.dtb"), QEMU_VIRT_DTB),
+        ("/boot.scr".into(), &scr),
+    ];
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), *b)).collect();
+    let (mut sh, mut env) = shell(&files);
+    distro_boot_vars(&mut env);
+    env.set("console", "ttyAMA0,115200");
+    // What U-Boot's distro_boot does once it found /boot.scr.
+    let line = "load ${devtype} ${devnum}:${distro_bootpart} ${scriptaddr} ${prefix}boot.scr; \
+                source ${scriptaddr}";
+    let (out, said) = run(&mut sh, &mut env, line);
+    assert!(
+        said.contains(&format!("Booting Debian {FK_KVERS} from virtio 0:1...\n")),
+        "{said}"
+    );
+    assert!(!said.contains("Unknown command"), "{said}");
+    assert!(!said.contains("test: "), "{said}");
+    // The board refuses the jump, so booti fails and the script goes on to its second loop,
+    // which finds no plain /vmlinuz.
+    assert_eq!(out, Outcome::Success, "{said}");
+    assert_eq!(sh.board().jumps.len(), 1, "{said}");
+    let j = &sh.board().jumps[0];
+    assert_eq!(j.label, "booti");
+    assert!(kernel_segment(j).memsz >= spec.image_size());
+    assert!(j.segments.iter().any(|s| s.len == initrd.len() as u64));
+    assert_eq!(env.get("bootargs"), Some("  console=ttyAMA0,115200 quiet"));
+    assert_eq!(
+        env.get("filesize"),
+        Some(format!("{:x}", initrd.len()).as_str())
+    );
+    assert_eq!(
+        env.get("pathprefix"),
+        None,
+        "the loop variable is a hush local"
+    );
+}
+
+#[test]
+fn flash_kernel_generic_boot_scr_without_a_kernel_boots_nothing() {
+    let scr = kexboot_boot::script::make_legacy_script_image(FLASH_KERNEL_SCRIPT, "boot script");
+    let (mut sh, mut env) = shell(&[("/boot.scr", &scr)]);
+    distro_boot_vars(&mut env);
+    env.set("fk_image_locations", "/ /boot/");
+    let (out, said) = run(
+        &mut sh,
+        &mut env,
+        "load virtio 0:1 ${scriptaddr} /boot.scr; source ${scriptaddr}",
+    );
+    assert_eq!(out, Outcome::Success, "{said}");
+    assert!(!said.contains("Booting Debian"), "{said}");
+    assert!(sh.board().jumps.is_empty());
 }

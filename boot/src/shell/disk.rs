@@ -371,6 +371,20 @@ impl<B: Board> Shell<B> {
         Ok(())
     }
 
+    /// `len` bytes of plain RAM at `start` (never reserved memory): what `md` shows and
+    /// `source` reads.
+    pub(super) fn plain_ram(&self, start: u64, len: u64) -> Result<&[u8], Error> {
+        let end = start.saturating_add(len);
+        let not_plain = || Error::NotPlainRam { start, end };
+        let range = Range::new(start, end).map_err(|_| not_plain())?;
+        let inside = self.layout.ram.iter().any(|r| r.contains_range(&range))
+            && !self.layout.reserved.iter().any(|r| r.overlaps(&range));
+        if !inside {
+            return Err(not_plain());
+        }
+        self.board.ram(range).ok_or_else(not_plain)
+    }
+
     /// `md <address> [count]`: 32-bit words of plain RAM (never reserved memory).
     pub(super) fn md(
         &self,
@@ -385,18 +399,11 @@ impl<B: Board> Shell<B> {
             .transpose()?
             .unwrap_or(MD_WORDS)
             .min(MD_MAX_WORDS);
-        let end = start.checked_add(words * 4).ok_or_else(usage)?;
-        let not_plain = || Error::NotPlainRam { start, end };
+        start.checked_add(words * 4).ok_or_else(usage)?;
         if words == 0 {
             return Ok(());
         }
-        let range = Range::new(start, end).map_err(|_| not_plain())?;
-        let inside = self.layout.ram.iter().any(|r| r.contains_range(&range))
-            && !self.layout.reserved.iter().any(|r| r.overlaps(&range));
-        if !inside {
-            return Err(not_plain());
-        }
-        let bytes = self.board.ram(range).ok_or_else(not_plain)?;
+        let bytes = self.plain_ram(start, words * 4)?;
         let words: Vec<u32> = bytes
             .chunks_exact(4)
             .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))

@@ -5,7 +5,8 @@ use alloc::format;
 use alloc::string::String;
 
 use crate::board::{Board, PowerError};
-use crate::commands::{Command, Table};
+use crate::commands::{Command, Services, Table};
+use crate::env::Env;
 use crate::script::{self, CmdError, Ctx, Interp};
 
 use super::net::Next;
@@ -23,7 +24,7 @@ fn arg(argv: &[String], i: usize) -> Option<&str> {
 }
 
 /// Every command of the shell, for a board `B`.
-pub fn commands<B: Board>() -> [Command<Shell<B>>; 21] {
+pub fn commands<B: Board>() -> [Command<Shell<B>>; 20] {
     let c = |name, aliases, help, run| Command {
         name,
         aliases,
@@ -54,16 +55,6 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 21] {
         }),
         c("saveenv", &[], "saveenv - save the environment (two copies, power-cut safe)", |sh, _, ctx| {
             Ok(sh.saveenv(ctx.env, ctx.console)?)
-        }),
-        c("env", &[], "env default [-a] - reset the environment to the defaults", |sh, argv, ctx| {
-            match arg(argv, 1) {
-                Some("default") => {
-                    *ctx.env = sh.defaults.clone();
-                    say(ctx, "## Resetting to default environment");
-                    Ok(())
-                }
-                _ => Err(Error::Usage("env default [-a]").into()),
-            }
         }),
         c("ls", &["fatls", "ext4ls", "ext2ls"], "ls [<interface> <dev[:part]>] [path] - list a directory", |sh, argv, ctx| {
             Ok(sh.ls(argv, ctx.console)?)
@@ -107,6 +98,32 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 21] {
             }
         }),
     ]
+}
+
+/// What the language's built-ins (`test -e`, `source`, `env default`) need of the shell.
+impl<B: Board> Services for Shell<B> {
+    fn file_exists(&mut self, iface: &str, dev: &str, path: &str) -> Option<Result<bool, String>> {
+        Some(
+            Shell::file_exists(self, iface, dev, path)
+                .map_err(|e| alloc::string::ToString::to_string(&e)),
+        )
+    }
+
+    fn read_memory(
+        &mut self,
+        addr: u64,
+        len: usize,
+    ) -> Option<Result<alloc::vec::Vec<u8>, String>> {
+        Some(
+            self.plain_ram(addr, len as u64)
+                .map(<[u8]>::to_vec)
+                .map_err(|e| alloc::string::ToString::to_string(&e)),
+        )
+    }
+
+    fn default_env(&self) -> Option<Env> {
+        Some(self.defaults.clone())
+    }
 }
 
 fn power(e: PowerError) -> Res {
