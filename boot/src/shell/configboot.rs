@@ -232,7 +232,7 @@ impl<B: Board> Shell<B> {
             force_menu,
             fdtfile,
         };
-        match boot.run(fs, path, config) {
+        match boot.run(fs, path.base(), config) {
             Outcome::Failed => Err(DiskBootError::NothingBooted),
             Outcome::Shell => Ok(()),
         }
