@@ -354,7 +354,7 @@ impl Parser {
         read: &mut dyn FnMut(&str) -> Result<Vec<u8>, E>,
     ) -> Result<(), Error> {
         let path = resolve_path(&self.top, file);
-        if chain.iter().any(|p| *p == path) {
+        if chain.contains(&path) {
             let text = format!("include {path}: include loop (it is already being read), ignored");
             self.note(line, text);
             return Ok(());
@@ -385,7 +385,7 @@ impl Parser {
                 return Ok(());
             }
         };
-        let outer = core::mem::replace(&mut self.file, Some(path.clone()));
+        let outer = self.file.replace(path.clone());
         let got = self.text(text, &path, chain, read);
         self.file = outer;
         got

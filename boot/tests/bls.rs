@@ -131,11 +131,7 @@ fn fedora_layout(sort_key: Option<&str>) -> Vec<(String, String)> {
     .map(|ver| (format!("{MID}-{ver}.conf"), fedora(ver, sort_key)))
     .collect();
     let rescue = format!("0-rescue-{MID}");
-    let mut text = fedora(&rescue, sort_key);
-    text = text.replace(
-        "title Fedora Linux (0-rescue",
-        "title Fedora Linux (0-rescue",
-    );
+    let text = fedora(&rescue, sort_key);
     v.push((format!("{MID}-0-rescue.conf"), text));
     v
 }
