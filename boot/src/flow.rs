@@ -19,6 +19,7 @@ use kexboot_loader::{Range, MAX_DTB_SIZE};
 use kexboot_net::NetError;
 use kexboot_relocate::Segment;
 
+use crate::bls;
 use crate::extlinux::{self, Config, Entry};
 use crate::Clock;
 
@@ -67,6 +68,12 @@ pub trait Files {
     fn size(&mut self, path: &str) -> Result<u64, FileError>;
     /// Reads the whole file into `dst`; refuses (before writing) a file larger than `dst`.
     fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError>;
+    /// The names (no directory part) of the files in directory `dir`, for Boot Loader
+    /// Specification entries. A source that cannot list (TFTP) says `NotFound`.
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, FileError> {
+        let _ = dir;
+        Err(FileError::Fs(fs::Error::NotFound))
+    }
 }
 
 impl<D: fs::BlockDevice + 'static> Files for fs::Volume<D> {
@@ -81,6 +88,15 @@ impl<D: fs::BlockDevice + 'static> Files for fs::Volume<D> {
     fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
         Ok(self.read_file_into(path, dst)?)
     }
+
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, FileError> {
+        Ok(self
+            .read_dir(dir)?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .map(|e| e.name)
+            .collect())
+    }
 }
 
 impl<D: fs::BlockDevice> Files for fs::FatFs<D> {
@@ -94,6 +110,15 @@ impl<D: fs::BlockDevice> Files for fs::FatFs<D> {
 
     fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
         Ok(self.read_file_into(path, dst)?)
+    }
+
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, FileError> {
+        Ok(self
+            .read_dir(dir)?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .map(|e| e.name)
+            .collect())
     }
 }
 
@@ -172,6 +197,9 @@ pub enum BootError {
         err: crate::Error,
     },
     NoKernel,
+    /// The entry says `localboot`, which means "boot the local disk" in a PXE menu; kexboot
+    /// has no such fallback to hand over to.
+    LocalBoot,
     File {
         path: String,
         err: FileError,
@@ -202,9 +230,16 @@ pub enum BootError {
 impl fmt::Display for BootError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoConfig => write!(f, "no {} or {}", CONFIG_PATHS[0], CONFIG_PATHS[1]),
+            Self::NoConfig => write!(
+                f,
+                "no {}, {} or {}/*.conf",
+                CONFIG_PATHS[0],
+                CONFIG_PATHS[1],
+                bls::ENTRIES_DIR
+            ),
             Self::Config { path, err } => write!(f, "{path}: {err}"),
             Self::NoKernel => write!(f, "entry has no 'kernel'/'linux' line"),
+            Self::LocalBoot => write!(f, "localboot is not supported here"),
             Self::File { path, err } => write!(f, "{path}: {err}"),
             Self::NoMemory { path, size, free } => {
                 write!(
@@ -242,11 +277,61 @@ pub struct Failure {
     pub error: BootError,
 }
 
-/// Reads and parses the first config file found.
-pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), BootError> {
+/// Which configuration [`load_config`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// An `extlinux.conf` at this path ([`CONFIG_PATHS`]).
+    Extlinux(&'static str),
+    /// Boot Loader Specification entries in [`bls::ENTRIES_DIR`]: how many became entries.
+    Bls { entries: usize },
+}
+
+impl ConfigSource {
+    /// The path the entries' file names are resolved against ([`extlinux::resolve_path`]):
+    /// the config file, or `/` for BLS (its paths are from the partition root).
+    pub fn base(&self) -> &'static str {
+        match self {
+            ConfigSource::Extlinux(path) => path,
+            ConfigSource::Bls { .. } => "/",
+        }
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::Extlinux(path) => f.write_str(path),
+            ConfigSource::Bls { entries } => {
+                write!(f, "{} ({entries} entries)", bls::ENTRIES_DIR)
+            }
+        }
+    }
+}
+
+/// Reads a whole small file (a config, an included file, a BLS entry) of at most `max` bytes.
+fn read_small(files: &mut dyn Files, path: &str, max: u64) -> Result<Vec<u8>, FileError> {
+    let size = files.size(path)?;
+    if size > max {
+        return Err(fs::Error::TooLarge {
+            size,
+            capacity: max,
+        }
+        .into());
+    }
+    let mut buf = alloc::vec![0u8; size as usize];
+    let n = files.read_into(path, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Reads and parses the first configuration found on a partition, in U-Boot's distro-boot order
+/// then ours: [`CONFIG_PATHS`] (with the files their `include` lines name), then Boot Loader
+/// Specification entries ([`bls::ENTRIES_DIR`]`/*.conf`) when that directory holds any. (A boot
+/// script, `boot.scr`, comes after both; the caller tries it.) Notes are logged as warnings.
+pub fn load_config(files: &mut dyn Files) -> Result<(ConfigSource, Config), BootError> {
     for path in CONFIG_PATHS {
-        let size = match files.size(path) {
-            Ok(s) => s,
+        let buf = match read_small(files, path, MAX_CONFIG) {
+            Ok(b) => b,
             Err(FileError::Fs(fs::Error::NotFound)) => continue,
             Err(err) => {
                 return Err(BootError::File {
@@ -255,31 +340,42 @@ pub fn load_config(files: &mut dyn Files) -> Result<(&'static str, Config), Boot
                 })
             }
         };
-        if size > MAX_CONFIG {
-            let err = fs::Error::TooLarge {
-                size,
-                capacity: MAX_CONFIG,
-            };
-            return Err(BootError::File {
-                path: path.into(),
-                err: err.into(),
-            });
-        }
-        let mut buf = alloc::vec![0u8; size as usize];
-        let n = files
-            .read_into(path, &mut buf)
-            .map_err(|err| BootError::File {
-                path: path.into(),
-                err,
-            })?;
-        buf.truncate(n);
-        let config = extlinux::parse_bytes(&buf).map_err(|err| BootError::Config { path, err })?;
+        let mut read = |p: &str| read_small(files, p, MAX_CONFIG);
+        let config = extlinux::parse_with(&buf, path, &mut read)
+            .map_err(|err| BootError::Config { path, err })?;
         for note in &config.notes {
             log::warn!("{path}: {note}");
         }
-        return Ok((path, config));
+        return Ok((ConfigSource::Extlinux(path), config));
     }
-    Err(BootError::NoConfig)
+    let names = match files.list(bls::ENTRIES_DIR) {
+        Ok(n) => n,
+        Err(FileError::Fs(fs::Error::NotFound | fs::Error::NotADirectory)) => {
+            return Err(BootError::NoConfig)
+        }
+        Err(err) => {
+            return Err(BootError::File {
+                path: bls::ENTRIES_DIR.into(),
+                err,
+            })
+        }
+    };
+    let mut read = |p: &str| read_small(files, p, bls::MAX_ENTRY_FILE);
+    let config = bls::load(&names, &mut read).map_err(|err| BootError::Config {
+        path: bls::ENTRIES_DIR,
+        err,
+    })?;
+    for note in &config.notes {
+        log::warn!("{note}");
+    }
+    if config.entries.is_empty() && config.notes.is_empty() {
+        // An empty (or `.conf`-less) directory: as if there were none.
+        return Err(BootError::NoConfig);
+    }
+    let source = ConfigSource::Bls {
+        entries: config.entries.len(),
+    };
+    Ok((source, config))
 }
 
 /// The first entry that could be prepared (its boot-order position and plan), and every failure
@@ -302,6 +398,17 @@ pub fn next_bootable<S: Staging>(
     let mut failures = Vec::new();
     for (pos, &i) in config.boot_order().iter().enumerate().skip(from) {
         let entry = &config.entries[i];
+        if entry.localboot {
+            log::warn!(
+                "{}: localboot is not supported here, trying the next entry",
+                entry.label
+            );
+            failures.push(Failure {
+                label: entry.label.clone(),
+                error: BootError::LocalBoot,
+            });
+            continue;
+        }
         if pos > 0 {
             log::info!("trying entry '{}'", entry.label);
         }

@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod autoboot;
+pub mod bls;
 pub mod board;
 pub mod bootcount;
 pub mod booti;

@@ -8,11 +8,18 @@
 //! chosen entry's `append` line ([`LineEditor`]; Enter boots with it, Esc or Ctrl-C come back),
 //! `c` asks for the shell, Esc in the menu only stops the countdown. Unknown keys are ignored.
 //!
-//! When to show it, from the file: `timeout 0`, or neither `timeout` nor `prompt 1`, boots the
-//! default at once and draws nothing (U-Boot boots without a menu too). `timeout N` counts down
-//! N tenths of a second. `prompt 1` without `timeout` counts down [`PROMPT_TIMEOUT_DS`]: an
-//! unattended device never waits forever on a file's say-so. [`Menu::interactive`] (the shell's
-//! `bootmenu`) always shows the menu and waits.
+//! When to show it, from the file ([`boots_at_once`]): `timeout 0`, or none of `timeout`,
+//! `prompt 1` and `totaltimeout`, boots at once and draws nothing (U-Boot boots without a menu
+//! too). `timeout N` counts down N tenths of a second. `prompt 1` without `timeout` counts down
+//! [`PROMPT_TIMEOUT_DS`]: an unattended device never waits forever on a file's say-so; so does
+//! `totaltimeout N` alone (N tenths). When the countdown runs out (or at once) the
+//! `ontimeout` entry boots ([`Config::timeout_index`]), else the default; Enter boots the entry
+//! chosen. `totaltimeout N` also bounds the whole wait: N tenths after the menu appeared the
+//! `ontimeout`/default entry boots even if someone is moving in the menu or editing.
+//! `menu hidden`: while the countdown runs only one line shows (`Booting 'X' in N s... (any key
+//! for the menu)`); the first key brings the menu, stopped, and is not otherwise acted on.
+//! [`Menu::interactive`] (the shell's `bootmenu`) always shows the menu and waits, with no
+//! total timeout.
 //!
 //! On an ANSI terminal the screen is cleared, the choice is shown in reverse video, and only the
 //! changed lines are redrawn. On a dumb one ([`Term::DUMB`]) the list is printed once as plain
@@ -56,6 +63,8 @@ pub enum MenuAction {
 enum Mode {
     /// Not drawn yet.
     Start,
+    /// `menu hidden`: only the countdown line shows.
+    Hidden,
     Menu,
     Edit,
     Done,
@@ -70,6 +79,14 @@ pub struct Menu<'a> {
     /// Countdown length in tenths of a second; `None` waits; `Some(0)` boots without a menu.
     timeout_ds: Option<u32>,
     default: usize,
+    /// What the countdown (or the total timeout) boots: `ontimeout`, else the default.
+    timeout_choice: usize,
+    /// `totaltimeout` in tenths of a second (0: none).
+    total_ds: u32,
+    /// When the total timeout ends, once the menu shows.
+    total_deadline: Option<u64>,
+    /// Start hidden (`menu hidden`) when a countdown runs.
+    hidden: bool,
     selected: usize,
     /// First entry shown (ANSI scrolling).
     top: usize,
@@ -88,12 +105,10 @@ pub struct Menu<'a> {
 impl<'a> Menu<'a> {
     /// The menu as the file asks for it (see the module documentation for the timeout rules).
     pub fn new(cfg: &'a Config, term: Term) -> Self {
-        let timeout_ds = match (cfg.timeout_ds, cfg.prompt) {
-            (Some(ds), _) => Some(ds),
-            (None, true) => Some(PROMPT_TIMEOUT_DS),
-            (None, false) => Some(0),
-        };
-        Self::build(cfg, term, timeout_ds)
+        let mut menu = Self::build(cfg, term, Some(countdown_ds(cfg)));
+        menu.total_ds = cfg.total_timeout_ds.unwrap_or(0);
+        menu.hidden = cfg.menu_hidden;
+        menu
     }
 
     /// The menu shown whatever the file says, without a countdown (a person asked for it).
@@ -109,6 +124,10 @@ impl<'a> Menu<'a> {
             mode: Mode::Start,
             timeout_ds,
             default,
+            timeout_choice: cfg.timeout_index().unwrap_or(default),
+            total_ds: 0,
+            total_deadline: None,
+            hidden: false,
             selected: default,
             top: 0,
             deadline: None,
@@ -155,14 +174,23 @@ impl<'a> Menu<'a> {
                 return self.done(con, MenuAction::Shell);
             }
             if self.timeout_ds == Some(0) {
+                self.selected = self.timeout_choice;
                 return self.boot(con, None);
             }
-            self.mode = Mode::Menu;
             if let Some(ds) = self.timeout_ds {
                 self.deadline = Some(now.saturating_add(u64::from(ds) * 100_000));
                 self.shown_secs = u64::from(ds).div_ceil(10);
             }
-            self.draw(con);
+            if self.total_ds > 0 {
+                self.total_deadline = Some(now.saturating_add(u64::from(self.total_ds) * 100_000));
+            }
+            if self.hidden && self.deadline.is_some() {
+                self.mode = Mode::Hidden;
+                self.status(con);
+            } else {
+                self.mode = Mode::Menu;
+                self.draw(con);
+            }
             self.drawn_at = Some(now);
         }
         for _ in 0..MAX_BYTES_PER_POLL {
@@ -174,6 +202,16 @@ impl<'a> Menu<'a> {
                 }
                 break;
             };
+            if self.mode == Mode::Hidden {
+                // The key only reveals the menu; the decoder still sees it, so the rest of an
+                // escape sequence is not read as letters.
+                let _ = self.keys.feed(byte, now);
+                self.deadline = None;
+                self.mode = Mode::Menu;
+                con.write_str("\r\n");
+                self.draw(con);
+                continue;
+            }
             if self.deadline.take().is_some() {
                 self.status(con);
             }
@@ -183,9 +221,17 @@ impl<'a> Menu<'a> {
                 }
             }
         }
+        if self.total_deadline.is_some_and(|t| now >= t) {
+            log::info!(
+                "boot menu: total timeout of {} s reached",
+                self.total_ds.div_ceil(10)
+            );
+            self.selected = self.timeout_choice;
+            return self.boot(con, None);
+        }
         if let Some(deadline) = self.deadline {
             if now >= deadline {
-                self.selected = self.default;
+                self.selected = self.timeout_choice;
                 return self.boot(con, None);
             }
             let secs = (deadline - now).div_ceil(1_000_000);
@@ -310,12 +356,10 @@ impl<'a> Menu<'a> {
     }
 
     fn done(&mut self, con: &mut dyn Console, action: MenuAction) -> Option<MenuAction> {
-        if self.mode == Mode::Menu {
-            con.write_str(if self.term.ansi {
-                "\x1b[0m\r\n"
-            } else {
-                "\r\n"
-            });
+        match self.mode {
+            Mode::Menu if self.term.ansi => con.write_str("\x1b[0m\r\n"),
+            Mode::Menu | Mode::Hidden | Mode::Edit => con.write_str("\r\n"),
+            Mode::Start | Mode::Done => {}
         }
         self.mode = Mode::Done;
         self.deadline = None;
@@ -377,18 +421,21 @@ impl<'a> Menu<'a> {
     /// Rewrites the status line: the countdown while it runs, else what the keys do.
     fn status(&mut self, con: &mut dyn Console) {
         let n = self.cfg.entries.len();
-        let title = self
-            .cfg
-            .entries
-            .get(self.selected)
-            .map_or("", |e| e.title());
+        let title_of = |i: usize| self.cfg.entries.get(i).map_or("", |e| e.title());
+        let title = title_of(self.selected);
+        // The hidden countdown is one plain line, rewritten after '\r', on any terminal.
+        let ansi = self.term.ansi && self.mode != Mode::Hidden;
         let text = if self.deadline.is_some() {
+            let hint = match self.mode {
+                Mode::Hidden => "any key for the menu",
+                _ => "any key stops",
+            };
             format!(
-                "Booting '{}' in {} s... (any key stops)",
-                shown(title),
+                "Booting '{}' in {} s... ({hint})",
+                shown(title_of(self.timeout_choice)),
                 self.shown_secs
             )
-        } else if self.term.ansi {
+        } else if ansi {
             String::from("Up/Down or 1-9 choose, Enter boots, e edits the command line, c: shell")
         } else {
             format!(
@@ -399,7 +446,7 @@ impl<'a> Menu<'a> {
             )
         };
         let mut s = String::new();
-        if self.term.ansi {
+        if ansi {
             let _ = write!(s, "\x1b[{};1H{text}\x1b[K", self.status_row());
         } else {
             let len = text.chars().count();
@@ -412,6 +459,22 @@ impl<'a> Menu<'a> {
         }
         con.write_str(&s);
     }
+}
+
+/// The countdown a file asks for, in tenths of a second (0: boot at once); see the module
+/// documentation.
+fn countdown_ds(cfg: &Config) -> u32 {
+    match (cfg.timeout_ds, cfg.prompt, cfg.total_timeout_ds) {
+        (Some(ds), _, _) => ds,
+        (None, true, _) => PROMPT_TIMEOUT_DS,
+        (None, false, total) => total.unwrap_or(0),
+    }
+}
+
+/// Whether [`Menu::new`] boots at once, drawing nothing (so the caller need not probe the
+/// terminal).
+pub fn boots_at_once(cfg: &Config) -> bool {
+    countdown_ds(cfg) == 0
 }
 
 /// A title from a file as shown: control characters as `?`, at most [`MAX_TITLE`] characters.

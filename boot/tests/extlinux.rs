@@ -123,12 +123,13 @@ fn fedora_fdtdir_and_spaced_labels() {
     assert_eq!(e.fdtdir.as_deref(), Some("/dtb-6.5.6-300.fc39.aarch64/"));
     assert_eq!(e.initrds, ["/initramfs-6.5.6-300.fc39.aarch64.img"]);
     assert_eq!(c.default_index(), Some(0));
-    // The syslinux-only keys are reported, each on its own line.
+    // The syslinux-only keys are reported, each on its own line; `menu hidden` and
+    // `totaltimeout` are understood.
     assert!(has_note(&c, 3, "unknown key 'ui'"));
     assert!(has_note(&c, 5, "menu autoboot"));
-    assert!(has_note(&c, 7, "menu hidden"));
-    assert!(has_note(&c, 10, "unknown key 'totaltimeout'"));
-    assert_eq!(c.notes.len(), 4, "{:?}", c.notes);
+    assert!(c.menu_hidden);
+    assert!(c.total_timeout_ds.is_some());
+    assert_eq!(c.notes.len(), 2, "{:?}", c.notes);
 }
 
 #[test]
@@ -241,9 +242,18 @@ fn notes_not_errors() {
     assert!(has_note(&c, 1, "'kernel' outside any label"));
     assert!(has_note(&c, 2, "'menu label' outside any label"));
     assert!(has_note(&c, 3, "unknown key 'foo' ignored"));
-    assert!(has_note(&c, 4, "'include /other.conf' not supported yet"));
-    assert!(has_note(&c, 5, "'menu include /m.conf' not supported yet"));
-    assert!(has_note(&c, 6, "'ontimeout l0' not supported yet"));
+    // No file access in `parse`: the includes are noted and skipped.
+    assert!(has_note(
+        &c,
+        4,
+        "include /other.conf: no file access here; ignored"
+    ));
+    assert!(has_note(
+        &c,
+        5,
+        "include /m.conf: no file access here; ignored"
+    ));
+    assert_eq!(c.ontimeout.as_deref(), Some("l0"));
     assert!(has_note(&c, 7, "without a name"));
     assert!(has_note(&c, 8, "'append' outside any label"));
     assert!(!c.notes.iter().any(|n| n.line == 10), "fdtoverlays is read");
@@ -252,7 +262,7 @@ fn notes_not_errors() {
     assert!(has_note(&c, 13, "timeout soon"));
     assert!(has_note(&c, 14, "prompt maybe"));
     assert!(has_note(&c, 15, "'kernel' without a value"));
-    assert_eq!(c.notes.len(), 13, "{:?}", c.notes);
+    assert_eq!(c.notes.len(), 12, "{:?}", c.notes);
     assert_eq!(c.entries.len(), 1);
     assert_eq!(c.entries[0].kernel, None);
     assert_eq!(c.entries[0].fdtoverlays, ["/o.dtbo"]);
@@ -548,4 +558,236 @@ fn fdtoverlays_list() {
         ["/a.dtbo", "overlays/b.dtbo", "c.dtbo"]
     );
     assert!(has_note(&c, 3, "repeated 'fdtoverlays' ignored"));
+}
+
+// ---- include, ontimeout, totaltimeout, menu hidden, localboot ----
+
+use kexboot_boot::extlinux::{parse_with, MAX_INCLUDES, MAX_INCLUDE_DEPTH};
+use std::collections::BTreeMap;
+
+/// Parses `files["/boot/extlinux/extlinux.conf"]` reading includes from the map; records what
+/// was asked for.
+fn with_files(files: &[(&str, &str)]) -> (Result<Config, Error>, Vec<String>) {
+    let map: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.as_bytes().to_vec()))
+        .collect();
+    let top = "/boot/extlinux/extlinux.conf";
+    let mut asked = Vec::new();
+    let mut read = |p: &str| {
+        asked.push(p.to_string());
+        map.get(p).cloned().ok_or("file not found")
+    };
+    let c = parse_with(&map[top], top, &mut read);
+    (c, asked)
+}
+
+#[test]
+fn include_is_read_relative_to_the_top_config_and_merged_in_place() {
+    let (c, asked) = with_files(&[
+        (
+            "/boot/extlinux/extlinux.conf",
+            "menu title Top\ninclude common.conf\nlabel after\n  linux /after\n",
+        ),
+        // U-Boot (pxe_utils get_relfile) resolves every relative name against the top-level
+        // config's directory, also inside an included file: `more.conf` is next to the top one.
+        (
+            "/boot/extlinux/common.conf",
+            "timeout 30\ndefault inc\nlabel inc\n  linux vmlinuz\nmenu include more.conf\n  append from-top-after-include\n",
+        ),
+        ("/boot/extlinux/more.conf", "label more\n  linux /m\n"),
+        ("/more.conf", "label wrong\n"),
+    ]);
+    let c = c.unwrap();
+    assert_eq!(
+        asked,
+        ["/boot/extlinux/common.conf", "/boot/extlinux/more.conf"]
+    );
+    let labels: Vec<&str> = c.entries.iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(labels, ["inc", "more", "after"]);
+    assert_eq!(c.menu_title.as_deref(), Some("Top"));
+    assert_eq!(c.timeout_ds, Some(30));
+    assert_eq!(c.default_index(), Some(0));
+    // Lines after an include continue the last label opened (textual inclusion).
+    assert_eq!(
+        c.entries[1].append.as_deref(),
+        Some("from-top-after-include")
+    );
+    // Kernel paths stay as written; the flow resolves them against the top config.
+    assert_eq!(c.entries[0].kernel.as_deref(), Some("vmlinuz"));
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+}
+
+#[test]
+fn include_absolute_path_and_notes_name_the_included_file() {
+    let (c, _) = with_files(&[
+        ("/boot/extlinux/extlinux.conf", "include /etc/x.conf\n"),
+        ("/etc/x.conf", "label a\n  bogus 1\n"),
+    ]);
+    let c = c.unwrap();
+    assert_eq!(c.entries.len(), 1);
+    assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
+    assert_eq!(c.notes[0].file.as_deref(), Some("/etc/x.conf"));
+    assert_eq!(
+        c.notes[0].to_string(),
+        "/etc/x.conf: line 2: unknown key 'bogus' ignored"
+    );
+}
+
+#[test]
+fn include_missing_file_is_a_note() {
+    let (c, _) = with_files(&[(
+        "/boot/extlinux/extlinux.conf",
+        "label a\n linux /a\ninclude nothere.conf\ninclude\n",
+    )]);
+    let c = c.unwrap();
+    assert_eq!(c.entries.len(), 1);
+    assert!(has_note(
+        &c,
+        3,
+        "include /boot/extlinux/nothere.conf: file not found; ignored"
+    ));
+    assert!(has_note(&c, 4, "'include' without a file name ignored"));
+}
+
+#[test]
+fn include_loop_is_refused_with_a_note() {
+    let (c, asked) = with_files(&[
+        (
+            "/boot/extlinux/extlinux.conf",
+            "include a.conf\nlabel top\n",
+        ),
+        ("/boot/extlinux/a.conf", "label a\ninclude b.conf\n"),
+        (
+            "/boot/extlinux/b.conf",
+            "label b\ninclude a.conf\ninclude extlinux.conf\n",
+        ),
+    ]);
+    let c = c.unwrap();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    let labels: Vec<&str> = c.entries.iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(labels, ["a", "b", "top"]);
+    let loops: Vec<String> = c.notes.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        loops,
+        [
+            "/boot/extlinux/b.conf: line 2: include /boot/extlinux/a.conf: include loop (it is already being read), ignored",
+            "/boot/extlinux/b.conf: line 3: include /boot/extlinux/extlinux.conf: include loop (it is already being read), ignored",
+        ]
+    );
+}
+
+#[test]
+fn include_depth_and_count_are_bounded() {
+    // A chain f0 -> f1 -> ... deeper than allowed: the one past the limit is a note.
+    let names: Vec<String> = (0..MAX_INCLUDE_DEPTH + 3)
+        .map(|i| format!("/boot/extlinux/f{i}.conf"))
+        .collect();
+    let texts: Vec<String> = (0..names.len())
+        .map(|i| format!("label l{i}\ninclude f{}.conf\n", i + 1))
+        .collect();
+    let mut files: Vec<(&str, &str)> = vec![("/boot/extlinux/extlinux.conf", "include f0.conf\n")];
+    files.extend(
+        names
+            .iter()
+            .map(String::as_str)
+            .zip(texts.iter().map(String::as_str)),
+    );
+    let (c, asked) = with_files(&files);
+    let c = c.unwrap();
+    assert_eq!(asked.len(), MAX_INCLUDE_DEPTH);
+    assert_eq!(c.entries.len(), MAX_INCLUDE_DEPTH);
+    assert!(c.notes.iter().any(|n| n
+        .text
+        .contains(&format!("nested more than {MAX_INCLUDE_DEPTH} deep"))));
+
+    // Many includes side by side (each file including a few more): bounded in all.
+    let wide = "include w.conf\n".repeat(MAX_INCLUDES + 5);
+    let (c, asked) = with_files(&[
+        ("/boot/extlinux/extlinux.conf", &wide),
+        ("/boot/extlinux/w.conf", "timeout 1\n"),
+    ]);
+    let c = c.unwrap();
+    assert_eq!(asked.len(), MAX_INCLUDES);
+    assert_eq!(c.notes.len(), 5, "{:?}", c.notes);
+    assert!(c.notes[0]
+        .text
+        .contains(&format!("more than {MAX_INCLUDES} included files")));
+}
+
+#[test]
+fn include_of_bad_text_is_skipped_whole() {
+    let long = format!("label half\n{}\n", "x".repeat(MAX_LINE_LEN + 1));
+    let mut bad_utf8 = b"label u\n".to_vec();
+    bad_utf8.extend_from_slice(b"\xff\n");
+    let map: BTreeMap<&str, Vec<u8>> = [
+        (
+            "/c/extlinux.conf",
+            b"include long\ninclude bin\nlabel ok\n".to_vec(),
+        ),
+        ("/c/long", long.into_bytes()),
+        ("/c/bin", bad_utf8),
+    ]
+    .into_iter()
+    .collect();
+    let mut read = |p: &str| map.get(p).cloned().ok_or("missing");
+    let c = parse_with(&map["/c/extlinux.conf"], "/c/extlinux.conf", &mut read).unwrap();
+    let labels: Vec<&str> = c.entries.iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(labels, ["ok"], "nothing of a bad included file is merged");
+    assert!(has_note(
+        &c,
+        1,
+        "include /c/long: config line 2: 4097 bytes long"
+    ));
+    assert!(has_note(
+        &c,
+        2,
+        "include /c/bin: config: invalid UTF-8 at byte offset 8 (line 2)"
+    ));
+}
+
+#[test]
+fn too_many_labels_through_includes_is_an_error_at_the_include_line() {
+    let many = "label x\n".repeat(MAX_ENTRIES + 1);
+    let (c, _) = with_files(&[
+        ("/boot/extlinux/extlinux.conf", "# top\ninclude many\n"),
+        ("/boot/extlinux/many", &many),
+    ]);
+    assert_eq!(
+        c,
+        Err(Error::TooManyEntries {
+            line: 2,
+            max: MAX_ENTRIES
+        })
+    );
+}
+
+#[test]
+fn ontimeout_totaltimeout_and_menu_hidden() {
+    let c =
+        ok("default a\nontimeout b\ntimeout 50\ntotaltimeout 600\nmenu hidden\nlabel a\nlabel b\n");
+    assert_eq!(c.ontimeout.as_deref(), Some("b"));
+    assert_eq!(c.default_index(), Some(0), "Enter still boots the default");
+    assert_eq!(c.timeout_index(), Some(1));
+    assert_eq!(c.boot_order(), [0, 1]);
+    assert_eq!(c.total_timeout_ds, Some(600));
+    assert!(c.menu_hidden);
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+    // An ontimeout naming nothing falls back to the default, with a note.
+    let c = ok("ontimeout zz\ntotaltimeout x\nontimeout\nlabel a\n");
+    assert_eq!(c.timeout_index(), Some(0));
+    assert!(has_note(&c, 1, "ontimeout 'zz' names no label"));
+    assert!(has_note(&c, 2, "'totaltimeout x': not a number"));
+    assert!(has_note(&c, 3, "'ontimeout' without a label name"));
+    // No ontimeout: the default.
+    let c = ok("default b\nlabel a\nlabel b\n");
+    assert_eq!(c.timeout_index(), Some(1));
+    assert_eq!(Config::default().timeout_index(), None);
+}
+
+#[test]
+fn localboot_is_parsed_as_such() {
+    let c = ok("label disk\n  localboot 1\nlabel k\n  linux /k\n");
+    assert!(c.entries[0].localboot);
+    assert!(!c.entries[1].localboot);
 }

@@ -487,3 +487,151 @@ proptest! {
         }
     }
 }
+
+// ---- ontimeout, totaltimeout, menu hidden ----
+
+const TIMED: &str = "\
+menu title Timed
+timeout 30
+default a
+ontimeout b
+label a
+  menu label Alpha
+  linux /a
+label b
+  menu label Beta
+  linux /b
+label c
+  linux /c
+";
+
+#[test]
+fn countdown_boots_ontimeout_while_enter_boots_the_default() {
+    let cfg = conf(TIMED);
+    let clock = FakeClock::new(0);
+    let mut con = FakeConsole::default();
+    let mut menu = Menu::new(&cfg, Term::ANSI);
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    let screen = Screen::of(&con.output);
+    assert_eq!(screen.highlighted(), ["  1. Alpha (default)"]);
+    assert!(
+        screen.text().contains("Booting 'Beta' in 3 s..."),
+        "{}",
+        screen.text()
+    );
+    clock.advance(3 * SEC);
+    assert_eq!(menu.poll(&mut con, &clock), Some(boot(1, None)));
+
+    // A key stops it; Enter boots the highlighted default.
+    let mut con = FakeConsole::default();
+    let mut menu = Menu::new(&cfg, Term::ANSI);
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    con.push_input(b"\r");
+    assert_eq!(menu.poll(&mut con, &clock), Some(boot(0, None)));
+
+    // `timeout 0` boots the ontimeout entry at once, drawing nothing.
+    let cfg = conf(&TIMED.replace("timeout 30", "timeout 0"));
+    let mut con = FakeConsole::default();
+    assert_eq!(
+        Menu::new(&cfg, Term::ANSI).poll(&mut con, &clock),
+        Some(boot(1, None))
+    );
+    assert_eq!(con.output, "");
+}
+
+#[test]
+fn totaltimeout_bounds_the_wait_even_while_someone_moves() {
+    let cfg = conf(&TIMED.replace("timeout 30", "timeout 30\ntotaltimeout 100"));
+    let clock = FakeClock::new(0);
+    let mut con = FakeConsole::default();
+    let mut menu = Menu::new(&cfg, Term::DUMB);
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    // Someone keeps moving: the countdown stops, but the total bound does not.
+    for i in 0..9 {
+        clock.advance(SEC);
+        con.push_input(if i % 2 == 0 { b"3" } else { b"1" });
+        assert_eq!(menu.poll(&mut con, &clock), None, "second {i}");
+        assert!(!menu.counting_down());
+    }
+    // ... even in the editor.
+    con.push_input(b"e");
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    assert!(menu.editing());
+    clock.advance(SEC - 1);
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    clock.advance(1);
+    assert_eq!(
+        menu.poll(&mut con, &clock),
+        Some(boot(1, None)),
+        "the ontimeout entry"
+    );
+
+    // `totaltimeout` alone counts down that long; `interactive` ignores it.
+    let cfg = conf("totaltimeout 20\nlabel a\nlabel b\n");
+    assert!(!kexboot_boot::ui::boots_at_once(&cfg));
+    let mut con = FakeConsole::default();
+    let mut menu = Menu::new(&cfg, Term::DUMB);
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    assert!(
+        con.output.contains("Booting 'a' in 2 s..."),
+        "{}",
+        con.output
+    );
+    let mut menu = Menu::interactive(&cfg, Term::DUMB);
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    clock.advance(3600 * SEC);
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    assert!(kexboot_boot::ui::boots_at_once(&conf("label a\n")));
+    assert!(kexboot_boot::ui::boots_at_once(&conf(
+        "timeout 0\ntotaltimeout 50\nlabel a\n"
+    )));
+}
+
+#[test]
+fn menu_hidden_shows_one_line_until_a_key() {
+    let text = TIMED.replace("menu title Timed", "menu title Timed\nmenu hidden");
+    let cfg = conf(&text);
+    for term in [Term::ANSI, Term::DUMB] {
+        let clock = FakeClock::new(0);
+        let mut con = FakeConsole::default();
+        let mut menu = Menu::new(&cfg, term);
+        clock.advance(7);
+        assert_eq!(menu.poll(&mut con, &clock), None);
+        assert_eq!(menu.drawn_at(), Some(7));
+        assert_eq!(
+            con.output,
+            "\rBooting 'Beta' in 3 s... (any key for the menu)"
+        );
+        clock.advance(SEC);
+        assert_eq!(menu.poll(&mut con, &clock), None);
+        assert!(con
+            .output
+            .ends_with("\rBooting 'Beta' in 2 s... (any key for the menu)"));
+        assert!(
+            !con.output.contains('\x1b'),
+            "no escape sequences while hidden"
+        );
+        assert!(!con.output.contains("Alpha"));
+        // Unattended: it boots the ontimeout entry without ever drawing the menu.
+        clock.advance(2 * SEC);
+        assert_eq!(menu.poll(&mut con, &clock), Some(boot(1, None)));
+        assert!(!con.output.contains("Alpha"));
+        assert!(con.output.ends_with("\r\n"));
+    }
+    // A key (here the start of an arrow key) brings the menu, stopped; the key itself does
+    // nothing else (the rest of the sequence is not read as letters: Right is not 'C').
+    let clock = FakeClock::new(0);
+    let mut con = FakeConsole::default();
+    let mut menu = Menu::new(&cfg, Term::ANSI);
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    con.push_input(b"\x1b[C");
+    assert_eq!(menu.poll(&mut con, &clock), None);
+    assert!(!menu.counting_down());
+    let screen = Screen::of(&con.output);
+    assert!(screen.text().contains("Timed"), "{}", screen.text());
+    assert_eq!(screen.highlighted(), ["  1. Alpha (default)"]);
+    clock.advance(3600 * SEC);
+    assert_eq!(menu.poll(&mut con, &clock), None, "the menu waits");
+    con.push_input(b"\x1b[B\r");
+    assert_eq!(menu.poll(&mut con, &clock), Some(boot(1, None)));
+}

@@ -503,10 +503,11 @@ impl Machine {
         staging: &mut HostStaging,
         platform: &mut FakePlatform,
     ) -> Outcome {
-        let (path, config) = match flow::load_config(fs) {
+        let (source, config) = match flow::load_config(fs) {
             Ok(c) => c,
             Err(e) => {
                 return Outcome {
+                    source: None,
                     config: None,
                     failures: vec![],
                     prepared: None,
@@ -520,9 +521,11 @@ impl Machine {
             ram: &ram,
             avoid: &avoid,
         };
+        let path = source.base();
         let (found, failures) =
             flow::next_bootable(fs, staging, platform, &mem, &self.dtb, path, &config, 0);
         Outcome {
+            source: Some(source),
             config: Some((path, config)),
             failures,
             prepared: found,
@@ -573,6 +576,9 @@ pub fn fill_ram(mem: &mut VecMemory) {
 
 /// What one run of the flow gave.
 pub struct Outcome {
+    /// What `load_config` found (an extlinux.conf path, or BLS entries).
+    pub source: Option<flow::ConfigSource>,
+    /// The path entries resolve against ([`flow::ConfigSource::base`]) and the config.
     pub config: Option<(&'static str, Config)>,
     pub config_error: Option<flow::BootError>,
     pub failures: Vec<Failure>,

@@ -623,3 +623,93 @@ fn fdtoverlays_apply_and_bad_ones_are_skipped() {
     );
     assert_eq!(memreserve(&dtb), [FIRMWARE_MEMRESERVE]);
 }
+
+/// Fedora-style Boot Loader Specification entries on a FAT `$BOOT`, no extlinux.conf: the newest
+/// kernel boots, with its initrd and options, through the same flow.
+#[test]
+fn bls_entries_boot_the_newest_kernel() {
+    let mid = "4098b3f648d74c13b1f04ccfba7798e8";
+    let k_new = kernel(MIB as usize, 21);
+    let k_old = kernel(MIB as usize, 22);
+    let initrd = pattern(23, 200_000);
+    let entry = |v: &str| {
+        format!(
+            "title Fedora Linux ({v})\nversion {v}\nmachine-id {mid}\nlinux /vmlinuz-{v}\n\
+             initrd /initramfs-{v}.img\noptions root=UUID=1234 ro\noptions quiet\n"
+        )
+        .into_bytes()
+    };
+    let (e1, e2) = (entry("6.9.12-200.fc40"), entry("6.10.0-0.rc1.fc41"));
+    let n1 = format!("/loader/entries/{mid}-6.9.12-200.fc40.conf");
+    let n2 = format!("/loader/entries/{mid}-6.10.0-0.rc1.fc41.conf");
+    let d = mbr_fat16(&[
+        (&n1, &e1),
+        (&n2, &e2),
+        ("/loader/entries/notes.txt", b"not an entry"),
+        ("/vmlinuz-6.9.12-200.fc40", &k_old),
+        ("/vmlinuz-6.10.0-0.rc1.fc41", &k_new),
+        ("/initramfs-6.10.0-0.rc1.fc41.img", &initrd),
+    ]);
+    let m = Machine::default();
+    let out = m.run(&mut open(d), &mut m.staging(), &mut FakePlatform::default());
+    let source = out.source.unwrap();
+    assert_eq!(source.to_string(), "/loader/entries (2 entries)");
+    assert_eq!(source.base(), "/");
+    let (_, config) = out.config.as_ref().unwrap();
+    assert!(config.notes.is_empty(), "{:?}", config.notes);
+    let label = format!("{mid}-6.10.0-0.rc1.fc41");
+    let want = Expect {
+        kernel: &k_new,
+        initrd: Some(&initrd),
+        append: "root=UUID=1234 ro quiet",
+        label: &label,
+    };
+    m.boot_and_check(out.prepared(), &want);
+}
+
+/// An extlinux.conf wins over BLS entries on the same partition (U-Boot's order, then ours);
+/// its `include` is read from the disk; a `localboot` entry is skipped with a clear failure and
+/// the boot order moves on.
+#[test]
+fn extlinux_with_include_before_bls_and_localboot_skipped() {
+    let k = kernel(MIB as usize, 24);
+    let top = conf("timeout 0\ndefault disk\ninclude entries.conf\n");
+    let inc = conf("label disk\n  localboot 1\nlabel linux\n  kernel Image\n  append x=1\n");
+    let d = mbr_fat16(&[
+        (CONF, &top),
+        ("/boot/extlinux/entries.conf", &inc),
+        ("/boot/extlinux/Image", &k),
+        ("/loader/entries/a.conf", b"linux /nothere\n"),
+    ]);
+    let m = Machine::default();
+    let out = m.run(&mut open(d), &mut m.staging(), &mut FakePlatform::default());
+    assert_eq!(out.source.unwrap().to_string(), CONF);
+    let (_, config) = out.config.as_ref().unwrap();
+    assert_eq!(config.entries.len(), 2);
+    assert_eq!(out.failures.len(), 1);
+    let (err, text) = out.failure("disk");
+    assert!(
+        matches!(err, kexboot_boot::flow::BootError::LocalBoot),
+        "{err:?}"
+    );
+    assert_eq!(text, "localboot is not supported here");
+    let want = Expect {
+        kernel: &k,
+        initrd: None,
+        append: "x=1",
+        label: "linux",
+    };
+    m.boot_and_check(out.prepared(), &want);
+}
+
+/// An entries directory with nothing bootable in it: the notes say why, nothing boots.
+#[test]
+fn bls_without_bootable_entries() {
+    let d = mbr_fat16(&[("/loader/entries/x.conf", b"title only a title\n")]);
+    let m = Machine::default();
+    let out = m.run(&mut open(d), &mut m.staging(), &mut FakePlatform::default());
+    let (_, config) = out.config.as_ref().unwrap();
+    assert!(config.entries.is_empty());
+    assert!(config.notes[0].to_string().contains("no 'linux' line"));
+    assert!(out.prepared.is_none());
+}

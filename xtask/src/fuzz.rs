@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Every target in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: [&str; 16] = [
+pub const TARGETS: [&str; 17] = [
     "image_header",
     "gzip",
     "dtb_read",
@@ -26,6 +26,7 @@ pub const TARGETS: [&str; 16] = [
     "fat_read",
     "fat_write",
     "extlinux",
+    "bls",
     "script",
     "env",
     "envstore",
@@ -445,6 +446,35 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
     );
     seed(root, "extlinux", "tests", conf.as_bytes())?;
     seed(root, "extlinux", "menu", menu_conf.as_bytes())?;
+    // Includes: pieces after NUL bytes are the files `/e/1`, `/e/2`, ... (one includes itself).
+    seed(
+        root,
+        "extlinux",
+        "include",
+        b"menu title inc\nontimeout b\ntotaltimeout 100\nmenu hidden\ninclude 1\n\
+          label after\n linux /after\n\0timeout 30\nlabel a\n linux /a\nmenu include 2\n\
+          \0label b\n localboot 1\ninclude 2\ninclude /e/1\n",
+    )?;
+    // BLS: Fedora-style entries, NUL-separated (one unreadable, one for another architecture).
+    let mid = "4098b3f648d74c13b1f04ccfba7798e8";
+    let mut bls = Vec::new();
+    for v in [
+        "6.5.6-300.fc39.aarch64",
+        "6.10.0-0.rc1.fc41",
+        "6.9.12-200.fc40",
+    ] {
+        bls.extend(
+            format!(
+                "title Fedora Linux ({v})\nversion {v}\nmachine-id {mid}\nsort-key fedora\n\
+                 linux /vmlinuz-{v}\ninitrd /initramfs-{v}.img\noptions root=UUID=1 ro\n\
+                 options $tuned_params\ndevicetree-overlay /a.dtbo /b.dtbo\n\0"
+            )
+            .bytes(),
+        );
+    }
+    bls.extend(format!("title rescue\nversion 0-rescue-{mid}\nlinux vmlinuz-0-rescue\n\0").bytes());
+    bls.extend(b"title x86\narchitecture x64\nlinux /k\n\0!unreadable\0options $kernelopts\n");
+    seed(root, "bls", "fedora", &bls)?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut gz, conf.as_bytes())?;
     let mut s = 0x1000u16.to_le_bytes().to_vec();

@@ -96,7 +96,7 @@ impl<B: Board> ConfigBoot<'_, B> {
     fn menu(&mut self, config: &Config) -> MenuAction {
         let always = self.force_menu;
         let (mut con, clock) = (self.board.console(), self.board.clock());
-        let immediate = config.timeout_ds.unwrap_or(0) == 0 && !config.prompt && !always;
+        let immediate = crate::ui::boots_at_once(config) && !always;
         let term = match immediate {
             true => Term::DUMB,
             false => probe_term(&mut con, &clock),

@@ -13,7 +13,7 @@ use crate::board::Board;
 use crate::commands::Table;
 use crate::env::Env;
 use crate::extlinux::{self, Config};
-use crate::flow::{self, BootError, Files};
+use crate::flow::{self, BootError, ConfigSource, Files};
 use crate::script::{self, CmdError, Ctx, Interp};
 use crate::storage::{why_not, Loc, Storage};
 
@@ -24,7 +24,7 @@ type Res = Result<(), CmdError>;
 
 /// What a volume offers to boot.
 enum Found {
-    Config(String, Config),
+    Config(ConfigSource, Config),
     Script(&'static str, String),
     Nothing,
 }
@@ -37,7 +37,7 @@ fn say(ctx: &mut Ctx, s: &str) {
 /// The extlinux config, else the boot script, of the open volume `files`.
 fn probe(files: &mut dyn Files, scripts: bool) -> Found {
     match flow::load_config(files) {
-        Ok((path, config)) => return Found::Config(path.into(), config),
+        Ok((source, config)) => return Found::Config(source, config),
         Err(BootError::NoConfig) => {}
         Err(e) => log::error!("{e}"),
     }
@@ -123,11 +123,12 @@ pub(super) fn boot<B: Board>(
             }
         };
         match found {
-            Found::Config(path, config) => {
+            Found::Config(source, config) => {
                 found_any = true;
-                say(ctx, &format!("Found {path}"));
+                say(ctx, &format!("Found {source}"));
                 let fdt = fdtfile.as_deref();
-                if sh.boot_config(loc, &path, config, label, force_menu, fdt) == Outcome::Shell {
+                let base = source.base();
+                if sh.boot_config(loc, base, config, label, force_menu, fdt) == Outcome::Shell {
                     return Ok(());
                 }
             }
@@ -178,7 +179,7 @@ pub(super) fn sysboot<B: Board>(sh: &mut Shell<B>, argv: &[String], ctx: &mut Ct
     let (loc, vol) = sh.volume_for(cmd, iface, spec)?;
     let (path, config) = match file {
         None => match flow::load_config(vol) {
-            Ok((p, c)) => (String::from(p), c),
+            Ok((source, c)) => (String::from(source.base()), c),
             Err(e) => return Err(CmdError::Msg(format!("sysboot: {e}"))),
         },
         Some(f) => {

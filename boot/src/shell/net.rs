@@ -503,7 +503,9 @@ impl<B: Board> Shell<B> {
             .pxe
             .clone()
             .ok_or(Error::Refused("pxe boot: no config (pxe get)"))?;
-        let config = extlinux::parse_bytes(&cfg.text).map_err(|e| Error::Parse {
+        // `include` lines are fetched from the server as every file the config names is.
+        let mut read = |p: &str| self.fetch_small(env, &pxe::resolve(&cfg.prefix, p));
+        let config = extlinux::parse_with(&cfg.text, "", &mut read).map_err(|e| Error::Parse {
             path: cfg.path.clone(),
             err: e.to_string(),
         })?;
