@@ -138,8 +138,14 @@ pub fn decompressed_bound(format: Format, src: &[u8]) -> Result<u64> {
         Some(0) | None if format == Format::Gzip => Err(Error::Truncated {
             what: "gzip trailer",
         }),
+        // A larger size means the trailer or header is not what it seems (a cut or corrupt
+        // file), not a kernel too big for RAM.
         Some(n) if n > (src.len() as u64).saturating_mul(max_ratio) => Err(Error::Truncated {
-            what: "stream (the size it states is impossible for its length)",
+            what: if format == Format::Gzip {
+                "gzip stream (its trailer's ISIZE is impossible for its length)"
+            } else {
+                "lz4 stream (the size it states is impossible for its length)"
+            },
         }),
         Some(n) => Ok(n),
         None => {

@@ -190,7 +190,7 @@ impl fmt::Display for Error {
             InflatesBeyond { limit } => {
                 write!(
                     f,
-                    "data decompresses beyond the {limit}-byte destination (the size the stream \
+                    "data inflates beyond the {limit}-byte destination (the size the stream \
                      or the Image header announced)"
                 )
             }
