@@ -93,13 +93,9 @@ fn truncated_inputs_fail() {
         let mut dst = vec![0u8; 2 << 20];
         let (len, _) = expected("kernel");
         for cut in (0..src.len()).step_by(997).chain([src.len() - 1]) {
-            match decompress_into(format, &src[..cut], &mut dst) {
-                // A legacy lz4 stream has no end mark: cut between blocks it is shorter.
-                Ok(n) => assert!(
-                    name.starts_with("kernel.lz4l") && n < len,
-                    "{name} cut {cut}"
-                ),
-                Err(_) => {}
+            // A legacy lz4 stream has no end mark: cut between blocks it is shorter.
+            if let Ok(n) = decompress_into(format, &src[..cut], &mut dst) {
+                assert!(name.starts_with("kernel.lz4l") && n < len, "{name} cut {cut}");
             }
         }
     }
