@@ -143,8 +143,8 @@ fn range(start: u64, len: u64) -> Result<Range, Error> {
 
 /// When the kernel at `argv[1]` is compressed (gzip, lz4, zstd, judged by content), decompresses
 /// it as U-Boot's `booti` does: `kernel_comp_size` bytes from the kernel address into
-/// `kernel_comp_addr_r`, at most ten times `kernel_comp_size` bytes (fewer when the stream or its
-/// Image header says so). `comp_addr` and `comp_size` are those variables (`None` or 0: unset).
+/// `kernel_comp_addr_r`, at most ten times `kernel_comp_size` bytes (fewer when its Image header's
+/// `image_size` says so). `comp_addr` and `comp_size` are those variables (`None` or 0: unset).
 /// `Ok(None)`: the kernel is not compressed. The compressed bytes are copied to the heap first,
 /// so the two areas may overlap.
 pub fn decompress(
@@ -170,8 +170,10 @@ pub fn decompress(
         .read(src_range)
         .ok_or(Error::CompSrc(src_range))?
         .to_vec();
+    // The Image header's image_size, not the stream's size fields: bytes past the file (when
+    // kernel_comp_size is larger than it) make gzip's ISIZE trailer meaningless.
     let mut limit = size.saturating_mul(COMP_MAX_RATIO);
-    if let Ok(bound) = compress::decompressed_bound(format, &src) {
+    if let Ok(bound) = compress::image_bound(format, &src) {
         limit = limit.min(bound);
     }
     let dst_range = range(addr, limit)?;

@@ -148,16 +148,20 @@ pub fn decompressed_bound(format: Format, src: &[u8]) -> Result<u64> {
             },
         }),
         Some(n) => Ok(n),
-        None => {
-            let mut head = [0u8; PEEK_LEN];
-            let n = match decompress_into(format, src, &mut head) {
-                Ok(n) => n,
-                Err(Error::InflatesBeyond { .. }) => head.len(),
-                Err(e) => return Err(e),
-            };
-            Ok(ImageHeader::parse(&head[..n])?.image_size())
-        }
+        None => image_bound(format, src),
     }
+}
+
+/// The `image_size` of the arm64 Image header the first decompressed bytes of `src` hold: an
+/// upper bound on the decompressed length that does not trust the stream's own size fields.
+pub fn image_bound(format: Format, src: &[u8]) -> Result<u64> {
+    let mut head = [0u8; PEEK_LEN];
+    let n = match decompress_into(format, src, &mut head) {
+        Ok(n) => n,
+        Err(Error::InflatesBeyond { .. }) => head.len(),
+        Err(e) => return Err(e),
+    };
+    Ok(ImageHeader::parse(&head[..n])?.image_size())
 }
 
 /// Decompresses `src`, of `format`, into `dst`, returning the number of bytes written.

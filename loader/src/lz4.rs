@@ -122,14 +122,12 @@ fn stored_into(data: &[u8], dst: &mut [u8], out: usize) -> Result<usize> {
     Ok(data.len())
 }
 
-/// What follows the last stream: nothing, zero padding, or Linux's `size_append` trailer, which
-/// must then match the output length (mod 2^32).
-fn check_tail(src: &[u8], pos: usize, out: usize, what: &'static str) -> Result<()> {
+/// What follows the last stream: ignored, as bytes after a gzip member are (U-Boot's `booti`
+/// reads `kernel_comp_size` bytes, often more than the file), except exactly 4 bytes: Linux's
+/// `size_append` trailer, which must then match the output length (mod 2^32).
+fn check_tail(src: &[u8], pos: usize, out: usize) -> Result<()> {
     let tail = &src[pos..];
-    if tail.iter().all(|&b| b == 0) {
-        return Ok(());
-    }
-    if tail.len() == SIZE_TRAILER {
+    if tail.len() == SIZE_TRAILER && tail.iter().any(|&b| b != 0) {
         let expected = le_u32(src, pos).unwrap_or(0);
         if expected != out as u32 {
             return Err(Error::SizeMismatch {
@@ -137,9 +135,8 @@ fn check_tail(src: &[u8], pos: usize, out: usize, what: &'static str) -> Result<
                 found: out as u32,
             });
         }
-        return Ok(());
     }
-    Err(lz4_err(pos, what))
+    Ok(())
 }
 
 /// Decodes an lz4 stream (legacy or frame format, several concatenated, skippable frames
@@ -154,7 +151,7 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize> {
             if streams == 0 {
                 return Err(Error::Truncated { what: "lz4 magic" });
             }
-            return check_tail(src, pos, out, "data after the last lz4 stream").map(|()| out);
+            return check_tail(src, pos, out).map(|()| out);
         };
         match magic {
             LEGACY_MAGIC => {
@@ -180,7 +177,7 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize> {
                 continue;
             }
             _ if streams == 0 => return Err(lz4_err(pos, "no lz4 magic")),
-            _ => return check_tail(src, pos, out, "data after the last lz4 stream").map(|()| out),
+            _ => return check_tail(src, pos, out).map(|()| out),
         }
         streams += 1;
     }
@@ -219,11 +216,14 @@ fn legacy(src: &[u8], mut pos: usize, dst: &mut [u8], out0: usize) -> Result<(us
             break;
         }
         let rest = src.len() - pos - 4;
-        let size = size as usize;
-        if rest == 0 && out > out0 {
-            // Linux's size trailer after the last block: the caller checks it.
+        if out > out0 && (rest == 0 || size == out as u32) {
+            // Linux's size trailer after the last block (the output length so far; perhaps
+            // followed by padding, as when booti reads kernel_comp_size bytes): the caller
+            // checks it. A real block of exactly that compressed size would need incompressible
+            // data and an output of 8 MiB so far: not a kernel.
             break;
         }
+        let size = size as usize;
         if size > LEGACY_MAX_COMPRESSED {
             return Err(Error::BlockTooLarge {
                 offset: pos,

@@ -169,14 +169,12 @@ fn next(src: &[u8], pos: usize) -> Next {
     }
 }
 
-/// What follows the last frame: nothing, zero padding, or Linux's `size_append` trailer, which
-/// must then match the output length (mod 2^32).
+/// What follows the last frame: ignored, as bytes after a gzip member are (U-Boot's `booti`
+/// reads `kernel_comp_size` bytes, often more than the file), except exactly 4 bytes: Linux's
+/// `size_append` trailer, which must then match the output length (mod 2^32).
 fn check_tail(src: &[u8], pos: usize, out: usize) -> Result<()> {
     let tail = &src[pos..];
-    if tail.iter().all(|&b| b == 0) {
-        return Ok(());
-    }
-    if tail.len() == SIZE_TRAILER {
+    if tail.len() == SIZE_TRAILER && tail.iter().any(|&b| b != 0) {
         let expected = le_u32(src, pos).unwrap_or(0);
         if expected != out as u32 {
             return Err(Error::SizeMismatch {
@@ -184,9 +182,8 @@ fn check_tail(src: &[u8], pos: usize, out: usize) -> Result<()> {
                 found: out as u32,
             });
         }
-        return Ok(());
     }
-    Err(zstd_err(pos, "data after the last zstd frame"))
+    Ok(())
 }
 
 fn skip(src: &[u8], pos: usize, len: usize) -> Result<usize> {

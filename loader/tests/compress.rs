@@ -95,7 +95,10 @@ fn truncated_inputs_fail() {
         for cut in (0..src.len()).step_by(997).chain([src.len() - 1]) {
             // A legacy lz4 stream has no end mark: cut between blocks it is shorter.
             if let Ok(n) = decompress_into(format, &src[..cut], &mut dst) {
-                assert!(name.starts_with("kernel.lz4l") && n < len, "{name} cut {cut}");
+                assert!(
+                    name.starts_with("kernel.lz4l") && n < len,
+                    "{name} cut {cut}"
+                );
             }
         }
     }
