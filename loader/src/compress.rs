@@ -1,16 +1,22 @@
-//! Kernel compression: format detection by content and gzip (RFC 1952) inflation into a
-//! caller-given buffer.
+//! Kernel compression, judged by content: gzip (RFC 1952), lz4 (the legacy format of Linux's
+//! `Image.lz4` and the frame format) and zstd, each decompressed into a caller-given buffer.
+//!
+//! One dispatch for every boot path: [`detect`] names the format, [`decompressed_bound`] says
+//! how large a buffer to give, [`decompress_into`] fills it. Every decoder follows the same
+//! rules: nothing is ever written outside `dst` (a stream that needs more fails with
+//! [`Error::InflatesBeyond`], `dst` then holding a prefix of the output), a bad stream is an
+//! error naming what was wrong, and the work is bounded by the input's length.
 //!
 //! [`gunzip_into`] inflates straight into `dst` with `miniz_oxide` (non-wrapping output buffer,
-//! one call), then checks the trailer's CRC32 and ISIZE. Nothing is ever written outside `dst`;
-//! a stream that needs more room than `dst` fails with [`Error::InflatesBeyond`].
+//! one call), then checks the trailer's CRC32 and ISIZE. lz4 is in `crate::lz4`, zstd in
+//! `crate::zstd`.
 
 use alloc::boxed::Box;
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 
-use crate::image::{HEADER_LEN, IMAGE_MAGIC};
-use crate::{Error, Result};
+use crate::image::{ImageHeader, HEADER_LEN, IMAGE_MAGIC};
+use crate::{lz4, zstd, Error, Result};
 
 /// What a blob is, judged by its content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,9 +25,34 @@ pub enum Format {
     Image,
     /// A gzip stream with deflate compression.
     Gzip,
+    /// An lz4 stream: the legacy format (`lz4 -l`, Linux's `Image.lz4`) or the frame format.
+    Lz4,
+    /// zstd frames.
+    Zstd,
     /// Anything else.
     Unknown,
 }
+
+impl Format {
+    /// The name logs and messages use: "gzip", "lz4", "zstd", "Image", "unknown".
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Image => "Image",
+            Format::Gzip => "gzip",
+            Format::Lz4 => "lz4",
+            Format::Zstd => "zstd",
+            Format::Unknown => "unknown",
+        }
+    }
+
+    /// Whether [`decompress_into`] decodes this format.
+    pub fn is_compressed(self) -> bool {
+        matches!(self, Format::Gzip | Format::Lz4 | Format::Zstd)
+    }
+}
+
+/// Deflate cannot expand more than 1032:1.
+pub const MAX_DEFLATE_RATIO: u64 = 1032;
 
 const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 const GZIP_HEADER_LEN: usize = 10;
@@ -36,8 +67,15 @@ const FRESERVED: u8 = !(FTEXT | FHCRC | FEXTRA | FNAME | FCOMMENT);
 
 /// Detects the format of `bytes` from its first bytes, never from a file name.
 pub fn detect(bytes: &[u8]) -> Format {
+    let magic = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     if bytes.starts_with(&GZIP_MAGIC) {
         Format::Gzip
+    } else if magic == Some(lz4::LEGACY_MAGIC) || magic == Some(lz4::FRAME_MAGIC) {
+        Format::Lz4
+    } else if magic == Some(zstd::MAGIC) {
+        Format::Zstd
     } else if bytes.len() >= HEADER_LEN && bytes[0x38..0x3c] == IMAGE_MAGIC.to_le_bytes() {
         Format::Image
     } else {
@@ -47,11 +85,9 @@ pub fn detect(bytes: &[u8]) -> Format {
 
 /// Names a compression kexboot recognises but cannot inflate, for a helpful error message.
 pub fn unsupported_compression(bytes: &[u8]) -> Option<&'static str> {
-    const MAGICS: [(&[u8], &str); 6] = [
-        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    const MAGICS: [(&[u8], &str); 4] = [
         (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
         (b"BZh", "bzip2"),
-        (&[0x02, 0x21, 0x4c, 0x18], "lz4 (legacy)"),
         (&[0x89, b'L', b'Z', b'O'], "lzo"),
         (&[0x5d, 0, 0], "lzma"),
     ];
@@ -71,6 +107,74 @@ pub fn gzip_size_hint(bytes: &[u8]) -> Option<u32> {
     }
     let t = bytes.get(bytes.len() - 4..)?;
     Some(u32::from_le_bytes([t[0], t[1], t[2], t[3]]))
+}
+
+/// The decompressed size the stream itself states: gzip's ISIZE, the zstd frames' content
+/// sizes, the lz4 frame's content size or Linux's size trailer after a legacy lz4 stream.
+pub fn size_hint(format: Format, src: &[u8]) -> Option<u64> {
+    match format {
+        Format::Gzip => gzip_size_hint(src).map(u64::from),
+        Format::Lz4 => lz4::size_hint(src),
+        Format::Zstd => zstd::size_hint(src),
+        Format::Image | Format::Unknown => None,
+    }
+}
+
+/// Bytes of decompressed output read to find the Image header when a stream states no size.
+const PEEK_LEN: usize = HEADER_LEN;
+
+/// How large a buffer [`decompress_into`] needs for `src`: the size the stream states (gzip
+/// must state one; a size impossible for the input's length is refused), else the `image_size`
+/// of the arm64 Image header the first decompressed bytes hold. Only a bound: a stream that
+/// lies about its size still stops at the buffer's end.
+pub fn decompressed_bound(format: Format, src: &[u8]) -> Result<u64> {
+    let max_ratio = match format {
+        Format::Gzip => MAX_DEFLATE_RATIO,
+        Format::Lz4 => lz4::MAX_RATIO,
+        // RLE blocks make any ratio possible.
+        _ => u64::MAX,
+    };
+    match size_hint(format, src) {
+        Some(0) | None if format == Format::Gzip => Err(Error::Truncated {
+            what: "gzip trailer",
+        }),
+        // A larger size means the trailer or header is not what it seems (a cut or corrupt
+        // file), not a kernel too big for RAM.
+        Some(n) if n > (src.len() as u64).saturating_mul(max_ratio) => Err(Error::Truncated {
+            what: if format == Format::Gzip {
+                "gzip stream (its trailer's ISIZE is impossible for its length)"
+            } else {
+                "lz4 stream (the size it states is impossible for its length)"
+            },
+        }),
+        Some(n) => Ok(n),
+        None => image_bound(format, src),
+    }
+}
+
+/// The `image_size` of the arm64 Image header the first decompressed bytes of `src` hold: an
+/// upper bound on the decompressed length that does not trust the stream's own size fields.
+pub fn image_bound(format: Format, src: &[u8]) -> Result<u64> {
+    let mut head = [0u8; PEEK_LEN];
+    let n = match decompress_into(format, src, &mut head) {
+        Ok(n) => n,
+        Err(Error::InflatesBeyond { .. }) => head.len(),
+        Err(e) => return Err(e),
+    };
+    Ok(ImageHeader::parse(&head[..n])?.image_size())
+}
+
+/// Decompresses `src`, of `format`, into `dst`, returning the number of bytes written.
+///
+/// Nothing outside `dst` is touched; a stream that needs more room fails with
+/// [`Error::InflatesBeyond`] and `dst` then holds the start of the output.
+pub fn decompress_into(format: Format, src: &[u8], dst: &mut [u8]) -> Result<usize> {
+    match format {
+        Format::Gzip => gunzip_into(src, dst),
+        Format::Lz4 => lz4::decompress(src, dst),
+        Format::Zstd => zstd::decompress(src, dst),
+        Format::Image | Format::Unknown => Err(Error::NotCompressed),
+    }
 }
 
 fn le_u16(src: &[u8], pos: usize, what: &'static str) -> Result<u16> {
@@ -263,11 +367,11 @@ mod tests {
         img[0x38..0x3c].copy_from_slice(b"ARM\x64");
         assert_eq!(detect(&img), Format::Image);
         assert_eq!(detect(&img[..60]), Format::Unknown);
-        assert_eq!(detect(b"\x28\xb5\x2f\xfd...."), Format::Unknown);
-        assert_eq!(
-            unsupported_compression(b"\x28\xb5\x2f\xfd...."),
-            Some("zstd")
-        );
+        assert_eq!(detect(b"\x28\xb5\x2f\xfd...."), Format::Zstd);
+        assert_eq!(detect(b"\x02\x21\x4c\x18...."), Format::Lz4);
+        assert_eq!(detect(b"\x04\x22\x4d\x18...."), Format::Lz4);
+        assert_eq!(unsupported_compression(b"\x28\xb5\x2f\xfd...."), None);
+        assert_eq!(unsupported_compression(b"BZh91AY"), Some("bzip2"));
         assert_eq!(
             gzip_size_hint(&gz(&data(5000), false, false, false)),
             Some(5000)
@@ -402,6 +506,19 @@ mod tests {
             let _ = gunzip_into(&bytes, &mut dst);
             let _ = detect(&bytes);
             let _ = gzip_size_hint(&bytes);
+        }
+
+        #[test]
+        fn every_format_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600),
+                                     magic in 0usize..3, cap in 0usize..5000) {
+            let magics = [[0x02, 0x21, 0x4c, 0x18], [0x04, 0x22, 0x4d, 0x18], [0x28, 0xb5, 0x2f, 0xfd]];
+            let mut src = magics[magic].to_vec();
+            src.extend_from_slice(&bytes);
+            let format = detect(&src);
+            let mut dst = vec![0u8; cap];
+            let _ = decompress_into(format, &src, &mut dst);
+            let _ = decompressed_bound(format, &src);
+            let _ = size_hint(format, &src);
         }
 
         #[test]

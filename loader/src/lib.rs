@@ -11,9 +11,11 @@ pub mod compress;
 pub mod dt;
 pub mod handoff;
 pub mod image;
+mod lz4;
 pub mod mailbox;
 pub mod mem;
 pub mod place;
+mod zstd;
 
 use alloc::string::String;
 use core::fmt;
@@ -54,6 +56,29 @@ pub enum Error {
     SizeMismatch { expected: u32, found: u32 },
     /// The stream inflates to more than the `limit` bytes of the destination (free RAM).
     InflatesBeyond { limit: usize },
+    /// [`compress::decompress_into`] was asked to decompress something that is not compressed.
+    NotCompressed,
+    /// The lz4 stream is malformed at input offset `offset`: `what`.
+    Lz4 { offset: usize, what: &'static str },
+    /// The zstd stream is malformed at (or the decoder failed near) input offset `offset`.
+    Zstd { offset: usize, what: String },
+    /// A compressed block at input offset `offset` declares `size` bytes, more than the `max`
+    /// its format allows.
+    BlockTooLarge { offset: usize, size: u64, max: u64 },
+    /// A zstd frame asks for a `window`-byte history buffer, more than kexboot's `max`.
+    WindowTooLarge { window: u64, max: u64 },
+    /// `what` (an lz4 or zstd checksum of the data) does not match.
+    ChecksumMismatch {
+        what: &'static str,
+        expected: u32,
+        found: u32,
+    },
+    /// The content size `what` (a frame) states is not what it decompressed to.
+    ContentSizeMismatch {
+        what: &'static str,
+        expected: u64,
+        found: u64,
+    },
 
     /// kexboot's handoff record is unusable: `why`.
     BadHandoff { why: &'static str },
@@ -165,9 +190,41 @@ impl fmt::Display for Error {
             InflatesBeyond { limit } => {
                 write!(
                     f,
-                    "data inflates beyond the {limit}-byte destination (the size its gzip trailer announced)"
+                    "data inflates beyond the {limit}-byte destination (the size the stream \
+                     or the Image header announced)"
                 )
             }
+            NotCompressed => write!(f, "not a compressed stream kexboot decodes"),
+            Lz4 { offset, what } => write!(f, "bad lz4 data at offset {offset}: {what}"),
+            Zstd { offset, what } => write!(f, "bad zstd data near offset {offset}: {what}"),
+            BlockTooLarge { offset, size, max } => write!(
+                f,
+                "compressed block at offset {offset} is {size} bytes, more than the {max} its \
+                 format allows"
+            ),
+            WindowTooLarge { window, max } => write!(
+                f,
+                "zstd window of {} KiB is more than kexboot's bound of {} KiB (recompress with \
+                 a lower level or a smaller --long)",
+                window >> 10,
+                max >> 10
+            ),
+            ChecksumMismatch {
+                what,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{what} mismatch: the stream says {expected:#010x}, the data gives {found:#010x}"
+            ),
+            ContentSizeMismatch {
+                what,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{what} says it holds {expected} bytes but decompressed to {found}"
+            ),
             NoRam => write!(f, "no RAM to place anything in"),
             NoRoom { what, size } => {
                 write!(f, "{what} ({size} bytes) does not fit in free RAM")

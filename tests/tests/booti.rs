@@ -13,12 +13,16 @@ struct Loaded<'a>(&'a [HostBuf]);
 
 impl Ram for Loaded<'_> {
     fn read(&self, r: LRange) -> Option<&[u8]> {
-        self.0.iter().find_map(|b| {
-            let end = b.addr + b.data.len() as u64;
-            (b.addr <= r.start() && r.end() <= end)
-                .then(|| &b.data[(r.start() - b.addr) as usize..(r.end() - b.addr) as usize])
-        })
+        read_bufs(self.0, r)
     }
+}
+
+fn read_bufs(bufs: &[HostBuf], r: LRange) -> Option<&[u8]> {
+    bufs.iter().find_map(|b| {
+        let end = b.addr + b.data.len() as u64;
+        (b.addr <= r.start() && r.end() <= end)
+            .then(|| &b.data[(r.start() - b.addr) as usize..(r.end() - b.addr) as usize])
+    })
 }
 
 fn argv(s: &str) -> Vec<String> {
@@ -128,5 +132,98 @@ fn booti_checks_a_named_fdt_header_before_reading_it() {
             .expect("refused");
         assert!(matches!(e, Error::Fdt { .. }), "{e}");
         assert!(e.to_string().contains(want), "{e}");
+    }
+}
+
+/// Readable and writable RAM: the buffers of the test, all of them free memory.
+struct Writable<'a>(&'a mut [HostBuf]);
+
+impl Ram for Writable<'_> {
+    fn read(&self, r: LRange) -> Option<&[u8]> {
+        read_bufs(self.0, r)
+    }
+}
+
+impl booti::RamMut for Writable<'_> {
+    fn write(&mut self, r: LRange) -> Option<&mut [u8]> {
+        self.0.iter_mut().find_map(|b| {
+            let end = b.addr + b.data.len() as u64;
+            (b.addr <= r.start() && r.end() <= end)
+                .then(|| &mut b.data[(r.start() - b.addr) as usize..(r.end() - b.addr) as usize])
+        })
+    }
+}
+
+/// U-Boot's `booti` of a compressed Image: decompressed from the kernel address to
+/// `kernel_comp_addr_r`, reading `kernel_comp_size` bytes, at most ten times that.
+#[test]
+fn booti_compressed_kernel_uses_kernel_comp_vars() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../loader/tests/data");
+    let spec = KernelSpec::new(MIB as usize + 4321, 43);
+    let k = spec.build();
+    let lz4 = std::fs::read(format!("{fixtures}/kernel.lz4l-sized")).unwrap();
+    let zst = std::fs::read(format!("{fixtures}/kernel.zst-stdin")).unwrap();
+    let cases: [(&str, Vec<u8>, usize); 3] = [
+        ("gzip", gzip(&k), k.len()),
+        ("lz4", lz4, 1 << 20),
+        ("zstd", zst, 1 << 20),
+    ];
+    for (name, packed, unpacked_len) in cases {
+        let m = Machine::default();
+        let mut staging = m.staging();
+        // kernel_comp_size is often set larger than the file: what follows is ignored (zero
+        // for the legacy lz4 stream, which has no end mark).
+        let mut kbuf = staging.alloc(1 << 20).unwrap();
+        let fill = if name == "lz4" { 0 } else { 0xa5 };
+        kbuf.data.fill(fill);
+        kbuf.data[..packed.len()].copy_from_slice(&packed);
+        let dbuf = staging.alloc(4 << 20).unwrap();
+        let (kaddr, daddr) = (kbuf.addr, dbuf.addr);
+        let mut bufs = [kbuf, dbuf];
+        let cmd = argv(&format!("booti {kaddr:#x}"));
+        let size = Some(1 << 20);
+
+        // Without the variables: U-Boot's complaint, naming both.
+        let e = booti::decompress(&cmd, &mut Writable(&mut bufs), None, size).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, Error::CompVars(f) if f.name() == name)
+                && msg.contains("kernel_comp_addr_r")
+                && msg.contains("kernel_comp_size"),
+            "{name}: {msg}"
+        );
+        // kernel_comp_addr_r where nothing may be written.
+        let e = booti::decompress(&cmd, &mut Writable(&mut bufs), Some(0x1000), size);
+        assert!(matches!(e, Err(Error::CompDst(_))), "{name}: {e:?}");
+        // kernel_comp_size past readable RAM.
+        let e = booti::decompress(&cmd, &mut Writable(&mut bufs), Some(daddr), Some(1 << 40));
+        assert!(matches!(e, Err(Error::CompSrc(_))), "{name}: {e:?}");
+
+        let d = booti::decompress(&cmd, &mut Writable(&mut bufs), Some(daddr), size)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.format.name(), d.addr, d.len),
+            (name, daddr, unpacked_len)
+        );
+        if name == "gzip" {
+            assert_eq!(&bufs[1].data[..k.len()], &k[..]);
+        }
+        // Then booti boots from kernel_comp_addr_r.
+        let none = |d: &[u8]| Ok(d.to_vec());
+        let args = booti::parse(
+            &argv(&format!("booti {daddr:#x}")),
+            &Loaded(&bufs),
+            &m.dtb,
+            &none,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(args.kernel.addr, daddr);
+        // An uncompressed kernel is left alone.
+        let plain = argv(&format!("booti {daddr:#x}"));
+        assert_eq!(
+            booti::decompress(&plain, &mut Writable(&mut bufs), None, None).unwrap(),
+            None
+        );
     }
 }

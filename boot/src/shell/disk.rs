@@ -47,6 +47,35 @@ impl<B: Board> booti::Ram for MappedRam<'_, B> {
     }
 }
 
+/// RAM as `booti` may write it when it decompresses a kernel: free memory only.
+struct WritableRam<'a, B: Board> {
+    board: &'a mut B,
+    layout: &'a Layout,
+}
+
+impl<B: Board> booti::Ram for WritableRam<'_, B> {
+    fn read(&self, r: Range) -> Option<&[u8]> {
+        if !self.layout.readable(&r) {
+            return None;
+        }
+        self.board.ram(r)
+    }
+}
+
+impl<B: Board> booti::RamMut for WritableRam<'_, B> {
+    fn write(&mut self, r: Range) -> Option<&mut [u8]> {
+        if !self.layout.is_writable(&r) {
+            return None;
+        }
+        self.board.ram_mut(r)
+    }
+}
+
+/// A hex environment variable; unset, empty or not hex is `None` (U-Boot reads those as 0).
+fn env_hex(env: &Env, name: &str) -> Option<u64> {
+    env.get(name).and_then(parse_hex)
+}
+
 impl<B: Board> Shell<B> {
     /// U-Boot's load addresses, chosen in free RAM at start: `kernel_addr_r`, `ramdisk_addr_r`,
     /// `fdt_addr_r`, `scriptaddr`, `pxefile_addr_r`, and where `booti` may decompress a
@@ -272,6 +301,28 @@ impl<B: Board> Shell<B> {
     /// firmware's memory and reserved regions and the board's own changes first, as every tree
     /// kexboot hands over.
     pub(super) fn booti(&mut self, argv: &[String], env: &Env) -> Result<(), Error> {
+        let mut writable = WritableRam {
+            board: &mut self.board,
+            layout: &self.layout,
+        };
+        let comp_addr = env_hex(env, booti::COMP_ADDR_VAR);
+        let comp_size = env_hex(env, booti::COMP_SIZE_VAR);
+        let unpacked =
+            booti::decompress(argv, &mut writable, comp_addr, comp_size).map_err(Error::Booti)?;
+        // A decompressed kernel is booted from kernel_comp_addr_r (U-Boot moves it back to the
+        // kernel address; the relocator copies it to its place from wherever it is).
+        let mut argv = argv.to_vec();
+        if let Some(d) = &unpacked {
+            log::info!(
+                "booti: {} kernel {} -> {} bytes, decompressed to {:#x}",
+                d.format.name(),
+                d.compressed,
+                d.len,
+                d.addr
+            );
+            argv[1] = format!("{:#x}", d.addr);
+        }
+        let argv = &argv[..];
         let ram = MappedRam {
             board: &self.board,
             layout: &self.layout,
