@@ -1423,6 +1423,14 @@ fn load_at(dtb: &[u8], path: &str) -> core::result::Result<(Tree, Vec<String>), 
     Ok((t, names))
 }
 
+/// Writes an edited tree out and checks it as any blob read (a `#size-cells` of two cells,
+/// say, would make a tree `booti` refuses later: refused here, where the edit is named).
+fn store_checked(t: &Tree) -> core::result::Result<Vec<u8>, PathError> {
+    let out = t.store()?;
+    check(&out)?;
+    Ok(out)
+}
+
 fn writable_name(name: &str) -> core::result::Result<(), PathError> {
     if name.is_empty() || name.contains(['/', '\0']) {
         return Err(PathError::BadName);
@@ -1496,7 +1504,7 @@ pub fn set_property(
         Some(p) => p.set_value(value.to_vec()),
         None => set(node, name, value.to_vec()),
     }
-    Ok(t.store()?)
+    store_checked(&t)
 }
 
 /// `dtb` without property `name` of the node at `path`.
@@ -1508,7 +1516,7 @@ pub fn remove_property(
     let (mut t, names) = load_at(dtb, path)?;
     let node = node_mut(&mut t.tree.root, &names).ok_or(PathError::NoNode)?;
     node.remove_property(name).ok_or(PathError::NoProperty)?;
-    Ok(t.store()?)
+    store_checked(&t)
 }
 
 /// `dtb` without the node at `path` and its subtree (never the root).
@@ -1517,7 +1525,7 @@ pub fn remove_node(dtb: &[u8], path: &str) -> core::result::Result<Vec<u8>, Path
     let last = names.pop().ok_or(PathError::Root)?;
     let parent = node_mut(&mut t.tree.root, &names).ok_or(PathError::NoNode)?;
     parent.remove_child(&last).ok_or(PathError::NoNode)?;
-    Ok(t.store()?)
+    store_checked(&t)
 }
 
 /// `dtb` with an empty node `name` added as the last child of the node at `path`.
@@ -1532,7 +1540,7 @@ pub fn add_node(dtb: &[u8], path: &str, name: &str) -> core::result::Result<Vec<
         return Err(PathError::Exists);
     }
     parent.add_child(DeviceTreeNode::new_unchecked(name));
-    Ok(t.store()?)
+    store_checked(&t)
 }
 
 /// `dtb` (checked completely) written out again in the standard layout with no free space:

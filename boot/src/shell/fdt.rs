@@ -387,9 +387,11 @@ impl<B: Board> Shell<B> {
             }
             // A listed child's properties are one level too deep, as in U-Boot.
             Visit::Prop { depth: d, .. } if d >= depth => true,
-            Visit::Prop { name, value, depth } if value.is_empty() => {
-                line(&format!("{name};"), depth + 1)
-            }
+            Visit::Prop {
+                name,
+                value: [],
+                depth,
+            } => line(&format!("{name};"), depth + 1),
             Visit::Prop { name, value, depth } => line(
                 &format!("{name} = {};", format_value(value, max_dump)),
                 depth + 1,
@@ -523,7 +525,7 @@ pub fn format_value(v: &[u8], max_dump: usize) -> String {
     if v.len() > max_dump {
         return format!("* [0x{:08x}]", v.len());
     }
-    if v.len() % 4 == 0 {
+    if v.len().is_multiple_of(4) {
         let cells: Vec<String> = v
             .chunks_exact(4)
             .map(|c| format!("0x{:08x}", u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
@@ -555,7 +557,7 @@ pub fn env_value(v: &[u8], index: Option<usize>) -> Option<String> {
     }
     match (v.len(), index) {
         (4, _) => cell(0),
-        (n, Some(i)) if n % 4 == 0 => cell(i),
+        (n, Some(i)) if n.is_multiple_of(4) => cell(i),
         _ => Some(v.iter().map(|b| format!("{b:02x}")).collect()),
     }
 }

@@ -33,6 +33,7 @@ pub use configboot::probe_term;
 pub use error::Error;
 pub use fdt::{
     env_value as fdt_env_value, format_value as fdt_format_value, parse_value as fdt_parse_value,
+    MAX_VALUE as FDT_MAX_VALUE,
 };
 pub use table::commands;
 
