@@ -1316,3 +1316,262 @@ pub fn apply_overlay(base: &[u8], overlay: &[u8]) -> Result<Vec<u8>> {
     })?;
     Ok(out)
 }
+
+/// Why a read or edit by path (U-Boot's `fdt` command) was not made, in libfdt's terms so the
+/// shell can say what U-Boot says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// No node at the path (libfdt's `fdt_path_offset()` FDT_ERR_NOTFOUND).
+    NoNode,
+    /// The node has no such property (`fdt_getprop()`/`fdt_delprop()` FDT_ERR_NOTFOUND).
+    NoProperty,
+    /// `add_node`: the parent already has a child of that name (FDT_ERR_EXISTS).
+    Exists,
+    /// A node or property name that cannot be written: empty, or with `/` or NUL
+    /// (FDT_ERR_BADNAME).
+    BadName,
+    /// The root node cannot be removed (FDT_ERR_BADOFFSET in libfdt).
+    Root,
+    /// The blob is not a valid device tree, or the result would be too large.
+    Dt(Error),
+}
+
+impl From<Error> for PathError {
+    fn from(e: Error) -> Self {
+        PathError::Dt(e)
+    }
+}
+
+impl core::fmt::Display for PathError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PathError::NoNode | PathError::NoProperty => f.write_str("FDT_ERR_NOTFOUND"),
+            PathError::Exists => f.write_str("FDT_ERR_EXISTS"),
+            PathError::BadName => f.write_str("FDT_ERR_BADNAME"),
+            PathError::Root => f.write_str("FDT_ERR_BADOFFSET (the root node)"),
+            PathError::Dt(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One step of [`visit`]: a node opens (its properties and children follow), a property, a
+/// node closes. `depth` is 0 for the node the path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visit<'a> {
+    /// A node opens; the named node's name is `""` when it is the root.
+    Node {
+        name: &'a str,
+        depth: usize,
+    },
+    Prop {
+        name: &'a str,
+        value: &'a [u8],
+        depth: usize,
+    },
+    End {
+        depth: usize,
+    },
+}
+
+/// Whether `name` names `node` the way libfdt's path lookup matches a component: exactly, or
+/// by its part before `@` when the component has no unit address.
+fn component_matches(node: &str, name: &str) -> bool {
+    node == name || (!name.contains('@') && base_name(node) == name)
+}
+
+/// The exact child names leading from the root to `path` (absolute, or starting with an alias
+/// of `/aliases`, one level deep, as libfdt's `fdt_path_offset`): the first child matching each
+/// component, in tree order.
+fn path_names(root: &DeviceTreeNode, path: &str) -> Option<Vec<String>> {
+    let owned;
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        let (alias, rest) = path.split_once('/').unwrap_or((path, ""));
+        let aliases = root.child("aliases")?;
+        let prop = aliases.property(alias)?;
+        let target = core::str::from_utf8(prop.value().strip_suffix(&[0])?).ok()?;
+        if !target.starts_with('/') {
+            return None;
+        }
+        owned = alloc::format!("{target}/{rest}");
+        &owned
+    };
+    let mut node = root;
+    let mut names = Vec::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        node = node
+            .children()
+            .find(|c| component_matches(c.name(), part))?;
+        names.push(String::from(node.name()));
+    }
+    Some(names)
+}
+
+fn node_ref<'t>(root: &'t DeviceTreeNode, names: &[String]) -> Option<&'t DeviceTreeNode> {
+    names.iter().try_fold(root, |n, name| n.child(name))
+}
+
+fn node_mut<'t>(root: &'t mut DeviceTreeNode, names: &[String]) -> Option<&'t mut DeviceTreeNode> {
+    names.iter().try_fold(root, |n, name| n.child_mut(name))
+}
+
+/// A checked tree and the node `path` names in it.
+fn load_at(dtb: &[u8], path: &str) -> core::result::Result<(Tree, Vec<String>), PathError> {
+    let t = Tree::load(dtb)?;
+    let names = path_names(&t.tree.root, path).ok_or(PathError::NoNode)?;
+    Ok((t, names))
+}
+
+/// Writes an edited tree out and checks it as any blob read (a `#size-cells` of two cells,
+/// say, would make a tree `booti` refuses later: refused here, where the edit is named).
+fn store_checked(t: &Tree) -> core::result::Result<Vec<u8>, PathError> {
+    let out = t.store()?;
+    check(&out)?;
+    Ok(out)
+}
+
+fn writable_name(name: &str) -> core::result::Result<(), PathError> {
+    if name.is_empty() || name.contains(['/', '\0']) {
+        return Err(PathError::BadName);
+    }
+    Ok(())
+}
+
+/// The value of property `name` of the node at `path` in `dtb` (checked completely first).
+pub fn property(dtb: &[u8], path: &str, name: &str) -> core::result::Result<Vec<u8>, PathError> {
+    let (t, names) = load_at(dtb, path)?;
+    let node = node_ref(&t.tree.root, &names).ok_or(PathError::NoNode)?;
+    let p = node.property(name).ok_or(PathError::NoProperty)?;
+    Ok(p.value().to_vec())
+}
+
+/// Walks the subtree at `path` in tree order (properties before children), `max_depth` levels
+/// below it at most, telling `f` each step until it returns false. `check` bounds the depth
+/// of any blob, so the recursion is bounded.
+pub fn visit(
+    dtb: &[u8],
+    path: &str,
+    max_depth: usize,
+    f: &mut dyn FnMut(Visit<'_>) -> bool,
+) -> core::result::Result<(), PathError> {
+    fn go(
+        n: &DeviceTreeNode,
+        depth: usize,
+        max: usize,
+        f: &mut dyn FnMut(Visit<'_>) -> bool,
+    ) -> bool {
+        if !f(Visit::Node {
+            name: n.name(),
+            depth,
+        }) {
+            return false;
+        }
+        for p in n.properties() {
+            let (name, value) = (p.name(), p.value());
+            if !f(Visit::Prop { name, value, depth }) {
+                return false;
+            }
+        }
+        if depth < max {
+            for c in n.children() {
+                if !go(c, depth + 1, max, f) {
+                    return false;
+                }
+            }
+        }
+        f(Visit::End { depth })
+    }
+    let (t, names) = load_at(dtb, path)?;
+    let node = node_ref(&t.tree.root, &names).ok_or(PathError::NoNode)?;
+    go(node, 0, max_depth, f);
+    Ok(())
+}
+
+/// `dtb` with property `name` of the node at `path` set to `value` (added at the end of the
+/// node's properties when new, in place when not). Everything else passes through; the result
+/// is the compact blob (no free space: see [`set_total_size`]).
+pub fn set_property(
+    dtb: &[u8],
+    path: &str,
+    name: &str,
+    value: &[u8],
+) -> core::result::Result<Vec<u8>, PathError> {
+    writable_name(name)?;
+    let (mut t, names) = load_at(dtb, path)?;
+    let node = node_mut(&mut t.tree.root, &names).ok_or(PathError::NoNode)?;
+    match node.property_mut(name) {
+        Some(p) => p.set_value(value.to_vec()),
+        None => set(node, name, value.to_vec()),
+    }
+    store_checked(&t)
+}
+
+/// `dtb` without property `name` of the node at `path`.
+pub fn remove_property(
+    dtb: &[u8],
+    path: &str,
+    name: &str,
+) -> core::result::Result<Vec<u8>, PathError> {
+    let (mut t, names) = load_at(dtb, path)?;
+    let node = node_mut(&mut t.tree.root, &names).ok_or(PathError::NoNode)?;
+    node.remove_property(name).ok_or(PathError::NoProperty)?;
+    store_checked(&t)
+}
+
+/// `dtb` without the node at `path` and its subtree (never the root).
+pub fn remove_node(dtb: &[u8], path: &str) -> core::result::Result<Vec<u8>, PathError> {
+    let (mut t, mut names) = load_at(dtb, path)?;
+    let last = names.pop().ok_or(PathError::Root)?;
+    let parent = node_mut(&mut t.tree.root, &names).ok_or(PathError::NoNode)?;
+    parent.remove_child(&last).ok_or(PathError::NoNode)?;
+    store_checked(&t)
+}
+
+/// `dtb` with an empty node `name` added as the last child of the node at `path`.
+pub fn add_node(dtb: &[u8], path: &str, name: &str) -> core::result::Result<Vec<u8>, PathError> {
+    writable_name(name)?;
+    let (mut t, names) = load_at(dtb, path)?;
+    if names.len() + 1 >= MAX_DEPTH {
+        return Err(PathError::Dt(write_err(name, "nodes nested too deeply")));
+    }
+    let parent = node_mut(&mut t.tree.root, &names).ok_or(PathError::NoNode)?;
+    if parent.child_mut(name).is_some() {
+        return Err(PathError::Exists);
+    }
+    parent.add_child(DeviceTreeNode::new_unchecked(name));
+    store_checked(&t)
+}
+
+/// `dtb` (checked completely) written out again in the standard layout with no free space:
+/// header, reservations, structure, strings. Its length is what the tree needs.
+pub fn compact(dtb: &[u8]) -> Result<Vec<u8>> {
+    Tree::load(dtb)?.store()
+}
+
+/// Gives the blob `dtb` (as [`compact`] and the edits return it: free space only at its end)
+/// the `totalsize` `total`, zero-filling the new free space. Refuses a size below what the
+/// tree uses or above the 2 MiB the boot protocol allows.
+pub fn set_total_size(dtb: &mut Vec<u8>, total: usize) -> Result<()> {
+    let header = Header::parse(dtb, dtb.len())?;
+    let used = [
+        (OFF_DT_STRUCT, OFF_SIZE_STRUCT),
+        (OFF_DT_STRINGS, OFF_SIZE_STRINGS),
+    ]
+    .iter()
+    .map(|&(o, s)| header.field(o) as usize + header.field(s) as usize)
+    .max()
+    .unwrap_or(FDT_HEADER_LEN);
+    if total < used {
+        return Err(write_err(
+            "the header",
+            "totalsize below what the tree uses",
+        ));
+    }
+    if total as u64 > MAX_DTB_SIZE {
+        return Err(Error::DtbTooLarge { size: total as u64 });
+    }
+    dtb.resize(total, 0);
+    dtb[OFF_TOTALSIZE..OFF_TOTALSIZE + 4].copy_from_slice(&(total as u32).to_be_bytes());
+    Ok(())
+}

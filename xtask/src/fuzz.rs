@@ -15,13 +15,14 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Every target in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: [&str; 17] = [
+pub const TARGETS: [&str; 19] = [
     "image_header",
     "gzip",
     "decompress",
     "dtb_read",
     "dtb_fixup",
     "dt_overlay",
+    "fdt_cmd",
     "handoff",
     "partitions",
     "fat_read",
@@ -508,6 +509,7 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
             seed(root, "dtb_read", name, &dtb)?;
             // An empty fixup trailer (its length byte, 0) after the blob.
             seed(root, "dtb_fixup", name, &with_empty_trailer(&dtb))?;
+            seed(root, "fdt_cmd", name, &with_empty_trailer(&dtb))?;
         }
     }
 

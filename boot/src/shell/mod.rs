@@ -8,6 +8,7 @@ mod configboot;
 mod disk;
 mod distro;
 mod error;
+mod fdt;
 mod net;
 mod table;
 
@@ -30,6 +31,10 @@ use crate::{Clock, Console};
 
 pub use configboot::probe_term;
 pub use error::Error;
+pub use fdt::{
+    env_value as fdt_env_value, format_value as fdt_format_value, parse_value as fdt_parse_value,
+    MAX_VALUE as FDT_MAX_VALUE,
+};
 pub use table::commands;
 
 /// kexboot's version (`version`, the `ver` variable).
@@ -99,6 +104,8 @@ pub struct Shell<B: Board> {
     in_net_script: bool,
     /// A boot script of a disk is running (a `boot` it says runs no script again).
     in_disk_script: bool,
+    /// The working device tree of `fdt addr` (U-Boot's `working_fdt`), once named.
+    fdt_addr: Option<u64>,
 }
 
 impl<B: Board> Shell<B> {
@@ -117,6 +124,7 @@ impl<B: Board> Shell<B> {
             interp: Interp::new(),
             in_net_script: false,
             in_disk_script: false,
+            fdt_addr: None,
         }
     }
 

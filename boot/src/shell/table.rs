@@ -24,7 +24,7 @@ fn arg(argv: &[String], i: usize) -> Option<&str> {
 }
 
 /// Every command of the shell, for a board `B`.
-pub fn commands<B: Board>() -> [Command<Shell<B>>; 20] {
+pub fn commands<B: Board>() -> [Command<Shell<B>>; 21] {
     let c = |name, aliases, help, run| Command {
         name,
         aliases,
@@ -81,6 +81,7 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 20] {
         c("md", &[], "md <address> [count] - display RAM (32-bit words)", |sh, argv, ctx| {
             Ok(sh.md(arg(argv, 1), arg(argv, 2), ctx.console)?)
         }),
+        c("fdt", &[], "fdt addr [<addr> [<len>]] | resize [<extra>] | print|list [<path> [<prop>]] | get value|size|name <var> <path> [<prop>] | set <path> <prop> [<val>] | mknode | rm | header - the working device tree", super::fdt::fdt),
         c("bootstage", &[], "bootstage - time since kexboot's entry and since machine reset", bootstage),
         c("version", &[], "version - print kexboot's version", |sh, _, ctx| {
             say(ctx, &format!("kexboot {VERSION} ({})", sh.board.name()));
