@@ -14,7 +14,7 @@
 use crate::assets::UBOOT_BIN;
 use crate::disk::{self, assemble, FatType, Part, PartKind, Scheme, EXTLINUX_CONF};
 use crate::extlinux::{extlinux, Entry};
-use crate::tools::{self, Compressor, Ext};
+use crate::tools::{self, Compressor, Extfs};
 use crate::util::{err, run_status, write_unless_same, Context, Paths, Result};
 use crate::{disks, qemu};
 use std::fs;
@@ -203,14 +203,14 @@ pub fn build(paths: &Paths, initrd: &Path) -> Result<RealDisks> {
     let d = RealDisks {
         kvers: i.kvers.clone(),
         ext4_root: i.disk("disk-ext4-root.img", || {
-            debian_root(&i, Ext::Ext4, "ext4-root", Scheme::Gpt)
+            debian_root(&i, Extfs::Ext4, "ext4-root", Scheme::Gpt)
         })?,
         ext4_bootpart: i.disk("disk-ext4-bootpart.img", || debian_bootpart(&i))?,
         ext4_nocsum: i.disk("disk-ext4-nocsum.img", || {
-            debian_root(&i, Ext::Ext4NoCsum64, "ext4-nocsum", Scheme::Mbr)
+            debian_root(&i, Extfs::Ext4NoCsum64, "ext4-nocsum", Scheme::Mbr)
         })?,
         ext2: i.disk("disk-ext2.img", || {
-            debian_root(&i, Ext::Ext2, "ext2", Scheme::Mbr)
+            debian_root(&i, Extfs::Ext2, "ext2", Scheme::Mbr)
         })?,
         bootscr_ext4: i.disk("disk-bootscr-ext4.img", || bootscr(&i, false, false))?,
         bootscr_fat: i.disk("disk-bootscr-fat.img", || bootscr(&i, true, false))?,
@@ -260,9 +260,9 @@ fn debian_tree(i: &Inputs, root: &Path, tag: &str, fstab: &str, boot_on_root: bo
 }
 
 /// One file system with `/boot` on it.
-fn debian_root(i: &Inputs, ext: Ext, tag: &str, scheme: Scheme) -> Result<Vec<u8>> {
+fn debian_root(i: &Inputs, ext: Extfs, tag: &str, scheme: Scheme) -> Result<Vec<u8>> {
     let root = i.dir(tag);
-    let fstype = if ext == Ext::Ext2 { "ext2" } else { "ext4" };
+    let fstype = if ext == Extfs::Ext2 { "ext2" } else { "ext4" };
     let fstab = format!("# <file system> <mount point> <type> <options> <dump> <pass>\n/dev/vda1 / {fstype} errors=remount-ro 0 1\n");
     debian_tree(i, &root, tag, &fstab, true)?;
     let data = tools::mke2fs(&root, ext, EXT_MIB, true, &i.scratch)?;
@@ -285,8 +285,8 @@ fn debian_bootpart(i: &Inputs) -> Result<Vec<u8>> {
     let _ = fs::remove_dir_all(&boot);
     fs::rename(root.join("boot"), &boot).ctx(boot.display())?;
     fs::create_dir(root.join("boot")).ctx(root.display())?;
-    let bootfs = tools::mke2fs(&boot, Ext::Ext4, EXT_MIB, false, &i.scratch)?;
-    let rootfs = tools::mke2fs(&root, Ext::Ext4, EXT_MIB, false, &i.scratch)?;
+    let bootfs = tools::mke2fs(&boot, Extfs::Ext4, EXT_MIB, false, &i.scratch)?;
+    let rootfs = tools::mke2fs(&root, Extfs::Ext4, EXT_MIB, false, &i.scratch)?;
     let _ = (fs::remove_dir_all(&root), fs::remove_dir_all(&boot));
     let part = |data, bootable| Part {
         kind: PartKind::Linux,
@@ -344,7 +344,7 @@ fn bootscr(i: &Inputs, fat: bool, for_uboot: bool) -> Result<Vec<u8>> {
     }
     let dir = i.dir(tag);
     stage(&dir, &files, &[("dtb", &dt)])?;
-    let data = tools::mke2fs(&dir, Ext::Ext4, EXT_MIB, false, &i.scratch)?;
+    let data = tools::mke2fs(&dir, Extfs::Ext4, EXT_MIB, false, &i.scratch)?;
     let _ = fs::remove_dir_all(&dir);
     assemble(
         &[Part {
@@ -396,7 +396,7 @@ fn bls(i: &Inputs) -> Result<Vec<u8>> {
         ],
         &[],
     )?;
-    let data = tools::mke2fs(&dir, Ext::Ext4, EXT_MIB, false, &i.scratch)?;
+    let data = tools::mke2fs(&dir, Extfs::Ext4, EXT_MIB, false, &i.scratch)?;
     let _ = fs::remove_dir_all(&dir);
     assemble(
         &[Part {
@@ -437,7 +437,7 @@ fn compressed(i: &Inputs, how: Compressor) -> Result<Vec<u8>> {
     let dir = i.dir(tag);
     let rel: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (&p[1..], *d)).collect();
     stage(&dir, &rel, &[])?;
-    let data = tools::mke2fs(&dir, Ext::Ext4, EXT_MIB, false, &i.scratch)?;
+    let data = tools::mke2fs(&dir, Extfs::Ext4, EXT_MIB, false, &i.scratch)?;
     let _ = fs::remove_dir_all(&dir);
     assemble(
         &[Part {
@@ -509,7 +509,7 @@ fn multi(i: &Inputs) -> Result<Vec<u8>> {
     )?;
     let dir = i.dir("multi");
     stage(&dir, &[("boot/Image", &i.kernel)], &[])?;
-    let ext = tools::mke2fs(&dir, Ext::Ext4, EXT_MIB, false, &i.scratch)?;
+    let ext = tools::mke2fs(&dir, Extfs::Ext4, EXT_MIB, false, &i.scratch)?;
     let _ = fs::remove_dir_all(&dir);
     let random = disks::garbage(RANDOM_PART_BYTES);
     let part = |kind, data| Part {
@@ -531,7 +531,7 @@ fn multi(i: &Inputs) -> Result<Vec<u8>> {
 fn multi_second(i: &Inputs) -> Result<Vec<u8>> {
     let dir = i.dir("multi-second");
     stage(&dir, &[("boot/initrd.img", &i.initrd)], &[])?;
-    let ext = tools::mke2fs(&dir, Ext::Ext4, 16, false, &i.scratch)?;
+    let ext = tools::mke2fs(&dir, Extfs::Ext4, 16, false, &i.scratch)?;
     let _ = fs::remove_dir_all(&dir);
     assemble(
         &[Part {

@@ -49,7 +49,7 @@ fn tool(prog: &str) -> Result<PathBuf> {
 
 /// The file systems [`mke2fs`] makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ext {
+pub enum Extfs {
     /// `mke2fs -t ext4` with Debian's defaults (metadata_csum, 64bit, extents, flex_bg).
     Ext4,
     /// `mke2fs -t ext4 -O ^metadata_csum,^64bit`: what older mke2fs and some vendor images make.
@@ -66,16 +66,22 @@ const FS_UUID: &str = "6b657862-6f6f-7400-8000-000000000001";
 /// root, links and symlinks as they are), returned as bytes. Below 512 MiB mke2fs picks 1 KiB
 /// blocks (its "small" type, what a Debian `/boot` partition gets); `big_blocks` asks for the
 /// 4 KiB blocks of a root file system.
-pub fn mke2fs(dir: &Path, ext: Ext, mib: u32, big_blocks: bool, scratch: &Path) -> Result<Vec<u8>> {
+pub fn mke2fs(
+    dir: &Path,
+    ext: Extfs,
+    mib: u32,
+    big_blocks: bool,
+    scratch: &Path,
+) -> Result<Vec<u8>> {
     let out = scratch.join("fs.img");
     let _ = fs::remove_file(&out);
     let mut c = Command::new(tool("mke2fs")?);
     c.args(["-q", "-F", "-L", "kexboot", "-U", FS_UUID]);
     c.args(["-E", &format!("root_owner=0:0,hash_seed={FS_UUID}")]);
     match ext {
-        Ext::Ext4 => c.args(["-t", "ext4"]),
-        Ext::Ext4NoCsum64 => c.args(["-t", "ext4", "-O", "^metadata_csum,^64bit"]),
-        Ext::Ext2 => c.args(["-t", "ext2"]),
+        Extfs::Ext4 => c.args(["-t", "ext4"]),
+        Extfs::Ext4NoCsum64 => c.args(["-t", "ext4", "-O", "^metadata_csum,^64bit"]),
+        Extfs::Ext2 => c.args(["-t", "ext2"]),
     };
     if big_blocks {
         c.args(["-b", "4096"]);
