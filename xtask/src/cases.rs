@@ -63,7 +63,7 @@ pub(crate) const CASES: &[Case] = &[
     Case::fw("real-bls-version-sort", e2e_real::case_bls),
     Case::no_fw("uboot-real-lz4-legacy-refused", e2e_real::case_uboot_lz4_refused),
     Case::fw("real-kernel-lz4-legacy", e2e_real::case_lz4),
-    Case::no_fw("uboot-real-zstd", e2e_real::case_uboot_zstd),
+    Case::no_fw("uboot-real-zstd-refused", e2e_real::case_uboot_zstd_refused),
     Case::fw("real-kernel-zstd", e2e_real::case_zstd),
     Case::no_fw("uboot-real-fat-oversize", e2e_real::case_uboot_fat_oversize),
     Case::fw("real-fat-larger-than-partition", e2e_real::case_fat_oversize),
