@@ -8,7 +8,7 @@ use crate::extlinux::{extlinux, Entry};
 use crate::util::{
     err, is_arm64_image, run_status, write_atomic, Context, Paths, Result, IMAGE_MAGIC_OFFSET,
 };
-use crate::{initrd, qemu, warm};
+use crate::{initrd, qemu, realdisks, tools, warm};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use std::fs;
@@ -96,6 +96,9 @@ pub fn ensure(paths: &Paths) -> Result<Assets> {
         );
         write_atomic(&a.initrd, &img)?;
     }
+    if let Err(e) = flash_kernel(paths, &mut apt) {
+        eprintln!("assets: warning: no flash-kernel boot script: {e}");
+    }
     a.warm = warm::ensure(paths, &mut apt, &bb, &a.image, &a.initrd).map_err(|e| e.to_string());
     if let Err(e) = &a.warm {
         eprintln!("assets: warning: no warm re-entry initramfs: {e}");
@@ -144,6 +147,19 @@ pub fn tftp_root(paths: &Paths, a: &Assets) -> Result<PathBuf> {
         }
     }
     Ok(root)
+}
+
+/// Debian's flash-kernel (for its generic U-Boot boot script), unpacked under
+/// [`realdisks::flash_kernel_dir`]; the arm64 package, as the host may have none of its own.
+fn flash_kernel(paths: &Paths, apt: &mut Apt) -> Result<()> {
+    let dir = realdisks::flash_kernel_dir(paths);
+    if dir.join("etc/flash-kernel/bootscript").is_dir() {
+        return Ok(());
+    }
+    apt.ensure_arm64()?;
+    fs::create_dir_all(&dir).ctx(dir.display())?;
+    let deb = apt::download(apt, &dir, "flash-kernel")?;
+    run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))
 }
 
 /// Modification time, or the epoch when unknown.
@@ -217,6 +233,9 @@ fn host_packages(apt: &mut Apt) -> Result<()> {
     if !on_path("fdtoverlay") {
         pkgs.push("device-tree-compiler");
     }
+    // The real-layout disks' makers (mke2fs, u-boot-update, mkimage, lz4, zstd, mkfs.vfat,
+    // sgdisk).
+    pkgs.extend(tools::missing_packages());
     if pkgs.is_empty() {
         return Ok(());
     }

@@ -2,7 +2,7 @@
 
 use crate::check::CaseFn;
 use crate::e2e_el3::{CortexA72, Max};
-use crate::{e2e_boot, e2e_el3, e2e_net, e2e_probe, e2e_rpi3, e2e_warm};
+use crate::{e2e_boot, e2e_el3, e2e_net, e2e_probe, e2e_real, e2e_rpi3, e2e_warm};
 
 /// One e2e case.
 pub(crate) struct Case {
@@ -49,6 +49,26 @@ pub(crate) const CASES: &[Case] = &[
     Case::fw("shell-saveenv-reset", e2e_boot::case_saveenv),
     Case::fw("shell-load-booti", e2e_boot::case_load_booti),
     Case::fw("bootlimit-altbootcmd", e2e_warm::case_bootlimit),
+    Case::no_fw("uboot-real-ext4-root", e2e_real::case_uboot_ext4_root),
+    Case::fw("real-ext4-uboot-menu-root", e2e_real::case_ext4_root),
+    Case::no_fw("uboot-real-ext4-bootpart", e2e_real::case_uboot_ext4_bootpart),
+    Case::fw("real-ext4-uboot-menu-bootpart", e2e_real::case_ext4_bootpart),
+    Case::no_fw("uboot-real-ext4-nocsum", e2e_real::case_uboot_ext4_nocsum),
+    Case::fw("real-ext4-nocsum-no64bit", e2e_real::case_ext4_nocsum),
+    Case::no_fw("uboot-real-ext2", e2e_real::case_uboot_ext2),
+    Case::fw("real-ext2-uboot-menu", e2e_real::case_ext2),
+    Case::no_fw("uboot-real-bootscr-ext4", e2e_real::case_uboot_bootscr_ext4),
+    Case::fw("real-flash-kernel-bootscr-ext4", e2e_real::case_bootscr_ext4),
+    Case::fw("real-flash-kernel-bootscr-fat", e2e_real::case_bootscr_fat),
+    Case::fw("real-bls-version-sort", e2e_real::case_bls),
+    Case::no_fw("uboot-real-lz4-legacy-refused", e2e_real::case_uboot_lz4_refused),
+    Case::fw("real-kernel-lz4-legacy", e2e_real::case_lz4),
+    Case::no_fw("uboot-real-zstd-refused", e2e_real::case_uboot_zstd_refused),
+    Case::fw("real-kernel-zstd", e2e_real::case_zstd),
+    Case::no_fw("uboot-real-fat-oversize", e2e_real::case_uboot_fat_oversize),
+    Case::fw("real-fat-larger-than-partition", e2e_real::case_fat_oversize),
+    Case::no_fw("uboot-real-two-disks", e2e_real::case_uboot_two_disks),
+    Case::fw("real-shell-load-two-disks", e2e_real::case_two_disks),
     Case::no_fw("kexec-tools-direct-baseline", e2e_warm::case_direct_baseline),
     Case::fw("warm-3-cycles-helper", e2e_warm::case_helper_3_cycles),
     Case::fw("warm-kexec-tools-default", e2e_warm::case_tools_default),

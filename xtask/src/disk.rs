@@ -78,6 +78,95 @@ pub fn build(files: &[(&str, &[u8])], scheme: Scheme) -> Result<Vec<u8>> {
     Ok(disk)
 }
 
+/// What a partition of an [`assemble`]d disk holds, for its type code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartKind {
+    /// A FAT volume (MBR 0x0c, GPT "basic data").
+    Fat,
+    /// A Linux file system (MBR 0x83, GPT "Linux filesystem data").
+    Linux,
+}
+
+/// One partition of an [`assemble`]d disk: its type, whether it is marked bootable (MBR active
+/// flag, GPT legacy-BIOS-bootable attribute) and its contents (a whole file-system image).
+pub struct Part {
+    pub kind: PartKind,
+    pub bootable: bool,
+    pub data: Vec<u8>,
+}
+
+/// MBR partition type of a Linux file system.
+const MBR_LINUX: u8 = 0x83;
+/// Partitions start on 1 MiB boundaries (as fdisk and sgdisk place them).
+const ALIGN_SECTORS: u64 = 2048;
+
+/// A whole disk holding `parts` in order, each on a 1 MiB boundary, with partition table
+/// `scheme` (at most four partitions with MBR).
+pub fn assemble(parts: &[Part], scheme: Scheme) -> Result<Vec<u8>> {
+    let mut starts = Vec::with_capacity(parts.len());
+    let mut lba = PART_START_LBA;
+    for p in parts {
+        starts.push(lba);
+        let sectors = (p.data.len() as u64).div_ceil(SECTOR);
+        lba = (lba + sectors).div_ceil(ALIGN_SECTORS) * ALIGN_SECTORS;
+    }
+    let total = lba * SECTOR + TAIL_BYTES;
+    let mut disk = vec![0u8; total as usize];
+    for (p, &start) in parts.iter().zip(&starts) {
+        disk[(start * SECTOR) as usize..][..p.data.len()].copy_from_slice(&p.data);
+    }
+    let mut cur = Cursor::new(&mut disk[..]);
+    match scheme {
+        Scheme::Mbr => {
+            if parts.len() > 4 {
+                return Err(err!("{} partitions do not fit an MBR", parts.len()));
+            }
+            let mut mbr = mbrman::MBR::new_from(&mut cur, SECTOR as u32, *b"KEXB").ctx("mbr")?;
+            for (i, (p, &start)) in parts.iter().zip(&starts).enumerate() {
+                mbr[i + 1] = mbrman::MBRPartitionEntry {
+                    boot: if p.bootable {
+                        mbrman::BOOT_ACTIVE
+                    } else {
+                        mbrman::BOOT_INACTIVE
+                    },
+                    first_chs: mbrman::CHS::empty(),
+                    sys: match p.kind {
+                        PartKind::Fat => MBR_FAT32_LBA,
+                        PartKind::Linux => MBR_LINUX,
+                    },
+                    last_chs: mbrman::CHS::empty(),
+                    starting_lba: start as u32,
+                    sectors: (p.data.len() as u64).div_ceil(SECTOR) as u32,
+                };
+            }
+            mbr.write_into(&mut cur).ctx("writing mbr")?;
+        }
+        Scheme::Gpt => {
+            let last_lba = total / SECTOR - 1;
+            let pmbr =
+                gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(last_lba).unwrap_or(u32::MAX));
+            pmbr.overwrite_lba0(&mut cur).ctx("protective mbr")?;
+            let mut g = gpt::GptConfig::new()
+                .writable(true)
+                .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+                .create_from_device(cur, None)
+                .ctx("gpt")?;
+            for (i, (p, &start)) in parts.iter().zip(&starts).enumerate() {
+                let (name, ty) = match p.kind {
+                    PartKind::Fat => ("KEXBOOT-FAT", gpt::partition_types::BASIC),
+                    PartKind::Linux => ("KEXBOOT-LINUX", gpt::partition_types::LINUX_FS),
+                };
+                let flags = if p.bootable { GPT_LEGACY_BOOTABLE } else { 0 };
+                let sectors = (p.data.len() as u64).div_ceil(SECTOR);
+                g.add_partition_at(name, i as u32 + 1, start, sectors, ty, flags)
+                    .ctx(format!("gpt partition {}", i + 1))?;
+            }
+            g.write().ctx("writing gpt")?;
+        }
+    }
+    Ok(disk)
+}
+
 /// A whole-disk FAT volume ("superfloppy") of `bytes` holding `files` (the fuzz seeds' FAT12
 /// and FAT16 volumes).
 pub fn volume(bytes: usize, fat: FatType, files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
@@ -93,6 +182,13 @@ fn fill_fat(part: &mut [u8], fat: FatType, files: &[(&str, &[u8])]) -> Result<()
         .volume_id(0x4b45_5842)
         .volume_label(*b"KEXBOOT    ");
     fatfs::format_volume(Cursor::new(&mut *part), opts).ctx("formatting FAT")?;
+    copy_into_fat(part, files)
+}
+
+/// Writes the files into the FAT volume at the start of `vol` (formatted by us or by
+/// `mkfs.vfat`), creating parent directories.
+pub fn copy_into_fat(vol: &mut [u8], files: &[(&str, &[u8])]) -> Result<()> {
+    let part = vol;
     let fs = FileSystem::new(Cursor::new(&mut *part), FsOptions::new()).ctx("mounting FAT")?;
     for (path, data) in files {
         let rel = path.trim_start_matches('/');
@@ -268,6 +364,43 @@ mod tests {
         assert_eq!(p.last_lba, PART_START_LBA + PART_BYTES / SECTOR - 1);
         assert_eq!(p.flags, GPT_LEGACY_BOOTABLE);
         check_fat(&disk, &f);
+    }
+
+    #[test]
+    fn assembled_disks_place_every_partition() {
+        let parts = || {
+            vec![
+                Part {
+                    kind: PartKind::Linux,
+                    bootable: true,
+                    data: vec![0xa5; 3 << 20],
+                },
+                Part {
+                    kind: PartKind::Fat,
+                    bootable: false,
+                    data: vec![0x5a; 1000],
+                },
+            ]
+        };
+        let disk = assemble(&parts(), Scheme::Mbr).unwrap();
+        let mbr = mbrman::MBR::read_from(&mut Cursor::new(&disk[..]), 512).unwrap();
+        assert_eq!((mbr[1].starting_lba, mbr[1].sys), (2048, MBR_LINUX));
+        assert_eq!(mbr[1].boot, mbrman::BOOT_ACTIVE);
+        assert_eq!((mbr[2].starting_lba, mbr[2].sectors), (2048 + 6144, 2));
+        assert_eq!(disk[(2048 + 6144) * 512], 0x5a);
+        assert_eq!(disk[2048 * 512 + (3 << 20) - 1], 0xa5);
+        let disk = assemble(&parts(), Scheme::Gpt).unwrap();
+        let g = gpt::GptConfig::new()
+            .writable(false)
+            .open_from_device(Cursor::new(disk))
+            .unwrap();
+        assert_eq!(
+            g.partitions()[&1].part_type_guid,
+            gpt::partition_types::LINUX_FS
+        );
+        assert_eq!(g.partitions()[&2].first_lba, 2048 + 6144);
+        let five: Vec<Part> = (0..5).map(|_| parts().remove(1)).collect();
+        assert!(assemble(&five, Scheme::Mbr).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::assets::Assets;
 use crate::disk::{Disk, Scheme};
 use crate::extlinux::{extlinux, Entry};
+use crate::realdisks::{self, RealDisks};
 use crate::util::{Context, Paths, Result};
 use crate::warm::{self, WarmDisks};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub struct Disks {
     pub menu: PathBuf,
     /// The warm re-entry disks (one per scenario), or why there are none.
     pub warm: std::result::Result<WarmDisks, String>,
+    /// The disks made by the distributions' own tools, or why there are none.
+    pub real: std::result::Result<RealDisks, String>,
 }
 
 impl Disks {
@@ -48,12 +51,15 @@ impl Disks {
         if let Ok(w) = &self.warm {
             v.extend(w.0.iter().map(|(_, p)| p));
         }
+        if let Ok(r) = &self.real {
+            v.extend(r.all());
+        }
         v
     }
 }
 
 /// Deterministic garbage for the "corrupt Image" file.
-fn garbage(len: usize) -> Vec<u8> {
+pub(crate) fn garbage(len: usize) -> Vec<u8> {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     (0..len)
         .map(|_| {
@@ -83,6 +89,7 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         bench: paths.assets.join("disk-bench.img"),
         menu: paths.assets.join("disk-menu.img"),
         warm: Err("not built".into()),
+        real: Err("not built".into()),
     };
     let all = [
         ("/boot/Image", &image[..]),
@@ -142,5 +149,9 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         Ok(w) => warm::build_disks(paths, &a.image, &a.initrd, w).map_err(|e| e.to_string()),
         Err(e) => Err(format!("no warm initramfs: {e}")),
     };
+    d.real = realdisks::build(paths, &a.initrd).map_err(|e| e.to_string());
+    if let Err(e) = &d.real {
+        eprintln!("assets: warning: no real-layout disks: {e}");
+    }
     Ok(d)
 }
