@@ -211,7 +211,7 @@ fn ext4_partitions_are_scanned_and_read_through_symlinks() {
     let (out, said) = run(&mut sh, &mut env, "boot");
     assert_eq!(out, Outcome::Failure, "{said}");
     assert!(
-        said.contains("Scanning virtio 0:2...\nFound /extlinux/extlinux.conf"),
+        said.contains("Scanning virtio 0:2...\npartition 2: ext4\nFound /extlinux/extlinux.conf"),
         "{said}"
     );
     let addr = 0x4800_0000u64;

@@ -122,6 +122,9 @@ pub(super) fn boot<B: Board>(
                 continue;
             }
         };
+        if !matches!(found, Found::Nothing) {
+            say(ctx, &format!("partition {:x}: {kind}", loc.part));
+        }
         match found {
             Found::Config(source, config) => {
                 found_any = true;
