@@ -229,32 +229,41 @@ impl<D: BlockDevice + 'static> Storage<D> {
 
     /// The volume at `loc`, mounted (or the open one, when it is that).
     pub fn open(&mut self, loc: Loc) -> Result<&mut DiskVolume<D>, Error> {
-        if self.open.as_ref().is_some_and(|o| o.loc == loc) {
-            return Ok(&mut self.open.as_mut().expect("checked").vol);
+        if self.open.as_ref().map(|o| o.loc) != Some(loc) {
+            self.mount(loc)?;
         }
+        let name = self.name(loc);
+        match self.open.as_mut() {
+            Some(o) => Ok(&mut o.vol),
+            None => Err(Error::NoDevice {
+                iface: name,
+                dev: 0,
+            }),
+        }
+    }
+
+    /// Closes the open volume and mounts the one at `loc` in its place.
+    fn mount(&mut self, loc: Loc) -> Result<(), Error> {
         let part = self.partition(loc)?;
         self.close();
         let name = self.name(loc);
-        let slot = self.slots.get_mut(loc.slot).ok_or(Error::NoDevice {
+        let no_disk = || Error::NoDevice {
             iface: name.clone(),
             dev: 0,
-        })?;
-        let dev = slot.dev.take().ok_or(Error::NoDevice {
-            iface: name.clone(),
-            dev: 0,
-        })?;
-        if let Err(err) = fs::block::check_fits(&part, dev.num_sectors()) {
-            slot.dev = Some(dev);
-            return Err(Error::Mount { name, err });
-        }
-        let pdev = match PartitionDevice::new(dev, &part) {
+        };
+        let slot = self.slots.get_mut(loc.slot).ok_or_else(no_disk)?;
+        let dev = slot.dev.take().ok_or_else(no_disk)?;
+        let pdev = match PartitionDevice::try_new(dev, &part) {
             Ok(p) => p,
-            Err(_) => unreachable!("check_fits passed"),
+            Err((dev, err)) => {
+                slot.dev = Some(dev);
+                return Err(Error::Mount { name, err });
+            }
         };
         match Volume::mount(pdev) {
             Ok(vol) => {
                 self.open = Some(Open { loc, vol });
-                Ok(&mut self.open.as_mut().expect("just set").vol)
+                Ok(())
             }
             Err((pdev, err)) => {
                 slot.dev = Some(pdev.into_inner());

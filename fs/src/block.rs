@@ -213,6 +213,18 @@ impl<D: BlockDevice> PartitionDevice<D> {
             num_sectors: part.num_sectors,
         })
     }
+    /// Like [`PartitionDevice::new`], but gives the device back on failure.
+    pub fn try_new(dev: D, part: &Partition) -> Result<Self, (D, Error)> {
+        if let Err(e) = check_fits(part, dev.num_sectors()) {
+            return Err((dev, e));
+        }
+        Ok(PartitionDevice {
+            dev,
+            first_lba: part.first_lba,
+            num_sectors: part.num_sectors,
+        })
+    }
+
     /// First sector of the partition on the underlying device.
     pub fn first_lba(&self) -> u64 {
         self.first_lba

@@ -156,16 +156,14 @@ impl<B: Board> Shell<B> {
             Some(p) => String::from(p),
             None => return Err(Error::Refused("load: no file name and no bootfile")),
         };
-        let (_, _) = self.volume_for(cmd, iface, spec)?;
+        let (loc, _) = self.volume_for(cmd, iface, spec)?;
         let Shell {
             storage,
             layout,
             board,
             ..
         } = self;
-        let fs = storage
-            .open(storage.open_loc().expect("opened"))
-            .map_err(Error::Storage)?;
+        let fs = storage.open(loc).map_err(Error::Storage)?;
         let file_err = |err: kexboot_fs::Error| Error::File {
             path: path.clone(),
             err: err.into(),
