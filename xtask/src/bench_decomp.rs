@@ -13,7 +13,7 @@
 //!   firmware's first line after the decompression (kexboot: `booti: gzip kernel ...
 //!   decompressed to`; U-Boot: the line after `Uncompressing Kernel Image`).
 
-use crate::assets::{Assets, UBOOT_BIN};
+use crate::assets::UBOOT_BIN;
 use crate::bench_util::{cell, median, ratio, secs};
 use crate::check::is_prompt;
 use crate::disk::{Disk, Scheme};
@@ -128,12 +128,22 @@ fn compress(prog: &str, args: &[&str], image: &Path) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// Makes (or keeps, when made from the same Image) the compressed kernels and the disks.
-pub fn prepare(paths: &Paths, a: &Assets) -> Result<Inputs> {
+/// The kernel and initramfs of `cargo xtask assets`, only read: `--decompress` alone needs
+/// nothing else, so it leaves the asset directory (possibly shared) untouched.
+pub struct Kernel<'a> {
+    pub image: &'a Path,
+    pub initrd: &'a Path,
+}
+
+/// Makes (or keeps, when made from the same Image) the compressed kernels and the disks, under
+/// `target/bench-decomp/`.
+pub fn prepare(paths: &Paths, a: &Kernel) -> Result<Inputs> {
     let dir = paths.target.join("bench-decomp");
     std::fs::create_dir_all(&dir).ctx(dir.display())?;
-    let image = std::fs::read(&a.image).ctx(a.image.display())?;
-    let initrd = std::fs::read(&a.initrd).ctx(a.initrd.display())?;
+    let image =
+        std::fs::read(a.image).ctx(format!("{} (cargo xtask assets)", a.image.display()))?;
+    let initrd =
+        std::fs::read(a.initrd).ctx(format!("{} (cargo xtask assets)", a.initrd.display()))?;
     let key = |what: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (LAYOUT_VERSION, &image).hash(&mut h);
@@ -150,7 +160,7 @@ pub fn prepare(paths: &Paths, a: &Assets) -> Result<Inputs> {
         let out = dir.join(name);
         write_unless_same(&out, key(&|h| (fmt, prog, args).hash(h)), || {
             eprintln!("bench: {prog} {} of {}", args.join(" "), a.image.display());
-            compress(prog, args, &a.image)
+            compress(prog, args, a.image)
         })?;
         files.push((fmt, std::fs::read(&out).ctx(out.display())?));
     }
@@ -411,7 +421,7 @@ fn rate_cell(r: Option<f64>) -> String {
 }
 
 /// Runs every arm `rounds` times, interleaved, and returns the "Decompression" section.
-pub fn decomp_bench(paths: &Paths, rounds: usize, a: &Assets, fw_ok: bool) -> String {
+pub fn decomp_bench(paths: &Paths, rounds: usize, a: &Kernel, fw_ok: bool) -> String {
     let mut md = String::from("\n## Decompression\n\n");
     if !fw_ok {
         let _ = writeln!(md, "Not run: the firmware build failed.");
