@@ -14,7 +14,7 @@
 //!   decompressed to`; U-Boot: the line after `Uncompressing Kernel Image`).
 
 use crate::assets::UBOOT_BIN;
-use crate::bench_util::{cell, median, ratio, secs};
+use crate::bench_util::{cell, median, secs};
 use crate::check::is_prompt;
 use crate::disk::{Disk, Scheme};
 use crate::extlinux::{extlinux, Entry};
@@ -580,14 +580,13 @@ fn tables(
     );
     let _ = writeln!(
         md,
-        "\ngzip: kexboot {} MB/s vs U-Boot {} MB/s = {} (time ratio U-Boot / kexboot {})",
+        "\ngzip: kexboot {} MB/s vs U-Boot {} MB/s = {}",
         rate_cell(k),
         rate_cell(u),
         match (k, u) {
             (Some(k), Some(u)) if u > 0.0 => format!("{:.2}x", k / u),
             _ => "n/a".into(),
         },
-        ratio(meds[1], meds[0]),
     );
     let _ = writeln!(
         md,
