@@ -1,15 +1,16 @@
 //! `cargo xtask bench`: host time from QEMU spawn to "kernel starts" and to the initramfs's
 //! first marker, for kexboot, Debian's U-Boot (same disk) and Linux booted directly; medians of
 //! N rounds, interleaved, printed as a table and written to `target/bench.md`; then the warm
-//! reboot arms of [`crate::bench_warm`].
+//! reboot arms of [`crate::bench_warm`], the decompression arms of [`crate::bench_decomp`] and
+//! the netboot arms of [`crate::bench_net`].
 
 use crate::assets::{self, UBOOT_BIN};
-use crate::bench_util::{cell, median, ratio, secs};
+use crate::bench_util::{self, cell, median, ratio, secs};
 use crate::check::{CMDLINE_DIRECT, KEXBOOT_STARTING};
 use crate::disks::{self, Disks};
 use crate::qemu::{self, Session, Wait};
 use crate::util::{err, Context, Paths, Result};
-use crate::{bench_net, bench_warm, firmware, rpi3};
+use crate::{bench_decomp, bench_net, bench_warm, firmware, rpi3};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -188,7 +189,7 @@ fn run_one(paths: &Paths, arm: Arm, round: usize, args: Vec<String>, tag: &str) 
 /// `cargo xtask bench [--rounds N]`.
 pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     let mut rounds = 3usize;
-    let (mut cold, mut warm, mut net) = (true, true, true);
+    let (mut cold, mut warm, mut net, mut decomp) = (true, true, true, true);
     let mut rpi3 = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -205,14 +206,16 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
                     .filter(|n| (1..=50).contains(n))
                     .ok_or_else(|| err!("--rounds needs a number from 1 to 50"))?
             }
-            "--warm-only" => (cold, net) = (false, false),
+            "--warm-only" => (cold, net, decomp) = (false, false, false),
             "--no-warm" => warm = false,
-            "--net-only" => (cold, warm) = (false, false),
+            "--net-only" => (cold, warm, decomp) = (false, false, false),
             "--no-net" => net = false,
+            "--decompress" => (cold, warm, net) = (false, false, false),
+            "--no-decompress" => decomp = false,
             other => return Err(err!("unexpected argument `{other}`")),
         }
     }
-    if !cold && !warm && !net {
+    if !cold && !warm && !net && !decomp {
         return Err(err!("these flags leave nothing to run"));
     }
     // The firmware first: the warm initramfs carries kexboot.bin.
@@ -220,8 +223,22 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     if let Err(e) = &fw {
         eprintln!("bench: firmware build failed, kexboot arms skipped: {e}");
     }
-    let a = assets::ensure(paths)?;
     std::fs::create_dir_all(&paths.e2e).ctx(paths.e2e.display())?;
+    let out = paths.target.join("bench.md");
+    if decomp && !cold && !warm && !net && !rpi3 {
+        // `--decompress`: only reads the kernel and initramfs of the assets and makes its own
+        // disks; the section replaces the old one of bench.md.
+        let k = bench_decomp::Kernel {
+            image: &paths.assets.join("Image"),
+            initrd: &paths.assets.join("initrd.img"),
+        };
+        let section = bench_decomp::decomp_bench(paths, rounds, &k, fw.is_ok());
+        print!("\n{section}");
+        bench_util::write_section(&out, "Decompression", &section)?;
+        println!("\nwritten to {}", out.display());
+        return Ok(());
+    }
+    let a = assets::ensure(paths)?;
     let mut md = String::from("# kexboot boot-time bench\n\n");
     if rpi3 {
         // The Pi's figures alone (its own kernel, card and U-Boot).
@@ -239,10 +256,16 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     if warm {
         md += &bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks);
     }
-    let out = paths.target.join("bench.md");
+    if decomp {
+        let k = bench_decomp::Kernel {
+            image: &a.image,
+            initrd: &a.initrd,
+        };
+        md += &bench_decomp::decomp_bench(paths, rounds, &k, fw.is_ok());
+    }
     if net {
         let section = bench_net::net_bench(paths, rounds, &a, fw.is_ok());
-        if !cold && !warm {
+        if !cold && !warm && !decomp {
             print!("\n{section}");
             bench_net::write_section(&out, &section)?;
             println!("\nwritten to {}", out.display());

@@ -9,7 +9,7 @@ use crate::check::{is_prompt, KEXBOOT_STARTING};
 use crate::e2e_net::{netdev, parse_tftp_line, Tftp, NET_FILES};
 use crate::qemu::{self, Session, Wait};
 use crate::tftpd::{Config, Server, Stats};
-use crate::util::{Context, Paths, Result};
+use crate::util::{Paths, Result};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
@@ -442,19 +442,7 @@ fn table(root: &Path, rounds: usize, samples: &[Vec<Sample>]) -> String {
 
 /// `--net-only`: replaces the "Netboot" section of an existing `target/bench.md` (or starts one).
 pub fn write_section(out: &Path, section: &str) -> Result<()> {
-    let old = std::fs::read_to_string(out).unwrap_or_else(|_| "# kexboot boot-time bench\n".into());
-    // Level-2 sections start at "\n## "; keep every one but the old "## Netboot".
-    let mut kept = String::new();
-    for (k, part) in old.split("\n## ").enumerate() {
-        if k == 0 {
-            kept += part;
-        } else if !part.starts_with("Netboot\n") {
-            kept += "\n## ";
-            kept += part;
-        }
-    }
-    let md = format!("{}\n{section}", kept.trim_end());
-    std::fs::write(out, md).ctx(out.display())
+    crate::bench_util::write_section(out, "Netboot", section)
 }
 
 #[cfg(test)]

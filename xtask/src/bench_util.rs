@@ -1,6 +1,26 @@
 //! The figures every bench section prints: medians, "median (min–max)" cells, ratios.
 
+use crate::util::{Context, Result};
+use std::path::Path;
 use std::time::Duration;
+
+/// For the `--*-only` runs: replaces the level-2 section `title` (`## <title>`) of an existing
+/// bench file `out` with `section` (or appends it; starts the file when there is none).
+pub(crate) fn write_section(out: &Path, title: &str, section: &str) -> Result<()> {
+    let old = std::fs::read_to_string(out).unwrap_or_else(|_| "# kexboot boot-time bench\n".into());
+    // Level-2 sections start at "\n## "; keep every one but the old one.
+    let mut kept = String::new();
+    for (k, part) in old.split("\n## ").enumerate() {
+        if k == 0 {
+            kept += part;
+        } else if !part.starts_with(&format!("{title}\n")) {
+            kept += "\n## ";
+            kept += part;
+        }
+    }
+    let md = format!("{}\n{section}", kept.trim_end());
+    std::fs::write(out, md).ctx(out.display())
+}
 
 /// Median of the values present.
 pub(crate) fn median(v: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {

@@ -7,6 +7,7 @@
 mod apt;
 mod assets;
 mod bench;
+mod bench_decomp;
 mod bench_net;
 mod bench_util;
 mod bench_warm;
@@ -51,9 +52,11 @@ const USAGE: &str = "usage: cargo xtask <command>
                          quits): QEMU virt from a virtio disk, or raspi3b from an SD card
   test [--no-e2e] [--no-clippy] [--only CASE]
                          host tests, firmware build, clippy, QEMU end-to-end cases
-  bench [--rounds N] [--warm-only | --no-warm] [--net-only | --no-net] [--board rpi3]
+  bench [--rounds N] [--warm-only | --no-warm] [--net-only | --no-net]
+        [--decompress | --no-decompress] [--board rpi3]
                          time kexboot vs Debian's U-Boot vs direct Linux (cold boot), warm
-                         reboots through kexboot vs kexec-tools direct, and netboot (TFTP
+                         reboots through kexboot vs kexec-tools direct, kernel decompression
+                         MB/s per format (gzip against U-Boot's booti), and netboot (TFTP
                          throughput, PXE boot time; writes target/bench.md); --board rpi3:
                          kexboot vs U-Boot rpi_3 vs direct on QEMU raspi3b from one SD card,
                          with SD read MB/s (target/bench-rpi3.md)
