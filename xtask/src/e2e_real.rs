@@ -388,7 +388,7 @@ pub(crate) fn case_two_disks(c: &Ctx, name: &str) -> CaseResult {
             return Err("no \"partition 3: unknown file system\" line".into());
         }
         // U-Boot's words for a partition the table does not have.
-        if !has("** Invalid partition 4 **") {
+        if !has("** invalid partition 4 **") {
             return Err("no error line for the missing partition 0:4".into());
         }
         if text.iter().filter(|l| l.contains("bytes read")).count() != 2 {
