@@ -76,6 +76,10 @@ pub(crate) struct Layout {
     root_cluster: u32,
     data_lba: u64,
     cluster_count: u32,
+    /// Sectors the boot sector claims (device sectors).
+    claimed_sectors: u64,
+    /// Sectors of the device: fewer than claimed when a volume overruns its partition.
+    dev_sectors: u64,
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -188,8 +192,13 @@ impl Layout {
             return Err(Error::NotFat("FAT too small for the cluster count"));
         }
         let per = bps / SECTOR;
-        if total * per > dev_sectors {
-            return Err(Error::NotFat("volume extends past the end of the device"));
+        // A volume larger than its device (`mkfs.vfat --offset` without a size makes them) is
+        // kept as long as its FATs and root directory fit: the clusters past the end are
+        // neither read successfully nor ever allocated (see `Layout::max_usable_cluster`).
+        if meta * per >= dev_sectors {
+            return Err(Error::NotFat(
+                "FATs and root directory extend past the end of the device",
+            ));
         }
         Ok(Layout {
             fat_type,
@@ -204,7 +213,22 @@ impl Layout {
             root_cluster,
             data_lba: meta * per,
             cluster_count: clusters,
+            claimed_sectors: total * per,
+            dev_sectors,
         })
+    }
+
+    /// The volume claims more sectors than its device has.
+    pub(crate) fn overruns_device(&self) -> bool {
+        self.claimed_sectors > self.dev_sectors
+    }
+
+    /// The last cluster that lies wholly inside the device (1 if none does): the bound for
+    /// allocation and writes.
+    fn max_usable_cluster(&self) -> u32 {
+        let inside = self.dev_sectors.saturating_sub(self.data_lba) / self.cluster_sectors;
+        let last = inside.saturating_add(1).min(u64::from(self.max_cluster()));
+        last as u32
     }
 
     fn cluster_bytes(&self) -> u64 {
@@ -265,12 +289,22 @@ impl<D: BlockDevice> FatFs<D> {
             return Err((dev, e));
         }
         match Layout::parse(&bs, n) {
-            Ok(layout) => Ok(FatFs {
-                dev,
-                layout,
-                fat_cache: Vec::new(),
-                fat_window: None,
-            }),
+            Ok(layout) => {
+                if layout.overruns_device() {
+                    log::warn!(
+                        "FAT volume claims {} sectors but its device (partition) has {}: \
+                         reads past the end fail, writes stay inside",
+                        layout.claimed_sectors,
+                        layout.dev_sectors
+                    );
+                }
+                Ok(FatFs {
+                    dev,
+                    layout,
+                    fat_cache: Vec::new(),
+                    fat_window: None,
+                })
+            }
             Err(e) => Err((dev, e)),
         }
     }

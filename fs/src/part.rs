@@ -103,7 +103,7 @@ pub fn partitions(dev: &mut dyn BlockDevice) -> Result<Vec<Partition>, Error> {
     }
     let mut s0 = [0u8; SECTOR_SIZE];
     dev.read_sectors(0, &mut s0)?;
-    if fat::Layout::parse(&s0, n).is_ok() {
+    if fat::Layout::parse(&s0, n).is_ok_and(|l| !l.overruns_device()) {
         return Ok(alloc::vec![Partition {
             number: 1,
             first_lba: 0,

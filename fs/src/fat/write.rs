@@ -143,6 +143,7 @@ impl<D: BlockDevice> FatFs<D> {
             return Ok(());
         }
         let runs = self.file_runs(cluster, size)?;
+        self.check_usable(&runs)?;
         let cb = self.layout.cluster_bytes();
         let mut run_start = 0u64; // file offset of the current run
         for (first, count) in runs {
@@ -340,6 +341,23 @@ impl<D: BlockDevice> FatFs<D> {
         }
     }
 
+    /// Refuses runs that reach past the device (a volume larger than its partition), before
+    /// any write.
+    fn check_usable(&self, runs: &[(u32, u32)]) -> Result<(), Error> {
+        let max = self.layout.max_usable_cluster();
+        for &(first, count) in runs {
+            if u64::from(first) + u64::from(count) - 1 > u64::from(max) {
+                let lba = self.layout.cluster_lba(first);
+                return Err(Error::OutOfRange {
+                    lba,
+                    count: u64::from(count) * self.layout.cluster_sectors,
+                    size: self.layout.dev_sectors,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// `n` free clusters: the first contiguous run of `n` if there is one, else the first `n`.
     fn alloc_clusters(&mut self, n: u64) -> Result<Vec<u32>, Error> {
         if n == 0 {
@@ -347,7 +365,7 @@ impl<D: BlockDevice> FatFs<D> {
         }
         let mut first_free = Vec::new();
         let (mut run_start, mut run_len, mut free) = (0u32, 0u64, 0u64);
-        for c in 2..=self.layout.max_cluster() {
+        for c in 2..=self.layout.max_usable_cluster() {
             if self.fat_raw(c)? != 0 {
                 run_len = 0;
                 continue;
