@@ -32,7 +32,8 @@ pub enum PartitionKind {
     Mbr(u8),
     /// GPT partition with this type GUID (on-disk byte order).
     Gpt([u8; 16]),
-    /// The whole disk: no partition table, a FAT volume starts at LBA 0.
+    /// The whole disk: no partition table, a FAT volume starts at LBA 0 (or an ext2/3/4
+    /// superblock is at byte 1024 and there is no MBR signature).
     Whole,
 }
 
@@ -115,6 +116,18 @@ pub fn partitions(dev: &mut dyn BlockDevice) -> Result<Vec<Partition>, Error> {
         }]);
     }
     if s0[510..512] != MBR_SIGNATURE {
+        // A raw ext2/3/4 image used as a disk (QEMU's `-drive file=rootfs.ext4`).
+        if matches!(crate::ext4::Superblock::probe(dev), Ok(Some(_))) {
+            return Ok(alloc::vec![Partition {
+                number: 1,
+                first_lba: 0,
+                num_sectors: n,
+                kind: PartitionKind::Whole,
+                name: None,
+                bootable: false,
+                uuid: None,
+            }]);
+        }
         return Err(Error::NoPartitionTable);
     }
     let entries = mbr_entries(&s0)?;
