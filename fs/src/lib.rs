@@ -100,11 +100,14 @@ fn probe_partition<D: BlockDevice + 'static>(
     }
 }
 
+/// A partition and its mounted volume, as [`open_volume`] returns them.
+pub type OpenedVolume<D> = (Partition, Volume<PartitionDevice<D>>);
+
 /// Mounts the partition `which` of `dev` as FAT or ext2/3/4; gives the device back on failure.
 pub fn open_volume<D: BlockDevice + 'static>(
     mut dev: D,
     which: PartSel<'_>,
-) -> Result<(Partition, Volume<PartitionDevice<D>>), (D, Error)> {
+) -> Result<OpenedVolume<D>, (D, Error)> {
     let parts = match partitions(&mut dev) {
         Ok(p) => p,
         Err(e) => return Err((dev, e)),
