@@ -101,7 +101,8 @@ fn gpt_disk() -> Vec<u8> {
 fn scan_tells_what_each_partition_holds() {
     let disk = MemDisk::new(gpt_disk());
     let (disk, found) = kexboot_fs::scan(disk).unwrap();
-    let summary: Vec<(u32, Option<&str>, bool, Result<&str, Error>)> = found
+    type Row<'a> = (u32, Option<&'a str>, bool, Result<&'a str, Error>);
+    let summary: Vec<Row> = found
         .iter()
         .map(|(p, r)| (p.number, p.name.as_deref(), p.bootable, r.clone()))
         .collect();
