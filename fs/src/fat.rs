@@ -5,6 +5,7 @@
 //! limit of 65536 entries) and checked for loops, and a file's chain is walked completely before
 //! the first byte lands in the caller's buffer. Runs of contiguous clusters are read with one
 //! device request each (at most [`MAX_READ_BYTES`]).
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -54,6 +55,10 @@ const MAX_CLUSTER_BYTES: u64 = 64 * 1024;
 const FAT12_MAX_CLUSTERS: u32 = 4084;
 const FAT16_MAX_CLUSTERS: u32 = 65524;
 const FAT32_MAX_CLUSTERS: u32 = 0x0FFF_FFF5;
+/// Directories whose parsed entries are kept (most recently used first).
+const DIR_CACHE_DIRS: usize = 4;
+/// Larger directories are not kept (each entry costs its names).
+const DIR_CACHE_MAX_ENTRIES: usize = 4096;
 /// Sectors of the FAT read at once into the FAT cache.
 const FAT_WINDOW_SECTORS: u64 = 64;
 const SECTOR: u64 = SECTOR_SIZE as u64;
@@ -256,7 +261,7 @@ enum Node {
 }
 
 /// A parsed directory entry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RawEntry {
     name: String,
     short: String,
@@ -270,6 +275,9 @@ pub struct FatFs<D> {
     layout: Layout,
     fat_cache: Vec<u8>,
     fat_window: Option<u64>,
+    /// Parsed entries of the last directories read, keyed by the directory's node; emptied by
+    /// every write and by [`FatFs::device_mut`].
+    dir_cache: Vec<(Node, Rc<Vec<RawEntry>>)>,
 }
 
 impl<D: BlockDevice> FatFs<D> {
@@ -303,6 +311,7 @@ impl<D: BlockDevice> FatFs<D> {
                     layout,
                     fat_cache: Vec::new(),
                     fat_window: None,
+                    dir_cache: Vec::new(),
                 })
             }
             Err(e) => Err((dev, e)),
@@ -324,9 +333,34 @@ impl<D: BlockDevice> FatFs<D> {
         &self.dev
     }
 
-    /// The device, mutably (e.g. to shut a disk down before a jump).
+    /// The device, mutably (e.g. to shut a disk down before a jump). Forgets the cached
+    /// directories, since the caller may write.
     pub fn device_mut(&mut self) -> &mut D {
+        self.dir_cache.clear();
         &mut self.dev
+    }
+
+    /// Writes sectors, forgetting the cached directories first (the only way this module
+    /// writes).
+    fn dev_write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
+        self.dir_cache.clear();
+        self.dev.write_sectors(lba, buf)
+    }
+
+    /// The parsed entries of directory `node`, from the cache if it holds them.
+    fn cached_dir(&mut self, node: Node) -> Result<Rc<Vec<RawEntry>>, Error> {
+        if let Some(i) = self.dir_cache.iter().position(|(n, _)| *n == node) {
+            let hit = self.dir_cache.remove(i);
+            let entries = hit.1.clone();
+            self.dir_cache.insert(0, hit);
+            return Ok(entries);
+        }
+        let entries = Rc::new(self.dir_entries(node)?);
+        if entries.len() <= DIR_CACHE_MAX_ENTRIES {
+            self.dir_cache.insert(0, (node, entries.clone()));
+            self.dir_cache.truncate(DIR_CACHE_DIRS);
+        }
+        Ok(entries)
     }
 
     /// Gives the device back.
@@ -379,18 +413,18 @@ impl<D: BlockDevice> FatFs<D> {
     /// Lists the directory at `path` (without `.` and `..`).
     pub fn read_dir(&mut self, path: &str) -> Result<Vec<DirEntry>, Error> {
         let node = self.lookup(path)?;
-        let entries = self.dir_entries(node)?;
+        let entries = self.cached_dir(node)?;
         Ok(entries
-            .into_iter()
+            .iter()
             .filter(|e| e.short != "." && e.short != "..")
             .map(|e| match e.node {
                 Node::File { size, .. } => DirEntry {
-                    name: e.name,
+                    name: e.name.clone(),
                     size: u64::from(size),
                     is_dir: false,
                 },
                 _ => DirEntry {
-                    name: e.name,
+                    name: e.name.clone(),
                     size: 0,
                     is_dir: true,
                 },
@@ -414,9 +448,9 @@ impl<D: BlockDevice> FatFs<D> {
             if let Node::File { .. } = cur {
                 return Err(Error::NotADirectory);
             }
-            let entries = self.dir_entries(cur)?;
+            let entries = self.cached_dir(cur)?;
             let found = entries
-                .into_iter()
+                .iter()
                 .find(|e| eq_ignore_case(&e.name, comp) || eq_ignore_case(&e.short, comp))
                 .ok_or(Error::NotFound)?;
             parents.push(cur);

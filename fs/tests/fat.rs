@@ -466,3 +466,47 @@ fn memdisk_and_partition_device_bounds() {
         Err(Error::OutOfRange { .. })
     ));
 }
+
+#[test]
+fn repeated_lookups_in_a_directory_cost_no_reads() {
+    for (fat, size) in [(WFatType::Fat16, 16 << 20), (WFatType::Fat32, 64 << 20)] {
+        let mut img = format(fat, size, None);
+        populate(&mut img);
+        let mut fs = FatFs::mount(MemDisk::new(img)).unwrap();
+        let name = |i: u32| format!("/many/a rather long file name number {i:03}.txt");
+        fs.stat(&name(0)).unwrap();
+        let before = fs.device().read_calls();
+        for i in 0..70 {
+            assert_eq!(fs.stat(&name(i)).unwrap().size, u64::from(i) * 13);
+        }
+        assert_eq!(fs.stat("/many/nope"), Err(Error::NotFound));
+        assert_eq!(fs.read_dir("/many").unwrap().len(), 70);
+        assert_eq!(
+            fs.device().read_calls(),
+            before,
+            "{fat:?}: lookups read the disk"
+        );
+        // Reading a file costs only its data (plus FAT sectors).
+        fs.read_file("/boot/extlinux/extlinux.conf", 4096).unwrap();
+        let after_conf = fs.device().read_calls();
+        assert!(after_conf - before <= 6, "{fat:?}: {}", after_conf - before);
+        fs.stat("/boot/extlinux/extlinux.conf").unwrap();
+        assert_eq!(fs.device().read_calls(), after_conf);
+        // A write forgets what was cached: the next lookup reads, and sees the new file.
+        fs.create_file("/many/NEW.TXT", 5).unwrap();
+        let before = fs.device().read_calls();
+        assert_eq!(fs.stat("/many/new.txt").unwrap().size, 5);
+        assert!(fs.device().read_calls() > before);
+        // More directories than the cache keeps: all still found.
+        for p in [
+            "/boot",
+            "/boot/extlinux",
+            "/many",
+            "/",
+            "/hello.txt",
+            &name(3),
+        ] {
+            fs.stat(p).unwrap();
+        }
+    }
+}
