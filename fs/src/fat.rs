@@ -526,8 +526,26 @@ impl<D: BlockDevice> FatFs<D> {
         Ok(runs)
     }
 
+    /// Refuses runs that reach past the device (a volume larger than its partition) before any
+    /// read or write, so no request outside the device is made.
+    fn check_usable(&self, runs: &[(u32, u32)]) -> Result<(), Error> {
+        let max = self.layout.max_usable_cluster();
+        for &(first, count) in runs {
+            if u64::from(first) + u64::from(count) - 1 > u64::from(max) {
+                let lba = self.layout.cluster_lba(first);
+                return Err(Error::OutOfRange {
+                    lba,
+                    count: u64::from(count) * self.layout.cluster_sectors,
+                    size: self.layout.dev_sectors,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Fills `dst` from the cluster runs, one request per run (split at [`MAX_READ_BYTES`]).
     fn read_runs(&mut self, runs: &[(u32, u32)], dst: &mut [u8]) -> Result<(), Error> {
+        self.check_usable(runs)?;
         let mut done = 0;
         for &(first, count) in runs {
             let run_bytes = u64::from(count) * self.layout.cluster_bytes();

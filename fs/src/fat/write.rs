@@ -303,6 +303,7 @@ impl<D: BlockDevice> FatFs<D> {
                 };
                 let limit = DIR_MAX_BYTES.div_ceil(l.cluster_bytes());
                 let runs = self.chain(start, None, limit)?;
+                self.check_usable(&runs)?;
                 let l = &self.layout;
                 let lbas = runs
                     .iter()
@@ -339,23 +340,6 @@ impl<D: BlockDevice> FatFs<D> {
             }
             _ => Err(Error::DirectoryFull),
         }
-    }
-
-    /// Refuses runs that reach past the device (a volume larger than its partition), before
-    /// any write.
-    fn check_usable(&self, runs: &[(u32, u32)]) -> Result<(), Error> {
-        let max = self.layout.max_usable_cluster();
-        for &(first, count) in runs {
-            if u64::from(first) + u64::from(count) - 1 > u64::from(max) {
-                let lba = self.layout.cluster_lba(first);
-                return Err(Error::OutOfRange {
-                    lba,
-                    count: u64::from(count) * self.layout.cluster_sectors,
-                    size: self.layout.dev_sectors,
-                });
-            }
-        }
-        Ok(())
     }
 
     /// `n` free clusters: the first contiguous run of `n` if there is one, else the first `n`.
