@@ -198,9 +198,9 @@ impl BlockDevice for MemDisk {
 /// the partition are refused with [`Error::OutOfRange`].
 #[derive(Debug)]
 pub struct PartitionDevice<D> {
-    dev: D,
-    first_lba: u64,
-    num_sectors: u64,
+    pub(crate) dev: D,
+    pub(crate) first_lba: u64,
+    pub(crate) num_sectors: u64,
 }
 
 impl<D: BlockDevice> PartitionDevice<D> {

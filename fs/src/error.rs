@@ -85,7 +85,9 @@ impl fmt::Display for Error {
                     "I/O buffer of {len} bytes is not a non-zero multiple of 512"
                 )
             }
-            Error::NoPartitionTable => write!(f, "no partition table or FAT volume found"),
+            Error::NoPartitionTable => {
+                write!(f, "no partition table, FAT or ext2/3/4 volume found")
+            }
             Error::BadMbr(why) => write!(f, "bad MBR: {why}"),
             Error::BadGpt(why) => write!(f, "bad GPT (primary and backup): {why}"),
             Error::NoSuchPartition => write!(f, "no such partition"),

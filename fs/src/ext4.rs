@@ -96,12 +96,17 @@ impl Superblock {
         }
         let block_size = 1024u64 << log;
         let (compat, incompat, ro) = (le32(&sb, 92), le32(&sb, 96), le32(&sb, 100));
-        let hi = if incompat & INCOMPAT_64BIT != 0 {
-            u64::from(le32(&sb, 0x150))
-        } else {
-            0
-        };
-        let blocks = hi << 32 | u64::from(le32(&sb, 4));
+        // The high half counts whether or not the volume is 64-bit: `ext4-view` reads it so.
+        let blocks = u64::from(le32(&sb, 0x150)) << 32 | u64::from(le32(&sb, 4));
+        // Linux's bounds (a group's block bitmap is one block); they also bound the group
+        // descriptors the crate allocates to one per 8 blocks of the device.
+        let per_group = u64::from(le32(&sb, 32));
+        if per_group < 8 || per_group > 8 * block_size || per_group % 8 != 0 {
+            return Err(Error::Ext4Corrupt(format!(
+                "{per_group} blocks per group (must be a multiple of 8 up to {})",
+                8 * block_size
+            )));
+        }
         if blocks.saturating_mul(block_size) > dev_bytes {
             return Err(Error::Ext4Corrupt(format!(
                 "the superblock claims {blocks} blocks of {block_size} bytes, more than the \

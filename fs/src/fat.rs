@@ -5,6 +5,7 @@
 //! limit of 65536 entries) and checked for loops, and a file's chain is walked completely before
 //! the first byte lands in the caller's buffer. Runs of contiguous clusters are read with one
 //! device request each (at most [`MAX_READ_BYTES`]).
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -54,6 +55,10 @@ const MAX_CLUSTER_BYTES: u64 = 64 * 1024;
 const FAT12_MAX_CLUSTERS: u32 = 4084;
 const FAT16_MAX_CLUSTERS: u32 = 65524;
 const FAT32_MAX_CLUSTERS: u32 = 0x0FFF_FFF5;
+/// Directories whose parsed entries are kept (most recently used first).
+const DIR_CACHE_DIRS: usize = 4;
+/// Larger directories are not kept (each entry costs its names).
+const DIR_CACHE_MAX_ENTRIES: usize = 4096;
 /// Sectors of the FAT read at once into the FAT cache.
 const FAT_WINDOW_SECTORS: u64 = 64;
 const SECTOR: u64 = SECTOR_SIZE as u64;
@@ -76,6 +81,10 @@ pub(crate) struct Layout {
     root_cluster: u32,
     data_lba: u64,
     cluster_count: u32,
+    /// Sectors the boot sector claims (device sectors).
+    claimed_sectors: u64,
+    /// Sectors of the device: fewer than claimed when a volume overruns its partition.
+    dev_sectors: u64,
 }
 
 fn le16(b: &[u8], at: usize) -> u16 {
@@ -188,8 +197,13 @@ impl Layout {
             return Err(Error::NotFat("FAT too small for the cluster count"));
         }
         let per = bps / SECTOR;
-        if total * per > dev_sectors {
-            return Err(Error::NotFat("volume extends past the end of the device"));
+        // A volume larger than its device (`mkfs.vfat --offset` without a size makes them) is
+        // kept as long as its FATs and root directory fit: the clusters past the end are
+        // neither read successfully nor ever allocated (see `Layout::max_usable_cluster`).
+        if meta * per >= dev_sectors {
+            return Err(Error::NotFat(
+                "FATs and root directory extend past the end of the device",
+            ));
         }
         Ok(Layout {
             fat_type,
@@ -204,7 +218,22 @@ impl Layout {
             root_cluster,
             data_lba: meta * per,
             cluster_count: clusters,
+            claimed_sectors: total * per,
+            dev_sectors,
         })
+    }
+
+    /// The volume claims more sectors than its device has.
+    pub(crate) fn overruns_device(&self) -> bool {
+        self.claimed_sectors > self.dev_sectors
+    }
+
+    /// The last cluster that lies wholly inside the device (1 if none does): the bound for
+    /// allocation and writes.
+    fn max_usable_cluster(&self) -> u32 {
+        let inside = self.dev_sectors.saturating_sub(self.data_lba) / self.cluster_sectors;
+        let last = inside.saturating_add(1).min(u64::from(self.max_cluster()));
+        last as u32
     }
 
     fn cluster_bytes(&self) -> u64 {
@@ -232,7 +261,7 @@ enum Node {
 }
 
 /// A parsed directory entry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RawEntry {
     name: String,
     short: String,
@@ -246,6 +275,9 @@ pub struct FatFs<D> {
     layout: Layout,
     fat_cache: Vec<u8>,
     fat_window: Option<u64>,
+    /// Parsed entries of the last directories read, keyed by the directory's node; emptied by
+    /// every write and by [`FatFs::device_mut`].
+    dir_cache: Vec<(Node, Rc<Vec<RawEntry>>)>,
 }
 
 impl<D: BlockDevice> FatFs<D> {
@@ -265,12 +297,23 @@ impl<D: BlockDevice> FatFs<D> {
             return Err((dev, e));
         }
         match Layout::parse(&bs, n) {
-            Ok(layout) => Ok(FatFs {
-                dev,
-                layout,
-                fat_cache: Vec::new(),
-                fat_window: None,
-            }),
+            Ok(layout) => {
+                if layout.overruns_device() {
+                    log::warn!(
+                        "FAT volume claims {} sectors but its device (partition) has {}: \
+                         reads past the end fail, writes stay inside",
+                        layout.claimed_sectors,
+                        layout.dev_sectors
+                    );
+                }
+                Ok(FatFs {
+                    dev,
+                    layout,
+                    fat_cache: Vec::new(),
+                    fat_window: None,
+                    dir_cache: Vec::new(),
+                })
+            }
             Err(e) => Err((dev, e)),
         }
     }
@@ -290,9 +333,34 @@ impl<D: BlockDevice> FatFs<D> {
         &self.dev
     }
 
-    /// The device, mutably (e.g. to shut a disk down before a jump).
+    /// The device, mutably (e.g. to shut a disk down before a jump). Forgets the cached
+    /// directories, since the caller may write.
     pub fn device_mut(&mut self) -> &mut D {
+        self.dir_cache.clear();
         &mut self.dev
+    }
+
+    /// Writes sectors, forgetting the cached directories first (the only way this module
+    /// writes).
+    fn dev_write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
+        self.dir_cache.clear();
+        self.dev.write_sectors(lba, buf)
+    }
+
+    /// The parsed entries of directory `node`, from the cache if it holds them.
+    fn cached_dir(&mut self, node: Node) -> Result<Rc<Vec<RawEntry>>, Error> {
+        if let Some(i) = self.dir_cache.iter().position(|(n, _)| *n == node) {
+            let hit = self.dir_cache.remove(i);
+            let entries = hit.1.clone();
+            self.dir_cache.insert(0, hit);
+            return Ok(entries);
+        }
+        let entries = Rc::new(self.dir_entries(node)?);
+        if entries.len() <= DIR_CACHE_MAX_ENTRIES {
+            self.dir_cache.insert(0, (node, entries.clone()));
+            self.dir_cache.truncate(DIR_CACHE_DIRS);
+        }
+        Ok(entries)
     }
 
     /// Gives the device back.
@@ -345,18 +413,18 @@ impl<D: BlockDevice> FatFs<D> {
     /// Lists the directory at `path` (without `.` and `..`).
     pub fn read_dir(&mut self, path: &str) -> Result<Vec<DirEntry>, Error> {
         let node = self.lookup(path)?;
-        let entries = self.dir_entries(node)?;
+        let entries = self.cached_dir(node)?;
         Ok(entries
-            .into_iter()
+            .iter()
             .filter(|e| e.short != "." && e.short != "..")
             .map(|e| match e.node {
                 Node::File { size, .. } => DirEntry {
-                    name: e.name,
+                    name: e.name.clone(),
                     size: u64::from(size),
                     is_dir: false,
                 },
                 _ => DirEntry {
-                    name: e.name,
+                    name: e.name.clone(),
                     size: 0,
                     is_dir: true,
                 },
@@ -380,9 +448,9 @@ impl<D: BlockDevice> FatFs<D> {
             if let Node::File { .. } = cur {
                 return Err(Error::NotADirectory);
             }
-            let entries = self.dir_entries(cur)?;
+            let entries = self.cached_dir(cur)?;
             let found = entries
-                .into_iter()
+                .iter()
                 .find(|e| eq_ignore_case(&e.name, comp) || eq_ignore_case(&e.short, comp))
                 .ok_or(Error::NotFound)?;
             parents.push(cur);
@@ -458,8 +526,26 @@ impl<D: BlockDevice> FatFs<D> {
         Ok(runs)
     }
 
+    /// Refuses runs that reach past the device (a volume larger than its partition) before any
+    /// read or write, so no request outside the device is made.
+    fn check_usable(&self, runs: &[(u32, u32)]) -> Result<(), Error> {
+        let max = self.layout.max_usable_cluster();
+        for &(first, count) in runs {
+            if u64::from(first) + u64::from(count) - 1 > u64::from(max) {
+                let lba = self.layout.cluster_lba(first);
+                return Err(Error::OutOfRange {
+                    lba,
+                    count: u64::from(count) * self.layout.cluster_sectors,
+                    size: self.layout.dev_sectors,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Fills `dst` from the cluster runs, one request per run (split at [`MAX_READ_BYTES`]).
     fn read_runs(&mut self, runs: &[(u32, u32)], dst: &mut [u8]) -> Result<(), Error> {
+        self.check_usable(runs)?;
         let mut done = 0;
         for &(first, count) in runs {
             let run_bytes = u64::from(count) * self.layout.cluster_bytes();

@@ -20,6 +20,7 @@ pub mod volume;
 
 mod error;
 
+use alloc::vec::Vec;
 pub use block::{BlockDevice, MemDisk, PartitionDevice, MAX_READ_BYTES, SECTOR_SIZE};
 pub use error::Error;
 pub use ext4::{DeviceMut, Ext4Fs};
@@ -50,6 +51,81 @@ impl<'a> PartSel<'a> {
             PartSel::Number(n) => p.number == n,
             PartSel::Name(name) => p.name.as_deref() == Some(name),
         }
+    }
+}
+
+/// What [`scan`] found on one partition: its kind ([`Volume::kind_name`]) or why it does not
+/// mount ([`Error::UnknownFs`] for neither FAT nor ext2/3/4).
+pub type Scanned = (Partition, Result<&'static str, Error>);
+
+/// Mounts each partition of `dev` in turn and tells what it holds, so a caller can say why it
+/// passed one over (`partition 3: unknown file system`). Gives the device back, for
+/// [`open_volume`] on the partition chosen; fails only when the partition table cannot be read.
+pub fn scan<D: BlockDevice + 'static>(mut dev: D) -> Result<(D, Vec<Scanned>), (D, Error)> {
+    let parts = match partitions(&mut dev) {
+        Ok(p) => p,
+        Err(e) => return Err((dev, e)),
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let (d, found) = probe_partition(dev, &part);
+        dev = d;
+        if let Err(e) = &found {
+            log::debug!("partition {}: {}", part.number, e);
+        }
+        out.push((part, found));
+    }
+    Ok((dev, out))
+}
+
+/// Mounts `part` of `dev` and gives the device back with the volume's kind or the error.
+fn probe_partition<D: BlockDevice + 'static>(
+    dev: D,
+    part: &Partition,
+) -> (D, Result<&'static str, Error>) {
+    if let Err(e) = block::check_fits(part, dev.num_sectors()) {
+        return (dev, Err(e));
+    }
+    let pdev = PartitionDevice {
+        dev,
+        first_lba: part.first_lba,
+        num_sectors: part.num_sectors,
+    };
+    match Volume::mount(pdev) {
+        Ok(v) => {
+            let kind = v.kind_name();
+            (v.into_inner().into_inner(), Ok(kind))
+        }
+        Err((pdev, e)) => (pdev.into_inner(), Err(e)),
+    }
+}
+
+/// A partition and its mounted volume, as [`open_volume`] returns them.
+pub type OpenedVolume<D> = (Partition, Volume<PartitionDevice<D>>);
+
+/// Mounts the partition `which` of `dev` as FAT or ext2/3/4; gives the device back on failure.
+pub fn open_volume<D: BlockDevice + 'static>(
+    mut dev: D,
+    which: PartSel<'_>,
+) -> Result<OpenedVolume<D>, (D, Error)> {
+    let parts = match partitions(&mut dev) {
+        Ok(p) => p,
+        Err(e) => return Err((dev, e)),
+    };
+    let Some(part) = parts.into_iter().find(|p| which.matches(p)) else {
+        return Err((dev, Error::NoSuchPartition));
+    };
+    if let Err(e) = block::check_fits(&part, dev.num_sectors()) {
+        return Err((dev, e));
+    }
+    let pdev = PartitionDevice {
+        dev,
+        first_lba: part.first_lba,
+        num_sectors: part.num_sectors,
+    };
+    match Volume::mount(pdev) {
+        Ok(v) => Ok((part, v)),
+        Err((pdev, e)) => Err((pdev.into_inner(), e)),
     }
 }
 

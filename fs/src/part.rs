@@ -32,7 +32,8 @@ pub enum PartitionKind {
     Mbr(u8),
     /// GPT partition with this type GUID (on-disk byte order).
     Gpt([u8; 16]),
-    /// The whole disk: no partition table, a FAT volume starts at LBA 0.
+    /// The whole disk: no partition table, a FAT volume starts at LBA 0 (or an ext2/3/4
+    /// superblock is at byte 1024 and there is no MBR signature).
     Whole,
 }
 
@@ -103,7 +104,7 @@ pub fn partitions(dev: &mut dyn BlockDevice) -> Result<Vec<Partition>, Error> {
     }
     let mut s0 = [0u8; SECTOR_SIZE];
     dev.read_sectors(0, &mut s0)?;
-    if fat::Layout::parse(&s0, n).is_ok() {
+    if fat::Layout::parse(&s0, n).is_ok_and(|l| !l.overruns_device()) {
         return Ok(alloc::vec![Partition {
             number: 1,
             first_lba: 0,
@@ -115,6 +116,18 @@ pub fn partitions(dev: &mut dyn BlockDevice) -> Result<Vec<Partition>, Error> {
         }]);
     }
     if s0[510..512] != MBR_SIGNATURE {
+        // A raw ext2/3/4 image used as a disk (QEMU's `-drive file=rootfs.ext4`).
+        if matches!(crate::ext4::Superblock::probe(dev), Ok(Some(_))) {
+            return Ok(alloc::vec![Partition {
+                number: 1,
+                first_lba: 0,
+                num_sectors: n,
+                kind: PartitionKind::Whole,
+                name: None,
+                bootable: false,
+                uuid: None,
+            }]);
+        }
         return Err(Error::NoPartitionTable);
     }
     let entries = mbr_entries(&s0)?;

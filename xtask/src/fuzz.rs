@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Every target in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: [&str; 19] = [
+pub const TARGETS: [&str; 20] = [
     "image_header",
     "gzip",
     "decompress",
@@ -27,6 +27,7 @@ pub const TARGETS: [&str; 19] = [
     "partitions",
     "fat_read",
     "fat_write",
+    "ext4",
     "extlinux",
     "bls",
     "script",
@@ -565,6 +566,33 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
         seed(root, "partitions", name, &sp)?;
         seed(root, "fat_read", name, &sp)?;
         seed(root, "fat_write", name, &with_empty_trailer(&sp))?;
+    }
+    // A FAT volume larger than its partition (`mkfs.vfat --offset` without a size): the MBR
+    // disk with partition 1 cut to three quarters.
+    let mut short = disks[0].1.clone();
+    let count_at = 446 + 12;
+    let c = &short[count_at..count_at + 4];
+    let count = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    short[count_at..count_at + 4].copy_from_slice(&(count - count / 4).to_le_bytes());
+    let sp = sparse(&short);
+    seed(root, "partitions", "fat-overruns-partition", &sp)?;
+    seed(root, "fat_read", "fat-overruns-partition", &sp)?;
+    seed(
+        root,
+        "fat_write",
+        "fat-overruns-partition",
+        &with_empty_trailer(&sp),
+    )?;
+    seed(root, "ext4", "fat-overruns-partition", &sp)?;
+
+    // ext2/3/4: the fs crate's test images (mke2fs -d; their metadata comes first, so the
+    // sparse format's first sectors hold it).
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fs/tests/data");
+    for name in ["ext4", "ext4-nocsum", "ext3", "ext2"] {
+        let gz = fs::read(data.join(format!("{name}.img.gz")))?;
+        let mut img = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut img)?;
+        seed(root, "ext4", name, &sparse(&img))?;
     }
 
     // Scripts: plain (mode 0), wrapped by kexboot (mode 1), mkimage's image (mode 2).

@@ -143,6 +143,7 @@ impl<D: BlockDevice> FatFs<D> {
             return Ok(());
         }
         let runs = self.file_runs(cluster, size)?;
+        self.check_usable(&runs)?;
         let cb = self.layout.cluster_bytes();
         let mut run_start = 0u64; // file offset of the current run
         for (first, count) in runs {
@@ -214,8 +215,8 @@ impl<D: BlockDevice> FatFs<D> {
     /// The entry named `name` (long or 8.3, any case) in directory `dir`.
     fn find(&mut self, dir: Node, name: &str) -> Result<Option<Node>, Error> {
         Ok(self
-            .dir_entries(dir)?
-            .into_iter()
+            .cached_dir(dir)?
+            .iter()
             .find(|e| super::eq_ignore_case(&e.name, name) || super::eq_ignore_case(&e.short, name))
             .map(|e| e.node))
     }
@@ -244,7 +245,7 @@ impl<D: BlockDevice> FatFs<D> {
             sector[..32].copy_from_slice(&ShortName::DOT.entry(ATTR_DIRECTORY, first, 0));
             sector[32..64].copy_from_slice(&ShortName::DOTDOT.entry(ATTR_DIRECTORY, up, 0));
             let lba = self.layout.cluster_lba(first);
-            self.dev.write_sectors(lba, &sector)?;
+            self.dev_write(lba, &sector)?;
         }
         // 2. Their chains, each ending in an end-of-chain mark.
         let eoc = self.eoc();
@@ -302,6 +303,7 @@ impl<D: BlockDevice> FatFs<D> {
                 };
                 let limit = DIR_MAX_BYTES.div_ceil(l.cluster_bytes());
                 let runs = self.chain(start, None, limit)?;
+                self.check_usable(&runs)?;
                 let l = &self.layout;
                 let lbas = runs
                     .iter()
@@ -347,7 +349,7 @@ impl<D: BlockDevice> FatFs<D> {
         }
         let mut first_free = Vec::new();
         let (mut run_start, mut run_len, mut free) = (0u32, 0u64, 0u64);
-        for c in 2..=self.layout.max_cluster() {
+        for c in 2..=self.layout.max_usable_cluster() {
             if self.fat_raw(c)? != 0 {
                 run_len = 0;
                 continue;
@@ -415,7 +417,7 @@ impl<D: BlockDevice> FatFs<D> {
         let (first, fats, per_fat) = (l.first_fat_lba, l.fats, l.fat_sectors);
         for copy in 0..fats {
             for (s, sector) in &dirty {
-                self.dev.write_sectors(first + copy * per_fat + s, sector)?;
+                self.dev_write(first + copy * per_fat + s, sector)?;
             }
         }
         Ok(())
@@ -468,7 +470,7 @@ impl<D: BlockDevice> FatFs<D> {
         };
         s[488..492].copy_from_slice(&new.to_le_bytes());
         s[492..496].copy_from_slice(&last.to_le_bytes());
-        self.dev.write_sectors(lba, &s)
+        self.dev_write(lba, &s)
     }
 
     /// Writes zeros over every cluster in `clusters`, one request per contiguous run (split at
@@ -511,7 +513,7 @@ impl<D: BlockDevice> FatFs<D> {
         let whole = data.len() / SECTOR_SIZE * SECTOR_SIZE;
         let (body, tail) = data.split_at(whole);
         for chunk in body.chunks(MAX_READ_BYTES) {
-            self.dev.write_sectors(lba, chunk)?;
+            self.dev_write(lba, chunk)?;
             lba += (chunk.len() / SECTOR_SIZE) as u64;
         }
         if !tail.is_empty() {
@@ -527,6 +529,6 @@ impl<D: BlockDevice> FatFs<D> {
         s.get_mut(off..off + bytes.len())
             .ok_or(Error::Corrupt("write past a sector"))?
             .copy_from_slice(bytes);
-        self.dev.write_sectors(lba, &s)
+        self.dev_write(lba, &s)
     }
 }
