@@ -218,9 +218,15 @@ impl<B: Board> Shell<B> {
         let script = self.storage.home().and_then(|v| autoboot::find_script(v));
         let run = autoboot::choose(script, counted, env);
         if autoboot::SCRIPTS.contains(&run.name) {
-            log::info!("running boot script {}", run.name);
-            // The variables U-Boot's distro boot gives a script it found.
+            // Said as the `boot` scan says it, with the variables U-Boot's distro boot gives a
+            // script it found.
             if let Some(loc) = self.storage.home_loc() {
+                let name = self.storage.name(loc);
+                let kind = self.storage.home().map_or("?", |v| v.kind_name());
+                self.board.console().write_str(&format!(
+                    "Scanning {name}...\npartition {:x}: {kind}\nFound U-Boot script {}\n",
+                    loc.part, run.name
+                ));
                 distro::script_env(&self.storage, loc, run.name, env);
             }
         }
