@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::env::Env;
-use crate::script::{CmdError, Commands, Ctx, BUILTINS};
+use crate::script::{CmdError, Commands, Ctx, Services, BUILTINS};
 
 /// The name of the command the table answers itself: every command's help line, then the
 /// language's built-ins.
@@ -25,29 +25,6 @@ pub struct Command<T: ?Sized> {
     /// One line: usage, ` - `, what it does.
     pub help: &'static str,
     pub run: Handler<T>,
-}
-
-/// What the language's built-ins need of the state a table runs on (see the same methods of
-/// [`Commands`], which the table forwards here): `None`, the default, is "this firmware has
-/// none".
-pub trait Services {
-    /// `test -e <iface> <dev[:part]> <path>`.
-    fn file_exists(
-        &mut self,
-        _iface: &str,
-        _dev: &str,
-        _path: &str,
-    ) -> Option<Result<bool, String>> {
-        None
-    }
-    /// `source`: `len` bytes of RAM at `addr`.
-    fn read_memory(&mut self, _addr: u64, _len: usize) -> Option<Result<Vec<u8>, String>> {
-        None
-    }
-    /// `env default`.
-    fn default_env(&self) -> Option<Env> {
-        None
-    }
 }
 
 /// A command table over the state `T` it runs on: what the interpreter calls.
@@ -106,7 +83,10 @@ impl<T: ?Sized + Services> Commands for Table<'_, T> {
             ))),
         }
     }
+}
 
+/// The table's state answers what the built-ins ask of the firmware.
+impl<T: ?Sized + Services> Services for Table<'_, T> {
     fn file_exists(&mut self, iface: &str, dev: &str, path: &str) -> Option<Result<bool, String>> {
         self.state.file_exists(iface, dev, path)
     }

@@ -73,51 +73,37 @@ pub trait Files {
     }
 }
 
-impl<D: fs::BlockDevice + 'static> Files for fs::Volume<D> {
-    fn size(&mut self, path: &str) -> Result<u64, FileError> {
-        let info = self.stat(path)?;
-        if info.is_dir {
-            return Err(fs::Error::NotAFile.into());
+/// [`Files`] over a disk's file system: a [`fs::Volume`] (FAT or ext), or a bare [`fs::FatFs`]
+/// (the host tests'), which have the same read methods.
+macro_rules! files_over_fs {
+    ($ty:ty, $($bound:tt)+) => {
+        impl<D: $($bound)+> Files for $ty {
+            fn size(&mut self, path: &str) -> Result<u64, FileError> {
+                let info = self.stat(path)?;
+                if info.is_dir {
+                    return Err(fs::Error::NotAFile.into());
+                }
+                Ok(info.size)
+            }
+
+            fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
+                Ok(self.read_file_into(path, dst)?)
+            }
+
+            fn list(&mut self, dir: &str) -> Result<Vec<String>, FileError> {
+                Ok(self
+                    .read_dir(dir)?
+                    .into_iter()
+                    .filter(|e| !e.is_dir)
+                    .map(|e| e.name)
+                    .collect())
+            }
         }
-        Ok(info.size)
-    }
-
-    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
-        Ok(self.read_file_into(path, dst)?)
-    }
-
-    fn list(&mut self, dir: &str) -> Result<Vec<String>, FileError> {
-        Ok(self
-            .read_dir(dir)?
-            .into_iter()
-            .filter(|e| !e.is_dir)
-            .map(|e| e.name)
-            .collect())
-    }
+    };
 }
 
-impl<D: fs::BlockDevice> Files for fs::FatFs<D> {
-    fn size(&mut self, path: &str) -> Result<u64, FileError> {
-        let info = self.stat(path)?;
-        if info.is_dir {
-            return Err(fs::Error::NotAFile.into());
-        }
-        Ok(info.size)
-    }
-
-    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
-        Ok(self.read_file_into(path, dst)?)
-    }
-
-    fn list(&mut self, dir: &str) -> Result<Vec<String>, FileError> {
-        Ok(self
-            .read_dir(dir)?
-            .into_iter()
-            .filter(|e| !e.is_dir)
-            .map(|e| e.name)
-            .collect())
-    }
-}
+files_over_fs!(fs::Volume<D>, fs::BlockDevice + 'static);
+files_over_fs!(fs::FatFs<D>, fs::BlockDevice);
 
 /// Zeroed, page-aligned buffers at known physical addresses (the firmware's heap, or simulated
 /// RAM on the host). Boot segments are copied from these by the relocator.

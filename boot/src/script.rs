@@ -892,14 +892,9 @@ impl fmt::Display for CmdError {
     }
 }
 
-/// The firmware's commands (everything that is not a built-in), and what the built-ins need of
-/// the firmware: storage for `test -e`, RAM for `source`, the defaults for `env default`. Each
-/// of those answers `None` by default: "this firmware has none".
-pub trait Commands {
-    /// Runs `argv` (`argv[0]` is a name [`Commands::has`] accepts).
-    fn call(&mut self, argv: &[String], ctx: &mut Ctx) -> Result<(), CmdError>;
-    /// Whether `call` accepts the command `name`.
-    fn has(&self, name: &str) -> bool;
+/// What the built-ins need of the firmware: storage for `test -e`, RAM for `source`, the
+/// defaults for `env default`. Each answers `None` by default: "this firmware has none".
+pub trait Services {
     /// `test -e <iface> <dev[:part]> <path>`: whether the file exists; the error says why the
     /// device or file system could not be read.
     fn file_exists(
@@ -920,8 +915,18 @@ pub trait Commands {
     }
 }
 
+/// The firmware's commands (everything that is not a built-in), over its [`Services`].
+pub trait Commands: Services {
+    /// Runs `argv` (`argv[0]` is a name [`Commands::has`] accepts).
+    fn call(&mut self, argv: &[String], ctx: &mut Ctx) -> Result<(), CmdError>;
+    /// Whether `call` accepts the command `name`.
+    fn has(&self, name: &str) -> bool;
+}
+
 /// No firmware commands: only the built-ins.
 pub struct NoCommands;
+
+impl Services for NoCommands {}
 
 impl Commands for NoCommands {
     fn call(&mut self, _: &[String], _: &mut Ctx) -> Result<(), CmdError> {

@@ -6,7 +6,7 @@ use common::crc;
 use kexboot_boot::env::Env;
 use kexboot_boot::script::{
     self, make_legacy_script_image, parse, parse_legacy_script_image, CmdError, Commands, Ctx,
-    Error, Interp, NoCommands, Outcome, Syntax, Usage, BYTES_PER_STEP, MAX_STEPS,
+    Error, Interp, NoCommands, Outcome, Services, Syntax, Usage, BYTES_PER_STEP, MAX_STEPS,
 };
 use kexboot_boot::{Clock, Console, FakeClock, FakeConsole};
 use proptest::prelude::*;
@@ -36,6 +36,9 @@ impl Commands for Rec {
     fn has(&self, name: &str) -> bool {
         ["load", "fail", "boot", "booti"].contains(&name)
     }
+}
+
+impl Services for Rec {
     fn file_exists(&mut self, iface: &str, dev: &str, path: &str) -> Option<Result<bool, String>> {
         Some(match iface {
             "virtio" => Ok(self.files.contains(&path)),

@@ -9,6 +9,7 @@
 
 use kexboot_boot::env::Env;
 use kexboot_boot::script::{
+    Services,
     make_legacy_script_image, parse_legacy_script_image, CmdError, Commands, Ctx, Interp,
     IH_HEADER_LEN, MAX_ENV_BYTES, MAX_STEPS,
 };
@@ -23,6 +24,8 @@ struct Board {
 const NAMES: &[&str] = &[
     "load", "fatload", "booti", "bootm", "boot", "tftpboot", "dhcp", "saveenv",
 ];
+
+impl Services for Board {}
 
 impl Commands for Board {
     fn call(&mut self, argv: &[String], _ctx: &mut Ctx) -> Result<(), CmdError> {

@@ -5,8 +5,9 @@ use alloc::format;
 use alloc::string::String;
 
 use crate::board::{Board, PowerError};
-use crate::commands::{Command, Services, Table};
+use crate::commands::{Command, Table};
 use crate::env::Env;
+use crate::script::Services;
 use crate::script::{self, CmdError, Ctx, Interp};
 
 use super::net::Next;
