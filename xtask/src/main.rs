@@ -61,9 +61,10 @@ const USAGE: &str = "usage: cargo xtask <command>
                          throughput, PXE boot time; writes target/bench.md); --board rpi3:
                          kexboot vs U-Boot rpi_3 vs direct on QEMU raspi3b from one SD card,
                          with SD read MB/s (target/bench-rpi3.md)
-  size [--no-build] [--top N]
+  size [--no-build] [--top N] [--elf PATH]
                          build the firmware, then print where its bytes go, from the ELF's
-                         symbols: sections, bytes per crate, the largest symbols (docs/size.md)
+                         symbols: sections, bytes per crate, the largest symbols (docs/size.md);
+                         --elf: the report of another build's ELF instead
   fuzz [--secs N] [--runs N] [TARGET]
                          build the cargo-fuzz targets (nightly; installs nightly and cargo-fuzz
                          when missing), seed target/fuzz-corpus/ from the test assets, run each

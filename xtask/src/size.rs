@@ -20,15 +20,22 @@ struct Symbol {
     name: String,
 }
 
-/// `cargo xtask size [--no-build] [--top N]`: builds the firmware (unless `--no-build`) and prints
-/// the report for its ELF.
+/// `cargo xtask size [--no-build] [--top N] [--elf PATH]`: builds the firmware (unless
+/// `--no-build` or `--elf`) and prints the report for its ELF (or for another build's, to compare).
 pub fn cmd_size(paths: &Paths, args: &[String]) -> Result<()> {
     let mut build = true;
     let mut top = TOP;
+    let mut elf_path = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--no-build" => build = false,
+            "--elf" => {
+                elf_path = Some(std::path::PathBuf::from(
+                    it.next().ok_or_else(|| err!("--elf needs a path"))?,
+                ));
+                build = false;
+            }
             "--top" => {
                 top = it
                     .next()
@@ -41,11 +48,13 @@ pub fn cmd_size(paths: &Paths, args: &[String]) -> Result<()> {
     if build {
         firmware::build(paths)?;
     }
-    let elf_path = paths
-        .cargo_target_dir()
-        .join(TARGET)
-        .join("release")
-        .join("kexboot");
+    let elf_path = elf_path.unwrap_or_else(|| {
+        paths
+            .cargo_target_dir()
+            .join(TARGET)
+            .join("release")
+            .join("kexboot")
+    });
     let elf = std::fs::read(&elf_path).ctx(elf_path.display())?;
     print!("{}", report(&elf, top).ctx(elf_path.display())?);
     Ok(())
@@ -284,6 +293,9 @@ pub fn crate_of(name: &str) -> String {
     if name.starts_with('<') || !head.is_empty() && name.contains("::") {
         return "core".into();
     }
+    if name.starts_with("OUTLINED_FUNCTION_") {
+        return "(machine outliner: sequences shared by several functions)".into();
+    }
     "(assembly and C symbols)".into()
 }
 
@@ -331,5 +343,6 @@ mod tests {
         assert_eq!(crate_of("<u32 as core::fmt::Display>::fmt"), "core");
         assert_eq!(crate_of("<&T as core::fmt::Debug>::fmt"), "core");
         assert_eq!(crate_of("memcpy"), "(assembly and C symbols)");
+        assert!(crate_of("OUTLINED_FUNCTION_12").contains("outliner"));
     }
 }
