@@ -170,12 +170,12 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
 
     let image_end = image_end();
     let image = Range::new(image_base, image_end.next_multiple_of(PAGE))
-        .expect("image range from the linker");
+        .unwrap_or_else(|e| panic!("image range from the linker: {e}"));
     let dtb_range = Range::from_len(
         dtb & !(PAGE - 1),
         (blob.len() as u64 + (dtb % PAGE)).next_multiple_of(PAGE),
     )
-    .expect("dtb range");
+    .unwrap_or_else(|e| panic!("dtb range: {e}"));
     // Cold or warm: decided (and the record read) before the MMU is on.
     let entry = warm::classify(&info, &[image, dtb_range]);
     let mut avoid = info.reserved.clone();
@@ -197,7 +197,9 @@ pub fn start(dtb: u64, image_base: u64) -> ! {
             .filter_map(|d| page_of(&d.reg)),
     );
     if let Some((_, base)) = &info.stdout {
-        devices.push(Range::from_len(*base & !(PAGE - 1), PAGE).expect("uart page"));
+        // Display, not `expect`'s Debug: the error's Debug impl stays out of the firmware.
+        let uart = Range::from_len(*base & !(PAGE - 1), PAGE);
+        devices.push(uart.unwrap_or_else(|e| panic!("uart page: {e}")));
     }
     // RAM, less what firmware keeps for itself (`no-map`; kexboot's own handoff page is
     // kexboot's to write), plus the DTB wherever it is.

@@ -688,7 +688,7 @@ impl<D: BlockDevice> FatFs<D> {
 /// Fails if two runs of a chain share a cluster.
 fn check_loop(runs: &[(u32, u32)]) -> Result<(), Error> {
     let mut sorted: Vec<(u32, u32)> = runs.to_vec();
-    sorted.sort_unstable();
+    sorted.sort();
     for pair in sorted.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if u64::from(b.0) < u64::from(a.0) + u64::from(a.1) {

@@ -375,28 +375,8 @@ fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(v)
 }
 
-/// CRC-32 (IEEE 802.3, reflected), as GPT uses.
+/// CRC-32 (IEEE 802.3, reflected), as GPT uses: the firmware's one CRC-32 (`crc32fast`, also
+/// the gzip trailer's and the environment's), not a second table.
 pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    !data.iter().fold(!0u32, |c, &b| {
-        TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
-    })
+    crc32fast::hash(data)
 }

@@ -13,7 +13,7 @@ pub const SZ_2M: u64 = 2 << 20;
 /// Sorts `ranges`, drops empty ones and merges overlapping or touching ones.
 pub fn normalize(ranges: &[Range]) -> Vec<Range> {
     let mut v: Vec<Range> = ranges.iter().copied().filter(|r| !r.is_empty()).collect();
-    v.sort_unstable();
+    v.sort();
     let mut out: Vec<Range> = Vec::with_capacity(v.len());
     for r in v {
         match out.last_mut() {

@@ -31,6 +31,7 @@ mod initrd;
 mod qemu;
 mod realdisks;
 mod rpi3;
+mod size;
 mod tftpd;
 mod toolchain;
 mod tools;
@@ -60,6 +61,10 @@ const USAGE: &str = "usage: cargo xtask <command>
                          throughput, PXE boot time; writes target/bench.md); --board rpi3:
                          kexboot vs U-Boot rpi_3 vs direct on QEMU raspi3b from one SD card,
                          with SD read MB/s (target/bench-rpi3.md)
+  size [--no-build] [--top N] [--elf PATH]
+                         build the firmware, then print where its bytes go, from the ELF's
+                         symbols: sections, bytes per crate, the largest symbols (docs/size.md);
+                         --elf: the report of another build's ELF instead
   fuzz [--secs N] [--runs N] [TARGET]
                          build the cargo-fuzz targets (nightly; installs nightly and cargo-fuzz
                          when missing), seed target/fuzz-corpus/ from the test assets, run each
@@ -79,7 +84,10 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     // Every command that builds for aarch64 needs the targets first (a fresh machine's toolchain
     // may lack them).
-    let res = if matches!(cmd.as_str(), "build" | "run" | "test" | "bench" | "assets") {
+    let res = if matches!(
+        cmd.as_str(),
+        "build" | "run" | "test" | "bench" | "assets" | "size"
+    ) {
         toolchain::ensure_targets(&paths)
     } else {
         Ok(())
@@ -93,6 +101,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         "build" => cmd_build(&paths, rest),
+        "size" => size::cmd_size(&paths, rest),
         "run" => cmd_run(&paths, rest),
         "test" => e2e::cmd_test(&paths, rest),
         "bench" => bench::cmd_bench(&paths, rest),

@@ -128,15 +128,15 @@ fn fetch<N: Nic>(
             return;
         }
         last_print = p.elapsed_us;
-        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let mib = |b: u64| Fixed::new(b, 1 << 20, 1);
         con.write_str(&match p.total {
             Some(t) if t > 0 => format!(
-                "TFTP '{file}': {:.1} of {:.1} MiB ({}%)\n",
+                "TFTP '{file}': {} of {} MiB ({}%)\n",
                 mib(p.received),
                 mib(t),
                 p.received * 100 / t
             ),
-            _ => format!("TFTP '{file}': {:.1} MiB\n", mib(p.received)),
+            _ => format!("TFTP '{file}': {} MiB\n", mib(p.received)),
         });
     };
     let t = match stack.tftp_get(wait, req, dest, &mut progress) {
@@ -154,19 +154,50 @@ fn fetch<N: Nic>(
         }
     };
     let crc = crc32fast::hash(dest.get(..t.size).unwrap_or(&[]));
-    let secs = t.elapsed_us.max(1) as f64 / 1e6;
+    let us = t.elapsed_us.max(1);
     con.write_str(&format!(
-        "TFTP '{}': {} bytes in {:.3} s, {:.1} MB/s, blksize {}, window {}, {} timeouts, crc32 {:#010x}\n",
+        "TFTP '{}': {} bytes in {} s, {} MB/s, blksize {}, window {}, {} timeouts, crc32 {:#010x}\n",
         file,
         t.size,
-        secs,
-        t.size as f64 / secs / 1e6,
+        Fixed::new(us, 1_000_000, 3),
+        // Bytes per microsecond are MB/s.
+        Fixed::new(t.size as u64, us, 1),
         t.blksize,
         t.window,
         t.timeouts,
         crc
     ));
     Ok(t.size)
+}
+
+/// `num / den` printed with `decimals` digits after the point (rounded half up), as `{:.N}` of
+/// the float would print it: integer arithmetic, so the firmware carries no float formatting
+/// (about 10 KiB of code and tables).
+struct Fixed {
+    scaled: u128,
+    decimals: u32,
+}
+
+impl Fixed {
+    fn new(num: u64, den: u64, decimals: u32) -> Fixed {
+        let scale = 10u128.pow(decimals);
+        let den = u128::from(den.max(1));
+        Fixed {
+            scaled: (u128::from(num) * scale * 2 + den) / (den * 2),
+            decimals,
+        }
+    }
+}
+
+impl core::fmt::Display for Fixed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let scale = 10u128.pow(self.decimals);
+        let (int, frac) = (self.scaled / scale, self.scaled % scale);
+        if self.decimals == 0 {
+            return write!(f, "{int}");
+        }
+        write!(f, "{int}.{frac:0w$}", w = self.decimals as usize)
+    }
 }
 
 /// Files of a PXE config, fetched by TFTP relative to the boot file's directory.
@@ -609,5 +640,29 @@ impl<B: Board> Shell<B> {
         self.pxe_get(env)?;
         self.pxe_boot(env)?;
         Ok(Next::Shell)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fixed;
+
+    /// The same digits as the float formatting it replaces.
+    #[test]
+    fn fixed_matches_float_formatting() {
+        for (num, den, d) in [
+            (1_234_567u64, 1_000_000u64, 3u32),
+            (999_999_999, 1_000_000, 3),
+            (5, 1_000_000, 3),
+            (27_303_872, 403_000, 1),
+            (3 << 20, 1 << 20, 1),
+            (0, 7, 1),
+            (123_456_789, 1 << 20, 1),
+        ] {
+            let want = format!("{:.*}", d as usize, num as f64 / den as f64);
+            assert_eq!(Fixed::new(num, den, d).to_string(), want, "{num}/{den}");
+        }
+        assert_eq!(Fixed::new(7, 2, 0).to_string(), "4");
+        assert_eq!(Fixed::new(1, 0, 1).to_string(), "1.0");
     }
 }

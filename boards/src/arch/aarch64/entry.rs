@@ -3,7 +3,8 @@
 //! kexboot is itself an arm64 Image (Linux `Documentation/arch/arm64/booting.rst`), so QEMU
 //! `-kernel`, another bootloader's `booti` and Linux `kexec -l` all load it the same way and pass
 //! x0 = physical address of the device tree. It is linked at 0 as a position-independent
-//! executable and applies its own `R_AARCH64_RELATIVE` relocations before any Rust code runs.
+//! executable and applies its own relative relocations (RELR, and any `R_AARCH64_RELATIVE`) before any
+//! Rust code runs.
 //!
 //! Register use in `primary_entry` until Rust is called:
 //! - x19: device tree address from the previous stage (x0 at entry)
@@ -108,6 +109,37 @@ primary_relocate:
     str     x13, [x20, x11]
     b       1b
 2:
+    /* Apply the RELR relocations (`-z pack-relative-relocs`: relative, addend in place):
+       an even entry is an offset, *(base + offset) += base, and the next word follows; an odd
+       entry is a bitmap whose bit i (1..63) relocates word i - 1 from there, which then
+       advances by 63 words. x11 = that next word. */
+    adrp    x9, __relr_start
+    add     x9, x9, :lo12:__relr_start
+    adrp    x10, __relr_end
+    add     x10, x10, :lo12:__relr_end
+    mov     x11, x20
+11: cmp     x9, x10
+    b.hs    15f
+    ldr     x12, [x9], #8
+    tbnz    x12, #0, 12f
+    add     x11, x20, x12
+    ldr     x13, [x11]
+    add     x13, x13, x20
+    str     x13, [x11], #8
+    b       11b
+12: mov     x14, x11
+    lsr     x12, x12, #1
+13: cbz     x12, 14f
+    tbz     x12, #0, 16f
+    ldr     x13, [x14]
+    add     x13, x13, x20
+    str     x13, [x14]
+16: lsr     x12, x12, #1
+    add     x14, x14, #8
+    b       13b
+14: add     x11, x11, #(63 * 8)
+    b       11b
+15:
     /* Zero BSS */
     adrp    x9, __bss_start
     add     x9, x9, :lo12:__bss_start
