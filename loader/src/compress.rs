@@ -7,13 +7,12 @@
 //! [`Error::InflatesBeyond`], `dst` then holding a prefix of the output), a bad stream is an
 //! error naming what was wrong, and the work is bounded by the input's length.
 //!
-//! [`gunzip_into`] inflates straight into `dst` with `miniz_oxide` (non-wrapping output buffer,
-//! one call), then checks the trailer's CRC32 and ISIZE. lz4 is in `crate::lz4`, zstd in
+//! [`gunzip_into`] inflates the raw deflate data straight into `dst` with `zlib-rs` (one call
+//! for the whole stream: no ring buffer, no copy), then checks the trailer's CRC32 ([`crc32`]:
+//! the ARMv8 CRC32 instructions on arm64) and ISIZE. lz4 is in `crate::lz4`, zstd in
 //! `crate::zstd`.
 
-use alloc::boxed::Box;
-use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
-use miniz_oxide::inflate::TINFLStatus;
+use zlib_rs::{Inflate, InflateError, InflateFlush, Status};
 
 use crate::image::{ImageHeader, HEADER_LEN, IMAGE_MAGIC};
 use crate::{lz4, zstd, Error, Result};
@@ -251,7 +250,7 @@ fn parse_header(src: &[u8]) -> Result<usize> {
     }
     if flags & FHCRC != 0 {
         let expected = le_u16(src, pos, "gzip header CRC16")?;
-        let found = crc32fast::hash(&src[..pos]) as u16;
+        let found = crc32(&src[..pos]) as u16;
         if expected != found {
             return Err(Error::GzipHeader {
                 offset: pos,
@@ -269,31 +268,14 @@ fn parse_header(src: &[u8]) -> Result<usize> {
 /// partial output on error, but nothing outside `dst` is touched.
 pub fn gunzip_into(src: &[u8], dst: &mut [u8]) -> Result<usize> {
     let start = parse_header(src)?;
-    let deflate = &src[start..];
-    let mut state = Box::<DecompressorOxide>::default();
-    let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
-    let (status, consumed, written) = decompress(&mut state, deflate, dst, 0, flags);
-    match status {
-        TINFLStatus::Done => {}
-        TINFLStatus::HasMoreOutput => return Err(Error::InflatesBeyond { limit: dst.len() }),
-        TINFLStatus::FailedCannotMakeProgress | TINFLStatus::NeedsMoreInput => {
-            return Err(Error::Truncated {
-                what: "deflate stream",
-            })
-        }
-        _ => {
-            return Err(Error::Corrupt {
-                offset: start + consumed,
-            })
-        }
-    }
+    let (consumed, written) = inflate_raw(&src[start..], dst, start)?;
     let out = dst.get(..written).ok_or(Error::Corrupt {
         offset: start + consumed,
     })?;
     let trailer = start + consumed;
     let expected_crc = le_u32(src, trailer, "gzip trailer")?;
     let expected_len = le_u32(src, trailer + 4, "gzip trailer")?;
-    let crc = crc32fast::hash(out);
+    let crc = crc32(out);
     if crc != expected_crc {
         return Err(Error::CrcMismatch {
             expected: expected_crc,
@@ -307,6 +289,112 @@ pub fn gunzip_into(src: &[u8], dst: &mut [u8]) -> Result<usize> {
         });
     }
     Ok(written)
+}
+
+/// Inflates the raw deflate stream at the start of `deflate` into `dst`, returning the bytes
+/// of `deflate` it took and the bytes written; `at` is its offset in the file, for errors.
+///
+/// zlib-rs writes straight into `dst` (its 32 KiB window is only refreshed when a call
+/// returns). One call takes at most 4 GiB of input and output, so a loop; every pass but the
+/// last moves at least one byte, bounded by the lengths.
+fn inflate_raw(deflate: &[u8], dst: &mut [u8], at: usize) -> Result<(usize, usize)> {
+    let mut inflater = Inflate::new(false, 15);
+    loop {
+        let (taken, written) = (inflater.total_in() as usize, inflater.total_out() as usize);
+        let status =
+            inflater.decompress(&deflate[taken..], &mut dst[written..], InflateFlush::Finish);
+        let (now_in, now_out) = (inflater.total_in() as usize, inflater.total_out() as usize);
+        match status {
+            Ok(Status::StreamEnd) => return Ok((now_in, now_out)),
+            Ok(Status::Ok | Status::BufError) if now_out == dst.len() => {
+                return Err(Error::InflatesBeyond { limit: dst.len() })
+            }
+            Ok(Status::Ok | Status::BufError)
+                if now_in == deflate.len() || (now_in, now_out) == (taken, written) =>
+            {
+                return Err(Error::Truncated {
+                    what: "deflate stream",
+                })
+            }
+            Ok(Status::Ok | Status::BufError) => {}
+            Err(
+                InflateError::DataError
+                | InflateError::NeedDict { .. }
+                | InflateError::StreamError
+                | InflateError::MemError,
+            ) => {
+                return Err(Error::Corrupt {
+                    offset: at + now_in,
+                })
+            }
+        }
+    }
+}
+
+/// The CRC-32 (IEEE 802.3, gzip's) of `data`.
+///
+/// On arm64 with the CRC32 instructions (ARMv8.1 makes them mandatory; the ARMv8.0 Cortex-A53 of
+/// the Pi 3 and the Cortex-A72 have the optional extension) they do it: a few times faster than
+/// `crc32fast`'s table, which it falls back to (it uses the instructions only when the whole
+/// target enables `crc`, and aarch64-unknown-none does not). The gzip check of a 27 MB kernel is
+/// a tenth of the inflate time with the table.
+pub fn crc32(data: &[u8]) -> u32 {
+    match arm::crc32(data) {
+        Some(crc) => crc,
+        None => crc32fast::hash(data),
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use core::arch::aarch64::{__crc32b, __crc32d};
+
+    /// Bits [19:16] of ID_AA64ISAR0_EL1: CRC32 instructions implemented when 1.
+    const ISAR0_CRC32_SHIFT: u32 = 16;
+
+    /// Whether this CPU has the CRC32 instructions, read from its ID register (readable at EL1
+    /// and EL2; Linux emulates the read at EL0).
+    fn has_crc32() -> bool {
+        let isar0: u64;
+        // SAFETY: reading an ID register has no side effects and touches no memory.
+        unsafe {
+            core::arch::asm!("mrs {}, ID_AA64ISAR0_EL1", out(reg) isar0, options(nomem, nostack, preserves_flags));
+        }
+        (isar0 >> ISAR0_CRC32_SHIFT) & 0xf != 0
+    }
+
+    /// The CRC-32 of `data` by the CRC32 instructions, or `None` when the CPU lacks them.
+    pub fn crc32(data: &[u8]) -> Option<u32> {
+        if !has_crc32() {
+            return None;
+        }
+        // SAFETY: the CPU has the CRC32 instructions (checked just above).
+        Some(unsafe { crc32_insn(data) })
+    }
+
+    /// # Safety
+    /// The CPU must implement the CRC32 instructions.
+    #[target_feature(enable = "crc")]
+    unsafe fn crc32_insn(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        let mut words = data.chunks_exact(8);
+        for w in &mut words {
+            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            crc = __crc32d(crc, v);
+        }
+        for &b in words.remainder() {
+            crc = __crc32b(crc, b);
+        }
+        !crc
+    }
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+mod arm {
+    /// Not arm64: the caller uses the table.
+    pub fn crc32(_data: &[u8]) -> Option<u32> {
+        None
+    }
 }
 
 #[cfg(test)]
