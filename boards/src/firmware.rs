@@ -3,8 +3,10 @@
 //! identity-mapped RAM, PSCI, and what every jump does first (stop DMA, check the
 //! secondaries, leave the handoff record) before the one relocator runs.
 
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use kexboot_boot::board::{Board, Jump, PowerError};
 use kexboot_boot::flow::Staging;
@@ -20,22 +22,107 @@ use crate::term::{Serial, Timer};
 use crate::virtio_net::{self, VirtioNet};
 use crate::{relocation, smp, timer, warm};
 
-/// The heap, handing out page-aligned buffers (identity-mapped: address = pointer).
-pub struct HeapStaging;
+/// The heap, handing out page-aligned buffers (identity-mapped: address = pointer), and buffers
+/// at a boot image's final place in free RAM, so a file is read where it runs and the relocator
+/// only cleans it ([`Staging::at`]).
+pub struct HeapStaging {
+    /// Free RAM ([`Layout::writable`]): mapped, clear of kexboot, its heap, the DTB, reserved
+    /// and kept memory. In a warm entry the same view: what the previous kernel left in use is
+    /// reserved or kept, never here.
+    writable: Vec<Range>,
+    /// Page spans of the live buffers [`Staging::at`] handed out.
+    placed: Rc<RefCell<Vec<Range>>>,
+}
+
+impl HeapStaging {
+    pub fn new(writable: Vec<Range>) -> Self {
+        HeapStaging {
+            writable,
+            placed: Rc::default(),
+        }
+    }
+}
+
+/// A buffer in the heap, or at a fixed place in free RAM.
+pub enum StagedBuf {
+    Heap(PageBuf),
+    Placed(PlacedBuf),
+}
+
+/// `len` bytes of free RAM at `addr`, this buffer's alone until it is dropped.
+pub struct PlacedBuf {
+    addr: u64,
+    len: usize,
+    /// The pages it holds, given back on drop.
+    span: Range,
+    placed: Rc<RefCell<Vec<Range>>>,
+}
+
+impl Drop for PlacedBuf {
+    fn drop(&mut self) {
+        self.placed.borrow_mut().retain(|r| *r != self.span);
+    }
+}
+
+impl AsRef<[u8]> for StagedBuf {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            StagedBuf::Heap(b) => b.as_ref(),
+            // SAFETY: `HeapStaging::at` checked that `[addr, addr + len)` is identity-mapped
+            // free RAM that nothing of kexboot's uses and no other live buffer holds.
+            StagedBuf::Placed(p) => unsafe {
+                core::slice::from_raw_parts(p.addr as *const u8, p.len)
+            },
+        }
+    }
+}
+
+impl AsMut<[u8]> for StagedBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            StagedBuf::Heap(b) => b.as_mut(),
+            // SAFETY: as in `as_ref`; `&mut self` makes this the only reference.
+            StagedBuf::Placed(p) => unsafe {
+                core::slice::from_raw_parts_mut(p.addr as *mut u8, p.len)
+            },
+        }
+    }
+}
 
 impl Staging for HeapStaging {
-    type Buf = PageBuf;
+    type Buf = StagedBuf;
 
-    fn alloc(&mut self, len: usize) -> Option<PageBuf> {
-        PageBuf::new(len)
+    fn alloc(&mut self, len: usize) -> Option<StagedBuf> {
+        PageBuf::new(len).map(StagedBuf::Heap)
     }
 
-    fn addr(&self, buf: &PageBuf) -> u64 {
-        buf.addr()
+    fn addr(&self, buf: &StagedBuf) -> u64 {
+        match buf {
+            StagedBuf::Heap(b) => b.addr(),
+            StagedBuf::Placed(p) => p.addr,
+        }
     }
 
     fn free_bytes(&self) -> u64 {
         heap::free_bytes() as u64
+    }
+
+    fn at(&mut self, r: Range) -> Option<StagedBuf> {
+        let span = r.page_rounded()?;
+        let len = usize::try_from(r.len()).ok()?;
+        let free = span.start() == r.start()
+            && self.writable.iter().any(|w| w.contains_range(&span))
+            && !self.placed.borrow().iter().any(|p| p.overlaps(&span));
+        if !free {
+            return None;
+        }
+        self.placed.borrow_mut().push(span);
+        Some(StagedBuf::Placed(PlacedBuf {
+            addr: r.start(),
+            len,
+            span,
+            placed: self.placed.clone(),
+        }))
     }
 }
 

@@ -55,9 +55,10 @@ pub fn boot(
         Err(e) => return e,
     };
     log::info!(
-        "relocation plan: {} segment(s), {} bytes, {} bounced page(s), {} list/bounce page(s), built in {} us",
+        "relocation plan: {} segment(s), {} bytes to copy, {} bytes in place, {} bounced page(s), {} list/bounce page(s), built in {} us",
         segments.len(),
         list.bytes,
+        list.in_place_pages * PAGE as u64,
         list.bounced_pages,
         list.pages.len(),
         sw.elapsed_us()
@@ -97,6 +98,7 @@ pub fn boot(
         bytes: 0,
         bounced_pages: 0,
         zero_filled_pages: 0,
+        in_place_pages: 0,
         sources: Vec::new(),
     };
     log::info!(

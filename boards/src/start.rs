@@ -72,9 +72,10 @@ pub fn run(
         mapped: layout.mapped.clone(),
         writable: layout.writable(),
     };
+    let staging = HeapStaging::new(layout.writable());
     let mut shell = Shell::new(Parts {
         board: firmware,
-        staging: HeapStaging,
+        staging,
         storage,
         layout,
         dtb: base_dtb,

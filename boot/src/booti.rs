@@ -272,6 +272,7 @@ pub fn plan<S: Staging>(
         dtb: &args.dtb,
         bootargs,
         seeds: None,
+        placement: None,
     };
     flow::plan(staging, mem, &request).map_err(Error::Plan)
 }

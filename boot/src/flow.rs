@@ -115,6 +115,16 @@ pub trait Staging {
     fn addr(&self, buf: &Self::Buf) -> u64;
     /// Bytes still free.
     fn free_bytes(&self) -> u64;
+    /// A buffer of exactly `r.len()` bytes at physical `r.start()` (page-aligned), so a file can
+    /// be read (or decompressed) straight to where it runs and the relocator need not copy it.
+    /// `None` unless every page `r` touches is RAM the board lets kexboot write now (never
+    /// kexboot itself, its heap, the incoming DTB, reserved or kept memory; in a warm entry the
+    /// same view) and no live buffer from this method holds any of them: the caller then
+    /// stages as usual. The bytes are not zeroed; the caller writes all it uses.
+    fn at(&mut self, r: Range) -> Option<Self::Buf> {
+        let _ = r;
+        None
+    }
 }
 
 /// The machine: its clock (the one [`Clock`] the menu and shell use too), randomness, and its
@@ -438,15 +448,8 @@ fn mb_per_s(bytes: u64, us: u64) -> u64 {
     bytes / us.max(1)
 }
 
-/// Reads `paths` back to back into one buffer (one file is the common case; `initrd a,b` is
-/// concatenated, as U-Boot does).
-fn load_files<S: Staging>(
-    files: &mut dyn Files,
-    staging: &mut S,
-    platform: &dyn Platform,
-    paths: &[String],
-    what: &str,
-) -> Result<Loaded<S::Buf>, BootError> {
+/// The total size of `paths`, as their sources state it.
+fn total_size(files: &mut dyn Files, paths: &[String]) -> Result<u64, BootError> {
     let mut total = 0u64;
     for path in paths {
         let size = files.size(path).map_err(|err| BootError::File {
@@ -455,12 +458,31 @@ fn load_files<S: Staging>(
         })?;
         total = total.saturating_add(size);
     }
+    Ok(total)
+}
+
+/// Reads `paths` (`total` bytes together) back to back into one buffer (one file is the common
+/// case; `initrd a,b` is concatenated, as U-Boot does): into `placed` when the caller got a
+/// buffer at the final destination ([`Staging::at`]), else into a fresh staging buffer.
+fn load_files<S: Staging>(
+    files: &mut dyn Files,
+    staging: &mut S,
+    platform: &dyn Platform,
+    paths: &[String],
+    what: &str,
+    total: u64,
+    placed: Option<S::Buf>,
+) -> Result<Loaded<S::Buf>, BootError> {
     let first = paths.first().cloned().unwrap_or_default();
-    let mut buf = alloc_for(staging, &first, total)?;
+    let mut buf = match placed {
+        Some(b) => b,
+        None => alloc_for(staging, &first, total)?,
+    };
     let t0 = platform.now_us();
     let mut off = 0usize;
+    let end = usize::try_from(total).unwrap_or(usize::MAX);
     for path in paths {
-        let dst = &mut buf.as_mut()[off..total as usize];
+        let dst = buf.as_mut().get_mut(off..end).unwrap_or_default();
         off += files.read_into(path, dst).map_err(|err| BootError::File {
             path: path.clone(),
             err,
@@ -475,53 +497,179 @@ fn load_files<S: Staging>(
     Ok(Loaded { buf, len: off })
 }
 
-/// Turns a kernel file into an arm64 Image: gzip, lz4 and zstd are detected by content, not by
-/// name, and go through the loader's one dispatch ([`compress::decompressed_bound`] sizes the
-/// buffer, [`compress::decompress_into`] fills it, never past its end).
+/// The sizes the placement needs besides the kernel's header.
+#[derive(Clone, Copy)]
+struct Sizes {
+    initrd: u64,
+    /// Room for the fixed-up device tree ([`dtb_room`]).
+    dtb: u64,
+}
+
+/// Room the placement keeps for a device tree of `len` bytes after the boot's fixups.
+fn dtb_room(len: usize) -> u64 {
+    (len as u64 + DTB_GROWTH).min(MAX_DTB_SIZE)
+}
+
+/// Places kernel, initrd and DTB in `mem`, clear of `extra` too (a compressed kernel file that
+/// must stay where it was read while it is inflated).
+fn place_in(
+    mem: &MemoryView,
+    header: &ImageHeader,
+    sizes: Sizes,
+    extra: Option<Range>,
+) -> Result<Placement, BootError> {
+    let placed = |avoid: &[Range]| place::place(mem.ram, avoid, header, sizes.initrd, sizes.dtb);
+    match extra {
+        Some(x) => {
+            let mut avoid = mem.avoid.to_vec();
+            avoid.push(x);
+            placed(&avoid)
+        }
+        None => placed(mem.avoid),
+    }
+    .map_err(BootError::Placement)
+}
+
+/// The header a plain arm64 Image of `size` bytes from Linux 5.8 on has: text_offset 0, 4 KiB
+/// pages, base anywhere, `image_size` at least the file. Its placement is where such a file is
+/// read speculatively, before its own header is known (the sources read whole files only).
+fn assumed_header(size: u64) -> Option<ImageHeader> {
+    const FLAGS_4K_ANY_BASE: u64 = (1 << 1) | (1 << 3);
+    let mut h = [0u8; 64];
+    let image_size = size.checked_next_multiple_of(kexboot_loader::mem::PAGE_SIZE)?;
+    h[0x10..0x18].copy_from_slice(&image_size.to_le_bytes());
+    h[0x18..0x20].copy_from_slice(&FLAGS_4K_ANY_BASE.to_le_bytes());
+    h[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    ImageHeader::parse(&h).ok()
+}
+
+/// Reads the kernel file, where the kernel will run when that spot is free: the placement of
+/// a modern plain Image of the file's size ([`assumed_header`]). Returns the file and where it
+/// was read in place (`None`: staged).
+fn read_kernel<S: Staging>(
+    files: &mut dyn Files,
+    staging: &mut S,
+    platform: &dyn Platform,
+    mem: &MemoryView,
+    path: &str,
+    sizes: Sizes,
+) -> Result<(Loaded<S::Buf>, Option<u64>), BootError> {
+    let paths = [String::from(path)];
+    let size = total_size(files, &paths)?;
+    let spot = assumed_header(size)
+        .and_then(|h| place_in(mem, &h, sizes, None).ok())
+        .and_then(|p| Range::from_len(p.kernel.start(), size).ok())
+        .filter(|r| !r.is_empty());
+    let placed = spot.and_then(|r| staging.at(r).map(|b| (b, r.start())));
+    let (buf, at) = match placed {
+        Some((b, a)) => (Some(b), Some(a)),
+        None => (None, None),
+    };
+    let file = load_files(files, staging, platform, &paths, "kernel", size, buf)?;
+    Ok((file, at))
+}
+
+/// The arm64 Image header in the first decompressed bytes of `src`.
+fn peek_header(format: Format, src: &[u8]) -> Result<ImageHeader, kexboot_loader::Error> {
+    let mut head = [0u8; 64];
+    let n = match compress::decompress_into(format, src, &mut head) {
+        Ok(n) => n,
+        Err(kexboot_loader::Error::InflatesBeyond { .. }) => head.len(),
+        Err(e) => return Err(e),
+    };
+    ImageHeader::parse(head.get(..n).unwrap_or_default())
+}
+
+/// Turns a kernel file into an arm64 Image at its placement: gzip, lz4 and zstd are detected by
+/// content, not by name, and go through the loader's one dispatch
+/// ([`compress::decompressed_bound`] sizes the buffer, [`compress::decompress_into`] fills it,
+/// never past its end). `file_at` says where the file was read in place ([`read_kernel`]).
+///
+/// The Image ends up where it runs when that is free: a plain Image read at its placement stays
+/// there; a compressed one is inflated straight to its placement (chosen clear of the
+/// compressed file when the kernel may sit anywhere, flag bit 3). Otherwise it is staged and
+/// the relocator copies it, as before.
 ///
 /// Logs `decompressed <path> (<format>): <in> -> <out> bytes in <ms> ms (<MB/s> MB/s)`, the
 /// time covering the sizing too (the bench greps this line).
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the flow
 fn kernel_image<S: Staging>(
     staging: &mut S,
     platform: &dyn Platform,
+    mem: &MemoryView,
+    sizes: Sizes,
     path: &str,
     file: Loaded<S::Buf>,
-) -> Result<(Loaded<S::Buf>, ImageHeader), BootError> {
+    file_at: Option<u64>,
+) -> Result<(Loaded<S::Buf>, ImageHeader, Placement), BootError> {
     let kernel_err = |err| BootError::Kernel {
         path: path.into(),
         err,
     };
     let format = compress::detect(file.bytes());
-    let image = match format {
-        Format::Gzip | Format::Lz4 | Format::Zstd => {
-            let t0 = platform.now_us();
-            let bound = compress::decompressed_bound(format, file.bytes()).map_err(kernel_err)?;
-            let mut out = alloc_for(staging, path, bound)?;
-            let dst = &mut out.as_mut()[..bound as usize];
-            let len = compress::decompress_into(format, file.bytes(), dst).map_err(kernel_err)?;
-            let us = platform.now_us().saturating_sub(t0);
-            log::info!(
-                "decompressed {path} ({}): {} -> {len} bytes in {} ms ({} MB/s)",
-                format.name(),
-                file.len,
-                us / 1000,
-                mb_per_s(len as u64, us)
-            );
-            Loaded { buf: out, len }
+    if format.is_compressed() {
+        let t0 = platform.now_us();
+        let bound = compress::decompressed_bound(format, file.bytes()).map_err(kernel_err)?;
+        let peeked = peek_header(format, file.bytes()).map_err(kernel_err)?;
+        let file_span = file_at
+            .filter(|_| peeked.any_base())
+            .and_then(|a| Range::from_len(a, file.len as u64).ok())
+            .and_then(|r| r.page_rounded());
+        let placement = match place_in(mem, &peeked, sizes, file_span) {
+            Ok(p) => p,
+            Err(_) if file_span.is_some() => place_in(mem, &peeked, sizes, None)?,
+            Err(e) => return Err(e),
+        };
+        let placed = Range::from_len(placement.kernel.start(), bound)
+            .ok()
+            .filter(|r| r.end() <= placement.kernel.end())
+            .and_then(|r| staging.at(r));
+        let mut out = match placed {
+            Some(b) => b,
+            None => alloc_for(staging, path, bound)?,
+        };
+        let dst = out.as_mut().get_mut(..bound as usize).unwrap_or_default();
+        let len = compress::decompress_into(format, file.bytes(), dst).map_err(kernel_err)?;
+        let us = platform.now_us().saturating_sub(t0);
+        log::info!(
+            "decompressed {path} ({}): {} -> {len} bytes in {} ms ({} MB/s)",
+            format.name(),
+            file.len,
+            us / 1000,
+            mb_per_s(len as u64, us)
+        );
+        let image = Loaded { buf: out, len };
+        let header = ImageHeader::parse(image.bytes()).map_err(kernel_err)?;
+        return Ok((image, header, placement));
+    }
+    if format == Format::Unknown {
+        if let Some(what) = compress::unsupported_compression(file.bytes()) {
+            return Err(BootError::Unsupported {
+                path: path.into(),
+                what,
+            });
         }
-        Format::Image => file,
-        Format::Unknown => match compress::unsupported_compression(file.bytes()) {
-            Some(what) => {
-                return Err(BootError::Unsupported {
-                    path: path.into(),
-                    what,
-                })
-            }
-            None => file,
-        },
-    };
-    let header = ImageHeader::parse(image.bytes()).map_err(kernel_err)?;
-    Ok((image, header))
+    }
+    let header = ImageHeader::parse(file.bytes()).map_err(kernel_err)?;
+    let placement = place_in(mem, &header, sizes, None)?;
+    match file_at {
+        None => Ok((file, header, placement)),
+        Some(a) if a == placement.kernel.start() => Ok((file, header, placement)),
+        Some(a) => {
+            // Read at the spot a modern Image would take, but this one goes elsewhere (an
+            // older text_offset, say): stage it, and the relocator copies it as before.
+            log::info!(
+                "{path}: read at {a:#x}, but it runs at {:#x}: staged",
+                placement.kernel.start()
+            );
+            let mut staged = alloc_for(staging, path, file.len as u64)?;
+            let dst = staged.as_mut().get_mut(..file.len).unwrap_or_default();
+            dst.copy_from_slice(file.bytes());
+            let len = file.len;
+            drop(file);
+            Ok((Loaded { buf: staged, len }, header, placement))
+        }
+    }
 }
 
 /// Loads everything one entry names and plans where it goes.
@@ -537,25 +685,38 @@ pub fn prepare<S: Staging>(
     log::info!("booting entry '{}' ({})", entry.label, entry.title());
     let kernel_name = entry.kernel.as_deref().ok_or(BootError::NoKernel)?;
     let kpath = extlinux::resolve_path(cfg_path, kernel_name);
-    let file = load_files(
-        files,
-        staging,
-        platform,
-        core::slice::from_ref(&kpath),
-        "kernel",
-    )?;
-    let (kernel, header) = kernel_image(staging, platform, &kpath, file)?;
+    // Everything the placement needs comes first (the device tree and the files' sizes), so
+    // each file can be read straight to where it runs.
     let tree = entry_dtb(files, platform, dtb, cfg_path, entry)?;
     let dtb = &tree[..];
-    let initrd = if entry.initrds.is_empty() {
+    let initrd_paths: Vec<String> = entry
+        .initrds
+        .iter()
+        .map(|p| extlinux::resolve_path(cfg_path, p))
+        .collect();
+    let sizes = Sizes {
+        initrd: total_size(files, &initrd_paths)?,
+        dtb: dtb_room(dtb.len()),
+    };
+    let (file, file_at) = read_kernel(files, staging, platform, mem, &kpath, sizes)?;
+    let (kernel, header, placement) =
+        kernel_image(staging, platform, mem, sizes, &kpath, file, file_at)?;
+    let initrd = if initrd_paths.is_empty() {
         None
     } else {
-        let paths: Vec<String> = entry
-            .initrds
-            .iter()
-            .map(|p| extlinux::resolve_path(cfg_path, p))
-            .collect();
-        Some(load_files(files, staging, platform, &paths, "initrd")?)
+        let placed = placement
+            .initrd
+            .and_then(|r| Range::from_len(r.start(), sizes.initrd).ok())
+            .and_then(|r| staging.at(r));
+        Some(load_files(
+            files,
+            staging,
+            platform,
+            &initrd_paths,
+            "initrd",
+            sizes.initrd,
+            placed,
+        )?)
     };
     let seeds = platform.random_seeds();
     if seeds.is_some() {
@@ -579,9 +740,11 @@ pub fn prepare<S: Staging>(
         dtb,
         bootargs: entry.append.as_deref().unwrap_or(""),
         seeds: seeds.as_ref(),
+        placement: Some(placement),
     };
     let mut prepared = plan(staging, mem, &request)?;
-    // The staging buffers the segments copy from: they must live until the jump.
+    // The buffers the segments copy from (or that are already in place): they must live until
+    // the jump.
     prepared.buffers.insert(0, kernel.buf);
     if let (Some(i), Some(_)) = (initrd, prepared.placement.initrd) {
         prepared.buffers.insert(1, i.buf);
@@ -719,6 +882,10 @@ pub struct PlanRequest<'a> {
     pub bootargs: &'a str,
     /// `(kaslr-seed, rng-seed)`, when there is a random source.
     pub seeds: Option<&'a (u64, [u8; 64])>,
+    /// Where everything goes, when the caller already placed it (the extlinux flow places
+    /// before it reads, to read files in place) for this header, these lengths and a DTB room
+    /// of [`dtb_room`]; `None`: [`plan`] places.
+    pub placement: Option<Placement>,
 }
 
 /// The one boot-plan builder: places the kernel, initrd and DTB per the arm64 boot protocol,
@@ -733,9 +900,17 @@ pub fn plan<S: Staging>(
     req: &PlanRequest,
 ) -> Result<Prepared<S::Buf>, BootError> {
     let initrd_len = req.initrd.map_or(0, |i| i.len);
-    let dtb_room = (req.dtb.len() as u64 + DTB_GROWTH).min(MAX_DTB_SIZE);
-    let placement = place::place(mem.ram, mem.avoid, req.header, initrd_len, dtb_room)
-        .map_err(BootError::Placement)?;
+    let placement = match req.placement {
+        Some(p) => p,
+        None => place::place(
+            mem.ram,
+            mem.avoid,
+            req.header,
+            initrd_len,
+            dtb_room(req.dtb.len()),
+        )
+        .map_err(BootError::Placement)?,
+    };
     let fixups = Fixups {
         bootargs: Some(req.bootargs),
         initrd: placement
@@ -753,7 +928,21 @@ pub fn plan<S: Staging>(
             size: new_dtb.len() as u64,
         }));
     }
-    let mut dtb_buf = alloc_for(staging, "device tree", new_dtb.len() as u64)?;
+    // The tree is written where it goes when that is free and no source lies there (`booti`'s
+    // sources are RAM a `load` wrote, which the relocator reads only at the jump).
+    let sources: Vec<Range> = [Some(req.kernel), req.initrd]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Range::from_len(s.addr, s.len).ok())
+        .collect();
+    let placed = Range::from_len(placement.dtb.start(), new_dtb.len() as u64)
+        .ok()
+        .filter(|r| !sources.iter().any(|s| s.overlaps(r)))
+        .and_then(|r| staging.at(r));
+    let mut dtb_buf = match placed {
+        Some(b) => b,
+        None => alloc_for(staging, "device tree", new_dtb.len() as u64)?,
+    };
     dtb_buf.as_mut()[..new_dtb.len()].copy_from_slice(&new_dtb);
 
     let seg = |src: Source, dst: &Range| Segment {
@@ -775,18 +964,19 @@ pub fn plan<S: Staging>(
         len: new_dtb.len() as u64,
     };
     segments.push(seg(dtb_src, &placement.dtb));
+    let here = |s: &Segment| if s.in_place() { " (in place)" } else { "" };
+    let initrd_seg = segments.get(1).filter(|_| segments.len() == 3);
     log::info!(
-        "placement: kernel {:#x}-{:#x}, initrd {}, dtb {:#x}",
+        "placement: kernel {:#x}-{:#x}{}, initrd {}, dtb {:#x}{}",
         placement.kernel.start(),
         placement.kernel.end(),
-        placement
-            .initrd
-            .map_or(String::from("none"), |r| alloc::format!(
-                "{:#x}-{:#x}",
-                r.start(),
-                r.end()
-            )),
-        placement.dtb.start()
+        here(&segments[0]),
+        match (placement.initrd, initrd_seg) {
+            (Some(r), Some(s)) => alloc::format!("{:#x}-{:#x}{}", r.start(), r.end(), here(s)),
+            _ => String::from("none"),
+        },
+        placement.dtb.start(),
+        segments.last().map_or("", here)
     );
     Ok(Prepared {
         label: req.label.into(),

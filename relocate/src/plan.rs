@@ -4,6 +4,12 @@
 //! holding `page_address | flag` words. Every source page that is not a whole, aligned page
 //! outside every destination is copied ("bounced") into a fresh page at plan time, so the copies
 //! at jump time may run in any order without reading a byte that was already overwritten.
+//!
+//! A segment whose source is its destination (`src == dst`: the loader read or decompressed the
+//! file straight to where it runs) is in place: its whole pages get no entry at all, nothing is
+//! copied, and only its partial last page and its zero tail are written at jump time. The
+//! destination checks hold for it as for any other segment, and it is cleaned to PoC with the
+//! other destinations before the jump (`arch::execute` cleans every destination range).
 
 use crate::range::{covered_by, is_page_aligned, page_round_up};
 use crate::{Error, Memory, PageProblem, Range, What, PAGE_SIZE};
@@ -27,7 +33,7 @@ pub const ENTRIES_PER_PAGE: usize = (PAGE_SIZE / 8) as usize;
 pub const MAX_PAGE_TRIES: u32 = 1 << 16;
 
 /// One piece of the image to place: `len` bytes at physical `src` go to `dst`, followed by zeros
-/// up to `memsz` rounded up to a page.
+/// up to `memsz` rounded up to a page. With `src == dst` the bytes are already in place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment {
     /// Physical address of the bytes (any alignment).
@@ -59,6 +65,11 @@ impl Segment {
     /// `[src, src + len)`.
     pub fn source_range(&self) -> Result<Range, Error> {
         Range::from_len(self.src, self.len)
+    }
+
+    /// The bytes are already at their destination: whole pages need no copy.
+    pub fn in_place(&self) -> bool {
+        self.src == self.dst
     }
 }
 
@@ -158,6 +169,8 @@ pub struct EntryList {
     pub bounced_pages: u64,
     /// Destination pages filled from the shared zero page (the part past each segment's data).
     pub zero_filled_pages: u64,
+    /// Whole pages of in-place segments ([`Segment::in_place`]): no entry, no copy.
+    pub in_place_pages: u64,
     /// Source range of each segment: pages there may be read in place at jump time.
     pub sources: Vec<Range>,
 }
@@ -249,7 +262,7 @@ pub fn build(
         pages: Vec::new(),
     };
     let mut entries = Vec::new();
-    let (mut copies, mut bounced, mut zero_filled) = (0u64, 0u64, 0u64);
+    let (mut copies, mut bounced, mut zero_filled, mut in_place) = (0u64, 0u64, 0u64, 0u64);
     let mut zero_page = None;
     let mut buf = vec![0u8; PAGE_SIZE as usize];
 
@@ -257,12 +270,26 @@ pub fn build(
         if dest.is_empty() {
             continue;
         }
-        entries.push(dest.start() | IND_DESTINATION);
+        // The next source entry needs a destination entry first (at the start, and after
+        // pages skipped because they are in place).
+        let mut need_dest = true;
         let mut off = 0;
         while off < dest.len() {
             // `off < len` keeps `src + off` inside the source range checked above.
             let have = seg.len.saturating_sub(off).min(PAGE_SIZE);
             let src = seg.src.wrapping_add(off);
+            if have == PAGE_SIZE && seg.in_place() {
+                // Already there (destinations are disjoint, so no other entry writes it).
+                in_place += 1;
+                need_dest = true;
+                off += PAGE_SIZE;
+                continue;
+            }
+            if need_dest {
+                // `off < dest.len()`, so this stays inside the destination range.
+                entries.push((dest.start() + off) | IND_DESTINATION);
+                need_dest = false;
+            }
             let page = if have == 0 {
                 zero_filled += 1;
                 match zero_page {
@@ -304,9 +331,10 @@ pub fn build(
     let bytes = copies * PAGE_SIZE;
     let head = write_list(&entries, &mut pool, mem)?;
     log::debug!(
-        "relocate: {} bytes in {} segments, {} pages bounced, {} zero-filled, {} pages of list and bounces",
+        "relocate: {} bytes in {} segments, {} pages in place, {} pages bounced, {} zero-filled, {} pages of list and bounces",
         bytes,
         segments.len(),
+        in_place,
         bounced,
         zero_filled,
         pool.pages.len()
@@ -317,6 +345,7 @@ pub fn build(
         bytes,
         bounced_pages: bounced,
         zero_filled_pages: zero_filled,
+        in_place_pages: in_place,
         sources: srcs,
     })
 }

@@ -389,6 +389,7 @@ fn jump_checks() {
         bytes: P,
         bounced_pages: 0,
         zero_filled_pages: 0,
+        in_place_pages: 0,
         sources: vec![Range::from_len(BASE + 12 * P, P).unwrap()],
     };
     let dests = [Range::from_len(BASE, 4 * P).unwrap()];
@@ -449,4 +450,74 @@ fn phys_memory_stays_in_its_window() {
     assert!(mem.read(u64::MAX - 2, &mut got).is_err());
     assert_eq!(&buf[10..17], b"kexboot");
     assert!(buf[2 * P as usize - 3..].iter().all(|&b| b == 0));
+}
+
+/// A segment read straight to its destination (`src == dst`) is not copied: its whole pages get
+/// no entry, its partial last page is bounced and its tail zero-filled; another segment whose
+/// source overlaps that destination still gets its bytes (bounced at plan time, before any
+/// write), and its own destination is written as usual.
+#[test]
+fn in_place_segments_are_not_copied() {
+    let ram = ram(64);
+    let mut mem = VecMemory::new(BASE, (64 * P) as usize).unwrap();
+    for (i, b) in mem.bytes_mut().iter_mut().enumerate() {
+        *b = (i * 13 + i / 4096) as u8;
+    }
+    let orig = mem.clone();
+    let in_place = Segment {
+        src: BASE,
+        len: 5 * P + 100,
+        dst: BASE,
+        memsz: 8 * P,
+    };
+    // Reads the in-place segment's pages 2..4 (unaligned), lands at page 16.
+    let other = Segment {
+        src: BASE + 2 * P + 8,
+        len: 2 * P,
+        dst: BASE + 16 * P,
+        memsz: 2 * P,
+    };
+    let l = Layout {
+        ram: &ram,
+        reserved: &[],
+        control: &[],
+    };
+    let segs = [in_place, other];
+    let list = build(&segs, &l, &mut mem, &mut pages_from(BASE + 32 * P)).unwrap();
+    assert_eq!(list.in_place_pages, 5);
+    // The partial page of the in-place segment and both pages of the other (their source
+    // overlaps a destination) are bounced; two tail pages come from the zero page.
+    assert_eq!((list.bounced_pages, list.zero_filled_pages), (3, 2));
+    assert_eq!(list.bytes, (1 + 2 + 2) * P);
+    let stats = simulate(&mut mem, list.head, 1000).unwrap();
+    assert_eq!(stats.pages_copied * P, list.bytes);
+    // One destination entry for the copy segment, one where the in-place one resumes.
+    assert_eq!(stats.destinations, 2);
+    let r = |s: u64, len: u64| Range::from_len(s, len).unwrap();
+    assert_eq!(
+        mem.slice(r(BASE, 5 * P + 100)),
+        orig.slice(r(BASE, 5 * P + 100))
+    );
+    assert!(mem
+        .slice(r(BASE + 5 * P + 100, 3 * P - 100))
+        .unwrap()
+        .iter()
+        .all(|&b| b == 0));
+    assert_eq!(
+        mem.slice(r(BASE + 16 * P, 2 * P)),
+        orig.slice(r(BASE + 2 * P + 8, 2 * P))
+    );
+    // An in-place segment still gets every destination check.
+    let reserved = [r(BASE + 3 * P, P)];
+    let l = Layout {
+        reserved: &reserved,
+        ..l
+    };
+    assert!(matches!(
+        validate(&[in_place], &l),
+        Err(Error::Overlap {
+            b_what: What::Reserved,
+            ..
+        })
+    ));
 }

@@ -285,8 +285,10 @@ pub fn open(disk: Vec<u8>) -> BootFs {
 
 #[derive(Debug, Default)]
 struct Pool {
-    /// start -> page-rounded length of each live buffer.
+    /// start -> page-rounded length of each live buffer in the heap window.
     live: BTreeMap<u64, u64>,
+    /// start -> page-rounded length of each live buffer handed out by [`Staging::at`].
+    placed: BTreeMap<u64, u64>,
 }
 
 /// A staging buffer: `Vec`-backed bytes standing for the page-aligned physical range at `addr`.
@@ -312,27 +314,53 @@ impl AsMut<[u8]> for HostBuf {
 
 impl Drop for HostBuf {
     fn drop(&mut self) {
-        self.pool.borrow_mut().live.remove(&self.addr);
+        let mut pool = self.pool.borrow_mut();
+        pool.live.remove(&self.addr);
+        pool.placed.remove(&self.addr);
     }
 }
 
-/// First-fit page allocator over a window of the simulated RAM (the firmware's heap).
+/// First-fit page allocator over a window of the simulated RAM (the firmware's heap), and, as
+/// the firmware's `HeapStaging`, buffers at fixed addresses in the free RAM it is given.
 #[derive(Debug)]
 pub struct HostStaging {
     pub window: Range,
+    /// RAM [`Staging::at`] may hand out (the firmware: `Layout::writable`); empty: none, so
+    /// every file is staged in the heap window.
+    pub free: Vec<Range>,
     pool: Rc<RefCell<Pool>>,
     /// Every allocation ever made: (addr, requested len).
     pub log: Vec<(u64, usize)>,
+    /// Every buffer [`Staging::at`] handed out: (addr, len).
+    pub placed_log: Vec<(u64, usize)>,
 }
 
 impl HostStaging {
+    /// Staging in `window` only: nothing is read in place.
     pub fn new(window: Range) -> Self {
+        HostStaging::with_free(window, Vec::new())
+    }
+
+    /// Staging in `window`, and buffers in place anywhere in `free`.
+    pub fn with_free(window: Range, free: Vec<Range>) -> Self {
         assert!(window.start().is_multiple_of(PAGE) && window.end().is_multiple_of(PAGE));
         HostStaging {
             window,
+            free,
             pool: Rc::default(),
             log: Vec::new(),
+            placed_log: Vec::new(),
         }
+    }
+
+    /// Ranges of the buffers handed out by [`Staging::at`] still alive.
+    pub fn placed(&self) -> Vec<Range> {
+        self.pool
+            .borrow()
+            .placed
+            .iter()
+            .map(|(&s, &l)| Range::new(s, s + l).unwrap())
+            .collect()
     }
 
     /// Ranges of the buffers still alive.
@@ -377,6 +405,27 @@ impl Staging for HostStaging {
 
     fn free_bytes(&self) -> u64 {
         self.window.len() - self.pool.borrow().live.values().sum::<u64>()
+    }
+
+    fn at(&mut self, r: Range) -> Option<HostBuf> {
+        let span = r.page_rounded()?;
+        if span.start() != r.start() || !self.free.iter().any(|f| f.contains_range(&span)) {
+            return None;
+        }
+        if self.placed().iter().any(|p| p.overlaps(&span)) {
+            return None;
+        }
+        self.pool
+            .borrow_mut()
+            .placed
+            .insert(span.start(), span.len());
+        self.placed_log.push((r.start(), r.len() as usize));
+        Some(HostBuf {
+            addr: r.start(),
+            // Not zeroed in the firmware: make stray reliance on zeros show.
+            data: pattern(r.start(), r.len() as usize),
+            pool: self.pool.clone(),
+        })
     }
 }
 
@@ -471,8 +520,19 @@ impl Machine {
         }
     }
 
+    /// Staging as the firmware's: the heap, and in place anywhere in free RAM.
     pub fn staging(&self) -> HostStaging {
+        HostStaging::with_free(self.heap, self.free())
+    }
+
+    /// Staging in the heap only, as kexboot did before it read files in place.
+    pub fn heap_staging(&self) -> HostStaging {
         HostStaging::new(self.heap)
+    }
+
+    /// RAM a boot may write now (the firmware's `Layout::writable`).
+    pub fn free(&self) -> Vec<Range> {
+        kexboot_loader::mem::free_regions(&[self.ram], &self.avoid())
     }
 
     /// What the boot images must avoid (as `MemoryLayout::avoid` in the firmware).

@@ -27,7 +27,9 @@ fn image_gz_with_initrd_on_mbr_fat16() {
         ("/boot/initrd.img", &initrd),
     ]);
     let m = Machine::default();
-    let mut staging = m.staging();
+    // Heap staging only: every file staged, as when no destination is free
+    // (`cold_boot_reads_in_place` has the in-place case).
+    let mut staging = m.heap_staging();
     let out = m.run(&mut open(d), &mut staging, &mut FakePlatform::default());
     assert!(out.failures.is_empty(), "{:#?}", out.failures);
     let (path, config) = out.config.as_ref().unwrap();
@@ -413,6 +415,7 @@ fn plan_from_ram_copies_at_most_image_size() {
         dtb: &m.dtb,
         bootargs: "console=ttyAMA0",
         seeds: seeds.as_ref(),
+        placement: None,
     };
     let mut p = flow::plan(&mut staging, &mem, &req).expect("plan");
     assert_eq!(p.segments[0].len, spec.image_size());
@@ -427,6 +430,266 @@ fn plan_from_ram_copies_at_most_image_size() {
             label: "booti",
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading in place: files go straight to where they run when that is free
+
+/// A disk with a plain or gzipped kernel and an initrd, booted by the default entry.
+fn in_place_disk(kernel_file: &[u8], name: &str, initrd: &[u8]) -> Vec<u8> {
+    let cfg = conf(&format!(
+        "default l\nlabel l\n  kernel /boot/{name}\n  initrd /boot/initrd.img\n  append {APPEND}\n"
+    ));
+    mbr_fat16(&[
+        (CONF, &cfg),
+        (&format!("/boot/{name}") as &str, kernel_file),
+        ("/boot/initrd.img", initrd),
+    ])
+}
+
+/// Runs the default entry of `disk` with `staging` and checks the boot.
+fn boot_in_place(
+    m: &Machine,
+    disk: Vec<u8>,
+    staging: &mut HostStaging,
+    want: &Expect,
+) -> (kexboot_boot::flow::Prepared<HostBuf>, Relocated) {
+    let mut out = m.run(&mut open(disk), staging, &mut FakePlatform::default());
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    let (_, p) = out.prepared.take().unwrap();
+    let r = m.boot_and_check(&p, want);
+    (p, r)
+}
+
+/// The RAM every destination of `p` covers, after the relocation.
+fn destinations(p: &kexboot_boot::flow::Prepared<HostBuf>, r: &Relocated) -> Vec<Vec<u8>> {
+    p.segments
+        .iter()
+        .map(|s| r.mem.slice(s.dest_range().unwrap()).unwrap().to_vec())
+        .collect()
+}
+
+/// Cold boot: kernel, initrd and DTB are read (or written) where they run, so the relocator
+/// copies none of their whole pages (only each partial last page and the kernel's BSS tail),
+/// and the booted RAM is byte-identical to the staged path's.
+#[test]
+fn cold_boot_reads_in_place() {
+    let k = kernel(3 * MIB as usize + 4321, 41);
+    let initrd = pattern(42, 2 * MIB as usize + 77);
+    let want = Expect {
+        kernel: &k,
+        initrd: Some(&initrd),
+        append: APPEND,
+        label: "l",
+    };
+    let m = Machine::default();
+    let mut staging = m.staging();
+    let (p, r) = boot_in_place(&m, in_place_disk(&k, "Image", &initrd), &mut staging, &want);
+    assert_eq!(p.segments.len(), 3);
+    for s in &p.segments {
+        assert!(s.in_place(), "segment {s:?} not in place");
+    }
+    assert_eq!(p.entry, KEXBOOT_IMAGE.end(), "the usual placement");
+    let whole = |n: usize| n as u64 / PAGE;
+    assert_eq!(
+        r.list.in_place_pages,
+        whole(k.len()) + whole(initrd.len()) + whole(staged_dtb(&p).len())
+    );
+    // Copied: the three partial pages, then the kernel's BSS from the zero page.
+    assert_eq!(r.list.bounced_pages, 3);
+    assert_eq!(
+        r.list.bytes,
+        (3 + r.list.zero_filled_pages) * PAGE,
+        "nothing but partial pages and zeros copied"
+    );
+    assert!(
+        staging.live().is_empty(),
+        "nothing staged in the heap: {:?}",
+        staging.log
+    );
+
+    // The staged path: the same placement, the same RAM at every destination.
+    let mut heap = m.heap_staging();
+    let (q, s) = boot_in_place(&m, in_place_disk(&k, "Image", &initrd), &mut heap, &want);
+    assert_eq!(p.placement, q.placement);
+    assert!(q.segments.iter().all(|s| !s.in_place()));
+    assert!(s.list.bytes >= (k.len() + initrd.len()) as u64);
+    assert!(destinations(&p, &r) == destinations(&q, &s));
+}
+
+/// A gzipped kernel is inflated straight to its placement, clear of the compressed file (read
+/// where a plain Image would have gone): no copy of the kernel at the jump.
+#[test]
+fn cold_boot_inflates_in_place() {
+    let k = kernel(3 * MIB as usize + 999, 43);
+    let gz = gzip(&k);
+    let initrd = pattern(44, MIB as usize);
+    let want = Expect {
+        kernel: &k,
+        initrd: Some(&initrd),
+        append: APPEND,
+        label: "l",
+    };
+    let m = Machine::default();
+    let mut staging = m.staging();
+    let (p, r) = boot_in_place(
+        &m,
+        in_place_disk(&gz, "Image.gz", &initrd),
+        &mut staging,
+        &want,
+    );
+    assert!(p.segments.iter().all(|s| s.in_place()), "{:?}", p.segments);
+    // The compressed file was read at the first free 2 MiB boundary and freed; the kernel sits
+    // at the next boundary past it.
+    let file = staging.placed_log[0];
+    assert_eq!(file, (KEXBOOT_IMAGE.end(), gz.len()));
+    assert_eq!(
+        p.entry,
+        round_up(KEXBOOT_IMAGE.end() + gz.len() as u64, SZ_2M)
+    );
+    assert!(staging.live().is_empty());
+    assert_eq!(staging.placed().len(), 3, "kernel, initrd, DTB");
+    assert!(r.list.bytes < 8 * PAGE + r.list.zero_filled_pages * PAGE);
+}
+
+/// Where the destination is not free now (as in a warm entry, where the board's writable view
+/// excludes it) or already taken, the file is staged and copied as before; where the spot a
+/// modern Image would take is not the kernel's (an older text_offset), the kernel read there is
+/// moved to staging; every boot is still exact.
+#[test]
+fn fallback_to_staging_when_the_destination_is_not_free() {
+    let k = kernel(2 * MIB as usize + 5, 45);
+    let initrd = pattern(46, MIB as usize + 3);
+    let want = Expect {
+        kernel: &k,
+        initrd: Some(&initrd),
+        append: APPEND,
+        label: "l",
+    };
+    let m = Machine::default();
+    // The low 64 MiB are not writable now: the kernel is staged, initrd and DTB (high) are not.
+    let mut free = m.free();
+    let low = Range::new(RAM.start(), RAM.start() + 64 * MIB).unwrap();
+    free = kexboot_loader::mem::free_regions(&free, &[low]);
+    let mut staging = HostStaging::with_free(m.heap, free);
+    let (p, _) = boot_in_place(&m, in_place_disk(&k, "Image", &initrd), &mut staging, &want);
+    assert!(!p.segments[0].in_place());
+    assert!(m.heap.contains(p.segments[0].src));
+    assert!(p.segments[1].in_place() && p.segments[2].in_place());
+
+    // The initrd's place is held by a live buffer: it is staged.
+    use kexboot_boot::flow::Staging;
+    let mut staging = m.staging();
+    let first = {
+        let mut probe = m.staging();
+        boot_in_place(&m, in_place_disk(&k, "Image", &initrd), &mut probe, &want)
+            .0
+            .placement
+            .initrd
+            .unwrap()
+    };
+    let held = staging.at(first).expect("free before the boot");
+    let (p, _) = boot_in_place(&m, in_place_disk(&k, "Image", &initrd), &mut staging, &want);
+    assert!(p.segments[0].in_place() && !p.segments[1].in_place());
+    drop(held);
+
+    // text_offset 0x80000: read at the 2 MiB boundary, runs 512 KiB above it: staged.
+    let spec = KernelSpec {
+        text_offset: 0x8_0000,
+        ..KernelSpec::new(MIB as usize, 47)
+    };
+    let old = spec.build();
+    let want = Expect {
+        kernel: &old,
+        ..want
+    };
+    let mut staging = m.staging();
+    let (p, _) = boot_in_place(
+        &m,
+        in_place_disk(&old, "Image", &initrd),
+        &mut staging,
+        &want,
+    );
+    assert_eq!(p.entry, KEXBOOT_IMAGE.end() + 0x8_0000);
+    assert!(!p.segments[0].in_place());
+    assert!(m.heap.contains(p.segments[0].src));
+}
+
+/// `booti`: sources are where `load` put them; the DTB is written in place only where no source
+/// lies, so an initrd loaded over the DTB's place survives until the relocator bounces it.
+#[test]
+fn booti_sources_over_destinations_still_bounce() {
+    use kexboot_boot::flow::{self, PlanRequest, Source, Staging};
+    let spec = KernelSpec::new(MIB as usize + 5, 48);
+    let k = spec.build();
+    let initrd = pattern(49, 300_000);
+    let m = Machine::default();
+    let ram = [m.ram];
+    let avoid = m.avoid();
+    let mem = flow::MemoryView {
+        ram: &ram,
+        avoid: &avoid,
+    };
+    let header = kexboot_loader::image::ImageHeader::parse(&k).unwrap();
+    let seeds = FakePlatform::default().seeds;
+    // Where the plan will put things, to load the sources over them.
+    let probe = kexboot_loader::place::place(
+        &ram,
+        &avoid,
+        &header,
+        initrd.len() as u64,
+        (m.dtb.len() as u64 + flow::DTB_GROWTH).min(2 * MIB),
+    )
+    .unwrap();
+    let mut staging = m.staging();
+    // The kernel loaded 1 MiB above its placement (overlapping it), the initrd over the DTB's
+    // place.
+    let kaddr = probe.kernel.start() + MIB;
+    let mut kbuf = staging
+        .at(Range::from_len(kaddr, k.len() as u64).unwrap())
+        .unwrap();
+    kbuf.data.copy_from_slice(&k);
+    let iaddr = probe.dtb.start();
+    let mut ibuf = staging
+        .at(Range::from_len(iaddr, initrd.len() as u64).unwrap())
+        .unwrap();
+    ibuf.data.copy_from_slice(&initrd);
+    let req = PlanRequest {
+        label: "booti",
+        header: &header,
+        kernel: Source {
+            addr: kaddr,
+            len: k.len() as u64,
+        },
+        initrd: Some(Source {
+            addr: iaddr,
+            len: initrd.len() as u64,
+        }),
+        dtb: &m.dtb,
+        bootargs: "console=ttyAMA0",
+        seeds: seeds.as_ref(),
+        placement: None,
+    };
+    let mut p = flow::plan(&mut staging, &mem, &req).expect("plan");
+    assert_eq!(p.placement, probe);
+    assert!(
+        m.heap.contains(p.segments[2].src),
+        "DTB staged, not over the initrd"
+    );
+    p.buffers.insert(0, kbuf);
+    p.buffers.insert(1, ibuf);
+    let r = m.boot_and_check(
+        &p,
+        &Expect {
+            kernel: &k,
+            initrd: Some(&initrd),
+            append: "console=ttyAMA0",
+            label: "booti",
+        },
+    );
+    // Every source page under a destination was bounced at plan time.
+    let kernel_over = (round_up(p.placement.kernel.end(), PAGE) - kaddr) / PAGE;
+    assert!(r.list.bounced_pages >= kernel_over + initrd.len() as u64 / PAGE);
 }
 
 // ---------------------------------------------------------------------------------------------
