@@ -58,6 +58,8 @@ struct Slot<D> {
     num: u32,
     /// None while the disk is inside the open volume.
     dev: Option<D>,
+    /// The partition table, once read (kexboot never writes one).
+    table: Option<Vec<Partition>>,
 }
 
 struct Open<D> {
@@ -93,6 +95,7 @@ impl<D: BlockDevice + 'static> Storage<D> {
                 iface,
                 num,
                 dev: Some(dev),
+                table: None,
             });
         }
         Storage {
@@ -190,19 +193,29 @@ impl<D: BlockDevice + 'static> Storage<D> {
     /// The partition table of the disk in `slot` (a whole-disk volume is partition 1), read
     /// wherever the disk is now (in its slot or inside the open volume).
     pub fn partitions(&mut self, slot: usize) -> Result<Vec<Partition>, Error> {
+        if let Some(t) = self.slots.get(slot).and_then(|s| s.table.as_ref()) {
+            return Ok(t.clone());
+        }
         let name = self.disk_name(slot);
         let read = |dev: &mut D| fs::partitions(dev).map_err(|err| Error::Table { name, err });
-        if let Some(o) = self.open.as_mut().filter(|o| o.loc.slot == slot) {
+        let table = if let Some(o) = self.open.as_mut().filter(|o| o.loc.slot == slot) {
             let mut dev = o.vol.device_mut();
-            return read(dev.inner_mut());
+            read(dev.inner_mut())?
+        } else {
+            match self.slots.get_mut(slot).and_then(|s| s.dev.as_mut()) {
+                Some(dev) => read(dev)?,
+                None => {
+                    return Err(Error::NoDevice {
+                        iface: String::from("disk"),
+                        dev: slot as u32,
+                    })
+                }
+            }
+        };
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.table = Some(table.clone());
         }
-        match self.slots.get_mut(slot).and_then(|s| s.dev.as_mut()) {
-            Some(dev) => read(dev),
-            None => Err(Error::NoDevice {
-                iface: String::from("disk"),
-                dev: slot as u32,
-            }),
-        }
+        Ok(table)
     }
 
     /// The table's entry for `loc`.
