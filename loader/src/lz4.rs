@@ -12,6 +12,7 @@ use core::hash::Hasher as _;
 use lz4_flex::block::{decompress_into, decompress_into_with_dict, DecompressError};
 use twox_hash::XxHash32;
 
+use crate::compress::{check_size_trailer, le32 as le_u32, SIZE_TRAILER};
 use crate::{Error, Result};
 
 /// Legacy stream magic (`lz4 -l`), little-endian on disk.
@@ -28,8 +29,6 @@ const LEGACY_BLOCK: usize = 8 << 20;
 pub const LEGACY_MAX_COMPRESSED: usize = LEGACY_BLOCK + LEGACY_BLOCK / 255 + 16;
 /// Linked blocks see at most this much earlier output.
 const DICT_LEN: usize = 64 << 10;
-/// Bytes Linux's `size_append` adds after the stream (uncompressed size, LE u32).
-const SIZE_TRAILER: usize = 4;
 
 /// Worst-case expansion of an LZ4 block: a match of length 15 + 255·n costs n + 3 input bytes.
 pub const MAX_RATIO: u64 = 255;
@@ -46,11 +45,6 @@ const FLG_DICT_ID: u8 = 1 << 0;
 const BD_RESERVED: u8 = 0b1000_1111;
 /// High bit of a frame block size: the block is stored uncompressed.
 const BLOCK_UNCOMPRESSED: u32 = 1 << 31;
-
-fn le_u32(src: &[u8], pos: usize) -> Option<u32> {
-    let b = src.get(pos..pos.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
 
 fn lz4_err(offset: usize, what: &'static str) -> Error {
     Error::Lz4 { offset, what }
@@ -122,23 +116,6 @@ fn stored_into(data: &[u8], dst: &mut [u8], out: usize) -> Result<usize> {
     Ok(data.len())
 }
 
-/// What follows the last stream: ignored, as bytes after a gzip member are (U-Boot's `booti`
-/// reads `kernel_comp_size` bytes, often more than the file), except exactly 4 bytes: Linux's
-/// `size_append` trailer, which must then match the output length (mod 2^32).
-fn check_tail(src: &[u8], pos: usize, out: usize) -> Result<()> {
-    let tail = &src[pos..];
-    if tail.len() == SIZE_TRAILER && tail.iter().any(|&b| b != 0) {
-        let expected = le_u32(src, pos).unwrap_or(0);
-        if expected != out as u32 {
-            return Err(Error::SizeMismatch {
-                expected,
-                found: out as u32,
-            });
-        }
-    }
-    Ok(())
-}
-
 /// Decodes an lz4 stream (legacy or frame format, several concatenated, skippable frames
 /// skipped) into `dst`, returning the number of bytes written.
 pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize> {
@@ -151,7 +128,7 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize> {
             if streams == 0 {
                 return Err(Error::Truncated { what: "lz4 magic" });
             }
-            return check_tail(src, pos, out).map(|()| out);
+            return check_size_trailer(src, pos, out).map(|()| out);
         };
         match magic {
             LEGACY_MAGIC => {
@@ -177,7 +154,7 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize> {
                 continue;
             }
             _ if streams == 0 => return Err(lz4_err(pos, "no lz4 magic")),
-            _ => return check_tail(src, pos, out).map(|()| out),
+            _ => return check_size_trailer(src, pos, out).map(|()| out),
         }
         streams += 1;
     }

@@ -12,6 +12,7 @@ use alloc::format;
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use ruzstd::io::Read as _;
 
+use crate::compress::check_size_trailer;
 use crate::{Error, Result};
 
 /// zstd frame magic, little-endian on disk.
@@ -28,8 +29,6 @@ const MAX_BLOCK: u64 = 128 << 10;
 /// Decode this much before draining into `dst` (bounds the decoder's buffer beyond the window).
 const DRAIN_EVERY: usize = 1 << 20;
 const CHECKSUM_LEN: usize = 4;
-/// Bytes Linux's `size_append` adds after the stream (uncompressed size, LE u32).
-const SIZE_TRAILER: usize = 4;
 
 // Frame header descriptor bits.
 const FHD_SINGLE_SEGMENT: u8 = 1 << 5;
@@ -169,23 +168,6 @@ fn next(src: &[u8], pos: usize) -> Next {
     }
 }
 
-/// What follows the last frame: ignored, as bytes after a gzip member are (U-Boot's `booti`
-/// reads `kernel_comp_size` bytes, often more than the file), except exactly 4 bytes: Linux's
-/// `size_append` trailer, which must then match the output length (mod 2^32).
-fn check_tail(src: &[u8], pos: usize, out: usize) -> Result<()> {
-    let tail = &src[pos..];
-    if tail.len() == SIZE_TRAILER && tail.iter().any(|&b| b != 0) {
-        let expected = le_u32(src, pos).unwrap_or(0);
-        if expected != out as u32 {
-            return Err(Error::SizeMismatch {
-                expected,
-                found: out as u32,
-            });
-        }
-    }
-    Ok(())
-}
-
 fn skip(src: &[u8], pos: usize, len: usize) -> Result<usize> {
     (pos + 8)
         .checked_add(len)
@@ -216,7 +198,7 @@ pub fn decompress(src: &[u8], dst: &mut [u8]) -> Result<usize> {
                 }
                 return Err(zstd_err(pos, "no zstd magic"));
             }
-            Next::Other => return check_tail(src, pos, out).map(|()| out),
+            Next::Other => return check_size_trailer(src, pos, out).map(|()| out),
             Next::Frame => {}
         }
         let frame = walk(src, pos)?;
