@@ -10,15 +10,14 @@ use alloc::vec::Vec;
 
 use crate::autoboot;
 use crate::board::Board;
-use crate::commands::Table;
 use crate::env::Env;
 use crate::extlinux::{self, Config};
 use crate::flow::{self, BootError, ConfigSource, Files};
-use crate::script::{self, CmdError, Ctx, Interp};
+use crate::script::{self, CmdError, Ctx};
 use crate::storage::{why_not, Loc, Storage};
 
 use super::configboot::Outcome;
-use super::{table::commands, Error, Shell};
+use super::{Error, Shell};
 
 type Res = Result<(), CmdError>;
 
@@ -79,10 +78,9 @@ fn run_script<B: Board>(
     ctx: &mut Ctx,
 ) -> bool {
     script_env(&sh.storage, loc, path, ctx.env);
-    let table = commands::<B>();
     sh.in_disk_script = true;
     let name = format!("{}:{path}", sh.storage.name(loc));
-    let ran = Interp::new().run(&name, text, ctx, &mut Table::new(sh, &table));
+    let ran = sh.run_nested(&name, text, ctx);
     sh.in_disk_script = false;
     match ran {
         Ok(script::Outcome::Stopped) => true,

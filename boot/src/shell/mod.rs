@@ -201,6 +201,18 @@ impl<B: Board> Shell<B> {
         out
     }
 
+    /// Runs a boot script (from a disk or the network) inside a running command: a fresh
+    /// interpreter over the shell's commands, with the caller's environment and console.
+    fn run_nested(
+        &mut self,
+        name: &str,
+        text: &str,
+        ctx: &mut Ctx,
+    ) -> Result<script::Outcome, script::Error> {
+        let table = commands::<B>();
+        Interp::new().run(name, text, ctx, &mut Table::new(self, &table))
+    }
+
     /// Autoboot: `kernel_addr_r` and friends, the boot count, the `bootdelay` countdown, then
     /// a boot script if the partition has one, else `bootcmd` (or `altbootcmd`). Returns when
     /// that booted nothing or a key stopped it: the prompt is next.

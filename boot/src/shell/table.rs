@@ -5,10 +5,10 @@ use alloc::format;
 use alloc::string::String;
 
 use crate::board::{Board, PowerError};
-use crate::commands::{Command, Table};
+use crate::commands::Command;
 use crate::env::Env;
 use crate::script::Services;
-use crate::script::{self, CmdError, Ctx, Interp};
+use crate::script::{self, CmdError, Ctx};
 
 use super::net::Next;
 use super::{Error, Shell, VERSION};
@@ -140,9 +140,8 @@ fn netboot<B: Board>(sh: &mut Shell<B>, _: &[String], ctx: &mut Ctx) -> Res {
     }
     match sh.netboot(ctx.env) {
         Ok(Next::Script { name, text }) => {
-            let table = commands::<B>();
             sh.in_net_script = true;
-            let ran = Interp::new().run(&name, &text, ctx, &mut Table::new(sh, &table));
+            let ran = sh.run_nested(&name, &text, ctx);
             sh.in_net_script = false;
             match ran {
                 Ok(script::Outcome::Success) => Ok(()),
