@@ -15,6 +15,7 @@ mod lz4;
 pub mod mailbox;
 pub mod mem;
 pub mod place;
+mod trailer;
 mod zstd;
 
 use alloc::string::String;

@@ -12,7 +12,7 @@ use core::hash::Hasher as _;
 use lz4_flex::block::{decompress_into, decompress_into_with_dict, DecompressError};
 use twox_hash::XxHash32;
 
-use crate::compress::{check_size_trailer, le32 as le_u32, SIZE_TRAILER};
+use crate::trailer::{check_size_trailer, le32 as le_u32, SIZE_TRAILER};
 use crate::{Error, Result};
 
 /// Legacy stream magic (`lz4 -l`), little-endian on disk.

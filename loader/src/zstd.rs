@@ -12,7 +12,7 @@ use alloc::format;
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use ruzstd::io::Read as _;
 
-use crate::compress::check_size_trailer;
+use crate::trailer::check_size_trailer;
 use crate::{Error, Result};
 
 /// zstd frame magic, little-endian on disk.

@@ -8,7 +8,7 @@ use crate::extlinux::{extlinux, Entry};
 use crate::util::{
     err, is_arm64_image, run_status, write_atomic, Context, Paths, Result, IMAGE_MAGIC_OFFSET,
 };
-use crate::{initrd, qemu, realdisks, tools, warm};
+use crate::{initrd, qemu, tools, warm};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use std::fs;
@@ -150,9 +150,9 @@ pub fn tftp_root(paths: &Paths, a: &Assets) -> Result<PathBuf> {
 }
 
 /// Debian's flash-kernel (for its generic U-Boot boot script), unpacked under
-/// [`realdisks::flash_kernel_dir`]; the arm64 package, as the host may have none of its own.
+/// [`flash_kernel_dir`]; the arm64 package, as the host may have none of its own.
 fn flash_kernel(paths: &Paths, apt: &mut Apt) -> Result<()> {
-    let dir = realdisks::flash_kernel_dir(paths);
+    let dir = flash_kernel_dir(paths);
     if dir.join("etc/flash-kernel/bootscript").is_dir() {
         return Ok(());
     }
@@ -298,6 +298,11 @@ pub(crate) fn kernel_package(apt: &mut Apt, flavour: &str) -> Result<String> {
     Err(err!(
         "apt-cache depends {meta} names no versioned linux-image-*-{flavour} package"
     ))
+}
+
+/// Where `cargo xtask assets` unpacks flash-kernel.
+pub fn flash_kernel_dir(paths: &Paths) -> PathBuf {
+    paths.assets.join("flash-kernel")
 }
 
 #[cfg(test)]

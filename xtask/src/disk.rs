@@ -293,6 +293,19 @@ pub fn write(path: &Path, files: &[(&str, &[u8])], scheme: Scheme) -> Result<boo
     })
 }
 
+/// Deterministic garbage (the "corrupt Image" file, a partition of noise).
+pub(crate) fn garbage(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! each written through [`Disk`].
 
 use crate::assets::Assets;
-use crate::disk::{Disk, Scheme};
+use crate::disk::{self, Disk, Scheme};
 use crate::extlinux::{extlinux, Entry};
 use crate::realdisks::{self, RealDisks};
 use crate::util::{Context, Paths, Result};
@@ -56,19 +56,6 @@ impl Disks {
         }
         v
     }
-}
-
-/// Deterministic garbage for the "corrupt Image" file.
-pub(crate) fn garbage(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
 }
 
 /// Builds the four test disks under `target/assets/`.
@@ -140,7 +127,7 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
             append: CMDLINE_IMAGE,
         },
     ];
-    let junk = garbage(1 << 20);
+    let junk = disk::garbage(1 << 20);
     Disk::new(Scheme::Mbr)
         .files(&[all[0], ("/boot/corrupt-Image", &junk[..]), all[2]])
         .extlinux(extlinux("kexboot-missing", &bad))

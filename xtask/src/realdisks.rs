@@ -11,12 +11,12 @@
 //! - a FAT volume that claims more sectors than its GPT partition (`mkfs.vfat --offset`);
 //! - two disks and three partitions (FAT, ext4, random bytes) for `load virtio <dev>:<part>`.
 
-use crate::assets::UBOOT_BIN;
+use crate::assets::{self, UBOOT_BIN};
 use crate::disk::{self, assemble, FatType, Part, PartKind, Scheme, EXTLINUX_CONF};
 use crate::extlinux::{extlinux, Entry};
+use crate::qemu;
 use crate::tools::{self, Compressor, Extfs};
 use crate::util::{err, run_status, write_unless_same, Context, Paths, Result};
-use crate::{disks, qemu};
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -359,13 +359,9 @@ fn bootscr(i: &Inputs, fat: bool, for_uboot: bool) -> Result<Vec<u8>> {
 /// `etc/flash-kernel/bootscript/bootscr.uboot-generic` of Debian's flash-kernel package
 /// (downloaded and unpacked by `cargo xtask assets`).
 fn flash_kernel_template(paths: &Paths) -> Result<String> {
-    let p = flash_kernel_dir(paths).join("etc/flash-kernel/bootscript/bootscr.uboot-generic");
+    let p =
+        assets::flash_kernel_dir(paths).join("etc/flash-kernel/bootscript/bootscr.uboot-generic");
     fs::read_to_string(&p).ctx(p.display())
-}
-
-/// Where `cargo xtask assets` unpacks flash-kernel.
-pub fn flash_kernel_dir(paths: &Paths) -> PathBuf {
-    paths.assets.join("flash-kernel")
 }
 
 /// A Fedora `/boot` partition: `/loader/entries/<machine-id>-<version>.conf` for three
@@ -511,7 +507,7 @@ fn multi(i: &Inputs) -> Result<Vec<u8>> {
     stage(&dir, &[("boot/Image", &i.kernel)], &[])?;
     let ext = tools::mke2fs(&dir, Extfs::Ext4, EXT_MIB, false, &i.scratch)?;
     let _ = fs::remove_dir_all(&dir);
-    let random = disks::garbage(RANDOM_PART_BYTES);
+    let random = disk::garbage(RANDOM_PART_BYTES);
     let part = |kind, data| Part {
         kind,
         bootable: false,
