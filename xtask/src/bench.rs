@@ -5,7 +5,7 @@
 //! the netboot arms of [`crate::bench_net`].
 
 use crate::assets::{self, UBOOT_BIN};
-use crate::bench_util::{self, cell, median, ratio, secs};
+use crate::bench_util::{self, cell, median, own_ms, ratio, ratio_f, secs, Goal, Want};
 use crate::check::{CMDLINE_DIRECT, KEXBOOT_STARTING};
 use crate::disks::{self, Disks};
 use crate::qemu::{self, Session, Wait};
@@ -45,6 +45,12 @@ struct Sample {
     /// bracket it).
     load: Option<Duration>,
     bench_lines: Vec<String>,
+    /// The firmware's first console line (QEMU's own start-up is over by then).
+    first: Option<Duration>,
+    /// kexboot's "... ms after kexboot entry" figure.
+    own_ms: Option<u64>,
+    /// kexboot's relocation plan and relocation lines.
+    relocation: Vec<String>,
     banner: Option<String>,
     error: Option<String>,
 }
@@ -172,6 +178,18 @@ fn run_one(paths: &Paths, arm: Arm, round: usize, args: Vec<String>, tag: &str) 
         Arm::UBoot => between(&s, "Retrieving file: /Image", None),
         Arm::Direct => None,
     };
+    smp.first = s
+        .lines()
+        .iter()
+        .find(|l| !l.text.trim().is_empty() && !l.text.starts_with('#'))
+        .map(|l| l.at);
+    smp.own_ms = s.lines().iter().find_map(|l| own_ms(&l.text));
+    smp.relocation = s
+        .lines()
+        .iter()
+        .filter(|l| l.text.contains("relocation plan:") || l.text.contains("] relocated "))
+        .map(|l| l.text.trim().to_string())
+        .collect();
     smp.bench_lines = s
         .lines()
         .iter()
@@ -232,7 +250,9 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
             image: &paths.assets.join("Image"),
             initrd: &paths.assets.join("initrd.img"),
         };
-        let section = bench_decomp::decomp_bench(paths, rounds, &k, fw.is_ok());
+        let mut goals = Vec::new();
+        let mut section = bench_decomp::decomp_bench(paths, rounds, &k, fw.is_ok(), &mut goals);
+        section += &bench_util::goals_list(&goals, &today());
         print!("\n{section}");
         bench_util::write_section(&out, "Decompression", &section)?;
         println!("\nwritten to {}", out.display());
@@ -250,33 +270,55 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
         return Ok(());
     }
     let disks = disks::build_disks(paths, &a)?;
+    let mut goals = Vec::new();
+    let mut cold_own = None;
+    let mut sections = String::new();
     if cold {
-        md += &cold_bench(paths, rounds, &a, &fw, &disks);
+        let (section, own) = cold_bench(paths, rounds, &a, &fw, &disks, &mut goals);
+        sections += &section;
+        cold_own = own;
     }
     if warm {
-        md += &bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks);
+        sections +=
+            &bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks, cold_own, &mut goals);
     }
     if decomp {
         let k = bench_decomp::Kernel {
             image: &a.image,
             initrd: &a.initrd,
         };
-        md += &bench_decomp::decomp_bench(paths, rounds, &k, fw.is_ok());
+        sections += &bench_decomp::decomp_bench(paths, rounds, &k, fw.is_ok(), &mut goals);
     }
     if net {
-        let section = bench_net::net_bench(paths, rounds, &a, fw.is_ok());
+        let mut section = bench_net::net_bench(paths, rounds, &a, fw.is_ok(), &mut goals);
         if !cold && !warm && !decomp {
+            section += &bench_util::goals_list(&goals, &today());
             print!("\n{section}");
             bench_net::write_section(&out, &section)?;
             println!("\nwritten to {}", out.display());
             return Ok(());
         }
-        md += &section;
+        sections += &section;
     }
+    goals.sort_by_key(|g| g.part);
+    md += &bench_util::goals_table(&goals, &today());
+    md += &sections;
     print!("\n{md}");
     std::fs::write(&out, &md).ctx(out.display())?;
     println!("\nwritten to {}", out.display());
     Ok(())
+}
+
+/// Today's date (UTC) for the report, from `date`; "today" if that fails.
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "today".into())
 }
 
 /// Every arm `rounds` times, interleaved; `args` gives an arm's QEMU command line.
@@ -317,6 +359,17 @@ fn measure(
 }
 
 /// The medians (kernel starts, userspace marker) of each arm.
+/// The `ratio=` of the `BENCH <name> ...` line among `lines`.
+fn bench_ratio<'a>(mut lines: impl Iterator<Item = &'a String>, name: &str) -> Option<f64> {
+    lines.find_map(|l| {
+        let rest = l.split_once(&format!("BENCH {name} "))?.1;
+        rest.split(' ')
+            .find_map(|w| w.strip_prefix("ratio="))?
+            .parse()
+            .ok()
+    })
+}
+
 fn medians(samples: &[Vec<Sample>]) -> Vec<(Option<Duration>, Option<Duration>)> {
     samples
         .iter()
@@ -418,7 +471,8 @@ fn cold_bench(
     a: &assets::Assets,
     fw: &Result<std::path::PathBuf>,
     disks: &Disks,
-) -> String {
+    goals: &mut Vec<Goal>,
+) -> (String, Option<Duration>) {
     let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
     let samples = measure(paths, rounds, &arms, fw.is_ok(), "", |arm| {
         virt_args(paths, arm, &disks.mbr, a)
@@ -474,6 +528,57 @@ fn cold_bench(
         "- \\* U-Boot's times include the keystroke round trip that skips its autoboot countdown \
          (a key at \"Hit any key\", then `boot` at `=>`)."
     );
+    // From each firmware's first console line: QEMU's own start-up (the same for both, and
+    // most of the anchor's floor) left out.
+    let from_first = |i: usize| {
+        median(
+            samples[i]
+                .iter()
+                .map(|x| x.kernel.zip(x.first).and_then(|(k, f)| k.checked_sub(f))),
+        )
+    };
+    let (kf, uf) = (from_first(0), from_first(1));
+    let in_place = samples[0]
+        .iter()
+        .find_map(|x| x.relocation.first())
+        .and_then(|l| l.split_once("relocation plan: "))
+        .map(|(_, r)| format!("; the relocation plan: {r}"))
+        .unwrap_or_default();
+    goals.push(
+        Goal::ratio(
+            "2. in place",
+            "time to kernel entry from QEMU spawn, kexboot / U-Boot",
+            ratio_f(med[0].0, med[1].0),
+            Want::AtMost(0.35),
+        )
+        .from(format!(
+            "kexboot {} s, U-Boot {} s{in_place}",
+            cell(med[0].0, samples[0].iter().map(|x| x.kernel)),
+            cell(med[1].0, samples[1].iter().map(|x| x.kernel)),
+        )),
+    );
+    goals.push(
+        Goal::ratio(
+            "2. in place",
+            "the same from each firmware's first console line (QEMU start-up left out)",
+            ratio_f(kf, uf),
+            Want::AtMost(0.35),
+        )
+        .from(format!("kexboot {} s, U-Boot {} s", secs(kf), secs(uf))),
+    );
+    let kib = |s: Option<u64>| s.map(|s| s as f64 / 1024.0);
+    let size_goal = |what: &str, max: f64| Goal {
+        unit: "KiB",
+        ..Goal::ratio("3. size", what, kib(kb_size), Want::AtMost(max)).from(format!(
+            "u-boot.bin (Debian qemu_arm64) {}",
+            kib(ub_size).map_or("n/a".into(), |u| format!("{u:.1} KiB"))
+        ))
+    };
+    goals.push(size_goal("kexboot.bin, qemu-virt, every feature", 400.0));
+    goals.push(size_goal(
+        "the Pi 3 image (the same kexboot.bin, kernel8.img)",
+        300.0,
+    ));
     notes(&mut md, &arms, &samples);
     // One more kexboot run on the disk that asks for the in-guest copy benchmark.
     let copy_run = match &fw {
@@ -503,6 +608,29 @@ fn cold_bench(
                 .map(move |l| format!("round {}: {l}", r + 1))
         })
         .collect();
+    goals.push(
+        Goal::ratio(
+            "1. relocation",
+            "copy engine (copy + clean to PoC) / best in-guest copy loop (copy only)",
+            bench_ratio(copy_run.bench_lines.iter(), "engine-vs-best"),
+            Want::AtLeast(0.9),
+        )
+        .from(format!(
+            "64 MiB, best of 3 in the guest; engine / (best loop + the same clean pass): {}",
+            bench_ratio(copy_run.bench_lines.iter(), "engine-vs-loop-and-clean")
+                .map_or("n/a".into(), |r| format!("{r:.2}x"))
+        )),
+    );
+    if let Some(r) = samples[0].iter().find(|x| !x.relocation.is_empty()) {
+        let _ = writeln!(
+            md,
+            "\nkexboot's relocation on this cold boot (round 1):\n\n```"
+        );
+        for l in &r.relocation {
+            let _ = writeln!(md, "{l}");
+        }
+        let _ = writeln!(md, "```");
+    }
     if !bench.is_empty() {
         let _ = writeln!(md, "\nFirmware figures (`BENCH` lines):\n\n```");
         for l in bench {
@@ -510,5 +638,10 @@ fn cold_bench(
         }
         let _ = writeln!(md, "```");
     }
-    md
+    let own = median(
+        samples[0]
+            .iter()
+            .map(|x| x.own_ms.map(Duration::from_millis)),
+    );
+    (md, own)
 }

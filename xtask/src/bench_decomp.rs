@@ -14,7 +14,7 @@
 //!   decompressed to`; U-Boot: the line after `Uncompressing Kernel Image`).
 
 use crate::assets::UBOOT_BIN;
-use crate::bench_util::{cell, median, secs};
+use crate::bench_util::{cell, median, secs, Goal, Want};
 use crate::check::is_prompt;
 use crate::disk::{Disk, Scheme};
 use crate::extlinux::{extlinux, Entry};
@@ -421,7 +421,13 @@ fn rate_cell(r: Option<f64>) -> String {
 }
 
 /// Runs every arm `rounds` times, interleaved, and returns the "Decompression" section.
-pub fn decomp_bench(paths: &Paths, rounds: usize, a: &Kernel, fw_ok: bool) -> String {
+pub fn decomp_bench(
+    paths: &Paths,
+    rounds: usize,
+    a: &Kernel,
+    fw_ok: bool,
+    goals: &mut Vec<Goal>,
+) -> String {
     let mut md = String::from("\n## Decompression\n\n");
     if !fw_ok {
         let _ = writeln!(md, "Not run: the firmware build failed.");
@@ -466,7 +472,7 @@ pub fn decomp_bench(paths: &Paths, rounds: usize, a: &Kernel, fw_ok: bool) -> St
             shell[i].push((d, e));
         }
     }
-    md += &tables(&inputs, rounds, &flow, &shell);
+    md += &tables(&inputs, rounds, &flow, &shell, goals);
     md
 }
 
@@ -481,6 +487,7 @@ fn tables(
     rounds: usize,
     flow: &[Vec<FlowSample>],
     shell: &[Vec<(Option<Duration>, Option<String>)>],
+    goals: &mut Vec<Goal>,
 ) -> String {
     let mut md = String::new();
     let _ = writeln!(
@@ -500,6 +507,7 @@ fn tables(
     );
     let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
     let mut gzip_flow = None;
+    let mut gzip_read_dec = (None, None);
     for (i, (fmt, size, _)) in inputs.disks.iter().enumerate() {
         let s = &flow[i];
         let ok = s.iter().filter(|x| x.error.is_none()).count();
@@ -524,6 +532,7 @@ fn tables(
         };
         if *fmt == Fmt::Gzip {
             gzip_flow = rate(inputs.image_len, dec);
+            gzip_read_dec = (read, dec);
         }
         let _ = writeln!(
             md,
@@ -592,6 +601,36 @@ fn tables(
         md,
         "- kexboot's boot flow on the same bytes, in-guest timer: {} MB/s (the table above).",
         rate_cell(gzip_flow)
+    );
+    goals.push(
+        Goal::ratio(
+            "5. decompression",
+            "gzip inflate throughput, kexboot / U-Boot (`booti`, same file)",
+            k.zip(u).filter(|(_, u)| *u > 0.0).map(|(k, u)| k / u),
+            Want::AtLeast(1.5),
+        )
+        .from(format!(
+            "kexboot {} MB/s, U-Boot {} MB/s (medians; spread in the table above)",
+            rate_cell(k),
+            rate_cell(u)
+        )),
+    );
+    let (read, dec) = gzip_read_dec;
+    goals.push(
+        Goal::ratio(
+            "5. decompression",
+            "gzip kernel from disk: first byte requested → fully decompressed, / the read alone",
+            read.zip(dec)
+                .filter(|(r, _)| !r.is_zero())
+                .map(|(r, d)| (r + d).as_secs_f64() / r.as_secs_f64()),
+            Want::AtMost(1.2),
+        )
+        .from(format!(
+            "read {} ms, then decompress {} ms (kexboot's boot flow, in-guest timer; not yet \
+             overlapped)",
+            read.map_or("–".into(), |d| d.as_millis().to_string()),
+            dec.map_or("–".into(), |d| d.as_millis().to_string())
+        )),
     );
     for (i, fw) in [Fw::Kexboot, Fw::UBoot].iter().enumerate() {
         for (r, (_, e)) in shell[i].iter().enumerate() {

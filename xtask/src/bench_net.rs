@@ -4,7 +4,7 @@
 //! PXE; both firmwares against the same server, medians of interleaved rounds.
 
 use crate::assets::{self, Assets, UBOOT_BIN};
-use crate::bench_util::{cell, median, ratio, secs};
+use crate::bench_util::{cell, median, ratio, secs, Goal, Want};
 use crate::check::{is_prompt, KEXBOOT_STARTING};
 use crate::e2e_net::{netdev, parse_tftp_line, Tftp, NET_FILES};
 use crate::qemu::{self, Session, Wait};
@@ -244,7 +244,13 @@ fn mbps(v: Option<f64>) -> String {
 }
 
 /// Runs the netboot arms and returns the "Netboot" markdown section.
-pub fn net_bench(paths: &Paths, rounds: usize, a: &Assets, fw_ok: bool) -> String {
+pub fn net_bench(
+    paths: &Paths,
+    rounds: usize,
+    a: &Assets,
+    fw_ok: bool,
+    goals: &mut Vec<Goal>,
+) -> String {
     let mut md = String::from("\n## Netboot\n\n");
     let root = match assets::tftp_root(paths, a) {
         Ok(r) => r,
@@ -295,12 +301,12 @@ pub fn net_bench(paths: &Paths, rounds: usize, a: &Assets, fw_ok: bool) -> Strin
             samples[i].push(smp);
         }
     }
-    md += &table(&root, rounds, &samples);
+    md += &table(&root, rounds, &samples, goals);
     md
 }
 
 /// The markdown tables of the samples (`samples[i]` belongs to `Arm::ALL[i]`).
-fn table(root: &Path, rounds: usize, samples: &[Vec<Sample>]) -> String {
+fn table(root: &Path, rounds: usize, samples: &[Vec<Sample>], goals: &mut Vec<Goal>) -> String {
     let mut md = String::new();
     let size = |f: &str| {
         std::fs::metadata(root.join(f))
@@ -382,6 +388,41 @@ fn table(root: &Path, rounds: usize, samples: &[Vec<Sample>]) -> String {
         r(Arm::UBootW16, Arm::UBootDefault),
         r(Arm::KexW16, Arm::UBootW16)
     );
+    let rf = |a: Arm, b: Arm| {
+        get(a)
+            .zip(get(b))
+            .filter(|(_, y)| *y > 0.0)
+            .map(|(x, y)| x / y)
+    };
+    let mb = |a: Arm| get(a).map_or("n/a".into(), |v| format!("{v:.2} MB/s"));
+    for (what, k, u, want) in [
+        (
+            "TFTP vmlinuz throughput at window 1, kexboot / U-Boot",
+            Arm::KexW1,
+            Arm::UBootDefault,
+            1.0,
+        ),
+        (
+            "TFTP vmlinuz throughput at window 16, kexboot / U-Boot",
+            Arm::KexW16,
+            Arm::UBootW16,
+            1.0,
+        ),
+        (
+            "TFTP vmlinuz throughput, kexboot's default (window 32) / U-Boot's default (window 1)",
+            Arm::KexDefault,
+            Arm::UBootDefault,
+            4.0,
+        ),
+    ] {
+        goals.push(
+            Goal::ratio("4. TFTP", what, rf(k, u), Want::AtLeast(want)).from(format!(
+                "{} vs {} (server-measured medians; spread in the Netboot table)",
+                mb(k),
+                mb(u)
+            )),
+        );
+    }
     if let Some(l) = Arm::ALL
         .iter()
         .position(|a| *a == Arm::KexDefault)

@@ -56,9 +56,169 @@ pub(crate) fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
     }
 }
 
+/// Which way a goal points.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Want {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+/// One goal of the performance issue, measured in this run: `value` (a ratio against `anchor`,
+/// or an absolute figure in `unit`) next to what it should be.
+#[derive(Clone, Debug)]
+pub(crate) struct Goal {
+    /// The issue's part ("1. relocation", ...).
+    pub part: &'static str,
+    /// What is measured, e.g. "time to kernel entry, kexboot / U-Boot".
+    pub what: String,
+    pub value: Option<f64>,
+    /// "x" for ratios, else the unit of an absolute figure ("KiB").
+    pub unit: &'static str,
+    pub want: Want,
+    /// The figures the value comes from, with their spread.
+    pub from: String,
+}
+
+impl Goal {
+    pub fn ratio(
+        part: &'static str,
+        what: impl Into<String>,
+        value: Option<f64>,
+        want: Want,
+    ) -> Self {
+        Goal {
+            part,
+            what: what.into(),
+            value,
+            unit: "x",
+            want,
+            from: String::new(),
+        }
+    }
+
+    pub fn from(mut self, from: impl Into<String>) -> Self {
+        self.from = from.into();
+        self
+    }
+
+    /// Met, not met, or not measured (None).
+    pub fn met(&self) -> Option<bool> {
+        let v = self.value?;
+        Some(match self.want {
+            Want::AtMost(g) => v <= g,
+            Want::AtLeast(g) => v >= g,
+        })
+    }
+
+    fn fmt_value(&self, v: f64) -> String {
+        if self.unit == "x" {
+            format!("{v:.2}x")
+        } else {
+            format!("{v:.1} {}", self.unit)
+        }
+    }
+
+    fn goal_text(&self) -> String {
+        match self.want {
+            Want::AtMost(g) => format!("≤ {}", self.fmt_value(g)),
+            Want::AtLeast(g) => format!("≥ {}", self.fmt_value(g)),
+        }
+    }
+}
+
+/// The N of kexboot's "starting kernel ...: N ms after kexboot entry" line.
+pub(crate) fn own_ms(line: &str) -> Option<u64> {
+    let (head, _) = line.split_once(" ms after kexboot entry")?;
+    head.rsplit(' ').next()?.parse().ok()
+}
+
+/// Ratio of two durations as a number.
+pub(crate) fn ratio_f(a: Option<Duration>, b: Option<Duration>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if !b.is_zero() => Some(a.as_secs_f64() / b.as_secs_f64()),
+        _ => None,
+    }
+}
+
+/// The goals table that opens `target/bench.md`: every goal, its value in this run, met or not.
+pub(crate) fn goals_table(goals: &[Goal], date: &str) -> String {
+    format!(
+        "## Goals\n\nEvery figure of the performance issue, measured in this run ({date}); ratios \
+         are medians of the sections below against their anchor in the same run, and the \
+         figures they come from show the spread (min–max).\n\n{}",
+        goals_rows(goals)
+    )
+}
+
+/// The goals of a partial run (`--net-only`, `--decompress`), closing its section.
+pub(crate) fn goals_list(goals: &[Goal], date: &str) -> String {
+    format!(
+        "\n### Goals measured here ({date})\n\n{}",
+        goals_rows(goals)
+    )
+}
+
+fn goals_rows(goals: &[Goal]) -> String {
+    let mut md = String::from(
+        "| part | measured | this run | goal | met | from |\n|---|---|---:|---:|:---:|---|\n",
+    );
+    for g in goals {
+        let v = g.value.map_or("n/a".into(), |v| g.fmt_value(v));
+        let met = match g.met() {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        md += &format!(
+            "| {} | {} | {v} | {} | {met} | {} |\n",
+            g.part,
+            g.what,
+            g.goal_text(),
+            g.from
+        );
+    }
+    md += "\n";
+    md
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn goals_met_or_not() {
+        let g = |v, w| Goal::ratio("p", "w", v, w);
+        assert_eq!(g(Some(0.3), Want::AtMost(0.35)).met(), Some(true));
+        assert_eq!(g(Some(0.56), Want::AtMost(0.35)).met(), Some(false));
+        assert_eq!(g(Some(1.6), Want::AtLeast(1.5)).met(), Some(true));
+        assert_eq!(g(Some(0.7), Want::AtLeast(1.5)).met(), Some(false));
+        assert_eq!(g(None, Want::AtLeast(1.5)).met(), None);
+        let t = goals_table(
+            &[
+                g(Some(0.56), Want::AtMost(0.35)).from("a vs b"),
+                Goal {
+                    unit: "KiB",
+                    ..g(Some(713.0), Want::AtMost(400.0))
+                },
+                g(None, Want::AtLeast(1.0)),
+            ],
+            "today",
+        );
+        assert!(
+            t.contains("| p | w | 0.56x | ≤ 0.35x | **no** | a vs b |"),
+            "{t}"
+        );
+        assert!(t.contains("| 713.0 KiB | ≤ 400.0 KiB | **no** |"), "{t}");
+        assert!(t.contains("| n/a | ≥ 1.00x | not measured |"), "{t}");
+        let d = |s| Some(Duration::from_secs_f64(s));
+        assert_eq!(ratio_f(d(1.0), d(4.0)), Some(0.25));
+        assert_eq!(ratio_f(d(1.0), d(0.0)), None);
+        assert_eq!(
+            own_ms("[   0.117820] starting kernel at 0x40800000, dtb 0x63f7b000: 117 ms after kexboot entry, 120 ms after machine reset"),
+            Some(117)
+        );
+        assert_eq!(own_ms("starting kernel"), None);
+    }
 
     #[test]
     fn median_and_ratio() {

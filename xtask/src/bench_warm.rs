@@ -4,7 +4,7 @@
 //! or kexec-tools loading kexboot.bin) or loaded by kexec-tools directly (default checks, `-i`).
 
 use crate::assets::Assets;
-use crate::bench_util::{cell, median, ratio, secs};
+use crate::bench_util::{cell, median, own_ms, ratio, ratio_f, secs, Goal, Want};
 use crate::boots::{
     check_boot, direct_args, direct_expect, run_boots, warm_time, warm_timeout, Entered, Expect,
     SMP,
@@ -148,7 +148,18 @@ fn run_one(
 }
 
 /// Runs `rounds` interleaved rounds of every arm; returns the markdown section.
-pub fn warm_bench(paths: &Paths, rounds: usize, a: &Assets, fw_ok: bool, disks: &Disks) -> String {
+///
+/// `cold_own` is kexboot's own part of the cold boot (its "ms after kexboot entry"), measured
+/// in the same run, for the warm/cold goal pushed onto `goals`.
+pub fn warm_bench(
+    paths: &Paths,
+    rounds: usize,
+    a: &Assets,
+    fw_ok: bool,
+    disks: &Disks,
+    cold_own: Option<Duration>,
+    goals: &mut Vec<Goal>,
+) -> String {
     let mut md = String::from("\n## Warm reboot (Linux → next Linux)\n\n");
     let w = match &a.warm {
         Ok(w) => w,
@@ -228,6 +239,55 @@ pub fn warm_bench(paths: &Paths, rounds: usize, a: &Assets, fw_ok: bool, disks: 
             ratio(k, direct),
             ratio(k, direct_i),
             verdict(k, direct, direct_i)
+        );
+    }
+    let own: Vec<Option<Duration>> = samples[..2]
+        .iter()
+        .flatten()
+        .map(|x| {
+            x.kexboot_line
+                .as_deref()
+                .and_then(own_ms)
+                .map(Duration::from_millis)
+        })
+        .collect();
+    let warm_own = median(own.iter().copied());
+    goals.push(
+        Goal::ratio(
+            "6. warm reboot",
+            "kexboot's own part (entry to kernel jump), warm / cold",
+            ratio_f(warm_own, cold_own),
+            Want::AtMost(1.5),
+        )
+        .from(format!(
+            "warm {} s (both kexboot arms), cold {} s (the cold section's kexboot); \
+             kexboot's own \"ms after kexboot entry\" lines",
+            cell(warm_own, own.iter().copied()),
+            secs(cold_own)
+        )),
+    );
+    for (i, what) in [
+        (
+            0,
+            "warm reboot through kexboot (helper) / direct `kexec -l -i`",
+        ),
+        (
+            1,
+            "warm reboot through kexboot (`kexec -l kexboot.bin`) / direct `kexec -l -i`",
+        ),
+    ] {
+        goals.push(
+            Goal::ratio(
+                "6. warm reboot",
+                what,
+                ratio_f(med[i], direct_i),
+                Want::AtMost(1.0),
+            )
+            .from(format!(
+                "kexec -e to userspace: {} s vs {} s",
+                cell(med[i], samples[i].iter().map(|x| x.warm)),
+                cell(direct_i, samples[3].iter().map(|x| x.warm))
+            )),
         );
     }
     let _ = writeln!(
