@@ -111,7 +111,7 @@ impl Mailbox {
             if clock.elapsed_us() > TIMEOUT_US {
                 return Err(MboxError::Timeout { what });
             }
-            core::hint::spin_loop();
+            crate::arch::poll_pause();
         }
         Ok(())
     }

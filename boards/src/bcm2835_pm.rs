@@ -64,7 +64,7 @@ impl Watchdog {
             .write32(PM_RSTC, PASSWORD | rstc | RSTC_WRCFG_FULL_RESET);
         let clock = Stopwatch::start();
         while clock.elapsed_us() < RESET_WAIT_US {
-            core::hint::spin_loop();
+            crate::arch::poll_pause();
         }
     }
 

@@ -245,7 +245,7 @@ impl embedded_io::Read for Port {
                     n += 1;
                 }
                 None if n > 0 => break,
-                None => core::hint::spin_loop(),
+                None => crate::arch::poll_pause(),
             }
         }
         Ok(n)

@@ -103,7 +103,7 @@ impl Pen {
                     log::warn!("CPU {mpidr:#x} did not come on within 1 s");
                     break;
                 }
-                core::hint::spin_loop();
+                crate::arch::poll_pause();
             }
         }
         log::info!(

@@ -41,6 +41,30 @@ impl Stopwatch {
     }
 }
 
+/// Polls `done` until it holds (true) or `timeout_us` has passed (false, after one last poll).
+///
+/// Reads the counter only once every [`POLLS_PER_CLOCK_READ`] polls: under QEMU's TCG the
+/// counter is an I/O register whose every read takes QEMU's global lock, the lock the emulated
+/// device needs to complete what the loop waits for. A poll is a memory or register read, so
+/// the timeout is late by a few microseconds at most.
+pub fn poll_until(timeout_us: u64, mut done: impl FnMut() -> bool) -> bool {
+    let sw = Stopwatch::start();
+    loop {
+        for _ in 0..POLLS_PER_CLOCK_READ {
+            if done() {
+                return true;
+            }
+            crate::arch::poll_pause();
+        }
+        if sw.elapsed_us() > timeout_us {
+            return done();
+        }
+    }
+}
+
+/// See [`poll_until`].
+const POLLS_PER_CLOCK_READ: u32 = 256;
+
 /// The generic timer as an `embedded_hal` delay, for drivers generic over `DelayNs` (SD host,
 /// UART and virtio waits). It busy-waits on the counter, so it needs no interrupt and works at
 /// any exception level; a wait is at least as long as asked (rounded up to a counter tick).
@@ -53,7 +77,7 @@ impl embedded_hal::delay::DelayNs for Delay {
         let ticks = (u128::from(ns) * freq).div_ceil(1_000_000_000) as u64;
         let start = regs::counter();
         while regs::counter().wrapping_sub(start) < ticks {
-            core::hint::spin_loop();
+            crate::arch::poll_pause();
         }
     }
 }

@@ -7,7 +7,7 @@ use kexboot_fs::{BlockDevice, Error as FsError, SECTOR_SIZE};
 use kexboot_loader::mem::Range;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk};
 
-use crate::timer::Stopwatch;
+use crate::timer;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
@@ -69,18 +69,14 @@ impl VirtioBlk {
         // below or the device is reset (dropped) on timeout, which ends its DMA.
         let token = unsafe { dev.read_blocks_nb(lba as usize, &mut req, buf, &mut resp) }
             .map_err(|_| io.clone())?;
-        let sw = Stopwatch::start();
-        while dev.peek_used() != Some(token) {
-            if sw.elapsed_us() > REQUEST_TIMEOUT_US {
-                log::error!(
-                    "virtio-blk at {:#x}: no answer to a read of sector {lba} in {} s; device reset",
-                    self.base,
-                    REQUEST_TIMEOUT_US / 1_000_000
-                );
-                self.dev = None;
-                return Err(io);
-            }
-            core::hint::spin_loop();
+        if !timer::poll_until(REQUEST_TIMEOUT_US, || dev.peek_used() == Some(token)) {
+            log::error!(
+                "virtio-blk at {:#x}: no answer to a read of sector {lba} in {} s; device reset",
+                self.base,
+                REQUEST_TIMEOUT_US / 1_000_000
+            );
+            self.dev = None;
+            return Err(io);
         }
         // SAFETY: the same `req`, `buf` and `resp` as the `read_blocks_nb` call of `token`.
         unsafe { dev.complete_read_blocks(token, &req, buf, &mut resp) }.map_err(|_| io)
@@ -95,18 +91,14 @@ impl VirtioBlk {
         // below or the device is reset (dropped) on timeout, which ends its DMA.
         let token = unsafe { dev.write_blocks_nb(lba as usize, &mut req, buf, &mut resp) }
             .map_err(|_| io.clone())?;
-        let sw = Stopwatch::start();
-        while dev.peek_used() != Some(token) {
-            if sw.elapsed_us() > REQUEST_TIMEOUT_US {
-                log::error!(
-                    "virtio-blk at {:#x}: no answer to a write of sector {lba} in {} s; device reset",
-                    self.base,
-                    REQUEST_TIMEOUT_US / 1_000_000
-                );
-                self.dev = None;
-                return Err(io);
-            }
-            core::hint::spin_loop();
+        if !timer::poll_until(REQUEST_TIMEOUT_US, || dev.peek_used() == Some(token)) {
+            log::error!(
+                "virtio-blk at {:#x}: no answer to a write of sector {lba} in {} s; device reset",
+                self.base,
+                REQUEST_TIMEOUT_US / 1_000_000
+            );
+            self.dev = None;
+            return Err(io);
         }
         // SAFETY: the same `req`, `buf` and `resp` as the `write_blocks_nb` call of `token`.
         unsafe { dev.complete_write_blocks(token, &req, buf, &mut resp) }.map_err(|_| io)
@@ -265,7 +257,7 @@ pub fn reset_all(slots: &[Range], mut seen: impl FnMut(Found)) {
                 if after == 0 {
                     break;
                 }
-                core::hint::spin_loop();
+                crate::arch::poll_pause();
                 after = core::ptr::read_volatile(status);
             }
             Found {

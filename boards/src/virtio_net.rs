@@ -11,7 +11,7 @@ use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 
-use crate::timer::Stopwatch;
+use crate::timer;
 use crate::virtio::KexbootHal;
 
 /// Receive buffers posted to the device: a TFTP window of up to 64 blocks, twice over, must fit.
@@ -89,17 +89,13 @@ impl Nic for VirtioNet {
         // SAFETY: `self.tx` is not touched until the device completes the request below, or is
         // reset (dropped) on timeout, which ends its DMA.
         let token = unsafe { dev.transmit_begin(buf) }.map_err(|_| NicError::Gone)?;
-        let sw = Stopwatch::start();
-        while dev.poll_transmit() != Some(token) {
-            if sw.elapsed_us() > TX_TIMEOUT_US {
-                log::error!(
-                    "virtio-net at {:#x}: a frame was not sent in 1 s; device reset",
-                    self.base
-                );
-                self.dev = None;
-                return Err(NicError::Stalled);
-            }
-            core::hint::spin_loop();
+        if !timer::poll_until(TX_TIMEOUT_US, || dev.poll_transmit() == Some(token)) {
+            log::error!(
+                "virtio-net at {:#x}: a frame was not sent in 1 s; device reset",
+                self.base
+            );
+            self.dev = None;
+            return Err(NicError::Stalled);
         }
         // SAFETY: the same buffer as the `transmit_begin` of `token`.
         unsafe { dev.transmit_complete(token, buf) }.map_err(|_| NicError::Gone)?;

@@ -196,6 +196,39 @@ fn contiguous_runs_are_coalesced() {
 }
 
 #[test]
+fn long_chains_read_the_fat_in_growing_windows() {
+    // FAT32 with 512-byte clusters: a 20 MB file's chain spans 160 KiB (320 sectors) of FAT.
+    let mut img = format(WFatType::Fat32, 128 << 20, Some(512));
+    let fs_w = fatfs::FileSystem::new(std::io::Cursor::new(&mut img[..]), fatfs::FsOptions::new())
+        .unwrap();
+    let big = pattern(5, 20 << 20);
+    std::io::Write::write_all(&mut fs_w.root_dir().create_file("big.bin").unwrap(), &big).unwrap();
+    drop(fs_w);
+    let reserved = u64::from(u16::from_le_bytes([img[14], img[15]]));
+    let fat_sectors = u64::from(u32::from_le_bytes(img[36..40].try_into().unwrap()));
+    let in_fat = |log: &[(u64, u64)]| -> Vec<(u64, u64)> {
+        log.iter()
+            .copied()
+            .filter(|r| r.0 >= reserved && r.0 < reserved + fat_sectors)
+            .collect()
+    };
+    let mut fs = FatFs::mount(MemDisk::new(img)).unwrap();
+    let log = reads_for(&mut fs, "/big.bin", big.len());
+    let fat = in_fat(&log);
+    // 64, 256, then 1024 sectors, each window right after the one before: 3 requests where
+    // fixed 64-sector windows took 6.
+    assert!(fat.len() <= 3, "{fat:?}");
+    assert!(fat.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0), "{fat:?}");
+    assert!(fat.iter().map(|r| r.1).sum::<u64>() >= 320, "{fat:?}");
+    assert!(fs.read_file("/big.bin", big.len()).unwrap() == big);
+    // A lookup elsewhere after the walk reads a small window again.
+    let before = fs.device().read_log().len();
+    fs.read_file("/nothing-here.bin", 10).unwrap_err();
+    let later = in_fat(&fs.device().read_log()[before..]);
+    assert!(later.iter().all(|r| r.1 <= 64), "{later:?}");
+}
+
+#[test]
 fn fragmented_file_reads_in_runs() {
     let (img, files) = build(WFatType::Fat16, 16 << 20);
     let mut fs = FatFs::mount(MemDisk::new(img)).unwrap();
