@@ -49,6 +49,8 @@ struct Sample {
     first: Option<Duration>,
     /// kexboot's "... ms after kexboot entry" figure.
     own_ms: Option<u64>,
+    /// kexboot's stage timestamps ([`bench_util::STAGES`]).
+    stages: Vec<Option<f64>>,
     /// kexboot's relocation plan and relocation lines.
     relocation: Vec<String>,
     banner: Option<String>,
@@ -184,6 +186,7 @@ fn run_one(paths: &Paths, arm: Arm, round: usize, args: Vec<String>, tag: &str) 
         .find(|l| !l.text.trim().is_empty() && !l.text.starts_with('#'))
         .map(|l| l.at);
     smp.own_ms = s.lines().iter().find_map(|l| own_ms(&l.text));
+    smp.stages = bench_util::stage_ms(s.lines().iter().map(|l| l.text.as_str()));
     smp.relocation = s
         .lines()
         .iter()
@@ -271,16 +274,23 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     }
     let disks = disks::build_disks(paths, &a)?;
     let mut goals = Vec::new();
-    let mut cold_own = None;
+    let mut cold_figs = bench_warm::Cold::default();
     let mut sections = String::new();
     if cold {
-        let (section, own) = cold_bench(paths, rounds, &a, &fw, &disks, &mut goals);
+        let (section, figs) = cold_bench(paths, rounds, &a, &fw, &disks, &mut goals);
         sections += &section;
-        cold_own = own;
+        cold_figs = figs;
     }
     if warm {
-        sections +=
-            &bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks, cold_own, &mut goals);
+        sections += &bench_warm::warm_bench(
+            paths,
+            rounds,
+            &a,
+            fw.is_ok(),
+            &disks,
+            &cold_figs,
+            &mut goals,
+        );
     }
     if decomp {
         let k = bench_decomp::Kernel {
@@ -472,7 +482,7 @@ fn cold_bench(
     fw: &Result<std::path::PathBuf>,
     disks: &Disks,
     goals: &mut Vec<Goal>,
-) -> (String, Option<Duration>) {
+) -> (String, bench_warm::Cold) {
     let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
     let samples = measure(paths, rounds, &arms, fw.is_ok(), "", |arm| {
         virt_args(paths, arm, &disks.mbr, a)
@@ -638,10 +648,18 @@ fn cold_bench(
         }
         let _ = writeln!(md, "```");
     }
-    let own = median(
-        samples[0]
-            .iter()
-            .map(|x| x.own_ms.map(Duration::from_millis)),
-    );
-    (md, own)
+    let cold = bench_warm::Cold {
+        own: median(
+            samples[0]
+                .iter()
+                .map(|x| x.own_ms.map(Duration::from_millis)),
+        ),
+        stages: bench_util::stage_medians(
+            &samples[0]
+                .iter()
+                .map(|x| x.stages.clone())
+                .collect::<Vec<_>>(),
+        ),
+    };
+    (md, cold)
 }

@@ -132,6 +132,51 @@ pub(crate) fn own_ms(line: &str) -> Option<u64> {
     head.rsplit(' ').next()?.parse().ok()
 }
 
+/// kexboot's stage lines in boot order: a name for the report, and what the line holds.
+pub(crate) const STAGES: [(&str, &str); 9] = [
+    ("MMU and caches on", "] MMU and caches on at"),
+    ("boot volume found", "] virtio 0:1: "),
+    ("environment loaded", "] environment: "),
+    ("entry chosen", "] booting entry "),
+    ("kernel read", "] loaded kernel "),
+    ("initrd read", "] loaded initrd "),
+    ("placed", "] placement: "),
+    ("relocated", "] relocated "),
+    ("kernel entry", "] starting kernel at "),
+];
+
+/// kexboot's own timestamp (its timer, from its entry) of each of [`STAGES`] among `lines`, as
+/// milliseconds; `None` for a stage with no line.
+pub(crate) fn stage_ms<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> Vec<Option<f64>> {
+    STAGES
+        .iter()
+        .map(|(_, key)| {
+            let line = lines.clone().find(|l| l.contains(key))?;
+            let (stamp, _) = line.split_once(']')?;
+            let secs: f64 = stamp.rsplit('[').next()?.trim().parse().ok()?;
+            Some(secs * 1000.0)
+        })
+        .collect()
+}
+
+/// Per-stage medians of several boots' [`stage_ms`].
+pub(crate) fn stage_medians(boots: &[Vec<Option<f64>>]) -> Vec<Option<f64>> {
+    (0..STAGES.len())
+        .map(|i| {
+            let mut v: Vec<f64> = boots
+                .iter()
+                .filter_map(|b| b.get(i).copied().flatten())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            match v.len() {
+                0 => None,
+                n if n % 2 == 1 => Some(v[n / 2]),
+                n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+            }
+        })
+        .collect()
+}
+
 /// Ratio of two durations as a number.
 pub(crate) fn ratio_f(a: Option<Duration>, b: Option<Duration>) -> Option<f64> {
     match (a, b) {
@@ -218,6 +263,24 @@ mod tests {
             Some(117)
         );
         assert_eq!(own_ms("starting kernel"), None);
+        let lines = [
+            "[   0.014369] MMU and caches on at EL1; heap 447 MiB at 0x64080000",
+            "[   0.105670] loaded kernel /boot/Image: 27303872 bytes in 53 ms (506 MB/s)",
+            "[   0.117820] starting kernel at 0x40800000, dtb 0x63f7b000: 117 ms after kexboot entry",
+        ];
+        let st = stage_ms(lines.iter().copied());
+        assert_eq!(st.len(), STAGES.len());
+        assert_eq!(st[0].map(|v| v.round()), Some(14.0));
+        assert_eq!(st[4].map(|v| v.round()), Some(106.0));
+        assert_eq!(st[8].map(|v| v.round()), Some(118.0));
+        assert_eq!(st[2], None);
+        let m = stage_medians(&[
+            st.clone(),
+            st.iter().map(|v| v.map(|x| x + 2.0)).collect(),
+            st,
+        ]);
+        assert_eq!(m[4].map(|v| v.round()), Some(106.0));
+        assert_eq!(m[2], None);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! or kexec-tools loading kexboot.bin) or loaded by kexec-tools directly (default checks, `-i`).
 
 use crate::assets::Assets;
-use crate::bench_util::{cell, median, own_ms, ratio, ratio_f, secs, Goal, Want};
+use crate::bench_util::{
+    cell, median, own_ms, ratio, ratio_f, secs, stage_medians, stage_ms, Goal, Want, STAGES,
+};
 use crate::boots::{
     check_boot, direct_args, direct_expect, run_boots, warm_time, warm_timeout, Entered, Expect,
     SMP,
@@ -56,12 +58,23 @@ impl Arm {
     }
 }
 
+/// kexboot's cold-boot figures from the same run, to set the warm boot's beside.
+#[derive(Default)]
+pub struct Cold {
+    /// Its own part: entry to the kernel jump (its "ms after kexboot entry").
+    pub own: Option<Duration>,
+    /// Median stage timestamps, ms ([`STAGES`]).
+    pub stages: Vec<Option<f64>>,
+}
+
 /// One warm reboot's figures.
 #[derive(Default)]
 struct Sample {
     warm: Option<Duration>,
     /// kexboot's own "starting kernel ... ms after kexboot entry" line of the warm boot.
     kexboot_line: Option<String>,
+    /// kexboot's stage timestamps on the warm boot ([`STAGES`]).
+    stages: Vec<Option<f64>>,
     error: Option<String>,
 }
 
@@ -141,6 +154,7 @@ fn run_one(
                 smp.kexboot_line = s
                     .find(|l| l.contains("ms after kexboot entry"))
                     .map(|(_, l)| l.text.trim().to_string());
+                smp.stages = stage_ms(s.lines.iter().map(|l| l.text.as_str()));
             }
         },
     }
@@ -149,15 +163,15 @@ fn run_one(
 
 /// Runs `rounds` interleaved rounds of every arm; returns the markdown section.
 ///
-/// `cold_own` is kexboot's own part of the cold boot (its "ms after kexboot entry"), measured
-/// in the same run, for the warm/cold goal pushed onto `goals`.
+/// `cold` holds kexboot's cold-boot figures of the same run (none in `--warm-only`), for the
+/// warm/cold goal pushed onto `goals` and the stage-by-stage table.
 pub fn warm_bench(
     paths: &Paths,
     rounds: usize,
     a: &Assets,
     fw_ok: bool,
     disks: &Disks,
-    cold_own: Option<Duration>,
+    cold: &Cold,
     goals: &mut Vec<Goal>,
 ) -> String {
     let mut md = String::from("\n## Warm reboot (Linux → next Linux)\n\n");
@@ -256,14 +270,14 @@ pub fn warm_bench(
         Goal::ratio(
             "6. warm reboot",
             "kexboot's own part (entry to kernel jump), warm / cold",
-            ratio_f(warm_own, cold_own),
+            ratio_f(warm_own, cold.own),
             Want::AtMost(1.5),
         )
         .from(format!(
             "warm {} s (both kexboot arms), cold {} s (the cold section's kexboot); \
              kexboot's own \"ms after kexboot entry\" lines",
             cell(warm_own, own.iter().copied()),
-            secs(cold_own)
+            secs(cold.own)
         )),
     );
     for (i, what) in [
@@ -290,6 +304,14 @@ pub fn warm_bench(
             )),
         );
     }
+    let warm_stages = stage_medians(
+        &samples[..2]
+            .iter()
+            .flatten()
+            .map(|x| x.stages.clone())
+            .collect::<Vec<_>>(),
+    );
+    md += &stage_table(&cold.stages, &warm_stages);
     let _ = writeln!(
         md,
         "- \\* the helper arm's time also includes the helper loading kexboot (kexec_load) after \
@@ -306,6 +328,34 @@ pub fn warm_bench(
         }
     }
     md
+}
+
+/// kexboot's stages on the cold boot and the warm one side by side: each stage's timestamp
+/// (ms from kexboot's entry, medians) and the time since the stage before.
+fn stage_table(cold: &[Option<f64>], warm: &[Option<f64>]) -> String {
+    let mut md = String::from(
+        "\nkexboot's own part, stage by stage (its console's timestamps, ms from its entry; \
+         medians; cold: the cold section's boots, warm: both kexboot arms):\n\n\
+         | stage (console line) | cold, ms | since the stage before | warm, ms | since the stage before |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
+    let delta = |v: &[Option<f64>], i: usize| match (v.get(i).copied().flatten(), i) {
+        (Some(x), 0) => Some(x),
+        (Some(x), _) => v.get(i - 1).copied().flatten().map(|p| x - p),
+        _ => None,
+    };
+    for (i, (name, _)) in STAGES.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} |",
+            f(cold.get(i).copied().flatten()),
+            f(delta(cold, i)),
+            f(warm.get(i).copied().flatten()),
+            f(delta(warm, i)),
+        );
+    }
+    md + "\n"
 }
 
 /// The issue's goals: faster than direct with checks, within 1.5x of `-i` (better: faster).
@@ -331,6 +381,27 @@ fn verdict(k: Option<Duration>, direct: Option<Duration>, direct_i: Option<Durat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_side_by_side() {
+        let mut cold = vec![None; STAGES.len()];
+        let mut warm = vec![None; STAGES.len()];
+        cold[0] = Some(14.0);
+        cold[4] = Some(106.0);
+        warm[0] = Some(25.0);
+        warm[4] = Some(300.0);
+        warm[3] = Some(60.0);
+        let t = stage_table(&cold, &warm);
+        assert!(
+            t.contains("| MMU and caches on | 14.0 | 14.0 | 25.0 | 25.0 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| kernel read | 106.0 | – | 300.0 | 240.0 |"),
+            "{t}"
+        );
+        assert!(t.contains("| relocated | – | – | – | – |"), "{t}");
+    }
 
     #[test]
     fn verdicts() {
