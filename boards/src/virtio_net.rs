@@ -107,17 +107,37 @@ impl Nic for VirtioNet {
     }
 
     fn receive(&mut self, out: &mut [u8]) -> Option<usize> {
-        let dev = self.dev.as_mut()?;
-        let token = dev.poll_receive()?;
-        let mut buf = self.rx.get_mut(usize::from(token))?.take()?;
+        let mut got = None;
+        self.receive_with(&mut |frame| {
+            if let Some(dst) = out.get_mut(..frame.len()) {
+                dst.copy_from_slice(frame);
+                got = Some(frame.len());
+            }
+        });
+        got
+    }
+
+    /// Zero-copy: `f` reads the frame inside the posted receive buffer, which goes back to the
+    /// device once `f` returns.
+    fn receive_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+        let Some(dev) = self.dev.as_mut() else {
+            return false;
+        };
+        let Some(token) = dev.poll_receive() else {
+            return false;
+        };
+        let Some(mut buf) = self.rx.get_mut(usize::from(token)).and_then(Option::take) else {
+            // A token we never posted (or posted twice): nothing to lend; the ring goes on.
+            return false;
+        };
         // SAFETY: `buf` is the buffer posted with `token` (kept by token in `rx`).
         let got = unsafe { dev.receive_complete(token, &mut buf) };
-        let frame = got.ok().and_then(|(hdr, len)| {
-            let frame = buf.get(hdr..hdr.checked_add(len)?)?;
-            let dst = out.get_mut(..frame.len())?;
-            dst.copy_from_slice(frame);
-            Some(frame.len())
-        });
+        if let Some(frame) = got
+            .ok()
+            .and_then(|(hdr, len)| buf.get(hdr..hdr.checked_add(len)?))
+        {
+            f(frame);
+        }
         // Post the buffer again (whatever came in).
         // SAFETY: as in `new`: kept in `rx` untouched until the device returns it.
         match unsafe { dev.receive_begin(&mut buf) } {
@@ -140,7 +160,7 @@ impl Nic for VirtioNet {
                 self.base
             ),
         }
-        frame
+        true
     }
 }
 
