@@ -9,7 +9,9 @@ use kexboot_loader::mem::Range;
 use kexboot_net::{Nic, NicError, MAX_FRAME};
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
-use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use virtio_drivers::PhysAddr;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::timer;
 use crate::virtio::KexbootHal;
@@ -21,7 +23,88 @@ const BUF_LEN: usize = 2048;
 /// A frame the device has not taken after this long means the device is stuck.
 const TX_TIMEOUT_US: u64 = 1_000_000;
 
-type Raw = VirtIONetRaw<KexbootHal, MmioTransport<'static>, QUEUE>;
+type Raw = VirtIONetRaw<KexbootHal, NetTransport, QUEUE>;
+
+/// VIRTIO_F_EVENT_IDX (VIRTIO_RING_F_EVENT_IDX): not offered to the driver, see [`NetTransport`].
+const F_EVENT_IDX: u64 = 1 << 29;
+
+/// The network device's virtio-mmio transport, hiding VIRTIO_F_EVENT_IDX from the driver.
+///
+/// With event indices, virtio-drivers 0.13 notifies the device after adding a buffer when
+/// `avail_idx >= avail_event + 1`, which holds for every buffer once the driver is ahead of the
+/// device (the device's `avail_event` is where it stopped reading): every receive buffer
+/// reposted was a QueueNotify write, in QEMU an exit into the device model under its global
+/// lock, once per frame received. The spec's test notifies only when the device waits at the
+/// slot just filled. Without event indices the driver follows VRING_USED_F_NO_NOTIFY instead,
+/// which QEMU sets while it holds buffers (receive) or is already flushing (transmit): no
+/// notify per frame, as U-Boot's driver.
+pub struct NetTransport(MmioTransport<'static>);
+
+impl Transport for NetTransport {
+    fn device_type(&self) -> DeviceType {
+        self.0.device_type()
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.0.read_device_features() & !F_EVENT_IDX
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.0.write_driver_features(driver_features & !F_EVENT_IDX)
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.0.max_queue_size(queue)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.0.notify(queue)
+    }
+    fn get_status(&self) -> DeviceStatus {
+        self.0.get_status()
+    }
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.0.set_status(status)
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.0.set_guest_page_size(guest_page_size)
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        self.0.requires_legacy_layout()
+    }
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        self.0
+            .queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.0.queue_unset(queue)
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.0.queue_used(queue)
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.0.ack_interrupt()
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.0.read_config_generation()
+    }
+    fn read_config_space<T: FromBytes + IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
+        self.0.read_config_space(offset)
+    }
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> virtio_drivers::Result<()> {
+        self.0.write_config_space(offset, value)
+    }
+}
 
 pub struct VirtioNet {
     /// Declared first so it drops (resetting the device: no more DMA) before the buffers.
@@ -103,17 +186,37 @@ impl Nic for VirtioNet {
     }
 
     fn receive(&mut self, out: &mut [u8]) -> Option<usize> {
-        let dev = self.dev.as_mut()?;
-        let token = dev.poll_receive()?;
-        let mut buf = self.rx.get_mut(usize::from(token))?.take()?;
+        let mut got = None;
+        self.receive_with(&mut |frame| {
+            if let Some(dst) = out.get_mut(..frame.len()) {
+                dst.copy_from_slice(frame);
+                got = Some(frame.len());
+            }
+        });
+        got
+    }
+
+    /// Zero-copy: `f` reads the frame inside the posted receive buffer, which goes back to the
+    /// device once `f` returns.
+    fn receive_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+        let Some(dev) = self.dev.as_mut() else {
+            return false;
+        };
+        let Some(token) = dev.poll_receive() else {
+            return false;
+        };
+        let Some(mut buf) = self.rx.get_mut(usize::from(token)).and_then(Option::take) else {
+            // A token we never posted (or posted twice): nothing to lend; the ring goes on.
+            return false;
+        };
         // SAFETY: `buf` is the buffer posted with `token` (kept by token in `rx`).
         let got = unsafe { dev.receive_complete(token, &mut buf) };
-        let frame = got.ok().and_then(|(hdr, len)| {
-            let frame = buf.get(hdr..hdr.checked_add(len)?)?;
-            let dst = out.get_mut(..frame.len())?;
-            dst.copy_from_slice(frame);
-            Some(frame.len())
-        });
+        if let Some(frame) = got
+            .ok()
+            .and_then(|(hdr, len)| buf.get(hdr..hdr.checked_add(len)?))
+        {
+            f(frame);
+        }
         // Post the buffer again (whatever came in).
         // SAFETY: as in `new`: kept in `rx` untouched until the device returns it.
         match unsafe { dev.receive_begin(&mut buf) } {
@@ -136,7 +239,7 @@ impl Nic for VirtioNet {
                 self.base
             ),
         }
-        frame
+        true
     }
 }
 
@@ -157,7 +260,7 @@ pub fn find(slots: &[Range]) -> Option<VirtioNet> {
             core::mem::forget(transport);
             continue;
         }
-        match Raw::new(transport) {
+        match Raw::new(NetTransport(transport)) {
             Ok(dev) => match VirtioNet::new(dev, slot.start()) {
                 Ok(nic) => return Some(nic),
                 Err(e) => log::warn!(

@@ -33,6 +33,22 @@ pub trait Nic {
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError>;
     /// Copies the next received frame into `buf` (MAX_FRAME bytes) and returns its length; None when none waits.
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
+    /// Takes the next received frame and lends it to `f` where it lies (a device with DMA
+    /// buffers passes its own buffer, then reuses it once `f` returns): the stack's fast path
+    /// reads TFTP data from there without an intermediate copy. False when no frame waited;
+    /// true when one was taken, in which case `f` saw it, unless the device reported it broken
+    /// (then it is dropped). The default copies through [`Nic::receive`].
+    fn receive_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+        let mut buf = [0u8; MAX_FRAME];
+        let Some(n) = self.receive(&mut buf) else {
+            return false;
+        };
+        // A length the buffer cannot hold is a broken frame: dropped.
+        if let Some(frame) = buf.get(..n) {
+            f(frame);
+        }
+        true
+    }
 }
 
 /// What the stack needs from its surroundings while it waits.

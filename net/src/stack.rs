@@ -18,6 +18,7 @@ use smoltcp::wire::{
     Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr,
 };
 
+use crate::fastpath::{self, Class, Filter};
 use crate::nic::{Nic, NicError, Platform, MAX_FRAME};
 use crate::tftp::{self, Action, Client, Packet};
 
@@ -237,6 +238,9 @@ fn v4(a: IpAddress) -> Option<Ipv4Addr> {
 struct Port<N: Nic> {
     nic: N,
     rx: Vec<u8>,
+    /// A frame the TFTP fast path took from the NIC and left for smoltcp: its length in `rx`.
+    /// The next [`Device::receive`] hands it over before asking the NIC for another.
+    stashed: Option<usize>,
     tx: Vec<u8>,
     /// First fatal device error since the last check.
     error: Option<NicError>,
@@ -246,6 +250,34 @@ struct Port<N: Nic> {
 impl<N: Nic> Port<N> {
     fn check(&mut self) -> Result<(), NetError> {
         self.error.take().map_or(Ok(()), |e| Err(NetError::Nic(e)))
+    }
+
+    /// Takes one frame from the NIC for a locked TFTP transfer (`filter`): a datagram of the
+    /// transfer goes to `take` where it lies in the NIC's buffer; one with a bad checksum is
+    /// dropped; any other frame is stashed for smoltcp. Returns whether a frame was taken, and
+    /// what `take` returned.
+    fn take_fast<R>(
+        &mut self,
+        filter: &Filter,
+        mut take: impl FnMut(&[u8]) -> R,
+    ) -> (bool, Option<R>) {
+        debug_assert!(self.stashed.is_none(), "a stashed frame was not consumed");
+        let Port {
+            nic, rx, stashed, ..
+        } = self;
+        let mut out = None;
+        let taken = nic.receive_with(&mut |frame| match fastpath::classify(frame, filter) {
+            Class::Tftp(pkt) => out = Some(take(pkt)),
+            Class::BadChecksum => log::debug!("tftp: dropped a datagram with a bad checksum"),
+            Class::Other => {
+                // A frame longer than the buffer is broken: dropped, as `receive` would.
+                if let Some(dst) = rx.get_mut(..frame.len()) {
+                    dst.copy_from_slice(frame);
+                    *stashed = Some(frame.len());
+                }
+            }
+        });
+        (taken, out)
     }
 }
 
@@ -302,7 +334,10 @@ impl<N: Nic> Device for Port<N> {
         Self: 'a;
 
     fn receive(&mut self, _: Instant) -> Option<(RxTok<'_>, TxTok<'_, N>)> {
-        let n = self.nic.receive(&mut self.rx)?;
+        let n = match self.stashed.take() {
+            Some(n) => n,
+            None => self.nic.receive(&mut self.rx)?,
+        };
         // A length the buffer cannot hold is a broken frame: hand smoltcp an empty one (ignored).
         let frame = self.rx.get(..n).unwrap_or(&[]);
         let tx = TxTok {
@@ -348,6 +383,8 @@ struct Session {
     handle: SocketHandle,
     server: Ipv4Addr,
     port: u16,
+    /// Our UDP port.
+    local: u16,
     tid: Option<u16>,
     last: Vec<u8>,
 }
@@ -360,7 +397,7 @@ impl Session {
     /// Sends to the server's TID (port 69 before it is known). A packet identical to one still
     /// queued (waiting for ARP) is not queued twice.
     fn send(&mut self, sockets: &mut SocketSet<'_>, pkt: &[u8]) {
-        let to = IpEndpoint::new(self.server.into(), self.tid.unwrap_or(self.port));
+        let to = self.remote();
         let s = sockets.get_mut::<udp::Socket>(self.handle);
         if s.send_queue() > 0 && self.last == pkt {
             return;
@@ -378,6 +415,20 @@ impl Session {
 
     fn lock(&mut self, from: IpEndpoint) {
         self.tid.get_or_insert(from.port);
+    }
+
+    /// The datagrams the receive fast path takes: from the server's TID once it is locked.
+    fn fast_filter(&self, mac: [u8; 6], address: Ipv4Addr) -> Option<Filter> {
+        Some(Filter {
+            mac,
+            local: (address, self.local),
+            remote: (self.server, self.tid?),
+        })
+    }
+
+    /// The server's TID as an endpoint (port 69 before it is known).
+    fn remote(&self) -> IpEndpoint {
+        IpEndpoint::new(self.server.into(), self.tid.unwrap_or(self.port))
     }
 }
 
@@ -405,6 +456,7 @@ impl<N: Nic> Stack<N> {
         let mut port = Port {
             nic,
             rx: vec![0; MAX_FRAME],
+            stashed: None,
             tx: Vec::with_capacity(MAX_FRAME),
             error: None,
             stalls: 0,
@@ -596,13 +648,74 @@ impl<N: Nic> Stack<N> {
             handle: sockets.add(socket),
             server: req.server,
             port: req.port,
+            local,
             tid: None,
             last: Vec::new(),
         }
     }
 
+    /// Sends a last packet (final ACK, ERROR) and waits, briefly, until it has left: the
+    /// neighbour may have to be resolved again first.
+    fn linger(
+        &mut self,
+        p: &mut dyn Platform,
+        s: &mut Session,
+        sockets: &mut SocketSet<'_>,
+        pkt: Option<Vec<u8>>,
+    ) {
+        let Some(pkt) = pkt else { return };
+        s.send(sockets, &pkt);
+        let start = p.now_us();
+        let mut now = start;
+        while now.saturating_sub(start) < LINGER_US {
+            // Best effort: a NIC error now changes nothing about the outcome.
+            if self.ingress(now, sockets).is_err() || self.egress(now, sockets).is_err() {
+                return;
+            }
+            if s.socket(sockets).send_queue() == 0 {
+                return;
+            }
+            self.idle(p, now, sockets, Some(start + LINGER_US));
+            now = p.now_us();
+        }
+    }
+
+    /// Carries out what the reply handler decided about a datagram of the server (`from`);
+    /// Some(the session's result) when the session is over.
+    fn apply<T>(
+        &mut self,
+        p: &mut dyn Platform,
+        s: &mut Session,
+        sockets: &mut SocketSet<'_>,
+        from: IpEndpoint,
+        reply: Reply<T>,
+    ) -> Option<Result<T, NetError>> {
+        match reply {
+            Reply::Ignore => {}
+            Reply::Accept => s.lock(from),
+            Reply::Send(ack) => {
+                s.lock(from);
+                s.send(sockets, &ack);
+            }
+            Reply::Finish(last, result) => {
+                s.lock(from);
+                self.linger(p, s, sockets, last);
+                return Some(result);
+            }
+        }
+        None
+    }
+
     /// Drives one TFTP exchange: sends the client's RRQ, passes each datagram of the server to
     /// `on_reply`, answers strangers with ERROR 5, retransmits on the client's deadlines.
+    ///
+    /// Until the server's TID is locked everything goes through smoltcp. From then on the
+    /// receive fast path takes frames from the NIC itself: a datagram of the transfer (see
+    /// [`fastpath::classify`]) goes to `on_reply` straight from the NIC's buffer, one with a
+    /// bad checksum is dropped, and every other frame (ARP, ICMP, strangers) is handed to
+    /// smoltcp at once, in arrival order, as if it had come from the NIC. ACKs still go out
+    /// through the UDP socket (smoltcp's neighbour cache), at once rather than at the end of
+    /// the loop turn, so the server starts its next window while this one is still read.
     fn tftp_session<T>(
         &mut self,
         p: &mut dyn Platform,
@@ -612,34 +725,12 @@ impl<N: Nic> Stack<N> {
         mut on_reply: impl FnMut(&mut Client, &[u8], u64) -> Reply<T>,
     ) -> Result<T, NetError> {
         self.check_route(req.server)?;
+        let address = self.address().ok_or(NetError::NotConfigured)?.0;
         let mut sockets = SocketSet::new(Vec::new());
         let mut s = self.open_udp(&mut sockets, req);
         let rrq = client.start(p.now_us());
         s.send(&mut sockets, &rrq);
         let mut buf = vec![0u8; MAX_FRAME];
-        // Sends a last packet (final ACK, ERROR) and waits, briefly, until it has left: the
-        // neighbour may have to be resolved again first.
-        let finish = |me: &mut Self,
-                      p: &mut dyn Platform,
-                      s: &mut Session,
-                      sockets: &mut SocketSet<'_>,
-                      pkt: Option<Vec<u8>>| {
-            let Some(pkt) = pkt else { return };
-            s.send(sockets, &pkt);
-            let start = p.now_us();
-            let mut now = start;
-            while now.saturating_sub(start) < LINGER_US {
-                // Best effort: a NIC error now changes nothing about the outcome.
-                if me.ingress(now, sockets).is_err() || me.egress(now, sockets).is_err() {
-                    return;
-                }
-                if s.socket(sockets).send_queue() == 0 {
-                    return;
-                }
-                me.idle(p, now, sockets, Some(start + LINGER_US));
-                now = p.now_us();
-            }
-        };
         loop {
             let now = p.now_us();
             if p.interrupted() {
@@ -650,10 +741,44 @@ impl<N: Nic> Stack<N> {
                     }
                     .emit()
                 });
-                finish(self, p, &mut s, &mut sockets, abort);
+                self.linger(p, &mut s, &mut sockets, abort);
                 return Err(NetError::Interrupted);
             }
-            let mut busy = self.ingress(now, &mut sockets)?;
+            let mut busy = false;
+            if let Some(filter) = s.fast_filter(self.mac, address) {
+                for _ in 0..INGRESS_BUDGET {
+                    let (taken, reply) = self
+                        .port
+                        .take_fast(&filter, |pkt| on_reply(client, pkt, now));
+                    if !taken {
+                        break;
+                    }
+                    busy = true;
+                    if self.port.stashed.is_some() {
+                        // Consumes the stashed frame (smoltcp asks the port first).
+                        self.ingress_one(now, &mut sockets);
+                        self.port.check()?;
+                    }
+                    let Some(reply) = reply else { continue };
+                    let ack = matches!(reply, Reply::Send(_));
+                    if let Some(end) = self.apply(
+                        p,
+                        &mut s,
+                        &mut sockets,
+                        IpEndpoint::new(filter.remote.0.into(), filter.remote.1),
+                        reply,
+                    ) {
+                        return end;
+                    }
+                    if ack {
+                        self.egress(now, &mut sockets)?;
+                    }
+                }
+            } else {
+                busy = self.ingress(now, &mut sockets)?;
+            }
+            // What smoltcp delivered: all of it before the lock, strangers (and the odd
+            // datagram of the server the fast path left, e.g. a fragmented one) after it.
             for _ in 0..TFTP_RX_SLOTS {
                 let (n, from) = match s.socket(&mut sockets).recv_slice(&mut buf) {
                     Ok((n, meta)) => (n, meta.endpoint),
@@ -674,18 +799,9 @@ impl<N: Nic> Stack<N> {
                     }
                     continue;
                 }
-                match on_reply(client, pkt, now) {
-                    Reply::Ignore => {}
-                    Reply::Accept => s.lock(from),
-                    Reply::Send(ack) => {
-                        s.lock(from);
-                        s.send(&mut sockets, &ack);
-                    }
-                    Reply::Finish(last, result) => {
-                        s.lock(from);
-                        finish(self, p, &mut s, &mut sockets, last);
-                        return result;
-                    }
+                let reply = on_reply(client, pkt, now);
+                if let Some(end) = self.apply(p, &mut s, &mut sockets, from, reply) {
+                    return end;
                 }
             }
             match client.on_tick(now) {
@@ -696,7 +812,7 @@ impl<N: Nic> Stack<N> {
                 Ok(_) => {}
                 Err(e) => {
                     let abort = client.take_abort().filter(|_| s.tid.is_some());
-                    finish(self, p, &mut s, &mut sockets, abort);
+                    self.linger(p, &mut s, &mut sockets, abort);
                     return Err(NetError::Tftp(e));
                 }
             }

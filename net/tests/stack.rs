@@ -791,3 +791,181 @@ proptest! {
         let _ = r.stack.ping(&mut r.p, SERVER_IP, 2_000_000);
     }
 }
+
+// ---------------------------------------------------------------- receive fast path
+
+/// The test NIC, counting how the stack takes frames: copied out through `receive` (smoltcp's
+/// path) or lent through `receive_with` (the TFTP fast path, once the transfer is locked).
+struct Counting {
+    inner: TestNic,
+    copied: Rc<std::cell::Cell<usize>>,
+    lent: Rc<std::cell::Cell<usize>>,
+}
+
+impl Nic for Counting {
+    fn mac(&self) -> [u8; 6] {
+        self.inner.mac()
+    }
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), kexboot_net::NicError> {
+        self.inner.transmit(frame)
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let n = self.inner.receive(buf)?;
+        self.copied.set(self.copied.get() + 1);
+        Some(n)
+    }
+    fn receive_with(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+        let mut buf = [0u8; MAX_FRAME];
+        let Some(n) = self.inner.receive(&mut buf) else {
+            return false;
+        };
+        self.lent.set(self.lent.get() + 1);
+        f(&buf[..n]);
+        true
+    }
+}
+
+/// Fetches `file` as "f" over `world` (static address) through a [`Counting`] NIC: the
+/// transfer, the data, frames (copied, lent), the world.
+fn fetch_counted(
+    world: World,
+    file: &[u8],
+    opts: Options,
+) -> (kexboot_net::Transfer, Vec<u8>, (usize, usize), World) {
+    let Network {
+        world,
+        nic,
+        platform: mut p,
+    } = Network::with_world(world);
+    world.borrow_mut().add_file("f", file);
+    let (copied, lent) = Default::default();
+    let nic = Counting {
+        inner: nic,
+        copied: Rc::clone(&copied),
+        lent: Rc::clone(&lent),
+    };
+    let mut stack = Stack::new(nic, p.now.get());
+    stack.configure(CLIENT_IP, 24, Some(SERVER_IP));
+    let req = TftpRequest {
+        server: SERVER_IP,
+        port: 69,
+        file: "f",
+        options: opts,
+    };
+    let mut dest = vec![0u8; file.len() + 4096];
+    let t = stack
+        .tftp_get(&mut p, &req, &mut dest, &mut |_| {})
+        .unwrap_or_else(|e| panic!("{opts:?}: {e}"));
+    dest.truncate(t.size);
+    drop((stack, p));
+    world.borrow_mut().settle();
+    let w = Rc::try_unwrap(world).ok().unwrap().into_inner();
+    (t, dest, (copied.get(), lent.get()), w)
+}
+
+/// After the OACK every frame of the transfer is taken by the fast path; before it, smoltcp.
+#[test]
+fn fast_path_carries_the_transfer() {
+    let file = random_file(2 * MIB + 77, 60);
+    for opts in [
+        BIG,
+        PLAIN,
+        Options {
+            windowsize: Some(64),
+            ..BIG
+        },
+    ] {
+        let (t, got, (copied, lent), _) =
+            fetch_counted(World::new(60, 0.0, 0.0, false), &file, opts);
+        assert!(got == file, "{opts:?}: data differs");
+        assert_eq!(t.timeouts, 0);
+        let blocks = file.len() / t.blksize + 1;
+        // Through smoltcp: the ARP reply and the first reply (OACK or DATA 1).
+        assert!(copied <= 3, "{opts:?}: {copied} frames copied");
+        assert!(lent >= blocks - 1, "{opts:?}: {lent} frames lent");
+    }
+}
+
+/// DATA damaged on the wire (payload, IPv4 header, UDP checksum field) is dropped by the fast
+/// path, not written: the transfer completes right after the server sends it again.
+#[test]
+fn fast_path_drops_bad_checksums() {
+    use smoltcp::wire::{ETHERNET_HEADER_LEN, IPV4_HEADER_LEN};
+    let file = random_file(300_000, 61);
+    let damage = [
+        (5u16, usize::MAX),                                // last payload byte
+        (40, ETHERNET_HEADER_LEN + 8),                     // TTL: IPv4 header checksum
+        (77, ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + 7),   // UDP checksum field
+        (150, ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + 20), // payload
+    ];
+    for opts in [
+        BIG,
+        Options {
+            blksize: Some(1468),
+            ..PLAIN
+        },
+    ] {
+        let mut w = World::new(61, 0.0, 0.0, false);
+        w.corrupt = damage.to_vec();
+        let (t, got, (_, lent), w) = fetch_counted(w, &file, opts);
+        assert_eq!(w.corrupted, damage.len(), "{opts:?}");
+        assert!(got == file, "{opts:?}: a damaged block was written");
+        assert!(lent > 100);
+        if opts.windowsize.is_none() {
+            // Lock-step: only the client's timeout brings the block back.
+            assert_eq!(t.timeouts, damage.len() as u32);
+        }
+    }
+}
+
+/// Once the transfer is locked, a DATA from another port of the server or from another host
+/// still gets ERROR 5 (smoltcp's path), and the transfer goes on untouched.
+#[test]
+fn fast_path_leaves_strangers_to_smoltcp() {
+    let file = random_file(400_000, 62);
+    let mut w = World::new(62, 0.0, 0.0, false);
+    w.stranger_at = Some(6);
+    let (t, got, (_, lent), w) = fetch_counted(w, &file, BIG);
+    assert!(lent > 200, "fast path not taken");
+    assert!(got == file, "a stranger's DATA was written");
+    // The ERROR 5 to 10.0.2.3 needs ARP, which smoltcp's neighbour cache holds back for 1 s
+    // after the ARP for the server (one rate limit for all addresses); queued first in the
+    // socket, it holds the ACKs back with it: one timeout (as before the fast path).
+    assert!(t.timeouts <= 1, "{} timeouts", t.timeouts);
+    let mut errs: Vec<(u16, Result<Packet, tftp::Error>)> = w
+        .to_unknown_port
+        .iter()
+        .map(|(port, p)| (*port, Packet::parse(p)))
+        .collect();
+    errs.sort_by_key(|e| e.0);
+    let e5 = Ok(Packet::Error {
+        code: 5,
+        message: "unknown transfer ID",
+    });
+    assert_eq!(errs, vec![(30000, e5.clone()), (31000, e5)]);
+}
+
+/// An ARP request in the middle of a windowed transfer is answered, and no DATA frame around
+/// it is lost or taken twice (no timeout, no re-ACK).
+#[test]
+fn fast_path_answers_arp_mid_transfer() {
+    let file = random_file(MIB, 63);
+    for at in [3, 10, 11] {
+        let mut w = World::new(63, 0.0, 0.0, false);
+        w.arp_probe_at = Some(at);
+        let (t, got, _, w) = fetch_counted(w, &file, BIG);
+        assert!(got == file);
+        assert_eq!(
+            w.arp_replies, 1,
+            "ARP request at response {at} not answered"
+        );
+        assert_eq!(t.timeouts, 0);
+        let s = &w.sessions[&30000];
+        let blocks = (file.len() / 1468 + 1) as u64;
+        assert_eq!(
+            s.server.base,
+            blocks + 1,
+            "transfer not acknowledged to the end"
+        );
+    }
+}

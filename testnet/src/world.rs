@@ -117,6 +117,18 @@ pub struct World {
     pub inject: Vec<Vec<u8>>,
     /// Also send a DATA block 1 from another port after the first response.
     pub stranger: bool,
+    /// After this many responses of a session (mid-transfer), send a DATA block from another
+    /// port of the session's address and one from another address (10.0.2.3) to its client.
+    pub stranger_at: Option<usize>,
+    /// After this many responses of a session, send the client an ARP request for its address.
+    pub arp_probe_at: Option<usize>,
+    /// DATA blocks whose first transmission arrives damaged: (block, offset in the frame of a
+    /// byte flipped; the checksums are left as they were).
+    pub corrupt: Vec<(u16, usize)>,
+    /// DATA frames damaged so far (see `corrupt`).
+    pub corrupted: usize,
+    /// ARP replies from the client.
+    pub arp_replies: usize,
     /// Raw frames handed to the client once, at the first RRQ.
     pub garbage: Vec<Vec<u8>>,
     /// Drop this many ARP replies before answering.
@@ -153,6 +165,11 @@ impl World {
             oack_extra: false,
             inject: vec![],
             stranger: false,
+            stranger_at: None,
+            arp_probe_at: None,
+            corrupt: vec![],
+            corrupted: 0,
+            arp_replies: 0,
             garbage: vec![],
             drop_arp_replies: 0,
             arp_requests: 0,
@@ -245,7 +262,45 @@ impl World {
                 p = Packet::Oack { options: o }.emit();
             }
         }
-        self.tftp_to_client((ip, port), client_port, &p);
+        let damage = match Packet::parse(&p) {
+            Ok(Packet::Data { block, .. }) => self.corrupt.iter().position(|c| c.0 == block),
+            _ => None,
+        };
+        if let Some(i) = damage {
+            let (_, at) = self.corrupt.remove(i);
+            let mut f = udp_frame(
+                EthernetAddress(CLIENT_MAC),
+                (ip, port),
+                (CLIENT_IP, client_port),
+                &p,
+            );
+            let n = f.len();
+            f[at.min(n - 1)] ^= 0x40;
+            self.corrupted += 1;
+            self.send(true, f);
+        } else {
+            self.tftp_to_client((ip, port), client_port, &p);
+        }
+        let n = self.sessions[&port].responses;
+        if self.stranger_at == Some(n) {
+            let d = Packet::Data {
+                block: 2,
+                data: &[0xEE; 100],
+            }
+            .emit();
+            self.tftp_to_client((ip, port + 1000), client_port, &d);
+            self.tftp_to_client((Ipv4Addr::new(10, 0, 2, 3), port), client_port, &d);
+        }
+        if self.arp_probe_at == Some(n) {
+            let req = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                source_hardware_addr: SERVER_MAC,
+                source_protocol_addr: ip,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: CLIENT_IP,
+            };
+            self.send(true, arp_frame(EthernetAddress::BROADCAST, &req));
+        }
         if first {
             for inj in self.inject.clone() {
                 self.tftp_to_client((ip, port), client_port, &inj);
@@ -266,6 +321,15 @@ impl World {
         match eth.ethertype() {
             EthernetProtocol::Arp => {
                 let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+                if let ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Reply,
+                    source_protocol_addr: CLIENT_IP,
+                    ..
+                } = arp
+                {
+                    self.arp_replies += 1;
+                    return;
+                }
                 let ArpRepr::EthernetIpv4 {
                     operation: ArpOperation::Request,
                     source_hardware_addr,
@@ -294,16 +358,7 @@ impl World {
                     target_hardware_addr: source_hardware_addr,
                     target_protocol_addr: source_protocol_addr,
                 };
-                let mut buf = vec![0u8; ETHERNET_HEADER_LEN + reply.buffer_len()];
-                let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-                EthernetRepr {
-                    src_addr: SERVER_MAC,
-                    dst_addr: source_hardware_addr,
-                    ethertype: EthernetProtocol::Arp,
-                }
-                .emit(&mut f);
-                reply.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
-                self.send(true, buf);
+                self.send(true, arp_frame(source_hardware_addr, &reply));
             }
             EthernetProtocol::Ipv4 => {
                 let ipp = Ipv4Packet::new_checked(eth.payload()).unwrap();
@@ -415,7 +470,10 @@ impl World {
                 );
                 self.session_packet(port, sport, payload);
             }
-            p if self.sessions.contains_key(&p) => self.session_packet(p, sport, payload),
+            // A session answers on its own address only.
+            p if self.sessions.get(&p).is_some_and(|s| s.server_ip == dst) => {
+                self.session_packet(p, sport, payload)
+            }
             p => self.to_unknown_port.push((p, payload.to_vec())),
         }
     }
@@ -572,6 +630,20 @@ impl World {
             self.send(true, f);
         }
     }
+}
+
+/// An Ethernet frame from the server's MAC to `dst_mac` carrying `arp`.
+fn arp_frame(dst_mac: EthernetAddress, arp: &ArpRepr) -> Vec<u8> {
+    let mut buf = vec![0u8; ETHERNET_HEADER_LEN + arp.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    EthernetRepr {
+        src_addr: SERVER_MAC,
+        dst_addr: dst_mac,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut f);
+    arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+    buf
 }
 
 /// An Ethernet frame from the server's MAC carrying one UDP datagram with valid checksums.

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Every target in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: [&str; 20] = [
+pub const TARGETS: [&str; 21] = [
     "image_header",
     "gzip",
     "decompress",
@@ -34,6 +34,7 @@ pub const TARGETS: [&str; 20] = [
     "env",
     "envstore",
     "tftp",
+    "tftp_fastpath",
     "dhcp",
     "relocate_plan",
 ];
