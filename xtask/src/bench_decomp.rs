@@ -610,7 +610,7 @@ fn tables(
             Want::AtLeast(1.5),
         )
         .from(format!(
-            "kexboot {} MB/s, U-Boot {} MB/s (medians; spread in the table above)",
+            "kexboot {} MB/s, U-Boot {} MB/s (medians; spread in the Decompression section)",
             rate_cell(k),
             rate_cell(u)
         )),
