@@ -2,11 +2,20 @@
 //! datagram of the locked TFTP transfer (Ethernet to our MAC, IPv4 unfragmented from the
 //! server to us, UDP from the server's TID to our port, checksums right), so its payload goes
 //! to the TFTP client without passing through smoltcp's socket buffers. Everything else is
-//! left to smoltcp. Pure functions over byte slices; parsed with `smoltcp::wire`'s views.
+//! left to smoltcp. [`udp_frame`] builds the answer (the client's ACK) the same way, so it goes
+//! out without a trip through smoltcp's socket and interface either. Pure functions over byte
+//! slices; parsed and emitted with `smoltcp::wire`.
 
 use core::net::Ipv4Addr;
 
-use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, UdpPacket};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
+    Ipv4Repr, UdpPacket, UdpRepr,
+};
+
+/// The hop limit (TTL) of what the fast path sends: smoltcp's default.
+const HOP_LIMIT: u8 = 64;
 
 /// Which datagrams the fast path takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +125,46 @@ pub fn classify<'a>(frame: &'a [u8], f: &Filter) -> Class<'a> {
     Class::Tftp(udp.payload())
 }
 
+/// Writes into `out` the Ethernet frame of a UDP datagram carrying `payload` from us to the
+/// server of the transfer `f` names, addressed to `peer_mac`: the source of the server's frames
+/// (the server, or the router between us). As smoltcp would send it: IPv4 without options,
+/// identification 0 and don't-fragment, TTL 64, both checksums filled. Returns the frame's
+/// length; None when `out` is too short.
+pub fn udp_frame(f: &Filter, peer_mac: [u8; 6], payload: &[u8], out: &mut [u8]) -> Option<usize> {
+    let udp = UdpRepr {
+        src_port: f.local.1,
+        dst_port: f.remote.1,
+    };
+    let ip = Ipv4Repr {
+        src_addr: f.local.0,
+        dst_addr: f.remote.0,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: HOP_LIMIT,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(f.mac),
+        dst_addr: EthernetAddress(peer_mac),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let len = eth.buffer_len() + ip.buffer_len() + ip.payload_len;
+    let out = out.get_mut(..len)?;
+    let caps = ChecksumCapabilities::default();
+    let mut frame = EthernetFrame::new_unchecked(out);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &caps);
+    udp.emit(
+        &mut UdpPacket::new_unchecked(packet.payload_mut()),
+        &ip.src_addr.into(),
+        &ip.dst_addr.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &caps,
+    );
+    Some(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +174,34 @@ mod tests {
         EthernetAddress, EthernetRepr, Ipv4Repr, UdpRepr, ETHERNET_HEADER_LEN, IPV4_HEADER_LEN,
         UDP_HEADER_LEN,
     };
+
+    #[test]
+    fn udp_frame_is_what_the_server_takes() {
+        let peer = [2, 0, 0, 0, 0, 2];
+        let ack = [0, 4, 0x12, 0x34];
+        let mut out = [0u8; 100];
+        let n = udp_frame(&F, peer, &ack, &mut out).unwrap();
+        assert_eq!(
+            n,
+            ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + ack.len()
+        );
+        // Seen from the server: to its MAC, from our address and port to its TID, checksums
+        // right (classify verifies both).
+        let server = Filter {
+            mac: peer,
+            local: F.remote,
+            remote: F.local,
+        };
+        assert_eq!(classify(&out[..n], &server), Class::Tftp(&ack[..]));
+        let e = EthernetFrame::new_checked(&out[..n]).unwrap();
+        assert_eq!(e.src_addr(), EthernetAddress(F.mac));
+        let ip = Ipv4Packet::new_checked(e.payload()).unwrap();
+        assert!(ip.dont_frag() && ip.hop_limit() == 64 && ip.verify_checksum());
+        // Too short a buffer: nothing written past it, None.
+        let mut short = [0u8; 45];
+        assert_eq!(udp_frame(&F, peer, &ack, &mut short), None);
+        assert!(short.iter().all(|&b| b == 0));
+    }
 
     /// RFC 1071 word by word: the reference for [`ones_sum`].
     fn naive(data: &[u8]) -> u16 {

@@ -241,6 +241,8 @@ struct Port<N: Nic> {
     /// A frame the TFTP fast path took from the NIC and left for smoltcp: its length in `rx`.
     /// The next [`Device::receive`] hands it over before asking the NIC for another.
     stashed: Option<usize>,
+    /// The source MAC of the last datagram the fast path took: where its ACKs go.
+    peer: Option<[u8; 6]>,
     tx: Vec<u8>,
     /// First fatal device error since the last check.
     error: Option<NicError>,
@@ -263,11 +265,19 @@ impl<N: Nic> Port<N> {
     ) -> (bool, Option<R>) {
         debug_assert!(self.stashed.is_none(), "a stashed frame was not consumed");
         let Port {
-            nic, rx, stashed, ..
+            nic,
+            rx,
+            stashed,
+            peer,
+            ..
         } = self;
         let mut out = None;
         let taken = nic.receive_with(&mut |frame| match fastpath::classify(frame, filter) {
-            Class::Tftp(pkt) => out = Some(take(pkt)),
+            Class::Tftp(pkt) => {
+                // The sender's MAC: where the answer goes (the server, or the router).
+                *peer = frame.get(6..12).and_then(|m| m.try_into().ok());
+                out = Some(take(pkt));
+            }
             Class::BadChecksum => log::debug!("tftp: dropped a datagram with a bad checksum"),
             Class::Other => {
                 // A frame longer than the buffer is broken: dropped, as `receive` would.
@@ -279,7 +289,28 @@ impl<N: Nic> Port<N> {
         });
         (taken, out)
     }
+
+    /// Sends `payload` to the server of the locked transfer `filter` straight through the NIC,
+    /// to the MAC its last datagram came from (see [`fastpath::udp_frame`]). False (nothing
+    /// sent) when no datagram of the transfer has come through the fast path yet.
+    fn send_fast(&mut self, filter: &Filter, payload: &[u8]) -> bool {
+        let Some(peer) = self.peer else { return false };
+        let mut frame = [0u8; FAST_TX_MAX];
+        let Some(n) = fastpath::udp_frame(filter, peer, payload, &mut frame) else {
+            return false;
+        };
+        send_frame(
+            &mut self.nic,
+            &frame[..n],
+            &mut self.error,
+            &mut self.stalls,
+        );
+        true
+    }
 }
+
+/// Largest frame [`Port::send_fast`] builds: headers and a TFTP ACK or ERROR of a short message.
+const FAST_TX_MAX: usize = 128;
 
 struct RxTok<'a>(&'a [u8]);
 
@@ -301,25 +332,30 @@ impl<N: Nic> phy::TxToken for TxTok<'_, N> {
         self.buf.clear();
         self.buf.resize(len, 0);
         let r = f(self.buf);
-        let sent = if len > MAX_FRAME {
-            Err(NicError::TooLong)
-        } else {
-            self.nic.transmit(self.buf)
-        };
-        match sent {
-            Ok(()) => *self.stalls = 0,
-            Err(NicError::Stalled) => {
-                // A stalled frame is a lost frame, until it happens too often in a row.
-                *self.stalls += 1;
-                if *self.stalls >= MAX_STALLS {
-                    self.error.get_or_insert(NicError::Stalled);
-                }
-            }
-            Err(e) => {
-                self.error.get_or_insert(e);
+        send_frame(self.nic, self.buf, self.error, self.stalls);
+        r
+    }
+}
+
+/// Sends one frame, keeping count: a stalled frame is a lost frame until [`MAX_STALLS`] come in
+/// a row; any other failure is kept in `error` for the next [`Port::check`].
+fn send_frame<N: Nic>(nic: &mut N, frame: &[u8], error: &mut Option<NicError>, stalls: &mut u32) {
+    let sent = if frame.len() > MAX_FRAME {
+        Err(NicError::TooLong)
+    } else {
+        nic.transmit(frame)
+    };
+    match sent {
+        Ok(()) => *stalls = 0,
+        Err(NicError::Stalled) => {
+            *stalls += 1;
+            if *stalls >= MAX_STALLS {
+                error.get_or_insert(NicError::Stalled);
             }
         }
-        r
+        Err(e) => {
+            error.get_or_insert(e);
+        }
     }
 }
 
@@ -457,6 +493,7 @@ impl<N: Nic> Stack<N> {
             nic,
             rx: vec![0; MAX_FRAME],
             stashed: None,
+            peer: None,
             tx: Vec::with_capacity(MAX_FRAME),
             error: None,
             stalls: 0,
@@ -713,9 +750,13 @@ impl<N: Nic> Stack<N> {
     /// receive fast path takes frames from the NIC itself: a datagram of the transfer (see
     /// [`fastpath::classify`]) goes to `on_reply` straight from the NIC's buffer, one with a
     /// bad checksum is dropped, and every other frame (ARP, ICMP, strangers) is handed to
-    /// smoltcp at once, in arrival order, as if it had come from the NIC. ACKs still go out
-    /// through the UDP socket (smoltcp's neighbour cache), at once rather than at the end of
-    /// the loop turn, so the server starts its next window while this one is still read.
+    /// smoltcp at once, in arrival order, as if it had come from the NIC. The answer to such a
+    /// datagram (an ACK, the last ACK, an abort) goes out at once, built by
+    /// [`fastpath::udp_frame`] to the MAC the datagram came from, so the server starts its next
+    /// window while this one is still read; the RRQ, retransmissions and the ERROR 5 to
+    /// strangers go through the UDP socket (smoltcp's ARP). An ERROR 5 to a stranger on
+    /// another host that smoltcp has not resolved by the end of the transfer is not sent: the
+    /// transfer no longer waits behind it.
     fn tftp_session<T>(
         &mut self,
         p: &mut dyn Platform,
@@ -728,6 +769,7 @@ impl<N: Nic> Stack<N> {
         let address = self.address().ok_or(NetError::NotConfigured)?.0;
         let mut sockets = SocketSet::new(Vec::new());
         let mut s = self.open_udp(&mut sockets, req);
+        self.port.peer = None;
         let rrq = client.start(p.now_us());
         s.send(&mut sockets, &rrq);
         let mut buf = vec![0u8; MAX_FRAME];
@@ -760,6 +802,22 @@ impl<N: Nic> Stack<N> {
                         self.port.check()?;
                     }
                     let Some(reply) = reply else { continue };
+                    // Mid-transfer ACKs go out at once, built here (smoltcp's socket, its ARP
+                    // and its interface are only for the rest).
+                    let reply = match reply {
+                        Reply::Send(ack) if self.port.send_fast(&filter, &ack) => {
+                            self.port.check()?;
+                            continue;
+                        }
+                        Reply::Finish(Some(last), result)
+                            if self.port.send_fast(&filter, &last) =>
+                        {
+                            // Best effort, as `linger`: a NIC error now changes nothing.
+                            let _ = self.port.check();
+                            return result;
+                        }
+                        r => r,
+                    };
                     let ack = matches!(reply, Reply::Send(_));
                     if let Some(end) = self.apply(
                         p,

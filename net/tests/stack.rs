@@ -929,9 +929,9 @@ fn fast_path_leaves_strangers_to_smoltcp() {
     assert!(lent > 200, "fast path not taken");
     assert!(got == file, "a stranger's DATA was written");
     // The ERROR 5 to 10.0.2.3 needs ARP, which smoltcp's neighbour cache holds back for 1 s
-    // after the ARP for the server (one rate limit for all addresses); queued first in the
-    // socket, it holds the ACKs back with it: one timeout (as before the fast path).
-    assert!(t.timeouts <= 1, "{} timeouts", t.timeouts);
+    // after the ARP for the server (one rate limit for all addresses). The ACKs no longer queue
+    // behind it in the socket (they go out through the fast path): no timeout.
+    assert_eq!(t.timeouts, 0);
     let mut errs: Vec<(u16, Result<Packet, tftp::Error>)> = w
         .to_unknown_port
         .iter()
@@ -942,7 +942,14 @@ fn fast_path_leaves_strangers_to_smoltcp() {
         code: 5,
         message: "unknown transfer ID",
     });
-    assert_eq!(errs, vec![(30000, e5.clone()), (31000, e5)]);
+    // The stranger on the server's host is answered at once; the one on 10.0.2.3 only if its
+    // ARP was resolved before the transfer ended (best effort), and then with the same ERROR.
+    assert!(errs.contains(&(31000, e5.clone())), "{errs:?}");
+    assert!(
+        errs.iter()
+            .all(|e| e.1 == e5 && (e.0 == 30000 || e.0 == 31000)),
+        "{errs:?}"
+    );
 }
 
 /// An ARP request in the middle of a windowed transfer is answered, and no DATA frame around

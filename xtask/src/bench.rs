@@ -5,7 +5,7 @@
 //! the netboot arms of [`crate::bench_net`].
 
 use crate::assets::{self, UBOOT_BIN};
-use crate::bench_util::{self, cell, median, own_ms, ratio, ratio_f, secs, Goal, Want};
+use crate::bench_util::{self, cell, median, ratio, ratio_f, secs, Goal, Want};
 use crate::check::{CMDLINE_DIRECT, KEXBOOT_STARTING};
 use crate::disks::{self, Disks};
 use crate::qemu::{self, Session, Wait};
@@ -47,10 +47,6 @@ struct Sample {
     bench_lines: Vec<String>,
     /// The firmware's first console line (QEMU's own start-up is over by then).
     first: Option<Duration>,
-    /// kexboot's "... ms after kexboot entry" figure.
-    own_ms: Option<u64>,
-    /// kexboot's stage timestamps ([`bench_util::STAGES`]).
-    stages: Vec<Option<f64>>,
     /// kexboot's relocation plan and relocation lines.
     relocation: Vec<String>,
     banner: Option<String>,
@@ -185,8 +181,6 @@ fn run_one(paths: &Paths, arm: Arm, round: usize, args: Vec<String>, tag: &str) 
         .iter()
         .find(|l| !l.text.trim().is_empty() && !l.text.starts_with('#'))
         .map(|l| l.at);
-    smp.own_ms = s.lines().iter().find_map(|l| own_ms(&l.text));
-    smp.stages = bench_util::stage_ms(s.lines().iter().map(|l| l.text.as_str()));
     smp.relocation = s
         .lines()
         .iter()
@@ -274,23 +268,12 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     }
     let disks = disks::build_disks(paths, &a)?;
     let mut goals = Vec::new();
-    let mut cold_figs = bench_warm::Cold::default();
     let mut sections = String::new();
     if cold {
-        let (section, figs) = cold_bench(paths, rounds, &a, &fw, &disks, &mut goals);
-        sections += &section;
-        cold_figs = figs;
+        sections += &cold_bench(paths, rounds, &a, &fw, &disks, &mut goals);
     }
     if warm {
-        sections += &bench_warm::warm_bench(
-            paths,
-            rounds,
-            &a,
-            fw.is_ok(),
-            &disks,
-            &cold_figs,
-            &mut goals,
-        );
+        sections += &bench_warm::warm_bench(paths, rounds, &a, fw.is_ok(), &disks, &mut goals);
     }
     if decomp {
         let k = bench_decomp::Kernel {
@@ -482,7 +465,7 @@ fn cold_bench(
     fw: &Result<std::path::PathBuf>,
     disks: &Disks,
     goals: &mut Vec<Goal>,
-) -> (String, bench_warm::Cold) {
+) -> String {
     let arms = [Arm::Kexboot, Arm::UBoot, Arm::Direct];
     let samples = measure(paths, rounds, &arms, fw.is_ok(), "", |arm| {
         virt_args(paths, arm, &disks.mbr, a)
@@ -648,18 +631,5 @@ fn cold_bench(
         }
         let _ = writeln!(md, "```");
     }
-    let cold = bench_warm::Cold {
-        own: median(
-            samples[0]
-                .iter()
-                .map(|x| x.own_ms.map(Duration::from_millis)),
-        ),
-        stages: bench_util::stage_medians(
-            &samples[0]
-                .iter()
-                .map(|x| x.stages.clone())
-                .collect::<Vec<_>>(),
-        ),
-    };
-    (md, cold)
+    md
 }
