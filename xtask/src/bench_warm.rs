@@ -106,11 +106,10 @@ fn run_one(
             return smp;
         }
     };
-    // Every page of guest RAM touched once before the guest runs: on this machine (itself a
-    // VM) the first host touch of a page costs its own fault (about 6 ms per 2 MiB huge page
-    // when the host hands out memory it never used), which landed on whichever 2 MiB blocks a
-    // boot happens to write first. The warm times start after both kernels' boots began, so
-    // the preallocation is outside every figure of this section.
+    // Every page of guest RAM backed by the host before the guest runs, so the host's own
+    // first-touch faults (this machine is itself a VM) stay out of the warm figures. The warm
+    // times start after the first boot, so the preallocation is outside every figure here. (It
+    // is not what makes the warm kernel read slower than the cold one: that stayed the same.)
     let mut args = args;
     args.push("-mem-prealloc".into());
     let name = format!(
