@@ -60,6 +60,24 @@ const MAX_REQUEST: usize = 1 << 20;
 const REQUEST_TIMEOUT_US: u64 = 5_000_000;
 
 impl VirtioBlk {
+    /// Waits (bounded) until the device has used request `token` (a `what` of sector `lba`);
+    /// false, with the device reset (dropped), when it does not answer in time.
+    fn wait_used(&mut self, token: u16, what: &str, lba: u64) -> bool {
+        let Some(dev) = self.dev.as_mut() else {
+            return false;
+        };
+        if timer::poll_until(REQUEST_TIMEOUT_US, || dev.peek_used() == Some(token)) {
+            return true;
+        }
+        log::error!(
+            "virtio-blk at {:#x}: no answer to a {what} of sector {lba} in {} s; device reset",
+            self.base,
+            REQUEST_TIMEOUT_US / 1_000_000
+        );
+        self.dev = None;
+        false
+    }
+
     fn read_one(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), FsError> {
         let io = FsError::Io { lba };
         let dev = self.dev.as_mut().ok_or(io.clone())?;
@@ -69,15 +87,10 @@ impl VirtioBlk {
         // below or the device is reset (dropped) on timeout, which ends its DMA.
         let token = unsafe { dev.read_blocks_nb(lba as usize, &mut req, buf, &mut resp) }
             .map_err(|_| io.clone())?;
-        if !timer::poll_until(REQUEST_TIMEOUT_US, || dev.peek_used() == Some(token)) {
-            log::error!(
-                "virtio-blk at {:#x}: no answer to a read of sector {lba} in {} s; device reset",
-                self.base,
-                REQUEST_TIMEOUT_US / 1_000_000
-            );
-            self.dev = None;
+        if !self.wait_used(token, "read", lba) {
             return Err(io);
         }
+        let dev = self.dev.as_mut().ok_or(io.clone())?;
         // SAFETY: the same `req`, `buf` and `resp` as the `read_blocks_nb` call of `token`.
         unsafe { dev.complete_read_blocks(token, &req, buf, &mut resp) }.map_err(|_| io)
     }
@@ -91,15 +104,10 @@ impl VirtioBlk {
         // below or the device is reset (dropped) on timeout, which ends its DMA.
         let token = unsafe { dev.write_blocks_nb(lba as usize, &mut req, buf, &mut resp) }
             .map_err(|_| io.clone())?;
-        if !timer::poll_until(REQUEST_TIMEOUT_US, || dev.peek_used() == Some(token)) {
-            log::error!(
-                "virtio-blk at {:#x}: no answer to a write of sector {lba} in {} s; device reset",
-                self.base,
-                REQUEST_TIMEOUT_US / 1_000_000
-            );
-            self.dev = None;
+        if !self.wait_used(token, "write", lba) {
             return Err(io);
         }
+        let dev = self.dev.as_mut().ok_or(io.clone())?;
         // SAFETY: the same `req`, `buf` and `resp` as the `write_blocks_nb` call of `token`.
         unsafe { dev.complete_write_blocks(token, &req, buf, &mut resp) }.map_err(|_| io)
     }
