@@ -112,39 +112,13 @@ struct Checked<'a> {
 
 /// Validates the whole blob; returns it (or a NOP-free copy) and its memory reservations.
 fn check(dtb: &[u8]) -> Result<Checked<'_>> {
-    let header = Header::parse(dtb, dtb.len())?;
-    let h = |off| Ok::<u32, Error>(header.field(off));
+    let (header, st, strings) = blocks(dtb)?;
     let total = header.total_size();
-    if h(OFF_VERSION)? < 17 || h(OFF_LAST_COMP)? > 17 {
-        return Err(bad(
-            OFF_VERSION,
-            "unsupported version (need 17, compatible with 16)",
-        ));
-    }
     let blob = &dtb[..total];
-    let block = |off_field, size_field| -> Result<core::ops::Range<usize>> {
-        let off = h(off_field)? as usize;
-        let end = off
-            .checked_add(h(size_field)? as usize)
-            .filter(|&e| e <= total);
-        end.map(|e| off..e)
-            .ok_or(bad(off_field, "block extends past totalsize"))
-    };
-    let st = block(OFF_DT_STRUCT, OFF_SIZE_STRUCT)?;
-    let strings_range = block(OFF_DT_STRINGS, OFF_SIZE_STRINGS)?;
-    // Dropping NOPs rewrites the structure block in place: a strings block sharing its bytes
-    // would change after it was checked (and the `fdt` crate then panics on a name).
-    if st.start < strings_range.end && strings_range.start < st.end {
-        return Err(bad(
-            OFF_DT_STRINGS,
-            "strings block overlaps the structure block",
-        ));
-    }
-    let strings = &blob[strings_range];
 
     // Memory reservation block: (u64 address, u64 size) pairs up to a (0, 0) entry.
     let mut rsv = Vec::new();
-    let mut off = h(OFF_MEM_RSVMAP)? as usize;
+    let mut off = header.field(OFF_MEM_RSVMAP) as usize;
     loop {
         let (Some(addr), Some(size)) = (be64(blob, off), be64(blob, off + 8)) else {
             return Err(bad(off, "memory reservation block not terminated"));
@@ -158,10 +132,19 @@ fn check(dtb: &[u8]) -> Result<Checked<'_>> {
         off += 16; // the loop ends once `off` passes `total`
     }
 
-    let has_nop = walk(blob, st.clone(), strings, None)?;
+    let mut has_nop = false;
+    walk(blob, st.clone(), strings.clone(), &mut |_, _, t| {
+        has_nop |= matches!(t, Token::Nop);
+        Ok(())
+    })?;
     let bytes = if has_nop {
         let mut s = Vec::with_capacity(st.len());
-        walk(blob, st.clone(), strings, Some(&mut s))?;
+        walk(blob, st.clone(), strings, &mut |pos, next, t| {
+            if !matches!(t, Token::Nop) {
+                s.extend_from_slice(&blob[pos..next]);
+            }
+            Ok(())
+        })?;
         let mut copy = blob.to_vec();
         // Dropping NOPs only shrinks the block: `s` fits where the old block was.
         copy[st.start..st.start + s.len()].copy_from_slice(&s);
@@ -173,7 +156,7 @@ fn check(dtb: &[u8]) -> Result<Checked<'_>> {
     Ok(Checked {
         bytes,
         rsv,
-        boot_cpuid: h(OFF_BOOT_CPUID)?,
+        boot_cpuid: header.field(OFF_BOOT_CPUID),
     })
 }
 
@@ -183,21 +166,73 @@ fn cstr_at(b: &[u8], off: usize) -> Option<&str> {
     core::str::from_utf8(&rest[..nul]).ok()
 }
 
-/// One bounded pass over the structure block. Returns whether NOPs were seen; copies every
-/// non-NOP token into `out` when given.
-fn walk(
-    blob: &[u8],
+/// One token of the structure block, as [`walk`] hands it to its visitor.
+#[derive(Debug, Clone)]
+pub(crate) enum Token<'a> {
+    /// `FDT_BEGIN_NODE` with the node's name (empty for the root).
+    Begin(&'a str),
+    /// `FDT_END_NODE`.
+    End,
+    /// `FDT_PROP`: the property's name and where its value is (offsets in the blob).
+    Prop(&'a str, core::ops::Range<usize>),
+    Nop,
+    /// `FDT_END`, the last token.
+    Finish,
+}
+
+/// The checked header of `dtb` and where its structure and strings blocks are (offsets in the
+/// blob): version 17 (compatible with 16), both blocks inside `totalsize`, not overlapping.
+pub(crate) fn blocks(
+    dtb: &[u8],
+) -> Result<(Header, core::ops::Range<usize>, core::ops::Range<usize>)> {
+    let header = Header::parse(dtb, dtb.len())?;
+    let h = |off| header.field(off);
+    let total = header.total_size();
+    if h(OFF_VERSION) < 17 || h(OFF_LAST_COMP) > 17 {
+        return Err(bad(
+            OFF_VERSION,
+            "unsupported version (need 17, compatible with 16)",
+        ));
+    }
+    let block = |off_field, size_field| -> Result<core::ops::Range<usize>> {
+        let off = h(off_field) as usize;
+        let end = off
+            .checked_add(h(size_field) as usize)
+            .filter(|&e| e <= total);
+        end.map(|e| off..e)
+            .ok_or(bad(off_field, "block extends past totalsize"))
+    };
+    let st = block(OFF_DT_STRUCT, OFF_SIZE_STRUCT)?;
+    let strings = block(OFF_DT_STRINGS, OFF_SIZE_STRINGS)?;
+    // Dropping NOPs rewrites the structure block in place: a strings block sharing its bytes
+    // would change after it was checked (and the `fdt` crate then panics on a name).
+    if st.start < strings.end && strings.start < st.end {
+        return Err(bad(
+            OFF_DT_STRINGS,
+            "strings block overlaps the structure block",
+        ));
+    }
+    Ok((header, st, strings))
+}
+
+/// One bounded pass over the structure block `st` of `blob` (names looked up in `strings`, a
+/// range of `blob`): every token goes to `visit` with its offset and the next token's (both in
+/// `blob`), in order. Checks nesting (at most [`MAX_DEPTH`], one root, properties before
+/// children), names, property bounds and the terminating `FDT_END`; returns the offset just
+/// past `FDT_END`.
+pub(crate) fn walk<'a>(
+    blob: &'a [u8],
     st: core::ops::Range<usize>,
-    strings: &[u8],
-    mut out: Option<&mut Vec<u8>>,
-) -> Result<bool> {
-    let s = &blob[st.clone()];
+    strings: core::ops::Range<usize>,
+    visit: &mut dyn FnMut(usize, usize, Token<'a>) -> Result<()>,
+) -> Result<usize> {
+    let s = blob.get(st.clone()).ok_or(bad(st.start, "structure block past the blob"))?;
+    let strings = blob.get(strings).ok_or(bad(0, "strings block past the blob"))?;
     let at = |pos: usize| st.start + pos;
-    let (mut pos, mut depth, mut has_nop, mut root_done, mut props_closed) =
-        (0, 0, false, false, false);
+    let (mut pos, mut depth, mut root_done, mut props_closed) = (0, 0, false, false);
     loop {
         let tok = be32(s, pos).ok_or(bad(at(pos), "structure block ends without FDT_END"))?;
-        let next = match tok {
+        let (next, token) = match tok {
             FDT_BEGIN_NODE => {
                 if root_done {
                     return Err(bad(at(pos), "second root node"));
@@ -214,7 +249,7 @@ fn walk(
                     return Err(bad(at(pos), "nodes nested too deeply"));
                 }
                 props_closed = false;
-                (pos + 4 + name.len() + 1 + 3) & !3
+                ((pos + 4 + name.len() + 1 + 3) & !3, Token::Begin(name))
             }
             FDT_END_NODE => {
                 if depth == 0 {
@@ -223,7 +258,7 @@ fn walk(
                 depth -= 1;
                 root_done = depth == 0;
                 props_closed = true;
-                pos + 4
+                (pos + 4, Token::End)
             }
             FDT_PROP => {
                 if depth == 0 || props_closed {
@@ -248,31 +283,22 @@ fn walk(
                         "#address-cells/#size-cells is not one cell",
                     ));
                 }
-                (end + 3) & !3
+                ((end + 3) & !3, Token::Prop(name, at(pos + 12)..at(end)))
             }
-            FDT_NOP => {
-                has_nop = true;
-                pos + 4
-            }
+            FDT_NOP => (pos + 4, Token::Nop),
             FDT_END => {
                 if !root_done {
                     return Err(bad(at(pos), "FDT_END before the root node closed"));
                 }
-                if let Some(o) = out.as_deref_mut() {
-                    o.extend_from_slice(&s[pos..pos + 4]);
-                }
-                return Ok(has_nop);
+                visit(at(pos), at(pos + 4), Token::Finish)?;
+                return Ok(at(pos + 4));
             }
             _ => return Err(bad(at(pos), "unknown structure token")),
         };
-        if let Some(o) = out.as_deref_mut() {
-            if tok != FDT_NOP {
-                o.extend_from_slice(
-                    s.get(pos..next)
-                        .ok_or(bad(at(pos), "token past the block"))?,
-                );
-            }
+        if next > s.len() {
+            return Err(bad(at(pos), "token past the block"));
         }
+        visit(at(pos), at(next), token)?;
         pos = next; // strictly increasing, so the loop ends within the block
     }
 }

@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod compress;
 pub mod dt;
+pub mod fit;
 pub mod handoff;
 pub mod image;
 mod lz4;
