@@ -14,6 +14,18 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-zpack-relative-relocs");
         println!("cargo:rustc-link-arg-bins=-zmax-page-size=4096");
     }
+    // The trusted verified-boot keys (`cargo xtask build --keys keys.dtb` sets KEXBOOT_KEYS):
+    // a U-Boot key blob, or none (an empty file).
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let keys = match std::env::var("KEXBOOT_KEYS") {
+        Ok(path) if !path.is_empty() => {
+            println!("cargo:rerun-if-changed={path}");
+            std::fs::read(&path).unwrap_or_else(|e| panic!("KEXBOOT_KEYS={path}: {e}"))
+        }
+        _ => Vec::new(),
+    };
+    std::fs::write(format!("{out}/keys.dtb"), keys).expect("write OUT_DIR/keys.dtb");
+    println!("cargo:rerun-if-env-changed=KEXBOOT_KEYS");
     println!("cargo:rerun-if-changed={script}");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -12,6 +12,7 @@ use kexboot_boot::board::{Board, Jump, PowerError};
 use kexboot_boot::flow::Staging;
 use kexboot_boot::memory::Layout;
 use kexboot_loader::dt::{self, CpuProps, DtInfo, Fixups, ReservedNode};
+use kexboot_loader::fit::Keys;
 use kexboot_loader::mem::Range;
 
 use crate::arch::{psci, regs};
@@ -193,6 +194,23 @@ pub struct Firmware<'a> {
     pub mapped: Vec<Range>,
     /// Free RAM: mapped, and clear of kexboot, its heap, the DTB, reserved and kept memory.
     pub writable: Vec<Range>,
+    /// The trusted verified-boot keys built in ([`built_in_keys`]).
+    pub keys: Keys,
+}
+
+/// The key blob `cargo xtask build --keys` built in (empty: none).
+static KEYS_DTB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keys.dtb"));
+
+/// The built-in keys. xtask checks the blob before it builds; should it still not parse here,
+/// verified boot fails closed: every boot is refused.
+pub fn built_in_keys() -> Keys {
+    match Keys::parse(KEYS_DTB) {
+        Ok(k) => k,
+        Err(e) => {
+            log::error!("verified boot: the built-in keys are unusable ({e}): nothing will boot");
+            Keys::broken()
+        }
+    }
 }
 
 impl Firmware<'_> {
@@ -305,6 +323,10 @@ impl Board for Firmware<'_> {
         // SAFETY: `r` is identity-mapped free RAM that nothing of kexboot's uses (not its image,
         // heap and stacks, the DTB, reserved or kept memory: checked above).
         Some(unsafe { core::slice::from_raw_parts_mut(r.start() as *mut u8, len) })
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     fn own_fixups(&self, dtb: &[u8]) -> Result<Vec<u8>, kexboot_loader::Error> {

@@ -71,6 +71,7 @@ pub fn run(
         own,
         mapped: layout.mapped.clone(),
         writable: layout.writable(),
+        keys: crate::firmware::built_in_keys(),
     };
     let staging = HeapStaging::new(layout.writable());
     let mut shell = Shell::new(Parts {

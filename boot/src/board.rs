@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use kexboot_fs::BlockDevice;
+use kexboot_loader::fit::{self, Keys};
 use kexboot_loader::mem::Range;
 use kexboot_net::Nic;
 use kexboot_relocate::Segment;
@@ -99,6 +100,11 @@ pub trait Board {
     /// Raises an undefined-instruction exception (`exception undefined`: shows the board's
     /// exception report); returns only where the board cannot.
     fn raise_exception(&mut self);
+    /// The trusted keys built into the firmware (`cargo xtask build --keys keys.dtb`): when
+    /// one is required, only FIT images whose signatures verify boot.
+    fn keys(&self) -> &Keys {
+        &fit::NO_KEYS
+    }
     /// The in-guest copy benchmark (`/kexboot/bench` on the boot disk asks for it).
     fn copy_benchmark(&mut self, layout: &Layout) {
         let _ = layout;

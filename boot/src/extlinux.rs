@@ -404,7 +404,8 @@ impl Parser {
         }
         match key.as_str() {
             "label" => self.label(line, value)?,
-            "kernel" | "linux" => self.entry_key(line, word, EntryKey::Kernel, value),
+            // U-Boot's `fit FILE[#conf]` is a kernel line naming a FIT image.
+            "kernel" | "linux" | "fit" => self.entry_key(line, word, EntryKey::Kernel, value),
             "initrd" => self.entry_key(line, word, EntryKey::Initrd, value),
             "append" => self.entry_key(line, word, EntryKey::Append, value),
             "fdt" | "devicetree" => self.entry_key(line, word, EntryKey::Fdt, value),

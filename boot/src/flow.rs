@@ -13,6 +13,7 @@ use core::fmt;
 use kexboot_fs as fs;
 use kexboot_loader::compress::{self, Format};
 use kexboot_loader::dt::{self, Fixups};
+use kexboot_loader::fit::{self, Compression, FitError, Keys};
 use kexboot_loader::image::ImageHeader;
 use kexboot_loader::place::{self, Placement};
 use kexboot_loader::{Range, MAX_DTB_SIZE};
@@ -139,6 +140,11 @@ pub trait Platform: Clock {
     fn fdtfile(&self) -> Option<&str> {
         None
     }
+    /// The trusted keys built into the firmware: when one is required, only FIT images that
+    /// verify boot.
+    fn keys(&self) -> &Keys {
+        &fit::NO_KEYS
+    }
 }
 
 /// U-Boot's `fdtfile` for boards known by their root `compatible` (U-Boot's Raspberry Pi board
@@ -218,6 +224,10 @@ pub enum BootError {
         err: kexboot_loader::Error,
     },
     Relocate(kexboot_relocate::Error),
+    /// The FIT image at `path` was refused.
+    Fit { path: String, err: FitError },
+    /// Verified boot is required and `path` is not part of a FIT that verified: `why`.
+    NotVerified { path: String, why: &'static str },
 }
 
 impl fmt::Display for BootError {
@@ -246,6 +256,10 @@ impl fmt::Display for BootError {
             Self::Dtb(e) => write!(f, "device tree: {e}"),
             Self::DtbFile { path, err } => write!(f, "{path}: {err}"),
             Self::Relocate(e) => write!(f, "relocation plan refused: {e}"),
+            Self::Fit { path, err } => write!(f, "{path}: {err}"),
+            Self::NotVerified { path, why } => {
+                write!(f, "{path}: refused by verified boot: {why}")
+            }
         }
     }
 }
@@ -261,6 +275,8 @@ pub struct Prepared<B> {
     pub placement: Placement,
     /// The source buffers; they must live until the jump.
     pub buffers: Vec<B>,
+    /// Everything in it came from a FIT whose signatures a required key verified.
+    pub verified: bool,
 }
 
 /// One entry that failed, for the console and for tests.
@@ -672,7 +688,9 @@ fn kernel_image<S: Staging>(
     }
 }
 
-/// Loads everything one entry names and plans where it goes.
+/// Loads everything one entry names and plans where it goes. A kernel named `file#conf`, a
+/// `.itb`/`.fit` file, or any kernel once a trusted key is required, goes through the FIT path
+/// ([`prepare_fit`]); a file that turns out to be a FIT does too.
 pub fn prepare<S: Staging>(
     files: &mut dyn Files,
     staging: &mut S,
@@ -684,7 +702,244 @@ pub fn prepare<S: Staging>(
 ) -> Result<Prepared<S::Buf>, BootError> {
     log::info!("booting entry '{}' ({})", entry.label, entry.title());
     let kernel_name = entry.kernel.as_deref().ok_or(BootError::NoKernel)?;
-    let kpath = extlinux::resolve_path(cfg_path, kernel_name);
+    let (file, conf) = split_conf(kernel_name);
+    let kpath = extlinux::resolve_path(cfg_path, file);
+    let named_fit = conf.is_some() || kpath.ends_with(".itb") || kpath.ends_with(".fit");
+    if named_fit || platform.keys().required() {
+        let paths = [kpath.clone()];
+        let size = total_size(files, &paths)?;
+        let fit = load_files(files, staging, platform, &paths, "FIT", size, None)?;
+        return prepare_fit(files, staging, platform, mem, dtb, cfg_path, entry, &kpath, fit, conf);
+    }
+    prepare_files(files, staging, platform, mem, dtb, cfg_path, entry, &kpath, true)
+}
+
+/// U-Boot's `file.itb#conf`: the file and the configuration named after `#`.
+pub fn split_conf(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('#') {
+        Some((f, c)) => (f, Some(c).filter(|c| !c.is_empty())),
+        None => (name, None),
+    }
+}
+
+/// The images of a FIT that verified, as files named `<fit>#<image>`, over the entry's own
+/// files for anything else.
+struct FitFiles<'a> {
+    buf: &'a [u8],
+    parts: Vec<(String, core::ops::Range<usize>)>,
+    outer: &'a mut dyn Files,
+}
+
+impl FitFiles<'_> {
+    fn part(&self, path: &str) -> Option<&[u8]> {
+        let (_, r) = self.parts.iter().find(|(n, _)| n == path)?;
+        self.buf.get(r.clone())
+    }
+}
+
+impl Files for FitFiles<'_> {
+    fn size(&mut self, path: &str) -> Result<u64, FileError> {
+        match self.part(path) {
+            Some(b) => Ok(b.len() as u64),
+            None => self.outer.size(path),
+        }
+    }
+
+    fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
+        let Some(b) = self.part(path) else {
+            return self.outer.read_into(path, dst);
+        };
+        let capacity = dst.len() as u64;
+        let out = dst.get_mut(..b.len()).ok_or(FileError::Fs(fs::Error::TooLarge {
+            size: b.len() as u64,
+            capacity,
+        }))?;
+        out.copy_from_slice(b);
+        Ok(b.len())
+    }
+}
+
+/// What the content of a FIT image is, against its `compression`.
+fn check_compression(part: &fit::Part, bytes: &[u8]) -> Result<(), &'static str> {
+    let found = compress::detect(bytes);
+    let ok = match part.compression {
+        Compression::None => !found.is_compressed(),
+        Compression::Gzip => found == Format::Gzip,
+        Compression::Lz4 => found == Format::Lz4,
+        Compression::Zstd => found == Format::Zstd,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("its data is not compressed as its 'compression' says")
+    }
+}
+
+/// Boots configuration `conf` of the FIT read from `kpath` into `fit`: checks it
+/// ([`fit::open`]: signatures when a key requires them, then bounds and hashes of every image
+/// used) before anything of it is used, then plans its kernel, ramdisk and device tree as an
+/// entry's files. With a key required, an initrd or device tree the entry names outside the
+/// FIT is refused (no signature covers it); without, it replaces the FIT's.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the flow
+fn prepare_fit<S: Staging>(
+    files: &mut dyn Files,
+    staging: &mut S,
+    platform: &mut dyn Platform,
+    mem: &MemoryView,
+    dtb: &[u8],
+    cfg_path: &str,
+    entry: &Entry,
+    kpath: &str,
+    fit: Loaded<S::Buf>,
+    conf: Option<&str>,
+) -> Result<Prepared<S::Buf>, BootError> {
+    let required = platform.keys().required();
+    let bytes = fit.bytes();
+    if !fit::is_fit(bytes) && required {
+        return Err(BootError::NotVerified {
+            path: kpath.into(),
+            why: "not a FIT image; with a required key only signed FIT images boot",
+        });
+    }
+    let t0 = platform.now_us();
+    let fit_err = |err| BootError::Fit {
+        path: kpath.into(),
+        err,
+    };
+    let opened = fit::open(bytes, conf, platform.keys()).map_err(fit_err)?;
+    let us = platform.now_us().saturating_sub(t0);
+    let hashed: usize = [&opened.kernel, &opened.fdt, &opened.ramdisk]
+        .into_iter()
+        .flatten()
+        .map(|p| p.data.len())
+        .sum();
+    match &opened.verified {
+        Some(how) => log::info!(
+            "{kpath}: FIT configuration '{}' verified ({how}); {hashed} bytes hashed, {} ms              ({} MB/s)",
+            opened.conf,
+            us / 1000,
+            mb_per_s(hashed as u64, us)
+        ),
+        None => log::info!(
+            "{kpath}: FIT configuration '{}', hashes good ({hashed} bytes, {} ms); no key              requires a signature",
+            opened.conf,
+            us / 1000
+        ),
+    }
+    if required
+        && (!entry.initrds.is_empty()
+            || entry.fdt.is_some()
+            || entry.fdtdir.is_some()
+            || !entry.fdtoverlays.is_empty())
+    {
+        return Err(BootError::NotVerified {
+            path: kpath.into(),
+            why: "the entry names an initrd or device tree outside the FIT, which no                   signature covers",
+        });
+    }
+    let kernel = opened.kernel.as_ref().ok_or_else(|| {
+        fit_err(FitError::NoConfig(alloc::format!(
+            "configuration '{}' names no kernel",
+            opened.conf
+        )))
+    })?;
+    let slash = if kpath.starts_with('/') { "" } else { "/" };
+    let name = |p: &fit::Part| alloc::format!("{slash}{kpath}#{}", p.name);
+    for p in [&opened.kernel, &opened.ramdisk].into_iter().flatten() {
+        check_compression(p, &bytes[p.data.clone()]).map_err(|what| {
+            fit_err(FitError::Image {
+                image: p.name.clone(),
+                what: what.into(),
+            })
+        })?;
+    }
+    let mut inner = entry.clone();
+    inner.kernel = Some(name(kernel));
+    let mut parts = alloc::vec![(name(kernel), kernel.data.clone())];
+    if let Some(r) = &opened.ramdisk {
+        if inner.initrds.is_empty() {
+            inner.initrds = alloc::vec![name(r)];
+            parts.push((name(r), r.data.clone()));
+        }
+    }
+    if let Some(f) = &opened.fdt {
+        if inner.fdt.is_none() && inner.fdtdir.is_none() {
+            inner.fdt = Some(name(f));
+            parts.push((name(f), f.data.clone()));
+        }
+    }
+    let mut fit_files = FitFiles {
+        buf: bytes,
+        parts,
+        outer: files,
+    };
+    let kname = name(kernel);
+    let mut p = prepare_files(
+        &mut fit_files,
+        staging,
+        platform,
+        mem,
+        dtb,
+        cfg_path,
+        &inner,
+        &kname,
+        false,
+    )?;
+    p.verified = opened.verified.is_some();
+    Ok(p)
+}
+
+/// No files: a FIT in RAM (`bootm`) brings all it boots.
+struct NoFiles;
+
+impl Files for NoFiles {
+    fn size(&mut self, _: &str) -> Result<u64, FileError> {
+        Err(FileError::Fs(fs::Error::NotFound))
+    }
+    fn read_into(&mut self, _: &str, _: &mut [u8]) -> Result<usize, FileError> {
+        Err(FileError::Fs(fs::Error::NotFound))
+    }
+}
+
+/// `bootm`: configuration `conf` of the FIT in `fit` (its first `len` bytes, copied from RAM
+/// at `name`), with `bootargs`, planned as [`prepare`] plans an entry's FIT.
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the flow
+pub fn prepare_fit_image<S: Staging>(
+    staging: &mut S,
+    platform: &mut dyn Platform,
+    mem: &MemoryView,
+    dtb: &[u8],
+    label: &str,
+    bootargs: &str,
+    fit: S::Buf,
+    len: usize,
+    name: &str,
+    conf: Option<&str>,
+) -> Result<Prepared<S::Buf>, BootError> {
+    let entry = Entry {
+        label: label.into(),
+        kernel: Some(name.into()),
+        append: Some(bootargs.into()),
+        ..Entry::default()
+    };
+    let fit = Loaded { buf: fit, len };
+    prepare_fit(&mut NoFiles, staging, platform, mem, dtb, "/", &entry, name, fit, conf)
+}
+
+/// [`prepare`] for a kernel at `kpath` that is not (or not known to be) a FIT; `allow_fit`:
+/// a file that turns out to be one goes to [`prepare_fit`].
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the flow
+fn prepare_files<S: Staging>(
+    files: &mut dyn Files,
+    staging: &mut S,
+    platform: &mut dyn Platform,
+    mem: &MemoryView,
+    dtb: &[u8],
+    cfg_path: &str,
+    entry: &Entry,
+    kpath: &str,
+    allow_fit: bool,
+) -> Result<Prepared<S::Buf>, BootError> {
     // Everything the placement needs comes first (the device tree and the files' sizes), so
     // each file can be read straight to where it runs.
     let tree = entry_dtb(files, platform, dtb, cfg_path, entry)?;
@@ -698,9 +953,12 @@ pub fn prepare<S: Staging>(
         initrd: total_size(files, &initrd_paths)?,
         dtb: dtb_room(dtb.len()),
     };
-    let (file, file_at) = read_kernel(files, staging, platform, mem, &kpath, sizes)?;
+    let (file, file_at) = read_kernel(files, staging, platform, mem, kpath, sizes)?;
+    if allow_fit && fit::is_fit(file.bytes()) {
+        return prepare_fit(files, staging, platform, mem, dtb, cfg_path, entry, kpath, file, None);
+    }
     let (kernel, header, placement) =
-        kernel_image(staging, platform, mem, sizes, &kpath, file, file_at)?;
+        kernel_image(staging, platform, mem, sizes, kpath, file, file_at)?;
     let initrd = if initrd_paths.is_empty() {
         None
     } else {
@@ -985,5 +1243,6 @@ pub fn plan<S: Staging>(
         segments,
         placement,
         buffers: alloc::vec![dtb_buf],
+        verified: false,
     })
 }

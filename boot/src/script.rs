@@ -913,6 +913,21 @@ pub trait Services {
     fn default_env(&self) -> Option<Env> {
         None
     }
+    /// `source <addr>[:<name>]` of a FIT image: the text of its script image `name` (default:
+    /// the default configuration's script), checked (hashes; signatures when a key requires
+    /// them). `len` is `filesize` when set (a FIT with external data is longer than its tree).
+    fn fit_script(
+        &mut self,
+        _addr: u64,
+        _name: Option<&str>,
+        _len: Option<u64>,
+    ) -> Option<Result<String, String>> {
+        None
+    }
+    /// Whether only a script inside a verified FIT may run (a trusted key is required).
+    fn signed_scripts_only(&self) -> bool {
+        false
+    }
 }
 
 /// The firmware's commands (everything that is not a built-in), over its [`Services`].
@@ -1496,7 +1511,12 @@ impl Interp {
             );
             return Ok(Flow::Normal);
         };
-        let addr = match expr::hex(&arg) {
+        // U-Boot's `addr:name`: script image `name` of the FIT at addr.
+        let (a, sub) = match arg.split_once(':') {
+            Some((a, n)) => (a, Some(n).filter(|n| !n.is_empty())),
+            None => (arg.as_str(), None),
+        };
+        let addr = match expr::hex(a) {
             Ok(a) => a,
             Err(m) => {
                 say(ctx, &format!("source: {m}"));
@@ -1505,7 +1525,21 @@ impl Interp {
         };
         ctx.console
             .write_str(&format!("## Executing script at {addr:08x}\n"));
-        let text = match read_script_image(addr, cmds) {
+        let is_fit = matches!(cmds.read_memory(addr, 4), Some(Ok(m)) if m == [0xd0, 0x0d, 0xfe, 0xed]);
+        let filesize = ctx.env.get("filesize").and_then(|f| expr::hex(f).ok());
+        let read = if is_fit {
+            cmds.fit_script(addr, sub, filesize)
+                .unwrap_or_else(|| Err("this firmware cannot read FIT images".to_string()))
+        } else if cmds.signed_scripts_only() {
+            Err("refused by verified boot: only a script inside a signed FIT image runs \
+                 (source <addr>:<script>)"
+                .to_string())
+        } else if sub.is_some() {
+            Err("not a FIT image (addr:name names a script inside one)".to_string())
+        } else {
+            read_script_image(addr, cmds)
+        };
+        let text = match read {
             Ok(t) => t,
             Err(m) => {
                 say(ctx, &format!("source: {addr:#x}: {m}"));

@@ -53,10 +53,10 @@ pub fn probe_term(con: &mut dyn Console, clock: &dyn Clock) -> Term {
 
 /// The flow's clock, random source and device-tree changes: the board's; `fdtfile` from the
 /// environment.
-struct FlowPlatform<'a, B: Board> {
-    board: &'a mut B,
-    clock: B::Clock,
-    fdtfile: Option<&'a str>,
+pub(super) struct FlowPlatform<'a, B: Board> {
+    pub board: &'a mut B,
+    pub clock: B::Clock,
+    pub fdtfile: Option<&'a str>,
 }
 
 impl<B: Board> Clock for FlowPlatform<'_, B> {
@@ -76,6 +76,10 @@ impl<B: Board> Platform for FlowPlatform<'_, B> {
 
     fn fdtfile(&self) -> Option<&str> {
         self.fdtfile
+    }
+
+    fn keys(&self) -> &kexboot_loader::fit::Keys {
+        self.board.keys()
     }
 }
 
@@ -155,6 +159,15 @@ impl<B: Board> ConfigBoot<'_, B> {
             let Some((pos, prepared)) = found else {
                 return Outcome::Failed;
             };
+            // The last gate before anything runs (prepare refuses earlier, with the reason).
+            if self.board.keys().required() && !prepared.verified {
+                log::error!(
+                    "entry '{}': refused by verified boot: not a verified FIT",
+                    prepared.label
+                );
+                from = pos + 1;
+                continue;
+            }
             let jump = Jump {
                 segments: &prepared.segments,
                 entry: prepared.entry,

@@ -14,6 +14,7 @@ use crate::booti;
 use crate::commands::parse_hex;
 use crate::env::Env;
 use crate::envstore;
+use crate::flow::{self, Staging as _};
 use crate::memory::Layout;
 use crate::storage::{Error as StorageError, Loc};
 use crate::Console;
@@ -299,6 +300,12 @@ impl<B: Board> Shell<B> {
     /// firmware's memory and reserved regions and the board's own changes first, as every tree
     /// kexboot hands over.
     pub(super) fn booti(&mut self, argv: &[String], env: &Env) -> Result<(), Error> {
+        if self.board.keys().required() {
+            return Err(Error::Refused(
+                "booti: refused by verified boot (a required key is built in): boot a signed \
+                 FIT image with bootm",
+            ));
+        }
         let mut writable = WritableRam {
             board: &mut self.board,
             layout: &self.layout,
@@ -350,6 +357,108 @@ impl<B: Board> Shell<B> {
         let err = self.board.jump(&self.layout, &jump);
         Err(Error::NotBooted(format!(
             "booti: relocation plan refused: {err}"
+        )))
+    }
+
+    /// The FIT at `addr` in plain RAM: `totalsize` bytes, or `len` (`filesize`) when larger.
+    fn fit_in_ram(&self, addr: u64, len: Option<u64>) -> Result<&[u8], Error> {
+        let head = self.plain_ram(addr, kexboot_loader::dt::FDT_HEADER_LEN as u64)?;
+        if !kexboot_loader::fit::is_fit(head) {
+            return Err(Error::NotBooted(format!(
+                "no FIT image at {addr:#x} (legacy uImages are not supported)"
+            )));
+        }
+        let total = kexboot_loader::dt::Header::parse(head, usize::MAX)
+            .map_err(|e| Error::NotBooted(format!("{addr:#x}: {e}")))?
+            .total_size() as u64;
+        self.plain_ram(addr, len.filter(|&f| f > total).unwrap_or(total))
+    }
+
+    /// `source <addr>[:<name>]` of a FIT: its script image's text, checked.
+    pub(super) fn fit_script(
+        &self,
+        addr: u64,
+        name: Option<&str>,
+        len: Option<u64>,
+    ) -> Result<String, Error> {
+        let bytes = self.fit_in_ram(addr, len)?;
+        let part = kexboot_loader::fit::open_script(bytes, name, self.board.keys())
+            .map_err(|e| Error::NotBooted(e.to_string()))?;
+        let text = bytes.get(part.data.clone()).unwrap_or_default();
+        let text = text.split(|&b| b == 0).next().unwrap_or_default();
+        let text = core::str::from_utf8(text)
+            .map_err(|_| Error::NotBooted(format!("script '{}' is not UTF-8 text", part.name)))?;
+        log::info!("FIT script '{}' ({} bytes, {})", part.name, text.len(), part.hashes.join(", "));
+        Ok(text.to_string())
+    }
+
+    /// `bootm [<addr>][#<conf>]`: the FIT image at `addr` (default `loadaddr`), configuration
+    /// `conf` (default its `default`), checked as an extlinux entry's FIT is (signatures when a
+    /// key requires them, then every image's bounds and hashes) before any of it is used. The
+    /// FIT is `totalsize` bytes, or `filesize` when that is larger (external data).
+    pub(super) fn bootm(&mut self, argv: &[String], env: &Env) -> Result<(), Error> {
+        const USAGE: &str = "bootm [<addr>][#<conf>] - boot a FIT image from RAM";
+        let spec = match argv {
+            [_] => env.get("loadaddr").ok_or(Error::Usage(USAGE))?,
+            [_, spec] => spec.as_str(),
+            _ => {
+                return Err(Error::Refused(
+                    "bootm: kexboot boots FIT images: 'bootm <addr>[#conf]' (its kernel, \
+                     ramdisk and fdt come from the configuration)",
+                ))
+            }
+        };
+        let (a, conf) = flow::split_conf(spec);
+        let addr = hex(a)?;
+        let bootm_err = |e: Error| Error::NotBooted(format!("bootm: {e}"));
+        let n = self
+            .fit_in_ram(addr, env_hex(env, "filesize"))
+            .map_err(bootm_err)?
+            .len();
+        // The FIT is checked and used from kexboot's own copy: nothing can change it between
+        // the check and the use.
+        let mut buf = self
+            .staging
+            .alloc(n)
+            .ok_or(Error::Refused("bootm: no free memory to check the FIT in"))?;
+        let src = self
+            .fit_in_ram(addr, env_hex(env, "filesize"))
+            .map_err(bootm_err)?;
+        buf.as_mut()[..n].copy_from_slice(src);
+        let bootargs = env.get("bootargs").unwrap_or("");
+        let avoid = self.layout.avoid();
+        let mem = self.layout.view(&avoid);
+        let name = format!("{addr:#x}");
+        let mut platform = super::configboot::FlowPlatform {
+            clock: self.board.clock(),
+            board: &mut self.board,
+            fdtfile: None,
+        };
+        let p = flow::prepare_fit_image(
+            &mut self.staging,
+            &mut platform,
+            &mem,
+            &self.base_dtb,
+            "bootm",
+            bootargs,
+            buf,
+            n,
+            &name,
+            conf,
+        )
+        .map_err(|e| Error::NotBooted(format!("bootm: {e}")))?;
+        if self.board.keys().required() && !p.verified {
+            return Err(Error::Refused("bootm: refused by verified boot: not a verified FIT"));
+        }
+        let jump = Jump {
+            segments: &p.segments,
+            entry: p.entry,
+            dtb: p.dtb,
+            label: "bootm",
+        };
+        let err = self.board.jump(&self.layout, &jump);
+        Err(Error::NotBooted(format!(
+            "bootm: relocation plan refused: {err}"
         )))
     }
 

@@ -77,6 +77,14 @@ fn run_script<B: Board>(
     text: &str,
     ctx: &mut Ctx,
 ) -> bool {
+    if sh.board.keys().required() {
+        log::error!(
+            "{}:{path}: boot script refused by verified boot (only a script inside a signed \
+             FIT image runs)",
+            sh.storage.name(loc)
+        );
+        return false;
+    }
     script_env(&sh.storage, loc, path, ctx.env);
     sh.in_disk_script = true;
     let name = format!("{}:{path}", sh.storage.name(loc));

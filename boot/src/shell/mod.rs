@@ -111,6 +111,10 @@ pub struct Shell<B: Board> {
 impl<B: Board> Shell<B> {
     pub fn new(p: Parts<B>) -> Self {
         let defaults = default_env(p.board.name());
+        let keys = p.board.keys();
+        if !keys.keys.is_empty() {
+            log::info!("verified boot: {}", keys.summary());
+        }
         Shell {
             board: p.board,
             staging: p.staging,

@@ -615,7 +615,12 @@ impl<B: Board> Shell<B> {
         self.dhcp(env)?;
         let bootfile = env.get("bootfile").unwrap_or("").to_string();
         let is_script = bootfile.ends_with(".scr") || bootfile.ends_with(".txt");
-        if is_script {
+        if is_script && self.board.keys().required() {
+            log::error!(
+                "boot script {bootfile} refused by verified boot (only a script inside a \
+                 signed FIT image runs); trying PXE"
+            );
+        } else if is_script {
             let bytes = self
                 .fetch_small(env, &bootfile)
                 .map_err(|err| Error::File {
@@ -636,6 +641,17 @@ impl<B: Board> Shell<B> {
                 name: bootfile,
                 text,
             });
+        }
+        if bootfile.ends_with(".itb") || bootfile.ends_with(".fit") {
+            // A FIT as the boot file: fetched to loadaddr and booted as `bootm` would.
+            let addr = env
+                .get("loadaddr")
+                .or_else(|| env.get("kernel_addr_r"))
+                .unwrap_or("")
+                .to_string();
+            let argv = [String::from("tftpboot"), addr.clone(), bootfile.clone()];
+            self.tftpboot(&argv, env)?;
+            self.bootm(&[String::from("bootm"), addr], env)?;
         }
         self.pxe_get(env)?;
         self.pxe_boot(env)?;

@@ -25,7 +25,7 @@ fn arg(argv: &[String], i: usize) -> Option<&str> {
 }
 
 /// Every command of the shell, for a board `B`.
-pub fn commands<B: Board>() -> [Command<Shell<B>>; 21] {
+pub fn commands<B: Board>() -> [Command<Shell<B>>; 22] {
     let c = |name, aliases, help, run| Command {
         name,
         aliases,
@@ -53,6 +53,9 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 21] {
         }),
         c("booti", &[], "booti <kernel_addr> [<initrd_addr>:<size> | -] [<fdt_addr>] - boot an arm64 Image from RAM", |sh, argv, ctx| {
             Ok(sh.booti(argv, ctx.env)?)
+        }),
+        c("bootm", &[], "bootm [<addr>][#<conf>] - boot a FIT image from RAM (signatures checked when a key requires them)", |sh, argv, ctx| {
+            Ok(sh.bootm(argv, ctx.env)?)
         }),
         c("saveenv", &[], "saveenv - save the environment (two copies, power-cut safe)", |sh, _, ctx| {
             Ok(sh.saveenv(ctx.env, ctx.console)?)
@@ -125,6 +128,19 @@ impl<B: Board> Services for Shell<B> {
 
     fn default_env(&self) -> Option<Env> {
         Some(self.defaults.clone())
+    }
+
+    fn fit_script(
+        &mut self,
+        addr: u64,
+        name: Option<&str>,
+        len: Option<u64>,
+    ) -> Option<Result<String, String>> {
+        Some(Shell::fit_script(self, addr, name, len).map_err(|e| alloc::string::ToString::to_string(&e)))
+    }
+
+    fn signed_scripts_only(&self) -> bool {
+        self.board.keys().required()
     }
 }
 

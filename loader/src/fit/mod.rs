@@ -29,6 +29,13 @@ const MAX_PROPS: usize = 8192;
 /// Longest node path (U-Boot's `fdt_find_regions` path buffer is 200 bytes).
 const MAX_PATH: usize = 256;
 
+/// No trusted keys: nothing is required (FIT hashes are still checked).
+pub static NO_KEYS: Keys = Keys {
+    keys: Vec::new(),
+    any: false,
+    broken: false,
+};
+
 /// Whether `bytes` start like a FIT (or any device tree): the FDT magic. A kernel Image, gzip,
 /// lz4 or zstd stream never does.
 pub fn is_fit(bytes: &[u8]) -> bool {

@@ -85,7 +85,6 @@ pub enum KeyUse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Curve {
     P256,
-    P384,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,8 +109,9 @@ impl Key {
     fn crypto(&self) -> String {
         match &self.public {
             Public::Rsa { modulus, .. } => alloc::format!("rsa{}", modulus.len() * 8),
-            Public::Ec { curve: Curve::P256, .. } => "ecdsa256".into(),
-            Public::Ec { curve: Curve::P384, .. } => "ecdsa384".into(),
+            Public::Ec {
+                curve: Curve::P256, ..
+            } => "ecdsa256".into(),
         }
     }
 }
@@ -122,6 +122,8 @@ pub struct Keys {
     pub keys: Vec<Key>,
     /// `required-mode = "any"`: one required key verifying is enough (else all must).
     pub any: bool,
+    /// The key blob could not be read: everything is refused (fail closed).
+    pub broken: bool,
 }
 
 fn keys_err(what: impl Into<String>) -> FitError {
@@ -138,6 +140,15 @@ impl Keys {
     /// No keys: nothing is required, FIT hashes are still checked.
     pub fn none() -> Keys {
         Keys::default()
+    }
+
+    /// Keys that require a signature nothing can give: a firmware whose key blob is unusable
+    /// boots nothing rather than everything.
+    pub fn broken() -> Keys {
+        Keys {
+            broken: true,
+            ..Keys::default()
+        }
     }
 
     /// The keys in `dtb` (U-Boot's format, as `mkimage -K` writes it); an empty slice is no
@@ -181,10 +192,11 @@ impl Keys {
                 };
                 Public::Rsa { modulus, exponent }
             } else if let Some(c) = t.str_prop(k, "ecdsa,curve") {
+                // P-256 only: the one curve Debian 12's mkimage signs with (its ecdsa384
+                // is refused), and each curve costs ~40 KiB of firmware.
                 let (curve, len) = match c {
                     "prime256v1" => (Curve::P256, 32),
-                    "secp384r1" => (Curve::P384, 48),
-                    _ => return Err(err("ecdsa,curve is not prime256v1 or secp384r1")),
+                    _ => return Err(err("ecdsa,curve is not prime256v1 (P-256)")),
                 };
                 let point = |p| {
                     t.prop(k, p)
@@ -210,16 +222,20 @@ impl Keys {
             check_public(&key).map_err(|e| err(&e))?;
             keys.push(key);
         }
-        Ok(Keys { keys, any })
+        Ok(Keys {
+            keys,
+            any,
+            broken: false,
+        })
     }
 
     /// Whether any key is required: then only verified FITs boot.
     pub fn required(&self) -> bool {
-        self.keys.iter().any(|k| k.required.is_some())
+        self.broken || self.keys.iter().any(|k| k.required.is_some())
     }
 
     pub fn requires(&self, what: KeyUse) -> bool {
-        self.keys.iter().any(|k| k.required == Some(what))
+        (self.broken && what == KeyUse::Conf) || self.keys.iter().any(|k| k.required == Some(what))
     }
 
     /// `2 keys, required: conf` (the line kexboot prints at start).
@@ -244,10 +260,11 @@ impl Keys {
 fn check_public(key: &Key) -> Result<(), String> {
     match &key.public {
         Public::Rsa { modulus, exponent } => rsa_key(modulus, *exponent).map(|_| ()),
-        Public::Ec { curve, x, y } => match curve {
-            Curve::P256 => p256_key(x, y).map(|_| ()),
-            Curve::P384 => p384_key(x, y).map(|_| ()),
-        },
+        Public::Ec {
+            curve: Curve::P256,
+            x,
+            y,
+        } => p256_key(x, y).map(|_| ()),
     }
 }
 
@@ -263,14 +280,6 @@ fn p256_key(x: &[u8], y: &[u8]) -> Result<p256::ecdsa::VerifyingKey, String> {
     };
     let pt = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
     p256::ecdsa::VerifyingKey::from_encoded_point(&pt).map_err(|_| "P-256 point not on the curve".into())
-}
-
-fn p384_key(x: &[u8], y: &[u8]) -> Result<p384::ecdsa::VerifyingKey, String> {
-    let (Ok(x), Ok(y)) = (<[u8; 48]>::try_from(x), <[u8; 48]>::try_from(y)) else {
-        return Err("P-384 point of the wrong size".into());
-    };
-    let pt = p384::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
-    p384::ecdsa::VerifyingKey::from_encoded_point(&pt).map_err(|_| "P-384 point not on the curve".into())
 }
 
 /// Checks signature node `node` of `t` over `parts` with `key`. `Err` says why it does not
@@ -314,21 +323,18 @@ fn check_sig(t: &Tree, node: usize, parts: &[&[u8]], key: &Key) -> Result<String
             };
             ok.map_err(|_| String::from("RSA verification failed"))?;
         }
-        Public::Ec { curve, x, y } => {
+        Public::Ec {
+            curve: Curve::P256,
+            x,
+            y,
+        } => {
             use p256::ecdsa::signature::hazmat::PrehashVerifier;
             if padding != "pkcs-1.5" {
                 return Err(alloc::format!("padding '{padding}' with ECDSA"));
             }
-            let ok = match curve {
-                Curve::P256 => {
-                    let sig = p256::ecdsa::Signature::from_slice(value).map_err(|_| "malformed ECDSA signature")?;
-                    p256_key(x, y)?.verify_prehash(&digest, &sig).is_ok()
-                }
-                Curve::P384 => {
-                    let sig = p384::ecdsa::Signature::from_slice(value).map_err(|_| "malformed ECDSA signature")?;
-                    p384_key(x, y)?.verify_prehash(&digest, &sig).is_ok()
-                }
-            };
+            let sig = p256::ecdsa::Signature::from_slice(value)
+                .map_err(|_| "malformed ECDSA signature")?;
+            let ok = p256_key(x, y)?.verify_prehash(&digest, &sig).is_ok();
             if !ok {
                 return Err("ECDSA verification failed".into());
             }
