@@ -98,6 +98,19 @@ impl<T: ?Sized + Services> Services for Table<'_, T> {
     fn default_env(&self) -> Option<Env> {
         self.state.default_env()
     }
+
+    fn fit_script(
+        &mut self,
+        addr: u64,
+        name: Option<&str>,
+        len: Option<u64>,
+    ) -> Option<Result<String, String>> {
+        self.state.fit_script(addr, name, len)
+    }
+
+    fn signed_scripts_only(&self) -> bool {
+        self.state.signed_scripts_only()
+    }
 }
 
 /// U-Boot's number syntax for addresses and sizes: hex, with or without `0x`.
@@ -120,6 +133,9 @@ mod tests {
     impl Services for State {
         fn file_exists(&mut self, _: &str, _: &str, path: &str) -> Option<Result<bool, String>> {
             Some(Ok(path == "/there"))
+        }
+        fn signed_scripts_only(&self) -> bool {
+            false
         }
     }
 

@@ -225,9 +225,15 @@ pub enum BootError {
     },
     Relocate(kexboot_relocate::Error),
     /// The FIT image at `path` was refused.
-    Fit { path: String, err: FitError },
+    Fit {
+        path: String,
+        err: FitError,
+    },
     /// Verified boot is required and `path` is not part of a FIT that verified: `why`.
-    NotVerified { path: String, why: &'static str },
+    NotVerified {
+        path: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for BootError {
@@ -709,9 +715,13 @@ pub fn prepare<S: Staging>(
         let paths = [kpath.clone()];
         let size = total_size(files, &paths)?;
         let fit = load_files(files, staging, platform, &paths, "FIT", size, None)?;
-        return prepare_fit(files, staging, platform, mem, dtb, cfg_path, entry, &kpath, fit, conf);
+        return prepare_fit(
+            files, staging, platform, mem, dtb, cfg_path, entry, &kpath, fit, conf,
+        );
     }
-    prepare_files(files, staging, platform, mem, dtb, cfg_path, entry, &kpath, true)
+    prepare_files(
+        files, staging, platform, mem, dtb, cfg_path, entry, &kpath, true,
+    )
 }
 
 /// U-Boot's `file.itb#conf`: the file and the configuration named after `#`.
@@ -750,10 +760,12 @@ impl Files for FitFiles<'_> {
             return self.outer.read_into(path, dst);
         };
         let capacity = dst.len() as u64;
-        let out = dst.get_mut(..b.len()).ok_or(FileError::Fs(fs::Error::TooLarge {
-            size: b.len() as u64,
-            capacity,
-        }))?;
+        let out = dst
+            .get_mut(..b.len())
+            .ok_or(FileError::Fs(fs::Error::TooLarge {
+                size: b.len() as u64,
+                capacity,
+            }))?;
         out.copy_from_slice(b);
         Ok(b.len())
     }
@@ -923,7 +935,18 @@ pub fn prepare_fit_image<S: Staging>(
         ..Entry::default()
     };
     let fit = Loaded { buf: fit, len };
-    prepare_fit(&mut NoFiles, staging, platform, mem, dtb, "/", &entry, name, fit, conf)
+    prepare_fit(
+        &mut NoFiles,
+        staging,
+        platform,
+        mem,
+        dtb,
+        "/",
+        &entry,
+        name,
+        fit,
+        conf,
+    )
 }
 
 /// [`prepare`] for a kernel at `kpath` that is not (or not known to be) a FIT; `allow_fit`:
@@ -955,7 +978,9 @@ fn prepare_files<S: Staging>(
     };
     let (file, file_at) = read_kernel(files, staging, platform, mem, kpath, sizes)?;
     if allow_fit && fit::is_fit(file.bytes()) {
-        return prepare_fit(files, staging, platform, mem, dtb, cfg_path, entry, kpath, file, None);
+        return prepare_fit(
+            files, staging, platform, mem, dtb, cfg_path, entry, kpath, file, None,
+        );
     }
     let (kernel, header, placement) =
         kernel_image(staging, platform, mem, sizes, kpath, file, file_at)?;

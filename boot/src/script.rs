@@ -924,10 +924,9 @@ pub trait Services {
     ) -> Option<Result<String, String>> {
         None
     }
-    /// Whether only a script inside a verified FIT may run (a trusted key is required).
-    fn signed_scripts_only(&self) -> bool {
-        false
-    }
+    /// Whether only a script inside a verified FIT may run (a trusted key is required). No
+    /// default: every firmware must say, so a forgotten answer cannot weaken the policy.
+    fn signed_scripts_only(&self) -> bool;
 }
 
 /// The firmware's commands (everything that is not a built-in), over its [`Services`].
@@ -941,7 +940,11 @@ pub trait Commands: Services {
 /// No firmware commands: only the built-ins.
 pub struct NoCommands;
 
-impl Services for NoCommands {}
+impl Services for NoCommands {
+    fn signed_scripts_only(&self) -> bool {
+        false
+    }
+}
 
 impl Commands for NoCommands {
     fn call(&mut self, _: &[String], _: &mut Ctx) -> Result<(), CmdError> {
@@ -1525,15 +1528,18 @@ impl Interp {
         };
         ctx.console
             .write_str(&format!("## Executing script at {addr:08x}\n"));
-        let is_fit = matches!(cmds.read_memory(addr, 4), Some(Ok(m)) if m == [0xd0, 0x0d, 0xfe, 0xed]);
+        let is_fit =
+            matches!(cmds.read_memory(addr, 4), Some(Ok(m)) if m == [0xd0, 0x0d, 0xfe, 0xed]);
         let filesize = ctx.env.get("filesize").and_then(|f| expr::hex(f).ok());
         let read = if is_fit {
             cmds.fit_script(addr, sub, filesize)
                 .unwrap_or_else(|| Err("this firmware cannot read FIT images".to_string()))
         } else if cmds.signed_scripts_only() {
-            Err("refused by verified boot: only a script inside a signed FIT image runs \
+            Err(
+                "refused by verified boot: only a script inside a signed FIT image runs \
                  (source <addr>:<script>)"
-                .to_string())
+                    .to_string(),
+            )
         } else if sub.is_some() {
             Err("not a FIT image (addr:name names a script inside one)".to_string())
         } else {

@@ -55,6 +55,9 @@ impl Services for Rec {
     fn default_env(&self) -> Option<Env> {
         self.defaults.clone()
     }
+    fn signed_scripts_only(&self) -> bool {
+        false
+    }
 }
 
 struct World {

@@ -25,7 +25,11 @@ const NAMES: &[&str] = &[
     "load", "fatload", "booti", "bootm", "boot", "tftpboot", "dhcp", "saveenv",
 ];
 
-impl Services for Board {}
+impl Services for Board {
+    fn signed_scripts_only(&self) -> bool {
+        false
+    }
+}
 
 impl Commands for Board {
     fn call(&mut self, argv: &[String], _ctx: &mut Ctx) -> Result<(), CmdError> {

@@ -226,8 +226,12 @@ pub(crate) fn walk<'a>(
     strings: core::ops::Range<usize>,
     visit: &mut dyn FnMut(usize, usize, Token<'a>) -> Result<()>,
 ) -> Result<usize> {
-    let s = blob.get(st.clone()).ok_or(bad(st.start, "structure block past the blob"))?;
-    let strings = blob.get(strings).ok_or(bad(0, "strings block past the blob"))?;
+    let s = blob
+        .get(st.clone())
+        .ok_or(bad(st.start, "structure block past the blob"))?;
+    let strings = blob
+        .get(strings)
+        .ok_or(bad(0, "strings block past the blob"))?;
     let at = |pos: usize| st.start + pos;
     let (mut pos, mut depth, mut root_done, mut props_closed) = (0, 0, false, false);
     loop {

@@ -71,7 +71,7 @@ fn nameoff(fit: &[u8], name: &str) -> u32 {
 }
 
 fn pad(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }
@@ -111,7 +111,7 @@ fn prop_token(buf: &[u8], path: &str, name: &str) -> (usize, usize) {
     let n = find(&nodes, path);
     let (_, r) = n.props.iter().find(|(p, _)| *p == name).expect(name);
     let start = r.start - 12;
-    (start, (r.end + 3) / 4 * 4 - start)
+    (start, r.end.div_ceil(4) * 4 - start)
 }
 
 /// `buf` with property `name` of node `path` set to `value` (the token rewritten).
@@ -142,11 +142,31 @@ fn strlist(items: &[&str]) -> Vec<u8> {
 #[test]
 fn mkimage_signed_fits_verify() {
     for (itb, keyfile, how) in [
-        ("rsa.itb", "keys-rsa.dtb", "signature-1 sha256,rsa2048 key 'key-dev'"),
-        ("pss.itb", "keys-rsa.dtb", "signature-1 sha256,rsa2048 key 'key-dev'"),
-        ("ext.itb", "keys-rsa.dtb", "signature-1 sha256,rsa2048 key 'key-dev'"),
-        ("rsa4096.itb", "keys-big.dtb", "signature-1 sha512,rsa4096 key 'key-big'"),
-        ("ec.itb", "keys-ec.dtb", "signature-1 sha256,ecdsa256 key 'ec'"),
+        (
+            "rsa.itb",
+            "keys-rsa.dtb",
+            "signature-1 sha256,rsa2048 key 'key-dev'",
+        ),
+        (
+            "pss.itb",
+            "keys-rsa.dtb",
+            "signature-1 sha256,rsa2048 key 'key-dev'",
+        ),
+        (
+            "ext.itb",
+            "keys-rsa.dtb",
+            "signature-1 sha256,rsa2048 key 'key-dev'",
+        ),
+        (
+            "rsa4096.itb",
+            "keys-big.dtb",
+            "signature-1 sha512,rsa4096 key 'key-big'",
+        ),
+        (
+            "ec.itb",
+            "keys-ec.dtb",
+            "signature-1 sha256,ecdsa256 key 'ec'",
+        ),
     ] {
         let buf = data(itb);
         let o = fit::open(&buf, None, &keys(keyfile)).unwrap_or_else(|e| panic!("{itb}: {e}"));
@@ -196,7 +216,10 @@ fn without_keys_hashes_are_still_checked() {
 fn key_summary_and_bad_key_blobs() {
     assert_eq!(keys("keys-rsa.dtb").summary(), "1 key, required: conf");
     assert_eq!(keys("keys-two.dtb").summary(), "2 keys, required: conf");
-    assert_eq!(keys("keys-any.dtb").summary(), "2 keys, required: conf (any one key)");
+    assert_eq!(
+        keys("keys-any.dtb").summary(),
+        "2 keys, required: conf (any one key)"
+    );
     assert_eq!(keys("keys-img.dtb").summary(), "1 key, required: image");
     assert!(!Keys::none().required());
     assert!(Keys::parse(b"not a dtb").is_err());
@@ -216,21 +239,30 @@ fn one_changed_kernel_byte_is_refused() {
     let mut bad = buf.clone();
     bad[o.kernel.unwrap().data.start + 7] ^= 0x80;
     let e = fit::open(&bad, None, &keys("keys-rsa.dtb")).unwrap_err();
-    assert!(matches!(e, FitError::HashMismatch { ref image, .. } if image == "kernel-1"), "{e}");
+    assert!(
+        matches!(e, FitError::HashMismatch { ref image, .. } if image == "kernel-1"),
+        "{e}"
+    );
 }
 
 #[test]
 fn another_key_unsigned_and_empty_signatures_are_refused() {
     let k = keys("keys-rsa.dtb");
     let e = config_err(fit::open(&data("evil.itb"), None, &k));
-    assert!(e.contains("required key 'key-dev' verifies no signature"), "{e}");
+    assert!(
+        e.contains("required key 'key-dev' verifies no signature"),
+        "{e}"
+    );
     assert!(e.contains("RSA verification failed"), "{e}");
     // conf-2 has no signature node.
     let e = config_err(fit::open(&data("rsa.itb"), Some("conf-2"), &k));
     assert!(e.contains("no signature node"), "{e}");
     // A signature node mkimage wrote but never signed (no value).
     let e = config_err(fit::open(&data("nosig.itb"), None, &k));
-    assert!(e.contains("no hashed-strings") || e.contains("no signature value"), "{e}");
+    assert!(
+        e.contains("no hashed-strings") || e.contains("no signature value"),
+        "{e}"
+    );
     // The signature node emptied of everything.
     let buf = data("rsa.itb");
     let f = Fit::parse(&buf).unwrap();
@@ -251,7 +283,12 @@ fn a_changed_signed_property_is_refused() {
     let buf = data("rsa.itb");
     let k = keys("keys-rsa.dtb");
     // The kernel's load address, and the configuration's ramdisk.
-    let bad = set_prop(&buf, "/images/kernel-1", "load", &0x4000_0000u32.to_be_bytes());
+    let bad = set_prop(
+        &buf,
+        "/images/kernel-1",
+        "load",
+        &0x4000_0000u32.to_be_bytes(),
+    );
     assert!(config_err(fit::open(&bad, None, &k)).contains("RSA verification failed"));
     let bad = set_prop(&buf, "/configurations/conf-1", "description", b"other\0");
     assert!(config_err(fit::open(&bad, None, &k)).contains("RSA verification failed"));
@@ -277,7 +314,10 @@ fn required_mode_all_and_any() {
     let e = config_err(fit::open(&buf, None, &keys("keys-two.dtb")));
     assert!(e.contains("required key 'key-big'"), "{e}");
     let o = fit::open(&buf, None, &keys("keys-any.dtb")).unwrap();
-    assert_eq!(o.verified.as_deref(), Some("signature-1 sha256,rsa2048 key 'key-dev'"));
+    assert_eq!(
+        o.verified.as_deref(),
+        Some("signature-1 sha256,rsa2048 key 'key-dev'")
+    );
 }
 
 #[test]
@@ -292,7 +332,10 @@ fn image_signatures() {
     flipped[10] ^= 1;
     let bad = set_prop(&buf, "/images/fdt-1/signature-1", "value", &flipped);
     let e = fit::open(&bad, None, &k).unwrap_err();
-    assert!(matches!(e, FitError::ImageSignature { ref image, .. } if image == "fdt-1"), "{e}");
+    assert!(
+        matches!(e, FitError::ImageSignature { ref image, .. } if image == "fdt-1"),
+        "{e}"
+    );
     // And rsa.itb has no image signatures at all.
     assert!(matches!(
         fit::open(&data("rsa.itb"), None, &k),
@@ -304,20 +347,36 @@ fn image_signatures() {
 fn algorithm_other_than_the_keys_is_refused() {
     let buf = data("rsa.itb");
     let k = keys("keys-rsa.dtb");
-    for algo in ["sha512,rsa2048", "sha1,rsa2048", "sha256,ecdsa256", "sha256,rsa4096"] {
+    for algo in [
+        "sha512,rsa2048",
+        "sha1,rsa2048",
+        "sha256,ecdsa256",
+        "sha256,rsa4096",
+    ] {
         let mut v = algo.as_bytes().to_vec();
         v.push(0);
         let bad = set_prop(&buf, "/configurations/conf-1/signature-1", "algo", &v);
         let e = config_err(fit::open(&bad, None, &k));
-        assert!(e.contains(&format!("signed as {algo}, but key 'key-dev' is")), "{e}");
+        assert!(
+            e.contains(&format!("signed as {algo}, but key 'key-dev' is")),
+            "{e}"
+        );
     }
     // A PSS signature checked as PKCS#1 v1.5.
     let pss = data("pss.itb");
-    let bad = set_prop(&pss, "/configurations/conf-1/signature-1", "padding", b"pkcs-1.5\0");
+    let bad = set_prop(
+        &pss,
+        "/configurations/conf-1/signature-1",
+        "padding",
+        b"pkcs-1.5\0",
+    );
     assert!(config_err(fit::open(&bad, None, &k)).contains("RSA verification failed"));
     // An ECDSA key given an RSA-signed FIT.
     let e = config_err(fit::open(&buf, None, &keys("keys-ec.dtb")));
-    assert!(e.contains("signed as sha256,rsa2048, but key 'ec' is ecdsa256"), "{e}");
+    assert!(
+        e.contains("signed as sha256,rsa2048, but key 'ec' is ecdsa256"),
+        "{e}"
+    );
 }
 
 // --- The attacks that broke U-Boot. ---
@@ -381,7 +440,10 @@ fn cve_2021_27138_unit_address_aliases() {
     img.extend(end());
     img.extend(end());
     // Before and after the signed node: exact lookups never pick it.
-    for at in [node(&f, "/images/kernel-1").begin, node(&f, "/images/kernel-1").end] {
+    for at in [
+        node(&f, "/images/kernel-1").begin,
+        node(&f, "/images/kernel-1").end,
+    ] {
         let bad = splice(&buf, at, 0, &img);
         let o = fit::open(&bad, None, &k).unwrap();
         check_payloads(&bad, &o, "kernel");
@@ -456,11 +518,36 @@ fn external_data_out_of_bounds_is_refused() {
     assert!(o.kernel.as_ref().unwrap().data.start >= be32(&buf, 4) as usize);
     let kernel_off = prop_value(&buf, "/images/kernel-1", "data-offset");
     let cases: [(&str, &str, Vec<u8>, &str); 5] = [
-        ("/images/kernel-1", "data-size", 0xffff_fff0u32.to_be_bytes().to_vec(), "runs past the end"),
-        ("/images/kernel-1", "data-offset", 0xffff_fff0u32.to_be_bytes().to_vec(), "runs past the end"),
-        ("/images/fdt-1", "data-offset", kernel_off.clone(), "overlaps image 'kernel-1'"),
-        ("/images/fdt-1", "data-size", vec![0, 0, 0], "without data-size"),
-        ("/images/kernel-1", "data-size", 0x1_0000u32.to_be_bytes().to_vec(), "hash mismatch"),
+        (
+            "/images/kernel-1",
+            "data-size",
+            0xffff_fff0u32.to_be_bytes().to_vec(),
+            "runs past the end",
+        ),
+        (
+            "/images/kernel-1",
+            "data-offset",
+            0xffff_fff0u32.to_be_bytes().to_vec(),
+            "runs past the end",
+        ),
+        (
+            "/images/fdt-1",
+            "data-offset",
+            kernel_off.clone(),
+            "overlaps image 'kernel-1'",
+        ),
+        (
+            "/images/fdt-1",
+            "data-size",
+            vec![0, 0, 0],
+            "without data-size",
+        ),
+        (
+            "/images/kernel-1",
+            "data-size",
+            0x1_0000u32.to_be_bytes().to_vec(),
+            "hash mismatch",
+        ),
     ];
     for (path, name, value, want) in cases {
         let bad = set_prop(&buf, path, name, &value);
@@ -469,10 +556,18 @@ fn external_data_out_of_bounds_is_refused() {
     }
     // Data placed inside the tree itself: data-offset wraps to the FIT's start.
     let total = be32(&buf, 4);
-    let to_start = (u32::MAX - (total + 3) / 4 * 4).wrapping_add(1);
-    let bad = set_prop(&buf, "/images/kernel-1", "data-offset", &to_start.to_be_bytes());
+    let to_start = (u32::MAX - total.div_ceil(4) * 4).wrapping_add(1);
+    let bad = set_prop(
+        &buf,
+        "/images/kernel-1",
+        "data-offset",
+        &to_start.to_be_bytes(),
+    );
     let e = fit::open(&bad, None, &k).unwrap_err().to_string();
-    assert!(e.contains("overlaps the FIT's own tree") || e.contains("runs past the end"), "{e}");
+    assert!(
+        e.contains("overlaps the FIT's own tree") || e.contains("runs past the end"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -84,6 +84,8 @@ pub struct TestBoard {
     pub resets: usize,
     pub power_offs: usize,
     pub exceptions: usize,
+    /// The verified-boot keys built in.
+    pub keys: kexboot_loader::fit::Keys,
 }
 
 impl TestBoard {
@@ -112,6 +114,7 @@ impl TestBoard {
             resets: 0,
             power_offs: 0,
             exceptions: 0,
+            keys: kexboot_loader::fit::Keys::none(),
         }
     }
 
@@ -185,6 +188,10 @@ impl Board for TestBoard {
         self.layout.is_writable(&r).then_some(())?;
         let o = self.offset(&r)?;
         self.ram.get_mut(o)
+    }
+
+    fn keys(&self) -> &kexboot_loader::fit::Keys {
+        &self.keys
     }
 
     fn own_fixups(&self, dtb: &[u8]) -> Result<Vec<u8>, kexboot_loader::Error> {

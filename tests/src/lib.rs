@@ -436,6 +436,8 @@ pub struct FakePlatform {
     pub seeds: Option<(u64, [u8; 64])>,
     /// The environment's `fdtfile`.
     pub fdtfile: Option<String>,
+    /// The verified-boot keys the firmware would have built in.
+    pub keys: kexboot_loader::fit::Keys,
 }
 
 /// The `/memreserve/` entry [`FakePlatform`]'s own fixups add (inside kexboot's image, which
@@ -450,6 +452,7 @@ impl Default for FakePlatform {
             clock_us: Cell::new(1_000_000),
             seeds: Some((KASLR_SEED, rng)),
             fdtfile: None,
+            keys: kexboot_loader::fit::Keys::none(),
         }
     }
 }
@@ -479,6 +482,10 @@ impl Platform for FakePlatform {
 
     fn fdtfile(&self) -> Option<&str> {
         self.fdtfile.as_deref()
+    }
+
+    fn keys(&self) -> &kexboot_loader::fit::Keys {
+        &self.keys
     }
 }
 

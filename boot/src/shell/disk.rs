@@ -388,7 +388,12 @@ impl<B: Board> Shell<B> {
         let text = text.split(|&b| b == 0).next().unwrap_or_default();
         let text = core::str::from_utf8(text)
             .map_err(|_| Error::NotBooted(format!("script '{}' is not UTF-8 text", part.name)))?;
-        log::info!("FIT script '{}' ({} bytes, {})", part.name, text.len(), part.hashes.join(", "));
+        log::info!(
+            "FIT script '{}' ({} bytes, {})",
+            part.name,
+            text.len(),
+            part.hashes.join(", ")
+        );
         Ok(text.to_string())
     }
 
@@ -448,7 +453,9 @@ impl<B: Board> Shell<B> {
         )
         .map_err(|e| Error::NotBooted(format!("bootm: {e}")))?;
         if self.board.keys().required() && !p.verified {
-            return Err(Error::Refused("bootm: refused by verified boot: not a verified FIT"));
+            return Err(Error::Refused(
+                "bootm: refused by verified boot: not a verified FIT",
+            ));
         }
         let jump = Jump {
             segments: &p.segments,

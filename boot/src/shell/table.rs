@@ -136,7 +136,10 @@ impl<B: Board> Services for Shell<B> {
         name: Option<&str>,
         len: Option<u64>,
     ) -> Option<Result<String, String>> {
-        Some(Shell::fit_script(self, addr, name, len).map_err(|e| alloc::string::ToString::to_string(&e)))
+        Some(
+            Shell::fit_script(self, addr, name, len)
+                .map_err(|e| alloc::string::ToString::to_string(&e)),
+        )
     }
 
     fn signed_scripts_only(&self) -> bool {

@@ -80,7 +80,10 @@ impl fmt::Display for FitError {
                  hashed"
             ),
             FitError::ConfigSignature { conf, what } => {
-                write!(f, "FIT configuration '{conf}': signature check failed: {what}")
+                write!(
+                    f,
+                    "FIT configuration '{conf}': signature check failed: {what}"
+                )
             }
             FitError::ImageSignature { image, what } => {
                 write!(f, "FIT image '{image}': signature check failed: {what}")
@@ -362,10 +365,9 @@ impl<'a> Fit<'a> {
             .ok_or_else(|| FitError::NoConfig("no /configurations node".into()))?;
         let name = match name {
             Some(n) => n,
-            None => self
-                .tree
-                .str_prop(confs, "default")
-                .ok_or_else(|| FitError::NoConfig("no configuration named and no default".into()))?,
+            None => self.tree.str_prop(confs, "default").ok_or_else(|| {
+                FitError::NoConfig("no configuration named and no default".into())
+            })?,
         };
         let node = self
             .tree
@@ -428,9 +430,13 @@ impl<'a> Fit<'a> {
             (None, o, p, size) => {
                 let size = size.ok_or_else(|| err("external data without data-size".into()))?;
                 let start = match (o, p) {
-                    (Some(o), None) => (t.total as u64 + 3) / 4 * 4 + u64::from(o),
+                    (Some(o), None) => (t.total as u64).div_ceil(4) * 4 + u64::from(o),
                     (None, Some(p)) => u64::from(p),
-                    _ => return Err(err("external data without data-offset or data-position".into())),
+                    _ => {
+                        return Err(err(
+                            "external data without data-offset or data-position".into()
+                        ))
+                    }
                 };
                 let end = start + u64::from(size);
                 if end > t.blob.len() as u64 {
@@ -452,7 +458,12 @@ impl<'a> Fit<'a> {
 
     /// Checks every `hash*` subnode of image `node` over `data`; at least one is required
     /// when `need_one`. Returns the checked ones (`hash-1 sha256`).
-    fn check_hashes(&self, node: usize, data: &[u8], need_one: bool) -> Result<Vec<String>, FitError> {
+    fn check_hashes(
+        &self,
+        node: usize,
+        data: &[u8],
+        need_one: bool,
+    ) -> Result<Vec<String>, FitError> {
         let t = &self.tree;
         let image = t.nodes[node].name;
         let mut done = Vec::new();
@@ -468,9 +479,7 @@ impl<'a> Fit<'a> {
             let algo = t
                 .str_prop(h, "algo")
                 .ok_or_else(|| err("no 'algo'".into()))?;
-            let value = t
-                .prop(h, "value")
-                .ok_or_else(|| err("no 'value'".into()))?;
+            let value = t.prop(h, "value").ok_or_else(|| err("no 'value'".into()))?;
             let got = sig::Hash::from_name(algo)
                 .map(|a| a.digest(&[data]))
                 .or_else(|| (algo == "crc32").then(|| crc32fast::hash(data).to_be_bytes().to_vec()))
@@ -518,7 +527,11 @@ impl<'a> Fit<'a> {
             "gzip" => Compression::Gzip,
             "lz4" => Compression::Lz4,
             "zstd" => Compression::Zstd,
-            other => return Err(err(alloc::format!("compression '{other}' is not supported"))),
+            other => {
+                return Err(err(alloc::format!(
+                    "compression '{other}' is not supported"
+                )))
+            }
         };
         let data = self.data(node)?;
         let hashes = self.check_hashes(node, &t.blob[data.clone()], need_hash)?;
@@ -629,10 +642,13 @@ pub fn open_script(buf: &[u8], name: Option<&str>, keys: &Keys) -> Result<Part, 
                 .ok_or_else(|| layout("no script image"))?
         }
     };
-    let node = fit.tree.child(fit.images, &name).ok_or_else(|| FitError::Image {
-        image: name.clone(),
-        what: "no such image under /images".into(),
-    })?;
+    let node = fit
+        .tree
+        .child(fit.images, &name)
+        .ok_or_else(|| FitError::Image {
+            image: name.clone(),
+            what: "no such image under /images".into(),
+        })?;
     if required {
         no_unit_address(&name, "image")?;
     }

@@ -29,7 +29,7 @@ use rsa::traits::{PublicKeyParts, SignatureScheme};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::{FitError, Fit, Tree};
+use super::{Fit, FitError, Tree};
 
 /// The properties a configuration signature leaves out (the data, and where it is: a FIT can be
 /// re-packed between embedded and external data without re-signing).
@@ -89,8 +89,15 @@ enum Curve {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Public {
-    Rsa { modulus: Vec<u8>, exponent: u64 },
-    Ec { curve: Curve, x: Vec<u8>, y: Vec<u8> },
+    Rsa {
+        modulus: Vec<u8>,
+        exponent: u64,
+    },
+    Ec {
+        curve: Curve,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
 }
 
 /// One trusted public key.
@@ -183,7 +190,9 @@ impl Keys {
                     .u32_prop(k, "rsa,num-bits")
                     .ok_or_else(|| err("no rsa,num-bits"))?;
                 if !matches!(bits, 2048 | 3072 | 4096) || modulus.len() * 8 != bits as usize {
-                    return Err(err("rsa,modulus is not rsa,num-bits long (2048, 3072, 4096)"));
+                    return Err(err(
+                        "rsa,modulus is not rsa,num-bits long (2048, 3072, 4096)",
+                    ));
                 }
                 let exponent = match t.prop(k, "rsa,exponent") {
                     // U-Boot's default when the property is missing.
@@ -251,8 +260,16 @@ impl Keys {
         alloc::format!(
             "{n} key{}, required: {}{}",
             if n == 1 { "" } else { "s" },
-            if req.is_empty() { "none".into() } else { req.join("+") },
-            if self.any && self.required() { " (any one key)" } else { "" }
+            if req.is_empty() {
+                "none".into()
+            } else {
+                req.join("+")
+            },
+            if self.any && self.required() {
+                " (any one key)"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -279,24 +296,38 @@ fn p256_key(x: &[u8], y: &[u8]) -> Result<p256::ecdsa::VerifyingKey, String> {
         return Err("P-256 point of the wrong size".into());
     };
     let pt = p256::EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
-    p256::ecdsa::VerifyingKey::from_encoded_point(&pt).map_err(|_| "P-256 point not on the curve".into())
+    p256::ecdsa::VerifyingKey::from_encoded_point(&pt)
+        .map_err(|_| "P-256 point not on the curve".into())
 }
 
 /// Checks signature node `node` of `t` over `parts` with `key`. `Err` says why it does not
 /// verify.
 fn check_sig(t: &Tree, node: usize, parts: &[&[u8]], key: &Key) -> Result<String, String> {
     let algo = t.str_prop(node, "algo").ok_or("no 'algo'")?;
-    let (hash_name, crypto) = algo.split_once(',').ok_or("'algo' is not '<hash>,<crypto>'")?;
-    let hash = Hash::from_name(hash_name).ok_or_else(|| alloc::format!("unknown hash '{hash_name}'"))?;
+    let (hash_name, crypto) = algo
+        .split_once(',')
+        .ok_or("'algo' is not '<hash>,<crypto>'")?;
+    let hash =
+        Hash::from_name(hash_name).ok_or_else(|| alloc::format!("unknown hash '{hash_name}'"))?;
     if let Some(k) = &key.algo {
         if k != algo {
-            return Err(alloc::format!("signed as {algo}, but key '{}' is {k}", key.name));
+            return Err(alloc::format!(
+                "signed as {algo}, but key '{}' is {k}",
+                key.name
+            ));
         }
     }
     if crypto != key.crypto() {
-        return Err(alloc::format!("signed as {algo}, but key '{}' is {}", key.name, key.crypto()));
+        return Err(alloc::format!(
+            "signed as {algo}, but key '{}' is {}",
+            key.name,
+            key.crypto()
+        ));
     }
-    let value = t.prop(node, "value").filter(|v| !v.is_empty()).ok_or("no signature value")?;
+    let value = t
+        .prop(node, "value")
+        .filter(|v| !v.is_empty())
+        .ok_or("no signature value")?;
     let padding = t.str_prop(node, "padding").unwrap_or("pkcs-1.5");
     let digest = hash.digest(parts);
     match &key.public {
@@ -340,7 +371,11 @@ fn check_sig(t: &Tree, node: usize, parts: &[&[u8]], key: &Key) -> Result<String
             }
         }
     }
-    Ok(alloc::format!("{} {algo} key '{}'", t.nodes[node].name, key.name))
+    Ok(alloc::format!(
+        "{} {algo} key '{}'",
+        t.nodes[node].name,
+        key.name
+    ))
 }
 
 fn rsa_verify<D>(pk: &rsa::RsaPublicKey, pss: bool, digest: &[u8], sig: &[u8]) -> rsa::Result<()>
@@ -439,8 +474,8 @@ pub(crate) fn regions(t: &Tree, inc: &[String]) -> Vec<Range<usize>> {
                 stack.push(want);
                 if inc.iter().any(|p| *p == t.nodes[n].path) {
                     want = 2;
-                } else if want > 0 {
-                    want -= 1;
+                } else {
+                    want = want.saturating_sub(1);
                 }
                 if want == 0 {
                     stop_at = pos;
@@ -503,7 +538,12 @@ fn check_hashed_nodes(t: &Tree, sig: usize, nodes: &[String]) -> Result<(), Stri
 /// Verifies configuration `conf` (named `cname`) of `fit` against the required `conf` keys:
 /// each (or, with `required-mode = "any"`, one) must verify one of its `signature*` nodes.
 /// Returns how it verified.
-pub(crate) fn verify_config(fit: &Fit, conf: usize, cname: &str, keys: &Keys) -> Result<String, FitError> {
+pub(crate) fn verify_config(
+    fit: &Fit,
+    conf: usize,
+    cname: &str,
+    keys: &Keys,
+) -> Result<String, FitError> {
     let t = &fit.tree;
     let fail = |what: String| FitError::ConfigSignature {
         conf: cname.into(),
@@ -522,15 +562,17 @@ pub(crate) fn verify_config(fit: &Fit, conf: usize, cname: &str, keys: &Keys) ->
     let struct_regions = regions(t, &nodes);
     let mut good: Option<String> = None;
     let mut why: Vec<String> = Vec::new();
-    for key in keys.keys.iter().filter(|k| k.required == Some(super::KeyUse::Conf)) {
+    for key in keys
+        .keys
+        .iter()
+        .filter(|k| k.required == Some(super::KeyUse::Conf))
+    {
         let mut ok = None;
         for &s in &sigs {
             let r = check_hashed_nodes(t, s, &nodes).and_then(|()| {
                 let strings = hashed_strings(t, s)?;
-                let mut parts: Vec<&[u8]> = struct_regions
-                    .iter()
-                    .map(|r| &t.blob[r.clone()])
-                    .collect();
+                let mut parts: Vec<&[u8]> =
+                    struct_regions.iter().map(|r| &t.blob[r.clone()]).collect();
                 parts.push(strings);
                 check_sig(t, s, &parts, key)
             });
@@ -559,7 +601,12 @@ pub(crate) fn verify_config(fit: &Fit, conf: usize, cname: &str, keys: &Keys) ->
             None => {}
         }
     }
-    good.ok_or_else(|| fail(alloc::format!("no required key verifies a signature ({})", why.join("; "))))
+    good.ok_or_else(|| {
+        fail(alloc::format!(
+            "no required key verifies a signature ({})",
+            why.join("; ")
+        ))
+    })
 }
 
 /// The strings block prefix `hashed-strings` of signature node `sig` says was signed: it must
@@ -579,7 +626,12 @@ fn hashed_strings<'a>(t: &Tree<'a>, sig: usize) -> Result<&'a [u8], String> {
 }
 
 /// Verifies image `node`'s `data` against the required `image` keys.
-pub(crate) fn verify_image(fit: &Fit, node: usize, data: &[u8], keys: &Keys) -> Result<(), FitError> {
+pub(crate) fn verify_image(
+    fit: &Fit,
+    node: usize,
+    data: &[u8],
+    keys: &Keys,
+) -> Result<(), FitError> {
     let t = &fit.tree;
     let image = t.nodes[node].name;
     let fail = |what: String| FitError::ImageSignature {
@@ -596,7 +648,11 @@ pub(crate) fn verify_image(fit: &Fit, node: usize, data: &[u8], keys: &Keys) -> 
         return Err(fail("no signature node".into()));
     }
     let mut any_ok = false;
-    for key in keys.keys.iter().filter(|k| k.required == Some(super::KeyUse::Image)) {
+    for key in keys
+        .keys
+        .iter()
+        .filter(|k| k.required == Some(super::KeyUse::Image))
+    {
         let mut why = Vec::new();
         let ok = sigs.iter().any(|&s| match check_sig(t, s, &[data], key) {
             Ok(_) => true,

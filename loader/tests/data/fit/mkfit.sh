@@ -2,7 +2,7 @@
 # Makes the FIT test images in this directory with Debian's mkimage (u-boot-tools 2023.01),
 # dtc, fdtput and openssl; the tests read them (loader/tests/fit.rs). Re-run after changing it:
 #   sh loader/tests/data/fit/mkfit.sh
-# Payloads: kernel = 70000 bytes of pattern i % 251, fdt = a small device tree, ramdisk = 5000
+# Payloads: kernel = 70000 bytes of pattern i % 251 under an arm64 Image header, fdt = a small device tree, ramdisk = 5000
 # bytes of pattern (i * 7) % 253. Keys are made fresh each run (the FITs and key blobs change
 # together).
 #   rsa.itb        conf-1 (kernel, fdt, ramdisk) signed sha256,rsa2048 (key dev); conf-2 unsigned
@@ -16,6 +16,7 @@
 #   img.itb        image signatures (each image signed sha256,rsa2048 by dev), no conf signature
 #   unit.itb       image and configuration names with unit addresses, signed
 #   gz.itb         gzip'd kernel, signed
+#   script.itb     a boot script image (script-1) whose configuration is signed
 #   keys-rsa.dtb   dev required=conf; keys-big.dtb, keys-ec.dtb (ec made required=conf with
 #   fdtput: Debian's mkimage writes none for ECDSA); keys-img.dtb dev required=image;
 #   keys-two.dtb   dev and big, both required=conf; keys-any.dtb the same with required-mode any
@@ -25,7 +26,15 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 python3 - <<'PY'
-open("kernel", "wb").write(bytes(i % 251 for i in range(70000)))
+import struct
+k = bytearray(i % 251 for i in range(70000))
+# An arm64 Image header (text_offset 0, image_size 0x12000, 4 KiB pages, base anywhere), so
+# the boot-flow tests can boot it.
+k[0:64] = bytes(64)
+k[16:24] = struct.pack("<Q", 0x12000)
+k[24:32] = struct.pack("<Q", 0xA)
+k[0x38:0x3C] = b"ARM\x64"
+open("kernel", "wb").write(bytes(k))
 open("ramdisk", "wb").write(bytes((i * 7) % 253 for i in range(5000)))
 PY
 printf '/dts-v1/;\n/ { compatible = "test"; #address-cells = <2>; #size-cells = <2>; chosen { }; };\n' | dtc -O dtb -o fdt.dtb
@@ -101,12 +110,31 @@ its sha256,rsa2048 dev pkcs "$all" kernel none no yes > unit.its
 empty k.dtb; sign unit.itb unit.its k.dtb
 its sha256,rsa2048 dev pkcs "$all" kernel.gz gzip no no > gz.its
 empty k.dtb; sign gz.itb gz.its k.dtb
+# A boot script inside a FIT, its configuration signed.
+printf 'setenv fitscript ran\necho script from a signed FIT\n' > script.txt
+cat > script.its <<ITS
+/dts-v1/;
+/ {
+  description = "kexboot test script FIT";
+  #address-cells = <1>;
+  images {
+    script-1 { description = "boot script"; data = /incbin/("script.txt"); type = "script";
+      compression = "none"; hash-1 { algo = "sha256"; }; };
+  };
+  configurations {
+    default = "conf-1";
+    conf-1 { description = "script"; script = "script-1";
+      signature-1 { algo = "sha256,rsa2048"; key-name-hint = "dev"; sign-images = "script"; }; };
+  };
+};
+ITS
+empty k.dtb; sign script.itb script.its k.dtb
 # Two required keys: dev and big (rsa.itb carries only dev's signature).
 cp keys-rsa.dtb keys-two.dtb
 sign big2.itb big.its keys-two.dtb
 cp keys-two.dtb keys-any.dtb
 fdtput -t s keys-any.dtb /signature required-mode any
-cp kernel ramdisk fdt.dtb kernel.gz "$here"/
+cp kernel ramdisk fdt.dtb kernel.gz script.txt "$here"/
 cp ./*.itb keys-*.dtb "$here"/
 rm -f "$here"/big2.itb
 echo "made $(ls "$here" | wc -l) files in $here"
