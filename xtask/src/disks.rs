@@ -35,6 +35,8 @@ pub struct Disks {
     pub warm: std::result::Result<WarmDisks, String>,
     /// The disks made by the distributions' own tools, or why there are none.
     pub real: std::result::Result<RealDisks, String>,
+    /// The verified-boot FITs, keys and disks (made by mkimage), or why there are none.
+    pub fit: std::result::Result<crate::fitimg::FitAssets, String>,
 }
 
 impl Disks {
@@ -53,6 +55,9 @@ impl Disks {
         }
         if let Ok(r) = &self.real {
             v.extend(r.all());
+        }
+        if let Ok(f) = &self.fit {
+            v.extend([&f.disk_rsa, &f.disk_ec]);
         }
         v
     }
@@ -77,6 +82,7 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         menu: paths.assets.join("disk-menu.img"),
         warm: Err("not built".into()),
         real: Err("not built".into()),
+        fit: Err("not built".into()),
     };
     let all = [
         ("/boot/Image", &image[..]),
@@ -137,6 +143,10 @@ pub fn build_disks(paths: &Paths, a: &Assets) -> Result<Disks> {
         Err(e) => Err(format!("no warm initramfs: {e}")),
     };
     d.real = realdisks::build(paths, &a.initrd).map_err(|e| e.to_string());
+    d.fit = crate::fitimg::build(paths, a).map_err(|e| e.to_string());
+    if let Err(e) = &d.fit {
+        eprintln!("assets: warning: no verified-boot FITs: {e}");
+    }
     if let Err(e) = &d.real {
         eprintln!("assets: warning: no real-layout disks: {e}");
     }

@@ -19,6 +19,7 @@ mod disks;
 mod e2e;
 mod e2e_boot;
 mod e2e_el3;
+mod e2e_fit;
 mod e2e_net;
 mod e2e_probe;
 mod e2e_real;
@@ -26,6 +27,7 @@ mod e2e_rpi3;
 mod e2e_warm;
 mod extlinux;
 mod firmware;
+mod fitimg;
 mod fuzz;
 mod initrd;
 mod qemu;
@@ -160,9 +162,24 @@ fn board_arg(args: &[String]) -> Result<(&str, Vec<String>)> {
 /// `build [--board B]`: the firmware (one image for every board) and the probe; for `rpi3`
 /// also its SD image and `kernel8.img`. The image's path is the last line (scripts read it).
 fn cmd_build(paths: &Paths, args: &[String]) -> Result<()> {
-    let (board, rest) = board_arg(args)?;
+    let (board, mut rest) = board_arg(args)?;
+    // `--keys keys.dtb`: the verified-boot keys (U-Boot's format, `mkimage -K`) built in.
+    let keys = match rest.iter().position(|a| a == "--keys") {
+        Some(i) => {
+            let path = rest
+                .get(i + 1)
+                .cloned()
+                .ok_or_else(|| err!("--keys needs a key blob (mkimage -K keys.dtb)"))?;
+            rest.drain(i..=i + 1);
+            Some(std::path::PathBuf::from(path))
+        }
+        None => None,
+    };
     check_flags(&rest, &["--release"])?;
-    let fw = firmware::build(paths)?;
+    let fw = match &keys {
+        Some(k) => firmware::build_with_keys(paths, k, &paths.kexboot_bin())?,
+        None => firmware::build(paths)?,
+    };
     let probe = firmware::build_probe(paths)?;
     println!("{}", probe.display());
     if board == "rpi3" {

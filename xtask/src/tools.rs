@@ -19,6 +19,9 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     ("mkfs.vfat", "dosfstools"),
     ("sgdisk", "gdisk"),
+    ("openssl", "openssl"),
+    ("dtc", "device-tree-compiler"),
+    ("fdtput", "device-tree-compiler"),
 ];
 
 /// Where `prog` is: on `$PATH`, or in the sbin directories a non-root `$PATH` lacks.
