@@ -827,13 +827,15 @@ fn prepare_fit<S: Staging>(
         .sum();
     match &opened.verified {
         Some(how) => log::info!(
-            "{kpath}: FIT configuration '{}' verified ({how}); {hashed} bytes hashed, {} ms              ({} MB/s)",
+            "{kpath}: FIT configuration '{}' verified ({how}); {hashed} bytes hashed, {} ms \
+             ({} MB/s)",
             opened.conf,
             us / 1000,
             mb_per_s(hashed as u64, us)
         ),
         None => log::info!(
-            "{kpath}: FIT configuration '{}', hashes good ({hashed} bytes, {} ms); no key              requires a signature",
+            "{kpath}: FIT configuration '{}', hashes good ({hashed} bytes, {} ms); no key \
+             requires a signature",
             opened.conf,
             us / 1000
         ),
@@ -846,7 +848,8 @@ fn prepare_fit<S: Staging>(
     {
         return Err(BootError::NotVerified {
             path: kpath.into(),
-            why: "the entry names an initrd or device tree outside the FIT, which no                   signature covers",
+            why: "the entry names an initrd or device tree outside the FIT, which no \
+                  signature covers",
         });
     }
     let kernel = opened.kernel.as_ref().ok_or_else(|| {
@@ -857,14 +860,15 @@ fn prepare_fit<S: Staging>(
     })?;
     let slash = if kpath.starts_with('/') { "" } else { "/" };
     let name = |p: &fit::Part| alloc::format!("{slash}{kpath}#{}", p.name);
-    for p in [&opened.kernel, &opened.ramdisk].into_iter().flatten() {
-        check_compression(p, &bytes[p.data.clone()]).map_err(|what| {
-            fit_err(FitError::Image {
-                image: p.name.clone(),
-                what: what.into(),
-            })
-        })?;
-    }
+    // The kernel's `compression` must match its content (kexboot decompresses by content).
+    // A ramdisk is handed over as it is: "none" is what mkimage writes for a gzip'd initramfs
+    // the kernel unpacks itself.
+    check_compression(kernel, &bytes[kernel.data.clone()]).map_err(|what| {
+        fit_err(FitError::Image {
+            image: kernel.name.clone(),
+            what: what.into(),
+        })
+    })?;
     let mut inner = entry.clone();
     inner.kernel = Some(name(kernel));
     let mut parts = alloc::vec![(name(kernel), kernel.data.clone())];

@@ -4,8 +4,8 @@
 //! plain Image, before the good entry boots ([`crate::fitimg`] makes them).
 
 use crate::check::{boot, expect_kexboot_started, expect_userspace, Ctx};
-use crate::fitimg::{self, FitAssets};
 use crate::firmware;
+use crate::fitimg::{self, FitAssets};
 use crate::qemu::{Args, DEFAULT_CPU};
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,9 @@ fn said(
     let entry = format!("entry '{label}'");
     match t.find(|l| l.contains(&entry) && l.contains(what)) {
         Some((i, _)) if i < before => Ok(()),
-        Some(_) => Err(format!("entry '{label}' refused only after a kernel started")),
+        Some(_) => Err(format!(
+            "entry '{label}' refused only after a kernel started"
+        )),
         None => Err(format!("no line saying entry '{label}': ...{what}...")),
     }
 }
@@ -59,12 +61,29 @@ pub(crate) fn case_rsa(c: &Ctx, name: &str) -> std::result::Result<(), String> {
     t.find(|l| l.contains("verified boot: 1 key, required: conf"))
         .ok_or("no \"verified boot: 1 key, required: conf\" line at start")?;
     let go = started(&t)?;
-    said(&t, "tampered", "FIT image 'kernel-1': sha256 hash mismatch", go)?;
-    said(&t, "unsigned", "FIT configuration 'conf-1': signature check failed: no signature node", go)?;
-    said(&t, "other", "required key 'key-dev' verifies no signature", go)?;
+    said(
+        &t,
+        "tampered",
+        "FIT image 'kernel-1': sha256 hash mismatch",
+        go,
+    )?;
+    said(
+        &t,
+        "unsigned",
+        "FIT configuration 'conf-1': signature check failed: no signature node",
+        go,
+    )?;
+    said(
+        &t,
+        "other",
+        "required key 'key-dev' verifies no signature",
+        go,
+    )?;
     said(&t, "plain", "refused by verified boot: not a FIT image", go)?;
-    t.find(|l| l.contains("FIT configuration 'conf-1' verified (signature-1 sha256,rsa2048 key 'key-dev')"))
-        .ok_or("no line saying how the good FIT verified")?;
+    t.find(|l| {
+        l.contains("FIT configuration 'conf-1' verified (signature-1 sha256,rsa2048 key 'key-dev')")
+    })
+    .ok_or("no line saying how the good FIT verified")?;
     expect_userspace(&t, &fitimg::cmdline("good"), None, None)?;
     expect_kexboot_started(&t)
 }
@@ -91,7 +110,12 @@ pub(crate) fn case_ecdsa(c: &Ctx, name: &str) -> std::result::Result<(), String>
     let fw = keyed(c, &f.keys_ec, "kexboot-keys-ec.bin")?;
     let t = boot(args(&fw, &f.disk_ec), &c.log(name))?;
     let go = started(&t)?;
-    said(&t, "rsa", "signed as sha256,rsa2048, but key 'ec' is ecdsa256", go)?;
+    said(
+        &t,
+        "rsa",
+        "signed as sha256,rsa2048, but key 'ec' is ecdsa256",
+        go,
+    )?;
     t.find(|l| l.contains("verified (signature-1 sha256,ecdsa256 key 'ec')"))
         .ok_or("no line saying the ECDSA FIT verified")?;
     expect_userspace(&t, &fitimg::cmdline("ecdsa"), None, None)

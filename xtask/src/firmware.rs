@@ -20,12 +20,22 @@ pub const PROBE_FILE: &str = "probe.bin";
 
 /// `cargo build --release` of the firmware, then ELF → `target/kexboot.bin`. Returns its path.
 pub fn build(paths: &Paths) -> Result<PathBuf> {
-    build_flat(paths, "kexboot-boards", "kexboot", &paths.kexboot_bin(), None)
+    build_flat(
+        paths,
+        "kexboot-boards",
+        "kexboot",
+        &paths.kexboot_bin(),
+        None,
+    )
 }
 
 /// The firmware with the verified-boot key blob `keys` built in (`KEXBOOT_KEYS`), flattened
 /// into `out`. The blob is checked first as the firmware will read it.
-pub fn build_with_keys(paths: &Paths, keys: &std::path::Path, out: &std::path::Path) -> Result<PathBuf> {
+pub fn build_with_keys(
+    paths: &Paths,
+    keys: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<PathBuf> {
     let summary = crate::fitimg::check_keys(keys)?;
     println!("verified boot keys {}: {summary}", keys.display());
     let keys = std::fs::canonicalize(keys).ctx(keys.display())?;
@@ -35,7 +45,13 @@ pub fn build_with_keys(paths: &Paths, keys: &std::path::Path, out: &std::path::P
 /// The same for the entry-condition probe (`probe/`): `target/probe.bin`, an arm64 Image that
 /// kexboot boots like a kernel. Returns its path.
 pub fn build_probe(paths: &Paths) -> Result<PathBuf> {
-    build_flat(paths, PROBE_PKG, PROBE_BIN, &paths.target.join(PROBE_FILE), None)
+    build_flat(
+        paths,
+        PROBE_PKG,
+        PROBE_BIN,
+        &paths.target.join(PROBE_FILE),
+        None,
+    )
 }
 
 /// `cargo build --release -p <pkg> --bin <bin> --target aarch64-unknown-none`, then the ELF
@@ -49,7 +65,10 @@ fn build_flat(
 ) -> Result<PathBuf> {
     let mut cmd = cargo(paths);
     // boards/build.rs embeds the blob KEXBOOT_KEYS names (none when unset or empty).
-    cmd.env("KEXBOOT_KEYS", keys.map(|k| k.as_os_str()).unwrap_or_default());
+    cmd.env(
+        "KEXBOOT_KEYS",
+        keys.map(|k| k.as_os_str()).unwrap_or_default(),
+    );
     run_status(cmd.args([
         "build",
         "--release",

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bump when what is written for the same inputs changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// The machine the FITs' device tree is QEMU's own for (`-M virt`, 2 CPUs, 1 GiB).
 pub const SMP: u32 = 2;
@@ -50,7 +50,8 @@ pub struct FitAssets {
 }
 
 fn tool(prog: &str) -> Result<PathBuf> {
-    crate::tools::find(prog).ok_or_else(|| err!("{prog} not found (`cargo xtask assets` installs it)"))
+    crate::tools::find(prog)
+        .ok_or_else(|| err!("{prog} not found (`cargo xtask assets` installs it)"))
 }
 
 fn run(prog: &str, args: &[&str], dir: &Path) -> Result<()> {
@@ -61,7 +62,19 @@ fn run(prog: &str, args: &[&str], dir: &Path) -> Result<()> {
 fn empty_keys(dir: &Path, name: &str) -> Result<()> {
     let src = dir.join(format!("{name}.dts"));
     fs::write(&src, "/dts-v1/;\n/ { signature { }; };\n").ctx(src.display())?;
-    run("dtc", &["-I", "dts", "-O", "dtb", "-o", &format!("{name}"), &format!("{name}.dts")], dir)
+    run(
+        "dtc",
+        &[
+            "-I",
+            "dts",
+            "-O",
+            "dtb",
+            "-o",
+            &format!("{name}"),
+            &format!("{name}.dts"),
+        ],
+        dir,
+    )
 }
 
 /// The `.its` of a FIT holding `kernel` (compressed as `comp`), the initramfs and `fdt`, with
@@ -97,7 +110,11 @@ fn mkimage(dir: &Path, name: &str, text: &str, blob: Option<&str>) -> Result<()>
     fs::write(dir.join(&src), text).ctx(dir.join(&src).display())?;
     let out = format!("{name}.itb");
     match blob {
-        Some(b) => run("mkimage", &["-q", "-f", &src, "-k", "keys", "-K", b, "-r", &out], dir),
+        Some(b) => run(
+            "mkimage",
+            &["-q", "-f", &src, "-k", "keys", "-K", b, "-r", &out],
+            dir,
+        ),
         None => run("mkimage", &["-q", "-f", &src, &out], dir),
     }
 }
@@ -122,9 +139,15 @@ pub fn build(paths: &Paths, a: &Assets) -> Result<FitAssets> {
         size(&a.initrd)
     );
     let stamp = dir.join("stamp");
-    let done = [&f.disk_rsa, &f.disk_ec, &f.keys_rsa, &f.keys_ec, &f.virt_keys]
-        .iter()
-        .all(|p| p.is_file());
+    let done = [
+        &f.disk_rsa,
+        &f.disk_ec,
+        &f.keys_rsa,
+        &f.keys_ec,
+        &f.virt_keys,
+    ]
+    .iter()
+    .all(|p| p.is_file());
     if done && fs::read_to_string(&stamp).ok().as_deref() == Some(&stamp_key) {
         return Ok(f);
     }
@@ -136,21 +159,56 @@ pub fn build(paths: &Paths, a: &Assets) -> Result<FitAssets> {
         if !keys.join(&key).is_file() {
             run(
                 "openssl",
-                &["genpkey", "-algorithm", "RSA", "-pkeyopt", &format!("rsa_keygen_bits:{bits}"), "-out", &key],
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    &format!("rsa_keygen_bits:{bits}"),
+                    "-out",
+                    &key,
+                ],
                 &keys,
             )?;
         }
         run(
             "openssl",
-            &["req", "-batch", "-new", "-x509", "-key", &key, "-out", &format!("{name}.crt"), "-subj", &format!("/CN={name}")],
+            &[
+                "req",
+                "-batch",
+                "-new",
+                "-x509",
+                "-key",
+                &key,
+                "-out",
+                &format!("{name}.crt"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
             &keys,
         )?;
     }
     if !keys.join("ec.key").is_file() {
-        run("openssl", &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.pem"], &keys)?;
+        run(
+            "openssl",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "ec.pem",
+            ],
+            &keys,
+        )?;
         fs::copy(keys.join("ec.pem"), keys.join("ec.key")).ctx("ec.key")?;
     }
-    for (from, to) in [(&a.image, "Image"), (&a.image_gz, "Image.gz"), (&a.initrd, "initrd.img")] {
+    for (from, to) in [
+        (&a.image, "Image"),
+        (&a.image_gz, "Image.gz"),
+        (&a.initrd, "initrd.img"),
+    ] {
         let dst = dir.join(to);
         let _ = fs::remove_file(&dst);
         fs::copy(from, &dst).ctx(dst.display())?;
@@ -163,13 +221,44 @@ pub fn build(paths: &Paths, a: &Assets) -> Result<FitAssets> {
     empty_keys(&dir, "keys-ec.dtb")?;
     empty_keys(&dir, "keys-scratch.dtb")?;
     let rsa = "sha256,rsa2048";
-    mkimage(&dir, "good", &its("Image", "none", rsa, "dev"), Some("keys-rsa.dtb"))?;
+    mkimage(
+        &dir,
+        "good",
+        &its("Image", "none", rsa, "dev"),
+        Some("keys-rsa.dtb"),
+    )?;
     // U-Boot's control tree gets the same key (mkimage -K into QEMU's own tree).
-    mkimage(&dir, "good-gz", &its("Image.gz", "gzip", rsa, "dev"), Some("virt-keys.dtb"))?;
-    mkimage(&dir, "other", &its("Image.gz", "gzip", rsa, "other"), Some("keys-scratch.dtb"))?;
+    mkimage(
+        &dir,
+        "good-gz",
+        &its("Image.gz", "gzip", rsa, "dev"),
+        Some("virt-keys.dtb"),
+    )?;
+    mkimage(
+        &dir,
+        "other",
+        &its("Image.gz", "gzip", rsa, "other"),
+        Some("keys-scratch.dtb"),
+    )?;
     mkimage(&dir, "unsigned", &its("Image.gz", "gzip", rsa, ""), None)?;
-    mkimage(&dir, "ec", &its("Image.gz", "gzip", "sha256,ecdsa256", "ec"), Some("keys-ec.dtb"))?;
-    run("fdtput", &["-t", "s", "keys-ec.dtb", "/signature/ec", "required", "conf"], &dir)?;
+    mkimage(
+        &dir,
+        "ec",
+        &its("Image.gz", "gzip", "sha256,ecdsa256", "ec"),
+        Some("keys-ec.dtb"),
+    )?;
+    run(
+        "fdtput",
+        &[
+            "-t",
+            "s",
+            "keys-ec.dtb",
+            "/signature/ec",
+            "required",
+            "conf",
+        ],
+        &dir,
+    )?;
     // One byte of the kernel changed, found the way kexboot finds it.
     let mut tampered = fs::read(dir.join("good-gz.itb")).ctx("good-gz.itb")?;
     let k = kexboot_loader::fit::open(&tampered, None, &kexboot_loader::fit::Keys::none())
@@ -183,13 +272,18 @@ pub fn build(paths: &Paths, a: &Assets) -> Result<FitAssets> {
     }
 
     let read = |n: &str| fs::read(dir.join(n)).ctx(dir.join(n).display());
-    let (good, good_gz, other, unsigned, ec) =
-        (read("good.itb")?, read("good-gz.itb")?, read("other.itb")?, read("unsigned.itb")?, read("ec.itb")?);
+    let (good, good_gz, other, unsigned, ec) = (
+        read("good.itb")?,
+        read("good-gz.itb")?,
+        read("other.itb")?,
+        read("unsigned.itb")?,
+        read("ec.itb")?,
+    );
     let image = fs::read(&a.image).ctx(a.image.display())?;
     let initrd = fs::read(&a.initrd).ctx(a.initrd.display())?;
     let entry = |label: &str, kernel: &str, extra: &str| {
         format!(
-            "\nlabel {label}\n    menu label verified boot: {label}\n    fit {kernel}\n{extra}    append {}\n",
+            "\nlabel {label}\n    menu label FIT test: {label}\n    fit {kernel}\n{extra}    append {}\n",
             cmdline(label)
         )
     };
@@ -227,7 +321,8 @@ pub fn build(paths: &Paths, a: &Assets) -> Result<FitAssets> {
 /// parses it, with at least one required key. Returns its summary.
 pub fn check_keys(blob: &Path) -> Result<String> {
     let bytes = fs::read(blob).ctx(blob.display())?;
-    let keys = kexboot_loader::fit::Keys::parse(&bytes).map_err(|e| err!("{}: {e}", blob.display()))?;
+    let keys =
+        kexboot_loader::fit::Keys::parse(&bytes).map_err(|e| err!("{}: {e}", blob.display()))?;
     if !keys.required() {
         eprintln!(
             "warning: {}: no key is marked required (mkimage -r, or fdtput -t s <blob> \
