@@ -205,6 +205,7 @@ fn run_one(paths: &Paths, arm: Arm, round: usize, args: Vec<String>, tag: &str) 
 pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
     let mut rounds = 3usize;
     let (mut cold, mut warm, mut net, mut decomp) = (true, true, true, true);
+    let mut verify = true;
     let mut rpi3 = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -221,16 +222,18 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
                     .filter(|n| (1..=50).contains(n))
                     .ok_or_else(|| err!("--rounds needs a number from 1 to 50"))?
             }
-            "--warm-only" => (cold, net, decomp) = (false, false, false),
+            "--warm-only" => (cold, net, decomp, verify) = (false, false, false, false),
+            "--verify" => (cold, warm, net, decomp) = (false, false, false, false),
+            "--no-verify" => verify = false,
             "--no-warm" => warm = false,
-            "--net-only" => (cold, warm, decomp) = (false, false, false),
+            "--net-only" => (cold, warm, decomp, verify) = (false, false, false, false),
             "--no-net" => net = false,
-            "--decompress" => (cold, warm, net) = (false, false, false),
+            "--decompress" => (cold, warm, net, verify) = (false, false, false, false),
             "--no-decompress" => decomp = false,
             other => return Err(err!("unexpected argument `{other}`")),
         }
     }
-    if !cold && !warm && !net && !decomp {
+    if !cold && !warm && !net && !decomp && !verify {
         return Err(err!("these flags leave nothing to run"));
     }
     // The firmware first: the warm initramfs carries kexboot.bin.
@@ -256,6 +259,18 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
         return Ok(());
     }
     let a = assets::ensure(paths)?;
+    if verify && !cold && !warm && !net && !decomp && !rpi3 {
+        // `--verify`: FIT verification alone; the section replaces the old one of bench.md.
+        let section = crate::bench_fit::verify_bench(paths, rounds, &a);
+        print!("\n{section}");
+        bench_util::write_section(
+            &out,
+            "Verified boot: a signed 27 MB kernel FIT, kexboot vs U-Boot",
+            &section,
+        )?;
+        println!("\nwritten to {}", out.display());
+        return Ok(());
+    }
     let mut md = String::from("# kexboot boot-time bench\n\n");
     if rpi3 {
         // The Pi's figures alone (its own kernel, card and U-Boot).
@@ -292,6 +307,9 @@ pub fn cmd_bench(paths: &Paths, args: &[String]) -> Result<()> {
             return Ok(());
         }
         sections += &section;
+    }
+    if verify {
+        sections += &crate::bench_fit::verify_bench(paths, rounds, &a);
     }
     goals.sort_by_key(|g| g.part);
     md += &bench_util::goals_table(&goals, &today());

@@ -35,7 +35,6 @@ pub fn cmdline(tag: &str) -> String {
 
 /// What [`build`] made.
 pub struct FitAssets {
-    pub dir: PathBuf,
     pub keys_rsa: PathBuf,
     pub keys_ec: PathBuf,
     /// QEMU virt's tree with the `dev` key, for U-Boot (`-dtb`).
@@ -129,7 +128,6 @@ pub fn build(paths: &Paths, a: &Assets) -> Result<FitAssets> {
         good: dir.join("good.itb"),
         disk_rsa: paths.assets.join("disk-fit-rsa.img"),
         disk_ec: paths.assets.join("disk-fit-ec.img"),
-        dir: dir.clone(),
     };
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let stamp_key = format!(

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Every target in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: [&str; 21] = [
+pub const TARGETS: [&str; 23] = [
     "image_header",
     "gzip",
     "decompress",
@@ -37,6 +37,8 @@ pub const TARGETS: [&str; 21] = [
     "tftp_fastpath",
     "dhcp",
     "relocate_plan",
+    "fit",
+    "fit_verify",
 ];
 
 /// Default seconds per target.
@@ -529,6 +531,22 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
             seed(root, "dt_overlay", &name, &s)?;
         }
     }
+
+    // FIT images and key blobs mkimage made (loader/tests/data/fit), for both FIT targets
+    // (fit_verify mutates its own built-in FIT; its seeds steer the edits).
+    let fits = paths.root.join("loader/tests/data/fit");
+    for e in fs::read_dir(&fits).ctx(fits.display())? {
+        let path = e?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".itb") || name.starts_with("keys-") {
+            seed(root, "fit", &name, &fs::read(&path).ctx(path.display())?)?;
+        }
+    }
+    seed(root, "fit_verify", "one-flip", &[1, 0, 0, 0, 0, 0, 0, 1])?;
 
     // Handoff record.
     let rec = kexboot_loader::handoff::Record {

@@ -8,6 +8,7 @@ mod apt;
 mod assets;
 mod bench;
 mod bench_decomp;
+mod bench_fit;
 mod bench_net;
 mod bench_util;
 mod bench_warm;

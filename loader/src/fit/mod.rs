@@ -316,6 +316,18 @@ pub struct Opened {
     /// How the configuration was verified (`signature-1 sha256,rsa2048 key 'dev'`), or `None`
     /// when no key required it.
     pub verified: Option<String>,
+    /// What each check took, in order: the configuration signature, then each image's
+    /// hashes (and signatures), by the clock [`open_timed`] was given.
+    pub times: Vec<Timing>,
+}
+
+/// One check of [`open_timed`]: what (`signature` or an image's name), over how many bytes,
+/// in how many microseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    pub what: String,
+    pub bytes: usize,
+    pub us: u64,
 }
 
 /// Every node of the device tree in `buf` (a FIT or a keys blob), in tree order, read as the
@@ -564,14 +576,32 @@ fn no_unit_address(name: &str, what: &str) -> Result<(), FitError> {
 /// `script` (or, for `source <addr>:name`, the image `name` itself when the FIT has no
 /// configuration). Nothing of an image is handed out before all of this passed.
 pub fn open(buf: &[u8], conf: Option<&str>, keys: &Keys) -> Result<Opened, FitError> {
+    open_timed(buf, conf, keys, &|| 0)
+}
+
+/// [`open`], timing each check by `now_us` (microseconds).
+pub fn open_timed(
+    buf: &[u8],
+    conf: Option<&str>,
+    keys: &Keys,
+    now_us: &dyn Fn() -> u64,
+) -> Result<Opened, FitError> {
     let fit = Fit::parse(buf)?;
     let required = keys.required();
     let (cnode, cname) = fit.config(conf)?;
     if required {
         no_unit_address(&cname, "configuration")?;
     }
+    let mut times = Vec::new();
     let verified = if keys.requires(KeyUse::Conf) {
-        Some(sig::verify_config(&fit, cnode, &cname, keys)?)
+        let t0 = now_us();
+        let how = sig::verify_config(&fit, cnode, &cname, keys)?;
+        times.push(Timing {
+            what: "signature".into(),
+            bytes: 0,
+            us: now_us().saturating_sub(t0),
+        });
+        Some(how)
     } else {
         None
     };
@@ -596,10 +626,16 @@ pub fn open(buf: &[u8], conf: Option<&str>, keys: &Keys) -> Result<Opened, FitEr
             }
         }
         used.push((name.into(), data));
+        let t0 = now_us();
         let part = fit.part(node, kinds, required)?;
         if keys.requires(KeyUse::Image) {
             sig::verify_image(&fit, node, &buf[part.data.clone()], keys)?;
         }
+        times.push(Timing {
+            what: part.name.clone(),
+            bytes: part.data.len(),
+            us: now_us().saturating_sub(t0),
+        });
         Ok(Some(part))
     };
     let kernel = take("kernel", &["kernel", "kernel_noload"])?;
@@ -613,6 +649,7 @@ pub fn open(buf: &[u8], conf: Option<&str>, keys: &Keys) -> Result<Opened, FitEr
         ramdisk,
         script,
         verified,
+        times,
     })
 }
 
