@@ -118,7 +118,10 @@ fn run_kexboot(paths: &Paths, fw: &Path, disk: &Path, round: usize) -> Sample {
         }
     };
     let deadline = Instant::now() + RUN_TIMEOUT;
-    let out = match s.wait_for_prompt(deadline, |l| l.contains(" verified (") || is_prompt(l)) {
+    // Whole lines only: a partial one would be cut before the kernel's figures.
+    let out = match s.wait_for(deadline, |l| {
+        l.contains(" verified (") || l.contains("no entry could be booted")
+    }) {
         Wait::Found(l) if l.text.contains(" verified (") => {
             let smp = parse_kexboot(&l.text);
             match s.wait_for_prompt(deadline, |l| l.contains(KEXBOOT_STARTING) || is_prompt(l)) {

@@ -11,6 +11,7 @@
 //! required a unit address in an image or configuration name is refused outright, as U-Boot
 //! does.
 
+mod sha256;
 pub mod sig;
 
 use alloc::string::String;
