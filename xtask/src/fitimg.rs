@@ -69,7 +69,7 @@ fn empty_keys(dir: &Path, name: &str) -> Result<()> {
             "-O",
             "dtb",
             "-o",
-            &format!("{name}"),
+            name,
             &format!("{name}.dts"),
         ],
         dir,

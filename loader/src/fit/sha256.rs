@@ -263,9 +263,11 @@ mod arm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(deprecated)] // sha2 0.10's block function takes generic-array 0.14 blocks
     use sha2::digest::generic_array::GenericArray;
 
     /// `sha2`'s own block function, in [`Compress`]'s shape.
+    #[allow(deprecated)]
     fn soft(state: &mut [u32; 8], blocks: &[u8]) {
         let blocks: alloc::vec::Vec<GenericArray<u8, _>> = blocks
             .chunks_exact(64)
@@ -274,7 +276,6 @@ mod tests {
         sha2::compress256(state, &blocks);
     }
 
-    /// The padding and buffering over any split of any message match `sha2`.
     /// The round constants are FIPS 180-4's (`sha2` checks its own; the first 32 bits of the
     /// fractional parts of the cube roots of the first 64 primes, recomputed here).
     #[test]
@@ -290,6 +291,7 @@ mod tests {
         }
     }
 
+    /// The padding and buffering over any split of any message match `sha2`.
     #[test]
     fn matches_sha2_for_every_split() {
         let msg: alloc::vec::Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
