@@ -6,6 +6,8 @@ use alloc::string::{String, ToString};
 
 use kexboot_fs::{BlockDevice, Error as FsError, FatFs};
 
+use kexboot_loader::fit::{self, Keys};
+
 use crate::flow::Files;
 
 use crate::bootcount::{self, BOOTCOUNT_PATH};
@@ -18,7 +20,10 @@ pub const SCRIPTS: [&str; 3] = ["/boot.scr", "/boot/boot.scr", "/kexboot/boot.tx
 pub const MAX_SCRIPT_FILE: usize = 64 << 10;
 
 /// The first boot script of [`SCRIPTS`] that reads and (for `.scr`) unwraps: its path and text.
-pub fn find_script(fs: &mut dyn Files) -> Option<(&'static str, String)> {
+/// A `.scr` that is a FIT image runs its default script image, checked (hashes; signatures
+/// when `keys` require them); with a required key nothing else runs: this is the one place
+/// a disk boot script is found, for autoboot and for the `boot` scan alike.
+pub fn find_script(fs: &mut dyn Files, keys: &Keys) -> Option<(&'static str, String)> {
     for path in SCRIPTS {
         let Ok(size) = fs.size(path) else {
             continue;
@@ -35,15 +40,35 @@ pub fn find_script(fs: &mut dyn Files) -> Option<(&'static str, String)> {
                 continue;
             }
         }
-        let text = match path.ends_with(".scr") {
-            true => match script::parse_legacy_script_image(&bytes) {
+        let text = if fit::is_fit(&bytes) {
+            match fit::open_script(&bytes, None, keys) {
+                Ok(p) => {
+                    let t = bytes.get(p.data.clone()).unwrap_or_default();
+                    let t = t.split(|&b| b == 0).next().unwrap_or_default();
+                    log::info!("{path}: FIT script '{}' ({})", p.name, p.hashes.join(", "));
+                    String::from_utf8_lossy(t).into_owned()
+                }
+                Err(e) => {
+                    log::error!("{path}: {e}");
+                    continue;
+                }
+            }
+        } else if keys.required() {
+            log::error!(
+                "{path}: boot script refused by verified boot (only a script inside a signed \
+                 FIT image runs)"
+            );
+            continue;
+        } else if path.ends_with(".scr") {
+            match script::parse_legacy_script_image(&bytes) {
                 Ok(t) => t.to_string(),
                 Err(e) => {
                     log::error!("{path}: {e}");
                     continue;
                 }
-            },
-            false => String::from_utf8_lossy(&bytes).into_owned(),
+            }
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
         };
         return Some((path, text));
     }

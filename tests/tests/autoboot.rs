@@ -17,7 +17,7 @@ fn env(pairs: &[(&str, &str)]) -> Env {
 /// One power-on: count, then pick (as the firmware's autoboot does).
 fn power_on(fs: &mut BootFs, env: &mut Env) -> Autorun {
     let counted = count_boot(Some(&mut *fs), env);
-    let script = find_script(fs);
+    let script = find_script(fs, &kexboot_loader::fit::Keys::none());
     choose(script, counted, env)
 }
 

@@ -251,3 +251,31 @@ fn source_runs_a_script_only_from_a_verified_fit() {
     assert!(text.contains("signature check failed"), "{text}");
     assert_eq!(env.get("fitscript"), None);
 }
+
+/// The one place a disk boot script is found (autoboot and the `boot` scan): with a required
+/// key only a script inside a verified FIT, else also plain and legacy ones.
+#[test]
+fn disk_boot_scripts_under_verified_boot() {
+    use kexboot_boot::autoboot::find_script;
+    let script = fixture("script.itb");
+    let text = fixture("script.txt");
+    let find = |files: &[(&str, &[u8])], keys: &Keys| {
+        let mut fs = open(mbr_fat16(files));
+        find_script(&mut fs, keys)
+    };
+    let plain: &[(&str, &[u8])] = &[("/kexboot/boot.txt", b"echo plain\n")];
+    assert!(find(plain, &keys("keys-rsa.dtb")).is_none());
+    assert_eq!(
+        find(plain, &Keys::none()).map(|(_, t)| t).as_deref(),
+        Some("echo plain\n")
+    );
+    let fit: &[(&str, &[u8])] = &[
+        ("/boot.scr", &script),
+        ("/kexboot/boot.txt", b"echo plain\n"),
+    ];
+    let (path, t) = find(fit, &keys("keys-rsa.dtb")).expect("the signed FIT's script");
+    assert_eq!((path, t.as_bytes()), ("/boot.scr", &text[..]));
+    // Signed by a key that is not the required one: refused, and the plain one is not a fallback.
+    assert!(find(fit, &keys("keys-big.dtb")).is_none());
+    assert_eq!(find(fit, &Keys::none()).map(|(p, _)| p), Some("/boot.scr"));
+}

@@ -63,15 +63,7 @@ fn empty_keys(dir: &Path, name: &str) -> Result<()> {
     fs::write(&src, "/dts-v1/;\n/ { signature { }; };\n").ctx(src.display())?;
     run(
         "dtc",
-        &[
-            "-I",
-            "dts",
-            "-O",
-            "dtb",
-            "-o",
-            name,
-            &format!("{name}.dts"),
-        ],
+        &["-I", "dts", "-O", "dtb", "-o", name, &format!("{name}.dts")],
         dir,
     )
 }

@@ -15,6 +15,7 @@ use crate::extlinux::{self, Config};
 use crate::flow::{self, BootError, ConfigSource, Files};
 use crate::script::{self, CmdError, Ctx};
 use crate::storage::{why_not, Loc, Storage};
+use kexboot_loader::fit::Keys;
 
 use super::configboot::Outcome;
 use super::{Error, Shell};
@@ -34,14 +35,14 @@ fn say(ctx: &mut Ctx, s: &str) {
 }
 
 /// The extlinux config, else the boot script, of the open volume `files`.
-fn probe(files: &mut dyn Files, scripts: bool) -> Found {
+fn probe(files: &mut dyn Files, scripts: bool, keys: &Keys) -> Found {
     match flow::load_config(files) {
         Ok((source, config)) => return Found::Config(source, config),
         Err(BootError::NoConfig) => {}
         Err(e) => log::error!("{e}"),
     }
     if scripts {
-        if let Some((path, text)) = autoboot::find_script(files) {
+        if let Some((path, text)) = autoboot::find_script(files, keys) {
             return Found::Script(path, text);
         }
     }
@@ -77,14 +78,6 @@ fn run_script<B: Board>(
     text: &str,
     ctx: &mut Ctx,
 ) -> bool {
-    if sh.board.keys().required() {
-        log::error!(
-            "{}:{path}: boot script refused by verified boot (only a script inside a signed \
-             FIT image runs)",
-            sh.storage.name(loc)
-        );
-        return false;
-    }
     script_env(&sh.storage, loc, path, ctx.env);
     sh.in_disk_script = true;
     let name = format!("{}:{path}", sh.storage.name(loc));
@@ -122,7 +115,7 @@ pub(super) fn boot<B: Board>(
         let name = sh.storage.name(loc);
         say(ctx, &format!("Scanning {name}..."));
         let (found, kind) = match sh.storage.open(loc) {
-            Ok(vol) => (probe(vol, scripts), vol.kind_name()),
+            Ok(vol) => (probe(vol, scripts, sh.board.keys()), vol.kind_name()),
             Err(e) => {
                 say(ctx, &format!("partition {:x}: {}", loc.part, why_not(&e)));
                 continue;

@@ -231,7 +231,11 @@ impl<B: Board> Shell<B> {
         if delay_s > 0 && self.countdown(delay_s) {
             return;
         }
-        let script = self.storage.home().and_then(|v| autoboot::find_script(v));
+        let keys = self.board.keys();
+        let script = self
+            .storage
+            .home()
+            .and_then(|v| autoboot::find_script(v, keys));
         let run = autoboot::choose(script, counted, env);
         if autoboot::SCRIPTS.contains(&run.name) {
             // Said as the `boot` scan says it, with the variables U-Boot's distro boot gives a
