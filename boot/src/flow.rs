@@ -891,10 +891,13 @@ fn prepare_fit<S: Staging>(
             parts.push((name(f), f.data.clone()));
         }
     }
+    // With a key required the entry named nothing outside the FIT (refused above), and nothing
+    // outside it is read.
+    let mut no_files = NoFiles;
     let mut fit_files = FitFiles {
         buf: bytes,
         parts,
-        outer: files,
+        outer: if required { &mut no_files } else { files },
     };
     let kname = name(kernel);
     let mut p = prepare_files(

@@ -325,8 +325,24 @@ fn image_signatures() {
     let buf = data("img.itb");
     let k = keys("keys-img.dtb");
     let o = fit::open(&buf, None, &k).unwrap();
-    assert_eq!(o.verified, None);
+    assert_eq!(
+        o.verified.as_deref(),
+        Some("every image signed, key key-dev")
+    );
     check_payloads(&buf, &o, "kernel");
+    // The kernel's data changed (and its hash with it): its image signature fails.
+    let kd = o.kernel.as_ref().unwrap().data.clone();
+    let mut bad = buf.clone();
+    bad[kd.start + 9] ^= 4;
+    let h = sha256(&bad[kd.clone()]);
+    let bad = set_prop(&bad, "/images/kernel-1/hash-1", "value", &h);
+    let crc = crc32fast::hash(&bad[kd.clone()]).to_be_bytes();
+    let bad = set_prop(&bad, "/images/kernel-1/hash-2", "value", &crc);
+    let e = fit::open(&bad, None, &k).unwrap_err();
+    assert!(
+        matches!(e, FitError::ImageSignature { ref image, .. } if image == "kernel-1"),
+        "{e}"
+    );
     let v = prop_value(&buf, "/images/fdt-1/signature-1", "value");
     let mut flipped = v.clone();
     flipped[10] ^= 1;
@@ -568,6 +584,99 @@ fn external_data_out_of_bounds_is_refused() {
         e.contains("overlaps the FIT's own tree") || e.contains("runs past the end"),
         "{e}"
     );
+}
+
+/// `fit` with `name` appended to its strings block (header following); its offset.
+fn add_string(fit: &[u8], name: &str) -> (Vec<u8>, u32) {
+    let (off, size) = (be32(fit, 12) as usize, be32(fit, 32) as usize);
+    let at = off + size;
+    let mut v = fit[..at].to_vec();
+    v.extend_from_slice(name.as_bytes());
+    v.push(0);
+    v.extend_from_slice(&fit[at..]);
+    let n = name.len() as u32 + 1;
+    set32(&mut v, 32, size as u32 + n);
+    set32(&mut v, 4, be32(fit, 4) + n);
+    (v, size as u32)
+}
+
+/// External data placed inside the tree itself (`data-position` 0): refused before anything
+/// reads it (the property is not signed).
+#[test]
+fn external_data_inside_the_tree_is_refused() {
+    let buf = data("ext.itb");
+    let k = keys("keys-rsa.dtb");
+    let (grown, pos_name) = add_string(&buf, "data-position");
+    let (at, len) = prop_token(&grown, "/images/kernel-1", "data-offset");
+    let mut tok = 3u32.to_be_bytes().to_vec();
+    tok.extend_from_slice(&4u32.to_be_bytes());
+    tok.extend_from_slice(&pos_name.to_be_bytes());
+    tok.extend_from_slice(&0u32.to_be_bytes());
+    let bad = splice(&grown, at, len, &tok);
+    for keys in [&k, &Keys::none()] {
+        let e = fit::open(&bad, None, keys).unwrap_err().to_string();
+        assert!(
+            e.contains("image 'kernel-1'") && e.contains("overlaps the FIT's own tree"),
+            "{e}"
+        );
+    }
+}
+
+/// Names that would make a path naming another node.
+#[test]
+fn empty_and_slashed_node_names_are_refused() {
+    let buf = data("rsa.itb");
+    let f = Fit::parse(&buf).unwrap();
+    for name in ["", "a/b"] {
+        let mut n = begin(name);
+        n.extend(end());
+        let bad = splice(&buf, node(&f, "/images/kernel-1").begin, 0, &n);
+        let e = fit::open(&bad, None, &Keys::none())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node name empty or with a '/'"), "{name:?}: {e}");
+    }
+}
+
+/// Limits on what a hostile tree can make kexboot allocate or hash.
+#[test]
+fn hostile_sizes_are_bounded() {
+    let buf = data("rsa.itb");
+    let k = keys("keys-rsa.dtb");
+    // A string list of 100,000 empty strings where the kernel is named.
+    let bad = set_prop(
+        &buf,
+        "/configurations/conf-1",
+        "kernel",
+        &vec![0u8; 100_000],
+    );
+    assert!(fit::open(&bad, None, &k).is_err());
+    // 20,000 NOPs.
+    let f = Fit::parse(&buf).unwrap();
+    let nops: Vec<u8> = (0..20_000).flat_map(|_| 4u32.to_be_bytes()).collect();
+    let bad = splice(&buf, node(&f, "/images/kernel-1").begin, 0, &nops);
+    let e = fit::open(&bad, None, &k).unwrap_err().to_string();
+    assert!(e.contains("too many tokens"), "{e}");
+    // Nine signature nodes.
+    let sig = node(&f, "/configurations/conf-1/signature-1");
+    let one = buf[sig.begin..sig.end].to_vec();
+    let mut many = Vec::new();
+    for i in 0..9 {
+        let mut n = one.clone();
+        let name = format!("signature-{i}");
+        n.splice(
+            4..4 + 12,
+            begin(&name)[4..]
+                .iter()
+                .copied()
+                .chain(std::iter::repeat(0))
+                .take(12),
+        );
+        many.extend(n);
+    }
+    let bad = splice(&buf, sig.begin, sig.end - sig.begin, &many);
+    let e = fit::open(&bad, None, &k).unwrap_err().to_string();
+    assert!(e.contains("more than the 8"), "{e}");
 }
 
 #[test]

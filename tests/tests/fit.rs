@@ -279,3 +279,34 @@ fn disk_boot_scripts_under_verified_boot() {
     assert!(find(fit, &keys("keys-big.dtb")).is_none());
     assert_eq!(find(fit, &Keys::none()).map(|(p, _)| p), Some("/boot.scr"));
 }
+
+/// Image keys only (`required = "image"`): a FIT whose every image is signed boots, and the
+/// jump gates let it through; the configuration-signed FIT has no image signatures: refused.
+#[test]
+fn image_signed_fit_boots_with_an_image_key() {
+    let img = fixture("img.itb");
+    let rsa = fixture("rsa.itb");
+    let out = boot(
+        "default conf\nlabel conf\n fit /boot/rsa.itb\n append console=ttyAMA0 fit\n\
+         label img\n fit /boot/img.itb\n append console=ttyAMA0 fit\n",
+        &[("/boot/img.itb", &img), ("/boot/rsa.itb", &rsa)],
+        keys("keys-img.dtb"),
+    );
+    let (_, text) = out.failure("conf");
+    assert!(
+        text.contains("signature check failed: no signature node"),
+        "{text}"
+    );
+    assert!(out.prepared().verified);
+    check_fit_boot(&out, "img");
+    // And bootm reaches the jump with it.
+    let (mut sh, mut env) = shell(&[("/img.itb", &img)], keys("keys-img.dtb"));
+    run(
+        &mut sh,
+        &mut env,
+        "load virtio 0:1 ${kernel_addr_r} /img.itb",
+    );
+    let (_, text) = run(&mut sh, &mut env, "bootm ${kernel_addr_r}");
+    assert!(text.contains("bootm: relocation plan refused"), "{text}");
+    assert_eq!(sh.board().jumps.len(), 1);
+}

@@ -426,9 +426,7 @@ impl<B: Board> Shell<B> {
             .staging
             .alloc(n)
             .ok_or(Error::Refused("bootm: no free memory to check the FIT in"))?;
-        let src = self
-            .fit_in_ram(addr, env_hex(env, "filesize"))
-            .map_err(bootm_err)?;
+        let src = self.plain_ram(addr, n as u64)?;
         buf.as_mut()[..n].copy_from_slice(src);
         let bootargs = env.get("bootargs").unwrap_or("");
         let avoid = self.layout.avoid();

@@ -29,6 +29,10 @@ const MAX_NODES: usize = 1024;
 const MAX_PROPS: usize = 8192;
 /// Longest node path (U-Boot's `fdt_find_regions` path buffer is 200 bytes).
 const MAX_PATH: usize = 256;
+/// Most structure tokens kept (nodes twice, properties, NOPs).
+const MAX_TOKENS: usize = 2 * MAX_NODES + MAX_PROPS + 1024;
+/// Most strings in one string-list property (`hashed-nodes` holds at most 100 paths).
+const MAX_LIST: usize = 128;
 
 /// No trusted keys: nothing is required (FIT hashes are still checked).
 pub static NO_KEYS: Keys = Keys {
@@ -151,6 +155,14 @@ impl<'a> Tree<'a> {
                         });
                     }
                     let parent = stack.last().copied();
+                    // A name that is empty (but the root's) or has a '/' would make a path
+                    // that names another node.
+                    if parent.is_some() && (name.is_empty() || name.contains('/')) {
+                        return Err(crate::Error::BadDtb {
+                            offset: pos,
+                            what: "node name empty or with a '/'",
+                        });
+                    }
                     let path = match parent {
                         None => String::from("/"),
                         Some(p) if nodes[p].parent.is_none() => alloc::format!("/{name}"),
@@ -214,6 +226,12 @@ impl<'a> Tree<'a> {
                 Token::Nop => Tok::Nop,
                 Token::Finish => Tok::Finish,
             };
+            if toks.len() >= MAX_TOKENS {
+                return Err(crate::Error::BadDtb {
+                    offset: pos,
+                    what: "too many tokens for a FIT",
+                });
+            }
             toks.push((pos, next, tok));
             Ok(())
         })
@@ -255,10 +273,14 @@ impl<'a> Tree<'a> {
         core::str::from_utf8(s).ok()
     }
 
-    /// Every string of a string-list property.
+    /// Every string of a string-list property; `None` when it is not one, or holds more than
+    /// [`MAX_LIST`] strings (a megabyte of NULs must not become millions of slices).
     pub fn str_list(&self, node: usize, name: &str) -> Option<Vec<&'a str>> {
         let v = self.prop(node, name)?;
         let v = v.strip_suffix(&[0])?;
+        if v.iter().filter(|&&b| b == 0).count() >= MAX_LIST {
+            return None;
+        }
         v.split(|&b| b == 0)
             .map(|s| core::str::from_utf8(s).ok())
             .collect()
@@ -607,6 +629,7 @@ pub fn open_timed(
         None
     };
     let mut used: Vec<(String, Range<usize>)> = Vec::new();
+    let mut signed_by: Vec<String> = Vec::new();
     let mut take = |prop: &str, kinds: &[&str]| -> Result<Option<Part>, FitError> {
         let Some(node) = fit.conf_image(cnode, prop)? else {
             return Ok(None);
@@ -628,9 +651,12 @@ pub fn open_timed(
         }
         used.push((name.into(), data));
         let t0 = now_us();
-        let part = fit.part(node, kinds, required)?;
+        // A configuration signature covers an image's data only through its hash nodes; an
+        // image signature covers the data itself.
+        let part = fit.part(node, kinds, keys.requires(KeyUse::Conf))?;
         if keys.requires(KeyUse::Image) {
-            sig::verify_image(&fit, node, &buf[part.data.clone()], keys)?;
+            let by = sig::verify_image(&fit, node, &buf[part.data.clone()], keys)?;
+            signed_by = by;
         }
         times.push(Timing {
             what: part.name.clone(),
@@ -643,6 +669,16 @@ pub fn open_timed(
     let fdt = take("fdt", &["flat_dt"])?;
     let ramdisk = take("ramdisk", &["ramdisk"])?;
     let script = take("script", &["script"])?;
+    let verified = match verified {
+        // Image keys only: every image this boot uses carried a signature each required image
+        // key verified (the choice of configuration itself is not signed, as in U-Boot).
+        None if keys.requires(KeyUse::Image) => Some(alloc::format!(
+            "every image signed, key{} {}",
+            if signed_by.len() == 1 { "" } else { "s" },
+            signed_by.join(", ")
+        )),
+        v => v,
+    };
     Ok(Opened {
         conf: cname,
         kernel,
@@ -709,7 +745,7 @@ pub fn open_script(buf: &[u8], name: Option<&str>, keys: &Keys) -> Result<Part, 
         no_unit_address(&cname, "configuration")?;
         sig::verify_config(&fit, conf, &cname, keys)?;
     }
-    let part = fit.part(node, &["script"], required)?;
+    let part = fit.part(node, &["script"], keys.requires(KeyUse::Conf))?;
     if keys.requires(KeyUse::Image) {
         sig::verify_image(&fit, node, &buf[part.data.clone()], keys)?;
     }

@@ -302,7 +302,12 @@ fn p256_key(x: &[u8], y: &[u8]) -> Result<p256::ecdsa::VerifyingKey, String> {
 
 /// Checks signature node `node` of `t` over `parts` with `key`. `Err` says why it does not
 /// verify.
-fn check_sig(t: &Tree, node: usize, parts: &[&[u8]], key: &Key) -> Result<String, String> {
+fn check_sig(
+    t: &Tree,
+    node: usize,
+    key: &Key,
+    digest_of: &mut dyn FnMut(Hash) -> Vec<u8>,
+) -> Result<String, String> {
     let algo = t.str_prop(node, "algo").ok_or("no 'algo'")?;
     let (hash_name, crypto) = algo
         .split_once(',')
@@ -329,23 +334,27 @@ fn check_sig(t: &Tree, node: usize, parts: &[&[u8]], key: &Key) -> Result<String
         .filter(|v| !v.is_empty())
         .ok_or("no signature value")?;
     let padding = t.str_prop(node, "padding").unwrap_or("pkcs-1.5");
-    let digest = hash.digest(parts);
+    // Every cheap refusal comes before the digest, which the caller computes once per hash
+    // algorithm however many signature nodes ask for it.
+    let want_len = match &key.public {
+        Public::Rsa { modulus, .. } => modulus.len(),
+        Public::Ec { .. } => 64,
+    };
+    if value.len() != want_len {
+        return Err(alloc::format!(
+            "signature is {} bytes, key '{}' needs {want_len}",
+            value.len(),
+            key.name
+        ));
+    }
+    if !matches!(padding, "pkcs-1.5" | "pss") {
+        return Err(alloc::format!("padding '{padding}' is not pkcs-1.5 or pss"));
+    }
+    let digest = digest_of(hash);
     match &key.public {
         Public::Rsa { modulus, exponent } => {
-            if value.len() != modulus.len() {
-                return Err(alloc::format!(
-                    "signature is {} bytes, key '{}' is {}",
-                    value.len(),
-                    key.name,
-                    modulus.len()
-                ));
-            }
             let pk = rsa_key(modulus, *exponent)?;
-            let pss = match padding {
-                "pkcs-1.5" => false,
-                "pss" => true,
-                p => return Err(alloc::format!("padding '{p}' is not pkcs-1.5 or pss")),
-            };
+            let pss = padding == "pss";
             let ok = match hash {
                 Hash::Sha1 => rsa_verify::<Sha1>(&pk, pss, &digest, value),
                 Hash::Sha256 => rsa_verify::<Sha256>(&pk, pss, &digest, value),
@@ -401,6 +410,51 @@ where
             .or_else(|_| rsa::Pss::new_with_salt::<D>(longest).verify(pk, digest, sig))
     } else {
         rsa::Pkcs1v15Sign::new::<D>().verify(pk, digest, sig)
+    }
+}
+
+/// At most this many `signature*` nodes are tried per configuration or image (mkimage writes
+/// one per key): each may cost a digest of the whole image.
+const MAX_SIG_NODES: usize = 8;
+
+/// The `signature*` children of `node`, at most [`MAX_SIG_NODES`].
+fn sig_nodes(t: &Tree, node: usize) -> Result<Vec<usize>, String> {
+    let sigs: Vec<usize> = t.nodes[node]
+        .children
+        .iter()
+        .copied()
+        .filter(|&c| t.nodes[c].name.starts_with("signature"))
+        .collect();
+    match sigs.len() {
+        0 => Err("no signature node".into()),
+        n if n > MAX_SIG_NODES => Err(alloc::format!(
+            "{n} signature nodes, more than the {MAX_SIG_NODES} kexboot tries"
+        )),
+        _ => Ok(sigs),
+    }
+}
+
+/// Digests of `parts` by algorithm, each computed once.
+struct Digests<'p> {
+    parts: &'p [&'p [u8]],
+    done: Vec<(Hash, Vec<u8>)>,
+}
+
+impl<'p> Digests<'p> {
+    fn new(parts: &'p [&'p [u8]]) -> Self {
+        Digests {
+            parts,
+            done: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, h: Hash) -> Vec<u8> {
+        if let Some((_, d)) = self.done.iter().find(|(x, _)| *x == h) {
+            return d.clone();
+        }
+        let d = h.digest(self.parts);
+        self.done.push((h, d.clone()));
+        d
     }
 }
 
@@ -550,16 +604,11 @@ pub(crate) fn verify_config(
         what,
     };
     let nodes = signed_nodes(fit, conf).map_err(fail)?;
-    let sigs: Vec<usize> = t.nodes[conf]
-        .children
-        .iter()
-        .copied()
-        .filter(|&c| t.nodes[c].name.starts_with("signature"))
-        .collect();
-    if sigs.is_empty() {
-        return Err(fail("no signature node".into()));
-    }
+    let sigs = sig_nodes(t, conf).map_err(fail)?;
     let struct_regions = regions(t, &nodes);
+    // One digest cache per signature node: their `hashed-strings` may differ.
+    let mut caches: Vec<Option<(Vec<&[u8]>, Vec<(Hash, Vec<u8>)>)>> =
+        sigs.iter().map(|_| None).collect();
     let mut good: Option<String> = None;
     let mut why: Vec<String> = Vec::new();
     for key in keys
@@ -568,13 +617,22 @@ pub(crate) fn verify_config(
         .filter(|k| k.required == Some(super::KeyUse::Conf))
     {
         let mut ok = None;
-        for &s in &sigs {
+        for (i, &s) in sigs.iter().enumerate() {
             let r = check_hashed_nodes(t, s, &nodes).and_then(|()| {
                 let strings = hashed_strings(t, s)?;
-                let mut parts: Vec<&[u8]> =
-                    struct_regions.iter().map(|r| &t.blob[r.clone()]).collect();
-                parts.push(strings);
-                check_sig(t, s, &parts, key)
+                let (parts, done) = caches[i].get_or_insert_with(|| {
+                    let mut parts: Vec<&[u8]> =
+                        struct_regions.iter().map(|r| &t.blob[r.clone()]).collect();
+                    parts.push(strings);
+                    (parts, Vec::new())
+                });
+                let mut d = Digests {
+                    parts,
+                    done: core::mem::take(done),
+                };
+                let r = check_sig(t, s, key, &mut |h| d.get(h));
+                *done = d.done;
+                r
             });
             match r {
                 Ok(how) => {
@@ -625,53 +683,51 @@ fn hashed_strings<'a>(t: &Tree<'a>, sig: usize) -> Result<&'a [u8], String> {
     Ok(&t.blob[t.strings.start..t.strings.start + size])
 }
 
-/// Verifies image `node`'s `data` against the required `image` keys.
+/// Verifies image `node`'s `data` against the required `image` keys: every one must verify
+/// one of its `signature*` nodes (U-Boot's rule; `required-mode = "any"` is about
+/// configuration keys). Returns the keys that did.
 pub(crate) fn verify_image(
     fit: &Fit,
     node: usize,
     data: &[u8],
     keys: &Keys,
-) -> Result<(), FitError> {
+) -> Result<Vec<String>, FitError> {
     let t = &fit.tree;
     let image = t.nodes[node].name;
     let fail = |what: String| FitError::ImageSignature {
         image: image.into(),
         what,
     };
-    let sigs: Vec<usize> = t.nodes[node]
-        .children
-        .iter()
-        .copied()
-        .filter(|&c| t.nodes[c].name.starts_with("signature"))
-        .collect();
-    if sigs.is_empty() {
-        return Err(fail("no signature node".into()));
-    }
-    let mut any_ok = false;
+    let sigs = sig_nodes(t, node).map_err(fail)?;
+    let parts = [data];
+    let mut digests = Digests::new(&parts);
+    let mut by = Vec::new();
     for key in keys
         .keys
         .iter()
         .filter(|k| k.required == Some(super::KeyUse::Image))
     {
         let mut why = Vec::new();
-        let ok = sigs.iter().any(|&s| match check_sig(t, s, &[data], key) {
-            Ok(_) => true,
-            Err(e) => {
-                why.push(alloc::format!("{}: {e}", t.nodes[s].name));
-                false
-            }
-        });
-        any_ok |= ok;
-        if !ok && !keys.any {
+        let ok = sigs
+            .iter()
+            .any(|&s| match check_sig(t, s, key, &mut |h| digests.get(h)) {
+                Ok(_) => true,
+                Err(e) => {
+                    why.push(alloc::format!("{}: {e}", t.nodes[s].name));
+                    false
+                }
+            });
+        if !ok {
             return Err(fail(alloc::format!(
                 "required key '{}' verifies no signature ({})",
                 key.name,
                 why.join("; ")
             )));
         }
+        by.push(key.name.clone());
     }
-    if !any_ok {
-        return Err(fail("no required key verifies a signature".into()));
+    if by.is_empty() {
+        return Err(fail("no required image key".into()));
     }
-    Ok(())
+    Ok(by)
 }
