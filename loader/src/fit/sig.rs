@@ -606,9 +606,8 @@ pub(crate) fn verify_config(
     let nodes = signed_nodes(fit, conf).map_err(fail)?;
     let sigs = sig_nodes(t, conf).map_err(fail)?;
     let struct_regions = regions(t, &nodes);
-    // One digest cache per signature node: their `hashed-strings` may differ.
-    let mut caches: Vec<Option<(Vec<&[u8]>, Vec<(Hash, Vec<u8>)>)>> =
-        sigs.iter().map(|_| None).collect();
+    // Digests by (hashed-strings length, algorithm): each computed once.
+    let mut cache: Vec<(usize, Hash, Vec<u8>)> = Vec::new();
     let mut good: Option<String> = None;
     let mut why: Vec<String> = Vec::new();
     for key in keys
@@ -617,22 +616,21 @@ pub(crate) fn verify_config(
         .filter(|k| k.required == Some(super::KeyUse::Conf))
     {
         let mut ok = None;
-        for (i, &s) in sigs.iter().enumerate() {
+        for &s in &sigs {
             let r = check_hashed_nodes(t, s, &nodes).and_then(|()| {
                 let strings = hashed_strings(t, s)?;
-                let (parts, done) = caches[i].get_or_insert_with(|| {
+                let n = strings.len();
+                check_sig(t, s, key, &mut |h| {
+                    if let Some((_, _, d)) = cache.iter().find(|(m, x, _)| *m == n && *x == h) {
+                        return d.clone();
+                    }
                     let mut parts: Vec<&[u8]> =
                         struct_regions.iter().map(|r| &t.blob[r.clone()]).collect();
                     parts.push(strings);
-                    (parts, Vec::new())
-                });
-                let mut d = Digests {
-                    parts,
-                    done: core::mem::take(done),
-                };
-                let r = check_sig(t, s, key, &mut |h| d.get(h));
-                *done = d.done;
-                r
+                    let d = h.digest(&parts);
+                    cache.push((n, h, d.clone()));
+                    d
+                })
             });
             match r {
                 Ok(how) => {
