@@ -209,7 +209,8 @@ fn cell(v: &[f64]) -> String {
 
 /// The section: kexboot and U-Boot verifying the same FIT, `rounds` times each, interleaved.
 pub(crate) fn verify_bench(paths: &Paths, rounds: usize, a: &Assets) -> String {
-    let mut md = String::from("## Verified boot: a signed 27 MB kernel FIT, kexboot vs U-Boot\n\n");
+    let mut md =
+        String::from("\n## Verified boot: a signed 27 MB kernel FIT, kexboot vs U-Boot\n\n");
     let f = match fitimg::build(paths, a) {
         Ok(f) => f,
         Err(e) => return md + &format!("not measured: no FIT assets ({e})\n"),
