@@ -6,6 +6,7 @@
 extern crate alloc;
 
 pub mod fastpath;
+pub mod http;
 pub mod nic;
 pub mod pxe;
 pub mod stack;
