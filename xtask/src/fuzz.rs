@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Every target in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: [&str; 23] = [
+pub const TARGETS: [&str; 24] = [
     "image_header",
     "gzip",
     "decompress",
@@ -39,6 +39,7 @@ pub const TARGETS: [&str; 23] = [
     "relocate_plan",
     "fit",
     "fit_verify",
+    "http_response",
 ];
 
 /// Default seconds per target.
@@ -547,6 +548,25 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
         }
     }
     seed(root, "fit_verify", "one-flip", &[1, 0, 0, 0, 0, 0, 0, 1])?;
+
+    // HTTP responses: a knob byte (destination size, piece size), then what a server sends.
+    for (name, text) in [
+        (
+            "length",
+            &b"\x3fHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..],
+        ),
+        (
+            "chunked",
+            &b"\x7fHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n0\r\n\r\n"[..],
+        ),
+        ("close", &b"\x10HTTP/1.0 200 OK\r\n\r\nuntil the end"[..]),
+        (
+            "redirect",
+            &b"\x01HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n"[..],
+        ),
+    ] {
+        seed(root, "http_response", name, text)?;
+    }
 
     // Handoff record.
     let rec = kexboot_loader::handoff::Record {
