@@ -22,6 +22,12 @@ use crate::fastpath::{self, Class, Filter};
 use crate::nic::{Nic, NicError, Platform, MAX_FRAME};
 use crate::tftp::{self, Action, Client, Packet};
 
+#[cfg(feature = "http")]
+#[path = "stack_http.rs"]
+mod http_get;
+#[cfg(feature = "http")]
+pub use http_get::{redirect, HttpGet, HttpGot};
+
 /// Largest TFTP block that fits one Ethernet frame (1514 - 14 - 20 - 8 - 4): requests for more
 /// are lowered to this, as the stack does not reassemble IP fragments.
 pub const MAX_TFTP_BLKSIZE: u16 = 1468;
@@ -79,6 +85,9 @@ pub enum NetError {
     NotConfigured,
     /// The target is outside the local subnet and there is no gateway.
     NoRoute(Ipv4Addr),
+    /// The HTTP exchange failed.
+    #[cfg(feature = "http")]
+    Http(crate::http::HttpError),
 }
 
 impl fmt::Display for NetError {
@@ -107,6 +116,8 @@ impl fmt::Display for NetError {
             NetError::NoRoute(a) => {
                 write!(f, "no route to {a}: not on the local subnet and no gateway")
             }
+            #[cfg(feature = "http")]
+            NetError::Http(e) => write!(f, "{e}"),
         }
     }
 }

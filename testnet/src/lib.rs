@@ -23,10 +23,12 @@ use kexboot_net::tftp::Options;
 use kexboot_net::{Nic, NicError, Platform, MAX_FRAME};
 use smoltcp::wire::EthernetAddress;
 
+mod http;
 mod link;
 mod server;
 mod world;
 
+pub use http::{HttpServer, HTTP_PORT};
 pub use link::{random_file, Link, Rng};
 pub use server::{Server, GIVE_UP_RETRIES};
 pub use world::{

@@ -143,6 +143,9 @@ pub struct World {
     pub aborts: Vec<(u16, String)>,
     /// ICMP echo requests seen.
     pub echo_requests: usize,
+    /// The HTTP server on 10.0.2.2:80, serving `files`.
+    pub http: crate::HttpServer,
+    http_next: Option<u64>,
 }
 
 impl World {
@@ -177,6 +180,8 @@ impl World {
             to_unknown_port: vec![],
             aborts: vec![],
             echo_requests: 0,
+            http: crate::HttpServer::new(START_US),
+            http_next: None,
         }
     }
 
@@ -211,7 +216,17 @@ impl World {
             .values()
             .filter_map(|s| s.server.deadline())
             .min();
-        q.into_iter().chain(s).min()
+        q.into_iter().chain(s).chain(self.http_next).min()
+    }
+
+    /// Runs the HTTP server now and puts what it sends on the link.
+    fn run_http(&mut self) {
+        let now = self.now.get();
+        self.http.poll(now, &self.files);
+        for f in std::mem::take(&mut self.http.wire.tx) {
+            self.send(true, f);
+        }
+        self.http_next = self.http.poll_at(now).filter(|&t| t > now);
     }
 
     /// Delivers what the link has due now (to the client's inbox or to the servers) and lets
@@ -224,6 +239,9 @@ impl World {
             } else {
                 self.server_frame(&frame);
             }
+        }
+        if self.http_next.is_some_and(|t| t <= now) || !self.http.wire.rx.is_empty() {
+            self.run_http();
         }
         let ports: Vec<u16> = self.sessions.keys().copied().collect();
         for port in ports {
@@ -328,6 +346,9 @@ impl World {
                 } = arp
                 {
                     self.arp_replies += 1;
+                    // The HTTP server's interface resolves the client by ARP too.
+                    self.http.wire.rx.push_back(frame.to_vec());
+                    self.run_http();
                     return;
                 }
                 let ArpRepr::EthernetIpv4 {
@@ -379,6 +400,10 @@ impl World {
                             (ip.dst_addr, udp.dst_port),
                             up.payload(),
                         );
+                    }
+                    IpProtocol::Tcp => {
+                        self.http.wire.rx.push_back(frame.to_vec());
+                        self.run_http();
                     }
                     IpProtocol::Icmp => {
                         let ip_payload = ipp.payload();
