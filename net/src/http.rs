@@ -17,6 +17,8 @@ use core::fmt;
 pub const MAX_HEAD: usize = 16 << 10;
 /// Most headers in one response.
 pub const MAX_HEADERS: usize = 48;
+/// Redirects followed in a row before giving up.
+pub const MAX_REDIRECTS: u32 = 5;
 /// The default port of `http://` URLs.
 pub const HTTP_PORT: u16 = 80;
 
@@ -39,6 +41,14 @@ pub enum HttpError {
     ExtraBytes,
     /// The connection closed before the body was complete (`got` of `want` bytes).
     Truncated { got: u64, want: Option<u64> },
+    /// The server refused the connection (or it never opened).
+    Refused,
+    /// The connection closed before the response head.
+    NoResponse,
+    /// The host name did not resolve: `why`.
+    NoHost(String),
+    /// More redirects than [`MAX_REDIRECTS`] in a row.
+    TooManyRedirects,
 }
 
 impl fmt::Display for HttpError {
@@ -66,6 +76,10 @@ impl fmt::Display for HttpError {
                     "connection closed after {got} bytes, before the last chunk"
                 )
             }
+            HttpError::Refused => f.write_str("connection refused"),
+            HttpError::NoResponse => f.write_str("connection closed before the response"),
+            HttpError::NoHost(w) => write!(f, "host name not resolved: {w}"),
+            HttpError::TooManyRedirects => write!(f, "more than {MAX_REDIRECTS} redirects"),
         }
     }
 }
@@ -191,10 +205,12 @@ impl fmt::Display for Url {
     }
 }
 
-/// The `GET` request for `url`, from byte `from` on (`Range`) when not 0; keep-alive.
-pub fn request(url: &Url, from: u64) -> String {
+/// The request for `url` (`GET`, or `HEAD` for the size alone), from byte `from` on (`Range`)
+/// when not 0; keep-alive.
+pub fn request(url: &Url, from: u64, head_only: bool) -> String {
     let mut r = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kexboot/{}\r\nAccept: */*\r\n",
+        "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kexboot/{}\r\nAccept: */*\r\n",
+        if head_only { "HEAD" } else { "GET" },
         url.path,
         url.authority(),
         env!("CARGO_PKG_VERSION")
@@ -204,6 +220,13 @@ pub fn request(url: &Url, from: u64) -> String {
     }
     r += "Connection: keep-alive\r\n\r\n";
     r
+}
+
+/// Where a redirect points, when the head is one with somewhere to go.
+pub fn redirect(h: &Head) -> Option<&str> {
+    matches!(h.code, 301 | 302 | 303 | 307 | 308)
+        .then_some(())
+        .and(h.location.as_deref())
 }
 
 /// How the body's end is known.
@@ -565,11 +588,12 @@ mod tests {
     #[test]
     fn request_text() {
         let u = Url::parse("http://h:8080/k").unwrap();
-        let r = request(&u, 0);
+        let r = request(&u, 0, false);
+        assert!(request(&u, 0, true).starts_with("HEAD /k HTTP/1.1\r\n"));
         assert!(r.starts_with("GET /k HTTP/1.1\r\nHost: h:8080\r\n"), "{r}");
         assert!(r.ends_with("Connection: keep-alive\r\n\r\n"));
         assert!(!r.contains("Range"));
-        assert!(request(&u, 100).contains("Range: bytes=100-\r\n"));
+        assert!(request(&u, 100, false).contains("Range: bytes=100-\r\n"));
     }
 
     fn head(s: &str) -> Result<Option<(Head, usize)>, HttpError> {

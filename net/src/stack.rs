@@ -26,7 +26,7 @@ use crate::tftp::{self, Action, Client, Packet};
 #[path = "stack_http.rs"]
 mod http_get;
 #[cfg(feature = "http")]
-pub use http_get::{redirect, HttpGet, HttpGot};
+pub use http_get::{HttpEvent, HttpFetch, HttpFetched, HttpGet, HttpGot};
 
 /// Largest TFTP block that fits one Ethernet frame (1514 - 14 - 20 - 8 - 4): requests for more
 /// are lowered to this, as the stack does not reassemble IP fragments.
@@ -53,6 +53,18 @@ const DHCP_CLIENT_OPTIONS: &[DhcpOption<'static>] = &[
     DhcpOption {
         kind: 60,
         data: b"PXEClient:Arch:00022:UNDI:003000",
+    },
+    DhcpOption {
+        kind: 93,
+        data: &[0x00, 0x16],
+    },
+];
+/// The same when HTTP boot is asked for: vendor class "HTTPClient:..." as UEFI HTTP Boot
+/// clients say, so servers set up for HTTP boot answer with an `http://` boot file.
+const DHCP_HTTP_CLIENT_OPTIONS: &[DhcpOption<'static>] = &[
+    DhcpOption {
+        kind: 60,
+        data: b"HTTPClient:Arch:00022:UNDI:003000",
     },
     DhcpOption {
         kind: 93,
@@ -486,6 +498,10 @@ pub struct Stack<N: Nic> {
     mac: [u8; 6],
     gateway: Option<Ipv4Addr>,
     rng: u64,
+    /// Ask DHCP as an HTTP boot client.
+    http_client: bool,
+    #[cfg(feature = "http")]
+    http: http_get::HttpState,
 }
 
 impl<N: Nic> Stack<N> {
@@ -518,6 +534,9 @@ impl<N: Nic> Stack<N> {
             mac,
             gateway: None,
             rng: seed,
+            http_client: false,
+            #[cfg(feature = "http")]
+            http: http_get::HttpState::default(),
         }
     }
 
@@ -557,7 +576,11 @@ impl<N: Nic> Stack<N> {
     ) -> Result<Lease, NetError> {
         let mut socket = dhcpv4::Socket::new();
         socket.set_parameter_request_list(DHCP_REQUEST_LIST);
-        socket.set_outgoing_options(DHCP_CLIENT_OPTIONS);
+        socket.set_outgoing_options(if self.http_client {
+            DHCP_HTTP_CLIENT_OPTIONS
+        } else {
+            DHCP_CLIENT_OPTIONS
+        });
         let mut retry = dhcpv4::RetryConfig::default();
         retry.discover_timeout = Duration::from_secs(2);
         retry.initial_request_timeout = Duration::from_secs(1);
@@ -581,6 +604,8 @@ impl<N: Nic> Stack<N> {
                 if let Some(dhcpv4::Event::Configured(config)) = event {
                     let lease = lease_from(&config);
                     self.configure(lease.address, lease.prefix_len, lease.router);
+                    #[cfg(feature = "http")]
+                    self.set_dns(&lease.dns);
                     return Ok(lease);
                 }
             }
@@ -590,6 +615,11 @@ impl<N: Nic> Stack<N> {
                 self.idle(p, now, &sockets, Some(end));
             }
         }
+    }
+
+    /// Whether DHCP asks as an HTTP boot client (vendor class `HTTPClient`) or a PXE one.
+    pub fn set_http_client(&mut self, on: bool) {
+        self.http_client = on;
     }
 
     /// Static configuration (U-Boot's ipaddr/netmask/gatewayip). 0.0.0.0 removes the address;

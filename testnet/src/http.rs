@@ -70,6 +70,22 @@ struct Conn {
     sent: usize,
     /// Where the body starts in `response`.
     body_at: usize,
+    /// What to do when the response is sent.
+    then: Then,
+    /// Time the next byte may go (drip).
+    next_at: u64,
+    counted: bool,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Wait for the next request.
+    #[default]
+    KeepAlive,
+    Close,
+    Reset,
+    /// Send nothing more, keep the connection open.
+    Stall,
 }
 
 /// The HTTP server and its knobs.
@@ -78,13 +94,27 @@ pub struct HttpServer {
     pub(crate) wire: Wire,
     sockets: SocketSet<'static>,
     conns: HashMap<SocketHandle, Conn>,
-    /// Paths (without the leading `/`) answered 404 once each.
-    pub not_found_once: Vec<String>,
+    /// Answers given once each instead of the file: (path without the leading `/`, status).
+    pub status_once: Vec<(String, u16)>,
+    /// Redirects: path -> `Location` (302), every time.
+    pub redirects: HashMap<String, String>,
     /// Reset each connection after this many body bytes, while this is not empty (one entry
-    /// used per connection).
+    /// used per response).
     pub reset_after: Vec<usize>,
+    /// Fall silent (connection open) after this many body bytes, one entry per response.
+    pub stall_after: Vec<usize>,
+    /// Answer `Range` requests with the whole file (200), as servers without ranges do.
+    pub no_ranges: bool,
+    /// Close the connection after each response (`Connection: close`).
+    pub close_each: bool,
+    /// Send each response one byte per this many µs (a slow-loris server).
+    pub drip_us: Option<u64>,
     /// Paths requested, in order, with the `Range` start asked for.
     pub requests: Vec<(String, u64)>,
+    /// `HEAD` requests among them.
+    pub heads: usize,
+    /// Connections accepted.
+    pub connections: usize,
     /// Connections reset by the knob.
     pub resets: usize,
 }
@@ -110,9 +140,16 @@ impl HttpServer {
             wire,
             sockets: SocketSet::new(vec![]),
             conns: HashMap::new(),
-            not_found_once: vec![],
+            status_once: vec![],
+            redirects: HashMap::new(),
             reset_after: vec![],
+            stall_after: vec![],
+            no_ranges: false,
+            close_each: false,
+            drip_us: None,
             requests: vec![],
+            heads: 0,
+            connections: 0,
             resets: 0,
         };
         s.listen();
@@ -131,9 +168,16 @@ impl HttpServer {
 
     /// When the server next needs to run.
     pub(crate) fn poll_at(&mut self, now: u64) -> Option<u64> {
+        let drip = self.conns.values().filter_map(|c| {
+            let pending = c.response.as_ref().is_some_and(|r| c.sent < r.len());
+            (self.drip_us.is_some() && pending).then_some(c.next_at.max(now + 1))
+        });
         self.iface
             .poll_at(at(now), &self.sockets)
             .map(|t| t.total_micros().max(0) as u64)
+            .into_iter()
+            .chain(drip)
+            .min()
     }
 
     /// Runs the interface and the connections; frames to send are left in `wire.tx`.
@@ -154,81 +198,130 @@ impl HttpServer {
                     self.conns.remove(&h);
                     continue;
                 }
-                while sock.can_recv() && conn.response.is_none() {
+                if sock.state() == tcp::State::Established && !conn.counted {
+                    conn.counted = true;
+                    self.connections += 1;
+                }
+                while sock.can_recv() {
                     let _ = sock.recv(|d| {
                         conn.request.extend_from_slice(d);
                         (d.len(), ())
                     });
+                }
+                if conn.response.is_none() {
                     let mut headers = [httparse::EMPTY_HEADER; 32];
                     let mut req = httparse::Request::new(&mut headers);
-                    if let Ok(httparse::Status::Complete(_)) = req.parse(&conn.request) {
+                    if let Ok(httparse::Status::Complete(n)) = req.parse(&conn.request) {
+                        let head_only = req.method == Some("HEAD");
                         let path = req.path.unwrap_or("/").trim_start_matches('/').to_string();
-                        let from = req
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("range"))
-                            .and_then(|h| std::str::from_utf8(h.value).ok())
+                        let header = |name: &str| {
+                            req.headers
+                                .iter()
+                                .find(|h| h.name.eq_ignore_ascii_case(name))
+                                .and_then(|h| std::str::from_utf8(h.value).ok())
+                        };
+                        let from = header("range")
+                            .and_then(|v| v.strip_prefix("bytes="))
+                            .and_then(|v| v.trim_end_matches('-').parse::<u64>().ok())
+                            .filter(|_| !self.no_ranges)
+                            .unwrap_or(0);
+                        let asked = header("range")
                             .and_then(|v| v.strip_prefix("bytes="))
                             .and_then(|v| v.trim_end_matches('-').parse::<u64>().ok())
                             .unwrap_or(0);
-                        self.requests.push((path.clone(), from));
-                        let once = self.not_found_once.iter().position(|p| *p == path);
-                        let (head, body): (String, &[u8]) = match (once, files.get(&path)) {
-                            (None, Some(f)) if from > 0 && (from as usize) < f.len() => (
-                                format!(
-                                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                                    f.len() - 1,
-                                    f.len(),
-                                    f.len() - from as usize
-                                ),
-                                &f[from as usize..],
-                            ),
-                            (None, Some(f)) => (
-                                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", f.len()),
-                                &f[..],
-                            ),
-                            (Some(i), _) => {
-                                self.not_found_once.remove(i);
-                                ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(), &[][..])
-                            }
-                            (None, None) => (
-                                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
-                                &[][..],
-                            ),
+                        let client_close =
+                            header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                        conn.request.drain(..n);
+                        self.requests.push((path.clone(), asked));
+                        self.heads += usize::from(head_only);
+                        let close = if self.close_each || client_close {
+                            "Connection: close\r\n"
+                        } else {
+                            ""
                         };
+                        let once = self.status_once.iter().position(|(p, _)| *p == path);
+                        let (head, body): (String, &[u8]) =
+                            match (once, self.redirects.get(&path), files.get(&path)) {
+                                (Some(i), _, _) => {
+                                    let (_, code) = self.status_once.remove(i);
+                                    let page = b"<html>no</html>";
+                                    (
+                                        format!("HTTP/1.1 {code} Status {code}\r\nContent-Length: {}\r\n{close}\r\n", page.len()),
+                                        &page[..],
+                                    )
+                                }
+                                (None, Some(to), _) => (
+                                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n{close}\r\n"),
+                                    &[][..],
+                                ),
+                                (None, None, Some(f)) if from > 0 && (from as usize) < f.len() => (
+                                    format!(
+                                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n{close}\r\n",
+                                        f.len() - 1,
+                                        f.len(),
+                                        f.len() - from as usize
+                                    ),
+                                    &f[from as usize..],
+                                ),
+                                (None, None, Some(f)) => (
+                                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{close}\r\n", f.len()),
+                                    &f[..],
+                                ),
+                                (None, None, None) => (
+                                    format!("HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n{close}\r\n"),
+                                    &b"not found"[..],
+                                ),
+                            };
                         let mut r = head.into_bytes();
                         conn.body_at = r.len();
-                        r.extend_from_slice(body);
+                        if !head_only {
+                            r.extend_from_slice(body);
+                        }
+                        conn.then = if close.is_empty() {
+                            Then::KeepAlive
+                        } else {
+                            Then::Close
+                        };
+                        if r.len() > conn.body_at {
+                            let mut cut = |knob: &mut Vec<usize>, then: Then, conn: &mut Conn| {
+                                if !knob.is_empty() {
+                                    let n = knob.remove(0);
+                                    r.truncate((conn.body_at + n).min(r.len()));
+                                    conn.then = then;
+                                }
+                            };
+                            cut(&mut self.reset_after, Then::Reset, conn);
+                            cut(&mut self.stall_after, Then::Stall, conn);
+                        }
                         conn.response = Some(r);
-                    }
-                }
-                if let Some(r) = &conn.response {
-                    if conn.sent == 0 && !self.reset_after.is_empty() && r.len() > conn.body_at {
-                        // This connection is reset after that many body bytes.
-                        let n = self.reset_after.remove(0);
-                        let keep = (conn.body_at + n).min(r.len());
-                        let mut cut = r[..keep].to_vec();
-                        cut.shrink_to_fit();
-                        conn.response = Some(cut);
-                        conn.body_at = usize::MAX; // marks "reset when sent"
+                        conn.sent = 0;
                     }
                 }
                 if let Some(r) = &conn.response {
                     while conn.sent < r.len() && sock.can_send() {
-                        match sock.send_slice(&r[conn.sent..]) {
+                        let end = match self.drip_us {
+                            Some(_) if now < conn.next_at => break,
+                            Some(d) => {
+                                conn.next_at = now + d;
+                                conn.sent + 1
+                            }
+                            None => r.len(),
+                        };
+                        match sock.send_slice(&r[conn.sent..end]) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => conn.sent += n,
                         }
                     }
                     if conn.sent == r.len() {
-                        if conn.body_at == usize::MAX {
-                            if sock.send_queue() == 0 {
+                        match conn.then {
+                            Then::Reset if sock.send_queue() == 0 => {
                                 sock.abort();
                                 self.resets += 1;
-                                conn.body_at = 0;
+                                conn.response = None;
                             }
-                        } else {
-                            sock.close();
+                            Then::Reset | Then::Stall => {}
+                            Then::Close => sock.close(),
+                            Then::KeepAlive => conn.response = None,
                         }
                     }
                 }

@@ -145,6 +145,13 @@ pub struct World {
     pub echo_requests: usize,
     /// The HTTP server on 10.0.2.2:80, serving `files`.
     pub http: crate::HttpServer,
+    /// The DNS server on 10.0.2.3:53 (DHCP's first): names it answers (A records); others
+    /// get NXDOMAIN.
+    pub dns_names: HashMap<String, Ipv4Addr>,
+    /// DNS queries seen.
+    pub dns_queries: usize,
+    /// The vendor class (option 60) of the last DHCP request.
+    pub vendor_class: Vec<u8>,
     http_next: Option<u64>,
 }
 
@@ -181,6 +188,9 @@ impl World {
             aborts: vec![],
             echo_requests: 0,
             http: crate::HttpServer::new(START_US),
+            dns_names: HashMap::new(),
+            dns_queries: 0,
+            vendor_class: vec![],
             http_next: None,
         }
     }
@@ -461,6 +471,7 @@ impl World {
     ) {
         match dport {
             67 => self.dhcp(payload),
+            53 if dst == Ipv4Addr::new(10, 0, 2, 3) => self.dns(sport, payload),
             69 => {
                 let Ok(Packet::Rrq { filename, .. }) = Packet::parse(payload) else {
                     panic!("bad RRQ");
@@ -503,6 +514,40 @@ impl World {
         }
     }
 
+    /// One DNS query (RFC 1035: header, one question) answered with an A record or NXDOMAIN.
+    fn dns(&mut self, sport: u16, q: &[u8]) {
+        self.dns_queries += 1;
+        let mut at = 12;
+        let mut labels = vec![];
+        while at < q.len() && q[at] != 0 {
+            let n = q[at] as usize;
+            labels.push(String::from_utf8_lossy(&q[at + 1..at + 1 + n]).to_string());
+            at += 1 + n;
+        }
+        let question = &q[12..at + 5];
+        let name = labels.join(".");
+        let answer = self.dns_names.get(&name).copied();
+        let mut r = q[..2].to_vec();
+        r.extend_from_slice(if answer.is_some() {
+            &[0x81, 0x80]
+        } else {
+            &[0x81, 0x83]
+        });
+        r.extend_from_slice(&[0, 1, 0, u8::from(answer.is_some()), 0, 0, 0, 0]);
+        r.extend_from_slice(question);
+        if let Some(a) = answer {
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend_from_slice(&a.octets());
+        }
+        let f = udp_frame(
+            EthernetAddress(CLIENT_MAC),
+            (Ipv4Addr::new(10, 0, 2, 3), 53),
+            (CLIENT_IP, sport),
+            &r,
+        );
+        self.send(true, f);
+    }
+
     fn session_packet(&mut self, port: u16, sport: u16, payload: &[u8]) {
         let now = self.now.get();
         let s = self.sessions.get_mut(&port).unwrap();
@@ -533,11 +578,16 @@ impl World {
                 .find(|o| o.kind == kind)
                 .map(|o| o.data.to_vec())
         };
-        assert_eq!(
-            opt(60).as_deref(),
-            Some(&b"PXEClient:Arch:00022:UNDI:003000"[..]),
-            "vendor class"
+        let class = opt(60).unwrap_or_default();
+        assert!(
+            [
+                &b"PXEClient:Arch:00022:UNDI:003000"[..],
+                b"HTTPClient:Arch:00022:UNDI:003000"
+            ]
+            .contains(&&class[..]),
+            "vendor class {class:?}"
         );
+        self.vendor_class = class;
         assert_eq!(opt(93).as_deref(), Some(&[0x00, 0x16][..]), "client arch");
         let cfg = self.dhcp.clone();
         let (kind, yiaddr) = match req.message_type {
