@@ -1,7 +1,11 @@
 //! PXELINUX conventions: the boot file's directory prefix, the order in which config files are
 //! looked up over TFTP, and how paths named in a config resolve against the prefix.
 
-use alloc::{format, string::String, vec::Vec};
+use alloc::{
+    format,
+    string::{String, ToString},
+    vec::Vec,
+};
 use core::net::Ipv4Addr;
 
 /// Directory part of the DHCP boot file ("pxelinux/pxelinux.0" -> "pxelinux/", "pxelinux.0" -> "").
@@ -28,8 +32,26 @@ pub fn config_paths(prefix: &str, mac: [u8; 6], ip: Ipv4Addr) -> Vec<String> {
 }
 
 /// A path named inside a PXE config, relative to `prefix` (absolute "/x" → "x" from the TFTP root, like PXELINUX; "::x" too).
+/// Under an `http://` prefix the same rules give URLs ("/x" from the web server's root, "../x"
+/// resolved); a path that is itself an `http://` URL stays as it is.
 pub fn resolve(prefix: &str, path: &str) -> String {
     let path = path.trim();
+    let url = |s: &str| {
+        s.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+    };
+    if url(path) {
+        return String::from(path);
+    }
+    if url(prefix) {
+        let rel = match path.strip_prefix("::") {
+            Some(rest) => format!("/{}", rest.trim_start_matches('/')),
+            None => String::from(path),
+        };
+        if let Ok(u) = crate::http::Url::parse(prefix).and_then(|u| u.join(&rel)) {
+            return u.to_string();
+        }
+    }
     if let Some(rest) = path.strip_prefix("::") {
         return String::from(rest.trim_start_matches('/'));
     }

@@ -98,10 +98,11 @@ pub struct HttpServer {
     pub status_once: Vec<(String, u16)>,
     /// Redirects: path -> `Location` (302), every time.
     pub redirects: HashMap<String, String>,
-    /// Reset each connection after this many body bytes, while this is not empty (one entry
-    /// used per response).
+    /// Reset the connection after this many body bytes, while this is not empty (one entry
+    /// used per response whose body is longer).
     pub reset_after: Vec<usize>,
-    /// Fall silent (connection open) after this many body bytes, one entry per response.
+    /// Fall silent (connection open) after this many body bytes, one entry per response whose
+    /// body is longer.
     pub stall_after: Vec<usize>,
     /// Answer `Range` requests with the whole file (200), as servers without ranges do.
     pub no_ranges: bool,
@@ -284,7 +285,8 @@ impl HttpServer {
                         };
                         if r.len() > conn.body_at {
                             let mut cut = |knob: &mut Vec<usize>, then: Then, conn: &mut Conn| {
-                                if !knob.is_empty() {
+                                // Only a body longer than the cut is cut.
+                                if knob.first().is_some_and(|&n| conn.body_at + n < r.len()) {
                                     let n = knob.remove(0);
                                     r.truncate((conn.body_at + n).min(r.len()));
                                     conn.then = then;

@@ -325,3 +325,113 @@ fn a_network_boot_script_cannot_start_netboot_again() {
     let (_, said) = run(&mut sh, &mut env, "netboot");
     assert_eq!(said.matches("round\n").count(), 1, "{said}");
 }
+
+#[test]
+fn wget_puts_the_file_in_ram_or_says_what_the_server_said() {
+    let blob = pattern(41, 234_567);
+    let (mut sh, mut env, world) = netshell(41, &[("images/blob", &blob)]);
+    let (out, said) = run(
+        &mut sh,
+        &mut env,
+        "dhcp; wget ${kernel_addr_r} http://10.0.2.2/images/blob",
+    );
+    assert_eq!(out, Outcome::Success, "{said}");
+    let a = var(&env, "kernel_addr_r");
+    assert_eq!(ram_at(&sh, a, blob.len()), &blob[..]);
+    assert_eq!(
+        env.get("filesize"),
+        Some(format!("{:x}", blob.len()).as_str())
+    );
+    let crc = crc32(&blob);
+    assert!(
+        said.contains(&format!("HTTP 'images/blob': {} bytes in ", blob.len())),
+        "{said}"
+    );
+    assert!(said.contains(&format!("crc32 {crc:#010x}")), "{said}");
+    // U-Boot's `host:path` form; a file the server does not have.
+    let (out, said) = run(
+        &mut sh,
+        &mut env,
+        "wget ${ramdisk_addr_r} 10.0.2.2:/images/nope",
+    );
+    assert_eq!(out, Outcome::Failure);
+    assert!(
+        said.contains("HTTP 'images/nope': 404 Not Found from 10.0.2.2\n"),
+        "{said}"
+    );
+    // Into kexboot's heap: refused before anything is asked of the server.
+    let asked = world.borrow().http.requests.len();
+    let line = format!("wget {:x} http://10.0.2.2/images/blob", BOARD_HEAP.start());
+    let (out, said) = run(&mut sh, &mut env, &line);
+    assert_eq!(out, Outcome::Failure);
+    assert!(said.contains("is not free RAM"), "{said}");
+    assert_eq!(world.borrow().http.requests.len(), asked);
+    // A host name, resolved by the DNS server DHCP named.
+    world
+        .borrow_mut()
+        .dns_names
+        .insert("boot.example".into(), SERVER_IP);
+    let (out, said) = run(
+        &mut sh,
+        &mut env,
+        "wget ${kernel_addr_r} boot.example:images/blob",
+    );
+    assert_eq!(out, Outcome::Success, "{said}");
+    assert_eq!(world.borrow().dns_queries, 1);
+}
+
+#[test]
+fn netboot_over_http_pxe_with_an_http_boot_file() {
+    let spec = KernelSpec::new(600_000, 42);
+    let (k, initrd) = (spec.build(), pattern(43, 444_444));
+    let files = pxe_files(&k, &initrd);
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (*n, &d[..])).collect();
+    let (mut sh, mut env, world) = netshell(42, &refs);
+    {
+        let mut w = world.borrow_mut();
+        w.dhcp.opt67 = Some("http://10.0.2.2/pxelinux/pxelinux.0");
+        // The kernel's connection drops after 100 000 bytes: resumed by Range.
+        w.http.reset_after = vec![100_000];
+    }
+    env.set("httpboot", "yes");
+    let (out, said) = run(&mut sh, &mut env, "netboot");
+    assert_eq!(out, Outcome::Failure, "the board refuses the jump: {said}");
+    let labels: Vec<_> = sh.board().jumps.iter().map(|j| j.label.as_str()).collect();
+    assert_eq!(labels, ["netlinux"], "{said}");
+    let w = world.borrow();
+    assert_eq!(w.vendor_class, b"HTTPClient:Arch:00022:UNDI:003000");
+    // Nothing by TFTP; the PXELINUX names in order by HTTP, the MAC's first (a 404).
+    assert!(w.requested.is_empty(), "{:?}", w.requested);
+    let paths: Vec<&str> = w.http.requests.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(paths[0], MAC_CFG);
+    assert!(
+        said.contains(&format!("HTTP '{MAC_CFG}': 404 Not Found from 10.0.2.2\n")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("PXE: using http://10.0.2.2/{DEFAULT_CFG}\n")),
+        "{said}"
+    );
+    assert!(paths.contains(&"pxelinux/images/Image"), "{paths:?}");
+    assert!(paths.contains(&"pxelinux/images/initrd"), "{paths:?}");
+    assert!(
+        said.contains("HTTP 'pxelinux/images/Image': connection closed after"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("crc32 {:#010x}", crc32(&k))),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("crc32 {:#010x}", crc32(&initrd))),
+        "{said}"
+    );
+    let resumed = w
+        .http
+        .requests
+        .iter()
+        .any(|(p, from)| p == "pxelinux/images/Image" && *from > 0);
+    assert!(resumed, "{:?}", w.http.requests);
+    // Config names, sizes, kernel and initrd: one connection but for the one reset.
+    assert_eq!(w.http.connections, 2, "{said}");
+}

@@ -1,16 +1,22 @@
-//! Netboot, in U-Boot's words: `dhcp`, `tftpboot`, `pxe get`/`pxe boot`, `ping`, and `netboot`
-//! (DHCP, then the boot script DHCP names or the PXELINUX-style config). The stack is
-//! [`kexboot_net`] (smoltcp + the TFTP client) over the board's NIC; a PXE config is the same
-//! extlinux format as on disk and boots through the same flow and jump, its files fetched by
-//! TFTP.
+//! Netboot, in U-Boot's words: `dhcp`, `tftpboot`, `wget`, `pxe get`/`pxe boot`, `ping`, and
+//! `netboot` (DHCP, then the boot script DHCP names or the PXELINUX-style config). The stack is
+//! [`kexboot_net`] (smoltcp, the TFTP client, HTTP over TCP) over the board's NIC; a PXE config
+//! is the same extlinux format as on disk and boots through the same flow and jump.
+//!
+//! Every path goes one way: an `http://` URL by HTTP, anything else by TFTP from the server. A
+//! boot file that is a URL makes its directory the PXE prefix, so the config names, and the
+//! kernel, initrd and FDT a config names relative to it, are URLs too: PXE over HTTP is PXE
+//! with another prefix.
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use kexboot_fs::Error as FsError;
+use kexboot_net::http::{HttpError, Url};
 use kexboot_net::{
-    pxe, tftp, Ipv4Addr, Lease, NetError, Nic, Platform, Progress, Stack, TftpRequest,
+    pxe, tftp, HttpEvent, HttpFetch, Ipv4Addr, Lease, NetError, Nic, Platform, Progress, Stack,
+    TftpRequest,
 };
 
 use crate::board::Board;
@@ -34,6 +40,31 @@ const MAX_SMALL_FILE: usize = 1 << 20;
 const PROGRESS_FROM: u64 = 4 << 20;
 /// Largest file fetched whole into the heap when the server will not tell its size.
 const MAX_UNSIZED: usize = 512 << 20;
+/// Longest silence of an HTTP server (connect, head, between body bytes) before another try.
+const HTTP_IDLE_US: u64 = 10_000_000;
+/// Longest one file may take by HTTP, retries and their waits included.
+const HTTP_LIMIT_US: u64 = 600_000_000;
+/// Tries again after a dropped connection, a silence or a 5xx (waiting 0.5 s, 1 s, 2 s, 4 s,
+/// then 8 s between them).
+const HTTP_RETRIES: u32 = 8;
+
+/// Whether a path is an `http://` URL (fetched by HTTP) rather than a TFTP path.
+fn is_url(s: &str) -> bool {
+    s.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+}
+
+/// The server's "no such file" (a TFTP error packet, an HTTP 4xx): PXE tries the next name.
+fn missing(e: &NetError) -> bool {
+    matches!(e, NetError::Tftp(tftp::Error::Remote { .. }))
+        || matches!(
+            e,
+            NetError::Http(HttpError::Status {
+                code: 400..=499,
+                ..
+            })
+        )
+}
 
 /// The network state the commands share: the stack once a command needed it, the lease, the
 /// config `pxe get` found.
@@ -112,33 +143,70 @@ impl<N: Nic> Net<N> {
     }
 }
 
-/// Downloads `req.file` into `dest` and prints the summary line (size, time, rate, crc32).
+/// The progress lines of a large download, one a second: `TFTP 'vmlinuz': 3.0 of 8.1 MiB (37%)`.
+struct ProgressLines<'a> {
+    proto: &'static str,
+    file: &'a str,
+    last: u64,
+}
+
+impl ProgressLines<'_> {
+    fn tick(&mut self, con: &mut dyn Console, received: u64, total: Option<u64>, elapsed_us: u64) {
+        let big = total.unwrap_or(received) >= PROGRESS_FROM;
+        if !big || elapsed_us < self.last + 1_000_000 {
+            return;
+        }
+        self.last = elapsed_us;
+        let mib = |b: u64| Fixed::new(b, 1 << 20, 1);
+        let (proto, file) = (self.proto, self.file);
+        con.write_str(&match total {
+            Some(t) if t > 0 => format!(
+                "{proto} '{file}': {} of {} MiB ({}%)\n",
+                mib(received),
+                mib(t),
+                received * 100 / t
+            ),
+            _ => format!("{proto} '{file}': {} MiB\n", mib(received)),
+        });
+    }
+}
+
+/// Downloads `path` into `dest`, by HTTP when it is a URL, else by TFTP with `template`'s
+/// server and options, and prints the summary line (size, time, rate, crc32).
 fn fetch<N: Nic>(
+    stack: &mut Stack<N>,
+    wait: &mut dyn Platform,
+    con: &mut dyn Console,
+    clock: &dyn Clock,
+    template: &TftpRequest,
+    path: &str,
+    dest: &mut [u8],
+) -> Result<usize, NetError> {
+    if is_url(path) {
+        return fetch_http(stack, wait, con, clock, path, dest, false).map(|n| n as usize);
+    }
+    let req = TftpRequest {
+        file: path,
+        ..template.clone()
+    };
+    fetch_tftp(stack, wait, con, &req, dest)
+}
+
+/// Downloads `req.file` by TFTP into `dest` and prints the summary line.
+fn fetch_tftp<N: Nic>(
     stack: &mut Stack<N>,
     wait: &mut dyn Platform,
     con: &mut dyn Console,
     req: &TftpRequest,
     dest: &mut [u8],
 ) -> Result<usize, NetError> {
-    let mut last_print = 0u64;
     let file = req.file;
-    let mut progress = |p: &Progress| {
-        let big = p.total.unwrap_or(p.received) >= PROGRESS_FROM;
-        if !big || p.elapsed_us < last_print + 1_000_000 {
-            return;
-        }
-        last_print = p.elapsed_us;
-        let mib = |b: u64| Fixed::new(b, 1 << 20, 1);
-        con.write_str(&match p.total {
-            Some(t) if t > 0 => format!(
-                "TFTP '{file}': {} of {} MiB ({}%)\n",
-                mib(p.received),
-                mib(t),
-                p.received * 100 / t
-            ),
-            _ => format!("TFTP '{file}': {} MiB\n", mib(p.received)),
-        });
+    let mut lines = ProgressLines {
+        proto: "TFTP",
+        file,
+        last: 0,
     };
+    let mut progress = |p: &Progress| lines.tick(con, p.received, p.total, p.elapsed_us);
     let t = match stack.tftp_get(wait, req, dest, &mut progress) {
         Ok(t) => t,
         Err(e) => {
@@ -168,6 +236,86 @@ fn fetch<N: Nic>(
         crc
     ));
     Ok(t.size)
+}
+
+/// `url` by HTTP into `dest` (or, `head_only`, its size alone): the lines say each retry and
+/// redirect, the errors name the file and the server (`HTTP 'vmlinuz': 404 Not Found from
+/// 10.0.2.2:8080`), the summary line has the figures and the crc32 as TFTP's has. Returns the
+/// bytes written (the declared size for `head_only`, `u64::MAX` when the server will not say).
+fn fetch_http<N: Nic>(
+    stack: &mut Stack<N>,
+    wait: &mut dyn Platform,
+    con: &mut dyn Console,
+    clock: &dyn Clock,
+    url: &str,
+    dest: &mut [u8],
+    head_only: bool,
+) -> Result<u64, NetError> {
+    let parsed = match Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            con.write_str(&format!("HTTP '{url}': {e}\n"));
+            return Err(e.into());
+        }
+    };
+    let file = String::from(parsed.path.trim_start_matches('/'));
+    let f = HttpFetch {
+        url: &parsed,
+        idle_us: HTTP_IDLE_US,
+        limit_us: HTTP_LIMIT_US,
+        retries: HTTP_RETRIES,
+        head_only,
+    };
+    let t0 = clock.now_us();
+    let mut lines = ProgressLines {
+        proto: "HTTP",
+        file: &file,
+        last: 0,
+    };
+    let mut events = |e: HttpEvent| match e {
+        HttpEvent::Progress { received, total } => {
+            lines.tick(con, received, total, clock.now_us().saturating_sub(t0))
+        }
+        HttpEvent::Redirect { to } => {
+            con.write_str(&format!("HTTP '{}': redirected to {to}\n", lines.file))
+        }
+        HttpEvent::Retry {
+            error,
+            after_us,
+            from,
+        } => con.write_str(&format!(
+            "HTTP '{}': {error}; again from byte {from} in {} s\n",
+            lines.file,
+            Fixed::new(after_us, 1_000_000, 1)
+        )),
+    };
+    let got = match stack.http_fetch(wait, &f, dest, &mut events) {
+        Ok(g) => g,
+        Err(e) => {
+            con.write_str(&format!("HTTP '{file}': {e} from {}\n", parsed.authority()));
+            return Err(e);
+        }
+    };
+    if head_only {
+        return Ok(got.length.unwrap_or(u64::MAX));
+    }
+    let n = usize::try_from(got.size).unwrap_or(usize::MAX);
+    let crc = crc32fast::hash(dest.get(..n).unwrap_or(&[]));
+    let us = got.elapsed_us.max(1);
+    con.write_str(&format!(
+        "HTTP '{}': {} bytes in {} s, {} MB/s, from {}:{}, connection {}, {} retries{}, crc32 {:#010x}\n",
+        file,
+        got.size,
+        Fixed::new(us, 1_000_000, 3),
+        Fixed::new(got.size, us, 1),
+        got.server,
+        got.url.port,
+        stack.http_connections(),
+        got.retries,
+        if got.restarted { " (the server ignored Range: fetched again from the start)" } else { "" },
+        crc
+    ));
+    Ok(got.size)
 }
 
 /// `num / den` printed with `decimals` digits after the point (rounded half up), as `{:.N}` of
@@ -200,38 +348,47 @@ impl core::fmt::Display for Fixed {
     }
 }
 
-/// Files of a PXE config, fetched by TFTP relative to the boot file's directory.
-struct TftpFiles<'a, N: Nic, C: Console, K: Clock> {
+/// Files of a PXE config, relative to the boot file's directory: by HTTP when that (or the
+/// path itself) is a URL, else by TFTP.
+struct NetFiles<'a, N: Nic, C: Console, K: Clock> {
     stack: &'a mut Stack<N>,
     wait: Waiting<C, K>,
     con: C,
-    /// Server, port and options; the file is set per request.
+    clock: K,
+    /// TFTP server, port and options; the file is set per request.
     template: TftpRequest<'static>,
     prefix: String,
     /// What the heap can spare for a file the server will not size.
     spare: usize,
-    /// A file fetched whole because the server would not tell its size (no `tsize`).
+    /// A file fetched whole because the server would not tell its size (no `tsize`, a chunked
+    /// answer to `HEAD`).
     cached: Option<(String, Vec<u8>)>,
 }
 
-impl<N: Nic, C: Console, K: Clock> TftpFiles<'_, N, C, K> {
-    fn request<'p>(&self, path: &'p str) -> TftpRequest<'p> {
-        TftpRequest {
-            file: path,
-            ..self.template.clone()
-        }
+impl<N: Nic, C: Console, K: Clock> NetFiles<'_, N, C, K> {
+    fn fetch(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, NetError> {
+        let (stack, wait, con) = (&mut *self.stack, &mut self.wait, &mut self.con);
+        fetch(stack, wait, con, &self.clock, &self.template, path, dst)
     }
 
-    fn fetch(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, NetError> {
+    /// The size as the server tells it before the download, if it does.
+    fn told_size(&mut self, path: &str) -> Result<Option<u64>, NetError> {
+        if is_url(path) {
+            let (stack, wait, con) = (&mut *self.stack, &mut self.wait, &mut self.con);
+            let n = fetch_http(stack, wait, con, &self.clock, path, &mut [], true)?;
+            return Ok((n != u64::MAX).then_some(n));
+        }
         let req = TftpRequest {
             file: path,
             ..self.template.clone()
         };
-        fetch(self.stack, &mut self.wait, &mut self.con, &req, dst)
+        self.stack.tftp_size(&mut self.wait, &req).inspect_err(|e| {
+            log::error!("TFTP '{path}': {e}");
+        })
     }
 }
 
-impl<N: Nic, C: Console, K: Clock> Files for TftpFiles<'_, N, C, K> {
+impl<N: Nic, C: Console, K: Clock> Files for NetFiles<'_, N, C, K> {
     fn size(&mut self, path: &str) -> Result<u64, FileError> {
         let path = pxe::resolve(&self.prefix, path);
         if let Some((p, data)) = &self.cached {
@@ -239,32 +396,25 @@ impl<N: Nic, C: Console, K: Clock> Files for TftpFiles<'_, N, C, K> {
                 return Ok(data.len() as u64);
             }
         }
-        let req = self.request(&path);
-        match self.stack.tftp_size(&mut self.wait, &req) {
-            Ok(Some(n)) => Ok(n),
-            Ok(None) => {
-                // No tsize: fetch it whole into the heap, within what the heap can spare.
-                let cap = (self.spare / 2).min(MAX_UNSIZED);
-                let mut buf = Vec::new();
-                if buf.try_reserve_exact(cap).is_err() {
-                    log::error!("TFTP '{path}': no size from the server and no {cap} bytes to fetch it whole");
-                    return Err(FsError::TooLarge {
-                        size: cap as u64,
-                        capacity: 0,
-                    }
-                    .into());
-                }
-                buf.resize(cap, 0);
-                let n = self.fetch(&path, &mut buf)?;
-                buf.truncate(n);
-                self.cached = Some((path, buf));
-                Ok(n as u64)
-            }
-            Err(e) => {
-                log::error!("TFTP '{path}': {e}");
-                Err(e.into())
-            }
+        if let Some(n) = self.told_size(&path)? {
+            return Ok(n);
         }
+        // No size: fetch it whole into the heap, within what the heap can spare.
+        let cap = (self.spare / 2).min(MAX_UNSIZED);
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(cap).is_err() {
+            log::error!("'{path}': no size from the server and no {cap} bytes to fetch it whole");
+            return Err(FsError::TooLarge {
+                size: cap as u64,
+                capacity: 0,
+            }
+            .into());
+        }
+        buf.resize(cap, 0);
+        let n = self.fetch(&path, &mut buf)?;
+        buf.truncate(n);
+        self.cached = Some((path, buf));
+        Ok(n as u64)
     }
 
     fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
@@ -300,6 +450,11 @@ impl<B: Board> Shell<B> {
         let mut wait = waiting(&self.board);
         let stack = self.net.stack(&mut self.board)?;
         env.set("ethaddr", &mac_str(stack.mac()));
+        // `httpboot=yes`: ask as an HTTP boot client, for servers that hand those a URL.
+        let http = env
+            .get("httpboot")
+            .is_some_and(|v| v.trim().starts_with(['y', 'Y', '1']));
+        stack.set_http_client(http);
         let lease = match stack.dhcp(&mut wait, DHCP_TIMEOUT_US) {
             Ok(l) => l,
             Err(e) => {
@@ -349,6 +504,14 @@ impl<B: Board> Shell<B> {
         let applied = self.net.applied;
         let stack = self.net.stack(&mut self.board)?;
         env.set("ethaddr", &mac_str(stack.mac()));
+        // Host names in URLs resolve by `dnsip` (and `dnsip2`), as DHCP set them or the person.
+        let dns: Vec<Ipv4Addr> = ["dnsip", "dnsip2"]
+            .iter()
+            .filter_map(|n| env_ip(env, n))
+            .collect();
+        if !dns.is_empty() {
+            stack.set_dns(&dns);
+        }
         match want {
             Some(w) if stack.address().is_some() && applied == Some(w) => Ok(()),
             Some((ip, prefix, gateway)) => {
@@ -391,7 +554,22 @@ impl<B: Board> Shell<B> {
     /// `kernel_addr_r`), refusing anything past the free RAM there; sets `filesize` and
     /// `fileaddr`.
     pub(super) fn tftpboot(&mut self, argv: &[String], env: &mut Env) -> Result<(), Error> {
-        let usage = Error::Usage("tftpboot [addr] [[server:]file]");
+        self.download(false, argv, env)
+    }
+
+    /// `wget [addr] [URL | [host:]path]` (U-Boot's): the same by HTTP; `host:path` and a bare
+    /// path mean `http://host[:httpdstp]/path` with `serverip` as the host by default.
+    pub(super) fn wget(&mut self, argv: &[String], env: &mut Env) -> Result<(), Error> {
+        self.download(true, argv, env)
+    }
+
+    /// `tftpboot` and `wget`: the arguments, the destination checked against the free RAM, the
+    /// download, `filesize` and `fileaddr`.
+    fn download(&mut self, http: bool, argv: &[String], env: &mut Env) -> Result<(), Error> {
+        let (cmd, usage) = match http {
+            true => ("wget", Error::Usage("wget [addr] [URL | [host:]path]")),
+            false => ("tftpboot", Error::Usage("tftpboot [addr] [[server:]file]")),
+        };
         let (addr, spec) = match argv {
             [_] => (None, None),
             [_, one] => match parse_hex(one) {
@@ -406,15 +584,18 @@ impl<B: Board> Shell<B> {
             None => ["loadaddr", "kernel_addr_r"]
                 .iter()
                 .find_map(|n| env.get(n).and_then(parse_hex))
-                .ok_or(Error::Refused("tftpboot: no address (set loadaddr)"))?,
+                .ok_or(Error::Refused("no load address: give one or set loadaddr"))?,
         };
         let spec = spec
             .map(String::from)
             .or_else(|| env.get("bootfile").map(String::from))
-            .ok_or(Error::Refused(
-                "tftpboot: no file name (give one or set bootfile)",
-            ))?;
+            .ok_or(Error::Refused("no file name: give one or set bootfile"))?;
         let (srv, file) = match spec.split_once(':') {
+            _ if is_url(&spec) => (None, spec.clone()),
+            // `wget host:path`: U-Boot's host may be a name.
+            Some((h, f)) if http && h.parse::<Ipv4Addr>().is_err() => {
+                (None, format!("http://{h}/{}", f.trim_start_matches('/')))
+            }
             Some((s, f)) => (
                 Some(
                     s.parse::<Ipv4Addr>()
@@ -425,7 +606,7 @@ impl<B: Board> Shell<B> {
             None => (None, spec.clone()),
         };
         let not_free = || Error::NotFree {
-            cmd: "tftpboot",
+            cmd,
             start: addr,
             end: None,
         };
@@ -438,46 +619,63 @@ impl<B: Board> Shell<B> {
         self.ensure_address(env)?;
         let server = match srv {
             Some(s) => s,
+            None if is_url(&file) => Ipv4Addr::UNSPECIFIED,
             None => self.server(env)?,
         };
-        let req = tftp_request(server, env, &file);
+        let path = match http && !is_url(&file) {
+            true => {
+                let port = env.get("httpdstp").unwrap_or("80").trim();
+                format!("http://{server}:{port}/{}", file.trim_start_matches('/'))
+            }
+            false => file,
+        };
+        let req = tftp_request(server, env, "");
         let mut con = self.board.console();
-        con.write_str(&format!("TFTP from {server}: '{file}' to {addr:#x}\n"));
+        match is_url(&path) {
+            true => con.write_str(&format!("HTTP GET {path} to {addr:#x}\n")),
+            false => con.write_str(&format!("TFTP from {server}: '{path}' to {addr:#x}\n")),
+        }
         let dest_range =
             kexboot_loader::mem::Range::new(addr, region.end()).map_err(|_| not_free())?;
-        let mut wait = waiting(&self.board);
+        let (mut wait, clock) = (waiting(&self.board), self.board.clock());
         let stack = self.net.stack(&mut self.board)?;
         let Some(dest) = self.board.ram_mut(dest_range) else {
             return Err(not_free());
         };
-        let got = fetch(stack, &mut wait, &mut con, &req, dest);
+        let got = fetch(stack, &mut wait, &mut con, &clock, &req, &path, dest);
         if let Err(e) = &got {
             self.net.failed(e);
         }
         let n = got.map_err(|e| match e {
             NetError::Tftp(tftp::Error::Remote { .. }) => Error::Tftp {
-                cmd: "tftpboot",
-                file: file.clone(),
+                cmd,
+                file: path.clone(),
                 err: e,
             },
-            _ => Error::Refused("tftpboot: download failed"), // `fetch` said why
+            // `fetch` said why.
+            _ if http => Error::Refused("wget: download failed"),
+            _ => Error::Refused("tftpboot: download failed"),
         })?;
         env.set("filesize", &format!("{n:x}"));
         env.set("fileaddr", &format!("{addr:x}"));
         Ok(())
     }
 
-    /// A small file (config, script) into a fresh buffer.
+    /// A small file (config, script) into a fresh buffer: a URL by HTTP, else by TFTP.
     fn fetch_small(&mut self, env: &Env, file: &str) -> Result<Vec<u8>, NetError> {
-        let server = self.server(env).map_err(|_| NetError::NotConfigured)?;
-        let req = tftp_request(server, env, file);
+        let server = match is_url(file) {
+            true => Ipv4Addr::UNSPECIFIED,
+            false => self.server(env).map_err(|_| NetError::NotConfigured)?,
+        };
+        let req = tftp_request(server, env, "");
         let mut buf = alloc::vec![0u8; MAX_SMALL_FILE];
         let (mut wait, mut con) = (waiting(&self.board), self.board.console());
+        let clock = self.board.clock();
         let stack = self
             .net
             .stack(&mut self.board)
             .map_err(|_| NetError::NotConfigured)?;
-        let got = fetch(stack, &mut wait, &mut con, &req, &mut buf);
+        let got = fetch(stack, &mut wait, &mut con, &clock, &req, file, &mut buf);
         if let Err(e) = &got {
             self.net.failed(e);
         }
@@ -508,7 +706,7 @@ impl<B: Board> Shell<B> {
                     return Ok(());
                 }
                 // The server answered (file not found, access denied): try the next name.
-                Err(NetError::Tftp(tftp::Error::Remote { .. })) => continue,
+                Err(e) if missing(&e) => continue,
                 Err(err) => {
                     return Err(Error::Pxe {
                         what: format!("pxe get: {path}"),
@@ -544,7 +742,12 @@ impl<B: Board> Shell<B> {
             log::warn!("{}: {note}", cfg.path);
         }
         log::info!("{}: {} entries", cfg.path, config.entries.len());
-        let template = tftp_request(self.server(env)?, env, "");
+        let server = match self.server(env) {
+            Ok(s) => s,
+            Err(_) if is_url(&cfg.prefix) => Ipv4Addr::UNSPECIFIED,
+            Err(e) => return Err(e),
+        };
+        let template = tftp_request(server, env, "");
         let Shell {
             board,
             staging,
@@ -558,10 +761,11 @@ impl<B: Board> Shell<B> {
             .stack
             .as_mut()
             .ok_or(Error::Refused("pxe boot: no network device"))?;
-        let mut files = TftpFiles {
+        let mut files = NetFiles {
             stack,
             wait: waiting(board),
             con: board.console(),
+            clock: board.clock(),
             template,
             prefix: cfg.prefix.clone(),
             spare: usize::try_from(staging.free_bytes()).unwrap_or(usize::MAX),
@@ -624,7 +828,7 @@ impl<B: Board> Shell<B> {
             let bytes = self
                 .fetch_small(env, &bootfile)
                 .map_err(|err| Error::File {
-                    path: format!("TFTP '{bootfile}'"),
+                    path: format!("'{bootfile}'"),
                     err: err.into(),
                 })?;
             let text = match bootfile.ends_with(".scr") {
@@ -650,7 +854,7 @@ impl<B: Board> Shell<B> {
                 .unwrap_or("")
                 .to_string();
             let argv = [String::from("tftpboot"), addr.clone(), bootfile.clone()];
-            self.tftpboot(&argv, env)?;
+            self.download(is_url(&bootfile), &argv, env)?;
             self.bootm(&[String::from("bootm"), addr], env)?;
         }
         self.pxe_get(env)?;

@@ -25,7 +25,7 @@ fn arg(argv: &[String], i: usize) -> Option<&str> {
 }
 
 /// Every command of the shell, for a board `B`.
-pub fn commands<B: Board>() -> [Command<Shell<B>>; 22] {
+pub fn commands<B: Board>() -> [Command<Shell<B>>; 23] {
     let c = |name, aliases, help, run| Command {
         name,
         aliases,
@@ -68,6 +68,9 @@ pub fn commands<B: Board>() -> [Command<Shell<B>>; 22] {
         }),
         c("tftpboot", &["tftp"], "tftpboot [addr] [[server:]file] - download a file by TFTP, set filesize", |sh, argv, ctx| {
             Ok(sh.tftpboot(argv, ctx.env)?)
+        }),
+        c("wget", &[], "wget [addr] [URL | [host:]path] - download a file by HTTP, set filesize", |sh, argv, ctx| {
+            Ok(sh.wget(argv, ctx.env)?)
         }),
         c("pxe", &[], "pxe get | pxe boot - find the PXELINUX config on the TFTP server / boot it", |sh, argv, ctx| {
             match arg(argv, 1) {
