@@ -2,7 +2,9 @@
 
 use crate::check::CaseFn;
 use crate::e2e_el3::{CortexA72, Max};
-use crate::{e2e_boot, e2e_el3, e2e_fit, e2e_net, e2e_probe, e2e_real, e2e_rpi3, e2e_warm};
+use crate::{
+    e2e_boot, e2e_el3, e2e_fit, e2e_http, e2e_net, e2e_probe, e2e_real, e2e_rpi3, e2e_warm,
+};
 
 /// One e2e case.
 pub(crate) struct Case {
@@ -117,6 +119,8 @@ pub(crate) const CASES: &[Case] = &[
     Case::fw("netboot-loss20", e2e_net::case_loss20),
     Case::fw("netboot-dhcp-script", e2e_net::case_dhcp_script),
     Case::fw("netboot-server-silent", e2e_net::case_server_silent),
+    Case::fw("netboot-http-pxe", e2e_http::case_http_pxe),
+    Case::fw("netboot-http-restart", e2e_http::case_http_restart),
     Case::fw("fit-no-keys-hashes-checked", e2e_fit::case_no_keys),
     Case::fw("fit-rsa-refusals-then-signed-boots", e2e_fit::case_rsa),
     Case::fw("fit-ecdsa-required", e2e_fit::case_ecdsa),

@@ -115,8 +115,13 @@ pub(crate) fn boot_for(
     log: &Path,
     limit: Duration,
 ) -> std::result::Result<Transcript, String> {
-    let mut s = Session::spawn(args, Some(log)).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + limit;
+    let s = Session::spawn(args, Some(log)).map_err(|e| e.to_string())?;
+    Ok(finish(s, Instant::now() + limit))
+}
+
+/// Runs a started session on as [`boot`] does (until the END marker, the prompt, a panic,
+/// QEMU's exit or `deadline`) and makes its transcript.
+pub(crate) fn finish(mut s: Session, deadline: Instant) -> Transcript {
     let stop =
         |l: &str| l.contains("KEXBOOT-E2E-END") || is_prompt(l) || l.contains("Kernel panic");
     let timed_out = match s.wait_for_prompt(deadline, stop) {
@@ -133,12 +138,12 @@ pub(crate) fn boot_for(
         Wait::Timeout => true,
     };
     s.kill();
-    Ok(Transcript {
+    Transcript {
         lines: s.lines().to_vec(),
         timed_out,
         status: s.status(),
         stderr: s.stderr(),
-    })
+    }
 }
 
 /// The checks shared by every case that must reach the initramfs.

@@ -52,7 +52,7 @@ fn lossy_limit() -> Duration {
 }
 
 /// The TFTP root (built or refreshed from the assets).
-fn root(c: &Ctx) -> std::result::Result<PathBuf, String> {
+pub(crate) fn root(c: &Ctx) -> std::result::Result<PathBuf, String> {
     crate::assets::tftp_root(c.paths, c.assets).map_err(|e| e.to_string())
 }
 
@@ -63,20 +63,29 @@ fn serve(root: &Path, f: impl FnOnce(&mut Config)) -> std::result::Result<Server
     Server::start(cfg).map_err(|e| e.to_string())
 }
 
-/// One `TFTP '<file>': ...` line of the firmware.
+/// One `TFTP '<file>': ...` or `HTTP '<file>': ...` line of the firmware.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct TftpLine {
+    /// `TFTP` or `HTTP`.
+    pub proto: &'static str,
     pub file: String,
     pub bytes: Option<u64>,
     pub window: Option<u16>,
     pub crc32: Option<u32>,
+    /// HTTP: the number of the connection it came on.
+    pub connection: Option<u32>,
     /// The whole text after `': '` (the error, when there are no figures).
     pub rest: String,
 }
 
-/// Parses `TFTP 'vmlinuz': 31560000 bytes in 1.234 s, ..., window 16, ..., crc32 0x1a2b3c4d`.
+/// Parses `TFTP 'vmlinuz': 31560000 bytes in 1.234 s, ..., window 16, ..., crc32 0x1a2b3c4d`
+/// (or the `HTTP '...'` line of the same shape).
 pub(crate) fn parse_tftp_line(l: &str) -> Option<TftpLine> {
-    let at = l.find("TFTP '")?;
+    let (at, proto) = match (l.find("TFTP '"), l.find("HTTP '")) {
+        (Some(a), _) => (a, "TFTP"),
+        (None, Some(a)) => (a, "HTTP"),
+        (None, None) => return None,
+    };
     let after = &l[at + 6..];
     let q = after.find("': ")?;
     let rest = after[q + 3..].trim().to_string();
@@ -96,6 +105,7 @@ pub(crate) fn parse_tftp_line(l: &str) -> Option<TftpLine> {
         .and_then(|i| i.checked_sub(1))
         .and_then(|i| words[i].parse().ok());
     Some(TftpLine {
+        proto,
         file: after[..q].to_string(),
         bytes,
         window: after_word("window").and_then(|w| w.parse().ok()),
@@ -103,12 +113,13 @@ pub(crate) fn parse_tftp_line(l: &str) -> Option<TftpLine> {
             .and_then(|w| w.strip_prefix("0x"))
             .filter(|h| h.len() == 8)
             .and_then(|h| u32::from_str_radix(h, 16).ok()),
+        connection: after_word("connection").and_then(|w| w.parse().ok()),
         rest,
     })
 }
 
 /// The last successful `TFTP` line for `file` (matched by its last path component).
-fn tftp_line(t: &Transcript, file: &str) -> Option<TftpLine> {
+pub(crate) fn tftp_line(t: &Transcript, file: &str) -> Option<TftpLine> {
     t.lines
         .iter()
         .rev()
@@ -117,7 +128,7 @@ fn tftp_line(t: &Transcript, file: &str) -> Option<TftpLine> {
 }
 
 /// kexboot's CRC-32 and size for each file equal the host file's.
-fn expect_crcs(t: &Transcript, root: &Path, files: &[&str]) -> CaseResult {
+pub(crate) fn expect_crcs(t: &Transcript, root: &Path, files: &[&str]) -> CaseResult {
     for f in files {
         let data = std::fs::read(root.join(f)).map_err(|e| format!("{f}: {e}"))?;
         let want = crc32fast::hash(&data);
@@ -162,7 +173,7 @@ fn served<'a>(stats: &'a [Stats], file: &str) -> Option<&'a Stats> {
         .max_by_key(|s| (s.completed, s.bytes))
 }
 
-fn expect_line(t: &Transcript, what: &str, pred: impl Fn(&str) -> bool) -> CaseResult {
+pub(crate) fn expect_line(t: &Transcript, what: &str, pred: impl Fn(&str) -> bool) -> CaseResult {
     t.find(pred)
         .map(|_| ())
         .ok_or_else(|| format!("no {what} line ({})", t.ending()))
@@ -355,6 +366,17 @@ mod tests {
         assert_eq!(e.file, "pxelinux.cfg/default");
         assert_eq!((e.crc32, e.bytes), (None, None));
         assert!(e.rest.contains("no answer"));
+        let h = parse_tftp_line(
+            "HTTP 'initrd.img': 31171932 bytes in 2.004 s, 15.6 MB/s, from 10.0.2.2:8000, \
+             connection 3, 1 retries, crc32 0x0badf00d",
+        )
+        .unwrap();
+        assert_eq!((h.proto, h.file.as_str()), ("HTTP", "initrd.img"));
+        assert_eq!(
+            (h.bytes, h.connection, h.crc32),
+            (Some(31_171_932), Some(3), Some(0x0bad_f00d))
+        );
+        assert_eq!(x.proto, "TFTP");
         assert!(parse_tftp_line("DHCP: 10.0.2.15/24").is_none());
         assert!(parse_tftp_line("TFTP 'x").is_none());
         assert_eq!(

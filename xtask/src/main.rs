@@ -21,6 +21,7 @@ mod e2e;
 mod e2e_boot;
 mod e2e_el3;
 mod e2e_fit;
+mod e2e_http;
 mod e2e_net;
 mod e2e_probe;
 mod e2e_real;

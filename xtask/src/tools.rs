@@ -22,6 +22,8 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("dtc", "device-tree-compiler"),
     ("fdtput", "device-tree-compiler"),
+    // The HTTP boot cases' web server: Python's `http.server`.
+    ("python3", "python3"),
 ];
 
 /// Where `prog` is: on `$PATH`, or in the sbin directories a non-root `$PATH` lacks.
