@@ -1,11 +1,14 @@
 //! The netboot arms of `cargo xtask bench`: TFTP throughput measured by the project's test
 //! server ([`crate::tftpd`], RRQ to final ACK, no loss) for kexboot and Debian's U-Boot at their
 //! default window and with the other one's, and QEMU spawn → kernel entry when netbooting through
-//! PXE; both firmwares against the same server, medians of interleaved rounds.
+//! PXE; both firmwares against the same server, medians of interleaved rounds. HTTP boot
+//! (issue 16): kexboot's `wget` of the 27 MB Image and the initrd from Python's `http.server`,
+//! beside kexboot's and U-Boot's default TFTP of the same two files.
 
 use crate::assets::{self, Assets, UBOOT_BIN};
 use crate::bench_util::{cell, median, ratio, secs, Goal, Want};
 use crate::check::{is_prompt, KEXBOOT_STARTING};
+use crate::e2e_http::WebServer;
 use crate::e2e_net::{netdev, parse_tftp_line, Tftp, NET_FILES};
 use crate::qemu::{self, Session, Wait};
 use crate::tftpd::{Config, Server, Stats};
@@ -41,10 +44,16 @@ enum Arm {
     KexPxe,
     /// U-Boot: key, then `dhcp; pxe get; pxe boot` typed, QEMU spawn → kernel entry.
     UBootPxe,
+    /// kexboot's shell: `wget` of the 27 MB Image and the initrd from Python's http.server.
+    KexHttp,
+    /// kexboot's shell, default window: `tftpboot` of the same Image and initrd.
+    KexImage,
+    /// U-Boot's shell, its defaults: `tftpboot` of the same Image and initrd.
+    UBootImage,
 }
 
 impl Arm {
-    const ALL: [Arm; 7] = [
+    const ALL: [Arm; 10] = [
         Arm::KexDefault,
         Arm::KexW16,
         Arm::KexW1,
@@ -52,6 +61,9 @@ impl Arm {
         Arm::UBootW16,
         Arm::KexPxe,
         Arm::UBootPxe,
+        Arm::KexHttp,
+        Arm::KexImage,
+        Arm::UBootImage,
     ];
 
     fn label(self) -> &'static str {
@@ -63,13 +75,29 @@ impl Arm {
             Arm::UBootW16 => "U-Boot (Debian), `setenv tftpwindowsize 16`",
             Arm::KexPxe => "kexboot autoboot (DHCP + PXE)",
             Arm::UBootPxe => "U-Boot (Debian), typed `dhcp; pxe get; pxe boot` *",
+            Arm::KexHttp => "kexboot HTTP (`wget`), Python's http.server",
+            Arm::KexImage => "kexboot TFTP, default (window 32)",
+            Arm::UBootImage => "U-Boot (Debian) TFTP, default (window 1)",
+        }
+    }
+
+    /// The arms of the HTTP table (the 27 MB Image and the initrd).
+    fn image(self) -> bool {
+        matches!(self, Arm::KexHttp | Arm::KexImage | Arm::UBootImage)
+    }
+
+    /// The kernel and initrd it downloads.
+    fn files(self) -> [&'static str; 2] {
+        match self.image() {
+            true => ["Image", "initrd.img"],
+            false => NET_FILES,
         }
     }
 
     fn kexboot(self) -> bool {
         matches!(
             self,
-            Arm::KexDefault | Arm::KexW16 | Arm::KexW1 | Arm::KexPxe
+            Arm::KexDefault | Arm::KexW16 | Arm::KexW1 | Arm::KexPxe | Arm::KexHttp | Arm::KexImage
         )
     }
 
@@ -78,14 +106,25 @@ impl Arm {
     }
 
     /// Commands typed at the shell prompt; `server` is our TFTP server's address, 127.0.0.1 (the
-    /// lease names slirp's 10.0.2.2, whose port 69 is slirp's own TFTP server).
-    fn commands(self, server: IpAddr) -> Vec<String> {
+    /// lease names slirp's 10.0.2.2, whose port 69 is slirp's own TFTP server); the web server
+    /// is on the host's `http_port` (10.0.2.2 to the guest).
+    fn commands(self, server: IpAddr, http_port: u16) -> Vec<String> {
         let serverip = format!("setenv serverip {server}");
         let mut v: Vec<String> = match self {
-            Arm::KexDefault => vec!["dhcp".into(), serverip],
+            Arm::KexHttp => {
+                let [k, i] = self.files();
+                return vec![
+                    "dhcp".into(),
+                    format!("wget ${{kernel_addr_r}} http://10.0.2.2:{http_port}/{k}"),
+                    format!("wget ${{ramdisk_addr_r}} http://10.0.2.2:{http_port}/{i}"),
+                ];
+            }
+            Arm::KexDefault | Arm::KexImage => vec!["dhcp".into(), serverip],
             Arm::KexW16 => vec!["setenv tftpwindowsize 16".into(), "dhcp".into(), serverip],
             Arm::KexW1 => vec!["setenv tftpwindowsize 1".into(), "dhcp".into(), serverip],
-            Arm::UBootDefault => vec!["setenv autoload no".into(), "dhcp".into(), serverip],
+            Arm::UBootDefault | Arm::UBootImage => {
+                vec!["setenv autoload no".into(), "dhcp".into(), serverip]
+            }
             Arm::UBootW16 => vec![
                 "setenv autoload no".into(),
                 "dhcp".into(),
@@ -99,13 +138,11 @@ impl Arm {
                 return v;
             }
         };
-        v.extend(
-            [
-                "tftpboot ${kernel_addr_r} vmlinuz",
-                "tftpboot ${ramdisk_addr_r} initrd.img",
-            ]
-            .map(String::from),
-        );
+        let [k, i] = self.files();
+        v.extend([
+            format!("tftpboot ${{kernel_addr_r}} {k}"),
+            format!("tftpboot ${{ramdisk_addr_r}} {i}"),
+        ]);
         v
     }
 }
@@ -117,6 +154,9 @@ struct Sample {
     files: [Option<Stats>; 2],
     /// The firmware's own `TFTP 'vmlinuz': ...` line (kexboot).
     fw_line: Option<String>,
+    /// kexboot's own figures for the arm's two files (MB/s from its summary lines: bytes over
+    /// the time from the request to the last byte).
+    client: [Option<f64>; 2],
     kernel: Option<Duration>,
     user: Option<Duration>,
     error: Option<String>,
@@ -143,7 +183,23 @@ fn drive(
     Ok(())
 }
 
-fn run_one(paths: &Paths, srv: &Server, arm: Arm, round: usize) -> Sample {
+/// MB/s of a firmware summary line (`N bytes in T s`).
+fn line_mbps(l: &str) -> Option<f64> {
+    let x = parse_tftp_line(l)?;
+    x.crc32?;
+    let t: f64 = x
+        .rest
+        .split(" bytes in ")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    let bytes = x.bytes? as f64;
+    (t > 0.0).then(|| bytes / t / 1e6)
+}
+
+fn run_one(paths: &Paths, srv: &Server, http_port: u16, arm: Arm, round: usize) -> Sample {
     let mut smp = Sample::default();
     let args = qemu::Args::machine(MACHINE, 1);
     let args = if arm.kexboot() {
@@ -182,7 +238,12 @@ fn run_one(paths: &Paths, srv: &Server, arm: Arm, round: usize) -> Sample {
             }
             is_uboot_prompt
         };
-        drive(&mut s, prompt, &arm.commands(srv.addr().ip()), deadline)?;
+        drive(
+            &mut s,
+            prompt,
+            &arm.commands(srv.addr().ip(), http_port),
+            deadline,
+        )?;
         if arm.pxe() {
             let start = if arm.kexboot() {
                 KEXBOOT_STARTING
@@ -207,7 +268,7 @@ fn run_one(paths: &Paths, srv: &Server, arm: Arm, round: usize) -> Sample {
     srv.wait_idle(Duration::from_secs(5));
     let all = srv.transfers();
     let new = all.get(seen..).unwrap_or_default();
-    for (slot, f) in smp.files.iter_mut().zip(NET_FILES) {
+    for (slot, f) in smp.files.iter_mut().zip(arm.files()) {
         *slot = new
             .iter()
             .rev()
@@ -221,8 +282,21 @@ fn run_one(paths: &Paths, srv: &Server, arm: Arm, round: usize) -> Sample {
             parse_tftp_line(&l.text).is_some_and(|x| x.file == "vmlinuz" && x.crc32.is_some())
         })
         .map(|l| l.text.trim().to_string());
+    for (slot, f) in smp.client.iter_mut().zip(arm.files()) {
+        *slot = s.lines().iter().find_map(|l| {
+            parse_tftp_line(&l.text)
+                .filter(|x| x.file == f)
+                .and_then(|_| line_mbps(&l.text))
+        });
+    }
     smp.error = res.err();
-    if smp.error.is_none() && !arm.pxe() && smp.files.iter().any(Option::is_none) {
+    if smp.error.is_none() && arm == Arm::KexHttp && smp.client.iter().any(Option::is_none) {
+        smp.error = Some("no HTTP summary line with a crc32 for both files".into());
+    } else if smp.error.is_none()
+        && !arm.pxe()
+        && arm != Arm::KexHttp
+        && smp.files.iter().any(Option::is_none)
+    {
         smp.error = Some("the server saw no completed transfer of both files".into());
     }
     smp
@@ -267,6 +341,14 @@ pub fn net_bench(
         }
     };
     eprintln!("bench: TFTP test server on {}", srv.addr());
+    let web = WebServer::start(&root, None, &paths.e2e.join("bench-httpd.log"));
+    let http_port = match &web {
+        Ok(w) => w.port,
+        Err(e) => {
+            eprintln!("bench: no web server ({e}): the HTTP arm fails");
+            0
+        }
+    };
     let mut samples: Vec<Vec<Sample>> = Arm::ALL.iter().map(|_| Vec::new()).collect();
     for r in 0..rounds {
         for (i, arm) in Arm::ALL.iter().enumerate() {
@@ -276,12 +358,12 @@ pub fn net_bench(
                     ..Default::default()
                 }
             } else {
-                run_one(paths, &srv, *arm, r)
+                run_one(paths, &srv, http_port, *arm, r)
             };
             let figs: Vec<String> = smp
                 .files
                 .iter()
-                .zip(NET_FILES)
+                .zip(arm.files())
                 .filter_map(|(s, f)| {
                     s.as_ref()
                         .map(|s| format!("{f} {:.2} MB/s w{}", s.mbps(), s.windowsize))
@@ -330,7 +412,11 @@ fn table(root: &Path, rounds: usize, samples: &[Vec<Sample>], goals: &mut Vec<Go
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
     let mut med_kernel = Vec::new();
-    for (i, arm) in Arm::ALL.iter().enumerate().filter(|(_, a)| !a.pxe()) {
+    for (i, arm) in Arm::ALL
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.pxe() && !a.image())
+    {
         let rate = |f: usize| {
             samples[i]
                 .iter()
@@ -471,12 +557,113 @@ fn table(root: &Path, rounds: usize, samples: &[Vec<Sample>], goals: &mut Vec<Go
          serverip 127.0.0.1; tftpboot` (after a key at the countdown), kexboot `dhcp; setenv serverip 127.0.0.1; tftpboot` at \
          the prompt its failed autoboot leaves (DHCP boot file `{NO_SCRIPT}` does not exist)."
     );
+    md += &http_table(root, rounds, samples, goals);
     for (i, arm) in Arm::ALL.iter().enumerate() {
         for (r, s) in samples[i].iter().enumerate() {
             if let Some(e) = &s.error {
                 let _ = writeln!(md, "- {arm:?} round {}: {e}", r + 1);
             }
         }
+    }
+    md
+}
+
+/// The HTTP table: kexboot's HTTP beside kexboot's and U-Boot's default TFTP, the 27 MB Image
+/// and the initrd, and the goals of issue 16.
+fn http_table(
+    root: &Path,
+    rounds: usize,
+    samples: &[Vec<Sample>],
+    goals: &mut Vec<Goal>,
+) -> String {
+    let mut md = String::new();
+    let size = |f: &str| std::fs::metadata(root.join(f)).map_or(0, |m| m.len());
+    let _ = writeln!(
+        md,
+        "\nHTTP boot: the same machine and link; `Image` ({} bytes) and `initrd.img` ({} bytes) \
+         by kexboot's `wget` from Python's `http.server --protocol HTTP/1.1` on the host \
+         (10.0.2.2 to the guest; one kept-alive connection), and by each firmware's default TFTP \
+         from the project's server. kexboot's figures are its own summary lines (request to last \
+         byte), U-Boot's the TFTP server's (RRQ to final ACK); MB = 10^6 bytes, medians of \
+         {rounds} interleaved rounds.\n",
+        size("Image"),
+        size("initrd.img")
+    );
+    let _ = writeln!(
+        md,
+        "| client | Image MB/s: median (min–max) | initrd.img MB/s | measured by | ok rounds |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---|---:|");
+    let at = |a: Arm| Arm::ALL.iter().position(|x| *x == a).unwrap_or(0);
+    // The figure each arm is judged by: kexboot's own lines, U-Boot's server-side ones.
+    let figure = |a: Arm, s: &Sample, f: usize| match a {
+        Arm::UBootImage => s.files[f].as_ref().map(Stats::mbps),
+        _ => s.client[f],
+    };
+    let med = |a: Arm, f: usize| median_f(samples[at(a)].iter().map(|s| figure(a, s, f)));
+    for arm in [Arm::KexHttp, Arm::KexImage, Arm::UBootImage] {
+        let cellf = |f: usize| {
+            let v: Vec<f64> = samples[at(arm)]
+                .iter()
+                .filter_map(|s| figure(arm, s, f))
+                .collect();
+            let lo = v.iter().copied().reduce(f64::min);
+            let hi = v.iter().copied().reduce(f64::max);
+            match (lo, hi) {
+                (Some(lo), Some(hi)) if v.len() > 1 => {
+                    format!("{} ({lo:.2}–{hi:.2})", mbps(med(arm, f)))
+                }
+                _ => mbps(med(arm, f)),
+            }
+        };
+        let by = match arm {
+            Arm::UBootImage => "the TFTP server",
+            _ => "kexboot's summary line",
+        };
+        let ok = samples[at(arm)]
+            .iter()
+            .filter(|s| s.error.is_none())
+            .count();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {by} | {ok}/{rounds} |",
+            arm.label(),
+            cellf(0),
+            cellf(1)
+        );
+    }
+    let rf = |a: Arm, b: Arm| {
+        med(a, 0)
+            .zip(med(b, 0))
+            .filter(|(_, y)| *y > 0.0)
+            .map(|(x, y)| x / y)
+    };
+    let mb = |a: Arm| med(a, 0).map_or("n/a".into(), |v| format!("{v:.2} MB/s"));
+    for (what, b, want) in [
+        (
+            "HTTP Image throughput, kexboot `wget` / kexboot's default TFTP",
+            Arm::KexImage,
+            1.0,
+        ),
+        (
+            "HTTP Image throughput, kexboot `wget` / U-Boot's default TFTP",
+            Arm::UBootImage,
+            4.0,
+        ),
+    ] {
+        let v = rf(Arm::KexHttp, b);
+        let _ = writeln!(
+            md,
+            "- {what}: **{}** (goal ≥ {want:.0}x)",
+            v.map_or("n/a".into(), |v| format!("{v:.2}x"))
+        );
+        goals.push(
+            Goal::ratio("16. HTTP", what, v, Want::AtLeast(want)).from(format!(
+                "{} vs {} (medians)",
+                mb(Arm::KexHttp),
+                mb(b)
+            )),
+        );
     }
     md
 }
@@ -493,23 +680,37 @@ mod tests {
     #[test]
     fn commands_and_medians() {
         let ip = IpAddr::from([192, 0, 2, 2]);
+        let h = Arm::KexHttp.commands(ip, 8000);
+        assert_eq!(h[1], "wget ${kernel_addr_r} http://10.0.2.2:8000/Image");
+        assert_eq!(
+            Arm::UBootImage.commands(ip, 8000).last().unwrap(),
+            "tftpboot ${ramdisk_addr_r} initrd.img"
+        );
+        assert!(Arm::KexImage
+            .commands(ip, 8000)
+            .contains(&"tftpboot ${kernel_addr_r} Image".to_string()));
+        assert_eq!(
+            line_mbps("HTTP 'Image': 27303872 bytes in 0.500 s, 54.6 MB/s, from 10.0.2.2:1, connection 1, 0 retries, crc32 0x01020304"),
+            Some(27303872.0 / 0.5 / 1e6)
+        );
+        assert_eq!(line_mbps("HTTP 'Image': 404 Not Found from 10.0.2.2"), None);
         assert!(Arm::KexDefault
-            .commands(ip)
+            .commands(ip, 8000)
             .contains(&"setenv serverip 192.0.2.2".to_string()));
-        assert!(Arm::KexW1.commands(ip)[0].contains("tftpwindowsize 1"));
+        assert!(Arm::KexW1.commands(ip, 8000)[0].contains("tftpwindowsize 1"));
         assert!(Arm::UBootW16
-            .commands(ip)
+            .commands(ip, 8000)
             .iter()
             .any(|c| c == "setenv tftpwindowsize 16"));
         assert!(!Arm::UBootDefault
-            .commands(ip)
+            .commands(ip, 8000)
             .iter()
             .any(|c| c.contains("windowsize")));
         assert_eq!(
-            Arm::UBootDefault.commands(ip).last().unwrap(),
+            Arm::UBootDefault.commands(ip, 8000).last().unwrap(),
             "tftpboot ${ramdisk_addr_r} initrd.img"
         );
-        assert!(Arm::KexPxe.commands(ip).is_empty());
+        assert!(Arm::KexPxe.commands(ip, 8000).is_empty());
         assert_eq!(
             median_f([Some(3.0), None, Some(1.0), Some(2.0)].into_iter()),
             Some(2.0)
