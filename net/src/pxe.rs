@@ -48,9 +48,12 @@ pub fn resolve(prefix: &str, path: &str) -> String {
             Some(rest) => format!("/{}", rest.trim_start_matches('/')),
             None => String::from(path),
         };
-        if let Ok(u) = crate::http::Url::parse(prefix).and_then(|u| u.join(&rel)) {
-            return u.to_string();
-        }
+        // A path that makes no URL stays a (bad) URL, which its fetch reports; it never
+        // turns into a TFTP path.
+        return match crate::http::Url::parse(prefix).and_then(|u| u.join(&rel)) {
+            Ok(u) => u.to_string(),
+            Err(_) => format!("{prefix}{path}"),
+        };
     }
     if let Some(rest) = path.strip_prefix("::") {
         return String::from(rest.trim_start_matches('/'));
@@ -117,6 +120,20 @@ mod tests {
         assert_eq!(resolve("pxelinux/", "::boot/vmlinuz"), "boot/vmlinuz");
         assert_eq!(resolve("pxelinux/", "::/boot/vmlinuz"), "boot/vmlinuz");
         assert_eq!(resolve("", "Image"), "Image");
+    }
+
+    #[test]
+    fn resolve_under_an_http_prefix_gives_urls() {
+        let p = "http://10.0.2.2:8080/boot/";
+        assert_eq!(resolve(p, "vmlinuz"), "http://10.0.2.2:8080/boot/vmlinuz");
+        assert_eq!(resolve(p, "../k"), "http://10.0.2.2:8080/k");
+        assert_eq!(resolve(p, "/debian/k"), "http://10.0.2.2:8080/debian/k");
+        assert_eq!(resolve(p, "::debian/k"), "http://10.0.2.2:8080/debian/k");
+        // A URL is taken as it is, under any prefix.
+        assert_eq!(resolve("pxelinux/", "http://o/k"), "http://o/k");
+        assert_eq!(resolve(p, "HTTP://o/k"), "HTTP://o/k");
+        // A path that makes no URL stays a URL (its fetch says why), never a TFTP path.
+        assert_eq!(resolve(p, "a b"), "http://10.0.2.2:8080/boot/a b");
     }
 
     proptest! {

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Every target in `fuzz/fuzz_targets/`, in the order they run.
-pub const TARGETS: [&str; 24] = [
+pub const TARGETS: [&str; 25] = [
     "image_header",
     "gzip",
     "decompress",
@@ -40,6 +40,7 @@ pub const TARGETS: [&str; 24] = [
     "fit",
     "fit_verify",
     "http_response",
+    "http_url",
 ];
 
 /// Default seconds per target.
@@ -566,6 +567,18 @@ fn seed_all(paths: &Paths, root: &Path) -> Result<()> {
         ),
     ] {
         seed(root, "http_response", name, text)?;
+    }
+    for (name, text) in [
+        (
+            "pxe",
+            "http://10.0.2.2:8080/boot/pxelinux.0\npxelinux.cfg/default",
+        ),
+        ("root", "http://h/a/b/c\n/vmlinuz"),
+        ("dots", "http://h/a/b/\n../../x?y#z"),
+        ("absolute", "http://h/a\nhttp://o:81/k"),
+        ("colons", "http://h/a/\n::/k"),
+    ] {
+        seed(root, "http_url", name, text.as_bytes())?;
     }
 
     // Handoff record.
