@@ -430,26 +430,35 @@ impl Body {
 
     /// Takes the bytes `input` that arrived, writing body bytes into `dst` (at `written`).
     /// Bytes past the end of the body are an error ([`HttpError::ExtraBytes`]).
-    pub fn feed(&mut self, mut input: &[u8], dst: &mut [u8]) -> Result<(), HttpError> {
+    pub fn feed(&mut self, input: &[u8], dst: &mut [u8]) -> Result<(), HttpError> {
+        match self.take(input, dst)? {
+            n if n < input.len() => Err(HttpError::ExtraBytes),
+            _ => Ok(()),
+        }
+    }
+
+    /// As [`Body::feed`], but bytes past the body's end are left alone: returns how many of
+    /// `input` belong to the body (the rest, if any, the server should not have sent).
+    pub fn take(&mut self, mut input: &[u8], dst: &mut [u8]) -> Result<usize, HttpError> {
+        let all = input.len();
         match self.framing {
             Framing::Length(l) => {
-                if input.len() as u64 > l - self.written {
-                    return Err(HttpError::ExtraBytes);
-                }
-                self.put(dst, input)
+                let n = (l - self.written).min(input.len() as u64) as usize;
+                self.put(dst, &input[..n])?;
+                Ok(n)
             }
-            Framing::UntilClose => self.put(dst, input),
+            Framing::UntilClose => self.put(dst, input).map(|()| all),
             Framing::Chunked => {
                 while !input.is_empty() {
                     match self.chunk {
-                        Chunk::Done => return Err(HttpError::ExtraBytes),
+                        Chunk::Done => return Ok(all - input.len()),
                         Chunk::Size => {
                             let Some(nl) = input.iter().position(|&b| b == b'\n') else {
                                 self.line.extend_from_slice(input);
                                 if self.line.len() > MAX_LINE {
                                     return Err(HttpError::BadChunk("chunk-size line too long"));
                                 }
-                                return Ok(());
+                                return Ok(all);
                             };
                             self.line.extend_from_slice(&input[..=nl]);
                             input = &input[nl + 1..];
@@ -501,7 +510,7 @@ impl Body {
                                 if self.line.len() > MAX_LINE {
                                     return Err(HttpError::BadChunk("trailer line too long"));
                                 }
-                                return Ok(());
+                                return Ok(all);
                             };
                             self.line.extend_from_slice(&input[..nl]);
                             input = &input[nl + 1..];
@@ -516,7 +525,7 @@ impl Body {
                         }
                     }
                 }
-                Ok(())
+                Ok(all)
             }
         }
     }
@@ -583,6 +592,23 @@ mod tests {
             "http://h:81/x"
         );
         assert_eq!(base.join("http://o/y").unwrap().to_string(), "http://o/y");
+    }
+
+    #[test]
+    fn take_stops_at_the_bodys_end() {
+        let mut dst = [0u8; 16];
+        let mut b = Body::new(Framing::Length(5), 16).unwrap();
+        assert_eq!(b.take(b"hel", &mut dst), Ok(3));
+        assert_eq!(b.take(b"loEXTRA", &mut dst), Ok(2));
+        assert!(b.done());
+        assert_eq!(&dst[..6], b"hello\0");
+        let mut b = Body::new(Framing::Chunked, 16).unwrap();
+        let n = b.take(b"3\r\nabc\r\n0\r\n\r\nHTTP/1.1 200", &mut dst);
+        assert_eq!(n, Ok(13));
+        assert!(b.done());
+        // `feed` calls the same an error.
+        let mut b = Body::new(Framing::Length(2), 16).unwrap();
+        assert_eq!(b.feed(b"abc", &mut dst), Err(HttpError::ExtraBytes));
     }
 
     #[test]

@@ -269,8 +269,9 @@ impl<N: Nic> Stack<N> {
         self.check_route(req.server)?;
         let remote = (req.server, req.url.port);
         if let Some(conn) = self.http.conn.take() {
-            let open =
-                conn.sockets.get::<tcp::Socket>(conn.handle).state() == tcp::State::Established;
+            // Open, and with nothing unasked for waiting in it.
+            let sock = conn.sockets.get::<tcp::Socket>(conn.handle);
+            let open = sock.state() == tcp::State::Established && sock.recv_queue() == 0;
             if conn.remote == remote && open {
                 match self.exchange(p, req, conn, dest, partial, progress) {
                     Err(Fail::Stale) => {}
@@ -447,7 +448,12 @@ impl<N: Nic> Stack<N> {
                 };
                 let mut err = None;
                 while s.can_recv() && err.is_none() && !body.done() {
-                    let r = s.recv(|d| (d.len(), body.feed(d, dst)));
+                    // Bytes past the body's end stay in the socket (never written), and the
+                    // connection that carried them is not used again.
+                    let r = s.recv(|d| match body.take(d, dst) {
+                        Ok(n) => (n, Ok(())),
+                        Err(e) => (d.len(), Err(e)),
+                    });
                     match r {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => err = Some(e),

@@ -434,3 +434,24 @@ fn dhcp_says_httpclient_when_asked_to_http_boot() {
         b"HTTPClient:Arch:00022:UNDI:003000"
     );
 }
+
+#[test]
+fn bytes_past_the_announced_length_are_never_written() {
+    let mut w = World::new(19, 0.0, 0.0, false);
+    let file = random_file(50_000, 19);
+    w.add_file("k", &file);
+    w.http.trailing = vec![0x5a; 3000];
+    let (mut net, mut stack) = up(w);
+    for _ in 0..2 {
+        let mut dest = vec![0xeeu8; 60_000];
+        let (r, _) = fetch(&mut net, &mut stack, "http://10.0.2.2/k", &mut dest);
+        assert_eq!(r.unwrap().size, 50_000);
+        assert_eq!(&dest[..50_000], &file[..]);
+        assert!(
+            dest[50_000..].iter().all(|&b| b == 0xee),
+            "nothing past the body"
+        );
+    }
+    // The connection that carried the extra bytes is not used again.
+    assert_eq!(stack.http_connections(), 2);
+}

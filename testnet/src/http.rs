@@ -110,6 +110,9 @@ pub struct HttpServer {
     pub close_each: bool,
     /// Send each response one byte per this many µs (a slow-loris server).
     pub drip_us: Option<u64>,
+    /// Bytes sent after each body, past its `Content-Length` (a server that sends more than
+    /// it announced).
+    pub trailing: Vec<u8>,
     /// Paths requested, in order, with the `Range` start asked for.
     pub requests: Vec<(String, u64)>,
     /// `HEAD` requests among them.
@@ -148,6 +151,7 @@ impl HttpServer {
             no_ranges: false,
             close_each: false,
             drip_us: None,
+            trailing: vec![],
             requests: vec![],
             heads: 0,
             connections: 0,
@@ -277,6 +281,7 @@ impl HttpServer {
                         conn.body_at = r.len();
                         if !head_only {
                             r.extend_from_slice(body);
+                            r.extend_from_slice(&self.trailing);
                         }
                         conn.then = if close.is_empty() {
                             Then::KeepAlive

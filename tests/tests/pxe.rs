@@ -435,3 +435,29 @@ fn netboot_over_http_pxe_with_an_http_boot_file() {
     // Config names, sizes, kernel and initrd: one connection but for the one reset.
     assert_eq!(w.http.connections, 2, "{said}");
 }
+
+#[test]
+fn netboot_runs_a_boot_script_named_by_url() {
+    let net = Network::new(44);
+    let world = net.world.clone();
+    world.borrow_mut().dhcp.opt67 = Some("http://10.0.2.2/scripts/boot.txt");
+    let script = "echo http-script-ran\nwget ${kernel_addr_r} http://10.0.2.2/payload\n";
+    world
+        .borrow_mut()
+        .add_file("scripts/boot.txt", script.as_bytes());
+    let payload = pattern(45, 9000);
+    world.borrow_mut().add_file("payload", &payload);
+    let (mut sh, mut env) = shell_on(on_network(net), None);
+    sh.default_addresses(&mut env);
+    let (out, said) = run(&mut sh, &mut env, "netboot");
+    assert_eq!(out, Outcome::Success, "{said}");
+    assert!(said.contains("http-script-ran\n"), "{said}");
+    assert_eq!(
+        ram_at(&sh, var(&env, "kernel_addr_r"), payload.len()),
+        &payload[..]
+    );
+    let w = world.borrow();
+    assert!(w.requested.is_empty(), "nothing by TFTP: {:?}", w.requested);
+    let paths: Vec<&str> = w.http.requests.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(paths, ["scripts/boot.txt", "payload"]);
+}
