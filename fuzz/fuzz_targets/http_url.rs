@@ -5,7 +5,7 @@
 //! URL (the joined one when the path joins), never a TFTP path.
 #![no_main]
 
-use kexboot_net::http::Url;
+use kexboot_net::http::{is_url, Url};
 use kexboot_net::pxe;
 use libfuzzer_sys::fuzz_target;
 
@@ -27,10 +27,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Url::parse(&j.to_string()).as_ref(), Ok(&j));
     }
     let r = pxe::resolve(&u.to_string(), reference);
-    assert!(r.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("http://")), "{r:?}");
+    assert!(is_url(&r), "{r:?}");
     let rel = reference.trim();
-    let absolute = rel.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("http://"));
-    if !rel.starts_with("::") && !absolute {
+    if !rel.starts_with("::") && !is_url(rel) {
         if let Ok(j) = u.join(rel) {
             assert_eq!(r, j.to_string());
         }

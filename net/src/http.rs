@@ -84,6 +84,13 @@ impl fmt::Display for HttpError {
     }
 }
 
+/// Whether `s` is an `http://` URL (the scheme in any case): fetched by HTTP, where any other
+/// path is a TFTP path.
+pub fn is_url(s: &str) -> bool {
+    s.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+}
+
 /// An `http://host[:port]/path` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {

@@ -36,14 +36,10 @@ pub fn config_paths(prefix: &str, mac: [u8; 6], ip: Ipv4Addr) -> Vec<String> {
 /// resolved); a path that is itself an `http://` URL stays as it is.
 pub fn resolve(prefix: &str, path: &str) -> String {
     let path = path.trim();
-    let url = |s: &str| {
-        s.get(..7)
-            .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
-    };
-    if url(path) {
+    if crate::http::is_url(path) {
         return String::from(path);
     }
-    if url(prefix) {
+    if crate::http::is_url(prefix) {
         let rel = match path.strip_prefix("::") {
             Some(rest) => format!("/{}", rest.trim_start_matches('/')),
             None => String::from(path),

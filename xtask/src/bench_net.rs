@@ -317,6 +317,19 @@ fn mbps(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
 }
 
+/// A throughput cell: the median of the figures present, and their min–max when there are
+/// several.
+fn rate_cell(v: impl Iterator<Item = Option<f64>>) -> String {
+    let v: Vec<f64> = v.flatten().collect();
+    let med = mbps(median_f(v.iter().copied().map(Some)));
+    let lo = v.iter().copied().reduce(f64::min);
+    let hi = v.iter().copied().reduce(f64::max);
+    match (lo, hi) {
+        (Some(lo), Some(hi)) if v.len() > 1 => format!("{med} ({lo:.2}–{hi:.2})"),
+        _ => med,
+    }
+}
+
 /// Runs the netboot arms and returns the "Netboot" markdown section.
 pub fn net_bench(
     paths: &Paths,
@@ -423,17 +436,7 @@ fn table(root: &Path, rounds: usize, samples: &[Vec<Sample>], goals: &mut Vec<Go
                 .map(move |s| s.files[f].as_ref().map(Stats::mbps))
         };
         let med: Vec<Option<f64>> = (0..2).map(|f| median_f(rate(f))).collect();
-        let range = |f: usize| {
-            let v: Vec<f64> = rate(f).flatten().collect();
-            let lo = v.iter().copied().reduce(f64::min);
-            let hi = v.iter().copied().reduce(f64::max);
-            match (lo, hi) {
-                (Some(lo), Some(hi)) if v.len() > 1 => {
-                    format!("{} ({lo:.2}–{hi:.2})", mbps(med[f]))
-                }
-                _ => mbps(med[f]),
-            }
-        };
+        let range = |f: usize| rate_cell(rate(f));
         let granted = samples[i]
             .iter()
             .find_map(|s| s.files[0].as_ref())
@@ -602,20 +605,7 @@ fn http_table(
     };
     let med = |a: Arm, f: usize| median_f(samples[at(a)].iter().map(|s| figure(a, s, f)));
     for arm in [Arm::KexHttp, Arm::KexImage, Arm::UBootImage] {
-        let cellf = |f: usize| {
-            let v: Vec<f64> = samples[at(arm)]
-                .iter()
-                .filter_map(|s| figure(arm, s, f))
-                .collect();
-            let lo = v.iter().copied().reduce(f64::min);
-            let hi = v.iter().copied().reduce(f64::max);
-            match (lo, hi) {
-                (Some(lo), Some(hi)) if v.len() > 1 => {
-                    format!("{} ({lo:.2}–{hi:.2})", mbps(med(arm, f)))
-                }
-                _ => mbps(med(arm, f)),
-            }
-        };
+        let cellf = |f: usize| rate_cell(samples[at(arm)].iter().map(|s| figure(arm, s, f)));
         let by = match arm {
             Arm::UBootImage => "the TFTP server",
             _ => "kexboot's summary line",
@@ -639,6 +629,7 @@ fn http_table(
             .map(|(x, y)| x / y)
     };
     let mb = |a: Arm| med(a, 0).map_or("n/a".into(), |v| format!("{v:.2} MB/s"));
+    md.push('\n');
     for (what, b, want) in [
         (
             "HTTP Image throughput, kexboot `wget` / kexboot's default TFTP",

@@ -13,7 +13,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use kexboot_fs::Error as FsError;
-use kexboot_net::http::{HttpError, Url};
+use kexboot_net::http::{is_url, HttpError, Url};
 use kexboot_net::{
     pxe, tftp, HttpEvent, HttpFetch, Ipv4Addr, Lease, NetError, Nic, Platform, Progress, Stack,
     TftpRequest,
@@ -47,12 +47,6 @@ const HTTP_LIMIT_US: u64 = 600_000_000;
 /// Tries again after a dropped connection, a silence or a 5xx (waiting 0.5 s, 1 s, 2 s, 4 s,
 /// then 8 s between them).
 const HTTP_RETRIES: u32 = 8;
-
-/// Whether a path is an `http://` URL (fetched by HTTP) rather than a TFTP path.
-fn is_url(s: &str) -> bool {
-    s.get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
-}
 
 /// The server's "no such file" (a TFTP error packet, an HTTP 4xx): PXE tries the next name.
 fn missing(e: &NetError) -> bool {
