@@ -47,8 +47,10 @@ pub enum HttpError {
     NoResponse,
     /// The host name did not resolve: `why`.
     NoHost(String),
-    /// More redirects than [`MAX_REDIRECTS`] in a row.
+    /// More redirects than [`MAX_REDIRECTS`] for one file.
     TooManyRedirects,
+    /// A resumed download found another version of the file (its size changed).
+    Changed,
 }
 
 impl fmt::Display for HttpError {
@@ -80,6 +82,7 @@ impl fmt::Display for HttpError {
             HttpError::NoResponse => f.write_str("connection closed before the response"),
             HttpError::NoHost(w) => write!(f, "host name not resolved: {w}"),
             HttpError::TooManyRedirects => write!(f, "more than {MAX_REDIRECTS} redirects"),
+            HttpError::Changed => f.write_str("the file changed on the server"),
         }
     }
 }
@@ -104,8 +107,9 @@ impl Url {
     pub fn parse(s: &str) -> Result<Url, HttpError> {
         let bad = |w: &str| HttpError::BadUrl(format!("{s:?}: {w}"));
         let rest = s
-            .strip_prefix("http://")
-            .or_else(|| s.strip_prefix("HTTP://"))
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("http://"))
+            .map(|_| &s[7..])
             .ok_or_else(|| bad("only http:// is supported (HTTPS is not)"))?;
         let rest = rest.split('#').next().unwrap_or_default();
         let (authority, path) = match rest.find(['/', '?']) {
@@ -149,6 +153,10 @@ impl Url {
     pub fn join(&self, reference: &str) -> Result<Url, HttpError> {
         if reference.contains("://") {
             return Url::parse(reference);
+        }
+        // A scheme-relative reference names another host.
+        if let Some(rest) = reference.strip_prefix("//") {
+            return Url::parse(&format!("http://{rest}"));
         }
         let path = if reference.starts_with('/') {
             String::from(reference)
@@ -213,8 +221,8 @@ impl fmt::Display for Url {
 }
 
 /// The request for `url` (`GET`, or `HEAD` for the size alone), from byte `from` on (`Range`)
-/// when not 0; keep-alive.
-pub fn request(url: &Url, from: u64, head_only: bool) -> String {
+/// when not 0, and only if the file is still `if_range` (else the whole file); keep-alive.
+pub fn request(url: &Url, from: u64, head_only: bool, if_range: Option<&str>) -> String {
     let mut r = format!(
         "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kexboot/{}\r\nAccept: */*\r\n",
         if head_only { "HEAD" } else { "GET" },
@@ -224,6 +232,9 @@ pub fn request(url: &Url, from: u64, head_only: bool) -> String {
     );
     if from > 0 {
         r += &format!("Range: bytes={from}-\r\n");
+        if let Some(v) = if_range {
+            r += &format!("If-Range: {v}\r\n");
+        }
     }
     r += "Connection: keep-alive\r\n\r\n";
     r
@@ -253,8 +264,12 @@ pub struct Head {
     pub framing: Framing,
     /// `Location` of a redirect.
     pub location: Option<String>,
-    /// `Content-Range: bytes <start>-<end>/<total>`: the start, and the total when known.
-    pub range: Option<(u64, Option<u64>)>,
+    /// `Content-Range: bytes <start>-<end>/<total>`: the start, the end (inclusive), and the
+    /// total when known.
+    pub range: Option<(u64, u64, Option<u64>)>,
+    /// What names this version of the file for `If-Range`: the `ETag` (a strong one), else
+    /// `Last-Modified`.
+    pub validator: Option<String>,
     /// `Connection: close` (or HTTP/1.0 without keep-alive).
     pub close: bool,
 }
@@ -268,7 +283,7 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
 }
 
 /// `bytes 100-199/1000` (or `/*`).
-fn parse_content_range(v: &[u8]) -> Option<(u64, Option<u64>)> {
+fn parse_content_range(v: &[u8]) -> Option<(u64, u64, Option<u64>)> {
     let s = core::str::from_utf8(v).ok()?.trim();
     let rest = s.strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
@@ -281,7 +296,10 @@ fn parse_content_range(v: &[u8]) -> Option<(u64, Option<u64>)> {
         "*" => None,
         t => Some(parse_u64(t.as_bytes())?),
     };
-    Some((start, total))
+    if total.is_some_and(|t| end >= t) {
+        return None;
+    }
+    Some((start, end, total))
 }
 
 /// Parses the response head at the start of `buf`: `Ok(None)` while it is incomplete (and
@@ -306,6 +324,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
     let reason = String::from(r.reason.unwrap_or(""));
     let http10 = r.version == Some(0);
     let (mut length, mut chunked, mut location, mut range) = (None, false, None, None);
+    let (mut etag, mut modified) = (None, None);
     let mut close = http10;
     for h in r.headers.iter() {
         let name = h.name;
@@ -332,6 +351,21 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
             range = Some(
                 parse_content_range(h.value).ok_or(HttpError::BadResponse("bad Content-Range"))?,
             );
+        } else if name.eq_ignore_ascii_case("etag") {
+            // A weak tag cannot be used with If-Range (RFC 9110 13.1.5).
+            etag = core::str::from_utf8(h.value)
+                .ok()
+                .map(str::trim)
+                .filter(|v| v.starts_with('"') && v.len() < 256)
+                .map(String::from);
+        } else if name.eq_ignore_ascii_case("last-modified") {
+            modified = core::str::from_utf8(h.value)
+                .ok()
+                .map(str::trim)
+                .filter(|v| {
+                    !v.is_empty() && v.len() < 64 && v.bytes().all(|b| (b' '..0x7f).contains(&b))
+                })
+                .map(String::from);
         } else if name.eq_ignore_ascii_case("connection") {
             let v = core::str::from_utf8(h.value).unwrap_or("");
             for t in v.split(',').map(str::trim) {
@@ -347,6 +381,14 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
     if chunked && length.is_some() {
         return Err(HttpError::BadResponse("both Content-Length and chunked"));
     }
+    // A partial answer's two lengths must agree (RFC 9110 14.4).
+    if let (206, Some((start, end, _)), Some(l)) = (code, range, length) {
+        if l != end - start + 1 {
+            return Err(HttpError::BadResponse(
+                "Content-Range and Content-Length disagree",
+            ));
+        }
+    }
     let no_body = code < 200 || code == 204 || code == 304;
     let framing = match (no_body, chunked, length) {
         (true, _, _) => Framing::Length(0),
@@ -361,6 +403,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HttpError> {
             framing,
             location,
             range,
+            validator: etag.or(modified),
             close,
         },
         n,
@@ -410,6 +453,11 @@ impl Body {
             chunk: Chunk::Size,
             line: alloc::vec::Vec::new(),
         })
+    }
+
+    /// How the body's end is known.
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// Whether the whole body has arrived.
@@ -599,6 +647,8 @@ mod tests {
             "http://h:81/x"
         );
         assert_eq!(base.join("http://o/y").unwrap().to_string(), "http://o/y");
+        assert_eq!(base.join("//o:81/y").unwrap().to_string(), "http://o:81/y");
+        assert_eq!(Url::parse("Http://h/k").unwrap().to_string(), "http://h/k");
     }
 
     #[test]
@@ -621,12 +671,17 @@ mod tests {
     #[test]
     fn request_text() {
         let u = Url::parse("http://h:8080/k").unwrap();
-        let r = request(&u, 0, false);
-        assert!(request(&u, 0, true).starts_with("HEAD /k HTTP/1.1\r\n"));
+        let r = request(&u, 0, false, None);
+        assert!(request(&u, 0, true, None).starts_with("HEAD /k HTTP/1.1\r\n"));
         assert!(r.starts_with("GET /k HTTP/1.1\r\nHost: h:8080\r\n"), "{r}");
         assert!(r.ends_with("Connection: keep-alive\r\n\r\n"));
         assert!(!r.contains("Range"));
-        assert!(request(&u, 100, false).contains("Range: bytes=100-\r\n"));
+        let ranged = request(&u, 100, false, Some("\"v1\""));
+        assert!(
+            ranged.contains("Range: bytes=100-\r\nIf-Range: \"v1\"\r\n"),
+            "{ranged}"
+        );
+        assert!(!request(&u, 0, false, Some("\"v1\"")).contains("If-Range"));
     }
 
     fn head(s: &str) -> Result<Option<(Head, usize)>, HttpError> {
@@ -660,7 +715,16 @@ mod tests {
                 .unwrap();
         assert_eq!(h.location.as_deref(), Some("/elsewhere"));
         let (h, _) = head("HTTP/1.1 206 Partial\r\nContent-Range: bytes 100-199/1000\r\nContent-Length: 100\r\n\r\n").unwrap().unwrap();
-        assert_eq!(h.range, Some((100, Some(1000))));
+        assert_eq!(h.range, Some((100, 199, Some(1000))));
+        let (h, _) = head("HTTP/1.1 200 OK\r\nETag: W/\"weak\"\r\nLast-Modified: Mon, 07 Dec 2026 08:00:00 GMT\r\n\r\n").unwrap().unwrap();
+        assert_eq!(
+            h.validator.as_deref(),
+            Some("Mon, 07 Dec 2026 08:00:00 GMT")
+        );
+        let (h, _) = head("HTTP/1.1 200 OK\r\nLast-Modified: x\r\nETag: \"abc\"\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.validator.as_deref(), Some("\"abc\""));
         for bad in [
             "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
@@ -668,6 +732,8 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
             "HTTP/1.1 206 P\r\nContent-Range: bytes 9-1/10\r\n\r\n",
+            "HTTP/1.1 206 P\r\nContent-Range: bytes 0-10/10\r\n\r\n",
+            "HTTP/1.1 206 P\r\nContent-Range: bytes 100-199/1000\r\nContent-Length: 99\r\n\r\n",
             "NOTHTTP 200\r\n\r\n",
         ] {
             assert!(head(bad).is_err(), "{bad:?}");

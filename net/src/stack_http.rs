@@ -10,7 +10,7 @@
 //!   5xx answers retried, everything within one overall time limit, so a slow server cannot
 //!   hold the boot past it.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
@@ -50,6 +50,10 @@ pub struct HttpGet<'a> {
     pub head_only: bool,
     /// The clock time (µs) by which it must be over, however busy the server keeps it.
     pub end_us: u64,
+    /// For a resume (`from` > 0): the file's version (`If-Range`: a changed file comes whole)
+    /// and its size as answered before (a partial answer of another size is refused).
+    pub if_range: Option<&'a str>,
+    pub total: Option<u64>,
 }
 
 /// What a request ended with.
@@ -85,6 +89,8 @@ pub(super) struct HttpState {
     pub(super) dns: Vec<Ipv4Addr>,
     resolved: Vec<(String, Ipv4Addr)>,
     connects: u32,
+    /// The head of the last 2xx answer (its size and version, for a resume).
+    seen: Option<Head>,
 }
 
 /// How one exchange on a connection failed.
@@ -160,7 +166,10 @@ fn retryable(e: &NetError) -> bool {
         NetError::Http(h) => {
             matches!(
                 h,
-                HttpError::Truncated { .. } | HttpError::Refused | HttpError::NoResponse
+                HttpError::Truncated { .. }
+                    | HttpError::Refused
+                    | HttpError::NoResponse
+                    | HttpError::Changed
             ) || matches!(h, HttpError::Status { code, .. } if matches!(code, 500 | 502 | 503 | 504))
         }
         _ => false,
@@ -170,7 +179,7 @@ fn retryable(e: &NetError) -> bool {
 /// The file's whole size as a 2xx head declares it.
 fn declared(h: &Head, start: u64) -> Option<u64> {
     match (h.range, h.framing) {
-        (Some((_, Some(total))), _) => Some(total),
+        (Some((_, _, Some(total))), _) => Some(total),
         (_, Framing::Length(n)) => Some(start.saturating_add(n)),
         _ => None,
     }
@@ -206,18 +215,60 @@ impl<N: Nic> Stack<N> {
             return Ok(*a);
         }
         let no_host = |w: &str| NetError::Http(HttpError::NoHost(alloc::format!("{host}: {w}")));
-        let Some(&first) = self.http.dns.first() else {
+        if self.http.dns.is_empty() {
             return Err(no_host("no DNS server (DHCP gave none; set dnsip)"));
-        };
-        self.check_route(first)?;
-        let servers: Vec<IpAddress> = self.http.dns.iter().map(|&a| a.into()).collect();
+        }
+        // One server at a time (smoltcp's socket keeps one), each with its share of the time
+        // left: a silent one gives way to the next; an answer, even "no such name", is final.
+        let end = p.now_us().saturating_add(timeout_us);
+        let servers = self.http.dns.clone();
+        for (i, &server) in servers.iter().enumerate() {
+            let now = p.now_us();
+            let share = end.saturating_sub(now) / (servers.len() - i) as u64;
+            match self.resolve_at(p, server, &key, now.saturating_add(share), timeout_us) {
+                Ok(Some(a)) => {
+                    if self.http.resolved.len() >= DNS_CACHE {
+                        self.http.resolved.remove(0);
+                    }
+                    self.http.resolved.push((key, a));
+                    return Ok(a);
+                }
+                Ok(None) => {
+                    return Err(no_host(&alloc::format!(
+                        "{server} has no IPv4 address for it"
+                    )))
+                }
+                Err(NetError::Timeout { .. }) if i + 1 < servers.len() => {
+                    log::warn!("DNS: no answer from {server}; asking the next server");
+                }
+                Err(NetError::Timeout { .. }) => {
+                    return Err(NetError::Timeout {
+                        what: "DNS answer",
+                        after_us: timeout_us,
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(no_host("no DNS server"))
+    }
+
+    /// One DNS server's answer for `name` (None: it has none), by `end`.
+    fn resolve_at(
+        &mut self,
+        p: &mut dyn Platform,
+        server: Ipv4Addr,
+        name: &str,
+        end: u64,
+        timeout_us: u64,
+    ) -> Result<Option<Ipv4Addr>, NetError> {
+        self.check_route(server)?;
         let mut sockets = SocketSet::new(Vec::new());
-        let handle = sockets.add(dns::Socket::new(&servers, alloc::vec![None]));
+        let handle = sockets.add(dns::Socket::new(&[server.into()], alloc::vec![None]));
         let query = sockets
             .get_mut::<dns::Socket>(handle)
-            .start_query(self.iface.context(), &key, DnsQueryType::A)
-            .map_err(|e| no_host(&e.to_string()))?;
-        let end = p.now_us().saturating_add(timeout_us);
+            .start_query(self.iface.context(), name, DnsQueryType::A)
+            .map_err(|e| NetError::Http(HttpError::NoHost(alloc::format!("{name}: {e}"))))?;
         loop {
             let now = turn(p, end, "DNS answer", timeout_us)?;
             let mut busy = self.ingress(now, &mut sockets)?;
@@ -226,22 +277,14 @@ impl<N: Nic> Stack<N> {
                 .get_query_result(query)
             {
                 Ok(addrs) => {
-                    let a = addrs.iter().find_map(|a| match a {
+                    return Ok(addrs.iter().find_map(|a| match a {
                         #[allow(unreachable_patterns)]
                         IpAddress::Ipv4(v4) => Some(*v4),
                         #[allow(unreachable_patterns)]
                         _ => None,
-                    });
-                    let a = a.ok_or_else(|| no_host("no IPv4 address"))?;
-                    if self.http.resolved.len() >= DNS_CACHE {
-                        self.http.resolved.remove(0);
-                    }
-                    self.http.resolved.push((key, a));
-                    return Ok(a);
+                    }))
                 }
-                Err(dns::GetQueryResultError::Failed) => {
-                    return Err(no_host("the DNS server has no address for it"))
-                }
+                Err(dns::GetQueryResultError::Failed) => return Ok(None),
                 Err(dns::GetQueryResultError::Pending) => {}
             }
             busy |= self.egress(now, &mut sockets)?;
@@ -268,8 +311,12 @@ impl<N: Nic> Stack<N> {
     ) -> Result<HttpGot, NetError> {
         self.check_route(req.server)?;
         let remote = (req.server, req.url.port);
-        if let Some(conn) = self.http.conn.take() {
-            // Open, and with nothing unasked for waiting in it.
+        if let Some(mut conn) = self.http.conn.take() {
+            // Open, and with nothing unasked for waiting in it: what came for it since the
+            // last answer is taken in first (bytes past a body, a FIN, a reset).
+            if let Ok(now) = turn(p, u64::MAX, "", 0) {
+                self.ingress(now, &mut conn.sockets)?;
+            }
             let sock = conn.sockets.get::<tcp::Socket>(conn.handle);
             let open = sock.state() == tcp::State::Established && sock.recv_queue() == 0;
             if conn.remote == remote && open {
@@ -343,7 +390,7 @@ impl<N: Nic> Stack<N> {
     ) -> Result<HttpGot, Fail> {
         let reused =
             conn.sockets.get::<tcp::Socket>(conn.handle).state() == tcp::State::Established;
-        let request = http::request(req.url, req.from, req.head_only);
+        let request = http::request(req.url, req.from, req.head_only, req.if_range);
         let mut sent = 0usize;
         let mut head_buf: Vec<u8> = Vec::new();
         // The answer once its head is in: the head, the body decoder, where the body goes
@@ -398,7 +445,10 @@ impl<N: Nic> Stack<N> {
                     Ok(Some((h, _))) => {
                         let ok = (200..300).contains(&h.code);
                         let from = match (h.code, h.range) {
-                            (206, Some((s, _))) if s == req.from => req.from,
+                            (206, Some((_, _, Some(t)))) if req.total.is_some_and(|x| x != t) => {
+                                break 'exchange Err(HttpError::Changed.into())
+                            }
+                            (206, Some((s, _, _))) if s == req.from => req.from,
                             (206, _) => {
                                 break 'exchange Err(HttpError::BadResponse(
                                     "a range other than the one asked for",
@@ -437,6 +487,9 @@ impl<N: Nic> Stack<N> {
                             }
                         };
                         let total = if ok { declared(&h, from) } else { None };
+                        if ok {
+                            self.http.seen = Some(h.clone());
+                        }
                         head = Some((h, body, to, total));
                     }
                 }
@@ -485,6 +538,14 @@ impl<N: Nic> Stack<N> {
                 if body.done() {
                     let keep = !h.close && s.recv_queue() == 0;
                     break Ok((got(h), keep));
+                }
+                // A reset (not a FIN) never ends a body, even one that ends at the close.
+                if s.state() == tcp::State::Closed && body.framing() == Framing::UntilClose {
+                    break Err(HttpError::Truncated {
+                        got: body.written,
+                        want: None,
+                    }
+                    .into());
                 }
                 if !s.may_recv() {
                     break match body.closed() {
@@ -551,6 +612,8 @@ impl<N: Nic> Stack<N> {
         let mut url = f.url.clone();
         let (mut retries, mut redirects, mut have) = (0u32, 0u32, 0u64);
         let mut restarted = false;
+        // The file as the first answer described it: its version and size, for resumes.
+        let (mut version, mut total): (Option<String>, Option<u64>) = (None, None);
         loop {
             let now = turn(p, end, "complete HTTP download", f.limit_us)?;
             let idle_us = f.idle_us.min(end - now);
@@ -564,12 +627,22 @@ impl<N: Nic> Stack<N> {
                         idle_us,
                         head_only: f.head_only,
                         end_us: end,
+                        if_range: version.as_deref(),
+                        total,
                     };
+                    self.http.seen = None;
                     let mut partial = have;
                     let r = self.http_get(p, &req, dest, &mut partial, &mut |received, total| {
                         events(HttpEvent::Progress { received, total })
                     });
                     have = partial;
+                    // A whole answer (not a part) says what the file now is.
+                    if let Some(h) = self.http.seen.take() {
+                        if h.code != 206 {
+                            version = h.validator.clone();
+                            total = declared(&h, 0);
+                        }
+                    }
                     r.map(|got| (server, got))
                 }
                 Err(e) => Err(e),
@@ -582,7 +655,7 @@ impl<N: Nic> Stack<N> {
                     }
                     let to = http::redirect(&got.head).unwrap_or_default();
                     url = url.join(to)?;
-                    have = 0;
+                    (have, version, total) = (0, None, None);
                     events(HttpEvent::Redirect { to: &url });
                     continue;
                 }
@@ -591,6 +664,19 @@ impl<N: Nic> Stack<N> {
                         code: got.head.code,
                         reason: got.head.reason,
                     })
+                }
+                // A part that ended before the file did (a server may send less than asked):
+                // the rest is asked for at once; it is no failure (the overall limit bounds
+                // a server that sends a byte at a time).
+                Ok((_, got))
+                    if !f.head_only
+                        && got.written > 0
+                        && declared(&got.head, got.start)
+                            .is_some_and(|l| got.start + got.written < l) =>
+                {
+                    restarted |= asked_from > 0 && got.start == 0;
+                    have = got.start + got.written;
+                    continue;
                 }
                 Ok((server, got)) => {
                     // A Range answered with the whole file: it came again from byte 0.
@@ -611,6 +697,11 @@ impl<N: Nic> Stack<N> {
                         what: "complete HTTP download",
                         after_us: f.limit_us,
                     })
+                }
+                // Another version of the file: it is fetched again from its start.
+                Err(NetError::Http(HttpError::Changed)) => {
+                    (have, version, total) = (0, None, None);
+                    NetError::Http(HttpError::Changed)
                 }
                 Err(e) => e,
             };

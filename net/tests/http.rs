@@ -36,6 +36,8 @@ fn get(
         idle_us: 5_000_000,
         head_only: false,
         end_us: u64::MAX,
+        if_range: None,
+        total: None,
     };
     let mut partial = from;
     let r = stack.http_get(&mut net.platform, &req, dest, &mut partial, &mut |_, _| {});
@@ -454,4 +456,96 @@ fn bytes_past_the_announced_length_are_never_written() {
     }
     // The connection that carried the extra bytes is not used again.
     assert_eq!(stack.http_connections(), 2);
+}
+
+#[test]
+fn a_server_that_sends_short_parts_is_asked_for_the_rest() {
+    let mut w = World::new(20, 0.0, 0.0, false);
+    let file = random_file(200_000, 20);
+    w.add_file("k", &file);
+    w.http.reset_after = vec![50_000];
+    w.http.short_ranges = Some(30_000);
+    let (mut net, mut stack) = up(w);
+    let mut dest = vec![0u8; 200_000];
+    let (r, _) = fetch(&mut net, &mut stack, "http://10.0.2.2/k", &mut dest);
+    // 50 000 + 30 000 + 30 000: one reset and two short parts, the third part's retry.
+    let got = r.unwrap();
+    assert_eq!(got.size, 200_000);
+    assert_eq!(dest, file);
+    let starts: Vec<u64> = net
+        .world
+        .borrow()
+        .http
+        .requests
+        .iter()
+        .map(|r| r.1)
+        .collect();
+    assert!(
+        starts.len() >= 3 && starts.windows(2).all(|w| w[1] > w[0]),
+        "{starts:?}"
+    );
+}
+
+#[test]
+fn a_file_replaced_mid_download_comes_again_whole() {
+    for no_etag in [false, true] {
+        let mut w = World::new(21, 0.0, 0.0, false);
+        let old = random_file(120_000, 21);
+        let new = random_file(150_000, 22);
+        w.add_file("k", &old);
+        w.http.reset_after = vec![40_000];
+        w.http.replacement = Some(("k".into(), new.clone()));
+        w.http.no_etag = no_etag;
+        let (mut net, mut stack) = up(w);
+        let mut dest = vec![0u8; 200_000];
+        let (r, seen) = fetch(&mut net, &mut stack, "http://10.0.2.2/k", &mut dest);
+        let got = r.unwrap_or_else(|e| panic!("no_etag {no_etag}: {e} {seen:?}"));
+        assert_eq!(got.size, 150_000, "no_etag {no_etag}");
+        assert_eq!(
+            &dest[..150_000],
+            &new[..],
+            "no_etag {no_etag}: no splice of two versions"
+        );
+        if no_etag {
+            assert!(
+                seen.iter().any(|s| s.contains("the file changed")),
+                "{seen:?}"
+            );
+        } else {
+            assert!(
+                got.restarted,
+                "If-Range with the old tag: the new file whole"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_body_cut_by_a_reset_is_not_taken_for_its_end() {
+    let mut w = World::new(23, 0.0, 0.0, false);
+    let file = random_file(90_000, 23);
+    w.add_file("k", &file);
+    w.http.no_length = true;
+    w.http.reset_after = vec![30_000];
+    let (mut net, mut stack) = up(w);
+    let mut dest = vec![0u8; 100_000];
+    let (r, seen) = fetch(&mut net, &mut stack, "http://10.0.2.2/k", &mut dest);
+    let got = r.unwrap();
+    assert_eq!(got.size, 90_000, "{seen:?}");
+    assert_eq!(&dest[..90_000], &file[..]);
+    assert_eq!(got.retries, 1);
+}
+
+#[test]
+fn a_silent_dns_server_gives_way_to_the_next() {
+    let mut w = World::new(24, 0.0, 0.0, false);
+    w.add_file("k", b"hello");
+    w.dns_names.insert("boot.example".into(), SERVER_IP);
+    let (mut net, mut stack) = up(w);
+    // 10.0.2.5 answers nothing; 10.0.2.3 is the world's DNS server.
+    stack.set_dns(&["10.0.2.5".parse().unwrap(), "10.0.2.3".parse().unwrap()]);
+    let mut dest = vec![0u8; 5];
+    let (r, _) = fetch(&mut net, &mut stack, "http://boot.example/k", &mut dest);
+    assert_eq!(r.unwrap().size, 5);
+    assert_eq!(&dest, b"hello");
 }

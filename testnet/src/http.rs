@@ -113,6 +113,16 @@ pub struct HttpServer {
     /// Bytes sent after each body, past its `Content-Length` (a server that sends more than
     /// it announced).
     pub trailing: Vec<u8>,
+    /// A partial answer carries at most this many bytes (its `Content-Range` says so).
+    pub short_ranges: Option<usize>,
+    /// Once a connection was reset by the knob, this path serves this content instead (the
+    /// file replaced on the server mid-download).
+    pub replacement: Option<(String, Vec<u8>)>,
+    /// Send no `ETag` (files are otherwise tagged by their content, and `If-Range` honoured).
+    pub no_etag: bool,
+    /// Send files without `Content-Length`, closing the connection at the end (HTTP/1.0
+    /// style).
+    pub no_length: bool,
     /// Paths requested, in order, with the `Range` start asked for.
     pub requests: Vec<(String, u64)>,
     /// `HEAD` requests among them.
@@ -152,6 +162,10 @@ impl HttpServer {
             close_each: false,
             drip_us: None,
             trailing: vec![],
+            short_ranges: None,
+            replacement: None,
+            no_etag: false,
+            no_length: false,
             requests: vec![],
             heads: 0,
             connections: 0,
@@ -236,6 +250,7 @@ impl HttpServer {
                             .unwrap_or(0);
                         let client_close =
                             header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                        let if_range = header("if-range").map(String::from);
                         conn.request.drain(..n);
                         self.requests.push((path.clone(), asked));
                         self.heads += usize::from(head_only);
@@ -245,8 +260,36 @@ impl HttpServer {
                             ""
                         };
                         let once = self.status_once.iter().position(|(p, _)| *p == path);
+                        let replaced = self
+                            .replacement
+                            .as_ref()
+                            .filter(|(p, _)| self.resets > 0 && *p == path)
+                            .map(|(_, d)| d);
+                        let file = replaced.or(files.get(&path));
+                        // The content's tag: FNV-1a of the bytes.
+                        let tag = file.map(|f| {
+                            let h = f.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                            });
+                            format!("\"{h:x}\"")
+                        });
+                        let etag = match (&tag, self.no_etag) {
+                            (Some(t), false) => format!("ETag: {t}\r\n"),
+                            _ => String::new(),
+                        };
+                        // `If-Range` with another tag: the whole (new) file.
+                        let stale = if_range.is_some_and(|v| Some(v) != tag);
+                        let from = if stale && !self.no_etag { 0 } else { from };
+                        let close = match self.no_length {
+                            true => "Connection: close\r\n",
+                            false => close,
+                        };
+                        let part = |f: &[u8]| {
+                            let n = f.len() - from as usize;
+                            self.short_ranges.map_or(n, |m| m.min(n))
+                        };
                         let (head, body): (String, &[u8]) =
-                            match (once, self.redirects.get(&path), files.get(&path)) {
+                            match (once, self.redirects.get(&path), file) {
                                 (Some(i), _, _) => {
                                     let (_, code) = self.status_once.remove(i);
                                     let page = b"<html>no</html>";
@@ -261,15 +304,19 @@ impl HttpServer {
                                 ),
                                 (None, None, Some(f)) if from > 0 && (from as usize) < f.len() => (
                                     format!(
-                                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n{close}\r\n",
-                                        f.len() - 1,
+                                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n{etag}{close}\r\n",
+                                        from as usize + part(f) - 1,
                                         f.len(),
-                                        f.len() - from as usize
+                                        part(f)
                                     ),
-                                    &f[from as usize..],
+                                    &f[from as usize..from as usize + part(f)],
+                                ),
+                                (None, None, Some(f)) if self.no_length => (
+                                    format!("HTTP/1.1 200 OK\r\n{etag}{close}\r\n"),
+                                    &f[..],
                                 ),
                                 (None, None, Some(f)) => (
-                                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{close}\r\n", f.len()),
+                                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{etag}{close}\r\n", f.len()),
                                     &f[..],
                                 ),
                                 (None, None, None) => (

@@ -461,3 +461,33 @@ fn netboot_runs_a_boot_script_named_by_url() {
     let paths: Vec<&str> = w.http.requests.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(paths, ["scripts/boot.txt", "payload"]);
 }
+
+#[test]
+fn a_server_that_refuses_head_still_serves_pxe_by_get() {
+    let spec = KernelSpec::new(300_000, 46);
+    let (k, initrd) = (spec.build(), pattern(47, 5000));
+    let files = pxe_files(&k, &initrd);
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (*n, &d[..])).collect();
+    let (mut sh, mut env, world) = netshell(46, &refs);
+    {
+        let mut w = world.borrow_mut();
+        w.dhcp.opt67 = Some("http://10.0.2.2/pxelinux/pxelinux.0");
+        // The first request for the kernel (the HEAD that sizes it) is refused.
+        w.http.status_once = vec![("pxelinux/images/Image".into(), 405)];
+    }
+    let (_, said) = run(&mut sh, &mut env, "netboot");
+    let labels: Vec<_> = sh.board().jumps.iter().map(|j| j.label.as_str()).collect();
+    assert_eq!(labels, ["netlinux"], "{said}");
+    assert!(
+        said.contains("HTTP 'pxelinux/images/Image': 405 Status 405 from 10.0.2.2"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("crc32 {:#010x}", crc32(&k))),
+        "{said}"
+    );
+    assert!(
+        world.borrow().http.heads >= 2,
+        "the initrd still sized by HEAD"
+    );
+}

@@ -369,8 +369,19 @@ impl<N: Nic, C: Console, K: Clock> NetFiles<'_, N, C, K> {
     fn told_size(&mut self, path: &str) -> Result<Option<u64>, NetError> {
         if is_url(path) {
             let (stack, wait, con) = (&mut *self.stack, &mut self.wait, &mut self.con);
-            let n = fetch_http(stack, wait, con, &self.clock, path, &mut [], true)?;
-            return Ok((n != u64::MAX).then_some(n));
+            return match fetch_http(stack, wait, con, &self.clock, path, &mut [], true) {
+                Ok(n) => Ok((n != u64::MAX).then_some(n)),
+                // Not there: the entry fails as with TFTP.
+                Err(
+                    e @ NetError::Http(HttpError::Status {
+                        code: 404 | 410, ..
+                    }),
+                ) => Err(e),
+                // A server (or a URL signed for GET) that refuses HEAD: the GET may still work,
+                // so the file is fetched whole to learn its size.
+                Err(NetError::Http(HttpError::Status { .. })) => Ok(None),
+                Err(e) => Err(e),
+            };
         }
         let req = TftpRequest {
             file: path,
@@ -407,14 +418,15 @@ impl<N: Nic, C: Console, K: Clock> Files for NetFiles<'_, N, C, K> {
         buf.resize(cap, 0);
         let n = self.fetch(&path, &mut buf)?;
         buf.truncate(n);
+        buf.shrink_to_fit();
         self.cached = Some((path, buf));
         Ok(n as u64)
     }
 
     fn read_into(&mut self, path: &str, dst: &mut [u8]) -> Result<usize, FileError> {
         let path = pxe::resolve(&self.prefix, path);
-        if let Some((p, data)) = self.cached.take() {
-            if p == path {
+        if self.cached.as_ref().is_some_and(|(p, _)| *p == path) {
+            if let Some((_, data)) = self.cached.take() {
                 let too_large = FsError::TooLarge {
                     size: data.len() as u64,
                     capacity: dst.len() as u64,
@@ -588,7 +600,11 @@ impl<B: Board> Shell<B> {
             _ if is_url(&spec) => (None, spec.clone()),
             // `wget host:path`: U-Boot's host may be a name.
             Some((h, f)) if http && h.parse::<Ipv4Addr>().is_err() => {
-                (None, format!("http://{h}/{}", f.trim_start_matches('/')))
+                let port = env.get("httpdstp").unwrap_or("80").trim();
+                (
+                    None,
+                    format!("http://{h}:{port}/{}", f.trim_start_matches('/')),
+                )
             }
             Some((s, f)) => (
                 Some(
