@@ -364,6 +364,11 @@ impl<N: Nic> Stack<N> {
     /// Closes a connection (abort: nothing more is wanted from it) and lets the RST leave.
     fn drop_conn(&mut self, p: &mut dyn Platform, mut conn: Conn) {
         conn.sockets.get_mut::<tcp::Socket>(conn.handle).abort();
+        self.flush(p, &mut conn);
+    }
+
+    /// Lets what a connection has to send (an ACK, a FIN, a reset) leave, best effort.
+    fn flush(&mut self, p: &mut dyn Platform, conn: &mut Conn) {
         if let Ok(now) = turn(p, u64::MAX, "", 0) {
             let _ = self.egress(now, &mut conn.sockets);
         }
@@ -576,17 +581,13 @@ impl<N: Nic> Stack<N> {
         match result {
             Ok((got, true)) => {
                 // Let the last ACK leave; the connection waits for the next request.
-                if let Ok(now) = turn(p, u64::MAX, "", 0) {
-                    let _ = self.egress(now, &mut conn.sockets);
-                }
+                self.flush(p, &mut conn);
                 self.http.conn = Some(conn);
                 Ok(got)
             }
             Ok((got, false)) => {
                 conn.sockets.get_mut::<tcp::Socket>(conn.handle).close();
-                if let Ok(now) = turn(p, u64::MAX, "", 0) {
-                    let _ = self.egress(now, &mut conn.sockets);
-                }
+                self.flush(p, &mut conn);
                 Ok(got)
             }
             Err(e) => {

@@ -556,6 +556,15 @@ impl<B: Board> Shell<B> {
             .ok_or(Error::Refused("no TFTP server: set serverip or run dhcp"))
     }
 
+    /// The TFTP server for `path` and the paths under it: [`Shell::server`], which a URL does
+    /// not need (any address does for it).
+    fn server_for(&self, env: &Env, path: &str) -> Result<Ipv4Addr, Error> {
+        match self.server(env) {
+            Err(_) if is_url(path) => Ok(Ipv4Addr::UNSPECIFIED),
+            r => r,
+        }
+    }
+
     /// `tftpboot [addr] [[server:]file]`: downloads to RAM at `addr` (default `loadaddr`, else
     /// `kernel_addr_r`), refusing anything past the free RAM there; sets `filesize` and
     /// `fileaddr`.
@@ -629,8 +638,7 @@ impl<B: Board> Shell<B> {
         self.ensure_address(env)?;
         let server = match srv {
             Some(s) => s,
-            None if is_url(&file) => Ipv4Addr::UNSPECIFIED,
-            None => self.server(env)?,
+            None => self.server_for(env, &file)?,
         };
         let path = match http && !is_url(&file) {
             true => {
@@ -673,10 +681,9 @@ impl<B: Board> Shell<B> {
 
     /// A small file (config, script) into a fresh buffer: a URL by HTTP, else by TFTP.
     fn fetch_small(&mut self, env: &Env, file: &str) -> Result<Vec<u8>, NetError> {
-        let server = match is_url(file) {
-            true => Ipv4Addr::UNSPECIFIED,
-            false => self.server(env).map_err(|_| NetError::NotConfigured)?,
-        };
+        let server = self
+            .server_for(env, file)
+            .map_err(|_| NetError::NotConfigured)?;
         let req = tftp_request(server, env, "");
         let mut buf = alloc::vec![0u8; MAX_SMALL_FILE];
         let (mut wait, mut con) = (waiting(&self.board), self.board.console());
@@ -752,11 +759,7 @@ impl<B: Board> Shell<B> {
             log::warn!("{}: {note}", cfg.path);
         }
         log::info!("{}: {} entries", cfg.path, config.entries.len());
-        let server = match self.server(env) {
-            Ok(s) => s,
-            Err(_) if is_url(&cfg.prefix) => Ipv4Addr::UNSPECIFIED,
-            Err(e) => return Err(e),
-        };
+        let server = self.server_for(env, &cfg.prefix)?;
         let template = tftp_request(server, env, "");
         let Shell {
             board,
